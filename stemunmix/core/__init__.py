@@ -1,0 +1,1 @@
+"""Numerical core: plain numpy/torch/dask functions, no HyperSpy."""

@@ -1,0 +1,273 @@
+"""Synthetic perovskite HAADF images with exact ground truth (numpy only).
+
+Coordinates are pixels, [x, y] order, pixel centres at integer coordinates; every
+length argument of these functions is already in pixels. The public, calibrated
+entry point is :func:`stemunmix.synthetic.perovskite`.
+
+The specimen is a projected perovskite lattice of Gaussian columns. The raster scan
+distorts it: image pixel (x, y) samples the specimen at
+``(x - drift_x * y / (H - 1) - jitter[y], y - drift_y * y / (H - 1))``, i.e. a
+linear slow-scan drift plus a random horizontal offset per scan line. Ground-truth
+positions are given in the image frame: the centre of each column as the
+distorted scan records it (see :func:`scan_positions`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PROJECTIONS = ("001", "110")
+DOMAIN_PATTERNS = ("none", "two_stripes", "four_stripes", "quadrants")
+N_DOMAINS = {"none": 1, "two_stripes": 2, "four_stripes": 4, "quadrants": 4}
+# Polar directions (degrees, crystal frame) per domain: projected <111> of BiFeO3.
+DEFAULT_DIRECTIONS = {1: (45.0,), 2: (45.0, 225.0), 4: (45.0, 135.0, 225.0, 315.0)}
+
+
+def unit_cell(projection: str, a_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lattice vectors (rows, pixels) and fractional [A, B] basis of a projection.
+
+    ``"001"``: square cell a x a, A at the corners, B at the centre (BiFeO3-like).
+    ``"110"``: rectangle a/sqrt(2) (x) by a (y), A (AO columns) at the corners and
+    B at the middle of the vertical edge, so A rows and B rows alternate.
+    """
+    if projection == "001":
+        return np.array([[a_px, 0.0], [0.0, a_px]]), np.array([[0, 0], [0.5, 0.5]])
+    return (
+        np.array([[a_px / np.sqrt(2), 0.0], [0.0, a_px]]),
+        np.array([[0, 0], [0, 0.5]]),
+    )
+
+
+def rotation_matrix(degrees: float) -> np.ndarray:
+    """Counter-clockwise as displayed (y axis down), acting on [x, y] columns."""
+    t = np.deg2rad(degrees)
+    return np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
+
+
+def lattice_sites(shape, vectors, basis, origin, margin):
+    """All sites within ``margin`` pixels of the image: xy (N, 2), sublattice (N,)."""
+    h, w = shape
+    corners = np.array([[-margin, -margin], [w + margin, -margin]])
+    corners = np.vstack([corners, corners + [0, h + 2 * margin]]) - origin
+    frac = np.linalg.solve(vectors.T, corners.T)
+    lo = np.floor(frac.min(axis=1)) - 1
+    hi = np.ceil(frac.max(axis=1)) + 1
+    ii, jj = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1))
+    ij = np.stack([ii.ravel(), jj.ravel()], axis=1)
+    xy, sub = [], []
+    for k, b in enumerate(basis):
+        xy.append(origin + (ij + b) @ vectors)
+        sub.append(np.full(len(ij), k))
+    xy, sub = np.concatenate(xy), np.concatenate(sub)
+    keep = (
+        (xy[:, 0] >= -margin)
+        & (xy[:, 0] <= w - 1 + margin)
+        & (xy[:, 1] >= -margin)
+        & (xy[:, 1] <= h - 1 + margin)
+    )
+    return xy[keep], sub[keep]
+
+
+def _domain_axes(pattern: str, shape) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(direction, wall positions) pairs; their bins, combined, are the domains."""
+    h, w = shape
+    if pattern == "none":
+        return []
+    if pattern == "two_stripes":
+        return [(np.array([1.0, 0.0]), np.array([(w - 1) / 2]))]
+    if pattern == "four_stripes":
+        extent = (w - 1 + h - 1) / np.sqrt(2)
+        d = np.array([1.0, 1.0]) / np.sqrt(2)
+        return [(d, extent * np.array([0.25, 0.5, 0.75]))]
+    return [
+        (np.array([0.0, 1.0]), np.array([(h - 1) / 2])),
+        (np.array([1.0, 0.0]), np.array([(w - 1) / 2])),
+    ]
+
+
+def domain_labels(xy, pattern: str, shape) -> np.ndarray:
+    """Domain index of each [x, y] point (any leading shape)."""
+    xy = np.asarray(xy, float)
+    label = np.zeros(xy.shape[:-1], int)
+    for direction, walls in _domain_axes(pattern, shape):
+        side = np.searchsorted(walls, xy @ direction, side="right")
+        label = label * (len(walls) + 1) + side
+    return label
+
+
+def domain_weights(xy, pattern: str, shape, wall_width: float) -> np.ndarray:
+    """Soft domain membership (n_domains, N), summing to one; tanh walls.
+
+    ``wall_width`` is the distance in pixels between the tanh(-1) and tanh(+1)
+    points of the wall profile; 0 gives sharp walls.
+    """
+    xy = np.asarray(xy, float)
+    weights = np.ones((1, len(xy)))
+    for direction, walls in _domain_axes(pattern, shape):
+        u = xy @ direction
+        if wall_width > 0:
+            step = 0.5 * (1 + np.tanh((u[None] - walls[:, None]) / (wall_width / 2)))
+        else:
+            step = (u[None] >= walls[:, None]).astype(float)
+        ones, zeros = np.ones((1, len(u))), np.zeros((1, len(u)))
+        cdf = np.vstack([ones, step, zeros])
+        bins = cdf[:-1] - cdf[1:]
+        weights = (weights[:, None] * bins[None]).reshape(-1, len(u))
+    return weights
+
+
+def scan_positions(xy_specimen, shape, drift, jitter, sigma):
+    """Image-frame positions of specimen points under the raster-scan distortion.
+
+    The y position inverts the linear slow-scan drift exactly. The x position
+    averages the shifted scan lines of the column with the weights a least-squares
+    Gaussian fit gives them (the squared row profile), so it is the centre such a
+    fit recovers, line jitter included.
+    """
+    h = shape[0]
+    kx, ky = drift[0] / (h - 1), drift[1] / (h - 1)
+    sx, sy = xy_specimen[:, 0], xy_specimen[:, 1]
+    y = sy / (1 - ky)
+    radius = int(np.ceil(4 * sigma / (1 - abs(ky)))) + 1
+    rows = np.round(y)[:, None] + np.arange(-radius, radius + 1)
+    weight = np.exp(-(((1 - ky) * rows - sy[:, None]) ** 2) / sigma**2)
+    inside = (rows >= 0) & (rows < h)
+    row_jitter = np.where(inside, jitter[np.clip(rows, 0, h - 1).astype(int)], 0.0)
+    shift = (weight * (kx * rows + row_jitter)).sum(1) / weight.sum(1)
+    return np.stack([sx + shift, y], axis=1)
+
+
+def render_columns(shape, xy_specimen, amplitude, sigma, drift, jitter, chunk=4096):
+    """Point-sampled image of Gaussian columns seen through the distorted scan.
+
+    Each column is evaluated on a patch of pixels around its image position,
+    all columns of a chunk at once, and the patches are summed with bincount.
+    """
+    h, w = shape
+    kx, ky = drift[0] / (h - 1), drift[1] / (h - 1)
+    image = np.zeros(h * w)
+    radius = int(np.ceil((4 * sigma + 3 * np.abs(jitter).max()) / (1 - abs(ky)))) + 2
+    offsets = np.arange(-radius, radius + 1)
+    for start in range(0, len(xy_specimen), chunk):
+        sx, sy = xy_specimen[start : start + chunk].T
+        amp = amplitude[start : start + chunk]
+        y0 = np.round(sy / (1 - ky))
+        x0 = np.round(sx + kx * y0)
+        rows = (y0[:, None] + offsets).astype(int)  # (n, p)
+        cols = (x0[:, None] + offsets).astype(int)  # (n, p)
+        row_ok = (rows >= 0) & (rows < h)
+        col_ok = (cols >= 0) & (cols < w)
+        shift = kx * rows + np.where(row_ok, jitter[np.clip(rows, 0, h - 1)], 0.0)
+        gy = np.exp(-(((1 - ky) * rows - sy[:, None]) ** 2) / (2 * sigma**2))
+        dx = cols[:, None, :] - shift[:, :, None] - sx[:, None, None]
+        val = amp[:, None, None] * gy[:, :, None] * np.exp(-(dx**2) / (2 * sigma**2))
+        ok = row_ok[:, :, None] & col_ok[:, None, :]
+        flat = rows[:, :, None] * w + cols[:, None, :]
+        image += np.bincount(flat[ok], weights=val[ok], minlength=h * w)
+    return image.reshape(h, w)
+
+
+def smooth_background(shape, rng, n_waves=3) -> np.ndarray:
+    """A smooth random field in about [0.5, 1.5], varying over the image size."""
+    h, w = shape
+    y, x = np.mgrid[0:h, 0:w].astype(float)
+    field = np.zeros(shape)
+    for _ in range(n_waves):
+        angle = rng.uniform(0, 2 * np.pi)
+        wavelength = rng.uniform(1.0, 3.0) * max(h, w)
+        phase = rng.uniform(0, 2 * np.pi)
+        u = x * np.cos(angle) + y * np.sin(angle)
+        field += np.cos(2 * np.pi * u / wavelength + phase)
+    return 1 + 0.5 * field / n_waves
+
+
+def render_perovskite(
+    shape,
+    a_px,
+    projection,
+    rotation,
+    intensity_ratio,
+    dark_fraction,
+    dark_ratio,
+    sigma,
+    displacement,
+    directions,
+    domains,
+    wall_width,
+    dose,
+    read_noise,
+    drift,
+    jitter,
+    background,
+    blur,
+    seed,
+):
+    """Render an ABO3 HAADF image; all lengths in pixels, inputs already valid.
+
+    Returns a dict: ``image`` (float32 counts), ``expected`` (noise-free counts),
+    ``xy`` (N, 2) true image-frame positions, ``sublattice`` (0 = A, 1 = B),
+    ``displacement`` (N, 2) planted displacement in pixels (zero for A),
+    ``domain`` (N,), ``domain_map`` (H, W) and ``amplitude`` (N,).
+    """
+    rng = np.random.default_rng(seed)
+    vectors, basis = unit_cell(projection, a_px)
+    rot = rotation_matrix(rotation)
+    vectors = vectors @ rot.T
+    origin = rng.uniform(0, a_px, 2)
+    margin = 4 * sigma + abs(drift[0]) + abs(drift[1]) + displacement + 2
+    xy, sub = lattice_sites(shape, vectors, basis, origin, margin)
+
+    # Polar displacement of B, blended across the domain walls.
+    weights = domain_weights(xy, domains, shape, wall_width)
+    angles = np.deg2rad(np.asarray(directions, float))
+    # Angles count counter-clockwise as displayed, with the y axis pointing down.
+    unit = np.stack([np.cos(angles), -np.sin(angles)], 1)
+    per_domain = displacement * unit @ rot.T
+    disp = (weights.T @ per_domain) * (sub == 1)[:, None]
+    domain = domain_labels(xy, domains, shape)
+    xy_specimen = xy + disp
+
+    amplitude = np.where(sub == 0, 1.0, intensity_ratio)
+    dark = (sub == 0) & (rng.random(len(xy)) < dark_fraction)
+    amplitude = amplitude * np.where(dark, dark_ratio, 1.0)
+    amplitude *= 1 + 0.03 * rng.standard_normal(len(xy))
+
+    h = shape[0]
+    line_jitter = jitter * rng.standard_normal(h) if jitter > 0 else np.zeros(h)
+    clean = render_columns(shape, xy_specimen, amplitude, sigma, drift, line_jitter)
+    if blur > 0:
+        from scipy.ndimage import gaussian_filter
+
+        clean = gaussian_filter(clean, blur, mode="nearest")
+    clean += background * smooth_background(shape, rng)
+
+    expected = clean * ((dose if dose is not None else 1.0) / clean.mean())
+    if dose is None:
+        image = expected.copy()
+    else:
+        image = rng.poisson(expected).astype(float)
+        if read_noise > 0:
+            image += read_noise * rng.standard_normal(shape)
+
+    xy_image = scan_positions(xy_specimen, shape, drift, line_jitter, sigma)
+    inside = (
+        (xy_image[:, 0] >= 0)
+        & (xy_image[:, 0] <= shape[1] - 1)
+        & (xy_image[:, 1] >= 0)
+        & (xy_image[:, 1] <= shape[0] - 1)
+    )
+    # Domain of each pixel: the domain of the specimen point that pixel samples.
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(float)
+    kx, ky = drift[0] / (h - 1), drift[1] / (h - 1)
+    spec = np.stack([xx - kx * yy - line_jitter[:, None], yy - ky * yy], axis=-1)
+    domain_map = domain_labels(spec, domains, shape).astype(np.int8)
+    return {
+        "image": image.astype(np.float32),
+        "expected": expected.astype(np.float32),
+        "xy": xy_image[inside],
+        "sublattice": sub[inside],
+        "displacement": disp[inside],
+        "domain": domain[inside],
+        "domain_map": domain_map,
+        "amplitude": amplitude[inside],
+    }

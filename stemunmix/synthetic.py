@@ -1,0 +1,243 @@
+"""Synthetic ABO3 perovskite HAADF images with exact ground truth.
+
+:func:`perovskite` is the generator used for training, tests, benchmarks and the
+demo (no real BiFeO3 image is available). Rendering lives in
+:mod:`stemunmix.core.synthetic`; this module validates, calibrates and wraps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from stemunmix.columns import Columns
+from stemunmix.core import synthetic as _core
+
+
+@dataclass
+class SyntheticTruth:
+    """Ground truth of a synthetic image; positions in the image's pixel frame.
+
+    Attributes
+    ----------
+    columns : Columns
+        True positions ([x, y] pixels, as the distorted scan records them) and
+        sublattice labels (``class_names == ["A", "B"]``).
+    displacement : ndarray (N, 2)
+        Planted polar displacement of each column in pixels, [x, y] (zero for A).
+    domain : ndarray (N,)
+        Domain label of each column.
+    domain_map : ndarray (H, W)
+        Domain label of each pixel.
+    expected : ndarray (H, W)
+        The noise-free image in counts (the Poisson mean of every pixel).
+    amplitude : ndarray (N,)
+        Peak height of each column before noise (A = 1, dark A sites lower).
+    parameters : dict
+        The generator's arguments.
+    """
+
+    columns: Columns
+    displacement: np.ndarray
+    domain: np.ndarray
+    domain_map: np.ndarray
+    expected: np.ndarray
+    amplitude: np.ndarray
+    parameters: dict = field(default_factory=dict)
+
+    @property
+    def n_domains(self) -> int:
+        return _core.N_DOMAINS[self.parameters["domains"]]
+
+
+def _positive(name, value, allow_zero=False):
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value}")
+    return float(value)
+
+
+def perovskite(
+    shape: int | Sequence[int] = (512, 512),
+    pixel_size: float = 0.02,
+    lattice_parameter: float = 0.396,
+    projection: str = "001",
+    rotation: float = 5.0,
+    intensity_ratio: float = 0.25,
+    dark_fraction: float = 0.1,
+    dark_ratio: float = 0.8,
+    column_width: float = 0.04,
+    displacement: float = 0.02,
+    directions: Sequence[float] | None = None,
+    domains: str = "four_stripes",
+    wall_width: float = 0.8,
+    dose: float | None = 100.0,
+    read_noise: float = 1.0,
+    drift: Sequence[float] = (1.5, -1.0),
+    jitter: float = 0.15,
+    background: float = 0.1,
+    blur: float = 0.0,
+    seed: int | None = 0,
+):
+    """A realistic ABO3 HAADF image and its ground truth.
+
+    Parameters
+    ----------
+    shape : int or (rows, cols)
+        Image size in pixels; at least 3 unit cells each way.
+    pixel_size : float
+        Pixel size in nm; calibrates the axes.
+    lattice_parameter : float
+        Pseudo-cubic lattice parameter in nm (0.396 for BiFeO3, 0.3905 for SrTiO3).
+    projection : {"001", "110"}
+        ``"001"``: A and B on a square lattice, BiFeO3-like. ``"110"``:
+        SrTiO3-like rectangle a/sqrt(2) x a with bright A rows and weak B rows.
+    rotation : float
+        Lattice rotation in degrees, counter-clockwise as displayed.
+    intensity_ratio : float
+        B column peak height relative to A (about 0.1-0.35 in HAADF).
+    dark_fraction, dark_ratio : float
+        Fraction of A sites that are darker (La on Bi) and their relative height.
+    column_width : float
+        Gaussian sigma of a column in nm.
+    displacement : float
+        Magnitude of the polar B displacement in nm (0 for a paraelectric).
+    directions : sequence of float, optional
+        Direction of the displacement in each domain, degrees in the crystal frame
+        (rotating with the lattice), counter-clockwise as displayed; default the
+        projected <111> directions 45, 135, 225, 315 (as many as domains).
+    domains : {"none", "two_stripes", "four_stripes", "quadrants"}
+        Domain pattern: one domain, two stripes (vertical wall), four stripes with
+        walls at 45 degrees, or four quadrants.
+    wall_width : float
+        Width of the domain walls in nm (tanh profile; 0 for sharp walls).
+    dose : float or None
+        Mean detected counts per pixel; Poisson noise follows from it. None gives
+        the noise-free image (still scaled to a mean of 1 count).
+    read_noise : float
+        Standard deviation of the Gaussian detector noise in counts.
+    drift : (float, float)
+        Slow-scan drift in pixels over the whole frame, [x, y].
+    jitter : float
+        Standard deviation in pixels of the random x offset of each scan line.
+    background : float
+        Mean level of the smooth background relative to the A peak height.
+    blur : float
+        Sigma of an extra Gaussian probe blur in nm (0 for none).
+    seed : int or None
+        Seed of the random generator; the same seed gives the same image.
+
+    Returns
+    -------
+    image : AtomicResolutionImage
+        Counts (float32), axes calibrated in nm.
+    truth : SyntheticTruth
+        True column positions in the image's pixel frame (following the scan
+        distortion), sublattices, planted displacements, domains, domain map.
+
+    Examples
+    --------
+    >>> from stemunmix.synthetic import perovskite
+    >>> image, truth = perovskite(shape=128, seed=1)
+    >>> image.data.shape
+    (128, 128)
+    >>> truth.columns.class_names
+    ['A', 'B']
+    """
+    if isinstance(shape, (int, np.integer)):
+        shape = (int(shape), int(shape))
+    if len(shape) != 2 or not all(isinstance(s, (int, np.integer)) for s in shape):
+        raise ValueError(f"shape must be an int or two ints (rows, cols), got {shape}")
+    shape = (int(shape[0]), int(shape[1]))
+    pixel_size = _positive("pixel_size", pixel_size)
+    lattice_parameter = _positive("lattice_parameter", lattice_parameter)
+    projection = str(projection).strip("[]<>")
+    if projection not in _core.PROJECTIONS:
+        raise ValueError(
+            f"projection must be one of {_core.PROJECTIONS}, got {projection!r}"
+        )
+    a_px = lattice_parameter / pixel_size
+    if min(shape) < 3 * a_px:
+        raise ValueError(
+            f"shape {shape} holds fewer than 3 unit cells of {a_px:.1f} pixels; "
+            "use a larger shape, a larger pixel_size or a smaller lattice_parameter"
+        )
+    rotation = float(rotation)
+    if not math.isfinite(rotation):
+        raise ValueError(f"rotation must be finite, got {rotation}")
+    intensity_ratio = _positive("intensity_ratio", intensity_ratio)
+    for name, value in (("dark_fraction", dark_fraction), ("dark_ratio", dark_ratio)):
+        if not 0 <= _positive(name, value, allow_zero=True) <= 1:
+            raise ValueError(f"{name} must lie in [0, 1], got {value}")
+    sigma = _positive("column_width", column_width) / pixel_size
+    if domains not in _core.DOMAIN_PATTERNS:
+        raise ValueError(
+            f"domains must be one of {_core.DOMAIN_PATTERNS}, got {domains!r}"
+        )
+    n_domains = _core.N_DOMAINS[domains]
+    if directions is None:
+        directions = _core.DEFAULT_DIRECTIONS[n_domains]
+    directions = [float(d) for d in directions]
+    if len(directions) != n_domains or not all(map(math.isfinite, directions)):
+        raise ValueError(
+            f"directions must give {n_domains} finite angles (degrees) for "
+            f"domains={domains!r}, got {directions}"
+        )
+    disp_px = _positive("displacement", displacement, allow_zero=True) / pixel_size
+    wall_px = _positive("wall_width", wall_width, allow_zero=True) / pixel_size
+    if dose is not None:
+        dose = _positive("dose", dose)
+    read_noise = _positive("read_noise", read_noise, allow_zero=True)
+    drift = tuple(float(v) for v in drift)
+    if len(drift) != 2 or not all(map(math.isfinite, drift)):
+        raise ValueError(f"drift must be two finite numbers [x, y], got {drift}")
+    if abs(drift[1]) > 0.5 * shape[0]:
+        raise ValueError(f"drift[1] must be smaller than half the rows, got {drift}")
+    jitter = _positive("jitter", jitter, allow_zero=True)
+    background = _positive("background", background, allow_zero=True)
+    blur_px = _positive("blur", blur, allow_zero=True) / pixel_size
+
+    out = _core.render_perovskite(
+        shape, a_px, projection, rotation, intensity_ratio, dark_fraction,
+        dark_ratio, sigma, disp_px, directions, domains, wall_px, dose, read_noise,
+        drift, jitter, background, blur_px, seed,
+    )  # fmt: skip
+
+    parameters = dict(
+        shape=shape, pixel_size=pixel_size, lattice_parameter=lattice_parameter,
+        projection=projection, rotation=rotation, intensity_ratio=intensity_ratio,
+        dark_fraction=dark_fraction, dark_ratio=dark_ratio, column_width=column_width,
+        displacement=displacement, directions=directions, domains=domains,
+        wall_width=wall_width, dose=dose, read_noise=read_noise, drift=drift,
+        jitter=jitter, background=background, blur=blur, seed=seed,
+    )  # fmt: skip
+    image = _make_image(out["image"], pixel_size, parameters)
+    truth = SyntheticTruth(
+        columns=Columns(out["xy"], out["sublattice"], ["A", "B"]),
+        displacement=out["displacement"],
+        domain=out["domain"],
+        domain_map=out["domain_map"],
+        expected=out["expected"],
+        amplitude=out["amplitude"],
+        parameters=parameters,
+    )
+    return image, truth
+
+
+def _make_image(data, pixel_size, parameters):
+    from stemunmix.signals import AtomicResolutionImage
+
+    image = AtomicResolutionImage(data)
+    for ax, name in zip(image.axes_manager.signal_axes, ("x", "y"), strict=True):
+        ax.name, ax.scale, ax.units, ax.offset = name, pixel_size, "nm", 0.0
+    image.metadata.General.title = "Synthetic perovskite"
+    image.metadata.set_item(
+        "Signal.stemunmix.synthetic",
+        {k: (v if v is not None else "None") for k, v in parameters.items()},
+    )
+    return image
