@@ -1,0 +1,86 @@
+"""Training samples from the synthetic generator: image and per-pixel class map.
+
+Columns sit at a spacing (the shortest lattice translation) drawn around the
+training spacing; ``segment(scale="auto")`` resamples real images to it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from stemunmix.core.segmentation import normalize
+from stemunmix.core.synthetic import render_perovskite
+
+TRAINING_SPACING = 16.0  # pixels between nearest equivalent columns
+# A-B distance is spacing / sqrt(2) in both projections; label disks use a
+# quarter of it, so the disks never touch.
+DISK_FRACTION = 0.25 / np.sqrt(2)
+
+
+def label_map(shape, xy, labels, radius, background) -> np.ndarray:
+    """Class index per pixel: the nearest column's class within ``radius``."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    pixels = np.stack([xx.ravel(), yy.ravel()], 1)
+    dist, idx = cKDTree(xy).query(pixels, distance_upper_bound=radius)
+    out = np.full(len(pixels), background, np.int64)
+    hit = np.isfinite(dist)
+    out[hit] = labels[idx[hit]]
+    return out.reshape(shape)
+
+
+def random_sample(
+    rng: np.random.Generator, size: int = 128, spacing_range=(11, 23), truth=False
+):
+    """One training image (normalised float32) and its class map (int64).
+
+    With ``truth=True`` also the true column positions and sublattices.
+
+    Classes: 0 = A, 1 = B, 2 = background. Draws wide ranges of every control of
+    the generator: spacing, rotation, projection, dose 5-1000, drift, jitter,
+    blur, background, A/B ratio, darker A sites, displacements and domains.
+    """
+    projection = "001" if rng.random() < 0.5 else "110"
+    spacing = rng.uniform(*spacing_range)
+    a_px = spacing if projection == "001" else spacing * np.sqrt(2)
+    sigma = spacing * rng.uniform(0.07, 0.2)
+    domains = rng.choice(["none", "two_stripes", "four_stripes", "quadrants"])
+    n_dom = {"none": 1, "two_stripes": 2, "four_stripes": 4, "quadrants": 4}[domains]
+    out = render_perovskite(
+        shape=(size, size),
+        a_px=a_px,
+        projection=projection,
+        rotation=rng.uniform(0, 360),
+        intensity_ratio=rng.uniform(0.08, 0.45),
+        dark_fraction=rng.uniform(0, 0.3),
+        dark_ratio=rng.uniform(0.6, 0.95),
+        sigma=sigma,
+        displacement=spacing * rng.uniform(0, 0.06),
+        directions=rng.uniform(0, 360, n_dom),
+        domains=domains,
+        wall_width=rng.uniform(0, 3) * spacing,
+        dose=float(np.exp(rng.uniform(np.log(5), np.log(1000)))),
+        read_noise=rng.uniform(0, 2),
+        drift=rng.uniform(-3, 3, 2),
+        jitter=rng.uniform(0, 0.4),
+        background=rng.uniform(0, 0.5),
+        blur=rng.uniform(0, 0.5) * sigma,
+        seed=int(rng.integers(2**31)),
+    )
+    if rng.random() < 0.5:  # ADF/HAADF gain and offset vary between microscopes
+        out["image"] = out["image"] * rng.uniform(0.5, 50) + rng.uniform(-100, 100)
+    image = normalize(out["image"])
+    labels = label_map(
+        (size, size), out["xy"], out["sublattice"], DISK_FRACTION * spacing, 2
+    )
+    if truth:
+        return image, labels, out["xy"], out["sublattice"]
+    return image, labels
+
+
+def batch(rng: np.random.Generator, n: int, size: int = 128):
+    """(images (n, 1, size, size) float32, labels (n, size, size) int64)."""
+    pairs = [random_sample(rng, size) for _ in range(n)]
+    images = np.stack([p[0] for p in pairs])[:, None]
+    labels = np.stack([p[1] for p in pairs])
+    return images, labels

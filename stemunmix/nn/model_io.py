@@ -1,0 +1,101 @@
+"""Saving and loading segmentation models: weights are data, never code.
+
+A model file is a ``torch.save`` of a plain dict (format tag, network config,
+state dict, model card) and is read with ``torch.load(weights_only=True)``, so a
+file that holds anything else is refused without executing it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from stemunmix.nn.unet import DilatedUNet
+
+FORMAT = "stemunmix-segmentation-model"
+FORMAT_VERSION = 1
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+DEFAULT_NAME = "default"
+
+
+def save_model(model: DilatedUNet, path, card: dict | None = None) -> Path:
+    """Write ``model`` and its model card to ``path`` (.pt); returns the path."""
+    if not isinstance(model, DilatedUNet):
+        raise TypeError(f"model must be a DilatedUNet, got {type(model).__name__}")
+    path = Path(path)
+    card = dict(card or {})
+    card.setdefault("class_names", model.class_names)
+    # JSON round trip: the card holds only plain values weights_only can load.
+    card = json.loads(json.dumps(card))
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    torch.save(
+        {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "config": model.config,
+            "state_dict": state,
+            "card": card,
+        },
+        path,
+    )
+    return path
+
+
+def _resolve(name_or_path) -> Path:
+    if name_or_path is None:
+        name_or_path = DEFAULT_NAME
+    if isinstance(name_or_path, (str, Path)):
+        candidate = MODELS_DIR / f"{name_or_path}.pt"
+        if isinstance(name_or_path, str) and candidate.is_file():
+            return candidate
+        path = Path(name_or_path)
+        if path.is_file():
+            return path
+        bundled = sorted(p.stem for p in MODELS_DIR.glob("*.pt"))
+        raise ValueError(
+            f"name_or_path {str(name_or_path)!r} is neither a bundled model "
+            f"({bundled}) nor an existing file; pass a path written by "
+            "stemunmix.train or save_model"
+        )
+    raise TypeError(
+        f"name_or_path must be a model name or a path, got {type(name_or_path).__name__}"
+    )
+
+
+def load_model(name_or_path=None) -> DilatedUNet:
+    """The bundled default model, or one saved by :func:`stemunmix.train`.
+
+    Returns a ``torch.nn.Module`` in eval mode with ``.class_names`` and ``.card``
+    (its model card). Loaded with ``torch.load(weights_only=True)``.
+    """
+    path = _resolve(name_or_path)
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for foreign/corrupt files
+        raise ValueError(
+            f"{path} is not a readable stemunmix model file (corrupt, truncated, "
+            f"or holding objects other than weights, which are refused): {exc}"
+        ) from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ValueError(
+            f"{path} is not a stemunmix model file (no {FORMAT!r} tag); save "
+            "models with stemunmix.nn.save_model or stemunmix.train"
+        )
+    if blob.get("format_version", 0) > FORMAT_VERSION:
+        raise ValueError(
+            f"{path} was written by a newer stemunmix (format version "
+            f"{blob['format_version']}); upgrade stemunmix to read it"
+        )
+    try:
+        model = DilatedUNet(**blob["config"])
+        model.load_state_dict(blob["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise ValueError(
+            f"{path}: weights do not fit the stored network: {exc}"
+        ) from None
+    model.card = dict(blob.get("card", {}))
+    model.card.setdefault("name", path.stem)
+    model.eval()
+    return model

@@ -1,0 +1,175 @@
+"""The training recipe of the segmentation network.
+
+Seeded and deterministic for a given seed and device: every batch is drawn from a
+numpy generator seeded once, torch is seeded, and the validation set is fixed.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from stemunmix.nn import data
+from stemunmix.nn.model_io import save_model
+from stemunmix.nn.unet import DilatedUNet
+
+CLASS_WEIGHTS = (3.0, 3.0, 1.0)  # columns are a few % of the pixels
+
+
+def resolve_device(device) -> torch.device:
+    """``None``: CUDA when present, else the CPU. Unavailable devices are refused."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device {device!r} is not a torch device: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r} is not available on this machine (no CUDA); "
+            "use device='cpu' or leave device=None"
+        )
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: only 'cpu' and 'cuda' are supported")
+    return dev
+
+
+def validation_set(seed: int, n: int, size: int):
+    rng = np.random.default_rng([seed, 1])
+    return [data.random_sample(rng, size, truth=True) for _ in range(n)]
+
+
+@torch.no_grad()
+def evaluate(model, samples, device) -> dict:
+    """Column accuracy (argmax right at true column centres) and pixel accuracy."""
+    model.eval()
+    right, total, pix_right, pix_total = 0, 0, 0, 0
+    for image, labels, xy, sub in samples:
+        x = torch.from_numpy(image)[None, None].to(device)
+        pred = model(x).argmax(1)[0].cpu().numpy()
+        ij = np.round(xy).astype(int)
+        ok = (ij[:, 0] >= 0) & (ij[:, 1] >= 0)
+        ok &= (ij[:, 0] < image.shape[1]) & (ij[:, 1] < image.shape[0])
+        right += int((pred[ij[ok, 1], ij[ok, 0]] == sub[ok]).sum())
+        total += int(ok.sum())
+        pix_right += int((pred == labels).sum())
+        pix_total += labels.size
+    model.train()
+    return {"column_accuracy": right / total, "pixel_accuracy": pix_right / pix_total}
+
+
+def train(
+    out=None,
+    steps: int = 3000,
+    batch_size: int = 8,
+    patch_size: int = 128,
+    learning_rate: float = 3e-3,
+    seed: int = 0,
+    device=None,
+    validation_size: int = 24,
+    checkpoint_every: int = 500,
+    widths=(16, 32, 64),
+    bottleneck: int = 128,
+    rates=(2, 4, 6),
+    show_progressbar: bool | None = None,
+) -> DilatedUNet:
+    """Train a segmentation model on on-the-fly synthetic images.
+
+    Parameters
+    ----------
+    out : path, optional
+        Folder for checkpoints (``checkpoint.pt``), the final ``model.pt`` and
+        ``log.json``. Nothing is written when None.
+    steps, batch_size, patch_size, learning_rate
+        AdamW with a cosine-decayed learning rate on ``patch_size``-pixel images.
+    seed : int
+        Seeds the data stream, the initial weights and the validation set.
+    device : str, optional
+        ``None`` uses CUDA when present, else the CPU.
+    widths, bottleneck, rates
+        Network shape (see :class:`stemunmix.nn.DilatedUNet`).
+
+    Returns
+    -------
+    DilatedUNet in eval mode, with ``.card`` (recipe and validation scores).
+    """
+    for name, value in (("steps", steps), ("batch_size", batch_size)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not isinstance(patch_size, int) or patch_size < 32 or patch_size % 8:
+        raise ValueError(f"patch_size must be a multiple of 8, >= 32, got {patch_size}")
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    dev = resolve_device(device)
+    recipe = dict(
+        steps=steps, batch_size=batch_size, patch_size=patch_size,
+        learning_rate=learning_rate, seed=seed, validation_size=validation_size,
+        widths=list(widths), bottleneck=bottleneck, rates=list(rates),
+        class_weights=list(CLASS_WEIGHTS), training_spacing=data.TRAINING_SPACING,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    rng = np.random.default_rng([seed, 0])
+    model = DilatedUNet(("A", "B", "background"), widths, bottleneck, rates).to(dev)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=learning_rate)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=learning_rate, total_steps=steps, pct_start=0.1
+    )
+    weights = torch.tensor(CLASS_WEIGHTS, device=dev)
+    val = validation_set(seed, validation_size, patch_size)
+    out = Path(out) if out is not None else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    log, t0 = [], time.perf_counter()
+
+    from tqdm.auto import tqdm
+
+    disable = None if show_progressbar is None else not show_progressbar
+    model.train()
+    for step in tqdm(range(1, steps + 1), desc="training", disable=disable):
+        images, labels = data.batch(rng, batch_size, patch_size)
+        # Random flips and quarter turns; the generator already covers rotations.
+        k = int(rng.integers(4))
+        images, labels = np.rot90(images, k, (2, 3)), np.rot90(labels, k, (1, 2))
+        x = torch.from_numpy(np.ascontiguousarray(images)).to(dev)
+        y = torch.from_numpy(np.ascontiguousarray(labels)).to(dev)
+        loss = F.cross_entropy(model(x), y, weight=weights)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        schedule.step()
+        if step % checkpoint_every == 0 or step == steps:
+            scores = evaluate(model, val, dev)
+            entry = {
+                "step": step,
+                "loss": loss.item(),
+                "seconds": time.perf_counter() - t0,
+            }
+            log.append(entry | scores)
+            if out is not None:
+                model.card = _card(recipe, log, dev)
+                save_model(model, out / "checkpoint.pt", model.card)
+                (out / "log.json").write_text(json.dumps(log, indent=1))
+    model.eval()
+    model.card = _card(recipe, log, dev)
+    if out is not None:
+        save_model(model, out / "model.pt", model.card)
+    return model
+
+
+def _card(recipe, log, device) -> dict:
+    from stemunmix import __version__
+
+    return {
+        "version": __version__,
+        "class_names": ["A", "B", "background"],
+        "training_spacing": data.TRAINING_SPACING,
+        "recipe": recipe,
+        "validation": log[-1] if log else {},
+        "trained_on": f"{device.type} ({platform.machine()}), torch {torch.__version__}",
+    }

@@ -1,0 +1,154 @@
+"""The fully convolutional network of the study: a U-Net with a dilated bottleneck.
+
+Built from small named blocks; configuration in the constructor, no I/O here.
+``forward`` returns class logits; :meth:`DilatedUNet.predict_proba` applies the
+softmax over classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class ConvBlock(nn.Sequential):
+    """Two 3x3 convolutions, each followed by batch norm and ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class DilatedBottleneck(nn.Sequential):
+    """3x3 convolutions at growing dilation rates: a wide view at low resolution."""
+
+    def __init__(self, in_channels: int, width: int, rates: Sequence[int]):
+        layers = []
+        for i, rate in enumerate(rates):
+            layers += [
+                nn.Conv2d(
+                    in_channels if i == 0 else width,
+                    width,
+                    3,
+                    padding=rate,
+                    dilation=rate,
+                    bias=False,
+                ),
+                nn.BatchNorm2d(width),
+                nn.ReLU(inplace=True),
+            ]
+        super().__init__(*layers)
+
+
+class DilatedUNet(nn.Module):
+    """U-Net with ``len(widths)`` levels and a dilated bottleneck.
+
+    Parameters
+    ----------
+    class_names : sequence of str
+        One output channel per class; default ``("A", "B", "background")``.
+    widths : sequence of int
+        Filters of each encoder/decoder level (default 16, 32, 64).
+    bottleneck : int
+        Filters of the bottleneck (default 128).
+    rates : sequence of int
+        Dilation rates of the bottleneck convolutions (default 2, 4, 6).
+    in_channels : int
+        Input channels (1 for a HAADF image).
+
+    Input height and width must be multiples of ``2 ** len(widths)``.
+    """
+
+    def __init__(
+        self,
+        class_names: Sequence[str] = ("A", "B", "background"),
+        widths: Sequence[int] = (16, 32, 64),
+        bottleneck: int = 128,
+        rates: Sequence[int] = (2, 4, 6),
+        in_channels: int = 1,
+    ):
+        super().__init__()
+        self.class_names = [str(c) for c in class_names]
+        self.config = dict(
+            class_names=self.class_names,
+            widths=[int(w) for w in widths],
+            bottleneck=int(bottleneck),
+            rates=[int(r) for r in rates],
+            in_channels=int(in_channels),
+        )
+        self.encoders = nn.ModuleList()
+        prev = in_channels
+        for w in widths:
+            self.encoders.append(ConvBlock(prev, w))
+            prev = w
+        self.bottleneck = DilatedBottleneck(prev, bottleneck, rates)
+        self.decoders = nn.ModuleList()
+        prev = bottleneck
+        for w in reversed(widths):
+            self.decoders.append(ConvBlock(prev + w, w))
+            prev = w
+        self.head = nn.Conv2d(prev, len(self.class_names), 1)
+
+    @property
+    def multiple(self) -> int:
+        """Input sizes must be multiples of this."""
+        return 2 ** len(self.config["widths"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for encoder in self.encoders:
+            x = encoder(x)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.bottleneck(x)
+        for decoder, skip in zip(self.decoders, reversed(skips), strict=True):
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear")
+            x = decoder(torch.cat([x, skip], dim=1))
+        return self.head(x)
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax over classes of the logits."""
+        return torch.softmax(self.forward(x), dim=1)
+
+    def receptive_field(self) -> int:
+        """Receptive field in input pixels (one side), from the layer geometry."""
+        rf, jump = 1, 1
+        levels = len(self.config["widths"])
+        for _ in range(levels):
+            rf += 2 * 2 * jump  # two 3x3 convolutions
+            rf += jump  # 2x2 max pool
+            jump *= 2
+        rf += 2 * jump * sum(self.config["rates"])
+        for _ in range(levels):
+            jump //= 2
+            rf += 2 * 2 * jump + 2 * jump  # bilinear upsampling reaches 2 more
+        return rf
+
+    def flops_per_pixel(self) -> float:
+        """FLOPs (2 x multiply-adds) of the convolutions per input pixel."""
+
+        def conv(cin, cout, k=9):
+            return 2.0 * cin * cout * k
+
+        widths, total, prev = self.config["widths"], 0.0, self.config["in_channels"]
+        for level, w in enumerate(widths):
+            total += (conv(prev, w) + conv(w, w)) / 4**level
+            prev = w
+        b, rates = self.config["bottleneck"], self.config["rates"]
+        total += (conv(prev, b) + (len(rates) - 1) * conv(b, b)) / 4 ** len(widths)
+        prev = b
+        for level in reversed(range(len(widths))):
+            w = widths[level]
+            total += (conv(prev + w, w) + conv(w, w)) / 4**level
+            prev = w
+        return total + conv(prev, len(self.class_names), 1)
