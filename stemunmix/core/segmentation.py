@@ -22,3 +22,118 @@ def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.nda
     if not hi > lo:
         raise ValueError("image is constant: there are no atomic columns to find")
     return ((image - lo) / (hi - lo)).astype(np.float32)
+
+
+def measure_spacing(image: np.ndarray, max_size: int = 1024) -> float:
+    """Shortest lattice period of an image in pixels, from its autocorrelation.
+
+    The central ``max_size`` crop is high-passed and windowed. Beyond the central
+    lobe of its autocorrelation, the nearest peak at least 0.8 times as high as
+    the strongest one is the shortest translation that maps the pattern onto
+    itself (peaks between unlike columns, e.g. A-B, are lower).
+    """
+    from scipy.ndimage import gaussian_filter, maximum_filter
+
+    img = np.asarray(image, dtype=np.float64)
+    h, w = img.shape
+    top, left = max(0, (h - max_size) // 2), max(0, (w - max_size) // 2)
+    img = img[top : top + max_size, left : left + max_size]
+    img = img - gaussian_filter(img, min(img.shape) / 8)
+    img *= np.outer(np.hanning(img.shape[0]), np.hanning(img.shape[1]))
+    spectrum = np.abs(np.fft.rfft2(img, s=(2 * img.shape[0], 2 * img.shape[1]))) ** 2
+    acf = np.fft.fftshift(np.fft.irfft2(spectrum))
+    cy, cx = np.array(acf.shape) // 2
+    yy, xx = np.indices(acf.shape)
+    r = np.hypot(yy - cy, xx - cx)
+    radial = np.bincount(r.astype(int).ravel(), acf.ravel()) / np.bincount(
+        r.astype(int).ravel()
+    )
+    below = np.flatnonzero(radial <= 0.5 * radial[0])
+    if len(below) == 0:
+        raise ValueError("no lattice found: the image autocorrelation has no period")
+    r0 = 2 * below[0]
+    limit = min(img.shape) / 3
+    peaks = (acf == maximum_filter(acf, size=5)) & (r > r0) & (r < limit)
+    if not peaks.any():
+        raise ValueError(
+            "no lattice found: no periodic columns within a third of the image; "
+            "pass scale=<factor> explicitly"
+        )
+    candidates = np.flatnonzero(peaks.ravel())
+    height = acf.ravel()[candidates]
+    strong = candidates[height >= 0.8 * height.max()]
+    best = strong[np.argmin(r.ravel()[strong])]
+    py, px = np.unravel_index(best, acf.shape)
+    # Sub-pixel: parabola through the peak along each axis.
+    dy = _parabola(acf[py - 1, px], acf[py, px], acf[py + 1, px])
+    dx = _parabola(acf[py, px - 1], acf[py, px], acf[py, px + 1])
+    return float(np.hypot(py + dy - cy, px + dx - cx))
+
+
+def _parabola(a, b, c) -> float:
+    denom = a - 2 * b + c
+    return 0.0 if denom == 0 else 0.5 * (a - c) / denom
+
+
+def resample(image: np.ndarray, factor: float) -> np.ndarray:
+    """Resample by ``factor`` (> 1 enlarges): output pixel j samples input j / factor.
+
+    Linear interpolation; with the inverse mapping of :func:`resample_back` the
+    pixel centres of both grids line up exactly.
+    """
+    from scipy.ndimage import map_coordinates
+
+    if factor == 1:
+        return image
+    h, w = image.shape[-2:]
+    out_h, out_w = max(1, round(h * factor)), max(1, round(w * factor))
+    yy = np.arange(out_h) / factor
+    xx = np.arange(out_w) / factor
+    coords = np.meshgrid(yy, xx, indexing="ij")
+    lead = image.shape[:-2]
+    flat = image.reshape((-1, h, w))
+    out = np.stack([map_coordinates(f, coords, order=1, mode="nearest") for f in flat])
+    return out.reshape(lead + (out_h, out_w)).astype(image.dtype, copy=False)
+
+
+def resample_back(maps: np.ndarray, factor: float, shape) -> np.ndarray:
+    """Sample resampled ``maps`` (..., h, w) back at the pixels of ``shape``."""
+    from scipy.ndimage import map_coordinates
+
+    if factor == 1:
+        return maps
+    yy = np.arange(shape[0]) * factor
+    xx = np.arange(shape[1]) * factor
+    coords = np.meshgrid(yy, xx, indexing="ij")
+    lead = maps.shape[:-2]
+    flat = maps.reshape((-1,) + maps.shape[-2:])
+    out = np.stack([map_coordinates(m, coords, order=1, mode="nearest") for m in flat])
+    return out.reshape(lead + tuple(shape)).astype(maps.dtype, copy=False)
+
+
+def tile_windows(shape, tile: int, halo: int, multiple: int):
+    """Overlapping windows that cover an image; each keeps its core.
+
+    Returns a list of ``(window, core)`` pairs of ``(y0, y1, x0, x1)`` boxes in
+    image pixels: the network runs on ``window``, and the result is kept on
+    ``core`` (which tiles the image exactly). Each core has at least ``halo``
+    pixels of context wherever the image extends that far. Window sizes are
+    multiples of ``multiple`` or the whole image.
+    """
+
+    def spans(n):
+        win = int(np.ceil((tile + 2 * halo) / multiple) * multiple)
+        if n <= win:
+            return [((0, n), (0, n))]
+        out = []
+        for c0 in range(0, n, tile):
+            c1 = min(n, c0 + tile)
+            w0 = int(np.clip(c0 - halo, 0, n - win))
+            out.append(((w0, w0 + win), (c0, c1)))
+        return out
+
+    return [
+        ((wy[0], wy[1], wx[0], wx[1]), (cy[0], cy[1], cx[0], cx[1]))
+        for wy, cy in spans(shape[0])
+        for wx, cx in spans(shape[1])
+    ]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 from hyperspy._signals.lazy import LazySignal
 
-from stemunmix.signals._base import StemunmixSignal2D, not_yet
+from stemunmix.signals._base import StemunmixSignal2D, check_lazy_inplace, not_yet
 
 
 class AtomicResolutionImage(StemunmixSignal2D):
@@ -20,13 +21,131 @@ class AtomicResolutionImage(StemunmixSignal2D):
         self,
         model=None,
         scale="auto",
-        batch_size=None,
+        batch_size: int | None = None,
         device=None,
-        show_progressbar=None,
-        lazy_output=None,
+        tile: int = 1024,
+        show_progressbar: bool | None = None,
+        lazy_output: bool | None = None,
     ):
-        """Per-class column probability maps (ColumnProbabilities)."""
-        not_yet("AtomicResolutionImage.segment", "Segmentation")
+        """Per-class probability maps of the atomic columns.
+
+        Each frame is normalised (1st/99th percentiles to 0/1), resampled so its
+        columns sit at the model's training spacing, run through the network in
+        overlapping tiles (a halo of half the receptive field on every side, so
+        the result does not depend on the tiling), and mapped back onto the
+        frame's own pixel grid.
+
+        Parameters
+        ----------
+        model : str, path or torch.nn.Module, optional
+            A model from :func:`stemunmix.load_model` (default: the bundled one).
+        scale : "auto" or float
+            ``"auto"`` measures the column spacing from the autocorrelation of
+            each frame; a number resamples by that factor (1 = none, 2 doubles
+            the pixels per column).
+        batch_size : int, optional
+            Tiles per network call (default 1 on the CPU, 4 on CUDA).
+        device : str, optional
+            ``"cpu"`` or ``"cuda"``; default CUDA when present.
+        tile : int
+            Core size of a tile in (resampled) pixels; bounds the memory used.
+        show_progressbar, lazy_output
+            As in HyperSpy. Lazy input gives lazy output by default.
+
+        Returns
+        -------
+        ColumnProbabilities
+            Data ``(..., class, y, x)``; calibration of this image; model and
+            parameters in ``metadata.Signal.stemunmix.segment``.
+        """
+        from stemunmix.nn import inference
+        from stemunmix.nn.training import resolve_device
+
+        check_lazy_inplace(lazy_output, False)
+        model = _check_model(model)
+        scale = _check_scale(scale)
+        if batch_size is not None and (
+            not isinstance(batch_size, (int, np.integer)) or batch_size < 1
+        ):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+        if not isinstance(tile, (int, np.integer)) or tile < 64:
+            raise ValueError(f"tile must be an integer >= 64 pixels, got {tile}")
+        dev = resolve_device(device)
+        batch_size = batch_size or (4 if dev.type == "cuda" else 1)
+        if not self._lazy:
+            _check_frames(self.data)
+        model = model.to(dev).eval()
+        spacing = float(model.card.get("training_spacing", 16.0))
+        n_classes = len(model.class_names)
+
+        def run_frame(frame):
+            factor, _ = inference.scale_factor(frame, scale, spacing)
+            return inference.predict(model, frame, factor, tile, batch_size, dev)
+
+        lazy = self._lazy if lazy_output is None else bool(lazy_output)
+        nav_shape = self.data.shape[:-2]
+        if self._lazy or lazy:
+            import dask.array as da
+
+            data = self.data if self._lazy else da.from_array(self.data, chunks=-1)
+            data = data.rechunk({-2: -1, -1: -1})
+
+            def block(arr):
+                out = np.empty(arr.shape[:-2] + (n_classes,) + arr.shape[-2:], "f4")
+                for idx in np.ndindex(arr.shape[:-2]):
+                    out[idx] = run_frame(np.asarray(arr[idx]))
+                return out
+
+            result = data.map_blocks(
+                block,
+                new_axis=len(nav_shape),
+                chunks=data.chunks[:-2] + ((n_classes,),) + data.chunks[-2:],
+                dtype=np.float32,
+            )
+            if not lazy:
+                result = result.compute()
+        else:
+            from tqdm.auto import tqdm
+
+            from hyperspy.defaults_parser import preferences
+
+            show = preferences.General.show_progressbar
+            show = show if show_progressbar is None else show_progressbar
+            result = np.empty(nav_shape + (n_classes,) + self.data.shape[-2:], "f4")
+            frames = list(np.ndindex(nav_shape))
+            for idx in tqdm(
+                frames, desc="segment", disable=not show or len(frames) < 2
+            ):
+                result[idx] = run_frame(np.asarray(self.data[idx], dtype=np.float32))
+        return self._probabilities_signal(result, model, scale, tile)
+
+    def _probabilities_signal(self, data, model, scale, tile):
+        from stemunmix.signals.column_probabilities import (
+            ColumnProbabilities,
+            LazyColumnProbabilities,
+        )
+
+        axes = [ax.get_axis_dictionary() for ax in self.axes_manager._axes]
+        class_axis = {"name": "class", "size": len(model.class_names),
+                      "navigate": True, "scale": 1, "offset": 0, "units": ""}  # fmt: skip
+        axes.insert(len(axes) - 2, class_axis)
+        lazy = not isinstance(data, np.ndarray)
+        cls = LazyColumnProbabilities if lazy else ColumnProbabilities
+        out = cls(data, axes=axes)
+        out.metadata.General.title = (
+            f"Column probabilities of {self.metadata.General.title}"
+        )
+        out.class_names = model.class_names
+        out.metadata.set_item(
+            "Signal.stemunmix.segment",
+            {"model": model.card.get("name", "custom"),
+             "model_version": model.card.get("version", "unknown"),
+             "training_spacing": model.card.get("training_spacing", 16.0),
+             "scale": scale, "tile": int(tile)},
+        )  # fmt: skip
+        if self.columns is not None:
+            out.columns = self.columns
+        return out
 
     def find_columns(self, **kwargs):
         """Segment, then locate the atomic columns (stemunmix.Columns)."""
@@ -35,6 +154,55 @@ class AtomicResolutionImage(StemunmixSignal2D):
     def local_descriptors(self, d, columns=None, **kwargs):
         """A d x d window around every column (LocalDescriptors)."""
         not_yet("AtomicResolutionImage.local_descriptors", "Descriptors")
+
+
+def _check_model(model):
+    from torch import nn
+
+    from stemunmix.nn.model_io import load_model
+
+    if model is None or isinstance(model, str) or hasattr(model, "__fspath__"):
+        model = load_model(model)
+    if not isinstance(model, nn.Module) or not hasattr(model, "class_names"):
+        raise TypeError(
+            "model must be a name, a path or a model from stemunmix.load_model, "
+            f"got {type(model).__name__}"
+        )
+    names = list(model.class_names)
+    if "background" not in names or len(names) < 2:
+        raise ValueError(
+            f"model classes {names} do not fit: a segmentation model needs column "
+            "classes and a 'background' class (e.g. ['A', 'B', 'background'])"
+        )
+    if getattr(model, "config", {}).get("in_channels", 1) != 1:
+        raise ValueError("model must take one input channel (a single image)")
+    if not hasattr(model, "card"):
+        model.card = {}
+    return model
+
+
+def _check_scale(scale):
+    if isinstance(scale, str):
+        if scale != "auto":
+            raise ValueError(f'scale must be "auto" or a number, got {scale!r}')
+        return scale
+    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.number)):
+        raise TypeError(f'scale must be "auto" or a number, got {type(scale).__name__}')
+    if not (np.isfinite(scale) and 0.05 <= scale <= 20):
+        raise ValueError(
+            f"scale must be a resampling factor in [0.05, 20], got {scale}"
+        )
+    return float(scale)
+
+
+def _check_frames(data):
+    if data.size == 0:
+        raise ValueError("the image is empty")
+    if not np.all(np.isfinite(data)):
+        raise ValueError(
+            "the image has NaN or inf pixels; replace them (e.g. "
+            "s.data[~np.isfinite(s.data)] = np.nanmedian(s.data)) before segmenting"
+        )
 
 
 class LazyAtomicResolutionImage(LazySignal, AtomicResolutionImage):

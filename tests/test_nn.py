@@ -1,0 +1,159 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import stemunmix
+from stemunmix.core import segmentation as seg
+from stemunmix.nn import DilatedUNet, load_model, save_model
+from stemunmix.nn.inference import halo_for, predict
+from stemunmix.synthetic import perovskite
+
+
+def test_network_shape_of_the_study():
+    model = DilatedUNet()
+    n_params = sum(p.numel() for p in model.parameters())
+    assert 0.55e6 < n_params < 0.7e6
+    assert model.class_names == ["A", "B", "background"]
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert sorted({c.dilation[0] for c in convs}) == [1, 2, 4, 6]
+    x = torch.zeros(2, 1, 64, 96)
+    assert model(x).shape == (2, 3, 64, 96)
+    probs = model.predict_proba(torch.randn(1, 1, 32, 32))
+    torch.testing.assert_close(probs.sum(1), torch.ones(1, 32, 32))
+
+
+def test_receptive_field_covers_the_measured_one():
+    torch.manual_seed(0)
+    model = DilatedUNet().eval()
+    x = torch.randn(1, 1, 512, 512, requires_grad=True)
+    model(x)[0, 0, 256, 256].backward()
+    rows, cols = np.nonzero(x.grad[0, 0].abs().numpy() > 0)
+    measured = max(rows.max() - rows.min(), cols.max() - cols.min()) + 1
+    assert measured <= model.receptive_field() <= measured + 8
+
+
+def test_flops_per_pixel_match_a_count_by_hooks():
+    model = DilatedUNet().eval()
+    counted = []
+
+    def hook(module, inputs, output):
+        k = module.kernel_size[0] * module.kernel_size[1]
+        counted.append(2 * module.in_channels * k * output.numel())
+
+    for m in model.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(hook)
+    model(torch.zeros(1, 1, 128, 128))
+    assert model.flops_per_pixel() == pytest.approx(sum(counted) / 128**2, rel=1e-9)
+
+
+def test_tiles_with_halo_equal_one_window():
+    torch.manual_seed(1)
+    model = DilatedUNet().eval()
+    image, _ = perovskite(shape=(360, 300), seed=2)
+    whole = predict(model, image.data, 1.0, tile=1024, batch_size=1, device="cpu")
+    tiled = predict(model, image.data, 1.0, tile=64, batch_size=3, device="cpu")
+    assert len(seg.tile_windows((360, 300), 64, halo_for(model), 8)) > 4
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+def test_tile_cores_cover_the_image_once():
+    count = np.zeros((700, 530), int)
+    for (y0, y1, x0, x1), (cy0, cy1, cx0, cx1) in seg.tile_windows(
+        (700, 530), 128, 40, 8
+    ):
+        assert y0 <= cy0 and cy1 <= y1 and x0 <= cx0 and cx1 <= x1
+        assert (y1 - y0) % 8 == 0 and (x1 - x0) % 8 == 0
+        count[cy0:cy1, cx0:cx1] += 1
+    assert (count == 1).all()
+
+
+@pytest.mark.parametrize("projection", ["001", "110"])
+@pytest.mark.parametrize("pixel_size", [0.012, 0.03])
+def test_measure_spacing(projection, pixel_size):
+    image, _ = perovskite(
+        shape=384, projection=projection, pixel_size=pixel_size, dose=20, seed=3
+    )
+    a = 0.396 / pixel_size
+    want = a if projection == "001" else a / np.sqrt(2)
+    assert seg.measure_spacing(image.data) == pytest.approx(want, rel=0.01)
+
+
+def test_resample_round_trip_keeps_pixel_centres():
+    yy, xx = np.mgrid[0:80, 0:100].astype(float)
+    smooth = np.sin(xx / 9) * np.cos(yy / 7)
+    for factor in (0.6, 1.7):
+        back = seg.resample_back(seg.resample(smooth, factor), factor, smooth.shape)
+        inner = back[5:-5, 5:-5] - smooth[5:-5, 5:-5]
+        assert np.abs(inner).max() < 0.05 * (1 if factor > 1 else 2)
+
+
+def test_normalize_rejects_nan_and_constant():
+    with pytest.raises(ValueError, match="NaN"):
+        seg.normalize(np.array([[1.0, np.nan], [2.0, 3.0]]))
+    with pytest.raises(ValueError, match="constant"):
+        seg.normalize(np.ones((8, 8)))
+
+
+def test_training_recipe_runs_and_is_deterministic(tmp_path):
+    kw = dict(steps=3, batch_size=2, patch_size=64, validation_size=2,
+              checkpoint_every=2, show_progressbar=False, seed=5)  # fmt: skip
+    a = stemunmix.train(out=tmp_path / "a", **kw)
+    b = stemunmix.train(**kw)
+    for (ka, va), (kb, vb) in zip(
+        a.state_dict().items(), b.state_dict().items(), strict=True
+    ):
+        assert ka == kb and torch.equal(va, vb)
+    assert (tmp_path / "a" / "checkpoint.pt").is_file()
+    loaded = load_model(tmp_path / "a" / "model.pt")
+    assert loaded.card["recipe"]["steps"] == 3
+    assert 0 <= loaded.card["validation"]["column_accuracy"] <= 1
+    x = torch.randn(1, 1, 64, 64)
+    torch.testing.assert_close(loaded(x), a(x))
+
+
+def test_train_refuses_bad_arguments():
+    with pytest.raises(ValueError, match="steps"):
+        stemunmix.train(steps=0)
+    with pytest.raises(ValueError, match="patch_size"):
+        stemunmix.train(patch_size=50)
+
+
+def test_bundled_default_model_loads_with_its_card():
+    model = load_model()
+    assert not model.training
+    assert model.class_names == ["A", "B", "background"]
+    assert model.card["name"] == "default"
+    assert model.card["training_spacing"] > 0
+    assert model.card["validation"]["column_accuracy"] > 0.99
+
+
+class _Evil:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_foreign_and_corrupt_files_are_refused_without_running(tmp_path):
+    marker = tmp_path / "executed"
+    evil = tmp_path / "evil.pt"
+    with open(evil, "wb") as f:
+        pickle.dump({"format": "x", "payload": _Evil(str(marker))}, f)
+    with pytest.raises(ValueError, match="refused"):
+        load_model(evil)
+    assert not marker.exists()
+    corrupt = tmp_path / "corrupt.pt"
+    save_model(DilatedUNet(), corrupt)
+    corrupt.write_bytes(corrupt.read_bytes()[:500])
+    with pytest.raises(ValueError, match="corrupt"):
+        load_model(corrupt)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(ValueError, match="not a stemunmix model"):
+        load_model(foreign)
+    with pytest.raises(ValueError, match="name_or_path"):
+        load_model("no-such-model")
