@@ -5,23 +5,36 @@ from __future__ import annotations
 import numpy as np
 
 
+def intensity_range(
+    image: np.ndarray, low: float = 1.0, high: float = 99.0, max_samples=4_000_000
+) -> tuple[float, float]:
+    """The ``low`` and ``high`` percentiles of an image (from a regular subsample
+    of at most ``max_samples`` pixels, so large images need no full copy).
+
+    Raises ValueError for non-finite pixels or a constant image.
+    """
+    step = max(1, int(np.ceil(np.sqrt(image.size / max_samples))))
+    sample = np.asarray(image[::step, ::step], dtype=np.float64)
+    if not (np.all(np.isfinite(sample)) and np.all(np.isfinite(image))):
+        raise ValueError(
+            "image contains NaN or inf pixels; replace them (e.g. with the median) "
+            "before segmenting"
+        )
+    lo, hi = np.percentile(sample, [low, high])
+    if not hi > lo:
+        lo, hi = float(np.min(image)), float(np.max(image))
+    if not hi > lo:
+        raise ValueError("image is constant: there are no atomic columns to find")
+    return float(lo), float(hi)
+
+
 def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarray:
     """Robust per-image scaling: the ``low`` and ``high`` percentiles go to 0 and 1.
 
     Raises ValueError for non-finite pixels or a constant image.
     """
-    image = np.asarray(image, dtype=np.float32)
-    if not np.all(np.isfinite(image)):
-        raise ValueError(
-            "image contains NaN or inf pixels; replace them (e.g. with the median) "
-            "before segmenting"
-        )
-    lo, hi = np.percentile(image, [low, high])
-    if not hi > lo:
-        lo, hi = float(image.min()), float(image.max())
-    if not hi > lo:
-        raise ValueError("image is constant: there are no atomic columns to find")
-    return ((image - lo) / (hi - lo)).astype(np.float32)
+    lo, hi = intensity_range(image, low, high)
+    return ((np.asarray(image, np.float32) - lo) / (hi - lo)).astype(np.float32)
 
 
 def measure_spacing(image: np.ndarray, max_size: int = 1024) -> float:
@@ -75,40 +88,45 @@ def _parabola(a, b, c) -> float:
     return 0.0 if denom == 0 else 0.5 * (a - c) / denom
 
 
+def _interp_axis(a: np.ndarray, coords: np.ndarray, axis: int) -> np.ndarray:
+    """Linear interpolation of ``a`` at fractional ``coords`` along ``axis``
+    (edge values beyond the ends)."""
+    n = a.shape[axis]
+    coords = np.clip(coords, 0, n - 1)
+    i0 = np.minimum(np.floor(coords).astype(int), n - 2) if n > 1 else coords * 0
+    w = (coords - i0).astype(np.float32)
+    shape = [1] * a.ndim
+    shape[axis] = len(coords)
+    w = w.reshape(shape)
+    lo = np.take(a, i0, axis=axis)
+    if n == 1:
+        return lo
+    hi = np.take(a, i0 + 1, axis=axis)
+    return lo * (1 - w) + hi * w
+
+
 def resample(image: np.ndarray, factor: float) -> np.ndarray:
     """Resample by ``factor`` (> 1 enlarges): output pixel j samples input j / factor.
 
-    Linear interpolation; with the inverse mapping of :func:`resample_back` the
-    pixel centres of both grids line up exactly.
+    Separable linear interpolation over the last two axes, float32; with the
+    inverse mapping of :func:`resample_back` the pixel centres of both grids line
+    up exactly.
     """
-    from scipy.ndimage import map_coordinates
-
     if factor == 1:
         return image
     h, w = image.shape[-2:]
     out_h, out_w = max(1, round(h * factor)), max(1, round(w * factor))
-    yy = np.arange(out_h) / factor
-    xx = np.arange(out_w) / factor
-    coords = np.meshgrid(yy, xx, indexing="ij")
-    lead = image.shape[:-2]
-    flat = image.reshape((-1, h, w))
-    out = np.stack([map_coordinates(f, coords, order=1, mode="nearest") for f in flat])
-    return out.reshape(lead + (out_h, out_w)).astype(image.dtype, copy=False)
+    image = np.asarray(image, np.float32)
+    rows = _interp_axis(image, np.arange(out_h) / factor, image.ndim - 2)
+    return _interp_axis(rows, np.arange(out_w) / factor, image.ndim - 1)
 
 
 def resample_back(maps: np.ndarray, factor: float, shape) -> np.ndarray:
     """Sample resampled ``maps`` (..., h, w) back at the pixels of ``shape``."""
-    from scipy.ndimage import map_coordinates
-
     if factor == 1:
         return maps
-    yy = np.arange(shape[0]) * factor
-    xx = np.arange(shape[1]) * factor
-    coords = np.meshgrid(yy, xx, indexing="ij")
-    lead = maps.shape[:-2]
-    flat = maps.reshape((-1,) + maps.shape[-2:])
-    out = np.stack([map_coordinates(m, coords, order=1, mode="nearest") for m in flat])
-    return out.reshape(lead + tuple(shape)).astype(maps.dtype, copy=False)
+    rows = _interp_axis(maps, np.arange(shape[0]) * factor, maps.ndim - 2)
+    return _interp_axis(rows, np.arange(shape[1]) * factor, maps.ndim - 1)
 
 
 def tile_windows(shape, tile: int, halo: int, multiple: int):

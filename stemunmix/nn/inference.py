@@ -31,8 +31,8 @@ def predict(
 ) -> np.ndarray:
     """Class probabilities (C, H, W) float32 of one image on its own pixel grid."""
     shape = image.shape
-    norm = seg.normalize(image)
-    work = seg.resample(norm, factor)
+    lo, hi = seg.intensity_range(image)
+    work = seg.resample(image, factor)
     if min(work.shape) < MIN_SIZE:
         raise ValueError(
             f"image of {shape} pixels is {work.shape} after resampling by "
@@ -44,7 +44,10 @@ def predict(
     out = np.empty((len(model.class_names),) + work.shape, np.float32)
     for start in range(0, len(windows), batch_size):
         group = windows[start : start + batch_size]
-        patches = [work[y0:y1, x0:x1] for (y0, y1, x0, x1), _ in group]
+        patches = [
+            (np.asarray(work[y0:y1, x0:x1], np.float32) - lo) / (hi - lo)
+            for (y0, y1, x0, x1), _ in group
+        ]
         h, w = patches[0].shape
         ph, pw = -h % multiple, -w % multiple
         x = torch.from_numpy(np.stack(patches)[:, None]).to(device)

@@ -78,8 +78,11 @@ class AtomicResolutionImage(StemunmixSignal2D):
         spacing = float(model.card.get("training_spacing", 16.0))
         n_classes = len(model.class_names)
 
+        measured = []  # (spacing, factor) per frame, recorded for eager runs
+
         def run_frame(frame):
-            factor, _ = inference.scale_factor(frame, scale, spacing)
+            factor, found = inference.scale_factor(frame, scale, spacing)
+            measured.append((found, factor))
             return inference.predict(model, frame, factor, tile, batch_size, dev)
 
         lazy = self._lazy if lazy_output is None else bool(lazy_output)
@@ -105,9 +108,8 @@ class AtomicResolutionImage(StemunmixSignal2D):
             if not lazy:
                 result = result.compute()
         else:
-            from tqdm.auto import tqdm
-
             from hyperspy.defaults_parser import preferences
+            from tqdm.auto import tqdm
 
             show = preferences.General.show_progressbar
             show = show if show_progressbar is None else show_progressbar
@@ -117,7 +119,17 @@ class AtomicResolutionImage(StemunmixSignal2D):
                 frames, desc="segment", disable=not show or len(frames) < 2
             ):
                 result[idx] = run_frame(np.asarray(self.data[idx], dtype=np.float32))
-        return self._probabilities_signal(result, model, scale, tile)
+        out = self._probabilities_signal(result, model, scale, tile)
+        if measured and len(measured) == int(np.prod(nav_shape)):
+            found = [m[0] for m in measured]
+            if None not in found:
+                out.metadata.set_item(
+                    "Signal.stemunmix.segment.measured_spacing", np.array(found)
+                )
+            out.metadata.set_item(
+                "Signal.stemunmix.segment.factor", np.array([m[1] for m in measured])
+            )
+        return out
 
     def _probabilities_signal(self, data, model, scale, tile):
         from stemunmix.signals.column_probabilities import (

@@ -1,0 +1,87 @@
+"""Column candidates from probability maps (numpy/scipy only).
+
+Positions are pixels in [x, y] order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def find_peaks(
+    prob: np.ndarray, min_distance: float, threshold: float = 0.5
+) -> np.ndarray:
+    """Maxima of a probability map, refined to probability-weighted centroids.
+
+    Parameters
+    ----------
+    prob : ndarray (H, W)
+        Probability map of one class.
+    min_distance : float
+        Minimum separation of two maxima in pixels (>= 1).
+    threshold : float
+        Minimum probability at a maximum.
+
+    Returns
+    -------
+    ndarray (N, 2) of [x, y] positions, sorted by row then column.
+    """
+    from scipy.ndimage import maximum_filter
+
+    prob = np.asarray(prob, dtype=np.float32)
+    if prob.ndim != 2:
+        raise ValueError(f"prob must be a 2D map, got shape {prob.shape}")
+    if not min_distance >= 1:
+        raise ValueError(f"min_distance must be >= 1 pixel, got {min_distance}")
+    size = 2 * int(round(min_distance)) + 1
+    local_max = (prob == maximum_filter(prob, size=size, mode="constant")) & (
+        prob >= threshold
+    )
+    rows, cols = np.nonzero(local_max)
+    if len(rows) == 0:
+        return np.zeros((0, 2))
+    # Plateaus give several equal maxima: keep the first of each close group.
+    keep = _thin(np.stack([cols, rows], 1).astype(float), min_distance)
+    rows, cols = rows[keep], cols[keep]
+    # Probability-weighted centroid over a window of half the separation.
+    r = max(1, int(min_distance // 2))
+    off = np.arange(-r, r + 1)
+    yy = np.clip(rows[:, None, None] + off[None, :, None], 0, prob.shape[0] - 1)
+    xx = np.clip(cols[:, None, None] + off[None, None, :], 0, prob.shape[1] - 1)
+    w = prob[yy, xx]
+    w = np.where(w >= 0.5 * prob[rows, cols][:, None, None], w, 0.0)
+    total = w.sum(axis=(1, 2))
+    x = (w * xx).sum(axis=(1, 2)) / total
+    y = (w * yy).sum(axis=(1, 2)) / total
+    return np.stack([x, y], axis=1)
+
+
+def _thin(xy: np.ndarray, min_distance: float) -> np.ndarray:
+    """Indices of points, dropping any closer than ``min_distance`` to a kept one."""
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(xy).query_pairs(min_distance * 0.999, output_type="ndarray")
+    drop = np.zeros(len(xy), bool)
+    for i, j in pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]:
+        if not drop[i]:
+            drop[j] = True
+    return np.flatnonzero(~drop)
+
+
+def match(reference: np.ndarray, found: np.ndarray, tolerance: float):
+    """One-to-one nearest matches within ``tolerance`` pixels.
+
+    Returns (index into reference, index into found) of matched pairs.
+    """
+    from scipy.spatial import cKDTree
+
+    if len(reference) == 0 or len(found) == 0:
+        return np.zeros(0, int), np.zeros(0, int)
+    dist, idx = cKDTree(found).query(reference, distance_upper_bound=tolerance)
+    ok = np.isfinite(dist)
+    ref_idx, found_idx = np.flatnonzero(ok), idx[ok]
+    # Keep the closest reference where two claim the same found column.
+    order = np.argsort(dist[ok])
+    _, first = np.unique(found_idx[order], return_index=True)
+    sel = order[first]
+    return ref_idx[sel], found_idx[sel]
