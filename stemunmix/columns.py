@@ -144,6 +144,73 @@ class Columns:
         """Positions in calibrated units: ``offset + scale * xy`` per axis (x, y)."""
         return np.asarray(offset, float) + np.asarray(scale, float) * self.xy
 
+    # --- edges: Atomap, HyperSpy markers, polarization ---------------------------
+
+    def to_sublattices(self, image=None, pixel_size=None, units=None) -> list:
+        """One ``atomap.Sublattice`` per class, named by class.
+
+        ``image``: the frame the columns were found on (a Signal2D gives its
+        pixel size and units too); a blank image of the right size if None.
+        """
+        from stemunmix.interop.atomap import to_sublattices
+
+        return to_sublattices(self, image, pixel_size, units)
+
+    def to_atom_lattice(self, image=None, pixel_size=None, units=None):
+        """An ``atomap.Atom_Lattice`` with one sublattice per class."""
+        from stemunmix.interop.atomap import to_atom_lattice
+
+        return to_atom_lattice(self, image, pixel_size, units)
+
+    @classmethod
+    def from_atomap(cls, obj) -> Columns:
+        """Columns from an Atomap Sublattice, a list of them, or an Atom_Lattice."""
+        from stemunmix.interop.atomap import from_atomap
+
+        return from_atomap(obj)
+
+    def as_markers(self, scale=(1.0, 1.0), offset=(0.0, 0.0), size=8, **kwargs):
+        """HyperSpy ``Points`` markers at the columns, in calibrated units.
+
+        Pass the signal's axes calibration (``scale``, ``offset``, [x, y]); one
+        colour per class. Add with ``signal.add_marker(markers)`` after plotting.
+        """
+        from hyperspy.api import plot
+
+        from stemunmix.interop.atomap import COLORS
+
+        colors = [COLORS[k % len(COLORS)] for k in self.labels]
+        return plot.markers.Points(
+            offsets=self.calibrated(scale, offset), sizes=size, color=colors, **kwargs
+        )
+
+    def polarization(self, a="A", b="B"):
+        """Displacement of each ``b`` column from the centroid of its ``a``
+        neighbours, pixels [x, y]: returns (Columns of the b columns, (N_b, 2))."""
+        from stemunmix.core.polarization import polarization
+
+        cols_b = self.select(b)
+        vectors, _ = polarization(self.select(a).xy, cols_b.xy)
+        return cols_b, vectors
+
+    def plot_polarization(self, image=None, a="A", b="B", scale=None, ax=None):
+        """Quiver plot of :meth:`polarization` (over ``image`` if given)."""
+        import matplotlib.pyplot as plt
+
+        cols_b, vec = self.polarization(a, b)
+        if ax is None:
+            _, ax = plt.subplots(figsize=(6, 6))
+        if image is not None:
+            ax.imshow(np.asarray(getattr(image, "data", image)), cmap="gray")
+        length = np.hypot(*vec.T)
+        q = ax.quiver(cols_b.x, cols_b.y, vec[:, 0], vec[:, 1], length,
+                      cmap="viridis", scale=scale, angles="xy")  # fmt: skip
+        ax.set_aspect("equal")
+        if image is None:
+            ax.invert_yaxis()
+        plt.colorbar(q, ax=ax, label="displacement (px)")
+        return ax
+
     # --- storage in HyperSpy metadata ------------------------------------------
 
     def to_dict(self) -> dict:

@@ -43,13 +43,14 @@ def find_peaks(
     # Plateaus give several equal maxima: keep the first of each close group.
     keep = _thin(np.stack([cols, rows], 1).astype(float), min_distance)
     rows, cols = rows[keep], cols[keep]
-    # Probability-weighted centroid over a window of half the separation.
-    r = max(1, int(min_distance // 2))
+    # Centroid weighted by the probability above half the peak's: continuous in
+    # the pixel values, so no bias from which pixels a window includes.
+    r = max(2, int(np.ceil(min_distance / 2)))
     off = np.arange(-r, r + 1)
     yy = np.clip(rows[:, None, None] + off[None, :, None], 0, prob.shape[0] - 1)
     xx = np.clip(cols[:, None, None] + off[None, None, :], 0, prob.shape[1] - 1)
     w = prob[yy, xx]
-    w = np.where(w >= 0.5 * prob[rows, cols][:, None, None], w, 0.0)
+    w = np.clip(w - 0.5 * prob[rows, cols][:, None, None], 0.0, None)
     total = w.sum(axis=(1, 2))
     x = (w * xx).sum(axis=(1, 2)) / total
     y = (w * yy).sum(axis=(1, 2)) / total

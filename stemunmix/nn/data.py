@@ -37,13 +37,14 @@ def random_sample(
     With ``truth=True`` also the true column positions and sublattices.
 
     Classes: 0 = A, 1 = B, 2 = background. Draws wide ranges of every control of
-    the generator: spacing, rotation, projection, dose 5-1000, drift, jitter,
-    blur, background, A/B ratio, darker A sites, displacements and domains.
+    the generator: spacing, rotation, projection, dose 0.5-1000, drift, jitter,
+    blur, background, A/B ratio, darker A sites, displacements and domains; and
+    a symmetric smear along the fast scan (detector afterglow; no shift).
     """
     projection = "001" if rng.random() < 0.5 else "110"
     spacing = rng.uniform(*spacing_range)
     a_px = spacing if projection == "001" else spacing * np.sqrt(2)
-    sigma = spacing * rng.uniform(0.07, 0.2)
+    sigma = spacing * rng.uniform(0.07, 0.24)
     domains = rng.choice(["none", "two_stripes", "four_stripes", "quadrants"])
     n_dom = {"none": 1, "two_stripes": 2, "four_stripes": 4, "quadrants": 4}[domains]
     out = render_perovskite(
@@ -51,7 +52,7 @@ def random_sample(
         a_px=a_px,
         projection=projection,
         rotation=rng.uniform(0, 360),
-        intensity_ratio=rng.uniform(0.08, 0.45),
+        intensity_ratio=rng.uniform(0.08, 0.6),
         dark_fraction=rng.uniform(0, 0.3),
         dark_ratio=rng.uniform(0.6, 0.95),
         sigma=sigma,
@@ -59,7 +60,7 @@ def random_sample(
         directions=rng.uniform(0, 360, n_dom),
         domains=domains,
         wall_width=rng.uniform(0, 3) * spacing,
-        dose=float(np.exp(rng.uniform(np.log(5), np.log(1000)))),
+        dose=float(np.exp(rng.uniform(np.log(0.5), np.log(1000)))),
         read_noise=rng.uniform(0, 2),
         drift=rng.uniform(-3, 3, 2),
         jitter=rng.uniform(0, 0.4),
@@ -67,6 +68,10 @@ def random_sample(
         blur=rng.uniform(0, 0.5) * sigma,
         seed=int(rng.integers(2**31)),
     )
+    if rng.random() < 0.3:  # detector afterglow smears counts along the fast scan
+        from scipy.ndimage import gaussian_filter1d
+
+        out["image"] = gaussian_filter1d(out["image"], rng.uniform(0.3, 1.5), axis=1)
     if rng.random() < 0.5:  # ADF/HAADF gain and offset vary between microscopes
         out["image"] = out["image"] * rng.uniform(0.5, 50) + rng.uniform(-100, 100)
     image = normalize(out["image"])

@@ -157,11 +157,34 @@ class AtomicResolutionImage(StemunmixSignal2D):
         )  # fmt: skip
         if self.columns is not None:
             out.columns = self.columns
+        out._source_image = self  # for find_columns; not saved with the maps
         return out
 
-    def find_columns(self, **kwargs):
-        """Segment, then locate the atomic columns (stemunmix.Columns)."""
-        not_yet("AtomicResolutionImage.find_columns", "Columns")
+    def find_columns(
+        self,
+        model=None,
+        scale="auto",
+        threshold: float = 0.5,
+        min_distance: float | None = None,
+        refine: str = "gaussian",
+        show_progressbar: bool | None = None,
+    ):
+        """Segment, then locate the columns (see ColumnProbabilities.find_columns).
+
+        Returns the Columns and stores them in ``self.columns``.
+        """
+        prob = self.segment(model=model, scale=scale, lazy_output=False,
+                            show_progressbar=show_progressbar)  # fmt: skip
+        columns = prob.find_columns(
+            image=self, threshold=threshold, min_distance=min_distance,
+            refine=refine, show_progressbar=show_progressbar,
+        )  # fmt: skip
+        self.columns = columns
+        self.metadata.set_item("Signal.stemunmix.segment", prob._get_state("segment"))
+        self.metadata.set_item(
+            "Signal.stemunmix.find_columns", prob._get_state("find_columns")
+        )
+        return columns
 
     def local_descriptors(self, d, columns=None, **kwargs):
         """A d x d window around every column (LocalDescriptors)."""

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
+import numpy as np
 from hyperspy._signals.lazy import LazySignal
 
+from stemunmix.columns import Columns
 from stemunmix.signals._base import StemunmixSignal2D, not_yet
 
 
@@ -39,9 +43,111 @@ class ColumnProbabilities(StemunmixSignal2D):
     def _has_class_axis(self) -> bool:
         return any(ax.name == "class" for ax in self.axes_manager.navigation_axes)
 
-    def find_columns(self, **kwargs):
-        """Locate the atomic columns (stemunmix.Columns)."""
-        not_yet("ColumnProbabilities.find_columns", "Columns")
+    def find_columns(
+        self,
+        image=None,
+        threshold: float = 0.5,
+        min_distance: float | None = None,
+        refine: str = "gaussian",
+        show_progressbar: bool | None = None,
+    ) -> Columns:
+        """Locate the atomic columns of every class (all but ``background``).
+
+        Per class, maxima of the probability map at least ``min_distance``
+        apart, refined to probability-weighted centroids, then (``refine=
+        "gaussian"``) by a batched 2D Gaussian fit of all columns at once on the
+        raw image that accounts for neighbouring columns.
+
+        Parameters
+        ----------
+        image : AtomicResolutionImage or ndarray, optional
+            The raw image (same frames). Default: the image these maps were
+            segmented from, when known.
+        threshold : float
+            Minimum class probability at a column.
+        min_distance : float, optional
+            Minimum separation of two columns in pixels; default half the A-B
+            distance (the measured spacing / sqrt(2) / 2).
+        refine : {"gaussian", "centroid"}
+
+        Returns
+        -------
+        Columns
+            [x, y] pixels, labels into ``class_names``, the probability as
+            score, ``nav_index`` for stacks. Also stored in ``self.columns``.
+        """
+        from stemunmix.core.find import REFINE, find_columns_frame
+        from stemunmix.core.segmentation import measure_spacing
+
+        if refine not in REFINE:
+            raise ValueError(f"refine must be one of {REFINE}, got {refine!r}")
+        if not 0 < threshold < 1:
+            raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
+        if min_distance is not None and not min_distance >= 1:
+            raise ValueError(f"min_distance must be >= 1 pixel, got {min_distance}")
+        names = self.class_names
+        classes = [k for k, n in enumerate(names) if n != "background"]
+        frames_image = self._raw_frames(image, refine)
+        nav_shape = self.data.shape[:-3]
+        spacing = self._get_state("segment", {}).get("measured_spacing")
+        xy, labels, scores, nav = [], [], [], []
+        for n, idx in enumerate(np.ndindex(nav_shape)):
+            prob = np.asarray(self.data[idx])
+            if min_distance is not None:
+                dist, d_ab = float(min_distance), 2.0 * float(min_distance)
+            else:
+                s = (
+                    float(np.ravel(spacing)[n])
+                    if spacing is not None
+                    else measure_spacing(prob[classes].sum(0))
+                )
+                d_ab = s / np.sqrt(2)
+                dist = max(1.0, 0.5 * d_ab)
+            raw = None if frames_image is None else np.asarray(frames_image[idx])
+            f_xy, f_lab, f_score = find_columns_frame(
+                prob, classes, dist, threshold, raw, refine, d_ab
+            )
+            xy.append(f_xy)
+            labels.append(f_lab)
+            scores.append(f_score)
+            nav.append(np.tile(np.array(idx[::-1], int), (len(f_xy), 1)))
+        columns = Columns(
+            np.concatenate(xy), np.concatenate(labels), names, np.concatenate(scores),
+            np.concatenate(nav) if nav_shape else None,
+        )  # fmt: skip
+        if len(columns) == 0:
+            warnings.warn(
+                "no columns found: no class probability reaches the threshold "
+                f"{threshold}; check the image and the model (or lower threshold)",
+                stacklevel=2,
+            )
+        self.metadata.set_item(
+            "Signal.stemunmix.find_columns",
+            {"threshold": threshold, "refine": refine,
+             "min_distance": "auto" if min_distance is None else float(min_distance)},
+        )  # fmt: skip
+        self.columns = columns
+        return columns
+
+    def _raw_frames(self, image, refine):
+        """The raw image data (nav..., y, x) for refinement, validated."""
+        if image is None:
+            image = getattr(self, "_source_image", None)
+        if image is None:
+            if refine == "gaussian":
+                raise ValueError(
+                    "refine='gaussian' needs the raw image: pass image=<the "
+                    "AtomicResolutionImage>, or use refine='centroid'"
+                )
+            return None
+        data = image.data if hasattr(image, "axes_manager") else np.asarray(image)
+        want = self.data.shape[:-3] + self.data.shape[-2:]
+        if tuple(data.shape) != want:
+            raise ValueError(
+                f"image has shape {tuple(data.shape)}, but these maps need {want} "
+                "(the frames they were segmented from)"
+            )
+        return data
 
     def local_descriptors(self, d, columns=None, **kwargs):
         """A d x d window around every column (LocalDescriptors)."""

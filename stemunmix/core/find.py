@@ -1,0 +1,77 @@
+"""Columns of one frame from its probability maps and raw image (numpy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import map_coordinates
+
+from stemunmix.core.peaks import find_peaks
+from stemunmix.core.refine import refine_gaussian
+
+REFINE = ("gaussian", "centroid")
+
+
+def find_columns_frame(
+    prob: np.ndarray,
+    column_classes: list[int],
+    min_distance: float,
+    threshold: float = 0.5,
+    image: np.ndarray | None = None,
+    refine: str = "gaussian",
+    ab_distance: float | None = None,
+):
+    """Columns of one frame.
+
+    Per column class: maxima of its probability map at least ``min_distance``
+    apart, refined to probability-weighted centroids; where two classes claim
+    the same column, the more probable wins. With ``refine="gaussian"`` the
+    positions are then refined on the raw ``image`` by the batched Gaussian fit
+    of :func:`stemunmix.core.refine.refine_gaussian`; a fit that wanders more
+    than half ``min_distance`` keeps its centroid.
+
+    Returns (xy (N, 2) [x, y] pixels, labels (N,) into the classes of ``prob``,
+    scores (N,): the class probability at the column).
+    """
+    xy, labels = [], []
+    for k in column_classes:
+        peaks = find_peaks(prob[k], min_distance, threshold)
+        xy.append(peaks)
+        labels.append(np.full(len(peaks), k))
+    xy = np.concatenate(xy) if xy else np.zeros((0, 2))
+    labels = np.concatenate(labels).astype(int) if labels else np.zeros(0, int)
+    if len(xy) == 0:
+        return xy, labels, np.zeros(0)
+    scores = _sample(prob, xy, labels)
+    keep = _resolve_duplicates(xy, scores, min_distance)
+    xy, labels, scores = xy[keep], labels[keep], scores[keep]
+    order = np.lexsort((xy[:, 0], xy[:, 1]))
+    xy, labels, scores = xy[order], labels[order], scores[order]
+    if refine == "gaussian" and image is not None:
+        d = ab_distance if ab_distance else 2 * min_distance
+        fit = refine_gaussian(image, xy, sigma=0.15 * d, radius=max(2, round(0.3 * d)))
+        ok = fit["moved"] <= 0.5 * min_distance
+        xy = np.where(ok[:, None], fit["xy"], xy)
+    return xy, labels, scores
+
+
+def _sample(prob, xy, labels):
+    """Bilinear probability of each column's own class at its position."""
+    out = np.empty(len(xy))
+    for k in np.unique(labels):
+        m = labels == k
+        out[m] = map_coordinates(prob[k], [xy[m, 1], xy[m, 0]], order=1)
+    return out
+
+
+def _resolve_duplicates(xy, scores, min_distance):
+    from scipy.spatial import cKDTree
+
+    pairs = cKDTree(xy).query_pairs(min_distance, output_type="ndarray")
+    drop = np.zeros(len(xy), bool)
+    for i, j in pairs[
+        np.argsort(-np.maximum(scores[pairs[:, 0]], scores[pairs[:, 1]]))
+    ]:
+        if drop[i] or drop[j]:
+            continue
+        drop[j if scores[i] >= scores[j] else i] = True
+    return np.flatnonzero(~drop)

@@ -1,0 +1,1 @@
+"""Edges: conversions to and from other tools (Atomap, HyperSpy markers)."""

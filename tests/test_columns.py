@@ -1,0 +1,155 @@
+import warnings
+
+import hyperspy.api as hs
+import numpy as np
+import pytest
+
+from stemunmix import Columns
+from stemunmix.core.peaks import find_peaks, match
+from stemunmix.core.polarization import polarization
+from stemunmix.core.refine import refine_gaussian
+from stemunmix.synthetic import perovskite
+
+
+def test_find_peaks_returns_xy_centroids():
+    yy, xx = np.mgrid[0:60, 0:80]
+    prob = np.zeros((60, 80))
+    for x, y in [(10.3, 20.6), (50.0, 40.25)]:
+        prob += np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 4)
+    xy = find_peaks(prob, 5, 0.5)
+    # [x, y] order, not HyperSpy's [row, col]; centroids start the Gaussian fit,
+    # a tenth of a pixel is their job.
+    np.testing.assert_allclose(xy, [[10.3, 20.6], [50.0, 40.25]], atol=0.1)
+
+
+def test_batched_refinement_reaches_noise_free_truth():
+    image, truth = perovskite(shape=256, dose=None, seed=3)
+    start = truth.columns.xy + np.random.default_rng(0).normal(
+        0, 0.5, (len(truth.columns), 2)
+    )
+    fit = refine_gaussian(image.data, start, sigma=2.0)
+    err = np.hypot(*(fit["xy"] - truth.columns.xy).T)
+    inner = (truth.columns.xy.min(1) > 5) & (truth.columns.xy.max(1) < 250)
+    assert np.sqrt(np.mean(err[inner] ** 2)) < 0.02
+
+
+def test_refinement_accounts_for_neighbours():
+    # A weak B column between two bright A columns: a lone-Gaussian fit would be
+    # pulled towards the brighter tail; the joint fit is not.
+    yy, xx = np.mgrid[0:40, 0:60].astype(float)
+    cols = np.array([[20.0, 20.0], [29.0, 20.3], [38.5, 20.0]])
+    height = np.array([1.0, 0.2, 0.6])
+    image = sum(h * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 2.2**2))
+                for (x, y), h in zip(cols, height, strict=True))  # fmt: skip
+    fit = refine_gaussian(image, cols + 0.4, sigma=2.0, radius=3)
+    np.testing.assert_allclose(fit["xy"], cols, atol=0.01)
+
+
+def test_polarization_recovers_planted_displacement():
+    _, truth = perovskite(shape=256, domains="none", dose=None, jitter=0, seed=2)
+    c = truth.columns
+    vec, count = polarization(c.select("A").xy, c.select("B").xy)
+    inner = count == 4
+    np.testing.assert_allclose(
+        np.median(vec[inner], 0), np.median(truth.displacement[c.labels == 1], 0),
+        atol=0.02,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def found():
+    image, truth = perovskite(shape=384, dose=100, seed=123, rotation=21)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        columns = image.find_columns()
+    return image, truth, columns
+
+
+def test_find_columns_recall_precision_and_accuracy(found):
+    image, truth, columns = found
+    assert columns.class_names == ["A", "B", "background"]
+    assert image.columns == columns
+    inner = lambda xy: (xy.min(1) > 6) & (xy.max(1) < 377)  # noqa: E731
+    for k in (0, 1):
+        ref = truth.columns.select(k).xy
+        ours = columns.select(k).xy
+        ri, oi = match(ref[inner(ref)], ours[inner(ours)], 2.0)
+        assert len(ri) / inner(ref).sum() >= 0.995
+        assert len(oi) / inner(ours).sum() >= 0.99
+        err = np.hypot(*(ref[inner(ref)][ri] - ours[inner(ours)][oi]).T)
+        assert np.sqrt(np.mean(err**2)) < (0.08 if k == 0 else 0.2)
+    assert ((columns.scores > 0) & (columns.scores <= 1)).all()
+    assert np.median(columns.scores) > 0.95
+
+
+def test_columns_survive_save_load(found, tmp_path):
+    image, _, columns = found
+    image.save(tmp_path / "img.zspy")
+    assert hs.load(tmp_path / "img.zspy").columns == columns
+
+
+def test_columns_atomap_round_trip_is_exact(found):
+    image, _, columns = found
+    subs = columns.to_sublattices(image)
+    assert [s.name for s in subs] == ["A", "B"]
+    assert subs[0].pixel_size == pytest.approx(image.axes_manager[0].scale)
+    back = Columns.from_atomap(subs)
+    order = np.lexsort((columns.x, columns.y))
+    back_order = np.lexsort((back.x, back.y))
+    np.testing.assert_array_equal(back.xy[back_order], columns.xy[order])
+    np.testing.assert_array_equal(back.labels[back_order], columns.labels[order])
+    lattice = columns.to_atom_lattice(image)
+    again = Columns.from_atomap(lattice)
+    np.testing.assert_array_equal(np.sort(again.x), np.sort(columns.x))
+
+
+def test_atomap_polarization_runs_on_our_columns(found):
+    image, _, columns = found
+    sub_a, sub_b = columns.to_sublattices(image)
+    sub_a.construct_zone_axes()
+    za0, za1 = sub_a.zones_axis_average_distances[0:2]
+    signal = sub_a.get_polarization_from_second_sublattice(za0, za1, sub_b)
+    vectors = np.array(signal.metadata.vector_list)  # x, y, dx, dy
+    assert len(vectors) > 100
+    # Atomap's vectors sit at the centre of four A and point from B to it: the
+    # negative of ours, column by column.
+    cols_b, ours = columns.polarization()
+    ri, oi = match(vectors[:, :2], cols_b.xy - ours, 0.01)
+    assert len(ri) > 0.9 * len(vectors)
+    np.testing.assert_allclose(vectors[ri, 2:], -ours[oi], atol=1e-4)
+
+
+def test_markers_are_calibrated(found):
+    image, _, columns = found
+    ax = image.axes_manager.signal_axes
+    markers = columns.as_markers(scale=(ax[0].scale, ax[1].scale))
+    np.testing.assert_allclose(markers.kwargs["offsets"], columns.xy * ax[0].scale)
+
+
+def test_no_columns_warns_and_returns_empty():
+    image, _ = perovskite(shape=128, seed=1)
+    prob = image.segment()
+    prob.data[:2] = 0.0  # no column class anywhere
+    prob.data[2] = 1.0
+    with pytest.warns(UserWarning, match="no columns found"):
+        columns = prob.find_columns(refine="centroid", min_distance=5)
+    assert len(columns) == 0
+
+
+def test_find_columns_bad_input(found):
+    image, _, _ = found
+    prob = image.segment()
+    with pytest.raises(ValueError, match="refine"):
+        prob.find_columns(refine="magic")
+    with pytest.raises(ValueError, match="shape"):
+        prob.find_columns(image=np.zeros((10, 10)))
+    with pytest.raises(ValueError, match="unknown class"):
+        image.columns.select("C")
+    prob._source_image = None
+    with pytest.raises(ValueError, match="image"):
+        prob.find_columns()
+
+
+def test_columns_outside_the_image_are_refused_for_atomap():
+    with pytest.raises(ValueError, match="NaN"):
+        Columns([[1.0, np.nan]])
