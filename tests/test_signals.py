@@ -123,11 +123,6 @@ def test_bad_data_is_refused(data, match):
         AtomicResolutionImage(data)
 
 
-def test_methods_of_later_issues_say_so():
-    with pytest.raises(NotImplementedError, match="Descriptors"):
-        _image().local_descriptors(16)
-
-
 def _run(code):
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],

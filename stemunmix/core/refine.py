@@ -36,7 +36,7 @@ def refine_gaussian(
     xy: np.ndarray,
     sigma: float,
     radius: int | None = None,
-    n_iter: int = 12,
+    n_iter: int = 6,
     chunk: int = 8192,
 ) -> dict:
     """Refine all column positions at once by 2D Gaussian fits with neighbours.

@@ -103,9 +103,3 @@ class LazyStemunmixSignal2D(LazySignal, StemunmixSignal2D):
 def check_lazy_inplace(lazy_output, inplace) -> None:
     if lazy_output and inplace:
         raise ValueError("lazy_output=True requires inplace=False")
-
-
-def not_yet(method: str, issue: str):
-    raise NotImplementedError(
-        f"{method} is not implemented yet; it lands with the {issue} issue"
-    )

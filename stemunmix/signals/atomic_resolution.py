@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from hyperspy._signals.lazy import LazySignal
 
-from stemunmix.signals._base import StemunmixSignal2D, check_lazy_inplace, not_yet
+from stemunmix.signals._base import StemunmixSignal2D, check_lazy_inplace
 
 
 class AtomicResolutionImage(StemunmixSignal2D):
@@ -186,9 +186,55 @@ class AtomicResolutionImage(StemunmixSignal2D):
         )
         return columns
 
-    def local_descriptors(self, d, columns=None, **kwargs):
-        """A d x d window around every column (LocalDescriptors)."""
-        not_yet("AtomicResolutionImage.local_descriptors", "Descriptors")
+    def local_descriptors(
+        self,
+        d,
+        columns=None,
+        classes=None,
+        source: str = "probabilities",
+        channels=None,
+        edge: str = "drop",
+        model=None,
+        show_progressbar: bool | None = None,
+        lazy_output: bool | None = None,
+    ):
+        """A d x d window centred on every column (LocalDescriptors).
+
+        ``source="probabilities"`` segments this image first; ``"image"`` cuts
+        the windows from the image itself. Columns default to ``self.columns``
+        (found with ``find_columns()`` if none). See
+        :meth:`ColumnProbabilities.local_descriptors` for the other arguments.
+        """
+        from stemunmix.signals import _descriptors
+
+        if source not in _descriptors.SOURCES:
+            raise ValueError(
+                f"source must be one of {_descriptors.SOURCES}, got {source!r}"
+            )
+        if columns is None:
+            columns = self.columns
+        if source == "image":
+            if channels not in (None, ["image"], "image"):
+                raise ValueError("source='image' has one channel, 'image'")
+            if columns is None:
+                columns = self.find_columns(model=model)
+            return _descriptors.build(
+                self.data[..., None, :, :], ["image"], columns, d, classes, edge,
+                self.axes_manager.signal_axes,
+                f"Local descriptors of {self.metadata.General.title}",
+                lazy_output if lazy_output is not None else (True if self._lazy else None),
+                {"source": "image"},
+            )  # fmt: skip
+        prob = self.segment(
+            model=model, lazy_output=False, show_progressbar=show_progressbar
+        )
+        if columns is None:
+            columns = prob.find_columns(image=self)
+            self.columns = columns
+        return prob.local_descriptors(
+            d, columns, classes, "probabilities", channels, edge, image=self,
+            show_progressbar=show_progressbar, lazy_output=lazy_output,
+        )  # fmt: skip
 
 
 def _check_model(model):

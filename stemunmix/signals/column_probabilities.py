@@ -8,7 +8,7 @@ import numpy as np
 from hyperspy._signals.lazy import LazySignal
 
 from stemunmix.columns import Columns
-from stemunmix.signals._base import StemunmixSignal2D, not_yet
+from stemunmix.signals._base import StemunmixSignal2D
 
 
 class ColumnProbabilities(StemunmixSignal2D):
@@ -149,9 +149,76 @@ class ColumnProbabilities(StemunmixSignal2D):
             )
         return data
 
-    def local_descriptors(self, d, columns=None, **kwargs):
-        """A d x d window around every column (LocalDescriptors)."""
-        not_yet("ColumnProbabilities.local_descriptors", "Descriptors")
+    def local_descriptors(
+        self,
+        d,
+        columns: Columns | None = None,
+        classes=None,
+        source: str = "probabilities",
+        channels=None,
+        edge: str = "drop",
+        image=None,
+        show_progressbar: bool | None = None,
+        lazy_output: bool | None = None,
+    ):
+        """A d x d window centred on every column (LocalDescriptors).
+
+        Parameters
+        ----------
+        d : int or float
+            Window size: int pixels, or float in the axes' units. The column
+            sits at window pixel ((d - 1) / 2, (d - 1) / 2): the central pixel
+            for odd d, the meeting point of the four central pixels for even d.
+        columns : Columns, optional
+            Default ``self.columns``, found with ``find_columns()`` if none.
+        classes : str or list, optional
+            Centre windows only on these classes (e.g. ``"B"``); default all.
+        source : {"probabilities", "image"}
+            Cut windows from the probability maps or from the raw image.
+        channels : list of str, optional
+            Probability classes tiled side by side; default every column class.
+        edge : {"drop", "nearest"}
+            ``"drop"`` leaves out (and reports) columns whose window crosses
+            the edge; ``"nearest"`` pads with the edge values.
+        image : AtomicResolutionImage, optional
+            The raw image, for ``source="image"`` or to find columns.
+        lazy_output : bool, optional
+            Lazy windows, gathered by chunks of columns; default follows self.
+        """
+        from stemunmix.signals import _descriptors
+
+        if source not in _descriptors.SOURCES:
+            raise ValueError(
+                f"source must be one of {_descriptors.SOURCES}, got {source!r}"
+            )
+        if columns is None:
+            columns = self.columns
+        if columns is None:
+            columns = self.find_columns(image=image, refine="gaussian" if (
+                image is not None or getattr(self, "_source_image", None) is not None) else "centroid")  # fmt: skip
+        names = self.class_names
+        if source == "probabilities":
+            if channels is None:
+                channels = [n for n in names if n != "background"]
+            channels = [channels] if isinstance(channels, str) else list(channels)
+            unknown = [c for c in channels if c not in names]
+            if unknown:
+                raise ValueError(
+                    f"channels {unknown} are not classes of these maps {names}"
+                )
+            idx = [names.index(c) for c in channels]
+            frames = self.data[..., idx, :, :]
+        else:
+            if channels not in (None, ["image"], "image"):
+                raise ValueError("source='image' has one channel, 'image'")
+            channels = ["image"]
+            frames = self._raw_frames(image, "gaussian")[..., None, :, :]
+        return _descriptors.build(
+            frames, channels, columns, d, classes, edge,
+            self.axes_manager.signal_axes, f"Local descriptors of {self.metadata.General.title}",
+            lazy_output if lazy_output is not None else (True if self._lazy else None),
+            {"source": source},
+        )  # fmt: skip
 
 
 class LazyColumnProbabilities(LazySignal, ColumnProbabilities):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from hyperspy._signals.lazy import LazySignal
 
-from stemunmix.signals._base import StemunmixSignal2D, not_yet
+from stemunmix.signals._base import StemunmixSignal2D
 
 
 class LocalDescriptors(StemunmixSignal2D):
@@ -30,9 +30,129 @@ class LocalDescriptors(StemunmixSignal2D):
         source = self._get_state("source")
         return None if source is None else tuple(int(v) for v in source["shape"])
 
-    def get_loading_maps(self, **kwargs):
-        """Loadings of a decomposition/BSS/cluster result on the image grid."""
-        not_yet("LocalDescriptors.get_loading_maps", "Descriptors")
+    def _per_column(self, source: str) -> np.ndarray:
+        """(N, K) values per column of a learning result."""
+        lr = self.learning_results
+        if source == "decomposition":
+            values = lr.loadings
+        elif source == "bss":
+            values = lr.bss_loadings
+        elif source == "cluster":
+            values = (
+                None if lr.cluster_labels is None else np.asarray(lr.cluster_labels).T
+            )
+        else:
+            raise ValueError(
+                f"source must be 'decomposition', 'bss' or 'cluster', got {source!r}"
+            )
+        if values is None:
+            raise ValueError(
+                f"no {source} results: run "
+                + {"decomposition": "decomposition()", "bss": "blind_source_separation()",
+                   "cluster": "cluster_analysis(...)"}[source]
+                + " first"
+            )  # fmt: skip
+        values = np.asarray(values)
+        if len(values) != self.axes_manager.navigation_size:
+            raise ValueError("learning results do not match the windows; rerun them")
+        return values
+
+    def _to_image_grid(self, values, mode, name, title):
+        from hyperspy._signals.signal2d import Signal2D
+
+        from stemunmix.core.maps import point_map, voronoi_map
+
+        if mode not in ("voronoi", "points"):
+            raise ValueError(f"mode must be 'voronoi' or 'points', got {mode!r}")
+        source = self._get_state("source")
+        if source is None:
+            raise ValueError("these windows carry no source image geometry")
+        shape = tuple(source["shape"])
+        columns = self.columns
+        nav_shape = tuple(source.get("nav_shape", []))
+        spacing = _typical_spacing(columns.xy)
+        frames = list(np.ndindex(nav_shape)) if nav_shape else [()]
+        out = np.full(nav_shape + (values.shape[1],) + shape, np.nan, np.float32)
+        for key in frames:
+            m = (
+                np.all(columns.nav_index == np.array(key[::-1]), axis=1)
+                if nav_shape
+                else slice(None)
+            )
+            if mode == "voronoi":
+                out[key] = voronoi_map(columns.xy[m], values[m], shape, spacing)
+            else:
+                out[key] = point_map(columns.xy[m], values[m], shape)
+        axes = [{"name": n, "size": s, "navigate": True}
+                for n, s in zip([f"frame{i}" for i in range(len(nav_shape))], nav_shape, strict=True)]  # fmt: skip
+        axes.append({"name": name, "size": values.shape[1], "navigate": True})
+        for i, ax in ((1, "y"), (0, "x")):
+            axes.append({"name": ax, "size": shape[1 - i], "scale": source["scale"][i],
+                         "offset": source["offset"][i], "units": source["units"][i],
+                         "navigate": False})  # fmt: skip
+        signal = Signal2D(out, axes=axes)
+        signal.metadata.General.title = title
+        return signal
+
+    def get_loading_maps(
+        self, source: str = "decomposition", mode: str = "voronoi", components=None
+    ):
+        """Loadings of a learning result on the image grid.
+
+        Parameters
+        ----------
+        source : {"decomposition", "bss", "cluster"}
+            Which learning result (cluster: the membership of each cluster).
+        mode : {"voronoi", "points"}
+            ``"voronoi"``: every pixel takes its nearest column's value (NaN
+            beyond one lattice spacing); ``"points"``: values at the columns.
+        components : int or list of int, optional
+            The first n components, or these ones; default the
+            ``output_dimension`` of the decomposition, else all.
+
+        Returns
+        -------
+        Signal2D
+            Navigation: the components (and frames of a stack); signal: the
+            source image's grid with its calibration.
+        """
+        values = self._per_column(source)
+        if components is None and source == "decomposition":
+            components = self.learning_results.output_dimension
+        if components is not None:
+            pick = range(components) if np.isscalar(components) else components
+            values = values[:, list(pick)]
+        return self._to_image_grid(values, mode, "component", f"{source} loading maps")
+
+    def plot_loading_maps(
+        self, source: str = "decomposition", mode: str = "voronoi", components=None,
+        **kwargs,
+    ):  # fmt: skip
+        """Plot :meth:`get_loading_maps` with ``hs.plot.plot_images``."""
+        import hyperspy.api as hs
+
+        maps = self.get_loading_maps(source, mode, components)
+        kwargs.setdefault("cmap", "RdBu_r")
+        kwargs.setdefault("axes_decor", "off")
+        kwargs.setdefault(
+            "label", [f"{source} {i}" for i in range(maps.axes_manager.navigation_size)]
+        )
+        return hs.plot.plot_images(maps, **kwargs)
+
+    def get_domain_map(self, mode: str = "voronoi"):
+        """Cluster label of every pixel (after ``cluster_analysis``), NaN outside."""
+        labels = self._per_column("cluster").argmax(1).astype(np.float32)
+        out = self._to_image_grid(labels[:, None], mode, "map", "domain map")
+        return out.inav[0] if out.axes_manager.navigation_dimension == 1 else out
+
+
+def _typical_spacing(xy) -> float:
+    from scipy.spatial import cKDTree
+
+    if len(xy) < 2:
+        return 1.0
+    dist, _ = cKDTree(xy).query(xy, k=2)
+    return float(np.median(dist[:, 1])) * 1.5
 
 
 class LazyLocalDescriptors(LazySignal, LocalDescriptors):

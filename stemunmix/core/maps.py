@@ -1,0 +1,56 @@
+"""Per-column values back onto the image grid (numpy/scipy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def voronoi_map(xy, values, shape, max_distance: float, chunk_rows: int = 256):
+    """Each pixel takes the values of its nearest column (its Voronoi cell).
+
+    Parameters
+    ----------
+    xy : (N, 2) [x, y] pixels
+    values : (N,) or (N, K)
+    shape : (H, W)
+    max_distance : pixels farther than this from every column get NaN.
+
+    Returns (H, W) or (K, H, W) float32.
+    """
+    from scipy.spatial import cKDTree
+
+    values = np.asarray(values, dtype=np.float32)
+    squeeze = values.ndim == 1
+    values = values.reshape(len(values), -1)
+    h, w = shape
+    out = np.full((values.shape[1], h, w), np.nan, np.float32)
+    tree = cKDTree(xy)
+    xx = np.arange(w)
+    for r0 in range(0, h, chunk_rows):
+        rows = np.arange(r0, min(h, r0 + chunk_rows))
+        pix = np.stack(np.broadcast_arrays(xx[None, :], rows[:, None]), -1).reshape(
+            -1, 2
+        )
+        dist, idx = tree.query(pix, distance_upper_bound=max_distance)
+        ok = np.isfinite(dist)
+        block = np.full((values.shape[1], len(pix)), np.nan, np.float32)
+        block[:, ok] = values[idx[ok]].T
+        out[:, rows] = block.reshape(values.shape[1], len(rows), w)
+    return out[0] if squeeze else out
+
+
+def point_map(xy, values, shape):
+    """Values at the nearest pixel of each column, NaN elsewhere."""
+    values = np.asarray(values, dtype=np.float32)
+    squeeze = values.ndim == 1
+    values = values.reshape(len(values), -1)
+    out = np.full((values.shape[1],) + tuple(shape), np.nan, np.float32)
+    ij = np.round(np.asarray(xy)).astype(int)
+    ok = (
+        (ij[:, 0] >= 0)
+        & (ij[:, 1] >= 0)
+        & (ij[:, 0] < shape[1])
+        & (ij[:, 1] < shape[0])
+    )
+    out[:, ij[ok, 1], ij[ok, 0]] = values[ok].T
+    return out[0] if squeeze else out
