@@ -181,3 +181,46 @@ def build(
     params.update(extra_metadata or {})
     out._set_state("local_descriptors", params)
     return out
+
+
+def scree_by_window(make_descriptors, d_values, n_components: int = 10):
+    """Explained variance of the first components against the window size.
+
+    ``make_descriptors(d)`` builds the LocalDescriptors for size d. Returns a
+    Signal1D: navigation = component (1..n), signal = d (a non-uniform axis),
+    value = cumulative explained variance ratio (PCA by SVD, centred).
+    """
+    from hyperspy._signals.signal1d import Signal1D
+
+    d_values = [int(d) for d in d_values]
+    if not d_values:
+        raise ValueError("d_values must list at least one window size")
+    curves = []
+    for d in d_values:
+        ld = make_descriptors(d)
+        x = np.asarray(ld.data.compute() if ld._lazy else ld.data)
+        x = x.reshape(len(x), -1).astype(np.float64)
+        x -= x.mean(0)
+        s = np.linalg.svd(x, compute_uv=False) ** 2
+        ratio = np.cumsum(s) / s.sum()
+        curves.append(np.pad(ratio[:n_components], (0, max(0, n_components - len(ratio))),
+                             mode="edge"))  # fmt: skip
+    data = np.array(curves).T  # (component, d)
+    axes = [
+        {
+            "name": "components",
+            "size": n_components,
+            "offset": 1,
+            "scale": 1,
+            "navigate": True,
+        },
+        {
+            "name": "d",
+            "axis": np.array(d_values, float),
+            "units": "px",
+            "navigate": False,
+        },
+    ]
+    out = Signal1D(data, axes=axes)
+    out.metadata.General.title = "explained variance against window size"
+    return out

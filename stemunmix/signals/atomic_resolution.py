@@ -131,6 +131,20 @@ class AtomicResolutionImage(StemunmixSignal2D):
             )
         return out
 
+    def scree_by_window(self, d_values, n_components: int = 10, classes=None,
+                        source: str = "probabilities", model=None, **kwargs):  # fmt: skip
+        """Cumulative explained variance of the first ``n_components`` PCA
+        components of the local descriptors, for each window size in
+        ``d_values`` (pixels): the study's Fig. 1a. Returns a Signal1D over d.
+        """
+        from stemunmix.signals._descriptors import scree_by_window
+
+        return scree_by_window(
+            lambda d: self.local_descriptors(d, classes=classes, source=source,
+                                             model=model, **kwargs),
+            d_values, n_components,
+        )  # fmt: skip
+
     def _probabilities_signal(self, data, model, scale, tile):
         from stemunmix.signals.column_probabilities import (
             ColumnProbabilities,

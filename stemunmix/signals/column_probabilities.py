@@ -129,6 +129,20 @@ class ColumnProbabilities(StemunmixSignal2D):
         self.columns = columns
         return columns
 
+    def scree_by_window(self, d_values, n_components: int = 10, classes=None,
+                        source: str = "probabilities", **kwargs):  # fmt: skip
+        """Cumulative explained variance of the first ``n_components`` PCA
+        components of the local descriptors, for each window size in
+        ``d_values`` (pixels): the study's Fig. 1a. Returns a Signal1D over d.
+        """
+        from stemunmix.signals._descriptors import scree_by_window
+
+        return scree_by_window(
+            lambda d: self.local_descriptors(d, classes=classes, source=source,
+                                             **kwargs),
+            d_values, n_components,
+        )  # fmt: skip
+
     def _raw_frames(self, image, refine):
         """The raw image data (nav..., y, x) for refinement, validated."""
         if image is None:

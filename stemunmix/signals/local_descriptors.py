@@ -139,6 +139,62 @@ class LocalDescriptors(StemunmixSignal2D):
         )
         return hs.plot.plot_images(maps, **kwargs)
 
+    def manifold_learning(
+        self,
+        method: str = "isomap",
+        n_components: int = 2,
+        source: str = "decomposition",
+        number_of_components: int | None = None,
+        max_samples: int = 5000,
+        random_state=0,
+        **kwargs,
+    ):
+        """Embed the windows on a low-dimensional manifold.
+
+        Parameters
+        ----------
+        method : {"isomap", "tsne", "umap"}
+        n_components : int
+            Dimensions of the embedding.
+        source : {"decomposition", "bss", "signal"}
+            Embed the loadings of a learning result (its first
+            ``number_of_components``) or the raw windows.
+        max_samples : int
+            Fit on this many windows (seeded); embed the rest by chunks.
+
+        Returns
+        -------
+        Signal1D
+            Navigation: the columns; signal: the embedding. Pass it as
+            ``cluster_source`` to ``cluster_analysis``.
+        """
+        from hyperspy._signals.signal1d import Signal1D
+
+        from stemunmix.learn import ManifoldEmbedding
+
+        if source == "signal":
+            x = self.data.reshape(self.data.shape[0], -1)
+        elif source in ("decomposition", "bss"):
+            x = self._per_column(source)
+            if number_of_components is None and source == "decomposition":
+                number_of_components = self.learning_results.output_dimension
+            if number_of_components is not None:
+                x = x[:, :number_of_components]
+        else:
+            raise ValueError(
+                f"source must be 'decomposition', 'bss' or 'signal', got {source!r}"
+            )
+        learner = ManifoldEmbedding(method, n_components, max_samples,
+                                    random_state=random_state, **kwargs)  # fmt: skip
+        embedding = learner.fit(x).transform(x)
+        out = Signal1D(embedding)
+        out.axes_manager.navigation_axes[0].name = "column"
+        out.axes_manager.signal_axes[0].name = method
+        out.metadata.General.title = f"{method} embedding"
+        if not self._lazy and hasattr(embedding, "compute"):
+            out = out.as_lazy()
+        return out
+
     def get_domain_map(self, mode: str = "voronoi"):
         """Cluster label of every pixel (after ``cluster_analysis``), NaN outside."""
         labels = self._per_column("cluster").argmax(1).astype(np.float32)
