@@ -124,8 +124,10 @@ def score(found, truth, spacing):
     margin = spacing
 
     def inner(xy):
-        return (xy.min(1) > margin) & (xy[:, 0] < size[1] - 1 - margin) & (
-            xy[:, 1] < size[0] - 1 - margin
+        return (
+            (xy.min(1) > margin)
+            & (xy[:, 0] < size[1] - 1 - margin)
+            & (xy[:, 1] < size[0] - 1 - margin)
         )
 
     tol = 0.25 * spacing / np.sqrt(2)
@@ -137,8 +139,13 @@ def score(found, truth, spacing):
         row[f"{name}_recall"] = len(ri) / max(1, inner(ref).sum())
         row[f"{name}_precision"] = len(oi) / max(1, inner(ours).sum())
         err = ref[inner(ref)][ri] - ours[inner(ours)][oi]
-        row[f"{name}_rms_px"] = float(np.sqrt(np.mean(np.sum(err**2, 1)))) if len(ri) else None
-        matched[name] = (np.flatnonzero(inner(ref))[ri], np.flatnonzero(inner(ours))[oi])
+        row[f"{name}_rms_px"] = (
+            float(np.sqrt(np.mean(np.sum(err**2, 1)))) if len(ri) else None
+        )
+        matched[name] = (
+            np.flatnonzero(inner(ref))[ri],
+            np.flatnonzero(inner(ours))[oi],
+        )
     # Displacement of matched B columns, ours vs from the true positions.
     true_a, true_b = truth.columns.select(0).xy, truth.columns.select(1).xy
     ref_vec, n_ref = polarization(true_a, true_b)

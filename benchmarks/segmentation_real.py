@@ -31,27 +31,35 @@ HERE = Path(__file__).resolve().parent
 def atomap_columns(image: np.ndarray, spacing: float):
     """Atomap's columns: all found, refined, and split into A and B by brightness.
 
-    ``get_atom_positions`` (separation below the A-B distance; its window is
-    square) finds every column, centre of mass and 2D Gaussian fits refine them.
+    ``get_atom_positions`` (separation below the A-B distance, as its window is
+    square; with its PCA denoising and background subtraction, on the image
+    lightly smoothed by a Gaussian of 5 % of the spacing, as one does for noisy
+    data) finds every column; centre of mass and 2D Gaussian fits on the image
+    refine them (fits that fail are dropped).
     Any neighbourhood holds as many A as B columns, so a column brighter than the
     median of the columns within three spacings is A, else B. This stays right
-    across interfaces where the overall brightness changes.
+    across interfaces where the overall brightness changes. Where Atomap finds
+    only one sublattice (the "B" half then sits a full spacing from A, not at the
+    A-B distance), those are A, and B comes from Atomap's zone-midpoint recipe.
     """
     import atomap.api as am
     import hyperspy.api as hs
+    from scipy.ndimage import gaussian_filter
     from scipy.spatial import cKDTree
 
     d_ab = spacing / np.sqrt(2)
-    signal = hs.signals.Signal2D(image - image.min())
-    positions = am.get_atom_positions(signal, separation=max(2, int(0.45 * d_ab)))
-    sub = am.Sublattice(positions, image=signal.data)
+    data = image - image.min()
+    smooth = hs.signals.Signal2D(gaussian_filter(data, 0.05 * spacing))
+    positions = am.get_atom_positions(
+        smooth, separation=max(2, int(0.45 * d_ab)), pca=True, subtract_background=True
+    )
+    sub = am.Sublattice(positions, image=data)
     sub.find_nearest_neighbors()
     sub.refine_atom_positions_using_center_of_mass(show_progressbar=False)
     sub.refine_atom_positions_using_2d_gaussian(show_progressbar=False)
     xy = np.stack([sub.x_position, sub.y_position], 1)
+    xy = xy[np.all(np.isfinite(xy), 1)]
     ij = np.clip(np.round(xy).astype(int), 0, np.array(image.shape[::-1]) - 1)
-    from scipy.ndimage import gaussian_filter
-
     smooth = gaussian_filter(image.astype(float), 0.08 * spacing)
     brightness = smooth[ij[:, 1], ij[:, 0]]
     tree = cKDTree(xy)
@@ -59,7 +67,43 @@ def atomap_columns(image: np.ndarray, spacing: float):
         [np.median(brightness[nb]) for nb in tree.query_ball_point(xy, 3 * spacing)]
     )
     is_a = brightness > local
-    return xy[is_a], xy[~is_a]
+    a, b = xy[is_a], xy[~is_a]
+    if np.median(cKDTree(a).query(b)[0]) > 0.85 * spacing:
+        # Atomap saw one sublattice only (the weak one is lost in the noise):
+        # those are the A columns; B from Atomap's zone-midpoint recipe.
+        a, b = xy, atomap_b_from_midpoints(xy, data)
+    return a, b
+
+
+def atomap_b_from_midpoints(xy_a, data):
+    """Atomap's recipe for a weak sublattice: midpoints of an A zone, on the
+    image with A subtracted, refined by centre of mass. This fallback serves a
+    square ([001]) A lattice, where B sits at the centres of the A squares: the
+    zone midpoints farthest from every A column."""
+    import atomap.api as am
+    from atomap.tools import remove_atoms_from_image_using_2d_gaussian
+    from scipy.spatial import cKDTree
+
+    sub_a = am.Sublattice(xy_a, image=data)
+    sub_a.find_nearest_neighbors()
+    sub_a.construct_zone_axes()
+    without_a = remove_atoms_from_image_using_2d_gaussian(
+        sub_a.image, sub_a, show_progressbar=False
+    )
+    tree = cKDTree(xy_a)
+    best, best_value = None, -np.inf
+    for zone in sub_a.zones_axis_average_distances[:4]:
+        cand = np.array(sub_a.find_missing_atoms_from_zone_vector(zone))
+        if len(cand) == 0:
+            continue
+        value = np.median(tree.query(cand)[0])
+        if value > best_value:
+            best, best_value = cand, value
+    sub_b = am.Sublattice(best, image=without_a)
+    sub_b.find_nearest_neighbors()
+    sub_b.refine_atom_positions_using_center_of_mass(show_progressbar=False)
+    xy = np.stack([sub_b.x_position, sub_b.y_position], 1)
+    return xy[np.all(np.isfinite(xy), 1)]
 
 
 def interior(xy, shape, margin):

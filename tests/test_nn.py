@@ -127,7 +127,9 @@ def test_bundled_default_model_loads_with_its_card():
     assert model.class_names == ["A", "B", "background"]
     assert model.card["name"] == "default"
     assert model.card["training_spacing"] > 0
-    assert model.card["validation"]["column_accuracy"] > 0.99
+    # Validation spans doses down to 0.5 counts/pixel, where columns are lost.
+    assert model.card["validation"]["column_accuracy"] > 0.97
+    assert model.card["recipe"]["steps"] == 4000
 
 
 class _Evil:
