@@ -103,7 +103,9 @@ def atomap_b_from_midpoints(xy_a, data):
     sub_b.find_nearest_neighbors()
     sub_b.refine_atom_positions_using_center_of_mass(show_progressbar=False)
     xy = np.stack([sub_b.x_position, sub_b.y_position], 1)
-    return xy[np.all(np.isfinite(xy), 1)]
+    inside = np.all(np.isfinite(xy), 1) & (xy.min(1) >= 0)
+    inside &= (xy[:, 0] <= data.shape[1] - 1) & (xy[:, 1] <= data.shape[0] - 1)
+    return xy[inside]
 
 
 def interior(xy, shape, margin):
@@ -167,6 +169,8 @@ def overlay(name, data, prob, ours, ref, out_dir):
         axes[0].scatter(*xy[keep].T, s=14 if m == "o" else 40, marker=m,
                         facecolors="none" if m == "o" else c, edgecolors=c,
                         linewidths=0.8)  # fmt: skip
+    axes[0].set_xlim(-0.5, crop[1].stop - 0.5)
+    axes[0].set_ylim(crop[0].stop - 0.5, -0.5)
     axes[0].set_title(f"{name}: ours (o) vs Atomap (+)")
     rgb = np.stack([prob[0][crop], prob[1][crop], 0 * prob[0][crop]], -1)
     axes[1].imshow(np.clip(rgb, 0, 1))

@@ -22,7 +22,9 @@ def _neighbours(xy: np.ndarray, reach: float, max_neighbours: int = 24):
     k = min(max_neighbours + 1, len(xy))
     dist, idx = cKDTree(xy).query(xy, k=k, distance_upper_bound=reach)
     idx = np.where(np.isfinite(dist), idx, -1)[:, 1:]
-    return idx
+    # Keep only as many slots as the most crowded column needs.
+    used = int((idx >= 0).sum(1).max()) if idx.size else 0
+    return idx[:, : max(used, 1)]
 
 
 def _gauss(px, py, params):

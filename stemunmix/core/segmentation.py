@@ -37,7 +37,7 @@ def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.nda
     return ((np.asarray(image, np.float32) - lo) / (hi - lo)).astype(np.float32)
 
 
-def measure_spacing(image: np.ndarray, max_size: int = 1024) -> float:
+def measure_spacing(image: np.ndarray, max_size: int = 512) -> float:
     """Shortest lattice period of an image in pixels, from its autocorrelation.
 
     The central ``max_size`` crop is high-passed and windowed. Beyond the central
