@@ -19,6 +19,7 @@ def find_columns_frame(
     image: np.ndarray | None = None,
     refine: str = "gaussian",
     ab_distance: float | None = None,
+    patch: float = 0.5,
 ):
     """Columns of one frame.
 
@@ -48,7 +49,9 @@ def find_columns_frame(
     xy, labels, scores = xy[order], labels[order], scores[order]
     if refine == "gaussian" and image is not None:
         d = ab_distance if ab_distance else 2 * min_distance
-        fit = refine_gaussian(image, xy, sigma=0.15 * d, radius=max(2, round(0.3 * d)))
+        fit = refine_gaussian(
+            image, xy, sigma=0.15 * d, radius=max(2, round(patch * d))
+        )
         ok = fit["moved"] <= 0.5 * min_distance
         xy = np.where(ok[:, None], fit["xy"], xy)
     return xy, labels, scores

@@ -27,10 +27,17 @@ def _neighbours(xy: np.ndarray, reach: float, max_neighbours: int = 24):
     return idx[:, : max(used, 1)]
 
 
-def _gauss(px, py, params):
-    """Gaussians of ``params`` (..., 5) at pixel coordinates (..., P)."""
+def _gauss(xs, ys, params):
+    """Gaussians of ``params`` (..., 5) on square patches, flattened to (..., P).
+
+    ``xs`` and ``ys`` (..., m) are the patch's column and row coordinates; the
+    Gaussian is separable, so only 2m exponentials per column are needed.
+    """
     a, cx, cy, s = (params[..., i, None] for i in range(4))
-    return a * np.exp(-((px - cx) ** 2 + (py - cy) ** 2) / (2 * s**2))
+    gx = np.exp(-((xs - cx) ** 2) / (2 * s**2))
+    gy = a * np.exp(-((ys - cy) ** 2) / (2 * s**2))
+    out = gy[..., :, None] * gx[..., None, :]
+    return out.reshape(out.shape[:-2] + (-1,))
 
 
 def refine_gaussian(
@@ -38,7 +45,7 @@ def refine_gaussian(
     xy: np.ndarray,
     sigma: float,
     radius: int | None = None,
-    n_iter: int = 6,
+    n_iter: int = 4,
     chunk: int = 8192,
 ) -> dict:
     """Refine all column positions at once by 2D Gaussian fits with neighbours.
@@ -75,11 +82,12 @@ def refine_gaussian(
     centre = np.round(xy).astype(int)
     centre[:, 0] = np.clip(centre[:, 0], 0, w - 1)
     centre[:, 1] = np.clip(centre[:, 1], 0, h - 1)
-    py = (centre[:, 1, None, None] + off[None, :, None]) + 0 * off[None, None, :]
-    px = (centre[:, 0, None, None] + off[None, None, :]) + 0 * off[None, :, None]
-    py, px = py.reshape(n, -1), px.reshape(n, -1)
+    ys = (centre[:, 1, None] + off[None, :]).astype(float)  # (n, m) patch rows
+    xs = (centre[:, 0, None] + off[None, :]).astype(float)  # (n, m) patch columns
+    py = np.repeat(ys, len(off), axis=1)
+    px = np.tile(xs, (1, len(off)))
     inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
-    data = image[np.clip(py, 0, h - 1), np.clip(px, 0, w - 1)]
+    data = image[np.clip(py, 0, h - 1).astype(int), np.clip(px, 0, w - 1).astype(int)]
 
     # Starting parameters: height over the patch minimum, given width.
     bg0 = np.where(inside, data, np.inf).min(1)
@@ -98,19 +106,18 @@ def refine_gaussian(
             valid = idx >= 0
             other = params[np.where(valid, idx, 0)]  # (c, K, 5)
             other[..., 0] *= valid
-            neigh = _gauss(px[sl, None], py[sl, None], other).sum(1)  # (c, P)
+            neigh = _gauss(xs[sl, None], ys[sl, None], other).sum(1)  # (c, P)
             target = data[sl] - neigh
             params[sl], lam[sl] = _gauss_newton_step(
                 params[sl], px[sl], py[sl], target, inside[sl], lam[sl]
             )
             params[sl, 3] = np.clip(params[sl, 3], sig_lo, sig_hi)
-    model = _gauss(px, py, params) + params[:, 4, None]
-    idx = nb
-    valid = idx >= 0
-    other = params[np.where(valid, idx, 0)]
+    model = _gauss(xs, ys, params) + params[:, 4, None]
+    valid = nb >= 0
+    other = params[np.where(valid, nb, 0)]
     other[..., 0] *= valid
     resid = np.where(
-        inside, data - model - _gauss(px[:, None], py[:, None], other).sum(1), 0
+        inside, data - model - _gauss(xs[:, None], ys[:, None], other).sum(1), 0
     )
     rms = np.sqrt((resid**2).sum(1) / inside.sum(1))
     return {
