@@ -1,0 +1,54 @@
+"""Markdown tables of the JSON results, as pasted into BENCHMARKS.md.
+
+python benchmarks/tables.py columns_vs_atomap|columns_real
+"""
+
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def columns_vs_atomap():
+    rows = json.loads((RESULTS / "columns_vs_atomap.json").read_text())["rows"]
+    print("| method | size | dose | s | recall A / B | precision A / B | RMS A / B px "
+          "| dB median / p90 px | CRB median px | dB / CRB | peak RSS MB |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['method']} | {r['size']} | {r['dose']} | {r['seconds']:.1f} "
+              f"| {r['A_recall']:.4f} / {r['B_recall']:.4f} "
+              f"| {r['A_precision']:.4f} / {r['B_precision']:.4f} "
+              f"| {r['A_rms_px']:.3f} / {r['B_rms_px']:.3f} "
+              f"| {r['B_displacement_error_median_px']:.3f} / {r['B_displacement_error_p90_px']:.3f} "
+              f"| {r['crb_displacement_median_px']:.3f} "
+              f"| {r['B_displacement_error_median_px'] / r['crb_displacement_median_px']:.2f} "
+              f"| {r['peak_rss_mb']:.0f} |")  # fmt: skip
+    by = {(r["method"], r["size"], r["dose"]): r for r in rows}
+    print()
+    for (method, size, dose), r in by.items():
+        if method == "atomap" and ("stemunmix", size, dose) in by:
+            ratio = r["seconds"] / by[("stemunmix", size, dose)]["seconds"]
+            print(
+                f"- {size}^2, dose {dose}: Atomap / stemunmix wall time = {ratio:.1f}x"
+            )
+
+
+def columns_real():
+    rows = json.loads((RESULTS / "columns_real.json").read_text())["rows"]
+    print(
+        "| image / layer | B columns | median offset x, y pm | std x, y pm | robust std x, y pm | median length pm |"
+    )
+    print("|---|---|---|---|---|---|")
+    for name, r in rows.items():
+        fmt = lambda v: ", ".join(f"{x:.2f}" for x in v) if v else "-"  # noqa: E731
+        length = r.get("offset_length_median_pm")
+        print(f"| {name} | {r['b_columns']} | {fmt(r['offset_median_pm'])} "
+              f"| {fmt(r.get('offset_std_pm'))} | {fmt(r['offset_robust_std_pm'])} "
+              f"| {'-' if length is None else f'{length:.2f}'} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    {"columns_vs_atomap": columns_vs_atomap, "columns_real": columns_real}[
+        sys.argv[1]
+    ]()
