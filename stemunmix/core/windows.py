@@ -59,19 +59,28 @@ def _kernel():
     if not _COMPILED:
         import numba
 
-        @numba.njit(parallel=True, fastmath=False, cache=False)
+        @numba.njit(parallel=True, fastmath=True, error_model="numpy")
         def gather(image, ix, iy, fx, fy, out):
             n, c, d = out.shape[0], out.shape[1], out.shape[2]
             for k in numba.prange(n):
                 x0, y0, wx, wy = ix[k], iy[k], fx[k], fy[k]
+                # Bilinear weights of the four integer-aligned windows.
+                w00 = (1 - wx) * (1 - wy)
+                w01 = wx * (1 - wy)
+                w10 = (1 - wx) * wy
+                w11 = wx * wy
                 for ch in range(c):
                     for i in range(d):
-                        r0 = image[ch, y0 + i]
-                        r1 = image[ch, y0 + i + 1]
+                        r0 = image[ch, y0 + i, x0 : x0 + d + 1]
+                        r1 = image[ch, y0 + i + 1, x0 : x0 + d + 1]
+                        o = out[k, ch, i]
                         for j in range(d):
-                            top = r0[x0 + j] + (r0[x0 + j + 1] - r0[x0 + j]) * wx
-                            bot = r1[x0 + j] + (r1[x0 + j + 1] - r1[x0 + j]) * wx
-                            out[k, ch, i, j] = top + (bot - top) * wy
+                            o[j] = (
+                                w00 * r0[j]
+                                + w01 * r0[j + 1]
+                                + w10 * r1[j]
+                                + w11 * r1[j + 1]
+                            )
 
         _COMPILED.append(gather)
     return _COMPILED[0]
