@@ -150,6 +150,6 @@ def test_find_columns_bad_input(found):
         prob.find_columns()
 
 
-def test_columns_outside_the_image_are_refused_for_atomap():
+def test_nan_positions_are_refused():
     with pytest.raises(ValueError, match="NaN"):
         Columns([[1.0, np.nan]])

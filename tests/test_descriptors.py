@@ -209,3 +209,13 @@ def test_gaussian_mixture_on_dask_equals_numpy():
         GaussianMixture(0).fit(x)
     with pytest.raises(ValueError, match="NaN"):
         GaussianMixture(2).fit(np.full((10, 2), np.nan))
+
+
+def test_window_arguments_are_checked_before_segmenting():
+    # NaN pixels would fail in segment(); the bad d must be named first.
+    image, _ = perovskite(shape=96, seed=0)
+    image.data[5, 5] = np.nan
+    with pytest.raises(ValueError, match="at least 3"):
+        image.local_descriptors(2)
+    with pytest.raises(ValueError, match="edge"):
+        image.local_descriptors(8, edge="wrap")

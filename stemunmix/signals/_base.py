@@ -98,8 +98,3 @@ class StemunmixSignal2D(Signal2D):
 
 class LazyStemunmixSignal2D(LazySignal, StemunmixSignal2D):
     """Lazy twin of :class:`StemunmixSignal2D`."""
-
-
-def check_lazy_inplace(lazy_output, inplace) -> None:
-    if lazy_output and inplace:
-        raise ValueError("lazy_output=True requires inplace=False")

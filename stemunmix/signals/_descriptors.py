@@ -28,6 +28,15 @@ def window_size(d, scale: float) -> int:
     return int(d)
 
 
+def check_arguments(d, edge, source, scale) -> None:
+    """Validate the cheap arguments before any segmentation or column finding."""
+    window_size(d, scale)
+    if edge not in EDGES:
+        raise ValueError(f"edge must be one of {EDGES}, got {edge!r}")
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+
+
 def build(
     frames,
     channel_names,
@@ -96,14 +105,11 @@ def build(
         """Windows (n, d, C*d) of the columns ``sel`` (indices into columns)."""
         cols = columns[sel]
         out = np.empty((len(cols), d, len(channel_names) * d), np.float32)
-        frame_keys = [()] if not nav_shape else [tuple(v[::-1]) for v in cols.nav_index]
-        keys = {k: None for k in frame_keys}
-        for key in keys:
-            m = (
-                np.array([k == key for k in frame_keys])
-                if nav_shape
-                else np.ones(len(cols), bool)
-            )
+        # Array index of each column's frame (nav_index is in HyperSpy's x-first order).
+        where = cols.nav_index[:, ::-1] if nav_shape else np.zeros((len(cols), 0), int)
+        for key in np.unique(where, axis=0) if len(cols) else []:
+            m = np.all(where == key, axis=1)
+            key = tuple(int(k) for k in key)
             frame = np.asarray(frames[key])
             if not np.all(np.isfinite(frame)):
                 raise ValueError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from hyperspy._signals.lazy import LazySignal
 
-from stemunmix.signals._base import StemunmixSignal2D, check_lazy_inplace
+from stemunmix.signals._base import StemunmixSignal2D
 
 
 class AtomicResolutionImage(StemunmixSignal2D):
@@ -61,7 +61,6 @@ class AtomicResolutionImage(StemunmixSignal2D):
         from stemunmix.nn import inference
         from stemunmix.nn.training import resolve_device
 
-        check_lazy_inplace(lazy_output, False)
         model = _check_model(model)
         scale = _check_scale(scale)
         if batch_size is not None and (
@@ -137,6 +136,14 @@ class AtomicResolutionImage(StemunmixSignal2D):
         components of the local descriptors, for each window size in
         ``d_values`` (pixels): the study's Fig. 1a. Returns a Signal1D over d.
         """
+        if source == "probabilities":
+            # Segment (and find columns) once, not once per window size.
+            prob = self.segment(model=model, lazy_output=False)
+            columns = self.columns
+            if columns is None:
+                columns = self.columns = prob.find_columns(image=self)
+            return prob.scree_by_window(d_values, n_components, classes,
+                                        columns=columns, **kwargs)  # fmt: skip
         from stemunmix.signals._descriptors import scree_by_window
 
         return scree_by_window(
@@ -221,10 +228,9 @@ class AtomicResolutionImage(StemunmixSignal2D):
         """
         from stemunmix.signals import _descriptors
 
-        if source not in _descriptors.SOURCES:
-            raise ValueError(
-                f"source must be one of {_descriptors.SOURCES}, got {source!r}"
-            )
+        _descriptors.check_arguments(
+            d, edge, source, self.axes_manager.signal_axes[0].scale
+        )
         if columns is None:
             columns = self.columns
         if source == "image":

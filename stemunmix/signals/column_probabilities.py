@@ -201,10 +201,9 @@ class ColumnProbabilities(StemunmixSignal2D):
         """
         from stemunmix.signals import _descriptors
 
-        if source not in _descriptors.SOURCES:
-            raise ValueError(
-                f"source must be one of {_descriptors.SOURCES}, got {source!r}"
-            )
+        _descriptors.check_arguments(
+            d, edge, source, self.axes_manager.signal_axes[0].scale
+        )
         if columns is None:
             columns = self.columns
         if columns is None:
