@@ -186,11 +186,19 @@ class Columns:
 
     def polarization(self, a="A", b="B"):
         """Displacement of each ``b`` column from the centroid of its ``a``
-        neighbours, pixels [x, y]: returns (Columns of the b columns, (N_b, 2))."""
+        neighbours, pixels [x, y]: returns (Columns of the b columns, (N_b, 2)).
+
+        Only ``b`` columns with the full set of ``a`` neighbours (the number
+        most columns have: four in [001], two in [110]) are returned; those at
+        the image edge, with some neighbours missing, are left out.
+        """
         from stemunmix.core.polarization import polarization
 
         cols_b = self.select(b)
-        vectors, _ = polarization(self.select(a).xy, cols_b.xy)
+        vectors, count = polarization(self.select(a).xy, cols_b.xy)
+        if len(count):
+            full = count >= np.bincount(count).argmax()
+            cols_b, vectors = cols_b[full], vectors[full]
         return cols_b, vectors
 
     def plot_polarization(self, image=None, a="A", b="B", scale=None, ax=None):

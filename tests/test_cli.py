@@ -1,15 +1,160 @@
+import contextlib
+import io
 import re
+import shutil
+from pathlib import Path
+
+import hyperspy.api as hs
+import numpy as np
+import pytest
 
 from stemunmix.cli import main
 from stemunmix.nn import load_model
+from stemunmix.synthetic import perovskite
 
 
-def test_demo_runs_and_reports_the_domains(capsys):
-    assert main(["demo", "--size", "384"]) == 0
-    out = capsys.readouterr().out
-    ari = float(re.search(r"adjusted Rand index ([0-9.]+)", out).group(1))
-    assert ari > 0.5
-    assert "columns: <Columns" in out
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """One run of ``stemunmix demo`` (about 10 s), shared by the tests."""
+    out = tmp_path_factory.mktemp("demo")
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        code = main(["demo", "--out", str(out)])
+    return code, out, text.getvalue()
+
+
+def _figures(page: Path) -> list[str]:
+    return re.findall(r'<img src="([^"]+)"', page.read_text())
+
+
+def test_demo_writes_a_report_with_its_figures(demo):
+    code, out, text = demo
+    assert code == 0
+    figures = _figures(out / "report.html")
+    assert len(figures) >= 7
+    for name in figures:
+        png = (out / name).read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000, name
+    ari = float(re.search(r"adjusted Rand index ([0-9.]+)", text).group(1))
+    assert ari > 0.85  # measured 0.909 (seed 0, dose 100, 0.8 nm walls)
+    found = re.search(r"total time ([0-9.]+) s", text)
+    assert found is not None
+
+
+def test_demo_results_reload_in_hyperspy(demo):
+    _, out, _ = demo
+    image = hs.load(out / "image.hspy")
+    assert image.metadata.Signal.signal_type == "atomic_resolution"
+    assert len(image.columns.select("A")) > 400 and len(image.columns.select("B")) > 400
+    ld = hs.load(out / "descriptors.hspy")
+    assert ld.metadata.Signal.signal_type == "local_descriptors"
+    assert ld.learning_results.loadings.shape == (ld.axes_manager.navigation_size, 4)
+    labels = np.asarray(ld.learning_results.cluster_labels)
+    assert labels.shape == (4, ld.axes_manager.navigation_size)
+    assert ld.get_domain_map().data.shape == image.data.shape
+
+
+def test_report_shows_every_image_in_headless_chromium(demo):
+    _, out, _ = demo
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if browser is None or driver is None:
+        pytest.skip(
+            "headless Chromium not installed (Debian: chromium chromium-driver)"
+        )
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium missing")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = browser
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu",
+                 "--disable-dev-shm-usage"):  # fmt: skip
+        options.add_argument(flag)
+    chrome = webdriver.Chrome(service=Service(driver), options=options)
+    try:
+        chrome.get((out / "report.html").resolve().as_uri())
+        shown = chrome.execute_script(
+            "return Array.from(document.images).map("
+            "i => [i.getAttribute('src'), i.complete && i.naturalWidth > 0])"
+        )
+    finally:
+        chrome.quit()
+    assert len(shown) == len(_figures(out / "report.html")) >= 5
+    assert all(ok for _, ok in shown), [src for src, ok in shown if not ok]
+
+
+@pytest.fixture(scope="module")
+def image_file(tmp_path_factory):
+    image, _ = perovskite(shape=256, seed=5, domains="two_stripes")
+    path = tmp_path_factory.mktemp("file") / "synthetic.hspy"
+    image.save(path)
+    return path
+
+
+@pytest.mark.parametrize("method", ["pca", "ica", "gmm"])
+def test_analyze_runs_each_method_and_writes_reloadable_results(image_file, tmp_path,
+                                                                method):  # fmt: skip
+    out = tmp_path / "report"
+    code = main(["analyze", str(image_file), "--method", method, "--components", "2",
+                 "--out", str(out), "--no-scree"])  # fmt: skip
+    assert code == 0
+    assert len(_figures(out / "report.html")) >= 5
+    ld = hs.load(out / "descriptors.hspy")
+    assert ld.learning_results.loadings.shape[1] == 2
+    if method == "ica":
+        assert ld.learning_results.bss_loadings.shape[1] == 2
+    image = hs.load(out / "image.hspy")
+    assert len(image.columns) > 200
+
+
+def test_analyze_lazy_saves_zspy_equal_to_eager(image_file, tmp_path):
+    assert main(["analyze", str(image_file), "--out", str(tmp_path / "e"),
+                 "--components", "2", "--no-scree"]) == 0  # fmt: skip
+    assert main(["analyze", str(image_file), "--out", str(tmp_path / "l"),
+                 "--components", "2", "--no-scree", "--lazy"]) == 0  # fmt: skip
+    eager = hs.load(tmp_path / "e" / "image.hspy")
+    lazy = hs.load(tmp_path / "l" / "image.zspy")
+    assert lazy.columns == eager.columns
+    ld = hs.load(tmp_path / "l" / "descriptors.zspy", lazy=True)
+    ref = hs.load(tmp_path / "e" / "descriptors.hspy")
+    np.testing.assert_allclose(ld.data.compute(), ref.data, atol=1e-6)
+
+
+def test_analyze_the_real_pbtio3_srruo3_image(real_data, tmp_path):
+    out = tmp_path / "pto"
+    code = main(["analyze", str(real_data / "temul_PTO-SRO_HAADF_Hadjimichael2020.hspy"),
+                 "--components", "3", "--domains", "2", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    assert len(_figures(out / "report.html")) >= 6
+    assert hs.load(out / "descriptors.hspy").learning_results.loadings.shape[1] == 3
+
+
+def _fails_with_one_sentence(capsys, argv, start):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.split("\r")[-1].strip()  # after the progress bar
+    assert "\n" not in err and "Traceback" not in err
+    assert err.startswith(start), err
+
+
+def test_unreadable_files_give_one_sentence(tmp_path, capsys):
+    _fails_with_one_sentence(capsys, ["analyze", str(tmp_path / "nope.dm4")],
+                             "stemunmix analyze: cannot read")  # fmt: skip
+    bad = tmp_path / "corrupt.hspy"
+    bad.write_bytes(b"not an hdf5 file at all" * 10)
+    _fails_with_one_sentence(capsys, ["analyze", str(bad)],
+                             f"stemunmix analyze: cannot read {bad}")  # fmt: skip
+
+
+def test_non_image_and_latticeless_files_give_one_sentence(tmp_path, capsys):
+    spectrum = tmp_path / "spectrum.hspy"
+    hs.signals.Signal1D(np.arange(100.0)).save(spectrum)
+    _fails_with_one_sentence(capsys, ["analyze", str(spectrum)],
+                             f"stemunmix analyze: {spectrum} holds no image")  # fmt: skip
+    noise = tmp_path / "noise.hspy"
+    rng = np.random.default_rng(0)
+    hs.signals.Signal2D(rng.poisson(20, (256, 256)).astype("f4")).save(noise)
+    _fails_with_one_sentence(capsys, ["analyze", str(noise)],
+                             f"stemunmix analyze: {noise} shows no lattice")  # fmt: skip
 
 
 def test_train_command_writes_a_loadable_model(tmp_path, capsys):
@@ -22,6 +167,5 @@ def test_train_command_writes_a_loadable_model(tmp_path, capsys):
 
 
 def test_bad_arguments_give_one_sentence(capsys):
-    assert main(["train", "--steps", "0", "--out", "unused"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("stemunmix train: steps must be a positive integer")
+    _fails_with_one_sentence(capsys, ["train", "--steps", "0", "--out", "unused"],
+                             "stemunmix train: steps must be a positive integer")  # fmt: skip

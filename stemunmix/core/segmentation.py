@@ -77,6 +77,14 @@ def measure_spacing(image: np.ndarray, max_size: int = 512) -> float:
     strong = candidates[height >= 0.8 * height.max()]
     best = strong[np.argmin(r.ravel()[strong])]
     py, px = np.unravel_index(best, acf.shape)
+    # A lattice repeats: the correlation at the period stands out of the noise,
+    # and it comes back at twice the period (random texture does neither).
+    second = maximum_filter(acf, size=5)[2 * py - cy, 2 * px - cx]
+    if acf[py, px] < 0.05 * acf[cy, cx] or second < 0.5 * acf[py, px]:
+        raise ValueError(
+            "no lattice found: the image shows no periodic atomic columns; "
+            "check it is an atomic-resolution image, or pass scale=<factor>"
+        )
     # Sub-pixel: parabola through the peak along each axis.
     dy = _parabola(acf[py - 1, px], acf[py, px], acf[py + 1, px])
     dx = _parabola(acf[py, px - 1], acf[py, px], acf[py, px + 1])

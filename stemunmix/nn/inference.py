@@ -16,10 +16,17 @@ def halo_for(model) -> int:
     return int(np.ceil(model.receptive_field() / 2 / 8) * 8)
 
 
+def spacing_crop(shape, max_size: int = 512) -> tuple[slice, slice]:
+    """The central crop of a frame that :func:`scale_factor` measures."""
+    h, w = shape
+    top, left = max(0, (h - max_size) // 2), max(0, (w - max_size) // 2)
+    return slice(top, top + max_size), slice(left, left + max_size)
+
+
 def scale_factor(image: np.ndarray, scale, training_spacing: float) -> tuple:
     """(factor, measured spacing or None) for ``scale="auto"`` or a number."""
     if isinstance(scale, str):
-        spacing = seg.measure_spacing(image)
+        spacing = seg.measure_spacing(image[spacing_crop(image.shape)])
         factor = training_spacing / spacing
         return (1.0 if abs(factor - 1) < 0.03 else factor), spacing
     return float(scale), None

@@ -77,7 +77,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
         spacing = float(model.card.get("training_spacing", 16.0))
         n_classes = len(model.class_names)
 
-        measured = []  # (spacing, factor) per frame, recorded for eager runs
+        measured = []  # (spacing, factor) per frame
 
         def run_frame(frame):
             factor, found = inference.scale_factor(frame, scale, spacing)
@@ -87,15 +87,31 @@ class AtomicResolutionImage(StemunmixSignal2D):
         lazy = self._lazy if lazy_output is None else bool(lazy_output)
         nav_shape = self.data.shape[:-2]
         if self._lazy or lazy:
+            import dask
             import dask.array as da
 
             data = self.data if self._lazy else da.from_array(self.data, chunks=-1)
             data = data.rechunk({-2: -1, -1: -1})
+            # The scale of every frame is measured up front, on the central
+            # crop the eager path measures, so lazy and eager agree and the
+            # spacing is recorded either way.
+            crops = [data[idx][inference.spacing_crop(data.shape[-2:])]
+                     for idx in np.ndindex(nav_shape)]  # fmt: skip
+            for crop in dask.compute(*crops):
+                _check_frames(crop)
+                measured.append(inference.scale_factor(crop, scale, spacing)[::-1])
+            factors = np.array([m[1] for m in measured]).reshape(nav_shape)
 
-            def block(arr):
+            def block(arr, block_info=None):
+                loc = block_info[0]["array-location"][: len(nav_shape)]
                 out = np.empty(arr.shape[:-2] + (n_classes,) + arr.shape[-2:], "f4")
                 for idx in np.ndindex(arr.shape[:-2]):
-                    out[idx] = run_frame(np.asarray(arr[idx]))
+                    frame = np.asarray(arr[idx], dtype=np.float32)
+                    _check_frames(frame)
+                    factor = factors[tuple(lo + i for (lo, _), i in zip(loc, idx,
+                                                                        strict=True))]  # fmt: skip
+                    out[idx] = inference.predict(model, frame, float(factor), tile,
+                                                 batch_size, dev)  # fmt: skip
                 return out
 
             result = data.map_blocks(
@@ -119,7 +135,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
             ):
                 result[idx] = run_frame(np.asarray(self.data[idx], dtype=np.float32))
         out = self._probabilities_signal(result, model, scale, tile)
-        if measured and len(measured) == int(np.prod(nav_shape)):
+        if len(measured) == int(np.prod(nav_shape)):
             found = [m[0] for m in measured]
             if None not in found:
                 out.metadata.set_item(
