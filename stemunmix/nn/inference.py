@@ -32,28 +32,88 @@ def scale_factor(image: np.ndarray, scale, training_spacing: float) -> tuple:
     return float(scale), None
 
 
+def block_bounds(n: int, block: int) -> list[tuple[int, int]]:
+    """Output blocks along one axis: ``block`` pixels each, the last one merged
+    into its neighbour when shorter than half a block."""
+    edges = list(range(0, n, block)) + [n]
+    if len(edges) > 2 and edges[-1] - edges[-2] < block / 2:
+        del edges[-2]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def _axis_plan(c0, c1, n, factor, halo, multiple):
+    """Along one axis, for output pixels [c0, c1) of a frame of n pixels: the
+    resampled length, the resampled pixels [r0, r1) the output interpolates
+    from, the network window [a0, a1) around them (a0 a multiple of
+    ``multiple``), and the frame pixels [o0, o1) the window samples."""
+    wn = n if factor == 1 else max(1, round(n * factor))
+    if factor == 1:
+        r0, r1 = c0, c1
+    else:
+        coords = np.clip(np.array([c0, c1 - 1]) * factor, 0, wn - 1)
+        r0 = int(max(0, min(np.floor(coords[0]), wn - 2)))
+        r1 = int(min(wn, np.floor(coords[1]) + 2))
+    a0 = max(0, (r0 - halo) // multiple * multiple)
+    a1 = min(wn, r1 + halo)
+    if factor == 1:
+        o0, o1 = a0, a1
+    else:
+        src = np.clip(np.array([a0, a1 - 1]) / factor, 0, n - 1)
+        o0 = int(max(0, min(np.floor(src[0]), n - 2)))
+        o1 = int(min(n, np.floor(src[1]) + 2))
+    return wn, (r0, r1), (a0, a1), (o0, o1)
+
+
+def block_plan(shape, box, factor, model):
+    """Frame pixels (y0, y1, x0, x1) that output ``box`` of a frame needs."""
+    halo, multiple = halo_for(model), model.multiple
+    py = _axis_plan(box[0], box[1], shape[0], factor, halo, multiple)
+    px = _axis_plan(box[2], box[3], shape[1], factor, halo, multiple)
+    return py[3] + px[3]
+
+
 @torch.no_grad()
-def predict(
-    model, image: np.ndarray, factor: float, tile: int, batch_size: int, device
-) -> np.ndarray:
-    """Class probabilities (C, H, W) float32 of one image on its own pixel grid."""
-    shape = image.shape
-    lo, hi = seg.intensity_range(image)
-    work = seg.resample(image, factor)
-    if min(work.shape) < MIN_SIZE:
-        raise ValueError(
-            f"image of {shape} pixels is {work.shape} after resampling by "
-            f"{factor:.3g}: too small (< {MIN_SIZE} pixels, about two unit cells); "
-            "use a larger image or a larger scale"
-        )
+def predict_block(model, region, origin, shape, box, factor, lo, hi, tile,
+                  batch_size, device) -> np.ndarray:  # fmt: skip
+    """Class probabilities (C, y1 - y0, x1 - x0) of output ``box`` (y0, y1, x0,
+    x1) of a frame of ``shape``, from ``region``: the frame's pixels
+    :func:`block_plan` asks for, starting at ``origin`` (row, col).
+
+    The result depends only on the frame and the box, not on how the frame is
+    stored, so eager and lazy (any chunking) runs agree exactly.
+    """
+    halo, multiple = halo_for(model), model.multiple
+    py = _axis_plan(box[0], box[1], shape[0], factor, halo, multiple)
+    px = _axis_plan(box[2], box[3], shape[1], factor, halo, multiple)
+    region = np.asarray(region, np.float32)
+    lo, hi = float(lo), float(hi)  # Python floats keep the arithmetic in float32
+    if factor == 1:
+        work = region[py[2][0] - origin[0] : py[2][1] - origin[0],
+                      px[2][0] - origin[1] : px[2][1] - origin[1]]  # fmt: skip
+    else:
+        rows = np.clip(np.arange(*py[2]) / factor, 0, shape[0] - 1) - origin[0]
+        cols = np.clip(np.arange(*px[2]) / factor, 0, shape[1] - 1) - origin[1]
+        work = seg._interp_axis(seg._interp_axis(region, rows, 0), cols, 1)
+    probs = _run_network(model, work, lo, hi, tile, batch_size, device)
+    (r0, r1), (a0, _) = py[1], py[2]
+    (s0, s1), (b0, _) = px[1], px[2]
+    probs = probs[:, r0 - a0 : r1 - a0, s0 - b0 : s1 - b0]
+    if factor == 1:
+        return probs
+    rows = np.clip(np.arange(box[0], box[1]) * factor, 0, py[0] - 1) - r0
+    cols = np.clip(np.arange(box[2], box[3]) * factor, 0, px[0] - 1) - s0
+    return seg._interp_axis(seg._interp_axis(probs, rows, 1), cols, 2)
+
+
+def _run_network(model, work, lo, hi, tile, batch_size, device) -> np.ndarray:
+    """Probabilities (C, h, w) of a resampled window, in overlapping tiles."""
     multiple = model.multiple
     windows = seg.tile_windows(work.shape, tile, halo_for(model), multiple)
     out = np.empty((len(model.class_names),) + work.shape, np.float32)
     for start in range(0, len(windows), batch_size):
         group = windows[start : start + batch_size]
         patches = [
-            (np.asarray(work[y0:y1, x0:x1], np.float32) - lo) / (hi - lo)
-            for (y0, y1, x0, x1), _ in group
+            (work[y0:y1, x0:x1] - lo) / (hi - lo) for (y0, y1, x0, x1), _ in group
         ]
         h, w = patches[0].shape
         ph, pw = -h % multiple, -w % multiple
@@ -63,4 +123,34 @@ def predict(
         prob = torch.softmax(model(x), dim=1)[:, :, :h, :w].float().cpu().numpy()
         for p, ((y0, _, x0, _), (cy0, cy1, cx0, cx1)) in zip(prob, group, strict=True):
             out[:, cy0:cy1, cx0:cx1] = p[:, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
-    return seg.resample_back(out, factor, shape)
+    return out
+
+
+def check_size(shape, factor) -> None:
+    work = (max(1, round(shape[0] * factor)), max(1, round(shape[1] * factor)))
+    if min(work) < MIN_SIZE:
+        raise ValueError(
+            f"image of {tuple(shape)} pixels is {work} after resampling by "
+            f"{factor:.3g}: too small (< {MIN_SIZE} pixels, about two unit cells); "
+            "use a larger image or a larger scale"
+        )
+
+
+def predict(
+    model, image: np.ndarray, factor: float, tile: int, batch_size: int, device
+) -> np.ndarray:
+    """Class probabilities (C, H, W) float32 of one image on its own pixel grid,
+    computed block by block (``tile`` x ``tile`` output pixels each)."""
+    shape = image.shape
+    check_size(shape, factor)
+    lo, hi = seg.intensity_range(image)
+    out = np.empty((len(model.class_names),) + shape, np.float32)
+    for y0, y1 in block_bounds(shape[0], tile):
+        for x0, x1 in block_bounds(shape[1], tile):
+            box = (y0, y1, x0, x1)
+            oy0, oy1, ox0, ox1 = block_plan(shape, box, factor, model)
+            out[:, y0:y1, x0:x1] = predict_block(
+                model, image[oy0:oy1, ox0:ox1], (oy0, ox0), shape, box, factor,
+                lo, hi, tile, batch_size, device,
+            )  # fmt: skip
+    return out

@@ -48,7 +48,8 @@ class AtomicResolutionImage(StemunmixSignal2D):
         device : str, optional
             ``"cpu"`` or ``"cuda"``; default CUDA when present.
         tile : int
-            Core size of a tile in (resampled) pixels; bounds the memory used.
+            Size of the output blocks in the image's pixels (one task each when
+            lazy); bounds the memory used. Results do not depend on it.
         show_progressbar, lazy_output
             As in HyperSpy. Lazy input gives lazy output by default.
 
@@ -87,39 +88,13 @@ class AtomicResolutionImage(StemunmixSignal2D):
         lazy = self._lazy if lazy_output is None else bool(lazy_output)
         nav_shape = self.data.shape[:-2]
         if self._lazy or lazy:
-            import dask
-            import dask.array as da
+            data = self.data
+            if not self._lazy:
+                import dask.array as da
 
-            data = self.data if self._lazy else da.from_array(self.data, chunks=-1)
-            data = data.rechunk({-2: -1, -1: -1})
-            # The scale of every frame is measured up front, on the central
-            # crop the eager path measures, so lazy and eager agree and the
-            # spacing is recorded either way.
-            crops = [data[idx][inference.spacing_crop(data.shape[-2:])]
-                     for idx in np.ndindex(nav_shape)]  # fmt: skip
-            for crop in dask.compute(*crops):
-                _check_frames(crop)
-                measured.append(inference.scale_factor(crop, scale, spacing)[::-1])
-            factors = np.array([m[1] for m in measured]).reshape(nav_shape)
-
-            def block(arr, block_info=None):
-                loc = block_info[0]["array-location"][: len(nav_shape)]
-                out = np.empty(arr.shape[:-2] + (n_classes,) + arr.shape[-2:], "f4")
-                for idx in np.ndindex(arr.shape[:-2]):
-                    frame = np.asarray(arr[idx], dtype=np.float32)
-                    _check_frames(frame)
-                    factor = factors[tuple(lo + i for (lo, _), i in zip(loc, idx,
-                                                                        strict=True))]  # fmt: skip
-                    out[idx] = inference.predict(model, frame, float(factor), tile,
-                                                 batch_size, dev)  # fmt: skip
-                return out
-
-            result = data.map_blocks(
-                block,
-                new_axis=len(nav_shape),
-                chunks=data.chunks[:-2] + ((n_classes,),) + data.chunks[-2:],
-                dtype=np.float32,
-            )
+                data = da.from_array(data, chunks=(1,) * len(nav_shape) + (-1, -1))
+            result = _segment_lazy(data, model, scale, spacing, tile, batch_size, dev,
+                                   measured)  # fmt: skip
             if not lazy:
                 result = result.compute()
         else:
@@ -320,6 +295,72 @@ def _check_frames(data):
             "the image has NaN or inf pixels; replace them (e.g. "
             "s.data[~np.isfinite(s.data)] = np.nanmedian(s.data)) before segmenting"
         )
+
+
+def _segment_lazy(data, model, scale, spacing, tile, batch_size, device, measured):
+    """Dask graph of the probability maps: one task per output block of
+    ``tile`` x ``tile`` pixels (and per chunk of frames), each reading its block
+    plus the halo the network needs, so memory stays bounded at any image size
+    and the values equal the eager ones exactly."""
+    import dask
+    import dask.array as da
+
+    from stemunmix.core import segmentation as seg
+    from stemunmix.nn import inference
+
+    nav_shape, shape = data.shape[:-2], data.shape[-2:]
+    n_classes = len(model.class_names)
+    # Per frame, up front and small: the scale from the central crop and the
+    # intensity range from the regular subsample the eager path uses.
+    step = max(1, int(np.ceil(np.sqrt(shape[0] * shape[1] / 4_000_000))))
+    crop = inference.spacing_crop(shape)
+    pieces = [
+        (data[idx][crop], data[idx][::step, ::step]) for idx in np.ndindex(nav_shape)
+    ]
+    factors, ranges = [], []
+    for small, sample in dask.compute(*pieces):
+        _check_frames(sample)
+        measured.append(inference.scale_factor(small, scale, spacing)[::-1])
+        inference.check_size(shape, measured[-1][1])
+        factors.append(measured[-1][1])
+        ranges.append(seg.intensity_range(sample))
+    factors = np.array(factors).reshape(nav_shape)
+    ranges = np.array(ranges).reshape(nav_shape + (2,))
+    model_in_graph = dask.delayed(model, pure=True)
+    nav_chunks = data.chunks[:-2]
+
+    def run(region, net, origin, box, block_info=None):
+        loc = block_info[0]["array-location"][: len(nav_shape)]
+        out = np.empty(region.shape[:-2] + (n_classes, box[1] - box[0], box[3] - box[2]),
+                       np.float32)  # fmt: skip
+        for idx in np.ndindex(region.shape[:-2]):
+            frame_idx = tuple(lo + i for (lo, _), i in zip(loc, idx, strict=True))
+            frame = np.asarray(region[idx], np.float32)
+            _check_frames(frame)
+            lo, hi = ranges[frame_idx]
+            out[idx] = inference.predict_block(
+                net, frame, origin, shape, box, float(factors[frame_idx]), lo, hi,
+                tile, batch_size, device,
+            )  # fmt: skip
+        return out
+
+    rows = []
+    for y0, y1 in inference.block_bounds(shape[0], tile):
+        row = []
+        for x0, x1 in inference.block_bounds(shape[1], tile):
+            box = (y0, y1, x0, x1)
+            plans = np.array([inference.block_plan(shape, box, f, model)
+                              for f in np.unique(factors)])  # fmt: skip
+            oy0, ox0 = plans[:, 0].min(), plans[:, 2].min()
+            oy1, ox1 = plans[:, 1].max(), plans[:, 3].max()
+            region = data[..., oy0:oy1, ox0:ox1].rechunk(nav_chunks + (-1, -1))
+            row.append(da.map_blocks(
+                run, region, model_in_graph, (int(oy0), int(ox0)), box,
+                new_axis=len(nav_shape), dtype=np.float32,
+                chunks=nav_chunks + ((n_classes,), (y1 - y0,), (x1 - x0,)),
+            ))  # fmt: skip
+        rows.append(row)
+    return da.block(rows)
 
 
 class LazyAtomicResolutionImage(LazySignal, AtomicResolutionImage):
