@@ -78,3 +78,43 @@ def _resolve_duplicates(xy, scores, min_distance):
             continue
         drop[j if scores[i] >= scores[j] else i] = True
     return np.flatnonzero(~drop)
+
+
+def find_columns_region(prob, column_classes, min_distance, threshold, image, refine,
+                        ab_distance, core, origin, patch: float = 0.5):  # fmt: skip
+    """:func:`find_columns_frame` on a region of a frame (its core plus a halo),
+    keeping the columns whose starting centroid lies in ``core`` (y0, y1, x0,
+    x1, frame pixels); ``origin`` (row, col) is the region's first pixel.
+
+    With a halo wider than the reach of peak finding and of the neighbour-aware
+    fit, the columns equal those of the whole frame. Returns (xy, labels,
+    scores, centroids) in frame pixels; centroids order the columns as the
+    whole-frame call does.
+    """
+    xy, labels, scores = find_columns_frame(prob, column_classes, min_distance,
+                                            threshold, None, "centroid")  # fmt: skip
+    start = xy.copy()
+    if refine == "gaussian" and image is not None and len(xy):
+        d = ab_distance if ab_distance else 2 * min_distance
+        fit = refine_gaussian(
+            image, xy, sigma=0.15 * d, radius=max(2, round(patch * d))
+        )
+        ok = fit["moved"] <= 0.5 * min_distance
+        xy = np.where(ok[:, None], fit["xy"], xy)
+    shift = np.array([origin[1], origin[0]], float)
+    xy, start = xy + shift, start + shift
+    own = (
+        (start[:, 1] >= core[0]) & (start[:, 1] < core[1])
+        & (start[:, 0] >= core[2]) & (start[:, 0] < core[3])
+    )  # fmt: skip
+    return xy[own], labels[own], scores[own], start[own]
+
+
+def region_halo(min_distance: float, ab_distance: float | None, patch: float = 0.5,
+                n_iter: int = 4) -> int:  # fmt: skip
+    """Halo (pixels) that makes :func:`find_columns_region` equal the whole frame:
+    the neighbour-aware fit reaches one neighbour shell per iteration."""
+    d = ab_distance if ab_distance else 2 * min_distance
+    radius = max(2, round(patch * d))
+    reach = 2 * radius + 4 * 0.15 * d
+    return int(np.ceil((n_iter + 2) * reach + 4 * min_distance))

@@ -49,8 +49,8 @@ def find_peaks(
     off = np.arange(-r, r + 1)
     yy = np.clip(rows[:, None, None] + off[None, :, None], 0, prob.shape[0] - 1)
     xx = np.clip(cols[:, None, None] + off[None, None, :], 0, prob.shape[1] - 1)
-    w = prob[yy, xx]
-    w = np.clip(w - 0.5 * prob[rows, cols][:, None, None], 0.0, None)
+    w = prob[yy, xx].astype(np.float64)  # float64 sums: the same at any offset
+    w = np.clip(w - 0.5 * w[:, r : r + 1, r : r + 1], 0.0, None)
     total = w.sum(axis=(1, 2))
     x = (w * xx).sum(axis=(1, 2)) / total
     y = (w * yy).sum(axis=(1, 2)) / total

@@ -92,21 +92,28 @@ class ColumnProbabilities(StemunmixSignal2D):
         spacing = self._get_state("segment", {}).get("measured_spacing")
         xy, labels, scores, nav = [], [], [], []
         for n, idx in enumerate(np.ndindex(nav_shape)):
-            prob = np.asarray(self.data[idx])
+            prob = self.data[idx]
             if min_distance is not None:
                 dist, d_ab = float(min_distance), 2.0 * float(min_distance)
             else:
                 s = (
                     float(np.ravel(spacing)[n])
                     if spacing is not None
-                    else measure_spacing(prob[classes].sum(0))
+                    else measure_spacing(np.asarray(prob[classes].sum(0)))
                 )
                 d_ab = s / np.sqrt(2)
                 dist = max(1.0, 0.5 * d_ab)
-            raw = None if frames_image is None else np.asarray(frames_image[idx])
-            f_xy, f_lab, f_score = find_columns_frame(
-                prob, classes, dist, threshold, raw, refine, d_ab
-            )
+            raw = None if frames_image is None else frames_image[idx]
+            if self._lazy:
+                f_xy, f_lab, f_score = _find_by_blocks(
+                    self.data[idx], classes, dist, threshold, raw, refine, d_ab,
+                    int(self._get_state("segment", {}).get("tile", 1024)),
+                )  # fmt: skip
+            else:
+                f_xy, f_lab, f_score = find_columns_frame(
+                    np.asarray(prob), classes, dist, threshold,
+                    None if raw is None else np.asarray(raw), refine, d_ab,
+                )  # fmt: skip
             xy.append(f_xy)
             labels.append(f_lab)
             scores.append(f_score)
@@ -232,6 +239,38 @@ class ColumnProbabilities(StemunmixSignal2D):
             lazy_output if lazy_output is not None else (True if self._lazy else None),
             {"source": source},
         )  # fmt: skip
+
+
+def _find_by_blocks(prob, classes, dist, threshold, raw, refine, d_ab, block):
+    """Columns of one lazy frame, block by block with a halo, computed in one
+    dask graph (so each probability block is computed once); equal to the
+    whole-frame result."""
+    import dask
+
+    from stemunmix.core.find import find_columns_region, region_halo
+    from stemunmix.nn.inference import block_bounds
+
+    halo = region_halo(dist, d_ab)
+    h, w = prob.shape[-2:]
+    find = dask.delayed(find_columns_region, pure=True)
+    tasks = []
+    for y0, y1 in block_bounds(h, block):
+        for x0, x1 in block_bounds(w, block):
+            oy0, oy1, ox0, ox1 = (
+                max(0, y0 - halo),
+                min(h, y1 + halo),
+                max(0, x0 - halo),
+                min(w, x1 + halo),
+            )
+            region_image = None if raw is None else raw[oy0:oy1, ox0:ox1]
+            tasks.append(find(prob[:, oy0:oy1, ox0:ox1], classes, dist, threshold,
+                              region_image, refine, d_ab, (y0, y1, x0, x1), (oy0, ox0)))  # fmt: skip
+    parts = dask.compute(*tasks)
+    xy, labels, scores, start = (
+        np.concatenate([p[i] for p in parts]) for i in range(4)
+    )
+    order = np.lexsort((start[:, 0], start[:, 1]))
+    return xy[order].reshape(-1, 2), labels[order].astype(int), scores[order]
 
 
 class LazyColumnProbabilities(LazySignal, ColumnProbabilities):
