@@ -1,0 +1,162 @@
+"""The whole lazy pipeline at growing image sizes: wall time, cost per pixel,
+peak memory (the process and any dask workers, summed).
+
+    python benchmarks/big_data.py [--sizes 1024 4096 16384] [--cluster]
+
+Each size N is a .zspy of N x N pixels in 2048^2 chunks, written block by
+block by tiling one 2048^2 synthetic image (seeds differ per block, so no two
+blocks are equal). It is loaded lazily and goes through segment ->
+find_columns -> local_descriptors (B windows, d = 20) -> lazy NMF (4) ->
+GaussianMixture (4) -> domain map, each run in a fresh process. ``--cluster``
+runs the same on a LocalCluster of two single-threaded worker processes.
+Writes benchmarks/results/big_data[_cluster].json.
+"""
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BLOCK = 2048
+
+
+def make_file(path: Path, n: int) -> None:
+    import dask.array as da
+    import hyperspy.api as hs
+    import numpy as np
+
+    from stemunmix.synthetic import perovskite
+
+    k = max(1, n // BLOCK)
+    size = min(n, BLOCK)
+
+    def block(block_id=None):
+        seed = block_id[0] * k + block_id[1]
+        image, _ = perovskite(shape=size, domains="two_stripes", seed=seed)
+        return image.data.astype(np.float32)
+
+    data = da.map_blocks(block, chunks=((size,) * k, (size,) * k), dtype=np.float32)
+    signal = hs.signals.Signal2D(data).as_lazy()
+    signal.data = data
+    for ax in signal.axes_manager.signal_axes:
+        ax.scale, ax.units = 0.02, "nm"
+    signal.save(path, overwrite=True)
+
+
+def run_pipeline(path: str, cluster: bool) -> dict:
+    import warnings
+
+    import hyperspy.api as hs
+    import psutil
+
+    from stemunmix.learn import GaussianMixture
+
+    warnings.simplefilter("ignore")
+    peak = [0]
+    stop = threading.Event()
+
+    def sample():
+        me = psutil.Process()
+        while not stop.is_set():
+            total = 0
+            for p in [me] + me.children(recursive=True):
+                try:
+                    total += p.memory_info().rss
+                except psutil.Error:
+                    pass
+            peak[0] = max(peak[0], total)
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    client = None
+    if cluster:
+        from dask.distributed import Client, LocalCluster
+
+        client = Client(LocalCluster(n_workers=2, threads_per_worker=1,
+                                     processes=True, memory_limit="3GB"))  # fmt: skip
+    steps = {}
+    t0 = time.perf_counter()
+    image = hs.load(path, lazy=True)
+    image.set_signal_type("atomic_resolution")
+    prob = image.segment()
+    columns = prob.find_columns(image=image)
+    steps["segment + find_columns"] = time.perf_counter() - t0
+    t = time.perf_counter()
+    ld = prob.local_descriptors(20, columns, classes="B", lazy_output=True)
+    ld.decomposition(algorithm="NMF", output_dimension=4, print_info=False)
+    steps["descriptors + lazy NMF"] = time.perf_counter() - t
+    t = time.perf_counter()
+    ld.cluster_analysis("decomposition", number_of_components=4,
+                        algorithm=GaussianMixture(4, random_state=0))  # fmt: skip
+    domain = ld.get_domain_map()
+    steps["GMM + domain map"] = time.perf_counter() - t
+    wall = time.perf_counter() - t0
+    stop.set()
+    sampler.join()
+    if client is not None:
+        client.close()
+    n_pixels = int(image.data.shape[-1] * image.data.shape[-2])
+    return {
+        "pixels": n_pixels,
+        "columns": len(columns),
+        "windows": int(ld.axes_manager.navigation_size),
+        "domain_map_shape": list(domain.data.shape),
+        "wall_s": wall,
+        "us_per_pixel": 1e6 * wall / n_pixels,
+        "steps_s": steps,
+        "peak_rss_mb": peak[0] / 2**20,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096, 16384])
+    parser.add_argument("--cluster", action="store_true")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_pipeline(args.one, args.cluster)))
+        return
+    results = []
+    with tempfile.TemporaryDirectory(dir=HERE.parent) as tmp:
+        for n in args.sizes:
+            path = Path(tmp) / f"image_{n}.zspy"
+            make_file(path, n)
+            cmd = [sys.executable, __file__, "--one", str(path)]
+            cmd += ["--cluster"] if args.cluster else []
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            r = json.loads(out.stdout.strip().splitlines()[-1])
+            r["size"] = n
+            results.append(r)
+            print(f"{n:>6}^2: {r['wall_s']:8.1f} s, {r['us_per_pixel']:6.2f} us/px, "
+                  f"peak RSS {r['peak_rss_mb']:7.0f} MB, {r['columns']} columns, "
+                  f"steps {', '.join(f'{k} {v:.1f} s' for k, v in r['steps_s'].items())}",
+                  flush=True)  # fmt: skip
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)
+    base = results[0]["us_per_pixel"]
+    for r in results:
+        print(f"{r['size']:>6}^2: cost per pixel {r['us_per_pixel'] / base:.2f} x that at "
+              f"{results[0]['size']}^2")  # fmt: skip
+    record = {
+        "machine": f"{platform.processor() or platform.machine()}, "
+                   f"{__import__('os').cpu_count()} cores",
+        "date": date.today().isoformat(),
+        "scheduler": "LocalCluster (2 processes x 1 thread)" if args.cluster else "threads",
+        "results": results,
+    }  # fmt: skip
+    name = "big_data_cluster.json" if args.cluster else "big_data.json"
+    (HERE / "results" / name).write_text(json.dumps(record, indent=1))
+
+
+if __name__ == "__main__":
+    main()
