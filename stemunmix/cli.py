@@ -55,12 +55,23 @@ def _demo(args) -> int:
     return 0
 
 
-def _load(path: str, lazy: bool):
+# Above this size a non-zarr file is not shipped to a dask cluster in the graph.
+SHIP_LIMIT = 2**31
+
+
+def _load(path: str, lazy: bool, distributed: bool = False):
+    """Load the first image in ``path``. For a dask cluster (``distributed``)
+    only zarr (.zspy) data is read lazily by the workers: HDF5 handles cannot
+    travel to other processes, so other files are read here and sent to the
+    workers with the graph, up to ``SHIP_LIMIT`` bytes."""
     import hyperspy.api as hs
 
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise UserError(f"cannot read {path}: no such file")
+    zarr = p.suffix.lower() == ".zspy"
+    if distributed and not zarr:
+        lazy = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -85,7 +96,16 @@ def _load(path: str, lazy: bool):
             f"{path} holds no image (signal dimension {dims}); stemunmix needs a "
             "2D atomic-resolution image such as a HAADF frame"
         )
-    return images[0]
+    image = images[0]
+    if distributed and not zarr:
+        if image.data.nbytes > SHIP_LIMIT:
+            raise UserError(
+                f"{path} is too large ({image.data.nbytes / 2**30:.1f} GiB) to send "
+                "to the dask workers; save it as .zspy where the workers can read it "
+                "(hs.load(FILE, lazy=True).save('FILE.zspy')) and analyze that"
+            )
+        image = image.as_lazy()
+    return image
 
 
 def _analyze(args) -> int:
@@ -105,7 +125,7 @@ def _analyze(args) -> int:
                 "check the address (e.g. tcp://host:8786)"
             ) from exc
     try:
-        image = _load(args.file, lazy)
+        image = _load(args.file, lazy, distributed=client is not None)
         print(f"{args.file}: {image}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

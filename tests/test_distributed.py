@@ -59,3 +59,55 @@ def test_cluster_equals_threads_and_eager(client, images):
     np.testing.assert_allclose(wcols_c.xy, wcols_e.xy, rtol=0, atol=1e-6)
     np.testing.assert_allclose(win_c, win_e, rtol=0, atol=1e-6)
     np.testing.assert_array_equal(win_t, win_e)
+
+
+def test_killed_worker_does_not_change_the_result(client, images):
+    """SIGKILL one worker process mid-compute: the nanny restarts it, the
+    scheduler recomputes what was lost, and the maps are unchanged."""
+    import os
+    import signal
+    import time
+
+    eager, lazy = images
+    reference = eager.segment(tile=64).data
+    pids = client.run(os.getpid)
+    future = client.compute(lazy.segment(tile=64).data)
+    victim = None
+    deadline = time.time() + 120
+    while victim is None and time.time() < deadline:
+        held = {w: k for w, k in client.has_what().items() if k}
+        if held:
+            victim = sorted(held)[0]
+        else:
+            time.sleep(0.05)
+    assert victim is not None and not future.done(), "the run ended before the kill"
+    os.kill(pids[victim], signal.SIGKILL)
+    result = future.result(timeout=300)
+    np.testing.assert_allclose(result, reference, rtol=0, atol=1e-6)
+    client.wait_for_workers(2, timeout=120)
+    assert set(client.run(os.getpid).values()) != set(pids.values())
+
+
+@pytest.mark.parametrize("suffix", [".hspy", ".zspy"])
+def test_cli_analyze_runs_on_a_scheduler_address(client, tmp_path, suffix):
+    """`stemunmix analyze FILE --scheduler ADDRESS` computes on that cluster:
+    .zspy read by the workers, HDF5 read here and sent with the graph."""
+    import hyperspy.api as hs
+
+    from stemunmix.cli import main
+
+    image, _ = perovskite(shape=256, seed=5, domains="two_stripes")
+    image.save(tmp_path / f"synthetic{suffix}")
+
+    def transitions(dask_scheduler):
+        return dask_scheduler.transition_counter
+
+    before = client.run_on_scheduler(transitions)
+    code = main(["analyze", str(tmp_path / f"synthetic{suffix}"), "--components", "2",
+                 "--no-scree", "--out", str(tmp_path / "out"),
+                 "--scheduler", client.scheduler.address])  # fmt: skip
+    assert code == 0
+    assert client.run_on_scheduler(transitions) - before > 100
+    assert len(hs.load(tmp_path / "out" / "image.zspy").columns) > 200
+    ld = hs.load(tmp_path / "out" / "descriptors.zspy", lazy=True)
+    assert ld.learning_results.loadings.shape[1] == 2
