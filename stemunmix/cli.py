@@ -133,7 +133,8 @@ def _analyze(args) -> int:
                 result = analyze(image, window=args.window, method=args.method,
                                  components=args.components, domains=args.domains,
                                  classes=None if args.classes == "all" else args.classes,
-                                 scree=not args.no_scree, show_progressbar=True)  # fmt: skip
+                                 scree=not args.no_scree, show_progressbar=True,
+                                 store=Path(args.out) if lazy else None)  # fmt: skip
             except ValueError as exc:
                 if "no lattice" in str(exc) or "too small" in str(exc):
                     raise UserError(

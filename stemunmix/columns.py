@@ -140,6 +140,23 @@ class Columns:
         """The columns of one class (by name or index)."""
         return self[self.labels == self.class_index(name)]
 
+    def frame(self, index) -> Columns:
+        """The columns of one frame of a stack (``nav_index == index``, given in
+        HyperSpy's navigation order, x first, like ``image.inav[...]``); the
+        result has no navigation index. Frames may hold different numbers of
+        columns."""
+        if self.nav_index is None:
+            raise ValueError("these columns belong to a single image; no frame to pick")
+        index = np.atleast_1d(np.asarray(index, dtype=int))
+        if index.shape != (self.nav_index.shape[1],):
+            raise ValueError(
+                f"index must have {self.nav_index.shape[1]} entries (one per "
+                f"navigation axis), got {index.tolist()}"
+            )
+        sel = self[(self.nav_index == index).all(1)]
+        sel.nav_index = None
+        return sel
+
     def calibrated(self, scale=(1.0, 1.0), offset=(0.0, 0.0)) -> np.ndarray:
         """Positions in calibrated units: ``offset + scale * xy`` per axis (x, y)."""
         return np.asarray(offset, float) + np.asarray(scale, float) * self.xy

@@ -33,6 +33,7 @@ class Analysis:
     timings: dict = field(default_factory=dict)
     truth: object | None = None  # SyntheticTruth, for the demo
     domain_agreement: float | None = None  # adjusted Rand index against truth
+    stored: dict = field(default_factory=dict)  # name -> file written by analyze
 
     @property
     def columns(self):
@@ -92,6 +93,7 @@ def analyze(
     truth=None,
     show_progressbar: bool | None = None,
     log=print,
+    store=None,
 ) -> Analysis:
     """Segment, find columns, cut windows, unmix and cluster, with defaults.
 
@@ -116,6 +118,10 @@ def analyze(
         Also compute the explained variance against window size.
     truth : SyntheticTruth, optional
         For synthetic images: report the domain agreement with the truth.
+    store : path-like, optional
+        A folder. For a lazy image the probability maps are written there once
+        (``probabilities.zspy``) and read back, so the later steps do not run
+        the network again; ignored for an in-memory image.
     """
     from stemunmix.learn import GaussianMixture
 
@@ -152,6 +158,14 @@ def analyze(
     try:
         step("segment")
         prob = image.segment(show_progressbar=False)
+        stored = {}
+        if lazy and store is not None:
+            import hyperspy.api as hs
+
+            Path(store).mkdir(parents=True, exist_ok=True)
+            stored["probabilities"] = Path(store) / "probabilities.zspy"
+            prob.save(stored["probabilities"], overwrite=True)
+            prob = hs.load(stored["probabilities"], lazy=True)
         done("segment", f"{' / '.join(prob.class_names)} maps")
         step("find columns")
         columns = prob.find_columns(image=image, show_progressbar=False)
@@ -192,7 +206,7 @@ def analyze(
         )  # fmt: skip
         done(method, f"{components} components, {domains} domains")
         result = Analysis(image, prob, ld, method, components, domains, int(window),
-                          classes, timings=timings, truth=truth)  # fmt: skip
+                          classes, timings=timings, truth=truth, stored=stored)  # fmt: skip
         if scree:
             step("scree against window size")
             d_values = sorted({max(3, int(round(window * f))) for f in
@@ -464,6 +478,8 @@ def save_results(result: Analysis, out, lazy: bool = False) -> list[Path]:
     for name, signal in (("image", result.image), ("probabilities", result.probabilities),
                          ("descriptors", result.descriptors)):  # fmt: skip
         path = out / f"{name}.{ext}"
-        signal.save(path, overwrite=True)
+        read_from = result.stored.get(name)
+        if read_from is None or Path(read_from).resolve() != path.resolve():
+            signal.save(path, overwrite=True)
         paths.append(path)
     return paths

@@ -115,6 +115,10 @@ def test_analyze_lazy_saves_zspy_equal_to_eager(image_file, tmp_path):
     eager = hs.load(tmp_path / "e" / "image.hspy")
     lazy = hs.load(tmp_path / "l" / "image.zspy")
     assert lazy.columns == eager.columns
+    # The maps analyze wrote once and read back are the eager ones.
+    prob = hs.load(tmp_path / "l" / "probabilities.zspy", lazy=True)
+    ref_prob = hs.load(tmp_path / "e" / "probabilities.hspy")
+    np.testing.assert_allclose(prob.data.compute(), ref_prob.data, atol=1e-6)
     ld = hs.load(tmp_path / "l" / "descriptors.zspy", lazy=True)
     ref = hs.load(tmp_path / "e" / "descriptors.hspy")
     np.testing.assert_allclose(ld.data.compute(), ref.data, atol=1e-6)

@@ -153,3 +153,41 @@ def test_find_columns_bad_input(found):
 def test_nan_positions_are_refused():
     with pytest.raises(ValueError, match="NaN"):
         Columns([[1.0, np.nan]])
+
+
+def test_atomap_refuses_columns_outside_the_image_or_from_several_frames(found):
+    image, _, columns = found
+    moved = Columns(columns.xy + [0, 300], columns.labels, columns.class_names)
+    with pytest.raises(ValueError, match=r"lie outside the 384 x 384 image"):
+        moved.to_sublattices(image)
+    stacked = Columns(columns.xy, columns.labels, columns.class_names,
+                      nav_index=np.arange(len(columns))[:, None] % 2)  # fmt: skip
+    with pytest.raises(ValueError, match=r"columns.frame\(index\)"):
+        stacked.to_atom_lattice(image)
+    one = stacked.frame(1)
+    assert one.nav_index is None and len(one) == len(columns) // 2
+    assert len(one.to_sublattices(image)[0].atom_list) == len(one.select("A"))
+
+
+def test_stack_frames_with_different_numbers_of_columns(tmp_path):
+    first, _ = perovskite(shape=256, seed=41, rotation=5)
+    second, _ = perovskite(shape=256, seed=42, rotation=30, pixel_size=0.025)
+    stack = hs.signals.Signal2D(np.stack([first.data, second.data]))
+    stack.set_signal_type("atomic_resolution")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        columns = stack.find_columns()
+        singles = [frame.find_columns() for frame in (first, second)]
+        windows = stack.local_descriptors(16, columns, classes="B")
+    counts = [len(columns.frame(i)) for i in range(2)]
+    assert counts == [len(s) for s in singles] and counts[0] != counts[1]
+    for i, single in enumerate(singles):
+        np.testing.assert_array_equal(columns.frame(i).labels, single.labels)
+        np.testing.assert_allclose(columns.frame(i).xy, single.xy, atol=1e-6)
+    n_b = [len(s.select("B")) for s in singles]
+    # Windows crossing the edge are dropped; each frame keeps its own.
+    kept = windows.columns.nav_index[:, 0]
+    assert 0 < (kept == 0).sum() <= n_b[0] and 0 < (kept == 1).sum() <= n_b[1]
+    stack.columns = columns
+    stack.save(tmp_path / "stack.zspy")
+    assert hs.load(tmp_path / "stack.zspy").columns == columns

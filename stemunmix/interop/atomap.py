@@ -9,8 +9,43 @@ from stemunmix.columns import Columns
 COLORS = ["red", "blue", "green", "orange", "purple", "cyan"]
 
 
+# Fitted centres of columns cut by the frame edge may lie just outside it (the
+# refinement moves a centroid inside the frame by at most 4 px).
+EDGE_MARGIN = 5.0
+
+
+def _check_columns(columns: Columns, shape) -> None:
+    """Atomap works on one frame, with every column inside it (up to
+    ``EDGE_MARGIN`` pixels beyond its edge)."""
+    if columns.nav_index is not None and len(np.unique(columns.nav_index, axis=0)) > 1:
+        raise ValueError(
+            "columns span several frames of a stack; Atomap takes one frame: "
+            "pass columns.frame(index) with image.inav[index]"
+        )
+    h, w = shape
+    m = EDGE_MARGIN
+    outside = (
+        (columns.x < -m) | (columns.x > w - 1 + m) | (columns.y < -m)
+        | (columns.y > h - 1 + m)
+    )  # fmt: skip
+    if outside.any():
+        raise ValueError(
+            f"{int(outside.sum())} of {len(columns)} columns lie outside the "
+            f"{h} x {w} image (more than {m:g} px beyond its edge); pass the image "
+            "they were found on, or keep the ones inside with columns[mask]"
+        )
+
+
 def _image_and_calibration(image, columns, pixel_size, units):
     """A 2D array for Atomap, and the pixel size / units to hand it."""
+    data, pixel_size, units = _image_and_calibration_unchecked(
+        image, columns, pixel_size, units
+    )
+    _check_columns(columns, data.shape)
+    return data, pixel_size, units
+
+
+def _image_and_calibration_unchecked(image, columns, pixel_size, units):
     if image is None:
         extent = np.ceil(columns.xy.max(0) + 2).astype(int) if len(columns) else (2, 2)
         return np.zeros((extent[1], extent[0])), pixel_size or 1.0, units or "pixel"

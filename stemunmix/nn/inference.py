@@ -7,6 +7,7 @@ import torch
 from torch.nn import functional as F
 
 from stemunmix.core import segmentation as seg
+from stemunmix.core.blocks import block_bounds
 
 MIN_SIZE = 32  # pixels, after resampling: about two unit cells
 
@@ -30,15 +31,6 @@ def scale_factor(image: np.ndarray, scale, training_spacing: float) -> tuple:
         factor = training_spacing / spacing
         return (1.0 if abs(factor - 1) < 0.03 else factor), spacing
     return float(scale), None
-
-
-def block_bounds(n: int, block: int) -> list[tuple[int, int]]:
-    """Output blocks along one axis: ``block`` pixels each, the last one merged
-    into its neighbour when shorter than half a block."""
-    edges = list(range(0, n, block)) + [n]
-    if len(edges) > 2 and edges[-1] - edges[-2] < block / 2:
-        del edges[-2]
-    return list(zip(edges[:-1], edges[1:], strict=True))
 
 
 def _axis_plan(c0, c1, n, factor, halo, multiple):

@@ -247,8 +247,8 @@ def _find_by_blocks(prob, classes, dist, threshold, raw, refine, d_ab, block):
     whole-frame result."""
     import dask
 
+    from stemunmix.core.blocks import block_bounds
     from stemunmix.core.find import find_columns_region, region_halo
-    from stemunmix.nn.inference import block_bounds
 
     halo = region_halo(dist, d_ab)
     h, w = prob.shape[-2:]

@@ -72,17 +72,23 @@ class LocalDescriptors(StemunmixSignal2D):
         nav_shape = tuple(source.get("nav_shape", []))
         spacing = _typical_spacing(columns.xy)
         frames = list(np.ndindex(nav_shape)) if nav_shape else [()]
-        out = np.full(nav_shape + (values.shape[1],) + shape, np.nan, np.float32)
+        draw = voronoi_map if mode == "voronoi" else point_map
+        extra = (spacing,) if mode == "voronoi" else ()
+        per_frame = []
         for key in frames:
             m = (
                 np.all(columns.nav_index == np.array(key[::-1]), axis=1)
                 if nav_shape
                 else slice(None)
             )
-            if mode == "voronoi":
-                out[key] = voronoi_map(columns.xy[m], values[m], shape, spacing)
-            else:
-                out[key] = point_map(columns.xy[m], values[m], shape)
+            per_frame.append((columns.xy[m], values[m]))
+        if self._lazy:
+            out = _lazy_maps(per_frame, nav_shape, shape, values.shape[1], draw,
+                             extra, spacing if mode == "voronoi" else 1.0)  # fmt: skip
+        else:
+            out = np.full(nav_shape + (values.shape[1],) + shape, np.nan, np.float32)
+            for key, (xy, vals) in zip(frames, per_frame, strict=True):
+                out[key] = draw(xy, vals, shape, *extra)
         axes = [{"name": n, "size": s, "navigate": True}
                 for n, s in zip([f"frame{i}" for i in range(len(nav_shape))], nav_shape, strict=True)]  # fmt: skip
         axes.append({"name": name, "size": values.shape[1], "navigate": True})
@@ -91,6 +97,9 @@ class LocalDescriptors(StemunmixSignal2D):
                          "offset": source["offset"][i], "units": source["units"][i],
                          "navigate": False})  # fmt: skip
         signal = Signal2D(out, axes=axes)
+        if self._lazy:
+            signal = signal.as_lazy()
+            signal.data = out
         signal.metadata.General.title = title
         return signal
 
@@ -200,6 +209,42 @@ class LocalDescriptors(StemunmixSignal2D):
         labels = self._per_column("cluster").argmax(1).astype(np.float32)
         out = self._to_image_grid(labels[:, None], mode, "map", "domain map")
         return out.inav[0] if out.axes_manager.navigation_dimension == 1 else out
+
+
+MAP_BLOCK = 2048  # pixels per side of a lazily drawn map block
+
+
+def _map_block(xy, values, origin, shape, draw, extra):
+    """One block of a map: ``draw`` on the columns shifted to the block."""
+    return draw(xy - np.asarray(origin[::-1], float), values, shape, *extra)
+
+
+def _lazy_maps(per_frame, nav_shape, shape, k, draw, extra, reach):
+    """Dask array (nav..., k, H, W): one task per block of MAP_BLOCK pixels,
+    each given the columns within ``reach`` of it, so it equals the eager map."""
+    import dask
+    import dask.array as da
+
+    from stemunmix.core.blocks import block_bounds
+
+    frames = []
+    for xy, values in per_frame:
+        rows = []
+        for y0, y1 in block_bounds(shape[0], MAP_BLOCK):
+            row = []
+            for x0, x1 in block_bounds(shape[1], MAP_BLOCK):
+                near = (
+                    (xy[:, 0] >= x0 - reach - 1) & (xy[:, 0] <= x1 + reach)
+                    & (xy[:, 1] >= y0 - reach - 1) & (xy[:, 1] <= y1 + reach)
+                )  # fmt: skip
+                block = dask.delayed(_map_block, pure=True)(
+                    xy[near], values[near], (y0, x0), (y1 - y0, x1 - x0), draw, extra
+                )
+                row.append(da.from_delayed(block, (k, y1 - y0, x1 - x0), np.float32))
+            rows.append(row)
+        frames.append(da.block(rows))
+    out = da.stack(frames) if nav_shape else frames[0]
+    return out.reshape(nav_shape + (k,) + tuple(shape)) if nav_shape else out
 
 
 def _typical_spacing(xy) -> float:
