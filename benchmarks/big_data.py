@@ -8,7 +8,7 @@ Each size N is a .zspy of N x N pixels in 2048^2 chunks, written block by
 block by tiling one 2048^2 synthetic image (seeds differ per block, so no two
 blocks are equal). It is loaded lazily and goes through segment ->
 find_columns -> local_descriptors (B windows, d = 20) -> lazy NMF (4) ->
-GaussianMixture (4) -> domain map, each run in a fresh process. ``--cluster``
+GaussianMixture (4) -> domain map written to .zspy, each run in a fresh process. ``--cluster``
 runs the same on a LocalCluster of two single-threaded worker processes.
 Writes benchmarks/results/big_data[_cluster].json.
 """
@@ -77,7 +77,8 @@ def _pipeline(image, work: Path):
     t = time.perf_counter()
     ld.cluster_analysis("decomposition", number_of_components=4,
                         algorithm=GaussianMixture(4, random_state=0))  # fmt: skip
-    domain = ld.get_domain_map()
+    domain = ld.get_domain_map()  # lazy for lazy windows: written block by block
+    domain.save(work / "domain.zspy", overwrite=True)
     steps["GMM + domain map"] = time.perf_counter() - t
     return columns, ld, domain, steps
 
@@ -194,15 +195,26 @@ def main():
 
 
 def _write(results, cluster):
+    """Write the results, keeping those of other sizes already in the file
+    (so sizes can be run separately); the date and commit go with each."""
+    name = "big_data_cluster.json" if cluster else "big_data.json"
+    path = HERE / "results" / name
+    kept = {}
+    if path.exists():
+        kept = {r["size"]: r for r in json.loads(path.read_text()).get("results", [])}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    for r in results:
+        r.setdefault("date", date.today().isoformat())
+        r.setdefault("commit", commit)
+        kept[r["size"]] = r
     record = {
         "machine": f"{platform.processor() or platform.machine()}, "
                    f"{__import__('os').cpu_count()} cores",
-        "date": date.today().isoformat(),
         "scheduler": "LocalCluster (2 processes x 1 thread)" if cluster else "threads",
-        "results": results,
+        "results": [kept[k] for k in sorted(kept)],
     }  # fmt: skip
-    name = "big_data_cluster.json" if cluster else "big_data.json"
-    (HERE / "results" / name).write_text(json.dumps(record, indent=1))
+    path.write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

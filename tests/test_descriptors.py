@@ -243,3 +243,38 @@ def test_lazy_maps_equal_eager_block_by_block(image_and_columns, monkeypatch):
         np.testing.assert_array_equal(domain.data.compute(),
                                       ld.get_domain_map(mode=mode).data)  # fmt: skip
     assert np.isfinite(eager_maps.data).sum() > 100
+
+
+def test_four_stripe_domains_held_out_nmf_gmm():
+    """Issue acceptance: NMF + GaussianMixture on B-centred windows of a
+    held-out 2048^2 four-stripe image at dose 100 (analyze's defaults)."""
+    from stemunmix.report import analyze
+
+    image, truth = perovskite(shape=2048, domains="four_stripes", dose=100,
+                              seed=40001)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = analyze(image, method="nmf", components=4, domains=4, scree=False,
+                         truth=truth, show_progressbar=False, log=lambda *a: None)  # fmt: skip
+    assert len(result.descriptors.columns) > 9000
+    assert result.domain_agreement >= 0.98
+
+
+def test_pca_components_carry_the_displacement():
+    """The first PCA loadings of B-centred windows predict each column's true
+    polar displacement linearly (the components are displacement patterns)."""
+    image, truth = perovskite(shape=1024, domains="four_stripes", dose=100,
+                              seed=40002)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ld = image.local_descriptors(24, classes="B")
+    ld.decomposition(output_dimension=4, print_info=False)
+    loadings = np.asarray(ld.learning_results.loadings)
+    b = truth.columns.labels == 1
+    _, idx = cKDTree(truth.columns.xy[b]).query(ld.columns.xy)
+    target = truth.displacement[b][idx]
+    design = np.column_stack([loadings, np.ones(len(loadings))])
+    coef, *_ = np.linalg.lstsq(design, target, rcond=None)
+    residual = target - design @ coef
+    r2 = 1 - residual.var(0) / target.var(0)
+    assert (r2 > 0.9).all(), r2
