@@ -10,7 +10,10 @@ PbTiO3/SrRuO3 layers of a real image.
    then GaussianMixture(4) on the loadings; adjusted Rand index of the labels
    against the planted domains, each window's column matched to its true column.
 2. Real PbTiO3/SrRuO3 (skipped when ../shared/data/real is absent): PCA (4
-   components) of windows centred on every column; for each component, the
+   components) of 20 x 20 windows of the image (``source="image"``: the layers
+   differ in composition, which shows in the intensities and which the
+   probability maps normalise away) centred on every column; for each
+   component, the
    separation of its loadings between the PbTiO3 layer (rows < 150) and the
    SrRuO3 layer (rows > 170): |mean difference| / pooled standard deviation.
    Writes docs/figures/pto_sro_components.png (components and loading maps).
@@ -68,7 +71,7 @@ def pto_sro(figure: Path):
     image = hs.load(path)
     image.set_signal_type("atomic_resolution")
     columns = image.find_columns()
-    ld = image.local_descriptors(20, columns)
+    ld = image.local_descriptors(20, columns, source="image")
     ld.decomposition(output_dimension=4, print_info=False)
     loadings = np.asarray(ld.learning_results.loadings)
     y = ld.columns.y
