@@ -278,3 +278,50 @@ def test_pca_components_carry_the_displacement():
     residual = target - design @ coef
     r2 = 1 - residual.var(0) / target.var(0)
     assert (r2 > 0.9).all(), r2
+
+
+@pytest.mark.parametrize("method", ["isomap", "tsne", "umap"])
+def test_manifold_embedding_fits_a_subsample_and_embeds_dask_by_chunks(method):
+    import dask.array as da
+
+    from stemunmix.learn import ManifoldEmbedding
+
+    if method == "umap":
+        pytest.importorskip("umap", reason="umap-learn is not installed")
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 8, (3, 6))
+    truth = rng.integers(0, 3, 1500)
+    x = centres[truth] + rng.normal(0, 1, (1500, 6))
+    learner = ManifoldEmbedding(method, 2, max_samples=400, random_state=0).fit(x)
+    assert len(learner.sample_) == 400
+    eager = learner.transform(x)
+    lazy = learner.transform(da.from_array(x, chunks=300))
+    assert hasattr(lazy, "compute") and eager.shape == (1500, 2)
+    np.testing.assert_allclose(lazy.compute(), eager, rtol=1e-6, atol=1e-6)
+    # The embedding keeps the three clusters apart.
+    from sklearn.metrics import adjusted_rand_score
+
+    labels = GaussianMixture(3, random_state=0).fit(eager).labels_
+    assert adjusted_rand_score(truth, labels) > 0.95
+
+
+def test_manifold_learning_gives_a_cluster_source(image_and_columns):
+    from sklearn.metrics import adjusted_rand_score
+
+    image, truth = image_and_columns
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ld = image.local_descriptors(24, classes="B")
+    ld.decomposition(output_dimension=4, print_info=False)
+    embedding = ld.manifold_learning("isomap", 2, max_samples=300)
+    assert embedding.axes_manager.navigation_size == len(ld.columns)
+    assert embedding.axes_manager.signal_shape == (2,)
+    ld.cluster_analysis(embedding, algorithm=GaussianMixture(2, random_state=0))
+    labels = ld.learning_results.cluster_labels.argmax(0)
+    b = truth.columns.select("B")
+    _, idx = cKDTree(b.xy).query(ld.columns.xy)
+    assert (
+        adjusted_rand_score(truth.domain[truth.columns.labels == 1][idx], labels) > 0.9
+    )
+    with pytest.raises(ValueError, match="source"):
+        ld.manifold_learning(source="loadings")
