@@ -127,13 +127,10 @@ def refine_gaussian(
         new[:, 3] = np.clip(new[:, 3], sig_lo, sig_hi)
         params[sl] = new
 
-    for _ in range(n_iter):
-        previous = params.copy()
-        if len(slices) == 1:
-            update(slices[0], previous)
-        else:
-            with ThreadPoolExecutor(len(slices)) as pool:
-                list(pool.map(update, slices, [previous] * len(slices)))
+    with ThreadPoolExecutor(len(slices)) as pool:
+        for _ in range(n_iter):
+            previous = params.copy()
+            list(pool.map(update, slices, [previous] * len(slices)))
     model = _gauss(xs, ys, params) + params[:, 4, None]
     valid = nb >= 0
     other = params[np.where(valid, nb, 0)]

@@ -37,15 +37,14 @@ def _check_columns(columns: Columns, shape) -> None:
 
 
 def _image_and_calibration(image, columns, pixel_size, units):
-    """A 2D array for Atomap, and the pixel size / units to hand it."""
-    data, pixel_size, units = _image_and_calibration_unchecked(
-        image, columns, pixel_size, units
-    )
+    """A 2D array for Atomap, and the pixel size / units to hand it; refuses
+    columns Atomap cannot take on it (:func:`_check_columns`)."""
+    data, pixel_size, units = _frame(image, columns, pixel_size, units)
     _check_columns(columns, data.shape)
     return data, pixel_size, units
 
 
-def _image_and_calibration_unchecked(image, columns, pixel_size, units):
+def _frame(image, columns, pixel_size, units):
     if image is None:
         extent = np.ceil(columns.xy.max(0) + 2).astype(int) if len(columns) else (2, 2)
         return np.zeros((extent[1], extent[0])), pixel_size or 1.0, units or "pixel"
