@@ -1,15 +1,18 @@
 """The whole lazy pipeline at growing image sizes: wall time, cost per pixel,
 peak memory (the process and any dask workers, summed).
 
-    python benchmarks/big_data.py [--sizes 1024 4096 16384] [--cluster]
-                                  [--repeats 3] [--repeat-max-size 4096]
+    python benchmarks/big_data.py [--sizes 1024 4096 16384] [--repeats 3]
+                                  [--repeat-max-size 4096]
+                                  [--cluster [--worker-threads 2]]
 
 Each size N is a .zspy of N x N pixels in 2048^2 chunks, written block by
 block by tiling one 2048^2 synthetic image (seeds differ per block, so no two
 blocks are equal). It is loaded lazily and goes through segment ->
 find_columns -> local_descriptors (B windows, d = 20) -> lazy NMF (4) ->
-GaussianMixture (4) -> domain map written to .zspy, each run in a fresh process. ``--cluster``
-runs the same on a LocalCluster of two single-threaded worker processes.
+GaussianMixture (4) -> domain map written to .zspy, each run in a fresh
+process. ``--cluster`` runs the same on a LocalCluster of two worker processes
+of one dask thread each; ``--worker-threads N`` lets torch and BLAS use N
+threads inside each worker (dask's nanny sets OMP_NUM_THREADS=1).
 Writes benchmarks/results/big_data[_cluster].json.
 """
 
@@ -83,7 +86,17 @@ def _pipeline(image, work: Path):
     return columns, ld, domain, steps
 
 
-def run_pipeline(path: str, cluster: bool) -> dict:
+def _warm_process() -> None:
+    """Run every step once, eagerly, on a 1024^2 image like the benchmark's:
+    imports, numba compilation and torch's kernels for a 1024^2 block."""
+    from stemunmix.synthetic import perovskite
+
+    image, _ = perovskite(shape=1024, domains="two_stripes", seed=999)
+    prob = image.segment()
+    prob.local_descriptors(20, prob.find_columns(image=image), classes="B")
+
+
+def run_pipeline(path: str, cluster: bool, worker_threads: int = 1) -> dict:
     import warnings
 
     import hyperspy.api as hs
@@ -109,16 +122,31 @@ def run_pipeline(path: str, cluster: bool) -> dict:
     sampler.start()
     client = None
     if cluster:
+        import dask
         from dask.distributed import Client, LocalCluster
 
-        client = Client(LocalCluster(n_workers=2, threads_per_worker=1,
-                                     processes=True, memory_limit="3GB"))  # fmt: skip
+        # dask's nanny starts workers with OMP_NUM_THREADS=1 (and the same for
+        # MKL and OpenBLAS), so torch and BLAS in a task use one core;
+        # ``worker_threads`` sets that number.
+        env = {f"distributed.nanny.pre-spawn-environ.{k}_NUM_THREADS": worker_threads
+               for k in ("OMP", "MKL", "OPENBLAS")}  # fmt: skip
+        with dask.config.set(env):
+            client = Client(LocalCluster(n_workers=2, threads_per_worker=1,
+                                         processes=True, memory_limit="3GB"))  # fmt: skip
     image = hs.load(path, lazy=True)
     image.set_signal_type("atomic_resolution")
-    # Warm-up on a 512^2 corner pays the one-time costs (imports on the
-    # workers, numba compilation, torch thread pools) outside the timing, so
-    # the cost per pixel compares like with like across sizes.
+    # Warm-up pays the one-time costs (imports, numba compilation, torch's
+    # kernels for each input shape) outside the timing, so the cost per pixel
+    # compares like with like across sizes: in this process and on the
+    # executor thread of every worker (a 1024^2 image is one block per step,
+    # and the worker that gets it would otherwise pay them inside the
+    # timing), then a 512^2 corner through the lazy pipeline.
     t = time.perf_counter()
+    if client is None:
+        _warm_process()
+    else:
+        for worker in client.scheduler_info()["workers"]:
+            client.submit(_warm_process, workers=[worker], pure=False).result()
     _pipeline(image.isig[:512, :512], Path(path).parent / "warmup")
     warmup = time.perf_counter() - t
     t0 = time.perf_counter()
@@ -154,10 +182,12 @@ def main():
     )
     parser.add_argument("--repeat-max-size", type=int, default=4096,
                         help="larger sizes run once")  # fmt: skip
+    parser.add_argument("--worker-threads", type=int, default=1,
+                        help="with --cluster: torch/BLAS threads in each worker")  # fmt: skip
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_pipeline(args.one, args.cluster)))
+        print(json.dumps(run_pipeline(args.one, args.cluster, args.worker_threads)))
         return
     results = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,7 +195,8 @@ def main():
             path = Path(tmp) / f"image_{n}.zspy"
             make_file(path, n)
             cmd = [sys.executable, __file__, "--one", str(path)]
-            cmd += ["--cluster"] if args.cluster else []
+            if args.cluster:
+                cmd += ["--cluster", "--worker-threads", str(args.worker_threads)]
             runs = []
             for _ in range(args.repeats if n <= args.repeat_max_size else 1):
                 out = subprocess.run(cmd, capture_output=True, text=True, check=True)
@@ -185,23 +216,31 @@ def main():
 
             for p in Path(tmp).iterdir():
                 shutil.rmtree(p, ignore_errors=True)
-            _write(results, args.cluster)
+            _write(results, args.worker_threads if args.cluster else 0)
     base = results[0]["us_per_pixel"]
     for r in results:
         print(f"{r['size']:>6}^2: median of {len(r['wall_s_runs'])} run(s) "
               f"{r['us_per_pixel']:.2f} us/px = {r['us_per_pixel'] / base:.2f} x that at "
               f"{results[0]['size']}^2")  # fmt: skip
-    _write(results, args.cluster)
+    _write(results, args.worker_threads if args.cluster else 0)
 
 
-def _write(results, cluster):
-    """Write the results, keeping those of other sizes already in the file
-    (so sizes can be run separately); the date and commit go with each."""
-    name = "big_data_cluster.json" if cluster else "big_data.json"
+def _write(results, worker_threads):
+    """Write the results, keeping those of other sizes already in the file if
+    they ran on the same scheduler (so sizes can be run separately); the date
+    and commit go with each."""
+    name = "big_data_cluster.json" if worker_threads else "big_data.json"
     path = HERE / "results" / name
+    scheduler = (
+        f"LocalCluster (2 processes x 1 thread, OMP_NUM_THREADS={worker_threads})"
+        if worker_threads
+        else "threads"
+    )
     kept = {}
     if path.exists():
-        kept = {r["size"]: r for r in json.loads(path.read_text()).get("results", [])}
+        old = json.loads(path.read_text())
+        if old.get("scheduler") == scheduler:
+            kept = {r["size"]: r for r in old.get("results", [])}
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
                             capture_output=True, text=True).stdout.strip()  # fmt: skip
     for r in results:
@@ -211,7 +250,7 @@ def _write(results, cluster):
     record = {
         "machine": f"{platform.processor() or platform.machine()}, "
                    f"{__import__('os').cpu_count()} cores",
-        "scheduler": "LocalCluster (2 processes x 1 thread)" if cluster else "threads",
+        "scheduler": scheduler,
         "results": [kept[k] for k in sorted(kept)],
     }  # fmt: skip
     path.write_text(json.dumps(record, indent=1))
