@@ -8,7 +8,9 @@
   refined columns (the reference of segmentation_real.py) side by side.
 - PbTiO3/SrRuO3 HAADF: the same offset (B from the centre of its four A) in the
   PbTiO3 layer (top 150 rows) and in the SrRuO3 (rows below 170), median vector
-  and median length in picometres.
+  and median length in picometres, with the network's classes and with
+  ``find_columns(lattice="checkerboard")``; and how many nearest-neighbour
+  bonds join two columns of one class (none should).
 Prints a table and writes benchmarks/results/columns_real.json.
 """
 
@@ -77,22 +79,39 @@ def main():
             1.4826 * np.median(np.abs(off - np.median(off, 0)), 0)
         ).tolist(),
     }
-    # PbTiO3 / SrRuO3: four A neighbours per B.
+    # PbTiO3 / SrRuO3: four A neighbours per B, with the network's classes and
+    # with lattice="checkerboard" (a perovskite along [001]).
+    from scipy.spatial import cKDTree
+
+    from stemunmix.core.lattice import BOND
+
     px = 15.0
     image, cols = columns_of("PbTiO3/SrRuO3 HAADF", 0.015)
-    b = cols.select("B").xy
-    vec, count = polarization(cols.select("A").xy, b)
-    ok = (count == 4) & inner(b, image.data.shape, 20)
-    for layer, sel in (("PbTiO3", b[:, 1] < 150), ("SrRuO3", b[:, 1] > 170)):
-        v = vec[ok & sel] * px
-        rows[f"PbTiO3/SrRuO3: {layer}"] = {
-            "b_columns": int((ok & sel).sum()),
-            "offset_median_pm": np.median(v, 0).tolist(),
-            "offset_length_median_pm": float(np.median(np.hypot(*v.T))),
-            "offset_robust_std_pm": (
-                1.4826 * np.median(np.abs(v - np.median(v, 0)), 0)
-            ).tolist(),
-        }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lattice = image.segment().find_columns(image=image, lattice="checkerboard")
+    d_ab = image.segment().metadata.Signal.stemunmix.segment.measured_spacing
+    d_ab = float(np.ravel(d_ab)[0]) / np.sqrt(2)
+    bonds = cKDTree(cols.xy).query_pairs(BOND * d_ab, output_type="ndarray")
+    for tag, c in (("", cols), (", checkerboard", lattice)):
+        same = int(np.sum(c.labels[bonds[:, 0]] == c.labels[bonds[:, 1]]))
+        print(f"PbTiO3/SrRuO3{tag}: {same} of {len(bonds)} nearest-neighbour bonds "
+              f"join two columns of one class; {int(np.sum(c.labels != cols.labels))} "
+              "labels differ from the network's")  # fmt: skip
+        b = c.select("B").xy
+        vec, count = polarization(c.select("A").xy, b)
+        ok = (count == 4) & inner(b, image.data.shape, 20)
+        for layer, sel in (("PbTiO3", b[:, 1] < 150), ("SrRuO3", b[:, 1] > 170)):
+            v = vec[ok & sel] * px
+            rows[f"PbTiO3/SrRuO3: {layer}{tag}"] = {
+                "b_columns": int((ok & sel).sum()),
+                "offset_median_pm": np.median(v, 0).tolist(),
+                "offset_length_median_pm": float(np.median(np.hypot(*v.T))),
+                "offset_robust_std_pm": (
+                    1.4826 * np.median(np.abs(v - np.median(v, 0)), 0)
+                ).tolist(),
+                "same_class_bonds": same,
+            }
     for name, r in rows.items():
         print(f"{name:26s} " + ", ".join(
             f"{k} {np.round(v, 2).tolist() if isinstance(v, list) else round(v, 2)}"

@@ -4,12 +4,15 @@
 
 Prints a table and writes benchmarks/results/segmentation_speed.json:
 - matmul peak: median GFLOP/s of float32 2048x2048 matmuls on this machine, now;
-- for 1024^2 and 4096^2 synthetic images at scale=1 (the network's own work):
-  median wall time of `segment`, Mpx/s, achieved GFLOP/s (the network's FLOPs
-  per pixel times the pixels; tile overlap is overhead, not counted) and its
-  fraction of the matmul peak;
-- peak RSS of a fresh process segmenting an 8192^2 image (scale=1), over the RSS
-  of the same process with the image loaded.
+- for 1024^2 and 4096^2 synthetic float32 images, median wall time of
+  `segment`, Mpx/s of the image, achieved GFLOP/s (the network's FLOPs per
+  pixel times the pixels it runs on; tile overlap is overhead, not counted) and
+  its fraction of the matmul peak, in two cases: scale=1 on images of 19.8 px
+  A-A spacing (the network's own work), and the defaults (scale="auto") on
+  images of 25 px spacing, as the real images here are sampled (21-30 px):
+  the network then runs at its training spacing (16 px) on fewer pixels;
+- peak RSS of a fresh process segmenting a float32 8192^2 image (scale=1), and
+  its RSS before, with the model and the image loaded.
 """
 
 import argparse
@@ -38,24 +41,26 @@ def matmul_peak(device, repeats=5, n=2048) -> float:
     return 2 * n**3 / np.median(times[1:]) / 1e9
 
 
-def tiled_image(size: int) -> np.ndarray:
+def tiled_image(size: int, spacing: float = 19.8) -> np.ndarray:
+    """A float32 synthetic image of ``size``^2 pixels, A-A spacing ``spacing``
+    pixels (the generator's default is 0.396 nm / 0.02 nm = 19.8)."""
     from stemunmix.synthetic import perovskite
 
-    base, _ = perovskite(shape=1024, seed=0)
+    base, _ = perovskite(shape=1024, seed=0, pixel_size=0.396 / spacing)
     reps = int(np.ceil(size / 1024))
-    return np.tile(base.data, (reps, reps))[:size, :size].copy()
+    return np.tile(base.data.astype(np.float32), (reps, reps))[:size, :size].copy()
 
 
 MEMORY_CHILD = """
 import resource, sys, numpy as np
+import stemunmix
 from stemunmix.signals import AtomicResolutionImage
-image = np.load(sys.argv[1], mmap_mode="r")
-image = AtomicResolutionImage(np.asarray(image))
-import stemunmix; model = stemunmix.load_model()
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+model = stemunmix.load_model()
+image = AtomicResolutionImage(np.load(sys.argv[1]))
+base = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
 prob = image.segment(model=model, scale=1, device=sys.argv[2])
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(base / 1024, peak / 1024)
+print(base / 2**20, peak / 1024)
 """
 
 
@@ -68,6 +73,8 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--sizes", type=int, nargs="*", default=[1024, 4096])
     parser.add_argument("--memory-size", type=int, default=8192)
+    parser.add_argument("--auto-spacing", type=float, default=25.0,
+                        help="A-A spacing (px) of the scale='auto' images")  # fmt: skip
     parser.add_argument("--out", default=str(HERE / "results"))
     args = parser.parse_args()
 
@@ -75,20 +82,28 @@ def main():
     flops_px = model.flops_per_pixel()
     peak = matmul_peak(args.device)
     rows = []
+    cases = [("1", 19.8, 1), ("auto", args.auto_spacing, "auto")]
     for size in args.sizes:
-        image = AtomicResolutionImage(tiled_image(size))
-        image.segment(model=model, scale=1, device=args.device)  # warm up
-        times = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            image.segment(model=model, scale=1, device=args.device)
-            times.append(time.perf_counter() - t0)
-        t = float(np.median(times))
-        gflops = flops_px * size**2 / t / 1e9
-        rows.append({"size": size, "seconds_median": t, "seconds_all": times,
-                     "mpx_per_s": size**2 / t / 1e6, "gflop_per_s": gflops,
-                     "fraction_of_matmul_peak": gflops / peak})  # fmt: skip
-        del image
+        for label, spacing, scale in cases:
+            image = AtomicResolutionImage(tiled_image(size, spacing))
+            prob = image.segment(
+                model=model, scale=scale, device=args.device
+            )  # warm-up
+            factor = float(np.ravel(prob.metadata.Signal.stemunmix.segment.factor)[0])
+            del prob
+            times = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                image.segment(model=model, scale=scale, device=args.device)
+                times.append(time.perf_counter() - t0)
+            t = float(np.median(times))
+            # The network's pixels: the image resampled by ``factor``.
+            gflops = flops_px * (factor * size) ** 2 / t / 1e9
+            rows.append({"size": size, "scale": label, "spacing_px": spacing,
+                         "factor": factor, "seconds_median": t, "seconds_all": times,
+                         "mpx_per_s": size**2 / t / 1e6, "gflop_per_s": gflops,
+                         "fraction_of_matmul_peak": gflops / peak})  # fmt: skip
+            del image
 
     memory = None
     if args.memory_size:
@@ -108,15 +123,16 @@ def main():
           f"{torch.get_num_threads()} threads, device {args.device}")  # fmt: skip
     print(f"network: {flops_px / 1e3:.1f} kFLOP/pixel, receptive field "
           f"{model.receptive_field()} px; matmul peak {peak:.1f} GFLOP/s")  # fmt: skip
-    print(
-        f"{'size':>6s} {'median s':>9s} {'Mpx/s':>7s} {'GFLOP/s':>8s} {'of peak':>8s}"
-    )
+    print(f"{'size':>6s} {'scale':>5s} {'spacing':>7s} {'factor':>6s} {'median s':>9s} "
+          f"{'Mpx/s':>7s} {'GFLOP/s':>8s} {'of peak':>8s}")  # fmt: skip
     for r in rows:
-        print(f"{r['size']:6d} {r['seconds_median']:9.2f} {r['mpx_per_s']:7.3f} "
+        print(f"{r['size']:6d} {r['scale']:>5s} {r['spacing_px']:7.1f} {r['factor']:6.3f} "
+              f"{r['seconds_median']:9.2f} {r['mpx_per_s']:7.3f} "
               f"{r['gflop_per_s']:8.1f} {r['fraction_of_matmul_peak']:8.1%}")  # fmt: skip
     if memory:
-        print(f"peak RSS segmenting {memory['size']}^2: {memory['peak_rss_mb']:.0f} MB "
-              f"({memory['segment_extra_mb']:.0f} MB over the loaded image)")  # fmt: skip
+        print(f"peak RSS segmenting a float32 {memory['size']}^2 image (scale=1): "
+              f"{memory['peak_rss_mb']:.0f} MB ({memory['rss_before_mb']:.0f} MB with "
+              "the model and image loaded)")  # fmt: skip
     result = {"date": str(date.today()), "machine": platform.node(),
               "processor": platform.processor() or platform.machine(),
               "threads": torch.get_num_threads(), "device": args.device,

@@ -191,3 +191,52 @@ def test_stack_frames_with_different_numbers_of_columns(tmp_path):
     stack.columns = columns
     stack.save(tmp_path / "stack.zspy")
     assert hs.load(tmp_path / "stack.zspy").columns == columns
+
+
+def test_checkerboard_labels_follow_their_patch():
+    from stemunmix.core.lattice import checkerboard
+
+    # A (0) on the even sites of a square lattice of A-B distance 10, B (1) on
+    # the odd ones; a third class (2) and a lone column keep their labels.
+    yy, xx = np.mgrid[0:20, 0:20]
+    xy = np.c_[xx.ravel(), yy.ravel()] * 10.0
+    xy += np.random.default_rng(0).normal(0, 0.4, xy.shape)
+    truth = (xx + yy).ravel() % 2
+    labels = truth.copy()
+    flip = np.random.default_rng(1).random(len(labels)) < 0.3  # 30 % swapped
+    labels[flip] = 1 - labels[flip]
+    labels[5] = 2
+    xy = np.vstack([xy, [[500.0, 500.0]]])
+    labels = np.append(labels, 1)
+    scores = np.ones(len(labels))
+    out = checkerboard(xy, labels, scores, 10.0, (0, 1))
+    assert out[5] == 2 and out[-1] == 1
+    keep = np.ones(len(truth), bool)
+    keep[5] = False
+    assert np.array_equal(out[:-1][keep], truth[keep])
+    # The naming follows the (score-weighted) majority: swapped if most are.
+    out = checkerboard(xy[:-1], 1 - truth, scores[:-1], 10.0, (0, 1))
+    assert np.array_equal(out, 1 - truth)
+
+
+def test_find_columns_checkerboard_repairs_swapped_classes(found):
+    image, truth, _ = found
+    prob = image.segment()
+    left = slice(None, 150)  # about 40 % of the columns: A and B maps swapped
+    prob.data[0, :, left], prob.data[1, :, left] = (
+        prob.data[1, :, left].copy(), prob.data[0, :, left].copy())  # fmt: skip
+
+    def right_class(columns):
+        ref = truth.columns
+        ri, oi = match(ref.xy, columns.xy, 2.0)
+        return np.mean(ref.labels[ri] == columns.labels[oi]), len(ri) / len(ref.xy)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = right_class(prob.find_columns(image=image))
+        fixed = right_class(prob.find_columns(image=image, lattice="checkerboard"))
+    assert plain[0] < 0.75  # the swap shows without the lattice
+    assert fixed[0] >= 0.995 and fixed[1] >= 0.98
+    assert prob.metadata.Signal.stemunmix.find_columns.lattice == "checkerboard"
+    with pytest.raises(ValueError, match="lattice"):
+        prob.find_columns(image=image, lattice="hexagonal")

@@ -159,3 +159,23 @@ def test_foreign_and_corrupt_files_are_refused_without_running(tmp_path):
         load_model(foreign)
     with pytest.raises(ValueError, match="name_or_path"):
         load_model("no-such-model")
+
+
+def test_inference_copy_folds_batchnorm_and_keeps_the_function():
+    from stemunmix.nn.inference import for_inference
+
+    model = load_model()
+    model.train()
+    fused = for_inference(model)
+    norms = [m for m in fused.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms == [] and not fused.training
+    # The caller's model is untouched (still trainable, still normalised).
+    assert model.training
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    x = torch.from_numpy(seg.normalize(perovskite(shape=128, seed=3)[0].data))[
+        None, None
+    ]
+    with torch.no_grad():
+        ref = model.eval().predict_proba(x)
+        torch.testing.assert_close(fused.predict_proba(x), ref, atol=1e-5, rtol=0)
+    assert fused.card == model.card and fused.class_names == model.class_names

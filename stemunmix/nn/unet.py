@@ -110,9 +110,16 @@ class DilatedUNet(nn.Module):
             skips.append(x)
             x = F.max_pool2d(x, 2)
         x = self.bottleneck(x)
-        for decoder, skip in zip(self.decoders, reversed(skips), strict=True):
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear")
-            x = decoder(torch.cat([x, skip], dim=1))
+        for decoder in self.decoders:
+            # Popped, and upsampled inside the concatenation, so neither the
+            # skip nor the upsampled map outlives it: at full resolution this
+            # keeps 48 channels alive through the decoder instead of 96.
+            skip = skips.pop()
+            x = torch.cat(
+                [F.interpolate(x, size=skip.shape[-2:], mode="bilinear"), skip], dim=1
+            )
+            del skip
+            x = decoder(x)
         return self.head(x)
 
     @torch.no_grad()

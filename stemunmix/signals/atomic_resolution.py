@@ -74,7 +74,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
         batch_size = batch_size or (4 if dev.type == "cuda" else 1)
         if not self._lazy:
             _check_frames(self.data)
-        model = model.to(dev).eval()
+        model = inference.for_inference(model).to(dev)
         spacing = float(model.card.get("training_spacing", 16.0))
         n_classes = len(model.class_names)
 
@@ -108,7 +108,9 @@ class AtomicResolutionImage(StemunmixSignal2D):
             for idx in tqdm(
                 frames, desc="segment", disable=not show or len(frames) < 2
             ):
-                result[idx] = run_frame(np.asarray(self.data[idx], dtype=np.float32))
+                # No float32 copy of the frame: each block converts its own
+                # pixels (as the lazy path does), so memory stays bounded.
+                result[idx] = run_frame(np.asarray(self.data[idx]))
         out = self._probabilities_signal(result, model, scale, tile)
         if len(measured) == int(np.prod(nav_shape)):
             found = [m[0] for m in measured]

@@ -50,6 +50,7 @@ class ColumnProbabilities(StemunmixSignal2D):
         min_distance: float | None = None,
         refine: str = "gaussian",
         show_progressbar: bool | None = None,
+        lattice: str | None = None,
     ) -> Columns:
         """Locate the atomic columns of every class (all but ``background``).
 
@@ -69,6 +70,13 @@ class ColumnProbabilities(StemunmixSignal2D):
             Minimum separation of two columns in pixels; default half the A-B
             distance (the measured spacing / sqrt(2) / 2).
         refine : {"gaussian", "centroid"}
+        lattice : {None, "checkerboard"}
+            ``"checkerboard"``: the A and B columns alternate along every
+            nearest-neighbour bond (a perovskite along [001]). Each connected
+            patch of columns is two-coloured along its bonds and takes the
+            A/B naming most of its columns agree with (weighted by score), so
+            columns the network swapped (low dose, a layer where B is as bright
+            as A) follow their patch. None (default): the network's classes.
 
         Returns
         -------
@@ -77,16 +85,24 @@ class ColumnProbabilities(StemunmixSignal2D):
             score, ``nav_index`` for stacks. Also stored in ``self.columns``.
         """
         from stemunmix.core.find import REFINE, find_columns_frame
+        from stemunmix.core.lattice import LATTICES, checkerboard
         from stemunmix.core.segmentation import measure_spacing
 
         if refine not in REFINE:
             raise ValueError(f"refine must be one of {REFINE}, got {refine!r}")
         if not 0 < threshold < 1:
             raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
+        if lattice not in LATTICES:
+            raise ValueError(f"lattice must be one of {LATTICES}, got {lattice!r}")
         if min_distance is not None and not min_distance >= 1:
             raise ValueError(f"min_distance must be >= 1 pixel, got {min_distance}")
         names = self.class_names
         classes = [k for k, n in enumerate(names) if n != "background"]
+        if lattice == "checkerboard" and len(classes) != 2:
+            raise ValueError(
+                "lattice='checkerboard' needs exactly two column classes, these "
+                f"maps have {[names[k] for k in classes]}; use lattice=None"
+            )
         frames_image = self._raw_frames(image, refine)
         nav_shape = self.data.shape[:-3]
         spacing = self._get_state("segment", {}).get("measured_spacing")
@@ -114,6 +130,8 @@ class ColumnProbabilities(StemunmixSignal2D):
                     np.asarray(prob), classes, dist, threshold,
                     None if raw is None else np.asarray(raw), refine, d_ab,
                 )  # fmt: skip
+            if lattice == "checkerboard":
+                f_lab = checkerboard(f_xy, f_lab, f_score, d_ab, tuple(classes))
             xy.append(f_xy)
             labels.append(f_lab)
             scores.append(f_score)
@@ -130,7 +148,7 @@ class ColumnProbabilities(StemunmixSignal2D):
             )
         self.metadata.set_item(
             "Signal.stemunmix.find_columns",
-            {"threshold": threshold, "refine": refine,
+            {"threshold": threshold, "refine": refine, "lattice": str(lattice),
              "min_distance": "auto" if min_distance is None else float(min_distance)},
         )  # fmt: skip
         self.columns = columns
