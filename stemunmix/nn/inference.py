@@ -155,14 +155,17 @@ def check_size(shape, factor) -> None:
 
 
 def predict(
-    model, image: np.ndarray, factor: float, tile: int, batch_size: int, device
-) -> np.ndarray:
+    model, image: np.ndarray, factor: float, tile: int, batch_size: int, device,
+    out: np.ndarray | None = None,
+) -> np.ndarray:  # fmt: skip
     """Class probabilities (C, H, W) float32 of one image on its own pixel grid,
-    computed block by block (``tile`` x ``tile`` output pixels each)."""
+    computed block by block (``tile`` x ``tile`` output pixels each), written
+    into ``out`` when given (no second copy of a large result)."""
     shape = image.shape
     check_size(shape, factor)
     lo, hi = seg.intensity_range(image)
-    out = np.empty((len(model.class_names),) + shape, np.float32)
+    if out is None:
+        out = np.empty((len(model.class_names),) + shape, np.float32)
     for y0, y1 in block_bounds(shape[0], tile):
         for x0, x1 in block_bounds(shape[1], tile):
             box = (y0, y1, x0, x1)

@@ -49,6 +49,30 @@ class DilatedBottleneck(nn.Sequential):
         super().__init__(*layers)
 
 
+def _upsample_cat(x: torch.Tensor, skips: list) -> torch.Tensor:
+    """``x`` upsampled to the skip's size, concatenated with the skip on the
+    channels; ``skips`` is the encoder's list, whose last entry is popped. In
+    inference the skip is copied into the result first and let go, so at full
+    resolution 80 channels are alive at the peak instead of 96 (the upsampled
+    map, the skip and their concatenation)."""
+    skip = skips.pop()
+    size = skip.shape[-2:]
+    if torch.is_grad_enabled():
+        return torch.cat([F.interpolate(x, size=size, mode="bilinear"), skip], dim=1)
+    fmt = (
+        torch.channels_last
+        if skip.is_contiguous(memory_format=torch.channels_last)
+        else torch.contiguous_format
+    )
+    n, c = x.shape[:2]
+    out = torch.empty((n, c + skip.shape[1], *size), dtype=skip.dtype,
+                      device=skip.device, memory_format=fmt)  # fmt: skip
+    out[:, c:] = skip
+    del skip
+    out[:, :c] = F.interpolate(x, size=size, mode="bilinear")
+    return out
+
+
 class DilatedUNet(nn.Module):
     """U-Net with ``len(widths)`` levels and a dilated bottleneck.
 
@@ -111,15 +135,7 @@ class DilatedUNet(nn.Module):
             x = F.max_pool2d(x, 2)
         x = self.bottleneck(x)
         for decoder in self.decoders:
-            # Popped, and upsampled inside the concatenation, so neither the
-            # skip nor the upsampled map outlives it: at full resolution this
-            # keeps 48 channels alive through the decoder instead of 96.
-            skip = skips.pop()
-            x = torch.cat(
-                [F.interpolate(x, size=skip.shape[-2:], mode="bilinear"), skip], dim=1
-            )
-            del skip
-            x = decoder(x)
+            x = decoder(_upsample_cat(x, skips))
         return self.head(x)
 
     @torch.no_grad()

@@ -80,10 +80,10 @@ class AtomicResolutionImage(StemunmixSignal2D):
 
         measured = []  # (spacing, factor) per frame
 
-        def run_frame(frame):
+        def run_frame(frame, out=None):
             factor, found = inference.scale_factor(frame, scale, spacing)
             measured.append((found, factor))
-            return inference.predict(model, frame, factor, tile, batch_size, dev)
+            return inference.predict(model, frame, factor, tile, batch_size, dev, out)
 
         lazy = self._lazy if lazy_output is None else bool(lazy_output)
         nav_shape = self.data.shape[:-2]
@@ -110,7 +110,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
             ):
                 # No float32 copy of the frame: each block converts its own
                 # pixels (as the lazy path does), so memory stays bounded.
-                result[idx] = run_frame(np.asarray(self.data[idx]))
+                run_frame(np.asarray(self.data[idx]), out=result[idx])
         out = self._probabilities_signal(result, model, scale, tile)
         if len(measured) == int(np.prod(nav_shape)):
             found = [m[0] for m in measured]
