@@ -45,13 +45,19 @@ def measure_spacing(image: np.ndarray, max_size: int = 512) -> float:
     the strongest one is the shortest translation that maps the pattern onto
     itself (peaks between unlike columns, e.g. A-B, are lower).
     """
-    from scipy.ndimage import gaussian_filter, maximum_filter
+    from scipy.ndimage import maximum_filter
 
     img = np.asarray(image, dtype=np.float64)
     h, w = img.shape
     top, left = max(0, (h - max_size) // 2), max(0, (w - max_size) // 2)
     img = img[top : top + max_size, left : left + max_size]
-    img = img - gaussian_filter(img, min(img.shape) / 8)
+    # High-pass: subtract a Gaussian blur (sigma 1/8 of the crop) taken in
+    # Fourier space (periodic edges; the window below hides them).
+    sigma = min(img.shape) / 8
+    fy = np.fft.fftfreq(img.shape[0])[:, None]
+    fx = np.fft.rfftfreq(img.shape[1])[None, :]
+    blur = np.exp(-2 * (np.pi * sigma) ** 2 * (fy**2 + fx**2))
+    img = img - np.fft.irfft2(np.fft.rfft2(img) * blur, s=img.shape)
     img *= np.outer(np.hanning(img.shape[0]), np.hanning(img.shape[1]))
     spectrum = np.abs(np.fft.rfft2(img, s=(2 * img.shape[0], 2 * img.shape[1]))) ** 2
     acf = np.fft.fftshift(np.fft.irfft2(spectrum))
@@ -66,7 +72,8 @@ def measure_spacing(image: np.ndarray, max_size: int = 512) -> float:
         raise ValueError("no lattice found: the image autocorrelation has no period")
     r0 = 2 * below[0]
     limit = min(img.shape) / 3
-    peaks = (acf == maximum_filter(acf, size=5)) & (r > r0) & (r < limit)
+    local_max = maximum_filter(acf, size=5)
+    peaks = (acf == local_max) & (r > r0) & (r < limit)
     if not peaks.any():
         raise ValueError(
             "no lattice found: no periodic columns within a third of the image; "
@@ -79,7 +86,7 @@ def measure_spacing(image: np.ndarray, max_size: int = 512) -> float:
     py, px = np.unravel_index(best, acf.shape)
     # A lattice repeats: the correlation at the period stands out of the noise,
     # and it comes back at twice the period (random texture does neither).
-    second = maximum_filter(acf, size=5)[2 * py - cy, 2 * px - cx]
+    second = local_max[2 * py - cy, 2 * px - cx]
     if acf[py, px] < 0.05 * acf[cy, cx] or second < 0.5 * acf[py, px]:
         raise ValueError(
             "no lattice found: the image shows no periodic atomic columns; "

@@ -154,20 +154,27 @@ def check_size(shape, factor) -> None:
         )
 
 
+def block_size(tile: int, factor: float) -> int:
+    """Image pixels per block side, so a block is about ``tile`` network pixels."""
+    return max(64, int(round(tile / factor)))
+
+
 def predict(
     model, image: np.ndarray, factor: float, tile: int, batch_size: int, device,
-    out: np.ndarray | None = None,
+    out: np.ndarray | None = None, block: int | None = None,
 ) -> np.ndarray:  # fmt: skip
     """Class probabilities (C, H, W) float32 of one image on its own pixel grid,
-    computed block by block (``tile`` x ``tile`` output pixels each), written
-    into ``out`` when given (no second copy of a large result)."""
+    computed block by block (``block`` x ``block`` image pixels each, default
+    :func:`block_size`), written into ``out`` when given (no second copy of a
+    large result)."""
     shape = image.shape
     check_size(shape, factor)
     lo, hi = seg.intensity_range(image)
+    block = block or block_size(tile, factor)
     if out is None:
         out = np.empty((len(model.class_names),) + shape, np.float32)
-    for y0, y1 in block_bounds(shape[0], tile):
-        for x0, x1 in block_bounds(shape[1], tile):
+    for y0, y1 in block_bounds(shape[0], block):
+        for x0, x1 in block_bounds(shape[1], block):
             box = (y0, y1, x0, x1)
             oy0, oy1, ox0, ox1 = block_plan(shape, box, factor, model)
             out[:, y0:y1, x0:x1] = predict_block(

@@ -48,8 +48,11 @@ class AtomicResolutionImage(StemunmixSignal2D):
         device : str, optional
             ``"cpu"`` or ``"cuda"``; default CUDA when present.
         tile : int
-            Size of the output blocks in the image's pixels (one task each when
-            lazy); bounds the memory used. Results do not depend on it.
+            Size of the network's tiles, in its own (resampled) pixels, before
+            the halo; bounds the memory used. The image is cut into blocks of
+            about ``tile / factor`` of its pixels (one task each when lazy; the
+            largest factor of a stack sets them), each run in tiles of
+            ``tile``. Eager and lazy runs agree exactly.
         show_progressbar, lazy_output
             As in HyperSpy. Lazy input gives lazy output by default.
 
@@ -80,11 +83,6 @@ class AtomicResolutionImage(StemunmixSignal2D):
 
         measured = []  # (spacing, factor) per frame
 
-        def run_frame(frame, out=None):
-            factor, found = inference.scale_factor(frame, scale, spacing)
-            measured.append((found, factor))
-            return inference.predict(model, frame, factor, tile, batch_size, dev, out)
-
         lazy = self._lazy if lazy_output is None else bool(lazy_output)
         nav_shape = self.data.shape[:-2]
         if self._lazy or lazy:
@@ -93,8 +91,8 @@ class AtomicResolutionImage(StemunmixSignal2D):
                 import dask.array as da
 
                 data = da.from_array(data, chunks=(1,) * len(nav_shape) + (-1, -1))
-            result = _segment_lazy(data, model, scale, spacing, tile, batch_size, dev,
-                                   measured)  # fmt: skip
+            result, block = _segment_lazy(data, model, scale, spacing, tile,
+                                          batch_size, dev, measured)  # fmt: skip
             if not lazy:
                 result = result.compute()
         else:
@@ -103,15 +101,22 @@ class AtomicResolutionImage(StemunmixSignal2D):
 
             show = preferences.General.show_progressbar
             show = show if show_progressbar is None else show_progressbar
-            result = np.empty(nav_shape + (n_classes,) + self.data.shape[-2:], "f4")
             frames = list(np.ndindex(nav_shape))
-            for idx in tqdm(
-                frames, desc="segment", disable=not show or len(frames) < 2
-            ):
+            for idx in frames:  # the scale of every frame first, as the lazy path
+                factor, found = inference.scale_factor(self.data[idx], scale, spacing)
+                inference.check_size(self.data.shape[-2:], factor)
+                measured.append((found, factor))
+            block = inference.block_size(tile, max(f for _, f in measured))
+            result = np.empty(nav_shape + (n_classes,) + self.data.shape[-2:], "f4")
+            for (_, factor), idx in tqdm(
+                list(zip(measured, frames, strict=True)),
+                desc="segment", disable=not show or len(frames) < 2,
+            ):  # fmt: skip
                 # No float32 copy of the frame: each block converts its own
                 # pixels (as the lazy path does), so memory stays bounded.
-                run_frame(np.asarray(self.data[idx]), out=result[idx])
-        out = self._probabilities_signal(result, model, scale, tile)
+                inference.predict(model, np.asarray(self.data[idx]), factor, tile,
+                                  batch_size, dev, out=result[idx], block=block)  # fmt: skip
+        out = self._probabilities_signal(result, model, scale, tile, block)
         if len(measured) == int(np.prod(nav_shape)):
             found = [m[0] for m in measured]
             if None not in found:
@@ -145,7 +150,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
             d_values, n_components,
         )  # fmt: skip
 
-    def _probabilities_signal(self, data, model, scale, tile):
+    def _probabilities_signal(self, data, model, scale, tile, block):
         from stemunmix.signals.column_probabilities import (
             ColumnProbabilities,
             LazyColumnProbabilities,
@@ -167,7 +172,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
             {"model": model.card.get("name", "custom"),
              "model_version": model.card.get("version", "unknown"),
              "training_spacing": model.card.get("training_spacing", 16.0),
-             "scale": scale, "tile": int(tile)},
+             "scale": scale, "tile": int(tile), "block": int(block)},
         )  # fmt: skip
         if self.columns is not None:
             out.columns = self.columns
@@ -346,10 +351,11 @@ def _segment_lazy(data, model, scale, spacing, tile, batch_size, device, measure
             )  # fmt: skip
         return out
 
+    block = inference.block_size(tile, float(np.max(factors)))
     rows = []
-    for y0, y1 in inference.block_bounds(shape[0], tile):
+    for y0, y1 in inference.block_bounds(shape[0], block):
         row = []
-        for x0, x1 in inference.block_bounds(shape[1], tile):
+        for x0, x1 in inference.block_bounds(shape[1], block):
             box = (y0, y1, x0, x1)
             plans = np.array([inference.block_plan(shape, box, f, model)
                               for f in np.unique(factors)])  # fmt: skip
@@ -362,7 +368,7 @@ def _segment_lazy(data, model, scale, spacing, tile, batch_size, device, measure
                 chunks=nav_chunks + ((n_classes,), (y1 - y0,), (x1 - x0,)),
             ))  # fmt: skip
         rows.append(row)
-    return da.block(rows)
+    return da.block(rows), block
 
 
 class LazyAtomicResolutionImage(LazySignal, AtomicResolutionImage):

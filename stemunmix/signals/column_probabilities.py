@@ -123,7 +123,7 @@ class ColumnProbabilities(StemunmixSignal2D):
             if self._lazy:
                 f_xy, f_lab, f_score = _find_by_blocks(
                     self.data[idx], classes, dist, threshold, raw, refine, d_ab,
-                    int(self._get_state("segment", {}).get("tile", 1024)),
+                    int(self._segment_block()),
                 )  # fmt: skip
             else:
                 f_xy, f_lab, f_score = find_columns_frame(
@@ -167,6 +167,11 @@ class ColumnProbabilities(StemunmixSignal2D):
                                              **kwargs),
             d_values, n_components,
         )  # fmt: skip
+
+    def _segment_block(self) -> int:
+        """Block side (pixels) the maps were computed in; column finding uses it."""
+        state = self._get_state("segment", {})
+        return state.get("block", state.get("tile", 1024))
 
     def _raw_frames(self, image, refine):
         """The raw image data (nav..., y, x) for refinement, validated."""
