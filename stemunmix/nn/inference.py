@@ -125,7 +125,11 @@ def predict_block(model, region, origin, shape, box, factor, lo, hi, tile,
 def _run_network(model, work, lo, hi, tile, batch_size, device) -> np.ndarray:
     """Probabilities (C, h, w) of a resampled window, in overlapping tiles."""
     multiple = model.multiple
-    windows = seg.tile_windows(work.shape, tile, halo_for(model), multiple)
+    # A block's window is ``tile`` plus its halo, plus up to a few pixels of
+    # alignment and interpolation margin when resampled: the slack keeps it
+    # one network call instead of two nearly equal ones.
+    windows = seg.tile_windows(work.shape, tile + 2 * multiple, halo_for(model),
+                               multiple)  # fmt: skip
     out = np.empty((len(model.class_names),) + work.shape, np.float32)
     for start in range(0, len(windows), batch_size):
         group = windows[start : start + batch_size]
