@@ -50,6 +50,11 @@ def atomap_columns(image: np.ndarray, spacing: float):
     d_ab = spacing / np.sqrt(2)
     data = image - image.min()
     smooth = hs.signals.Signal2D(gaussian_filter(data, 0.05 * spacing))
+    # get_atom_positions(pca=True) denoises with scikit-learn's TruncatedSVD
+    # (randomised, random_state=None: numpy's global generator). Seed it, or
+    # the reference changes from run to run (on the low-dose SrTiO3 one run
+    # put Atomap's B columns 4 px from its A columns).
+    np.random.seed(0)
     positions = am.get_atom_positions(
         smooth, separation=max(2, int(0.45 * d_ab)), pca=True, subtract_background=True
     )

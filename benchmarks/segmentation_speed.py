@@ -12,7 +12,8 @@ Prints a table and writes benchmarks/results/segmentation_speed.json:
   images of 25 px spacing, as the real images here are sampled (21-30 px):
   the network then runs at its training spacing (16 px) on fewer pixels;
 - peak RSS of a fresh process segmenting a float32 8192^2 image (scale=1), and
-  its RSS before, with the model and the image loaded.
+  its RSS before, with the model and the image loaded; with the default tile
+  (1024) and with tile=512.
 """
 
 import argparse
@@ -52,15 +53,17 @@ def tiled_image(size: int, spacing: float = 19.8) -> np.ndarray:
 
 
 MEMORY_CHILD = """
-import resource, sys, numpy as np
+import resource, sys, time, numpy as np
 import stemunmix
 from stemunmix.signals import AtomicResolutionImage
 model = stemunmix.load_model()
 image = AtomicResolutionImage(np.load(sys.argv[1]))
 base = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
-prob = image.segment(model=model, scale=1, device=sys.argv[2])
+t0 = time.perf_counter()
+prob = image.segment(model=model, scale=1, device=sys.argv[2], tile=int(sys.argv[3]))
+seconds = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(base / 2**20, peak / 1024)
+print(base / 2**20, peak / 1024, seconds)
 """
 
 
@@ -105,19 +108,20 @@ def main():
                          "fraction_of_matmul_peak": gflops / peak})  # fmt: skip
             del image
 
-    memory = None
+    memory = []
     if args.memory_size:
         path = Path(args.out) / f"_image_{args.memory_size}.npy"
         Path(args.out).mkdir(parents=True, exist_ok=True)
         np.save(path, tiled_image(args.memory_size))
-        out = subprocess.run(
-            [sys.executable, "-c", MEMORY_CHILD, str(path), args.device],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
+        for tile in (1024, 512):  # the default, and smaller tiles
+            out = subprocess.run(
+                [sys.executable, "-c", MEMORY_CHILD, str(path), args.device, str(tile)],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            base, peak_rss, seconds = map(float, out.stdout.split()[-3:])
+            memory.append({"size": args.memory_size, "tile": tile, "rss_before_mb": base,
+                           "peak_rss_mb": peak_rss, "seconds": seconds})  # fmt: skip
         path.unlink()
-        base, peak_rss = map(float, out.stdout.split()[-2:])
-        memory = {"size": args.memory_size, "rss_before_mb": base,
-                  "peak_rss_mb": peak_rss, "segment_extra_mb": peak_rss - base}  # fmt: skip
 
     print(f"machine: {platform.processor() or platform.machine()}, "
           f"{torch.get_num_threads()} threads, device {args.device}")  # fmt: skip
@@ -129,10 +133,10 @@ def main():
         print(f"{r['size']:6d} {r['scale']:>5s} {r['spacing_px']:7.1f} {r['factor']:6.3f} "
               f"{r['seconds_median']:9.2f} {r['mpx_per_s']:7.3f} "
               f"{r['gflop_per_s']:8.1f} {r['fraction_of_matmul_peak']:8.1%}")  # fmt: skip
-    if memory:
-        print(f"peak RSS segmenting a float32 {memory['size']}^2 image (scale=1): "
-              f"{memory['peak_rss_mb']:.0f} MB ({memory['rss_before_mb']:.0f} MB with "
-              "the model and image loaded)")  # fmt: skip
+    for m in memory:
+        print(f"peak RSS segmenting a float32 {m['size']}^2 image (scale=1, tile="
+              f"{m['tile']}): {m['peak_rss_mb']:.0f} MB ({m['rss_before_mb']:.0f} MB "
+              f"with the model and image loaded), {m['seconds']:.1f} s")  # fmt: skip
     result = {"date": str(date.today()), "machine": platform.node(),
               "processor": platform.processor() or platform.machine(),
               "threads": torch.get_num_threads(), "device": args.device,
