@@ -117,7 +117,11 @@ def _interp_axis(a: np.ndarray, coords: np.ndarray, axis: int) -> np.ndarray:
     if n == 1:
         return lo
     hi = np.take(a, i0 + 1, axis=axis)
-    return lo * (1 - w) + hi * w
+    # lo + (hi - lo) * w, in place: three passes, no temporaries.
+    hi -= lo
+    hi *= w
+    hi += lo
+    return hi
 
 
 def resample(image: np.ndarray, factor: float) -> np.ndarray:
