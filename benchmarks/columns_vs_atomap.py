@@ -21,7 +21,6 @@ and writes benchmarks/results/columns_vs_atomap.json.
 import argparse
 import json
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -159,13 +158,21 @@ def score(found, truth, spacing):
     return row
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM). Not ru_maxrss: on Linux that carries the
+    forking parent's RSS over exec, so a child would report its parent's peak."""
+    with open("/proc/self/status") as f:
+        hwm = [ln for ln in f if ln.startswith("VmHWM")][0]
+    return int(hwm.split()[1]) / 1024
+
+
 def one_case(method, size, dose):
     image, truth = make_image(size, dose)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    base = peak_rss_mb()
     t0 = time.perf_counter()
     found = (run_stemunmix if method == "stemunmix" else run_atomap)(image, truth)
     wall = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     spacing = 0.396 / PIXEL_SIZE
     row = {"method": method, "size": size, "dose": dose, "seconds": wall,
            "peak_rss_mb": peak, "rss_before_mb": base}  # fmt: skip

@@ -62,8 +62,10 @@ base = int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
 t0 = time.perf_counter()
 prob = image.segment(model=model, scale=1, device=sys.argv[2], tile=int(sys.argv[3]))
 seconds = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(base / 2**20, peak / 1024, seconds)
+# VmHWM: this process's own peak. ru_maxrss would carry over the forking
+# parent's RSS through exec (Linux keeps the larger of the two).
+hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM")][0]
+print(base / 2**20, int(hwm.split()[1]) / 1024, seconds)
 """
 
 
