@@ -197,10 +197,17 @@ def test_checkerboard_labels_follow_their_patch():
     from stemunmix.core.lattice import checkerboard
 
     # A (0) on the even sites of a square lattice of A-B distance 10, B (1) on
-    # the odd ones; a third class (2) and a lone column keep their labels.
-    yy, xx = np.mgrid[0:20, 0:20]
+    # the odd ones; a third class (2) and a lone column keep their labels. The
+    # jitter (6 % of the A-B distance) squeezes a few like pairs under the bond
+    # length, which a walk over all bonds would propagate.
+    yy, xx = np.mgrid[0:40, 0:40]
     xy = np.c_[xx.ravel(), yy.ravel()] * 10.0
-    xy += np.random.default_rng(0).normal(0, 0.4, xy.shape)
+    xy += np.random.default_rng(0).normal(0, 0.6, xy.shape)
+    from scipy.spatial import cKDTree
+
+    bonds = cKDTree(xy).query_pairs(12.0, output_type="ndarray")
+    like = (xx + yy).ravel() % 2
+    assert np.sum(like[bonds[:, 0]] == like[bonds[:, 1]]) > 0  # the trap is set
     truth = (xx + yy).ravel() % 2
     labels = truth.copy()
     flip = np.random.default_rng(1).random(len(labels)) < 0.3  # 30 % swapped
