@@ -87,10 +87,11 @@ def main():
 
     px = 15.0
     image, cols = columns_of("PbTiO3/SrRuO3 HAADF", 0.015)
+    prob = image.segment()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        lattice = image.segment().find_columns(image=image, lattice="checkerboard")
-    d_ab = image.segment().metadata.Signal.stemunmix.segment.measured_spacing
+        lattice = prob.find_columns(image=image, lattice="checkerboard")
+    d_ab = prob.metadata.Signal.stemunmix.segment.measured_spacing
     d_ab = float(np.ravel(d_ab)[0]) / np.sqrt(2)
     bonds = cKDTree(cols.xy).query_pairs(BOND * d_ab, output_type="ndarray")
     for tag, c in (("", cols), (", checkerboard", lattice)):

@@ -116,7 +116,8 @@ def _interp_axis(a: np.ndarray, coords: np.ndarray, axis: int) -> np.ndarray:
     lo = np.take(a, i0, axis=axis)
     if n == 1:
         return lo
-    hi = np.take(a, i0 + 1, axis=axis)
+    hi = np.take(a, i0 + 1, axis=axis)  # a new array: safe to work in place
+    hi = hi.astype(np.result_type(a.dtype, np.float32), copy=False)
     # lo + (hi - lo) * w, in place: three passes, no temporaries.
     hi -= lo
     hi *= w
