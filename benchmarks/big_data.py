@@ -189,6 +189,11 @@ def main():
     if args.one:
         print(json.dumps(run_pipeline(args.one, args.cluster, args.worker_threads)))
         return
+    scheduler = (
+        f"LocalCluster (2 processes x 1 thread, OMP_NUM_THREADS={args.worker_threads})"
+        if args.cluster
+        else "threads"
+    )
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.sizes:
@@ -216,26 +221,21 @@ def main():
 
             for p in Path(tmp).iterdir():
                 shutil.rmtree(p, ignore_errors=True)
-            _write(results, args.worker_threads if args.cluster else 0)
+            _write(results, scheduler)
     base = results[0]["us_per_pixel"]
     for r in results:
         print(f"{r['size']:>6}^2: median of {len(r['wall_s_runs'])} run(s) "
               f"{r['us_per_pixel']:.2f} us/px = {r['us_per_pixel'] / base:.2f} x that at "
               f"{results[0]['size']}^2")  # fmt: skip
-    _write(results, args.worker_threads if args.cluster else 0)
+    _write(results, scheduler)
 
 
-def _write(results, worker_threads):
+def _write(results, scheduler: str):
     """Write the results, keeping those of other sizes already in the file if
     they ran on the same scheduler (so sizes can be run separately); the date
     and commit go with each."""
-    name = "big_data_cluster.json" if worker_threads else "big_data.json"
+    name = "big_data.json" if scheduler == "threads" else "big_data_cluster.json"
     path = HERE / "results" / name
-    scheduler = (
-        f"LocalCluster (2 processes x 1 thread, OMP_NUM_THREADS={worker_threads})"
-        if worker_threads
-        else "threads"
-    )
     kept = {}
     if path.exists():
         old = json.loads(path.read_text())
