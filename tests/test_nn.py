@@ -49,6 +49,22 @@ def test_flops_per_pixel_match_a_count_by_hooks():
     assert model.flops_per_pixel() == pytest.approx(sum(counted) / 128**2, rel=1e-9)
 
 
+def test_decoding_in_strips_equals_the_whole_maps():
+    # Inference decodes each level in strips of rows (less memory); the margins
+    # must make every strip boundary invisible, at every level and at the
+    # image's edges. Training (gradients on) decodes whole maps.
+    torch.manual_seed(4)
+    model = DilatedUNet().eval()
+    x = torch.randn(2, 1, 520, 136)
+    whole = model(x).detach()  # gradients enabled: no strips
+    with torch.no_grad():
+        strips = model(x)
+        narrow = model(x.contiguous(memory_format=torch.channels_last))
+    assert strips.shape == whole.shape
+    torch.testing.assert_close(strips, whole, atol=1e-5, rtol=0)
+    torch.testing.assert_close(narrow, whole, atol=1e-5, rtol=0)
+
+
 def test_tiles_with_halo_equal_one_window():
     torch.manual_seed(1)
     model = DilatedUNet().eval()
