@@ -36,14 +36,19 @@ def columns_vs_atomap():
 
 def columns_real():
     rows = json.loads((RESULTS / "columns_real.json").read_text())["rows"]
-    print(
-        "| image / layer | B columns | median offset x, y pm | std x, y pm | robust std x, y pm | median length pm |"
-    )
-    print("|---|---|---|---|---|---|")
+    print("| image / layer | B columns | rows (p5-p95) | median offset x, y pm "
+          "| its standard error x, y pm | std x, y pm | robust std x, y pm "
+          "| median length pm |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
+        if "b_columns" not in r:
+            continue  # the contrast profile, printed by the script itself
         fmt = lambda v: ", ".join(f"{x:.2f}" for x in v) if v else "-"  # noqa: E731
         length = r.get("offset_length_median_pm")
-        print(f"| {name} | {r['b_columns']} | {fmt(r['offset_median_pm'])} "
+        band = r.get("rows_p5_p95")
+        print(f"| {name} | {r['b_columns']} "
+              f"| {'-' if band is None else f'{band[0]:.0f}-{band[1]:.0f}'} "
+              f"| {fmt(r['offset_median_pm'])} | {fmt(r.get('offset_median_se_pm'))} "
               f"| {fmt(r.get('offset_std_pm'))} | {fmt(r['offset_robust_std_pm'])} "
               f"| {'-' if length is None else f'{length:.2f}'} |")  # fmt: skip
 
