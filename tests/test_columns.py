@@ -247,3 +247,12 @@ def test_find_columns_checkerboard_repairs_swapped_classes(found):
     assert prob.metadata.Signal.stemunmix.find_columns.lattice == "checkerboard"
     with pytest.raises(ValueError, match="lattice"):
         prob.find_columns(image=image, lattice="hexagonal")
+    # The image's own find_columns takes the same parameter, checked before it
+    # segments.
+    with pytest.raises(ValueError, match="lattice"):
+        image.find_columns(lattice="hexagonal")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        direct = image.find_columns(lattice="checkerboard")
+    assert image.metadata.Signal.stemunmix.find_columns.lattice == "checkerboard"
+    assert right_class(direct)[0] >= 0.995

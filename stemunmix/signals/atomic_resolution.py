@@ -187,16 +187,21 @@ class AtomicResolutionImage(StemunmixSignal2D):
         min_distance: float | None = None,
         refine: str = "gaussian",
         show_progressbar: bool | None = None,
+        lattice: str | None = None,
     ):
         """Segment, then locate the columns (see ColumnProbabilities.find_columns).
 
         Returns the Columns and stores them in ``self.columns``.
         """
+        from stemunmix.core.lattice import LATTICES
+
+        if lattice not in LATTICES:  # before segmenting
+            raise ValueError(f"lattice must be one of {LATTICES}, got {lattice!r}")
         prob = self.segment(model=model, scale=scale, lazy_output=False,
                             show_progressbar=show_progressbar)  # fmt: skip
         columns = prob.find_columns(
             image=self, threshold=threshold, min_distance=min_distance,
-            refine=refine, show_progressbar=show_progressbar,
+            refine=refine, show_progressbar=show_progressbar, lattice=lattice,
         )  # fmt: skip
         self.columns = columns
         self.metadata.set_item("Signal.stemunmix.segment", prob._get_state("segment"))
