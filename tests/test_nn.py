@@ -63,6 +63,10 @@ def test_decoding_in_strips_equals_the_whole_maps():
     assert strips.shape == whole.shape
     torch.testing.assert_close(strips, whole, atol=1e-5, rtol=0)
     torch.testing.assert_close(narrow, whole, atol=1e-5, rtol=0)
+    odd = torch.randn(1, 1, 100, 36)  # not multiples of 8: whole maps
+    with torch.no_grad():
+        no_grad = model(odd)
+    torch.testing.assert_close(no_grad, model(odd).detach(), atol=1e-5, rtol=0)
 
 
 def test_tiles_with_halo_equal_one_window():

@@ -147,13 +147,18 @@ class DilatedUNet(nn.Module):
         return 2 ** len(self.config["widths"])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Strips need every level exactly twice the next (sizes that are
+        # multiples of ``multiple``, as all of stemunmix's calls are).
+        strips = not torch.is_grad_enabled() and all(
+            n % self.multiple == 0 for n in x.shape[-2:]
+        )
         skips = []
         for encoder in self.encoders:
             x = encoder(x)
             skips.append(x)
             x = F.max_pool2d(x, 2)
         x = self.bottleneck(x)
-        if not torch.is_grad_enabled():
+        if strips:
             last = len(self.decoders) - 1
             for i, decoder in enumerate(self.decoders):
                 head = self.head if i == last else None
