@@ -39,10 +39,11 @@ def columns_of(name, pixel_size_nm):
     image = AtomicResolutionImage(load(name))
     for ax in image.axes_manager.signal_axes:
         ax.scale, ax.units = pixel_size_nm, "nm"
+    prob = image.segment()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        columns = image.find_columns()
-    return image, columns
+        columns = prob.find_columns(image=image)
+    return image, prob, columns
 
 
 def inner(xy, shape, margin):
@@ -76,7 +77,7 @@ def main():
     rows = {}
     # SrTiO3 [110]: two A neighbours per B.
     px = 0.009326 * 1000  # pm
-    image, cols = columns_of("SrTiO3 [110] ADF", 0.009326)
+    image, _, cols = columns_of("SrTiO3 [110] ADF", 0.009326)
     vec, count = polarization(cols.select("A").xy, cols.select("B").xy)
     keep = (count == 2) & inner(cols.select("B").xy, image.data.shape, 40)
     off = vec[keep] * px
@@ -111,8 +112,7 @@ def main():
     from stemunmix.core.lattice import BOND
 
     px = 15.0
-    image, cols = columns_of("PbTiO3/SrRuO3 HAADF", 0.015)
-    prob = image.segment()
+    image, prob, cols = columns_of("PbTiO3/SrRuO3 HAADF", 0.015)  # segmented once
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lattice = prob.find_columns(image=image, lattice="checkerboard")

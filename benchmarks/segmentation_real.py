@@ -81,23 +81,23 @@ def atomap_columns(image: np.ndarray, spacing: float):
     sub.refine_atom_positions_using_2d_gaussian(show_progressbar=False)
     xy = np.stack([sub.x_position, sub.y_position], 1)
     xy = xy[np.all(np.isfinite(xy), 1)]
-    nearest = np.median(cKDTree(xy).query(xy, k=2)[0][:, 1])
+    tree = cKDTree(xy)
+    nearest = tree.query(xy, k=2)[0][:, 1]
     ij = np.clip(np.round(xy).astype(int), 0, np.array(image.shape[::-1]) - 1)
     bright = gaussian_filter(image.astype(float), 0.08 * spacing)[ij[:, 1], ij[:, 0]]
-    near = cKDTree(xy).query_ball_point(xy, 3 * spacing)
+    near = tree.query_ball_point(xy, 3 * spacing)
     contrast = bright - np.array([np.median(bright[nb]) for nb in near])
     labels = checkerboard(xy, (contrast <= 0).astype(int), np.abs(contrast),
                           d_ab, (0, 1))  # fmt: skip
-    if nearest > 0.85 * spacing:
+    if np.median(nearest) > 0.85 * spacing:
         # Atomap saw one sublattice (the weak one is lost in the noise) and a
         # few columns of the other: those have a neighbour at the A-B distance
         # and keep the lattice's name; every other column is A.
-        alone = cKDTree(xy).query(xy, k=2)[0][:, 1] > BOND * d_ab
-        labels[alone] = 0
+        labels[nearest > BOND * d_ab] = 0
     a, b = xy[labels == 0], xy[labels == 1]
     if len(b) < 0.95 * len(a):  # part of the weak sublattice is missing
         extra = atomap_b_at_cell_centres(a, data, spacing)
-        far = cKDTree(xy).query(extra)[0] > 0.5 * d_ab
+        far = tree.query(extra)[0] > 0.5 * d_ab
         b = np.concatenate([b, extra[far]])
     return a, b
 
