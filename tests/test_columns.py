@@ -45,6 +45,70 @@ def test_refinement_accounts_for_neighbours():
     np.testing.assert_allclose(fit["xy"], cols, atol=0.01)
 
 
+def _maps_at(xy, labels, shape, width=1.5):
+    """Probability maps (A, B, background) peaked at the given columns."""
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    prob = np.zeros((3, *shape))
+    for (x, y), k in zip(xy, labels, strict=True):
+        sl = (
+            slice(max(0, int(y) - 6), int(y) + 7),
+            slice(max(0, int(x) - 6), int(x) + 7),
+        )
+        prob[k][sl] += np.exp(-((xx[sl] - x) ** 2 + (yy[sl] - y) ** 2) / (2 * width**2))
+    prob[2] = 1 - prob[:2].sum(0)
+    return prob
+
+
+@pytest.fixture(scope="module")
+def wide_columns():
+    # Columns as wide as on real images (sigma 0.25 of the A-B distance of 7 px,
+    # where the first guess of the fit is 0.15), with maps at the true columns.
+    image, truth = perovskite(shape=(600, 640), pixel_size=0.04, column_width=0.07,
+                              dose=200, seed=4)  # fmt: skip
+    prob = _maps_at(truth.columns.xy, truth.columns.labels, image.data.shape)
+    return image.data, truth, prob, 0.396 / 0.04 / np.sqrt(2)
+
+
+def test_fit_measures_the_column_width_first(wide_columns):
+    # Started at 0.15 of the A-B distance (1.05 px) on 4 px patches, weak B
+    # columns between wide A ones collapse (median error 0.77 px before the
+    # width was measured); the measured width (true 1.75 px) sizes the fit.
+    from stemunmix.core.find import column_sizes, find_columns_frame
+
+    data, truth, prob, d = wide_columns
+    xy, labels, _ = find_columns_frame(prob, [0, 1], d / 2, 0.5, data, "gaussian", d)
+    sizes = column_sizes(data, truth.columns.xy, d)
+    assert sizes["sigma"] == pytest.approx(1.75, rel=0.15)
+    assert sizes["radius"] == round(4 * sizes["sigma"])
+    t = truth.columns
+    near = np.argmin(((xy[:, None] - t.xy[None]) ** 2).sum(-1), 1)
+    assert np.array_equal(labels, t.labels[near])
+    err = np.hypot(*(xy - t.xy[near]).T)
+    assert np.median(err[labels == 0]) < 0.05
+    assert np.median(err[labels == 1]) < 0.15
+
+
+def test_block_by_block_search_equals_the_whole_frame(wide_columns):
+    import dask.array as da
+
+    from stemunmix.core.find import find_columns_frame, region_halo
+    from stemunmix.signals.column_probabilities import _find_by_blocks, _middle_sizes
+
+    data, _, prob, d = wide_columns
+    lazy_prob, lazy_data = (
+        da.from_array(prob, chunks=(3, 200, 200)),
+        da.from_array(data),
+    )
+    sizes = _middle_sizes(lazy_prob, lazy_data, [0, 1], d / 2, 0.5, d)
+    assert 2 * region_halo(d / 2, sizes) + 200 < 600  # regions smaller than the frame
+    whole = find_columns_frame(prob, [0, 1], d / 2, 0.5, data, "gaussian", d)
+    blocks = _find_by_blocks(
+        lazy_prob, [0, 1], d / 2, 0.5, lazy_data, "gaussian", d, 200
+    )
+    np.testing.assert_array_equal(blocks[1], whole[1])
+    np.testing.assert_allclose(blocks[0], whole[0], atol=1e-5)
+
+
 def test_polarization_recovers_planted_displacement():
     _, truth = perovskite(shape=256, domains="none", dose=None, jitter=0, seed=2)
     c = truth.columns

@@ -9,6 +9,54 @@ from stemunmix.core.peaks import find_peaks
 from stemunmix.core.refine import refine_gaussian
 
 REFINE = ("gaussian", "centroid")
+# Fitting patches reach this many fitted column widths (half size) ...
+WIDTH_REACH = 4.0
+# ... and at most this many A-B distances.
+MAX_PATCH = 1.0
+
+
+def middle(shape, half: int = 256) -> tuple[slice, slice]:
+    """Rows and columns of the (at most) 2 half x 2 half pixels at the middle
+    of a frame of ``shape`` (..., H, W): where the fit's sizes are measured."""
+    h, w = shape[-2:]
+    cy, cx = h // 2, w // 2
+    return slice(max(0, cy - half), cy + half), slice(max(0, cx - half), cx + half)
+
+
+def frame_sizes(prob, image, column_classes, min_distance, threshold, ab_distance,
+                patch: float = 0.5) -> dict:  # fmt: skip
+    """:func:`column_sizes` measured on the :func:`middle` of a frame (maps
+    ``prob`` and raw ``image`` already cut to it), the same for the eager and
+    the block-by-block (lazy) search."""
+    xy = find_columns_frame(prob, column_classes, min_distance, threshold, None,
+                            "centroid")[0]  # fmt: skip
+    return column_sizes(np.asarray(image, float), xy, ab_distance, patch)
+
+
+def column_sizes(image, xy, ab_distance: float, patch: float = 0.5) -> dict:
+    """Starting width and patch of the Gaussian fit, measured on the image.
+
+    A first fit starts every column at 0.15 of the A-B distance ``d`` on
+    patches of half size ``patch * d``; the median fitted width of its brighter
+    half of the columns is the width ``sigma``, and the patch becomes
+    ``WIDTH_REACH * sigma`` (at least ``patch * d``, at most ``MAX_PATCH * d``).
+    Real columns are often wider (0.21-0.23 ``d`` on the images in
+    ../shared/data) than the first guess: started too narrow, weak B columns
+    between wide A ones can collapse, and a narrow patch leaves much of a
+    column's information out. Returns keyword arguments of
+    :func:`stemunmix.core.refine.refine_gaussian` (``sigma``, ``radius``).
+    """
+    d = float(ab_distance)
+    base = max(2, round(patch * d))
+    if len(xy) == 0:
+        return {"sigma": 0.15 * d, "radius": base}
+    fit = refine_gaussian(image, xy, sigma=0.15 * d, radius=base)
+    bright = fit["height"] >= np.median(fit["height"])
+    sigma = float(np.median(fit["sigma"][bright]))
+    radius = int(
+        np.clip(round(WIDTH_REACH * sigma), base, max(base, round(MAX_PATCH * d)))
+    )
+    return {"sigma": sigma, "radius": radius}
 
 
 def find_columns_frame(
@@ -20,6 +68,7 @@ def find_columns_frame(
     refine: str = "gaussian",
     ab_distance: float | None = None,
     patch: float = 0.5,
+    sizes: dict | None = None,
 ):
     """Columns of one frame.
 
@@ -27,8 +76,10 @@ def find_columns_frame(
     apart, refined to probability-weighted centroids; where two classes claim
     the same column, the more probable wins. With ``refine="gaussian"`` the
     positions are then refined on the raw ``image`` by the batched Gaussian fit
-    of :func:`stemunmix.core.refine.refine_gaussian`; a fit that wanders more
-    than half ``min_distance`` keeps its centroid.
+    of :func:`stemunmix.core.refine.refine_gaussian`, with the width and patch
+    ``sizes`` (default: measured on the middle of this frame by
+    :func:`frame_sizes`); a fit that wanders more than half ``min_distance``
+    keeps its centroid.
 
     Returns (xy (N, 2) [x, y] pixels, labels (N,) into the classes of ``prob``,
     scores (N,): the class probability at the column).
@@ -49,9 +100,11 @@ def find_columns_frame(
     xy, labels, scores = xy[order], labels[order], scores[order]
     if refine == "gaussian" and image is not None:
         d = ab_distance if ab_distance else 2 * min_distance
-        fit = refine_gaussian(
-            image, xy, sigma=0.15 * d, radius=max(2, round(patch * d))
-        )
+        if sizes is None:
+            rows, cols = middle(prob.shape)
+            sizes = frame_sizes(prob[:, rows, cols], image[rows, cols], column_classes,
+                                min_distance, threshold, d, patch)  # fmt: skip
+        fit = refine_gaussian(image, xy, **sizes)
         ok = fit["moved"] <= 0.5 * min_distance
         xy = np.where(ok[:, None], fit["xy"], xy)
     return xy, labels, scores
@@ -81,24 +134,23 @@ def _resolve_duplicates(xy, scores, min_distance):
 
 
 def find_columns_region(prob, column_classes, min_distance, threshold, image, refine,
-                        ab_distance, core, origin, patch: float = 0.5):  # fmt: skip
+                        sizes, core, origin):  # fmt: skip
     """:func:`find_columns_frame` on a region of a frame (its core plus a halo),
     keeping the columns whose starting centroid lies in ``core`` (y0, y1, x0,
     x1, frame pixels); ``origin`` (row, col) is the region's first pixel.
+    ``sizes``: the fit's width and patch for the whole frame
+    (:func:`column_sizes`), so that every region fits alike.
 
     With a halo wider than the reach of peak finding and of the neighbour-aware
-    fit, the columns equal those of the whole frame. Returns (xy, labels,
-    scores, centroids) in frame pixels; centroids order the columns as the
-    whole-frame call does.
+    fit (:func:`region_halo`), the columns equal those of the whole frame.
+    Returns (xy, labels, scores, centroids) in frame pixels; centroids order the
+    columns as the whole-frame call does.
     """
     xy, labels, scores = find_columns_frame(prob, column_classes, min_distance,
                                             threshold, None, "centroid")  # fmt: skip
     start = xy.copy()
     if refine == "gaussian" and image is not None and len(xy):
-        d = ab_distance if ab_distance else 2 * min_distance
-        fit = refine_gaussian(
-            image, xy, sigma=0.15 * d, radius=max(2, round(patch * d))
-        )
+        fit = refine_gaussian(image, xy, **sizes)
         ok = fit["moved"] <= 0.5 * min_distance
         xy = np.where(ok[:, None], fit["xy"], xy)
     shift = np.array([origin[1], origin[0]], float)
@@ -110,11 +162,8 @@ def find_columns_region(prob, column_classes, min_distance, threshold, image, re
     return xy[own], labels[own], scores[own], start[own]
 
 
-def region_halo(min_distance: float, ab_distance: float | None, patch: float = 0.5,
-                n_iter: int = 4) -> int:  # fmt: skip
+def region_halo(min_distance: float, sizes: dict, n_iter: int = 4) -> int:
     """Halo (pixels) that makes :func:`find_columns_region` equal the whole frame:
     the neighbour-aware fit reaches one neighbour shell per iteration."""
-    d = ab_distance if ab_distance else 2 * min_distance
-    radius = max(2, round(patch * d))
-    reach = 2 * radius + 4 * 0.15 * d
+    reach = 2 * sizes["radius"] + 4 * sizes["sigma"]
     return int(np.ceil((n_iter + 2) * reach + 4 * min_distance))

@@ -267,18 +267,25 @@ class ColumnProbabilities(StemunmixSignal2D):
 def _find_by_blocks(prob, classes, dist, threshold, raw, refine, d_ab, block):
     """Columns of one lazy frame, block by block with a halo, computed in one
     dask graph (so each probability block is computed once); equal to the
-    whole-frame result."""
+    whole-frame result when the fit's sizes are those of the whole frame."""
     import dask
 
     from stemunmix.core.blocks import block_bounds
-    from stemunmix.core.find import find_columns_region, region_halo
+    from stemunmix.core.find import find_columns_frame, find_columns_region, region_halo
 
-    halo = region_halo(dist, d_ab)
     h, w = prob.shape[-2:]
+    rows, cols = block_bounds(h, block), block_bounds(w, block)
+    if len(rows) == 1 and len(cols) == 1:  # one block: the whole frame at once
+        prob, raw = dask.compute(prob, raw)
+        return find_columns_frame(prob, classes, dist, threshold, raw, refine, d_ab)
+    sizes = None
+    if refine == "gaussian" and raw is not None:
+        sizes = _middle_sizes(prob, raw, classes, dist, threshold, d_ab)
+    halo = region_halo(dist, sizes or {"radius": 0, "sigma": 0})
     find = dask.delayed(find_columns_region, pure=True)
     tasks = []
-    for y0, y1 in block_bounds(h, block):
-        for x0, x1 in block_bounds(w, block):
+    for y0, y1 in rows:
+        for x0, x1 in cols:
             oy0, oy1, ox0, ox1 = (
                 max(0, y0 - halo),
                 min(h, y1 + halo),
@@ -287,13 +294,25 @@ def _find_by_blocks(prob, classes, dist, threshold, raw, refine, d_ab, block):
             )
             region_image = None if raw is None else raw[oy0:oy1, ox0:ox1]
             tasks.append(find(prob[:, oy0:oy1, ox0:ox1], classes, dist, threshold,
-                              region_image, refine, d_ab, (y0, y1, x0, x1), (oy0, ox0)))  # fmt: skip
+                              region_image, refine, sizes, (y0, y1, x0, x1), (oy0, ox0)))  # fmt: skip
     parts = dask.compute(*tasks)
     xy, labels, scores, start = (
         np.concatenate([p[i] for p in parts]) for i in range(4)
     )
     order = np.lexsort((start[:, 0], start[:, 1]))
     return xy[order].reshape(-1, 2), labels[order].astype(int), scores[order]
+
+
+def _middle_sizes(prob, raw, classes, dist, threshold, d_ab):
+    """The fit's width and patch for a lazy frame, as the eager search measures
+    them (on the middle of the frame)."""
+    import dask
+
+    from stemunmix.core.find import frame_sizes, middle
+
+    rows, cols = middle(prob.shape)
+    p_mid, r_mid = dask.compute(prob[:, rows, cols], raw[rows, cols])
+    return frame_sizes(p_mid, r_mid, classes, dist, threshold, d_ab)
 
 
 class LazyColumnProbabilities(LazySignal, ColumnProbabilities):
