@@ -72,14 +72,14 @@ def wide_columns():
 def test_fit_measures_the_column_width_first(wide_columns):
     # Started at 0.15 of the A-B distance (1.05 px) on 4 px patches, weak B
     # columns between wide A ones collapse (median error 0.77 px before the
-    # width was measured); the measured width (true 1.75 px) sizes the fit.
+    # width was measured); the fit starts at the measured width (true 1.75 px).
     from stemunmix.core.find import column_sizes, find_columns_frame
 
     data, truth, prob, d = wide_columns
     xy, labels, _ = find_columns_frame(prob, [0, 1], d / 2, 0.5, data, "gaussian", d)
     sizes = column_sizes(data, truth.columns.xy, d)
     assert sizes["sigma"] == pytest.approx(1.75, rel=0.15)
-    assert sizes["radius"] == round(4 * sizes["sigma"])
+    assert sizes["radius"] == round(d / 2)
     t = truth.columns
     near = np.argmin(((xy[:, None] - t.xy[None]) ** 2).sum(-1), 1)
     assert np.array_equal(labels, t.labels[near])

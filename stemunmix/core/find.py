@@ -9,10 +9,6 @@ from stemunmix.core.peaks import find_peaks
 from stemunmix.core.refine import refine_gaussian
 
 REFINE = ("gaussian", "centroid")
-# Fitting patches reach this many fitted column widths (half size) ...
-WIDTH_REACH = 4.0
-# ... and at most this many A-B distances.
-MAX_PATCH = 1.0
 
 
 def middle(shape, half: int = 256) -> tuple[slice, slice]:
@@ -38,25 +34,21 @@ def column_sizes(image, xy, ab_distance: float, patch: float = 0.5) -> dict:
 
     A first fit starts every column at 0.15 of the A-B distance ``d`` on
     patches of half size ``patch * d``; the median fitted width of its brighter
-    half of the columns is the width ``sigma``, and the patch becomes
-    ``WIDTH_REACH * sigma`` (at least ``patch * d``, at most ``MAX_PATCH * d``).
-    Real columns are often wider (0.21-0.23 ``d`` on the images in
-    ../shared/data) than the first guess: started too narrow, weak B columns
-    between wide A ones can collapse, and a narrow patch leaves much of a
-    column's information out. Returns keyword arguments of
-    :func:`stemunmix.core.refine.refine_gaussian` (``sigma``, ``radius``).
+    half of the columns is the starting width of the real fit. Real columns
+    are often wider (0.21-0.23 ``d`` on the images in ../shared/data) than the
+    first guess, and started too narrow, weak B columns between wide A ones
+    can collapse. The patch stays ``patch * d``: wider patches (four widths)
+    narrowed the SrTiO3 [110] spread but let the unequal A tails at the
+    PbTiO3/SrRuO3 interface pull Ti columns 2-4 px. Returns keyword arguments
+    of :func:`stemunmix.core.refine.refine_gaussian` (``sigma``, ``radius``).
     """
     d = float(ab_distance)
-    base = max(2, round(patch * d))
+    radius = max(2, round(patch * d))
     if len(xy) == 0:
-        return {"sigma": 0.15 * d, "radius": base}
-    fit = refine_gaussian(image, xy, sigma=0.15 * d, radius=base)
+        return {"sigma": 0.15 * d, "radius": radius}
+    fit = refine_gaussian(image, xy, sigma=0.15 * d, radius=radius)
     bright = fit["height"] >= np.median(fit["height"])
-    sigma = float(np.median(fit["sigma"][bright]))
-    radius = int(
-        np.clip(round(WIDTH_REACH * sigma), base, max(base, round(MAX_PATCH * d)))
-    )
-    return {"sigma": sigma, "radius": radius}
+    return {"sigma": float(np.median(fit["sigma"][bright])), "radius": radius}
 
 
 def find_columns_frame(
