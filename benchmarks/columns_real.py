@@ -5,7 +5,10 @@
 - SrTiO3 [110] ADF (paraelectric): offset of every B (Ti) column from the
   midpoint of its two A (SrO) neighbours; its spread (standard deviation per
   component, and a robust 1.4826 x MAD) in picometres; the same from Atomap's
-  refined columns (the reference of segmentation_real.py) side by side.
+  refined columns (the reference of segmentation_real.py) side by side; and,
+  as a control, the same offset for the A columns (from the midpoint of the
+  two A at the same lattice vector, twice as long): the bright A columns
+  carry the least fitting noise, so their scatter is mostly distortion.
 - PbTiO3/SrRuO3 HAADF: the same offset (B from the centre of its four A) in
   each layer, median vector with its standard error and median length in
   picometres, with the network's classes and with
@@ -54,6 +57,26 @@ def inner(xy, shape, margin):
     )
 
 
+def a_midpoint_offsets(xy_a, xy_b):
+    """The B statistic applied to A: offset of each A column from the midpoint
+    of its two A neighbours at -v and +v, where v is half the vector between
+    the two A neighbours of a B column (so the A pairs lie along the same
+    lattice direction as those of B, twice as far apart). The A columns are
+    the bright ones, so fitting noise is smallest there; what they scatter is
+    mostly distortion of the scan or of the specimen, which moves B as well."""
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(xy_a)
+    _, idx = tree.query(xy_b, k=2)
+    pair = xy_a[idx[:, 1]] - xy_a[idx[:, 0]]
+    pair = np.where(pair[:, 1:] < 0, -pair, pair)  # one sign per direction
+    v = np.median(pair, 0)
+    plus_d, plus = tree.query(xy_a + v)
+    minus_d, minus = tree.query(xy_a - v)
+    ok = (plus_d < 0.2 * np.hypot(*v)) & (minus_d < 0.2 * np.hypot(*v))
+    return xy_a - (xy_a[plus] + xy_a[minus]) / 2, ok
+
+
 def contrast_ratio(data, xy_a, xy_b):
     """Mean intensity of the four nearest A columns over that of the B column
     (image smoothed by a 2 px Gaussian, less its 1st percentile)."""
@@ -87,6 +110,19 @@ def main():
         "offset_median_pm": np.median(off, 0).tolist(),
         "offset_std_pm": off.std(0).tolist(),
         "offset_robust_std_pm": mad.tolist(),
+    }
+    # Control: the same statistic for the A columns themselves.
+    a = cols.select("A").xy
+    off_a, ok_a = a_midpoint_offsets(a, cols.select("B").xy)
+    keep = ok_a & inner(a, image.data.shape, 40)
+    off = off_a[keep] * px
+    rows["SrTiO3 [110] ADF, A from its A neighbours"] = {
+        "b_columns": int(keep.sum()),
+        "offset_median_pm": np.median(off, 0).tolist(),
+        "offset_std_pm": off.std(0).tolist(),
+        "offset_robust_std_pm": (
+            1.4826 * np.median(np.abs(off - np.median(off, 0)), 0)
+        ).tolist(),
     }
     # The same statistic from Atomap's refined columns on the same image.
     from segmentation_real import atomap_columns
