@@ -1,6 +1,6 @@
 """Regenerate the bundled default segmentation model from its recipe.
 
-    python scripts/train_default.py [--steps 4000] [--device cuda]
+    python scripts/train_default.py [--steps 5000] [--device cuda]
 
 Writes runs/default/{checkpoint.pt,model.pt,log.json}, then copies the model to
 stemunmix/models/default.pt and its model card to stemunmix/models/default.json.
@@ -16,7 +16,7 @@ from pathlib import Path
 import stemunmix
 from stemunmix.nn.model_io import MODELS_DIR
 
-RECIPE = dict(steps=4000, batch_size=8, patch_size=128, learning_rate=3e-3, seed=0)
+RECIPE = dict(steps=5000, batch_size=8, patch_size=128, learning_rate=3e-3, seed=0)
 
 
 def main():

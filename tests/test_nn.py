@@ -147,9 +147,11 @@ def test_bundled_default_model_loads_with_its_card():
     assert model.class_names == ["A", "B", "background"]
     assert model.card["name"] == "default"
     assert model.card["training_spacing"] > 0
-    # Validation spans doses down to 0.5 counts/pixel, where columns are lost.
-    assert model.card["validation"]["column_accuracy"] > 0.97
-    assert model.card["recipe"]["steps"] == 4000
+    # Validation spans doses down to 0.5 counts/pixel, where columns are lost,
+    # and half its images hold a band where only the lattice names A and B
+    # (0.927; the model before the bands scores 0.851 on this set).
+    assert model.card["validation"]["column_accuracy"] > 0.9
+    assert model.card["recipe"]["steps"] == 5000
 
 
 class _Evil:

@@ -16,6 +16,8 @@ TRAINING_SPACING = 16.0  # pixels between nearest equivalent columns
 # A-B distance is spacing / sqrt(2) in both projections; label disks use a
 # quarter of it, so the disks never touch.
 DISK_FRACTION = 0.25 / np.sqrt(2)
+# Share of training images with a band of another material (see random_sample).
+LAYER_PROBABILITY = 0.5
 
 
 def label_map(shape, xy, labels, radius, background) -> np.ndarray:
@@ -38,8 +40,9 @@ def random_sample(
 
     Classes: 0 = A, 1 = B, 2 = background. Draws wide ranges of every control of
     the generator: spacing, rotation, projection, dose 0.5-1000, drift, jitter,
-    blur, background, A/B ratio, darker A sites, displacements and domains; and
-    a symmetric smear along the fast scan (detector afterglow; no shift).
+    blur, background, A/B ratio, darker A sites, displacements and domains; a
+    band of another material where A is as dark as B or darker (an interface
+    layer, named only by the lattice running on through it); and a symmetric smear along the fast scan (detector afterglow; no shift).
     """
     projection = "001" if rng.random() < 0.5 else "110"
     spacing = rng.uniform(*spacing_range)
@@ -47,6 +50,19 @@ def random_sample(
     sigma = spacing * rng.uniform(0.07, 0.24)
     domains = rng.choice(["none", "two_stripes", "four_stripes", "quadrants"])
     n_dom = {"none": 1, "two_stripes": 2, "four_stripes": 4, "quadrants": 4}[domains]
+    layer = None
+    if rng.random() < LAYER_PROBABILITY:
+        # A band of another material (SrRuO3 in PbTiO3): A about as bright as
+        # B, both between the outside's A and B; only the lattice running on
+        # from outside names them.
+        a_layer = rng.uniform(0.3, 0.8)
+        layer = dict(
+            normal=rng.uniform(0, 360),
+            offset=rng.uniform(-0.25, 0.25) * size,
+            width=min(rng.uniform(1.5, 3.5) * a_px, 0.4 * size),
+            a=a_layer,
+            b=a_layer * rng.uniform(0.75, 1.35),
+        )
     out = render_perovskite(
         shape=(size, size),
         a_px=a_px,
@@ -67,6 +83,7 @@ def random_sample(
         background=rng.uniform(0, 0.5),
         blur=rng.uniform(0, 0.5) * sigma,
         seed=int(rng.integers(2**31)),
+        layer=layer,
     )
     if rng.random() < 0.3:  # detector afterglow smears counts along the fast scan
         from scipy.ndimage import gaussian_filter1d
