@@ -94,6 +94,19 @@ def contrast_ratio(data, xy_a, xy_b):
     return value(xy_a)[idx].mean(1) / value(xy_b)
 
 
+def spread_row(off):
+    """Count, median, standard deviation and robust (1.4826 MAD) standard
+    deviation per component of offsets (N, 2) in pm."""
+    return {
+        "b_columns": len(off),
+        "offset_median_pm": np.median(off, 0).tolist(),
+        "offset_std_pm": off.std(0).tolist(),
+        "offset_robust_std_pm": (
+            1.4826 * np.median(np.abs(off - np.median(off, 0)), 0)
+        ).tolist(),
+    }
+
+
 def main():
     from stemunmix.core.polarization import polarization
 
@@ -103,27 +116,12 @@ def main():
     image, _, cols = columns_of("SrTiO3 [110] ADF", 0.009326)
     vec, count = polarization(cols.select("A").xy, cols.select("B").xy)
     keep = (count == 2) & inner(cols.select("B").xy, image.data.shape, 40)
-    off = vec[keep] * px
-    mad = 1.4826 * np.median(np.abs(off - np.median(off, 0)), 0)
-    rows["SrTiO3 [110] ADF"] = {
-        "b_columns": int(keep.sum()),
-        "offset_median_pm": np.median(off, 0).tolist(),
-        "offset_std_pm": off.std(0).tolist(),
-        "offset_robust_std_pm": mad.tolist(),
-    }
+    rows["SrTiO3 [110] ADF"] = spread_row(vec[keep] * px)
     # Control: the same statistic for the A columns themselves.
     a = cols.select("A").xy
     off_a, ok_a = a_midpoint_offsets(a, cols.select("B").xy)
     keep = ok_a & inner(a, image.data.shape, 40)
-    off = off_a[keep] * px
-    rows["SrTiO3 [110] ADF, A from its A neighbours"] = {
-        "b_columns": int(keep.sum()),
-        "offset_median_pm": np.median(off, 0).tolist(),
-        "offset_std_pm": off.std(0).tolist(),
-        "offset_robust_std_pm": (
-            1.4826 * np.median(np.abs(off - np.median(off, 0)), 0)
-        ).tolist(),
-    }
+    rows["SrTiO3 [110] ADF, A from its A neighbours"] = spread_row(off_a[keep] * px)
     # The same statistic from Atomap's refined columns on the same image.
     from segmentation_real import atomap_columns
 
@@ -132,15 +130,7 @@ def main():
     ref_a, ref_b = atomap_columns(image.data, measure_spacing(image.data))
     vec, count = polarization(ref_a, ref_b)
     keep = (count == 2) & inner(ref_b, image.data.shape, 40)
-    off = vec[keep] * px
-    rows["SrTiO3 [110] ADF, Atomap"] = {
-        "b_columns": int(keep.sum()),
-        "offset_median_pm": np.median(off, 0).tolist(),
-        "offset_std_pm": off.std(0).tolist(),
-        "offset_robust_std_pm": (
-            1.4826 * np.median(np.abs(off - np.median(off, 0)), 0)
-        ).tolist(),
-    }
+    rows["SrTiO3 [110] ADF, Atomap"] = spread_row(vec[keep] * px)
     # PbTiO3 / SrRuO3: four A neighbours per B, with the network's classes and
     # with lattice="checkerboard" (a perovskite along [001]).
     from scipy.spatial import cKDTree
