@@ -201,22 +201,30 @@ def test_wrong_type_is_a_type_error():
         perovskite(shape=128, dose="high")
 
 
-@pytest.mark.parametrize("projection, axis", [("001", 1), ("110", 0)])
-def test_layer_of_another_material_follows_a_lattice_plane(projection, axis):
+@pytest.mark.parametrize(
+    "projection, axis, normal",
+    [("001", 1, None), ("110", 0, None), ("001", None, 37.0)],
+)
+def test_layer_of_another_material_follows_a_lattice_plane(projection, axis, normal):
     # The band of another material (training data for interfaces such as
     # SrRuO3 in PbTiO3): inside it A and B take the band's heights, outside
-    # they keep 1 and the intensity ratio; its edges are lattice planes.
+    # they keep 1 and the intensity ratio; along a lattice vector its edges
+    # are lattice planes, and any other normal (as in training) works too.
     from stemunmix.core.synthetic import render_perovskite, rotation_matrix, unit_cell
 
     a_px, rotation, width = 20.0, 10.0, 50.0
-    layer = dict(axis=axis, offset=12.0, width=width, a=0.4, b=0.6)
+    layer = dict(offset=12.0, width=width, a=0.4, b=0.6)
+    layer |= {"axis": axis} if normal is None else {"normal": normal}
     out = render_perovskite(
         (200, 200), a_px, projection, rotation, 0.2, 0.0, 0.8, 2.5, 0.0, [45.0],
         "none", 0.0, None, 0.0, (0.0, 0.0), 0.0, 0.0, 0.0, 3, layer=layer,
     )  # fmt: skip
     vectors = unit_cell(projection, a_px)[0] @ rotation_matrix(rotation).T
-    normal = vectors[axis] / np.linalg.norm(vectors[axis])
-    depth = (out["xy"] - 100) @ normal - 12.0
+    if normal is None:
+        unit = vectors[axis] / np.linalg.norm(vectors[axis])
+    else:
+        unit = np.array([np.cos(np.deg2rad(normal)), np.sin(np.deg2rad(normal))])
+    depth = (out["xy"] - 100) @ unit - 12.0
     inside = np.abs(depth) < width / 2
     sub, amp = out["sublattice"], out["amplitude"]
     assert 0 < inside.sum() < len(inside) // 2
@@ -224,6 +232,8 @@ def test_layer_of_another_material_follows_a_lattice_plane(projection, axis):
     np.testing.assert_allclose(amp[inside & (sub == 1)], 0.6, rtol=0.15)
     np.testing.assert_allclose(amp[~inside & (sub == 0)], 1.0, rtol=0.15)
     np.testing.assert_allclose(amp[~inside & (sub == 1)], 0.2, rtol=0.15)
-    # Columns of one lattice plane share their depth, so the band holds whole planes.
-    planes = np.round(depth[inside & (sub == 0)], 6)
-    assert len(np.unique(planes)) <= int(width / np.linalg.norm(vectors[axis])) + 1
+    if normal is None:
+        # Columns of one lattice plane share their depth: the band holds whole planes.
+        planes = np.round(depth[inside & (sub == 0)], 6)
+        spacing = np.linalg.norm(vectors[axis])
+        assert len(np.unique(planes)) <= int(width / spacing) + 1

@@ -40,9 +40,11 @@ def random_sample(
 
     Classes: 0 = A, 1 = B, 2 = background. Draws wide ranges of every control of
     the generator: spacing, rotation, projection, dose 0.5-1000, drift, jitter,
-    blur, background, A/B ratio, darker A sites, displacements and domains; a
-    band of another material where A is as dark as B or darker (an interface
-    layer, named only by the lattice running on through it); and a symmetric smear along the fast scan (detector afterglow; no shift).
+    blur, background, A/B ratio, darker A sites, displacements and domains; in
+    half the images a band of another material where A is about as bright as
+    B (a layer such as SrRuO3 in PbTiO3, named only by the lattice running on
+    through it); and a symmetric smear along the fast scan (detector
+    afterglow; no shift).
     """
     projection = "001" if rng.random() < 0.5 else "110"
     spacing = rng.uniform(*spacing_range)
