@@ -213,17 +213,15 @@ def test_layer_of_another_material_follows_a_lattice_plane(projection, axis, nor
     from stemunmix.core.synthetic import render_perovskite, rotation_matrix, unit_cell
 
     a_px, rotation, width = 20.0, 10.0, 50.0
-    layer = dict(offset=12.0, width=width, a=0.4, b=0.6)
-    layer |= {"axis": axis} if normal is None else {"normal": normal}
+    vectors = unit_cell(projection, a_px)[0] @ rotation_matrix(rotation).T
+    if normal is None:  # along a lattice vector
+        normal = np.rad2deg(np.arctan2(vectors[axis][1], vectors[axis][0]))
+    unit = np.array([np.cos(np.deg2rad(normal)), np.sin(np.deg2rad(normal))])
+    layer = dict(normal=normal, offset=12.0, width=width, a=0.4, b=0.6)
     out = render_perovskite(
         (200, 200), a_px, projection, rotation, 0.2, 0.0, 0.8, 2.5, 0.0, [45.0],
         "none", 0.0, None, 0.0, (0.0, 0.0), 0.0, 0.0, 0.0, 3, layer=layer,
     )  # fmt: skip
-    vectors = unit_cell(projection, a_px)[0] @ rotation_matrix(rotation).T
-    if normal is None:
-        unit = vectors[axis] / np.linalg.norm(vectors[axis])
-    else:
-        unit = np.array([np.cos(np.deg2rad(normal)), np.sin(np.deg2rad(normal))])
     depth = (out["xy"] - 100) @ unit - 12.0
     inside = np.abs(depth) < width / 2
     sub, amp = out["sublattice"], out["amplitude"]
@@ -232,7 +230,7 @@ def test_layer_of_another_material_follows_a_lattice_plane(projection, axis, nor
     np.testing.assert_allclose(amp[inside & (sub == 1)], 0.6, rtol=0.15)
     np.testing.assert_allclose(amp[~inside & (sub == 0)], 1.0, rtol=0.15)
     np.testing.assert_allclose(amp[~inside & (sub == 1)], 0.2, rtol=0.15)
-    if normal is None:
+    if axis is not None:
         # Columns of one lattice plane share their depth: the band holds whole planes.
         planes = np.round(depth[inside & (sub == 0)], 6)
         spacing = np.linalg.norm(vectors[axis])

@@ -207,10 +207,9 @@ def render_perovskite(
 
     ``layer``, optional: a band of another material, e.g. SrRuO3 between PbTiO3
     layers, where the A lattice runs on but the brightness differs. A dict with
-    ``normal`` (direction of the band's normal, degrees in the image, or
-    ``axis``: 0 or 1, the lattice vector it follows), ``offset`` (pixels from the
-    image centre along that normal), ``width`` (pixels), and the peak heights
-    ``a`` and ``b`` of A and B columns inside it.
+    ``normal`` (direction of the band's normal, degrees in the image),
+    ``offset`` (pixels from the image centre along that normal), ``width``
+    (pixels), and the peak heights ``a`` and ``b`` of A and B columns inside it.
 
     Returns a dict: ``image`` (float32 counts), ``expected`` (noise-free counts),
     ``xy`` (N, 2) true image-frame positions, ``sublattice`` (0 = A, 1 = B),
@@ -237,11 +236,8 @@ def render_perovskite(
 
     amplitude = np.where(sub == 0, 1.0, intensity_ratio)
     if layer is not None:
-        if "normal" in layer:
-            t = np.deg2rad(layer["normal"])
-            normal = np.array([np.cos(t), np.sin(t)])
-        else:
-            normal = vectors[layer["axis"]] / np.linalg.norm(vectors[layer["axis"]])
+        t = np.deg2rad(layer["normal"])
+        normal = np.array([np.cos(t), np.sin(t)])
         centre = np.array([shape[1], shape[0]]) / 2
         depth = (xy - centre) @ normal - layer["offset"]
         in_layer = np.abs(depth) < layer["width"] / 2
