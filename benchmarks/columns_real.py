@@ -77,6 +77,24 @@ def a_midpoint_offsets(xy_a, xy_b):
     return xy_a - (xy_a[plus] + xy_a[minus]) / 2, ok
 
 
+def ab_distance(columns):
+    """Median distance from a B column to its nearest A column, pixels."""
+    from scipy.spatial import cKDTree
+
+    return float(
+        np.median(cKDTree(columns.select("A").xy).query(columns.select("B").xy)[0])
+    )
+
+
+def less_local_mean(xy, off, radius):
+    """Offsets ``off`` less the mean offset of the other columns within ``radius``."""
+    from scipy.spatial import cKDTree
+
+    near = cKDTree(xy).query_ball_point(xy, radius)
+    mean = np.array([off[[j for j in n if j != i]].mean(0) for i, n in enumerate(near)])
+    return off - mean
+
+
 def contrast_ratio(data, xy_a, xy_b):
     """Mean intensity of the four nearest A columns over that of the B column
     (image smoothed by a 2 px Gaussian, less its 1st percentile)."""
@@ -117,6 +135,11 @@ def main():
     vec, count = polarization(cols.select("A").xy, cols.select("B").xy)
     keep = (count == 2) & inner(cols.select("B").xy, image.data.shape, 40)
     rows["SrTiO3 [110] ADF"] = spread_row(vec[keep] * px)
+    rows["SrTiO3 [110] ADF, less the local mean"] = spread_row(
+        less_local_mean(
+            cols.select("B").xy[keep], vec[keep] * px, 5 * ab_distance(cols)
+        )
+    )
     # Control: the same statistic for the A columns themselves.
     a = cols.select("A").xy
     off_a, ok_a = a_midpoint_offsets(a, cols.select("B").xy)
