@@ -235,3 +235,41 @@ def test_layer_of_another_material_follows_a_lattice_plane(projection, axis, nor
         planes = np.round(depth[inside & (sub == 0)], 6)
         spacing = np.linalg.norm(vectors[axis])
         assert len(np.unique(planes)) <= int(width / spacing) + 1
+
+
+@pytest.mark.parametrize("drift", [(45.0, 12.0), (-45.0, -12.0)])
+def test_strong_scan_drift_keeps_columns_where_the_truth_says(drift):
+    # A strong slow-scan drift (the lattice sheared by ~20 degrees and scaled
+    # along y, as in the low-dose SrTiO3 image): each column's centre of mass
+    # on the noise-free image is its true image position, and its translations
+    # show the shear and the scale.
+    from scipy.spatial import cKDTree
+
+    from stemunmix.core.synthetic import render_perovskite
+
+    out = render_perovskite(
+        (128, 128), 20.0, "001", 0.0, 0.5, 0.0, 0.8, 2.0, 0.0, [0.0],
+        "none", 0.0, None, 0.0, drift, 0.0, 0.0, 0.0, 4,
+    )  # fmt: skip
+    image, xy = out["expected"].astype(float), out["xy"]
+    inner = (xy.min(1) > 8) & (xy.max(1) < 119)
+    yy, xx = np.mgrid[-5:6, -5:6]
+    for x, y in xy[inner]:
+        i, j = int(round(y)), int(round(x))
+        patch = image[i - 5 : i + 6, j - 5 : j + 6]
+        patch = patch - patch.min()
+        centre = (
+            (xx * patch).sum() / patch.sum() + j,
+            (yy * patch).sum() / patch.sum() + i,
+        )
+        assert np.hypot(centre[0] - x, centre[1] - y) < 0.15
+    a = xy[out["sublattice"] == 0]
+    _, idx = cKDTree(a).query(a, k=5)
+    steps = (a[idx[:, 1:]] - a[:, None]).reshape(-1, 2)
+    # the vertical A translation (0, 20) becomes (20 kx / (1 - ky), 20 / (1 - ky))
+    kx, ky = drift[0] / 127, drift[1] / 127
+    vertical = steps[np.abs(steps[:, 1]) > 10]
+    vertical *= np.sign(vertical[:, 1:])
+    np.testing.assert_allclose(
+        np.median(vertical, 0), [20 * kx / (1 - ky), 20 / (1 - ky)], atol=0.05
+    )
