@@ -11,7 +11,10 @@ second-sublattice recipe where it lost columns (see ``atomap_columns``).
 Reported: the fraction of the reference columns matched by ours within 0.2 of
 the A-B distance (per sublattice, away from the edges) and our extra columns
 (ours with no reference column of that class within the tolerance, counted
-where the reference has columns within one spacing).
+where the reference has columns within one spacing). Also: how visible the B
+columns are, as the height of the mean B column over that of the mean A column
+(image patches averaged over the reference positions, less the lower of the
+two patches' minima).
 Writes JSON and overlay figures (docs/figures/segmentation_*.png).
 """
 
@@ -191,8 +194,25 @@ def evaluate(name, out_dir):
         row[f"{label}_median_offset_px"] = (
             float(np.median(np.hypot(*(r[ri] - o[oi]).T))) if len(ri) else None
         )
+    row["B_over_A_height"] = mean_column_ratio(data, ref, round(0.5 * d_ab_ref))
     overlay(name, data, prob.data, ours, ref, out_dir)
     return row
+
+
+def mean_column_ratio(data, ref, r):
+    """Height of the mean B column over the mean A column: patches of half
+    size ``r`` averaged over the reference positions of each sublattice."""
+    data = np.asarray(data, float)
+    h, w = data.shape
+
+    def mean_patch(xy):
+        ij = np.round(xy).astype(int)
+        ij = ij[(ij.min(1) >= r) & (ij[:, 0] < w - r) & (ij[:, 1] < h - r)]
+        return np.mean([data[j - r : j + r + 1, i - r : i + r + 1] for i, j in ij], 0)
+
+    a, b = mean_patch(ref[0]), mean_patch(ref[1])
+    floor = min(a.min(), b.min())
+    return float((b[r, r] - floor) / (a[r, r] - floor))
 
 
 def overlay(name, data, prob, ours, ref, out_dir):
@@ -234,11 +254,12 @@ def main():
     rows = [evaluate(name, Path(args.figures)) for name in args.images]
     header = (
         f"{'image':22s} {'A match':>8s} {'A extra':>8s} {'B match':>8s} {'B extra':>8s}"
+        f" {'B/A':>6s}"
     )
     print(header)
     for r in rows:
         print(f"{r['image']:22s} {r['A_matched']:8.4f} {r['A_extra']:8.4f} "
-              f"{r['B_matched']:8.4f} {r['B_extra']:8.4f}")  # fmt: skip
+              f"{r['B_matched']:8.4f} {r['B_extra']:8.4f} {r['B_over_A_height']:6.3f}")  # fmt: skip
     result = {
         "date": str(date.today()),
         "machine": f"{platform.node()} {platform.machine()} {platform.processor()}",
