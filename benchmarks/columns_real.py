@@ -149,12 +149,11 @@ def main():
     vec, count = polarization(cols.select("A").xy, cols.select("B").xy)
     keep = (count == 2) & inner(cols.select("B").xy, image.data.shape, 40)
     rows["SrTiO3 [110] ADF"] = spread_row(vec[keep] * px)
+    d_sto = ab_distance(cols)
     rows["SrTiO3 [110] ADF, less the local mean"] = spread_row(
-        less_local_mean(
-            cols.select("B").xy[keep], vec[keep] * px, 5 * ab_distance(cols)
-        )
+        less_local_mean(cols.select("B").xy[keep], vec[keep] * px, 5 * d_sto)
     )
-    floor_pm = noise_floor(image.data, cols, ab_distance(cols)) * px
+    floor_pm = noise_floor(image.data, cols, d_sto) * px
     print(f"SrTiO3 [110] ADF: white-noise floor of the offset std {floor_pm:.2f} pm")
     # Control: the same statistic for the A columns themselves.
     a = cols.select("A").xy
@@ -231,7 +230,7 @@ def main():
                 "SrTiO3 [110] white-noise floor pm": floor_pm,
             },
             indent=1,
-        )  # fmt: skip
+        )
     )
 
 
