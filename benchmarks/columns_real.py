@@ -77,13 +77,11 @@ def a_midpoint_offsets(xy_a, xy_b):
     return xy_a - (xy_a[plus] + xy_a[minus]) / 2, ok
 
 
-def ab_distance(columns):
-    """Median distance from a B column to its nearest A column, pixels."""
-    from scipy.spatial import cKDTree
-
-    return float(
-        np.median(cKDTree(columns.select("A").xy).query(columns.select("B").xy)[0])
-    )
+def ab_distance(prob):
+    """A-B distance in pixels from the spacing that segment() measured (the
+    one find_columns sizes its search and fit by)."""
+    spacing = prob.metadata.Signal.stemunmix.segment.measured_spacing
+    return float(np.ravel(spacing)[0]) / np.sqrt(2)
 
 
 def noise_floor(data, columns, d_ab):
@@ -145,11 +143,11 @@ def main():
     rows = {}
     # SrTiO3 [110]: two A neighbours per B.
     px = 0.009326 * 1000  # pm
-    image, _, cols = columns_of("SrTiO3 [110] ADF", 0.009326)
+    image, prob, cols = columns_of("SrTiO3 [110] ADF", 0.009326)
     vec, count = polarization(cols.select("A").xy, cols.select("B").xy)
     keep = (count == 2) & inner(cols.select("B").xy, image.data.shape, 40)
     rows["SrTiO3 [110] ADF"] = spread_row(vec[keep] * px)
-    d_sto = ab_distance(cols)
+    d_sto = ab_distance(prob)
     rows["SrTiO3 [110] ADF, less the local mean"] = spread_row(
         less_local_mean(cols.select("B").xy[keep], vec[keep] * px, 5 * d_sto)
     )
@@ -180,8 +178,7 @@ def main():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         lattice = prob.find_columns(image=image, lattice="checkerboard")
-    d_ab = prob.metadata.Signal.stemunmix.segment.measured_spacing
-    d_ab = float(np.ravel(d_ab)[0]) / np.sqrt(2)
+    d_ab = ab_distance(prob)
     bonds = cKDTree(cols.xy).query_pairs(BOND * d_ab, output_type="ndarray")
     sets = []
     for tag, c in (("", cols), (", checkerboard", lattice)):
