@@ -73,3 +73,142 @@ def checkerboard(xy: np.ndarray, labels: np.ndarray, scores: np.ndarray,
         zero, one = pair if agree >= w.sum() - agree else pair[::-1]
         labels[members[order]] = np.where(c, one, zero)
     return labels
+
+
+# --- Naming the columns by the lattice, on the probability maps -------------
+#
+# A crystal repeats: the columns one lattice translation away are of the same
+# class. Where the network hesitates between column classes (a layer where B is
+# as bright as A, a noisy patch), the columns around it name it. Only the
+# share between column classes moves; the background probability, and so
+# where the columns are, is the network's own.
+
+LOG_CLIP = 5.0  # no neighbour speaks louder than odds of e^5 (about 150:1)
+_EPS = 1e-6
+
+
+def translations(prob: np.ndarray, spacing: float, min_columns: int = 12):
+    """The two shortest independent translations of the lattice of one class's
+    columns (the maxima of its probability map ``prob``, (H, W)), as a (2, 2)
+    array of [x, y] vectors in pixels; None where fewer than ``min_columns``
+    columns or no two independent translations are found.
+
+    Each column's vectors to its six nearest columns of the class (within 1.5
+    ``spacing``, the expected column spacing in pixels) are folded into one
+    half-plane; the most common vector (the one with most others within 0.15
+    ``spacing``, refined to their median) is the first translation, the most
+    common of those at least 30 degrees away from it the second.
+    """
+    from scipy.spatial import cKDTree
+
+    from stemunmix.core.peaks import find_peaks
+
+    if not (np.isfinite(spacing) and spacing > 2):
+        raise ValueError(f"spacing must be a column spacing > 2 pixels, got {spacing}")
+    xy = find_peaks(prob, max(1.0, 0.35 * spacing))
+    if len(xy) < min_columns:
+        return None
+    _, idx = cKDTree(xy).query(xy, k=min(7, len(xy)))
+    vec = (xy[idx[:, 1:]] - xy[:, None]).reshape(-1, 2)
+    vec = vec[np.hypot(*vec.T) < 1.5 * spacing]
+    flip = (vec[:, 1] < 0) | ((vec[:, 1] == 0) & (vec[:, 0] < 0))
+    vec = np.where(flip[:, None], -vec, vec)
+    radius = 0.15 * spacing
+
+    def most_common(v):
+        if len(v) < min_columns:
+            return None
+        near = np.hypot(*(v[:, None] - v[None]).transpose(2, 0, 1)) < radius
+        centre = v[np.argmax(near.sum(1))]
+        return np.median(v[np.hypot(*(v - centre).T) < radius], 0)
+
+    if len(vec) > 4000:  # the mode of a regular subsample is the same
+        vec = vec[:: len(vec) // 2000]
+    first = most_common(vec)
+    if first is None:
+        return None
+    sine = np.abs(np.cross(vec, first)) / (np.hypot(*first) * np.hypot(*vec.T))
+    second = most_common(vec[sine > 0.5])
+    if second is None:
+        return None
+    return np.array([first, second])
+
+
+def _shifts(vectors: np.ndarray) -> np.ndarray:
+    """The eight translations of the first shell: +-a, +-b, +-(a+b), +-(a-b)."""
+    a, b = np.asarray(vectors, float)
+    one = np.array([a, b, a + b, a - b])
+    return np.concatenate([one, -one])
+
+
+def lattice_halo(vectors: np.ndarray) -> int:
+    """Pixels around a region that :func:`relabel` reads."""
+    return int(np.ceil(np.abs(_shifts(vectors)).max())) + 1
+
+
+def relabel(region: np.ndarray, vectors: np.ndarray, weight: float,
+            background: int) -> np.ndarray:  # fmt: skip
+    """Class probabilities (C, H, W) with the column classes named with the
+    help of the lattice.
+
+    For each column class k but the last (r), the log-odds log(p_k / p_r) at
+    a pixel gain ``weight`` times the sum, over the eight translations of the
+    first shell (:func:`_shifts` of ``vectors``, bilinear), of the log-odds
+    there, clipped to +-``LOG_CLIP`` and weighted by the probability that a
+    column is there (1 - background). The column probability at the pixel is
+    then shared out by the new odds; the background map is unchanged. Outside
+    ``region`` counts as no evidence, so a region with a halo of
+    :func:`lattice_halo` pixels gives its inner part exactly as the whole
+    frame would.
+    """
+    p = np.asarray(region, np.float32)
+    n, h, w = p.shape
+    column = [k for k in range(n) if k != background]
+    ref = column[-1]
+    log_ref = np.log(p[ref] + _EPS)
+    odds = np.stack([np.log(p[k] + _EPS) - log_ref for k in column[:-1]])
+    col = 1 - p[background]
+    m = lattice_halo(vectors)
+    evidence = np.zeros((len(odds), h + 2 * m, w + 2 * m), np.float32)
+    evidence[:, m : m + h, m : m + w] = np.clip(odds, -LOG_CLIP, LOG_CLIP) * col
+    total = odds.copy()
+    for dx, dy in _shifts(vectors):
+        ix, iy = int(np.floor(dx)), int(np.floor(dy))
+        fx, fy = dx - ix, dy - iy
+        for oy, ox, c in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
+                          (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):  # fmt: skip
+            if c == 0:
+                continue
+            y0, x0 = m + iy + oy, m + ix + ox
+            total += np.float32(weight * c) * evidence[:, y0 : y0 + h, x0 : x0 + w]
+    # Share out the column probability by the odds (the last column class at 0).
+    top = np.maximum(total.max(0), 0)
+    e = np.exp(total - top)
+    e_ref = np.exp(-top)
+    norm = col / (e.sum(0) + e_ref)
+    out = np.empty_like(p)
+    out[background] = p[background]
+    for i, k in enumerate(column[:-1]):
+        out[k] = e[i] * norm
+    out[ref] = e_ref * norm
+    return out
+
+
+def relabel_frame(maps: np.ndarray, vectors: np.ndarray, weight: float,
+                  background: int, rows: int = 256) -> None:  # fmt: skip
+    """:func:`relabel` of a whole frame's maps (C, H, W), in place, in strips of
+    ``rows`` rows (with their halo), so memory stays a few strips."""
+    m = lattice_halo(vectors)
+    rows = max(rows, m)
+    height = maps.shape[-2]
+    above = None  # the original rows just above the strip
+    for y0 in range(0, height, rows):
+        y1 = min(height, y0 + rows)
+        lo, hi = max(0, y0 - m), min(height, y1 + m)
+        region = np.array(maps[:, lo:hi], np.float32)
+        if y0 > 0:
+            region[:, : y0 - lo] = above
+        above = np.array(maps[:, y1 - m : y1]) if y1 - m >= y0 else None
+        maps[:, y0:y1] = relabel(region, vectors, weight, background)[
+            :, y0 - lo : y1 - lo
+        ]

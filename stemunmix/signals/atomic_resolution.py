@@ -26,6 +26,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
         tile: int = 1024,
         show_progressbar: bool | None = None,
         lazy_output: bool | None = None,
+        lattice_prior: float = 0.2,
     ):
         """Per-class probability maps of the atomic columns.
 
@@ -33,7 +34,8 @@ class AtomicResolutionImage(StemunmixSignal2D):
         columns sit at the model's training spacing, run through the network in
         overlapping tiles (a halo of half the receptive field on every side, so
         the result does not depend on the tiling), and mapped back onto the
-        frame's own pixel grid.
+        frame's own pixel grid. Then the lattice helps name the columns
+        (``lattice_prior``).
 
         Parameters
         ----------
@@ -55,6 +57,17 @@ class AtomicResolutionImage(StemunmixSignal2D):
             ``tile``. Eager and lazy runs agree exactly.
         show_progressbar, lazy_output
             As in HyperSpy. Lazy input gives lazy output by default.
+        lattice_prior : float
+            How much the columns one lattice translation away name a column
+            (:func:`stemunmix.core.lattice.relabel`): at every pixel, the
+            log-odds between column classes gain this weight times those at the
+            eight translations of the first shell of the lattice of the first
+            column class (measured per frame on the central crop of its map),
+            each clipped to odds of about 150:1. Where the network hesitates
+            (a layer in which B is as bright as A), the lattice around names
+            the column; a confident network is not overruled. Only the share
+            between column classes changes: the background map, and so where
+            columns are found, is the network's own. 0 turns it off.
 
         Returns
         -------
@@ -73,6 +86,16 @@ class AtomicResolutionImage(StemunmixSignal2D):
             raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
         if not isinstance(tile, (int, np.integer)) or tile < 64:
             raise ValueError(f"tile must be an integer >= 64 pixels, got {tile}")
+        if isinstance(lattice_prior, bool) or not isinstance(
+            lattice_prior, (int, float, np.number)
+        ):
+            raise TypeError(
+                f"lattice_prior must be a number >= 0, got {type(lattice_prior).__name__}"
+            )
+        if not (np.isfinite(lattice_prior) and 0 <= lattice_prior <= 10):
+            raise ValueError(
+                f"lattice_prior must be a weight in [0, 10] (0 = off), got {lattice_prior}"
+            )
         dev = resolve_device(device)
         batch_size = batch_size or (4 if dev.type == "cuda" else 1)
         if not self._lazy:
@@ -116,7 +139,15 @@ class AtomicResolutionImage(StemunmixSignal2D):
                 # pixels (as the lazy path does), so memory stays bounded.
                 inference.predict(model, np.asarray(self.data[idx]), factor, tile,
                                   batch_size, dev, out=result[idx], block=block)  # fmt: skip
+        vectors = None
+        if lattice_prior > 0:
+            result, vectors = _name_by_lattice(result, model, spacing, measured,
+                                               float(lattice_prior))  # fmt: skip
         out = self._probabilities_signal(result, model, scale, tile, block)
+        out.metadata.set_item("Signal.stemunmix.segment.lattice_prior",
+                              float(lattice_prior))  # fmt: skip
+        if vectors is not None:
+            out.metadata.set_item("Signal.stemunmix.segment.lattice_vectors", vectors)
         if len(measured) == int(np.prod(nav_shape)):
             found = [m[0] for m in measured]
             if None not in found:
@@ -307,6 +338,96 @@ def _check_frames(data):
             "the image has NaN or inf pixels; replace them (e.g. "
             "s.data[~np.isfinite(s.data)] = np.nanmedian(s.data)) before segmenting"
         )
+
+
+def _name_by_lattice(result, model, training_spacing, measured, weight):
+    """Maps with the column classes named with the help of the lattice
+    (:func:`stemunmix.core.lattice.relabel`), eagerly in place for a numpy
+    ``result``, as a dask graph (block by block, each with its halo) for a dask
+    one; and the lattice translations per frame, (frames..., 2, 2) [x, y]
+    pixels, NaN where a frame shows too few columns to measure them."""
+    import warnings
+
+    from stemunmix.core import lattice
+    from stemunmix.nn import inference
+
+    names = list(model.class_names)
+    background = names.index("background")
+    first = next(k for k in range(len(names)) if k != background)
+    nav_shape, shape = result.shape[:-3], result.shape[-2:]
+    frames = list(np.ndindex(nav_shape))
+    spacings = [found if found is not None else training_spacing / factor
+                for found, factor in measured]  # fmt: skip
+    crops = [inference.spacing_crop(shape, max(512, int(20 * sp))) for sp in spacings]
+    pieces = [
+        result[idx + (first,) + crop] for idx, crop in zip(frames, crops, strict=True)
+    ]
+    if not isinstance(result, np.ndarray):
+        import dask
+
+        pieces = dask.compute(*pieces)
+    vectors = np.full(nav_shape + (2, 2), np.nan)
+    for idx, piece, sp in zip(frames, pieces, spacings, strict=True):
+        found = lattice.translations(np.asarray(piece), sp)
+        if found is None:
+            warnings.warn(
+                f"segment: frame {idx} shows too few {names[first]} columns to "
+                "measure its lattice; its columns are named by the network alone",
+                stacklevel=3,
+            )
+        else:
+            vectors[idx] = found
+    if isinstance(result, np.ndarray):
+        for idx in frames:
+            if np.isfinite(vectors[idx]).all():
+                lattice.relabel_frame(result[idx], vectors[idx], weight, background)
+        return result, vectors
+    return _relabel_lazy(result, vectors, weight, background), vectors
+
+
+def _relabel_lazy(result, vectors, weight, background):
+    """Dask graph of :func:`stemunmix.core.lattice.relabel` on lazy maps: each
+    output block reads its block plus the lattice halo (exactly as eager)."""
+    import dask.array as da
+
+    from stemunmix.core import lattice
+
+    nav = result.ndim - 3
+    ok = np.isfinite(vectors).all(axis=(-2, -1))
+    if not ok.any():
+        return result
+    halo = max(lattice.lattice_halo(v) for v in vectors[ok])
+    height, width = result.shape[-2:]
+
+    def run(region, box, block_info=None):
+        loc = block_info[0]["array-location"][:nav]
+        y0, y1, x0, x1, ry0, rx0 = box
+        out = np.empty(region.shape[:-2] + (y1 - y0, x1 - x0), np.float32)
+        for idx in np.ndindex(region.shape[:-3]):
+            frame = tuple(lo + i for (lo, _), i in zip(loc, idx, strict=True))
+            maps = region[idx]
+            if ok[frame]:
+                maps = lattice.relabel(maps, vectors[frame], weight, background)
+            out[idx] = maps[:, y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0]
+        return out
+
+    nav_chunks = result.chunks[:nav]
+    ys = np.cumsum((0,) + result.chunks[-2])
+    xs = np.cumsum((0,) + result.chunks[-1])
+    rows = []
+    for y0, y1 in zip(ys[:-1], ys[1:], strict=True):
+        row = []
+        for x0, x1 in zip(xs[:-1], xs[1:], strict=True):
+            ry0, ry1 = max(0, y0 - halo), min(height, y1 + halo)
+            rx0, rx1 = max(0, x0 - halo), min(width, x1 + halo)
+            region = result[..., ry0:ry1, rx0:rx1].rechunk(nav_chunks + (-1, -1, -1))
+            row.append(da.map_blocks(
+                run, region, (int(y0), int(y1), int(x0), int(x1), int(ry0), int(rx0)),
+                dtype=np.float32,
+                chunks=nav_chunks + (result.shape[-3:-2], (y1 - y0,), (x1 - x0,)),
+            ))  # fmt: skip
+        rows.append(row)
+    return da.block(rows)
 
 
 def _segment_lazy(data, model, scale, spacing, tile, batch_size, device, measured):
