@@ -70,6 +70,10 @@ def test_fixed_scale_resamples(tiny_model):
         (dict(device="tpu"), ValueError, "device"),
         (dict(model=42), TypeError, "model"),
         (dict(model="no-such-model"), ValueError, "name_or_path"),
+        (dict(lattice_prior=-0.1), ValueError, "lattice_prior"),
+        (dict(lattice_prior=float("nan")), ValueError, "lattice_prior"),
+        (dict(lattice_prior="strong"), TypeError, "lattice_prior"),
+        (dict(lattice_prior=True), TypeError, "lattice_prior"),
     ],
 )  # fmt: skip
 def test_bad_arguments(tiny_model, kwargs, error, match):
@@ -118,3 +122,122 @@ def test_default_model_on_held_out_synthetic_images(projection, dose):
     )  # fmt: skip
     prob = image.segment()
     assert _column_accuracy(prob, truth) >= 0.995
+
+
+# --- lattice_prior: the lattice helps name the columns ------------------------
+
+SHEAR_A, SHEAR_B = np.array([16.0, 1.5]), np.array([-2.0, 15.0])
+
+
+def _lattice_maps(shape=(200, 220), hesitant_row=None, antisite=None):
+    """Probability maps (A, B, background) of a perovskite-like lattice with
+    the A lattice spanned by SHEAR_A, SHEAR_B and B at the cell centres:
+    columns are Gaussian blobs, the share between A and B is 0.98 for the
+    right class, except the A columns of one lattice row (``hesitant_row``,
+    0.4 A / 0.6 B: the network leans the wrong way) and one A column
+    (``antisite``, named B at odds of 10^4:1)."""
+    h, w = shape
+    yy, xx = np.mgrid[:h, :w].astype(float)
+    col = np.zeros(shape)
+    share_a = np.zeros(shape)
+    sites = []
+    for i in range(-20, 21):
+        for j in range(-20, 21):
+            a = i * SHEAR_A + j * SHEAR_B
+            for xy, is_a in ((a, True), (a + (SHEAR_A + SHEAR_B) / 2, False)):
+                if not (0 <= xy[0] < w and 0 <= xy[1] < h):
+                    continue
+                blob = np.exp(-((xx - xy[0]) ** 2 + (yy - xy[1]) ** 2) / (2 * 2.0**2))
+                q = 0.98 if is_a else 0.02
+                if is_a and j == hesitant_row:
+                    q = 0.4
+                if is_a and (i, j) == antisite:
+                    q = 1e-4
+                near = blob > col
+                share_a[near] = q
+                col = np.maximum(col, blob)
+                sites.append((xy, is_a, i, j))
+    col = 0.995 * col
+    maps = np.stack([col * share_a, col * (1 - share_a), 1 - col]).astype(np.float32)
+    return maps, sites
+
+
+def _class_at(maps, xy):
+    x, y = np.round(xy).astype(int)
+    return int(maps[:, y, x].argmax())
+
+
+def test_lattice_translations_are_measured_on_a_sheared_lattice():
+    from stemunmix.core.lattice import translations
+
+    maps, _ = _lattice_maps()
+    found = translations(maps[0], spacing=16.0)
+    expected = [SHEAR_A, SHEAR_B]
+    for (
+        v
+    ) in found:  # each found vector is +- one of the two, or of their sum/difference
+        best = min(np.hypot(*(v - s * e)) for e in expected for s in (1, -1))
+        assert best < 0.1
+    # The two span the lattice: same cell area.
+    area = abs(np.linalg.det(found))
+    assert abs(area - abs(np.linalg.det([SHEAR_A, SHEAR_B]))) < 1.0
+    # Too few columns: no lattice.
+    assert translations(maps[0][:30, :30], spacing=16.0) is None
+
+
+def test_lattice_relabel_names_a_hesitant_row_and_keeps_a_confident_column():
+    from stemunmix.core.lattice import relabel
+
+    maps, sites = _lattice_maps(hesitant_row=5, antisite=(3, 8))
+    vectors = np.array([SHEAR_A, SHEAR_B])
+    out = relabel(maps, vectors, 0.2, background=2)
+    # The background map, and so where the columns are, is untouched.
+    np.testing.assert_array_equal(out[2], maps[2])
+    np.testing.assert_allclose(out.sum(0), 1, atol=1e-5)
+    inner = [s for s in sites if 20 < s[0][0] < 200 and 20 < s[0][1] < 180]
+    hesitant = [s for s in inner if s[1] and s[3] == 5]
+    assert len(hesitant) >= 5
+    # Before: the hesitant row reads B; after: A, as the lattice around says.
+    assert all(_class_at(maps, s[0]) == 1 for s in hesitant)
+    assert all(_class_at(out, s[0]) == 0 for s in hesitant)
+    # The confident antisite (odds 10^4:1 for B) is not overruled.
+    (anti,) = [s for s in sites if s[1] and (s[2], s[3]) == (3, 8)]
+    assert _class_at(out, anti[0]) == 1
+    # Every other column keeps its class.
+    others = [s for s in inner if not (s[1] and (s[3] == 5 or (s[2], s[3]) == (3, 8)))]
+    assert all(_class_at(out, s[0]) == (0 if s[1] else 1) for s in others)
+    # Weight 0: nothing moves.
+    np.testing.assert_allclose(relabel(maps, vectors, 0.0, 2), maps, atol=1e-5)
+
+
+def test_lattice_relabel_in_strips_equals_the_whole_frame():
+    from stemunmix.core.lattice import relabel, relabel_frame
+
+    maps, _ = _lattice_maps(hesitant_row=4)
+    vectors = np.array([SHEAR_A, SHEAR_B])
+    whole = relabel(maps, vectors, 0.3, background=2)
+    strips = maps.copy()
+    relabel_frame(strips, vectors, 0.3, background=2, rows=40)
+    np.testing.assert_allclose(strips, whole, atol=1e-6)
+
+
+def test_lattice_prior_lazy_equals_eager_and_is_recorded():
+    frames = [perovskite(shape=192, dose=50, rotation=10.0 * s, seed=300 + s)[0]
+              for s in (1, 2)]  # fmt: skip
+    stack = hs.stack(frames)
+    stack.set_signal_type("atomic_resolution")
+    eager = stack.segment(tile=64, show_progressbar=False)
+    seg = eager.metadata.Signal.stemunmix.segment
+    assert seg.lattice_prior == 0.2
+    vectors = np.asarray(seg.lattice_vectors)
+    assert vectors.shape == (2, 2, 2) and np.isfinite(vectors).all()
+    # Frame 2 is rotated by 10 degrees against frame 1: so are its translations.
+    angle = lambda v: np.degrees(np.arctan2(v[1], v[0])) % 90  # noqa: E731
+    turn = (angle(vectors[1, 0]) - angle(vectors[0, 0])) % 90
+    assert min(abs(turn - 10), abs(turn - 80)) < 1.5
+    plain = stack.segment(tile=64, lattice_prior=0, show_progressbar=False)
+    assert np.abs(eager.data - plain.data).max() > 1e-4  # it did something
+    np.testing.assert_array_equal(eager.data[:, 2], plain.data[:, 2])
+    lazy = stack.as_lazy().segment(tile=64)
+    assert lazy._lazy and lazy.data.numblocks[-1] > 1  # several blocks
+    np.testing.assert_allclose(lazy.data.compute(), eager.data, atol=1e-5)

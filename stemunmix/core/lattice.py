@@ -127,7 +127,8 @@ def translations(prob: np.ndarray, spacing: float, min_columns: int = 12):
     first = most_common(vec)
     if first is None:
         return None
-    sine = np.abs(np.cross(vec, first)) / (np.hypot(*first) * np.hypot(*vec.T))
+    cross = vec[:, 0] * first[1] - vec[:, 1] * first[0]
+    sine = np.abs(cross) / (np.hypot(*first) * np.hypot(*vec.T))
     second = most_common(vec[sine > 0.5])
     if second is None:
         return None
