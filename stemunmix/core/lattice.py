@@ -118,12 +118,10 @@ def translations(prob: np.ndarray, spacing: float, min_columns: int = 12):
     def most_common(v):
         if len(v) < min_columns:
             return None
-        near = np.hypot(*(v[:, None] - v[None]).transpose(2, 0, 1)) < radius
-        centre = v[np.argmax(near.sum(1))]
+        count = cKDTree(v).query_ball_point(v, radius, return_length=True)
+        centre = v[np.argmax(count)]
         return np.median(v[np.hypot(*(v - centre).T) < radius], 0)
 
-    if len(vec) > 4000:  # the mode of a regular subsample is the same
-        vec = vec[:: len(vec) // 2000]
     first = most_common(vec)
     if first is None:
         return None
