@@ -97,7 +97,8 @@ def translations(prob: np.ndarray, spacing: float, min_columns: int = 12):
     ``spacing``, the expected column spacing in pixels) are folded into one
     half-plane; the most common vector (the one with most others within 0.15
     ``spacing``, refined to their median) is the first translation, the most
-    common of those at least 30 degrees away from it the second.
+    common of those at least 30 degrees away from it the second. Both are
+    rounded to 0.001 px.
     """
     from scipy.spatial import cKDTree
 
@@ -130,7 +131,9 @@ def translations(prob: np.ndarray, spacing: float, min_columns: int = 12):
     second = most_common(vec[sine > 0.5])
     if second is None:
         return None
-    return np.array([first, second])
+    # Rounded to 1e-3 px: maps that differ in their last bits (the network on
+    # another number of threads, on a dask worker) give the same translations.
+    return np.round(np.array([first, second]), 3)
 
 
 def _shifts(vectors: np.ndarray) -> np.ndarray:
