@@ -99,6 +99,17 @@ def test_bad_images(tiny_model):
         small.segment(model=tiny_model, scale=1)
 
 
+def test_one_column_class_needs_no_naming():
+    torch.manual_seed(0)
+    model = DilatedUNet(class_names=("column", "background"), widths=(4, 8, 8),
+                        bottleneck=8).eval()  # fmt: skip
+    image, _ = perovskite(shape=96, seed=0)
+    prob = image.segment(model=model, scale=1)
+    assert prob.data.shape == (2, 96, 96)
+    np.testing.assert_allclose(prob.data.sum(0), 1, atol=1e-5)
+    assert "lattice_vectors" not in prob.metadata.Signal.stemunmix.segment
+
+
 def test_model_whose_classes_do_not_fit(tiny_model):
     image, _ = perovskite(shape=96, seed=0)
     wrong = DilatedUNet(class_names=("A", "B"), widths=(4, 8, 8), bottleneck=8)

@@ -353,8 +353,10 @@ def _name_by_lattice(result, model, training_spacing, measured, weight):
 
     names = list(model.class_names)
     background = names.index("background")
-    first = next(k for k in range(len(names)) if k != background)
     nav_shape, shape = result.shape[:-3], result.shape[-2:]
+    if len(names) < 3:  # one column class: nothing to name
+        return result, None
+    first = next(k for k in range(len(names)) if k != background)
     frames = list(np.ndindex(nav_shape))
     spacings = [found if found is not None else training_spacing / factor
                 for found, factor in measured]  # fmt: skip
