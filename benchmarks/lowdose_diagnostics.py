@@ -73,7 +73,6 @@ def main():
     from scipy.ndimage import gaussian_filter
     from scipy.spatial import cKDTree
 
-    from stemunmix.core.lattice import translations
     from stemunmix.core.peaks import find_peaks, match
     from stemunmix.signals import AtomicResolutionImage
 
@@ -95,7 +94,7 @@ def main():
     height = smooth[ij[:, 1], ij[:, 0]]
     _, nn = cKDTree(ref_a).query(ref_a, k=5)
     ratio = height / height[nn[:, 1:]].mean(1)
-    index = lattice_index(ref_a, translations(prob.data[0], spacing), spacing)
+    index = lattice_index(ref_a, vectors, spacing)
     ok = np.isfinite(index[:, 0])
     parity = index[ok].sum(1) % 2
     for p in (0, 1):
