@@ -210,7 +210,7 @@ def relabel_frame(maps: np.ndarray, vectors: np.ndarray, weight: float,
         region = np.array(maps[:, lo:hi], np.float32)
         if y0 > 0:
             region[:, : y0 - lo] = above
-        above = np.array(maps[:, y1 - m : y1]) if y1 - m >= y0 else None
+        above = np.array(maps[:, max(0, y1 - m) : y1])  # before it is overwritten
         maps[:, y0:y1] = relabel(region, vectors, weight, background)[
             :, y0 - lo : y1 - lo
         ]

@@ -78,7 +78,6 @@ class AtomicResolutionImage(StemunmixSignal2D):
         from stemunmix.nn import inference
         from stemunmix.nn.training import resolve_device
 
-        model = _check_model(model)
         scale = _check_scale(scale)
         if batch_size is not None and (
             not isinstance(batch_size, (int, np.integer)) or batch_size < 1
@@ -96,6 +95,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
             raise ValueError(
                 f"lattice_prior must be a weight in [0, 10] (0 = off), got {lattice_prior}"
             )
+        model = _check_model(model)  # the plain arguments first: this loads a file
         dev = resolve_device(device)
         batch_size = batch_size or (4 if dev.type == "cuda" else 1)
         if not self._lazy:
