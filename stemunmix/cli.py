@@ -15,6 +15,49 @@ class UserError(Exception):
     """A problem with the user's input, reported as one sentence."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Option errors as one sentence naming the option (no usage dump)."""
+
+    def error(self, message):
+        raise UserError(message)
+
+
+def _integer(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high]; argparse names the option."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"must be an integer, got {text!r}"
+            ) from None
+        if value < low or (high is not None and value > high):
+            bound = f">= {low}" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"must be an integer {bound}, got {value}")
+        return value
+
+    return parse
+
+
+def _check_against_image(args, image) -> None:
+    """--window and --classes against the image and the model, before any work."""
+    from stemunmix.nn.model_io import load_model
+
+    h, w = image.axes_manager.signal_shape[::-1]
+    if args.window is not None and args.window >= min(h, w):
+        raise UserError(
+            f"--window {args.window} does not fit in the image ({h} x {w} pixels); "
+            "use about 1.2 column spacings, or leave --window out"
+        )
+    names = [n for n in load_model().class_names if n != "background"]
+    if args.classes != "all" and args.classes not in names:
+        raise UserError(
+            f"--classes {args.classes!r} is not a column class of the model; use one "
+            f"of {names} or 'all'"
+        )
+
+
 def _train(args) -> int:
     import stemunmix
 
@@ -46,11 +89,9 @@ def _demo(args) -> int:
     image, truth = perovskite(shape=args.size, domains="four_stripes", seed=args.seed)
     print(f"synthetic La-BiFeO3-like image, {args.size} x {args.size} px, "
           "four stripe domains")  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        result = analyze(image, window=args.window, method=args.method,
-                         components=args.components, domains=4, truth=truth,
-                         show_progressbar=True)  # fmt: skip
+    result = analyze(image, window=args.window, method=args.method,
+                     components=args.components, domains=4, truth=truth,
+                     show_progressbar=True)  # fmt: skip
     _report(result, Path(args.out), "stemunmix demo: four stripe domains", t0)
     return 0
 
@@ -109,6 +150,7 @@ def _load(path: str, lazy: bool, distributed: bool = False):
 
 
 def _analyze(args) -> int:
+    from stemunmix.core.segmentation import NoLatticeError
     from stemunmix.report import analyze
 
     t0 = time.perf_counter()
@@ -126,23 +168,20 @@ def _analyze(args) -> int:
             ) from exc
     try:
         image = _load(args.file, lazy, distributed=client is not None)
+        _check_against_image(args, image)
         print(f"{args.file}: {image}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                result = analyze(image, window=args.window, method=args.method,
-                                 components=args.components, domains=args.domains,
-                                 classes=None if args.classes == "all" else args.classes,
-                                 scree=not args.no_scree, show_progressbar=True,
-                                 store=Path(args.out) if lazy else None)  # fmt: skip
-            except ValueError as exc:
-                if "no lattice" in str(exc) or "too small" in str(exc):
-                    raise UserError(
-                        f"{args.file} shows no lattice of atomic columns stemunmix "
-                        "can use; give an atomic-resolution image with at least a "
-                        "few unit cells"
-                    ) from exc
-                raise
+        try:
+            result = analyze(image, window=args.window, method=args.method,
+                             components=args.components, domains=args.domains,
+                             classes=None if args.classes == "all" else args.classes,
+                             scree=not args.no_scree, show_progressbar=True,
+                             store=Path(args.out) if lazy else None)  # fmt: skip
+        except NoLatticeError as exc:
+            raise UserError(
+                f"{args.file} shows no lattice of atomic columns stemunmix can use "
+                f"({exc}); give an atomic-resolution image with at least a few unit "
+                "cells"
+            ) from exc
         _report(result, Path(args.out), f"stemunmix analysis of {Path(args.file).name}",
                 t0, lazy=lazy)  # fmt: skip
     finally:
@@ -152,23 +191,30 @@ def _analyze(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="stemunmix", description=__doc__)
+    parser = _Parser(prog="stemunmix", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="the whole analysis on a synthetic image")
     demo.add_argument("--out", default="stemunmix-demo", help="report folder")
-    demo.add_argument("--size", type=int, default=512)
-    demo.add_argument("--window", type=int, default=24)
-    demo.add_argument("--method", choices=("nmf", "pca", "ica", "gmm"), default="nmf")
-    demo.add_argument("--components", type=int, default=4)
-    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--size", type=_integer(64, 8192), default=512,
+                      help="image size in pixels, 64 to 8192 (default 512)")  # fmt: skip
+    demo.add_argument("--window", type=_integer(3, 63), default=24,
+                      help="window size in pixels, 3 to 63 (default 24)")  # fmt: skip
+    demo.add_argument("--method", choices=("nmf", "pca", "ica", "gmm"), default="nmf",
+                      help="unmixing method (default nmf)")  # fmt: skip
+    demo.add_argument("--components", type=_integer(1, 50), default=4,
+                      help="number of components, 1 to 50 (default 4)")  # fmt: skip
+    demo.add_argument("--seed", type=_integer(0), default=0,
+                      help="seed of the synthetic image (default 0)")  # fmt: skip
     demo.set_defaults(run=_demo)
     an = sub.add_parser("analyze", help="the whole analysis on your image file")
     an.add_argument("file", help=f"an image file ({FORMATS})")
-    an.add_argument("--window", type=int, default=None,
+    an.add_argument("--window", type=_integer(3), default=None,
                     help="window size in pixels (default 1.2 x the column spacing)")  # fmt: skip
-    an.add_argument("--method", choices=("nmf", "pca", "ica", "gmm"), default="nmf")
-    an.add_argument("--components", type=int, default=4)
-    an.add_argument("--domains", type=int, default=None,
+    an.add_argument("--method", choices=("nmf", "pca", "ica", "gmm"), default="nmf",
+                    help="unmixing method (default nmf)")  # fmt: skip
+    an.add_argument("--components", type=_integer(1, 50), default=4,
+                    help="number of components, 1 to 50 (default 4)")  # fmt: skip
+    an.add_argument("--domains", type=_integer(1, 50), default=None,
                     help="number of domains to cluster (default: components)")  # fmt: skip
     an.add_argument("--classes", default="B",
                     help="column class the windows centre on, or 'all' (default B)")  # fmt: skip
@@ -182,12 +228,18 @@ def main(argv=None) -> int:
     an.set_defaults(run=_analyze)
     train = sub.add_parser("train", help="train a segmentation model")
     train.add_argument("--out", default="stemunmix-model")
-    train.add_argument("--steps", type=int, default=4000)
-    train.add_argument("--batch-size", type=int, default=8)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--steps", type=_integer(1), default=4000)
+    train.add_argument("--batch-size", type=_integer(1), default=8)
+    train.add_argument("--seed", type=_integer(0), default=0)
     train.add_argument("--device", default=None)
     train.set_defaults(run=_train)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except UserError as exc:
+        argv = sys.argv[1:] if argv is None else list(argv)
+        command = next((a for a in argv if a in ("demo", "analyze", "train")), "")
+        print(f"stemunmix {command}".strip() + f": {exc}", file=sys.stderr)
+        return 2
     try:
         return args.run(args)
     except (UserError, ValueError, TypeError, OSError) as exc:

@@ -56,12 +56,16 @@ def as_image(signal):
     dim = signal.axes_manager.signal_dimension
     if dim != 2:
         raise ValueError(
-            f"this is not an image (its signal has {dim} dimension(s)); stemunmix "
-            "needs a 2D atomic-resolution image, e.g. a HAADF or ADF frame"
+            f"this is not an image (its signal has {dim} dimension(s), so "
+            "set_signal_type('atomic_resolution') leaves it as it is); stemunmix "
+            "needs a 2D atomic-resolution image, e.g. a HAADF or ADF frame: make "
+            "the two image axes the signal axes with signal.transpose(signal_axes=2)"
         )
     if signal.data.dtype.kind not in "iuf":
         raise ValueError(
-            f"the image has {signal.data.dtype} pixels; stemunmix needs real numbers"
+            f"the image has {signal.data.dtype} pixels, so "
+            "set_signal_type('atomic_resolution') leaves it as it is; stemunmix "
+            "needs real numbers: take signal.real, signal.amplitude or signal.phase"
         )
     if signal.metadata.Signal.get_item("signal_type") != "atomic_resolution":
         signal = signal.deepcopy() if not signal._lazy else signal
@@ -164,7 +168,7 @@ def analyze(
 
             Path(store).mkdir(parents=True, exist_ok=True)
             stored["probabilities"] = Path(store) / "probabilities.zspy"
-            prob.save(stored["probabilities"], overwrite=True)
+            save_signal(prob, stored["probabilities"])
             prob = hs.load(stored["probabilities"], lazy=True)
         done("segment", f"{' / '.join(prob.class_names)} maps")
         step("find columns")
@@ -480,6 +484,19 @@ def save_results(result: Analysis, out, lazy: bool = False) -> list[Path]:
         path = out / f"{name}.{ext}"
         read_from = result.stored.get(name)
         if read_from is None or Path(read_from).resolve() != path.resolve():
-            signal.save(path, overwrite=True)
+            save_signal(signal, path)
         paths.append(path)
     return paths
+
+
+def save_signal(signal, path) -> None:
+    """``signal.save(path, overwrite=True)``, without the FutureWarning that
+    HyperSpy's zspy writer (rosettasciio) triggers in zarr 2 for the store it
+    uses: a library's internal choice, nothing a user can act on."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*NestedDirectoryStore", category=FutureWarning
+        )
+        signal.save(path, overwrite=True)

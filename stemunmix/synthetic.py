@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stemunmix.columns import Columns
+from stemunmix.core import checks
 from stemunmix.core import synthetic as _core
 
 
@@ -149,10 +150,27 @@ def perovskite(
     >>> truth.columns.class_names
     ['A', 'B']
     """
-    if isinstance(shape, (int, np.integer)):
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
         shape = (int(shape), int(shape))
-    if len(shape) != 2 or not all(isinstance(s, (int, np.integer)) for s in shape):
-        raise ValueError(f"shape must be an int or two ints (rows, cols), got {shape}")
+    if not isinstance(shape, (str, bytes)) and np.ndim(shape) == 1 and len(shape) != 2:
+        raise ValueError(
+            f"shape must be an int or two ints (rows, cols), got {shape!r}"
+        )
+    if (
+        isinstance(shape, (str, bytes))
+        or not hasattr(shape, "__len__")
+        or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool)
+                   for s in shape)
+    ):  # fmt: skip
+        raise TypeError(
+            f"shape must be an int or two ints (rows, cols) in pixels, got {shape!r}"
+        )
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
+    ):
+        raise TypeError(
+            f"seed must be a non-negative int (or None for a random image), got {seed!r}"
+        )
     shape = (int(shape[0]), int(shape[1]))
     pixel_size = _positive("pixel_size", pixel_size)
     lattice_parameter = _positive("lattice_parameter", lattice_parameter)
@@ -167,9 +185,7 @@ def perovskite(
             f"shape {shape} holds fewer than 3 unit cells of {a_px:.1f} pixels; "
             "use a larger shape, a larger pixel_size or a smaller lattice_parameter"
         )
-    rotation = float(rotation)
-    if not math.isfinite(rotation):
-        raise ValueError(f"rotation must be finite, got {rotation}")
+    rotation = checks.real("rotation", rotation)
     intensity_ratio = _positive("intensity_ratio", intensity_ratio)
     for name, value in (("dark_fraction", dark_fraction), ("dark_ratio", dark_ratio)):
         if not 0 <= _positive(name, value, allow_zero=True) <= 1:
@@ -182,7 +198,11 @@ def perovskite(
     n_domains = _core.N_DOMAINS[domains]
     if directions is None:
         directions = _core.DEFAULT_DIRECTIONS[n_domains]
-    directions = [float(d) for d in directions]
+    if isinstance(directions, str) or np.ndim(directions) != 1:
+        raise TypeError(
+            f"directions must be a list of angles in degrees, got {directions!r}"
+        )
+    directions = [checks.real("directions", d) for d in directions]
     if len(directions) != n_domains or not all(map(math.isfinite, directions)):
         raise ValueError(
             f"directions must give {n_domains} finite angles (degrees) for "
@@ -193,8 +213,10 @@ def perovskite(
     if dose is not None:
         dose = _positive("dose", dose)
     read_noise = _positive("read_noise", read_noise, allow_zero=True)
-    drift = tuple(float(v) for v in drift)
-    if len(drift) != 2 or not all(map(math.isfinite, drift)):
+    if isinstance(drift, str) or np.ndim(drift) != 1:
+        raise TypeError(f"drift must be two numbers [x, y] in pixels, got {drift!r}")
+    drift = tuple(checks.real("drift", v) for v in drift)
+    if len(drift) != 2:
         raise ValueError(f"drift must be two finite numbers [x, y], got {drift}")
     if abs(drift[1]) > 0.5 * shape[0]:
         raise ValueError(f"drift[1] must be smaller than half the rows, got {drift}")

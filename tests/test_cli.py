@@ -174,4 +174,4 @@ def test_train_command_writes_a_loadable_model(tmp_path, capsys):
 
 def test_bad_arguments_give_one_sentence(capsys):
     _fails_with_one_sentence(capsys, ["train", "--steps", "0", "--out", "unused"],
-                             "stemunmix train: steps must be a positive integer")  # fmt: skip
+                             "stemunmix train: argument --steps: must be an integer >= 1")  # fmt: skip

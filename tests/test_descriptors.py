@@ -153,9 +153,10 @@ def test_scree_by_window(image_and_columns):
     "kwargs, error, match",
     [
         (dict(d=2), ValueError, "at least 3"),
-        (dict(d=1000), ValueError, "larger than the image"),
-        (dict(d="big"), TypeError, "d must"),
-        (dict(d=16, classes="C"), ValueError, "unknown class"),
+        (dict(d=1000), ValueError, "does not fit in the image"),
+        (dict(d="big"), ValueError, "d = 'big': give a size such as 24"),
+        (dict(d=[3]), TypeError, "d must be a window size"),
+        (dict(d=16, classes="C"), ValueError, "classes: 'C' is not one of"),
         (dict(d=16, edge="wrap"), ValueError, "edge"),
         (dict(d=16, source="fft"), ValueError, "source"),
         (dict(d=16, channels=["Z"]), ValueError, "channels"),

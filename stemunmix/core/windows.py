@@ -13,6 +13,17 @@ import numpy as np
 EDGES = ("drop", "nearest")
 
 
+def on_image(xy: np.ndarray, shape) -> np.ndarray:
+    """Columns whose centre lies on the image (pixel centres 0..W-1, 0..H-1)."""
+    xy = np.asarray(xy, float).reshape(-1, 2)
+    h, w = shape[-2:]
+    return (
+        np.isfinite(xy).all(1)
+        & (xy[:, 0] >= 0) & (xy[:, 0] <= w - 1)
+        & (xy[:, 1] >= 0) & (xy[:, 1] <= h - 1)
+    )  # fmt: skip
+
+
 def inside_mask(xy: np.ndarray, shape, d: int) -> np.ndarray:
     """Columns whose whole window (and its interpolation support) is inside."""
     half = (d - 1) / 2
@@ -25,7 +36,11 @@ def extract_windows(image: np.ndarray, xy: np.ndarray, d: int, edge: str = "drop
     """Windows (N, C, d, d) float32 of a (C, H, W) or (H, W) image.
 
     ``edge="drop"`` expects every window to be inside (use :func:`inside_mask`
-    first); ``"nearest"`` pads the image with its edge values. One fused,
+    first); ``"nearest"`` pads the image with its edge values. Whatever the
+    positions, the kernel never reads outside the (padded) array: a window
+    that would cross it is clamped onto it (for ``"nearest"`` the same values,
+    since the padding repeats the edge), and non-finite positions are refused.
+    One fused,
     parallel pass (numba): each window has a single fractional shift, so its
     bilinear interpolation combines four integer-aligned windows.
     """
@@ -33,11 +48,27 @@ def extract_windows(image: np.ndarray, xy: np.ndarray, d: int, edge: str = "drop
     if image.ndim == 2:
         image = image[None]
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    if edge not in EDGES:
+        raise ValueError(f"edge must be one of {EDGES}, got {edge!r}")
+    if not isinstance(d, (int, np.integer)) or d < 1:
+        raise ValueError(f"d must be a positive integer number of pixels, got {d!r}")
+    if not np.isfinite(xy).all():
+        raise ValueError("xy holds NaN or inf positions; drop those columns first")
     start = xy - (d - 1) / 2
     if edge == "nearest":
         pad = d + 2
         image = np.pad(image, ((0, 0), (pad, pad), (pad, pad)), mode="edge")
         start = start + pad
+    if min(image.shape[1:]) < d + 1:
+        raise ValueError(
+            f"a {d} x {d} window needs an image of at least {d + 1} pixels per "
+            f"side, got {image.shape[1:]}; use a smaller d"
+        )
+    # Clamp the window start onto the array: the kernel reads pixels
+    # [start, start + d] along each axis, so start in [0, n - d - 1] keeps
+    # every read inside (n - d - 1 is reached below with weight one).
+    start[:, 0] = np.clip(start[:, 0], 0, image.shape[2] - d)
+    start[:, 1] = np.clip(start[:, 1], 0, image.shape[1] - d)
     ix = np.floor(start[:, 0]).astype(np.int64)
     iy = np.floor(start[:, 1]).astype(np.int64)
     fx = (start[:, 0] - ix).astype(np.float32)

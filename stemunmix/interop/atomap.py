@@ -64,7 +64,7 @@ def _frame(image, columns, pixel_size, units):
 
 def to_sublattices(columns: Columns, image=None, pixel_size=None, units=None):
     """One ``atomap.Sublattice`` per class that has columns, named by class."""
-    from atomap.api import Sublattice
+    Sublattice = _atomap().Sublattice
 
     data, pixel_size, units = _image_and_calibration(image, columns, pixel_size, units)
     out = []
@@ -87,7 +87,7 @@ def to_sublattices(columns: Columns, image=None, pixel_size=None, units=None):
 
 def to_atom_lattice(columns: Columns, image=None, pixel_size=None, units=None):
     """An ``atomap.Atom_Lattice`` holding :func:`to_sublattices`."""
-    from atomap.api import Atom_Lattice
+    Atom_Lattice = _atomap().Atom_Lattice
 
     data, pixel_size, units = _image_and_calibration(image, columns, pixel_size, units)
     subs = to_sublattices(columns, data, pixel_size, units)
@@ -118,3 +118,18 @@ def from_atomap(obj) -> Columns:
         xy.append(pos.reshape(-1, 2))
         labels.append(np.full(len(pos), k))
     return Columns(np.concatenate(xy), np.concatenate(labels), names)
+
+
+def _atomap():
+    """``atomap.api``, imported without the VisibleDeprecationWarnings its
+    imports of HyperSpy's old module paths raise (atomap's code, not the
+    user's: nothing they can act on). Our own warnings are not touched."""
+    import warnings
+
+    from hyperspy.exceptions import VisibleDeprecationWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=VisibleDeprecationWarning)
+        import atomap.api
+
+    return atomap.api

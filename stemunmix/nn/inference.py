@@ -49,13 +49,29 @@ def spacing_crop(shape, max_size: int = 512) -> tuple[slice, slice]:
     return slice(top, top + max_size), slice(left, left + max_size)
 
 
-def scale_factor(image: np.ndarray, scale, training_spacing: float) -> tuple:
-    """(factor, measured spacing or None) for ``scale="auto"`` or a number."""
-    if isinstance(scale, str):
-        spacing = seg.measure_spacing(image[spacing_crop(image.shape)])
-        factor = training_spacing / spacing
-        return (1.0 if abs(factor - 1) < 0.03 else factor), spacing
-    return float(scale), None
+def scale_factor(image: np.ndarray, scale, training_spacing: float,
+                 spacing: float | None = None, contrast: str = "auto") -> tuple:  # fmt: skip
+    """(factor, column spacing in pixels) of a frame.
+
+    ``spacing`` given: the factor that brings it to ``training_spacing``; else
+    ``scale="auto"`` measures the spacing on the central crop, and a numeric
+    ``scale`` implies the spacing ``training_spacing / scale``. With
+    ``contrast="auto"`` a frame of dark columns on a bright background (ABF,
+    BF) is refused (:func:`stemunmix.core.segmentation.check_contrast`).
+    """
+    crop = image[spacing_crop(image.shape)]
+    if spacing is not None:
+        found, factor = float(spacing), training_spacing / float(spacing)
+    elif isinstance(scale, str):
+        found = seg.measure_spacing(crop)
+        factor = training_spacing / found
+        factor = 1.0 if abs(factor - 1) < 0.03 else factor
+    else:
+        factor = float(scale)
+        found = training_spacing / factor
+    if contrast == "auto":
+        seg.check_contrast(np.asarray(crop), found)
+    return factor, found
 
 
 def _axis_plan(c0, c1, n, factor, halo, multiple):

@@ -95,7 +95,34 @@ def load_model(name_or_path=None) -> DilatedUNet:
         raise ValueError(
             f"{path}: weights do not fit the stored network: {exc}"
         ) from None
-    model.card = dict(blob.get("card", {}))
+    card = blob.get("card", {})
+    if not isinstance(card, dict):
+        raise ValueError(
+            f"{path}: the model card is not a dictionary; re-save the model"
+        )
+    _check_card(path, card, model)
+    model.card = dict(card)
     model.card.setdefault("name", path.stem)
     model.eval()
     return model
+
+
+def _check_card(path, card: dict, model) -> None:
+    """Refuse at load a card that contradicts its network or cannot be used."""
+    names = card.get("class_names")
+    if names is not None and list(names) != list(model.class_names):
+        raise ValueError(
+            f"{path}: the model card lists the classes {list(names)}, but the "
+            f"network outputs {len(model.class_names)} ({list(model.class_names)}); "
+            "the file is inconsistent: re-save it with save_model"
+        )
+    spacing = card.get("training_spacing", 16.0)
+    if (
+        isinstance(spacing, bool)
+        or not isinstance(spacing, (int, float))
+        or not 2 <= spacing <= 1000
+    ):
+        raise ValueError(
+            f"{path}: the model card's training_spacing {spacing!r} is not a column "
+            "spacing in pixels (2 to 1000); fix the card and re-save the model"
+        )

@@ -99,14 +99,24 @@ def train(
     -------
     DilatedUNet in eval mode, with ``.card`` (recipe and validation scores).
     """
-    for name, value in (("steps", steps), ("batch_size", batch_size)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if not isinstance(patch_size, int) or patch_size < 32 or patch_size % 8:
+    from stemunmix.core import checks
+
+    for name, value in (("steps", steps), ("batch_size", batch_size),
+                        ("validation_size", validation_size),
+                        ("checkpoint_every", checkpoint_every)):  # fmt: skip
+        checks.count(name, value)
+    checks.count("seed", seed, 0)
+    checks.count("patch_size", patch_size, 32)
+    if patch_size % 8:
         raise ValueError(f"patch_size must be a multiple of 8, >= 32, got {patch_size}")
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
+    checks.real("learning_rate", learning_rate, 0, 1, low_open=True)
     dev = resolve_device(device)
+    if out is not None:
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(
+                f"out = {str(out)!r} is a file; give a folder for the model"
+            )
     recipe = dict(
         steps=steps, batch_size=batch_size, patch_size=patch_size,
         learning_rate=learning_rate, seed=seed, validation_size=validation_size,
@@ -122,7 +132,6 @@ def train(
     )
     weights = torch.tensor(CLASS_WEIGHTS, device=dev)
     val = validation_set(seed, validation_size, patch_size)
-    out = Path(out) if out is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     log, t0 = [], time.perf_counter()
@@ -131,35 +140,52 @@ def train(
 
     disable = None if show_progressbar is None else not show_progressbar
     model.train()
-    for step in tqdm(range(1, steps + 1), desc="training", disable=disable):
-        images, labels = data.batch(rng, batch_size, patch_size)
-        # Random flips and quarter turns; the generator already covers rotations.
-        k = int(rng.integers(4))
-        images, labels = np.rot90(images, k, (2, 3)), np.rot90(labels, k, (1, 2))
-        x = torch.from_numpy(np.ascontiguousarray(images)).to(dev)
-        y = torch.from_numpy(np.ascontiguousarray(labels)).to(dev)
-        loss = F.cross_entropy(model(x), y, weight=weights)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        schedule.step()
-        if step % checkpoint_every == 0 or step == steps:
-            scores = evaluate(model, val, dev)
-            entry = {
-                "step": step,
-                "loss": loss.item(),
-                "seconds": time.perf_counter() - t0,
-            }
-            log.append(entry | scores)
-            if out is not None:
-                model.card = _card(recipe, log, dev)
-                save_model(model, out / "checkpoint.pt", model.card)
-                (out / "log.json").write_text(json.dumps(log, indent=1))
+    step = 0
+    try:
+        for step in tqdm(range(1, steps + 1), desc="training", disable=disable):
+            loss = _step(model, optimiser, schedule, weights, rng, batch_size,
+                         patch_size, dev)  # fmt: skip
+            if step % checkpoint_every == 0 or step == steps:
+                # The weights first: nothing after this line can lose them.
+                entry = {"step": step, "loss": loss,
+                         "seconds": time.perf_counter() - t0}  # fmt: skip
+                if out is not None:
+                    model.card = _card(recipe, log + [entry], dev)
+                    save_model(model, out / "checkpoint.pt", model.card)
+                log.append(entry | evaluate(model, val, dev))
+                if out is not None:
+                    model.card = _card(recipe, log, dev)
+                    save_model(model, out / "checkpoint.pt", model.card)
+                    (out / "log.json").write_text(json.dumps(log, indent=1))
+    except BaseException:
+        # Interrupted or failed: keep the finished steps beside the last
+        # checkpoint, then let the error through.
+        if out is not None and step > 0:
+            log.append({"step": step, "interrupted": True})
+            save_model(model, out / "interrupted.pt", _card(recipe, log, dev))
+            (out / "log.json").write_text(json.dumps(log, indent=1))
+        raise
     model.eval()
     model.card = _card(recipe, log, dev)
     if out is not None:
         save_model(model, out / "model.pt", model.card)
     return model
+
+
+def _step(model, optimiser, schedule, weights, rng, batch_size, patch_size, dev):
+    """One optimiser step on a fresh batch; returns the loss."""
+    images, labels = data.batch(rng, batch_size, patch_size)
+    # Random flips and quarter turns; the generator already covers rotations.
+    k = int(rng.integers(4))
+    images, labels = np.rot90(images, k, (2, 3)), np.rot90(labels, k, (1, 2))
+    x = torch.from_numpy(np.ascontiguousarray(images)).to(dev)
+    y = torch.from_numpy(np.ascontiguousarray(labels)).to(dev)
+    loss = F.cross_entropy(model(x), y, weight=weights)
+    optimiser.zero_grad()
+    loss.backward()
+    optimiser.step()
+    schedule.step()
+    return loss.item()
 
 
 def _card(recipe, log, device) -> dict:

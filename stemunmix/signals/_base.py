@@ -98,3 +98,116 @@ class StemunmixSignal2D(Signal2D):
 
 class LazyStemunmixSignal2D(LazySignal, StemunmixSignal2D):
     """Lazy twin of :class:`StemunmixSignal2D`."""
+
+
+# --- checks of the image geometry, shared by every method --------------------
+
+SQUARE_TOLERANCE = 1e-3  # relative difference of the x and y pixel sizes
+
+
+def check_image_axes(signal, method: str, square: bool = True) -> None:
+    """Refuse, before any work, signal axes stemunmix cannot measure on:
+    non-uniform axes, and pixels that are not square (the network, the column
+    search and the windows all assume one pixel size); name the fix."""
+    axes = signal.axes_manager.signal_axes
+    for ax in axes:
+        if not getattr(ax, "is_uniform", True):
+            raise ValueError(
+                f"{method}: signal axis {ax.name!r} is non-uniform; stemunmix needs "
+                "a regular pixel grid: interpolate onto a uniform axis first (e.g. "
+                "signal.interpolate_on_axis(new_axis, axis)), or use "
+                "axes_manager[...].convert_to_uniform_axis()"
+            )
+    sx, sy = abs(float(axes[0].scale)), abs(float(axes[1].scale))
+    if not (np.isfinite(sx) and np.isfinite(sy) and sx > 0 and sy > 0):
+        raise ValueError(
+            f"{method}: the pixel sizes must be finite and non-zero, got x {sx:g}, "
+            f"y {sy:g}; set axes_manager[...].scale"
+        )
+    if square and abs(sx - sy) > SQUARE_TOLERANCE * max(sx, sy):
+        raise ValueError(
+            f"{method}: the pixels are not square (x {sx:g}, y {sy:g} "
+            f"{axes[0].units}); the network and the column fit assume square "
+            "pixels: resample first with image.square_pixels(), which "
+            "interpolates the coarser axis onto the finer pixel size"
+        )
+
+
+def calibrated(axis) -> bool:
+    """Whether an axis carries units (HyperSpy's default is '<undefined>')."""
+    units = str(axis.units)
+    return units not in ("", "<undefined>", "None", "px", "pixel", "pixels")
+
+
+UNITS = {"pm": 1e-3, "Å": 0.1, "A": 0.1, "angstrom": 0.1, "nm": 1.0, "µm": 1e3,
+         "um": 1e3}  # fmt: skip
+
+
+def window_pixels(d, axes, name: str = "d") -> tuple[int, str]:
+    """The window size in pixels and how it was read.
+
+    The rule: an ``int`` is pixels; a ``float`` is in the axes' units; a string
+    such as ``"0.5 nm"`` (or ``"24 px"``) carries its unit. Calibrated sizes
+    need calibrated, square pixels. Returns (pixels, a sentence saying which).
+    """
+    if isinstance(d, str):
+        import re
+
+        m = re.fullmatch(r"\s*([-+0-9.eE]+)\s*(\S*)\s*", d)
+        try:
+            value, unit = float(m.group(1)), m.group(2)
+        except (AttributeError, ValueError):
+            raise ValueError(
+                f'{name} = {d!r}: give a size such as 24 (pixels), "24 px" or "0.5 nm"'
+            ) from None
+        if unit == "px":
+            if value != int(value):
+                raise ValueError(f"{name} = {d!r}: a size in px must be whole")
+            d = int(value)
+        else:
+            d = _from_units(value, unit, axes, name, d)
+            return d
+    if isinstance(d, (bool, np.bool_)) or not isinstance(
+        d, (int, float, np.integer, np.floating)
+    ):
+        raise TypeError(
+            f"{name} must be a window size: an int (pixels), a float (the axes' "
+            f'units) or a string like "0.5 nm", got {type(d).__name__}'
+        )
+    if isinstance(d, (float, np.floating)):
+        return _from_units(float(d), str(axes[0].units), axes, name, d)
+    if d < 3:
+        raise ValueError(f"{name} must be at least 3 pixels, got {d}")
+    return int(d), f"{name} = {d} pixels"
+
+
+def _from_units(value, unit, axes, name, given):
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a positive size, got {given!r}")
+    if not calibrated(axes[0]):
+        raise ValueError(
+            f"{name} = {given!r} is read in the axes' units, but these axes are "
+            "not calibrated; pass an int number of pixels (e.g. 24), or calibrate "
+            "the axes (axes_manager[-1].scale = ..., .units = 'nm')"
+        )
+    axis_unit = str(axes[0].units)
+    if unit and unit != axis_unit:
+        if unit not in UNITS or axis_unit not in UNITS:
+            raise ValueError(
+                f"{name} = {given!r}: cannot convert {unit!r} to the axes' units "
+                f"{axis_unit!r}; give the size in {axis_unit} or in px"
+            )
+        value = value * UNITS[unit] / UNITS[axis_unit]
+    scales = [abs(float(ax.scale)) for ax in axes]
+    if abs(scales[0] - scales[1]) > SQUARE_TOLERANCE * max(scales):
+        raise ValueError(
+            f"{name} = {given!r} in calibrated units is ambiguous on non-square "
+            "pixels; pass an int number of pixels, or image.square_pixels() first"
+        )
+    pixels = int(round(value / scales[0]))
+    if pixels < 3:
+        raise ValueError(
+            f"{name} = {given!r} is {pixels} pixels of {scales[0]:g} {axis_unit}; "
+            "a window needs at least 3 pixels"
+        )
+    return pixels, f"{name} = {given!r} read as {value:g} {axis_unit} = {pixels} pixels"

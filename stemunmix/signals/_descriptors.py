@@ -7,34 +7,46 @@ import warnings
 import numpy as np
 
 from stemunmix.columns import Columns
-from stemunmix.core.windows import EDGES, extract_windows, inside_mask
+from stemunmix.core.windows import EDGES, extract_windows, inside_mask, on_image
 
 SOURCES = ("probabilities", "image")
 BLOCK = 1024  # image pixels per side of a block of windows (one task when lazy)
 
 
-def window_size(d, scale: float) -> int:
-    """``d``: int pixels, or float calibrated units (rounded to pixels)."""
-    if isinstance(d, bool) or not isinstance(d, (int, float, np.integer, np.floating)):
-        raise TypeError(
-            f"d must be a window size (int pixels or float in the axes' units), got {type(d).__name__}"
+def check_arguments(d, edge, source, axes, shape, column_classes=None,
+                    classes=None, channels=None, channel_classes=None) -> dict:  # fmt: skip
+    """Validate the cheap arguments of ``local_descriptors`` before any
+    segmentation or column finding; returns them resolved: ``d`` (pixels),
+    ``d_read`` (how d was read), ``classes`` and ``channels`` (lists of names,
+    or None for the defaults).
+
+    ``column_classes``: the classes columns can have (the model's, less
+    background); ``channel_classes``: the classes windows can be cut from.
+    """
+    from stemunmix.core import checks
+    from stemunmix.signals._base import window_pixels
+
+    d_px, how = window_pixels(d, axes)
+    checks.one_of("edge", edge, EDGES)
+    checks.one_of("source", source, SOURCES)
+    h, w = shape[-2:]
+    if d_px >= min(h, w) if edge == "drop" else d_px > min(h, w):
+        raise ValueError(
+            f"d = {d_px} pixels does not fit in the image ({h} x {w}); use a window "
+            "of about 1.2 column spacings"
         )
-    if isinstance(d, (float, np.floating)):
-        if not np.isfinite(d) or d <= 0:
-            raise ValueError(f"d must be a positive size, got {d}")
-        d = int(round(d / scale))
-    if d < 3:
-        raise ValueError(f"d must be at least 3 pixels, got {d}")
-    return int(d)
-
-
-def check_arguments(d, edge, source, scale) -> None:
-    """Validate the cheap arguments before any segmentation or column finding."""
-    window_size(d, scale)
-    if edge not in EDGES:
-        raise ValueError(f"edge must be one of {EDGES}, got {edge!r}")
-    if source not in SOURCES:
-        raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    if classes is not None and column_classes is not None:
+        classes = checks.class_names("classes", classes, column_classes)
+    if source == "image":
+        if channels not in (None, ["image"], "image"):
+            raise ValueError(
+                "channels: source='image' has one channel, 'image'; leave "
+                "channels=None, or use source='probabilities' for class channels"
+            )
+        channels = ["image"]
+    elif channels is not None and channel_classes is not None:
+        channels = checks.class_names("channels", channels, channel_classes)
+    return {"d": d_px, "d_read": how, "classes": classes, "channels": channels}
 
 
 def build(
@@ -48,6 +60,7 @@ def build(
     title,
     lazy_output,
     extra_metadata=None,
+    d_read=None,
 ):
     """LocalDescriptors from ``frames`` (nav..., C, H, W) numpy/dask and columns.
 
@@ -58,15 +71,9 @@ def build(
         LocalDescriptors,
     )
 
-    if edge not in EDGES:
-        raise ValueError(f"edge must be one of {EDGES}, got {edge!r}")
-    scale = axes[0].scale
-    d = window_size(d, scale)
+    checked = check_arguments(d, edge, "image", axes, frames.shape)
+    d = checked["d"]
     h, w = frames.shape[-2:]
-    if d > min(h, w):
-        raise ValueError(
-            f"d = {d} pixels is larger than the image ({h} x {w}); use a smaller window"
-        )
     if columns is None or len(columns) == 0:
         raise ValueError("no columns: run find_columns() first or pass columns=")
     if classes is not None:
@@ -80,6 +87,16 @@ def build(
             )
         columns = columns[np.isin(columns.labels, idx)]
     n_before = len(columns)
+    off = ~on_image(columns.xy, (h, w))
+    if edge == "nearest" and off.any():
+        # Padding by the edge value is for windows that cross the edge; a
+        # column off the image has no pixels of its own to describe.
+        warnings.warn(
+            f"edge='nearest': {int(off.sum())} of {n_before} columns lie outside "
+            f"the {h} x {w} image and were left out",
+            stacklevel=3,
+        )
+        columns = columns[~off]
     keep = (
         inside_mask(columns.xy, (h, w), d)
         if edge == "drop"
@@ -91,7 +108,7 @@ def build(
         raise ValueError(
             f"every column's {d} x {d} window crosses the image edge; use edge='nearest' or a smaller d"
         )
-    if dropped:
+    if dropped and edge == "drop":
         warnings.warn(
             f"edge='drop': {dropped} of {n_before} columns whose {d} x {d} window crosses the image edge were left out",
             stacklevel=3,
@@ -195,6 +212,7 @@ def build(
     out.columns = columns
     params = {
         "d": d,
+        "d_read": checked["d_read"] if d_read is None else d_read,
         "channels": list(channel_names),
         "edge": edge,
         "dropped": int(dropped),

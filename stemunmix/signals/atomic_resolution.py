@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 from hyperspy._signals.lazy import LazySignal
 
-from stemunmix.signals._base import StemunmixSignal2D
+from stemunmix.core import checks
+from stemunmix.signals._base import StemunmixSignal2D, check_image_axes
 
 
 class AtomicResolutionImage(StemunmixSignal2D):
@@ -27,6 +28,8 @@ class AtomicResolutionImage(StemunmixSignal2D):
         show_progressbar: bool | None = None,
         lazy_output: bool | None = None,
         lattice_prior: float = 0.2,
+        spacing: float | None = None,
+        contrast: str = "auto",
     ):
         """Per-class probability maps of the atomic columns.
 
@@ -78,30 +81,20 @@ class AtomicResolutionImage(StemunmixSignal2D):
         from stemunmix.nn import inference
         from stemunmix.nn.training import resolve_device
 
-        scale = _check_scale(scale)
-        if batch_size is not None and (
-            not isinstance(batch_size, (int, np.integer)) or batch_size < 1
-        ):
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-        if not isinstance(tile, (int, np.integer)) or tile < 64:
-            raise ValueError(f"tile must be an integer >= 64 pixels, got {tile}")
-        if isinstance(lattice_prior, bool) or not isinstance(
-            lattice_prior, (int, float, np.number)
-        ):
-            raise TypeError(
-                f"lattice_prior must be a number >= 0, got {type(lattice_prior).__name__}"
-            )
-        if not (np.isfinite(lattice_prior) and 0 <= lattice_prior <= 10):
-            raise ValueError(
-                f"lattice_prior must be a weight in [0, 10] (0 = off), got {lattice_prior}"
-            )
+        check_image_axes(self, "segment")
+        scale, spacing_px = _check_scale(scale, spacing, self.data.shape)
+        _check_contrast(contrast)
+        if batch_size is not None:
+            checks.count("batch_size", batch_size)
+        checks.count("tile", tile, 64)
+        checks.real("lattice_prior", lattice_prior, 0, 10)
         model = _check_model(model)  # the plain arguments first: this loads a file
         dev = resolve_device(device)
         batch_size = batch_size or (4 if dev.type == "cuda" else 1)
         if not self._lazy:
             _check_frames(self.data)
         model = inference.for_inference(model).to(dev)
-        spacing = float(model.card.get("training_spacing", 16.0))
+        training = float(model.card.get("training_spacing", 16.0))
         n_classes = len(model.class_names)
 
         measured = []  # (spacing, factor) per frame
@@ -114,8 +107,9 @@ class AtomicResolutionImage(StemunmixSignal2D):
                 import dask.array as da
 
                 data = da.from_array(data, chunks=(1,) * len(nav_shape) + (-1, -1))
-            result, block = _segment_lazy(data, model, scale, spacing, tile,
-                                          batch_size, dev, measured)  # fmt: skip
+            result, block = _segment_lazy(data, model, scale, training, tile,
+                                          batch_size, dev, measured, spacing_px,
+                                          contrast)  # fmt: skip
             if not lazy:
                 result = result.compute()
         else:
@@ -126,7 +120,9 @@ class AtomicResolutionImage(StemunmixSignal2D):
             show = show if show_progressbar is None else show_progressbar
             frames = list(np.ndindex(nav_shape))
             for idx in frames:  # the scale of every frame first, as the lazy path
-                factor, found = inference.scale_factor(self.data[idx], scale, spacing)
+                factor, found = inference.scale_factor(
+                    self.data[idx], scale, training, spacing_px, contrast
+                )
                 inference.check_size(self.data.shape[-2:], factor)
                 measured.append((found, factor))
             block = inference.block_size(tile, max(f for _, f in measured))
@@ -141,11 +137,14 @@ class AtomicResolutionImage(StemunmixSignal2D):
                                   batch_size, dev, out=result[idx], block=block)  # fmt: skip
         vectors = None
         if lattice_prior > 0:
-            result, vectors = _name_by_lattice(result, model, spacing, measured,
+            result, vectors = _name_by_lattice(result, model, training, measured,
                                                float(lattice_prior))  # fmt: skip
         out = self._probabilities_signal(result, model, scale, tile, block)
         out.metadata.set_item("Signal.stemunmix.segment.lattice_prior",
                               float(lattice_prior))  # fmt: skip
+        out.metadata.set_item("Signal.stemunmix.segment.contrast", contrast)
+        out.metadata.set_item("Signal.stemunmix.segment.spacing",
+                              "measured" if spacing_px is None else spacing_px)  # fmt: skip
         if vectors is not None:
             out.metadata.set_item("Signal.stemunmix.segment.lattice_vectors", vectors)
         if len(measured) == int(np.prod(nav_shape)):
@@ -157,6 +156,28 @@ class AtomicResolutionImage(StemunmixSignal2D):
             out.metadata.set_item(
                 "Signal.stemunmix.segment.factor", np.array([m[1] for m in measured])
             )
+        return out
+
+    def square_pixels(self):
+        """This image resampled onto square pixels: the coarser signal axis is
+        linearly interpolated onto the finer pixel size (same first pixel
+        centre, same field of view). Non-square pixels (rows binned, a fast
+        scan at another sampling) must go through this before :meth:`segment`.
+        Returns a new image (lazy for a lazy one); columns are not carried over.
+        """
+        from stemunmix.core.segmentation import square_pixels
+
+        check_image_axes(self, "square_pixels", square=False)
+        axes = self.axes_manager.signal_axes
+        scale = (abs(float(axes[0].scale)), abs(float(axes[1].scale)))
+        data, fine = square_pixels(self.data, scale)
+        out = self._deepcopy_with_new_data(data)
+        out.columns = None
+        for ax in out.axes_manager.signal_axes:
+            ax.scale = float(np.sign(ax.scale) * fine)
+        out.get_dimensions_from_data()
+        out.metadata.set_item("Signal.stemunmix.square_pixels",
+                              {"from_scale": list(scale), "to_scale": fine})  # fmt: skip
         return out
 
     def scree_by_window(self, d_values, n_components: int = 10, classes=None,
@@ -219,17 +240,21 @@ class AtomicResolutionImage(StemunmixSignal2D):
         refine: str = "gaussian",
         show_progressbar: bool | None = None,
         lattice: str | None = None,
+        spacing: float | None = None,
+        contrast: str = "auto",
     ):
-        """Segment, then locate the columns (see ColumnProbabilities.find_columns).
+        """Segment, then locate the columns (see ColumnProbabilities.find_columns;
+        ``spacing`` and ``contrast`` as in :meth:`segment`).
 
         Returns the Columns and stores them in ``self.columns``.
         """
-        from stemunmix.core.lattice import LATTICES
+        from stemunmix.signals.column_probabilities import check_find_arguments
 
-        if lattice not in LATTICES:  # before segmenting
-            raise ValueError(f"lattice must be one of {LATTICES}, got {lattice!r}")
-        prob = self.segment(model=model, scale=scale, lazy_output=False,
-                            show_progressbar=show_progressbar)  # fmt: skip
+        check_find_arguments(
+            threshold, min_distance, refine, lattice
+        )  # before segmenting
+        prob = self.segment(model=model, scale=scale, lazy_output=False, spacing=spacing,
+                            show_progressbar=show_progressbar, contrast=contrast)  # fmt: skip
         columns = prob.find_columns(
             image=self, threshold=threshold, min_distance=min_distance,
             refine=refine, show_progressbar=show_progressbar, lattice=lattice,
@@ -252,6 +277,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
         model=None,
         show_progressbar: bool | None = None,
         lazy_output: bool | None = None,
+        spacing: float | None = None,
     ):
         """A d x d window centred on every column (LocalDescriptors).
 
@@ -262,26 +288,28 @@ class AtomicResolutionImage(StemunmixSignal2D):
         """
         from stemunmix.signals import _descriptors
 
-        _descriptors.check_arguments(
-            d, edge, source, self.axes_manager.signal_axes[0].scale
-        )
+        check_image_axes(self, "local_descriptors")
+        model = _check_model(model)  # cheap: its class names check the arguments
+        names = list(model.class_names)
+        column_classes = [n for n in names if n != "background"]
+        checked = _descriptors.check_arguments(
+            d, edge, source, self.axes_manager.signal_axes, self.data.shape,
+            column_classes, classes, channels, names,
+        )  # fmt: skip
         if columns is None:
             columns = self.columns
         if source == "image":
-            if channels not in (None, ["image"], "image"):
-                raise ValueError("source='image' has one channel, 'image'")
             if columns is None:
-                columns = self.find_columns(model=model)
+                columns = self.find_columns(model=model, spacing=spacing)
             return _descriptors.build(
-                self.data[..., None, :, :], ["image"], columns, d, classes, edge,
-                self.axes_manager.signal_axes,
+                self.data[..., None, :, :], ["image"], columns, checked["d"],
+                checked["classes"], edge, self.axes_manager.signal_axes,
                 f"Local descriptors of {self.metadata.General.title}",
                 lazy_output if lazy_output is not None else (True if self._lazy else None),
-                {"source": "image"},
+                {"source": "image"}, checked["d_read"],
             )  # fmt: skip
-        prob = self.segment(
-            model=model, lazy_output=False, show_progressbar=show_progressbar
-        )
+        prob = self.segment(model=model, lazy_output=False, spacing=spacing,
+                            show_progressbar=show_progressbar)  # fmt: skip
         if columns is None:
             columns = prob.find_columns(image=self)
             self.columns = columns
@@ -316,18 +344,33 @@ def _check_model(model):
     return model
 
 
-def _check_scale(scale):
+def _check_scale(scale, spacing=None, shape=None):
+    """(scale, spacing in pixels or None), checked."""
     if isinstance(scale, str):
+        checks.one_of("scale", scale, ("auto",))
+    else:
+        scale = checks.real("scale", scale, 0.05, 20)
+    if spacing is not None:
+        high = None if shape is None else max(shape[-2:]) / 2
+        spacing = checks.real("spacing", spacing, 2, high)
         if scale != "auto":
-            raise ValueError(f'scale must be "auto" or a number, got {scale!r}')
-        return scale
-    if isinstance(scale, bool) or not isinstance(scale, (int, float, np.number)):
-        raise TypeError(f'scale must be "auto" or a number, got {type(scale).__name__}')
-    if not (np.isfinite(scale) and 0.05 <= scale <= 20):
+            raise ValueError(
+                "pass either spacing (the column spacing in pixels) or a numeric "
+                f"scale (a resampling factor), not both; got scale={scale}"
+            )
+    return scale, spacing
+
+
+CONTRASTS = ("auto", "bright")
+
+
+def _check_contrast(contrast):
+    if contrast == "dark":
         raise ValueError(
-            f"scale must be a resampling factor in [0.05, 20], got {scale}"
+            "contrast='dark' (ABF, BF) is not supported yet: the bundled model is "
+            "trained on bright columns; use the simultaneous HAADF/ADF image"
         )
-    return float(scale)
+    checks.one_of("contrast", contrast, CONTRASTS)
 
 
 def _check_frames(data):
@@ -432,7 +475,8 @@ def _relabel_lazy(result, vectors, weight, background):
     return da.block(rows)
 
 
-def _segment_lazy(data, model, scale, spacing, tile, batch_size, device, measured):
+def _segment_lazy(data, model, scale, spacing, tile, batch_size, device, measured,
+                  spacing_px=None, contrast="auto"):  # fmt: skip
     """Dask graph of the probability maps: one task per output block of
     ``tile`` x ``tile`` pixels (and per chunk of frames), each reading its block
     plus the halo the network needs, so memory stays bounded at any image size
@@ -455,7 +499,9 @@ def _segment_lazy(data, model, scale, spacing, tile, batch_size, device, measure
     factors, ranges = [], []
     for small, sample in dask.compute(*pieces):
         _check_frames(sample)
-        measured.append(inference.scale_factor(small, scale, spacing)[::-1])
+        measured.append(
+            inference.scale_factor(small, scale, spacing, spacing_px, contrast)[::-1]
+        )
         inference.check_size(shape, measured[-1][1])
         factors.append(measured[-1][1])
         ranges.append(seg.intensity_range(sample))

@@ -8,6 +8,7 @@ import numpy as np
 from hyperspy._signals.lazy import LazySignal
 
 from stemunmix.columns import Columns
+from stemunmix.core import checks
 from stemunmix.signals._base import StemunmixSignal2D
 
 
@@ -84,18 +85,13 @@ class ColumnProbabilities(StemunmixSignal2D):
             [x, y] pixels, labels into ``class_names``, the probability as
             score, ``nav_index`` for stacks. Also stored in ``self.columns``.
         """
-        from stemunmix.core.find import REFINE, find_columns_frame
-        from stemunmix.core.lattice import LATTICES, checkerboard
+        from stemunmix.core.find import find_columns_frame
+        from stemunmix.core.lattice import checkerboard
         from stemunmix.core.segmentation import measure_spacing
 
-        if refine not in REFINE:
-            raise ValueError(f"refine must be one of {REFINE}, got {refine!r}")
-        if not 0 < threshold < 1:
-            raise ValueError(f"threshold must lie in (0, 1), got {threshold}")
-        if lattice not in LATTICES:
-            raise ValueError(f"lattice must be one of {LATTICES}, got {lattice!r}")
-        if min_distance is not None and not min_distance >= 1:
-            raise ValueError(f"min_distance must be >= 1 pixel, got {min_distance}")
+        threshold, min_distance = check_find_arguments(
+            threshold, min_distance, refine, lattice
+        )
         names = self.class_names
         classes = [k for k, n in enumerate(names) if n != "background"]
         if lattice == "checkerboard" and len(classes) != 2:
@@ -130,6 +126,10 @@ class ColumnProbabilities(StemunmixSignal2D):
                     np.asarray(prob), classes, dist, threshold,
                     None if raw is None else np.asarray(raw), refine, d_ab,
                 )  # fmt: skip
+            # A fit may carry an edge column off the frame: it has no pixels
+            # of its own there, so it is no column of this image.
+            on = _on_frame(f_xy, prob.shape)
+            f_xy, f_lab, f_score = f_xy[on], f_lab[on], f_score[on]
             if lattice == "checkerboard":
                 f_lab = checkerboard(f_xy, f_lab, f_score, d_ab, tuple(classes))
             xy.append(f_xy)
@@ -209,8 +209,11 @@ class ColumnProbabilities(StemunmixSignal2D):
 
         Parameters
         ----------
-        d : int or float
-            Window size: int pixels, or float in the axes' units. The column
+        d : int, float or str
+            Window size. The rule: an ``int`` is pixels; a ``float`` is in the
+            axes' units (calibrated axes only); a string carries its unit
+            (``"0.5 nm"``, ``"24 px"``). How it was read is recorded in
+            ``metadata.Signal.stemunmix.local_descriptors.d_read``. The column
             sits at window pixel ((d - 1) / 2, (d - 1) / 2): the central pixel
             for odd d, the meeting point of the four central pixels for even d.
         columns : Columns, optional
@@ -231,37 +234,55 @@ class ColumnProbabilities(StemunmixSignal2D):
         """
         from stemunmix.signals import _descriptors
 
-        _descriptors.check_arguments(
-            d, edge, source, self.axes_manager.signal_axes[0].scale
-        )
+        names = self.class_names
+        column_classes = [n for n in names if n != "background"]
+        checked = _descriptors.check_arguments(
+            d, edge, source, self.axes_manager.signal_axes, self.data.shape,
+            column_classes, classes, channels, names,
+        )  # fmt: skip
         if columns is None:
             columns = self.columns
         if columns is None:
-            columns = self.find_columns(image=image, refine="gaussian" if (
-                image is not None or getattr(self, "_source_image", None) is not None) else "centroid")  # fmt: skip
-        names = self.class_names
+            has_image = image is not None or getattr(self, "_source_image", None)
+            columns = self.find_columns(image=image, refine="gaussian" if has_image
+                                        else "centroid")  # fmt: skip
         if source == "probabilities":
-            if channels is None:
-                channels = [n for n in names if n != "background"]
-            channels = [channels] if isinstance(channels, str) else list(channels)
-            unknown = [c for c in channels if c not in names]
-            if unknown:
-                raise ValueError(
-                    f"channels {unknown} are not classes of these maps {names}"
-                )
+            channels = checked["channels"] or column_classes
             idx = [names.index(c) for c in channels]
             frames = self.data[..., idx, :, :]
         else:
-            if channels not in (None, ["image"], "image"):
-                raise ValueError("source='image' has one channel, 'image'")
             channels = ["image"]
             frames = self._raw_frames(image, "gaussian")[..., None, :, :]
         return _descriptors.build(
-            frames, channels, columns, d, classes, edge,
+            frames, channels, columns, checked["d"], checked["classes"], edge,
             self.axes_manager.signal_axes, f"Local descriptors of {self.metadata.General.title}",
             lazy_output if lazy_output is not None else (True if self._lazy else None),
-            {"source": source},
+            {"source": source}, checked["d_read"],
         )  # fmt: skip
+
+
+def _on_frame(xy, shape):
+    h, w = shape[-2:]
+    return (
+        (xy[:, 0] >= -0.5) & (xy[:, 0] <= w - 0.5)
+        & (xy[:, 1] >= -0.5) & (xy[:, 1] <= h - 0.5)
+    )  # fmt: skip
+
+
+def check_find_arguments(threshold, min_distance, refine, lattice):
+    """The cheap arguments of ``find_columns``, checked before any work;
+    returns (threshold, min_distance) as floats (min_distance may be None)."""
+    from stemunmix.core.find import REFINE
+    from stemunmix.core.lattice import LATTICES
+
+    checks.one_of("refine", refine, REFINE)
+    checks.one_of("lattice", lattice, LATTICES)
+    threshold = checks.real("threshold", threshold, 0, 1, low_open=True)
+    if threshold == 1:
+        raise ValueError("threshold must be a probability in (0, 1), got 1")
+    if min_distance is not None:
+        min_distance = checks.real("min_distance", min_distance, 1)
+    return threshold, min_distance
 
 
 def _find_by_blocks(prob, classes, dist, threshold, raw, refine, d_ab, block):

@@ -125,12 +125,14 @@ class LocalDescriptors(StemunmixSignal2D):
             Navigation: the components (and frames of a stack); signal: the
             source image's grid with its calibration.
         """
+        from stemunmix.core import checks
+
+        checks.one_of("mode", mode, ("voronoi", "points"))
         values = self._per_column(source)
         if components is None and source == "decomposition":
             components = self.learning_results.output_dimension
         if components is not None:
-            pick = range(components) if np.isscalar(components) else components
-            values = values[:, list(pick)]
+            values = values[:, _pick_components(components, values.shape[1])]
         return self._to_image_grid(values, mode, "component", f"{source} loading maps")
 
     def plot_loading_maps(
@@ -212,6 +214,28 @@ class LocalDescriptors(StemunmixSignal2D):
 
 
 MAP_BLOCK = 2048  # pixels per side of a lazily drawn map block
+
+
+def _pick_components(components, available: int) -> list[int]:
+    """Indices of ``components`` (the first n, or a list) among ``available``."""
+    from stemunmix.core import checks
+
+    if np.isscalar(components):
+        n = checks.count("components", components)
+        if n > available:
+            raise ValueError(
+                f"components = {n}, but the result has {available}; ask for at most "
+                f"{available}, or rerun the decomposition with more"
+            )
+        return list(range(n))
+    pick = [checks.count("components", c, 0) for c in components]
+    bad = [c for c in pick if c >= available]
+    if bad or not pick:
+        raise ValueError(
+            f"components {bad or pick} are not among the {available} the result "
+            f"has (0..{available - 1})"
+        )
+    return pick
 
 
 def _map_block(xy, values, origin, shape, draw, extra):
