@@ -197,9 +197,13 @@ def analyze(
         done("local descriptors", f"{n} windows of {window} x {window} px")
         step(method)
         algorithm = "NMF" if method == "nmf" else "SVD"
+        # scikit-learn's NMF stops at 200 iterations by default, short of
+        # convergence on window stacks (ConvergenceWarning); 1000 converge.
+        extra = {"max_iter": 1000} if algorithm == "NMF" and not lazy else {}
         ld.decomposition(
-            algorithm=algorithm, output_dimension=components, print_info=False
-        )
+            algorithm=algorithm, output_dimension=components, print_info=False,
+            **extra,
+        )  # fmt: skip
         source = "decomposition"
         if method == "ica":
             ld.blind_source_separation(components, print_info=False)

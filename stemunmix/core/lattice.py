@@ -136,6 +136,27 @@ def translations(prob: np.ndarray, spacing: float, min_columns: int = 12):
     return np.round(np.array([first, second]), 3)
 
 
+def on_lattice(xy: np.ndarray, vectors: np.ndarray, tolerance: float = 0.2):
+    """Fraction of the columns ``xy`` (N, 2) with another of them one lattice
+    translation (+-a or +-b of ``vectors``, (2, 2) [x, y] pixels) away, within
+    ``tolerance`` of the shorter translation: near 1 for the columns of a
+    crystal (an edge column has a neighbour inwards), low for points that only
+    look like columns. NaN for fewer than two columns."""
+    from scipy.spatial import cKDTree
+
+    xy = np.asarray(xy, float).reshape(-1, 2)
+    if len(xy) < 2:
+        return float("nan")
+    vectors = np.asarray(vectors, float)
+    reach = tolerance * float(np.min(np.hypot(*vectors.T)))
+    tree = cKDTree(xy)
+    found = np.zeros(len(xy), bool)
+    for v in (vectors[0], -vectors[0], vectors[1], -vectors[1]):
+        dist, _ = tree.query(xy + v, distance_upper_bound=reach)
+        found |= np.isfinite(dist)
+    return float(found.mean())
+
+
 def _shifts(vectors: np.ndarray) -> np.ndarray:
     """The eight translations of the first shell: +-a, +-b, +-(a+b), +-(a-b)."""
     a, b = np.asarray(vectors, float)

@@ -34,8 +34,11 @@ def find_peaks(
     if not min_distance >= 1:
         raise ValueError(f"min_distance must be >= 1 pixel, got {min_distance}")
     size = 2 * int(round(min_distance)) + 1
-    local_max = (prob == maximum_filter(prob, size=size, mode="constant")) & (
-        prob >= threshold
+    # A column has some probability: a zero "maximum" of an empty map is none.
+    local_max = (
+        (prob == maximum_filter(prob, size=size, mode="constant"))
+        & (prob >= threshold)
+        & (prob > 0)
     )
     rows, cols = np.nonzero(local_max)
     if len(rows) == 0:
@@ -52,8 +55,11 @@ def find_peaks(
     w = prob[yy, xx].astype(np.float64)  # float64 sums: the same at any offset
     w = np.clip(w - 0.5 * w[:, r : r + 1, r : r + 1], 0.0, None)
     total = w.sum(axis=(1, 2))
-    x = (w * xx).sum(axis=(1, 2)) / total
-    y = (w * yy).sum(axis=(1, 2)) / total
+    # A flat top (every weight zero) keeps its maximum's own pixel.
+    flat = total <= 0
+    total = np.where(flat, 1.0, total)
+    x = np.where(flat, cols, (w * xx).sum(axis=(1, 2)) / total)
+    y = np.where(flat, rows, (w * yy).sum(axis=(1, 2)) / total)
     return np.stack([x, y], axis=1)
 
 

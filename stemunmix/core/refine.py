@@ -31,7 +31,11 @@ def _neighbours(xy: np.ndarray, reach: float, max_neighbours: int = 24):
 
     k = min(max_neighbours + 1, len(xy))
     dist, idx = cKDTree(xy).query(xy, k=k, distance_upper_bound=reach)
+    # k = 1 (a single column) gives 1D arrays: keep the (N, K) layout.
+    dist, idx = dist.reshape(len(xy), -1), idx.reshape(len(xy), -1)
     idx = np.where(np.isfinite(dist), idx, -1)[:, 1:]
+    if idx.shape[1] == 0:  # a lone column: one empty slot
+        idx = np.full((len(xy), 1), -1)
     # Keep only as many slots as the most crowded column needs.
     used = int((idx >= 0).sum(1).max()) if idx.size else 0
     return idx[:, : max(used, 1)]

@@ -161,9 +161,11 @@ def window_pixels(d, axes, name: str = "d") -> tuple[int, str]:
                 f'{name} = {d!r}: give a size such as 24 (pixels), "24 px" or "0.5 nm"'
             ) from None
         if unit == "px":
-            if value != int(value):
-                raise ValueError(f"{name} = {d!r}: a size in px must be whole")
-            d = int(value)
+            if value != int(value) or value < 3:
+                raise ValueError(
+                    f"{name} = {d!r}: a size in px must be a whole number >= 3"
+                )
+            return int(value), f"{name} = {d!r} read as {int(value)} pixels"
         else:
             d = _from_units(value, unit, axes, name, d)
             return d

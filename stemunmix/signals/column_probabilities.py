@@ -146,6 +146,7 @@ class ColumnProbabilities(StemunmixSignal2D):
                 f"{threshold}; check the image and the model (or lower threshold)",
                 stacklevel=2,
             )
+        self._check_on_lattice(columns, nav_shape)
         self.metadata.set_item(
             "Signal.stemunmix.find_columns",
             {"threshold": threshold, "refine": refine, "lattice": str(lattice),
@@ -167,6 +168,33 @@ class ColumnProbabilities(StemunmixSignal2D):
                                              **kwargs),
             d_values, n_components,
         )  # fmt: skip
+
+    def _check_on_lattice(self, columns, nav_shape, minimum: float = 0.7) -> None:
+        """Warn where a class's columns do not sit on the lattice segment()
+        measured (:func:`stemunmix.core.lattice.on_lattice`): real crystals
+        measure 0.99-1.0 (0.85 for the B columns of the low-dose SrTiO3)."""
+        from stemunmix.core.lattice import on_lattice
+
+        vectors = self._get_state("segment", {}).get("lattice_vectors")
+        if vectors is None:
+            return
+        vectors = np.asarray(vectors, float).reshape(nav_shape + (2, 2))
+        for idx in np.ndindex(nav_shape):
+            if not np.isfinite(vectors[idx]).all():
+                continue
+            frame = columns.frame(idx[::-1]) if nav_shape else columns
+            for k in np.unique(frame.labels):
+                xy = frame.xy[frame.labels == k]
+                share = on_lattice(xy, vectors[idx]) if len(xy) >= 12 else 1.0
+                if share < minimum:
+                    warnings.warn(
+                        f"find_columns: only {share:.0%} of the "
+                        f"{columns.class_names[k]} columns of frame {idx} have "
+                        "another one lattice translation away: they may not be "
+                        "atomic columns of a crystal; check the image (and the "
+                        "threshold)",
+                        stacklevel=3,
+                    )
 
     def _segment_block(self) -> int:
         """Block side (pixels) the maps were computed in; column finding uses it."""

@@ -1,0 +1,491 @@
+"""Bad input at every public entry point: a clear, typed error that names the
+parameter and the fix, raised before the network runs (counted with a global
+forward hook), or a correct result; never a silent wrong one."""
+
+import warnings
+
+import hyperspy.api as hs
+import numpy as np
+import pytest
+import torch
+
+import stemunmix
+from stemunmix import Columns
+from stemunmix.cli import main
+from stemunmix.core.peaks import match
+from stemunmix.nn.model_io import save_model
+from stemunmix.nn.unet import DilatedUNet
+from stemunmix.synthetic import perovskite
+
+
+@pytest.fixture
+def forward_passes():
+    """Counts forward passes of any segmentation network (every copy)."""
+    calls = []
+
+    def hook(module, args, output):
+        if isinstance(module, DilatedUNet):
+            calls.append(1)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    yield calls
+    handle.remove()
+
+
+@pytest.fixture(scope="module")
+def small():
+    return perovskite(shape=256, seed=0)
+
+
+def _image(data, scale=(1.0, 1.0), units="<undefined>"):
+    s = hs.signals.Signal2D(np.asarray(data, np.float32))
+    s.set_signal_type("atomic_resolution")
+    for ax, sc in zip(s.axes_manager.signal_axes, scale, strict=True):
+        ax.scale, ax.units = sc, units
+    return s
+
+
+def _refused(call, error, *words):
+    """``call()`` raises ``error`` whose message holds every one of ``words``."""
+    with pytest.raises(error) as info:
+        call()
+    msg = str(info.value)
+    for w in words:
+        assert w in msg, f"{w!r} not in: {msg}"
+    return msg
+
+
+# --- the five defects of the issue -------------------------------------------
+
+
+def test_window_kernel_never_reads_outside_the_image(small):
+    image, _ = small
+    lo, hi = float(image.data.min()), float(image.data.max())
+    far = Columns([[100, 100], [1000, 1000], [-5000, 3]])
+    for d in (9, 101):  # 101 crashed the interpreter
+        with pytest.warns(UserWarning, match="2 of 3 columns lie outside"):
+            ld = image.local_descriptors(d, columns=far, source="image", edge="nearest")
+        assert ld.axes_manager.navigation_size == 1
+        assert lo <= ld.data.min() and ld.data.max() <= hi
+        np.testing.assert_array_equal(ld.columns.xy, [[100, 100]])
+
+
+def test_window_kernel_clamps_positions_far_outside():
+    from stemunmix.core.windows import extract_windows
+
+    image = np.arange(20 * 30, dtype=np.float32).reshape(20, 30)
+    xy = np.array([[1e6, 1e6], [-1e6, 5.0], [15.2, -1e9]])
+    for edge in ("nearest", "drop"):
+        win = extract_windows(image, xy, 5, edge)
+        assert image.min() <= win.min() and win.max() <= image.max()
+    # "nearest" far outside is the corner/edge value, as padding says.
+    win = extract_windows(image, xy[:1], 5, "nearest")
+    np.testing.assert_allclose(win, image[-1, -1])
+    _refused(lambda: extract_windows(image, [[np.nan, 3]], 5), ValueError, "xy", "NaN")
+
+
+def test_non_square_pixels_refused_then_resampled(forward_passes):
+    image, truth = perovskite(shape=512, seed=3)
+    binned = image.data.reshape(256, 2, 512).mean(1)  # rows binned in pairs
+    s = _image(binned, (0.02, 0.04), "nm")
+    s.axes_manager.signal_axes[1].offset = 0.01  # centre of the first binned row
+    _refused(s.segment, ValueError, "not square", "square_pixels()")
+    _refused(lambda: s.local_descriptors(24), ValueError, "not square")
+    assert forward_passes == []
+    square = s.square_pixels()
+    assert square.data.shape == (511, 512)
+    assert square.axes_manager.signal_axes[1].scale == pytest.approx(0.02)
+    columns = square.find_columns()
+    # Row k of the square image is at 0.01 + 0.02 k nm, original row k + 0.5.
+    true_xy = truth.columns.xy - [0.0, 0.5]
+    ref, found = match(true_xy, columns.xy, 3.0)
+    inside = (true_xy[:, 1] > 8) & (true_xy[:, 1] < 502) & (true_xy[:, 0] > 8)
+    inside &= true_xy[:, 0] < 503
+    assert np.isin(np.flatnonzero(inside), ref).mean() >= 0.99
+    assert (columns.labels[found] == truth.columns.labels[ref]).mean() >= 0.98
+    err = np.hypot(*(columns.xy[found] - true_xy[ref]).T)
+    assert np.median(err) < 0.5
+
+
+@pytest.mark.parametrize("pattern", ["stripes", "diagonal stripes", "noise", "smooth"])
+def test_no_columns_is_said_not_invented(pattern, forward_passes):
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[:256, :256]
+    data = {
+        "stripes": np.cos(2 * np.pi * x / 16),
+        "diagonal stripes": np.cos(2 * np.pi * (x + y) / 22.6),
+        "noise": np.zeros((256, 256)),
+        "smooth": np.sin(x / 40) + np.cos(y / 50),
+    }[pattern] + rng.normal(0, 0.3, (256, 256))
+    _refused(_image(data).find_columns, ValueError, "no lattice found")
+    assert forward_passes == []
+
+
+def test_dark_columns_refused(real_data, forward_passes):
+    abf = hs.load(real_data / "atomap_hist_STO110_ABF_full.hdf5", file_format="HSPY")
+    abf = abf.isig[:512, :512]
+    abf.set_signal_type("atomic_resolution")
+    _refused(abf.find_columns, ValueError, "dark columns", "ABF", "HAADF/ADF")
+    assert forward_passes == []
+    adf = hs.load(real_data / "atomap_hist_STO110_ADF_full.hdf5", file_format="HSPY")
+    from stemunmix.core.segmentation import contrast_asymmetry
+
+    assert contrast_asymmetry(adf.data[:512, :512], 29.5) > 2  # bright: passes
+
+
+def test_dark_contrast_option():
+    image, _ = perovskite(shape=128, seed=0)
+    _refused(lambda: image.segment(contrast="dark"), ValueError, "not supported yet")
+    _refused(lambda: image.segment(contrast="sideways"), ValueError, "contrast")
+    inverted = _image(image.data.max() - image.data, (0.02, 0.02), "nm")
+    _refused(inverted.segment, ValueError, "dark columns")
+
+
+def test_train_checks_up_front(tmp_path):
+    for kw, word in [
+        (dict(validation_size=0), "validation_size"),
+        (dict(checkpoint_every=0), "checkpoint_every"),
+        (dict(steps=0), "steps"),
+        (dict(learning_rate=0.0), "learning_rate"),
+        (dict(patch_size=36), "patch_size"),
+        (dict(seed=-1), "seed"),
+    ]:
+        _refused(
+            lambda kw=kw: stemunmix.train(out=tmp_path / "m", **kw), ValueError, word
+        )
+    _refused(lambda: stemunmix.train(steps=1.5), TypeError, "steps")
+    (tmp_path / "file").write_text("x")
+    _refused(
+        lambda: stemunmix.train(out=tmp_path / "file"), ValueError, "out", "folder"
+    )
+    assert not (tmp_path / "m").exists()  # refused before anything was written
+
+
+def test_training_never_loses_finished_work(tmp_path, monkeypatch):
+    from stemunmix.nn import training
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("validation failed")
+
+    monkeypatch.setattr(training, "evaluate", broken)
+    with pytest.raises(RuntimeError, match="validation failed"):
+        stemunmix.train(out=tmp_path, steps=2, batch_size=1, patch_size=32,
+                        validation_size=1, checkpoint_every=2,
+                        widths=(4, 8, 8), bottleneck=8)  # fmt: skip
+    # The weights of the finished steps were written before validation ran.
+    model = stemunmix.load_model(tmp_path / "checkpoint.pt")
+    assert model.card["validation"]["step"] == 2
+    assert (
+        stemunmix.load_model(tmp_path / "interrupted.pt").card["recipe"]["steps"] == 2
+    )
+
+
+# --- model files -------------------------------------------------------------
+
+
+def _saved(tmp_path, **card):
+    torch.manual_seed(0)
+    model = DilatedUNet(widths=(4, 8, 8), bottleneck=8)
+    path = save_model(model, tmp_path / "m.pt", {"training_spacing": 16.0} | card)
+    return path
+
+
+@pytest.mark.parametrize("spacing", [0, -3.0, "16", float("nan")])
+def test_model_card_with_impossible_spacing_refused_at_load(tmp_path, spacing):
+    path = _saved(tmp_path, training_spacing=spacing)
+    _refused(lambda: stemunmix.load_model(path), ValueError, "training_spacing")
+
+
+def test_model_card_with_the_wrong_class_count_refused_at_load(tmp_path):
+    path = _saved(tmp_path, class_names=["A", "B", "O", "background"])
+    _refused(lambda: stemunmix.load_model(path), ValueError, "class", "3")
+
+
+@pytest.mark.parametrize("bad", [3, 2.5, ["a"], object()])
+def test_load_model_wrong_type(bad):
+    with pytest.raises(TypeError, match="name_or_path"):
+        stemunmix.load_model(bad)
+
+
+# --- segment, find_columns, local_descriptors: checked before the network ----
+
+SEGMENT_CASES = [
+    (dict(scale="big"), ValueError, "scale"),
+    (dict(scale=-1.0), ValueError, "scale"),
+    (dict(scale=True), TypeError, "scale"),
+    (dict(scale=[1]), TypeError, "scale"),
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(batch_size=1.5), TypeError, "batch_size"),
+    (dict(tile=10), ValueError, "tile"),
+    (dict(lattice_prior=-1), ValueError, "lattice_prior"),
+    (dict(lattice_prior=float("nan")), ValueError, "lattice_prior"),
+    (dict(lattice_prior="a"), TypeError, "lattice_prior"),
+    (dict(spacing=-3), ValueError, "spacing"),
+    (dict(spacing=1e6), ValueError, "spacing"),
+    (dict(spacing="16"), TypeError, "spacing"),
+    (dict(spacing=16.0, scale=2.0), ValueError, "not both"),
+    (dict(model=42), TypeError, "model"),
+    (dict(model="no-such-model"), ValueError, "bundled model"),
+    (dict(device="tpu"), ValueError, "device"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, word", SEGMENT_CASES)
+def test_segment_arguments(small, forward_passes, kwargs, error, word):
+    image, _ = small
+    _refused(lambda: image.segment(**kwargs), error, word)
+    assert forward_passes == []
+
+
+FIND_CASES = [
+    (dict(threshold=5), ValueError, "threshold"),
+    (dict(threshold=0), ValueError, "threshold"),
+    (dict(threshold=1), ValueError, "threshold"),
+    (dict(threshold="high"), TypeError, "threshold"),
+    (dict(min_distance=0), ValueError, "min_distance"),
+    (dict(refine="spline"), ValueError, "refine"),
+    (dict(lattice="hexagonal"), ValueError, "lattice"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, word", FIND_CASES)
+def test_find_columns_arguments(small, forward_passes, kwargs, error, word):
+    image, _ = small
+    _refused(lambda: image.find_columns(**kwargs), error, word)
+    assert forward_passes == []
+
+
+DESCRIPTOR_CASES = [
+    (dict(d=1000), ValueError, "does not fit"),
+    (dict(d=256), ValueError, "does not fit"),
+    (dict(d=2), ValueError, "at least 3"),
+    (dict(d=0), ValueError, "at least 3"),
+    (dict(d=0.001), ValueError, "at least 3 pixels"),
+    (dict(d=True), TypeError, "window size"),
+    (dict(d=None), TypeError, "window size"),
+    (dict(d="0.5 parsec"), ValueError, "cannot convert"),
+    (dict(d="wide"), ValueError, "give a size"),
+    (dict(d=24, classes="X"), ValueError, "classes"),
+    (dict(d=24, classes="background"), ValueError, "classes"),
+    (dict(d=24, classes=[]), ValueError, "classes"),
+    (dict(d=24, channels=["Z"]), ValueError, "channels"),
+    (dict(d=24, edge="wrap"), ValueError, "edge"),
+    (dict(d=24, source="fft"), ValueError, "source"),
+    (dict(d=24, source="image", channels=["A"]), ValueError, "channels"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, word", DESCRIPTOR_CASES)
+def test_local_descriptors_arguments(small, forward_passes, kwargs, error, word):
+    image, _ = small
+    _refused(lambda: image.local_descriptors(**kwargs), error, word)
+    assert forward_passes == []
+
+
+def test_window_size_rule_is_explicit(small):
+    image, _ = small  # 0.02 nm pixels
+    cols = Columns([[128.0, 128.0]])
+    for d, pixels in [(24, 24), (0.48, 24), ("0.48 nm", 24), ("4.8 Å", 24),
+                      ("480 pm", 24), ("24 px", 24)]:  # fmt: skip
+        ld = image.local_descriptors(d, columns=cols, source="image")
+        assert ld.axes_manager.signal_shape == (pixels, pixels)
+        read = ld.metadata.Signal.stemunmix.local_descriptors.d_read
+        assert ("pixels" in read) and (str(d) in read or repr(d) in read)
+    raw = _image(image.data)  # uncalibrated
+    msg = _refused(lambda: raw.local_descriptors(0.5), ValueError, "not calibrated")
+    assert "int number of pixels" in msg
+
+
+def test_non_uniform_axes_refused(forward_passes):
+    s = hs.signals.Signal2D(np.ones((64, 64), np.float32))
+    s.axes_manager.signal_axes[0].convert_to_non_uniform_axis()
+    s.set_signal_type("atomic_resolution")
+    _refused(s.segment, ValueError, "non-uniform", "uniform axis")
+    assert forward_passes == []
+
+
+def test_nan_and_constant_images(forward_passes):
+    data = np.random.default_rng(0).random((128, 128))
+    data[3, 4] = np.nan
+    _refused(_image(data).segment, ValueError, "NaN", "replace")
+    _refused(_image(np.ones((128, 128))).segment, ValueError, "constant")
+    assert forward_passes == []
+
+
+def test_small_images_work_with_the_spacing():
+    for shape in (64, 96):  # 3 and 5 unit cells
+        for kwargs in ({}, {"spacing": 19.8}):
+            image, truth = perovskite(shape=shape, seed=0)
+            columns = image.find_columns(**kwargs)
+            ref, found = match(truth.columns.xy, columns.xy, 3)
+            assert len(ref) == len(truth.columns)  # recall 1
+            assert len(columns) - len(found) <= 2  # partly visible edge columns
+            assert (columns.labels[found] == truth.columns.labels[ref]).all()
+        assert image.metadata.Signal.stemunmix.segment.spacing == 19.8
+    # Where the spacing cannot be measured, the message says what works.
+    noise = _image(np.random.default_rng(1).normal(size=(96, 96)))
+    _refused(noise.find_columns, ValueError, "no lattice", "spacing=")
+
+
+def test_a_thin_strip_with_the_spacing():
+    image, truth = perovskite(shape=(32, 1024), pixel_size=0.04, seed=0)
+    columns = image.find_columns(spacing=9.9)
+    ref, _ = match(truth.columns.xy, columns.xy, 2)
+    assert len(ref) / len(truth.columns) > 0.98
+
+
+def test_large_spacing_finds_no_spurious_columns():
+    image, truth = perovskite(shape=700, pixel_size=0.396 / 100, seed=0)
+    columns = image.find_columns()
+    ref, found = match(truth.columns.xy, columns.xy, 15)
+    assert len(ref) == len(truth.columns)
+    extra = np.setdiff1d(np.arange(len(columns)), found)
+    # Any extra column is a partly visible one on the image edge.
+    xy = columns.xy[extra]
+    on_edge = (xy.min(1) < 2) | (xy[:, 0] > 697) | (xy[:, 1] > 697)
+    assert on_edge.all(), xy
+
+
+# --- learning results, synthetic images, Columns ------------------------------
+
+
+def test_loading_maps_name_the_number_of_components(small):
+    image, _ = small
+    ld = image.local_descriptors(16, columns=Columns(np.random.default_rng(0).
+                                 uniform(20, 230, (60, 2))), source="image")  # fmt: skip
+    ld.decomposition(algorithm="SVD", output_dimension=3, print_info=False)
+    _refused(lambda: ld.get_loading_maps(components=100), ValueError, "at most")
+    _refused(lambda: ld.get_loading_maps(components=[0, 9999]), ValueError, "9999")
+    _refused(lambda: ld.get_loading_maps(components=0), ValueError, "components")
+    _refused(lambda: ld.get_loading_maps(components=2.5), TypeError, "components")
+    _refused(lambda: ld.get_loading_maps(mode="contour"), ValueError, "mode")
+    assert ld.get_loading_maps(components=2).axes_manager.navigation_size == 2
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, word",
+    [
+        (dict(seed="x"), TypeError, "seed"),
+        (dict(seed=-1), TypeError, "seed"),
+        (dict(shape=256.0), TypeError, "shape"),
+        (dict(shape="256"), TypeError, "shape"),
+        (dict(shape=(64, 64, 3)), ValueError, "shape"),
+        (dict(rotation="x"), TypeError, "rotation"),
+        (dict(rotation=float("inf")), ValueError, "rotation"),
+        (dict(dose=-1), ValueError, "dose"),
+        (dict(pixel_size=0), ValueError, "pixel_size"),
+        (dict(drift="ab"), TypeError, "drift"),
+        (dict(directions=[1, "a", 2, 3]), TypeError, "directions"),
+    ],
+)
+def test_perovskite_names_the_parameter(kwargs, error, word):
+    _refused(lambda: perovskite(**kwargs), error, word)
+
+
+@pytest.mark.parametrize(
+    "args, error, word",
+    [
+        (([[np.nan, 1]],), ValueError, "NaN"),
+        (([1, 2, 3],), ValueError, "(N, 2)"),
+        (([[1, 2]], [0.5]), ValueError, "labels"),
+        (([[1, 2]], [3], ["A"]), ValueError, "labels"),
+        (([[1, 2]], [0], "A"), TypeError, "class_names"),
+        (([[1, 2]], [0], ["A"], [1, 2]), ValueError, "scores"),
+    ],
+)
+def test_columns_constructor(args, error, word):
+    _refused(lambda: Columns(*args), error, word)
+
+
+def test_analyze_names_what_set_signal_type_left_alone():
+    from stemunmix.report import analyze
+
+    line = hs.signals.Signal1D(np.ones(100))
+    line.set_signal_type("atomic_resolution")  # HyperSpy: silently nothing
+    assert not hasattr(line, "segment")
+    _refused(lambda: analyze(line), ValueError, "not an image", "set_signal_type")
+    cube = hs.signals.BaseSignal(np.ones((8, 8, 8))).transpose(signal_axes=3)
+    _refused(lambda: analyze(cube), ValueError, "3 dimension", "transpose")
+    hologram = hs.signals.ComplexSignal2D(np.ones((64, 64), complex))
+    _refused(lambda: analyze(hologram), ValueError, "complex", "signal.real")
+    _refused(lambda: analyze(np.ones((64, 64))), TypeError, "hs.load")
+
+
+# --- the command line: options named, checked before any work ----------------
+
+
+@pytest.fixture
+def small_file(tmp_path):
+    image, _ = perovskite(shape=128, seed=0)
+    path = tmp_path / "small.hspy"
+    image.save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "argv, start",
+    [
+        (["analyze", "FILE", "--window", "0"], "stemunmix analyze: argument --window"),
+        (["analyze", "FILE", "--window", "500"], "stemunmix analyze: --window 500"),
+        (["analyze", "FILE", "--classes", "X"], "stemunmix analyze: --classes 'X'"),
+        (
+            ["analyze", "FILE", "--components", "0"],
+            "stemunmix analyze: argument --comp",
+        ),
+        (
+            ["analyze", "FILE", "--domains", "x"],
+            "stemunmix analyze: argument --domains",
+        ),
+        (
+            ["analyze", "FILE", "--method", "svd"],
+            "stemunmix analyze: argument --method",
+        ),
+        (["demo", "--window", "-3"], "stemunmix demo: argument --window"),
+        (["demo", "--size", "-10"], "stemunmix demo: argument --size"),
+        (["demo", "--seed", "-1"], "stemunmix demo: argument --seed"),
+        (["train", "--batch-size", "0"], "stemunmix train: argument --batch-size"),
+    ],
+)
+def test_cli_names_the_option(small_file, capsys, forward_passes, argv, start):
+    argv = [str(small_file) if a == "FILE" else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(start), err
+    assert "\n" not in err and "Traceback" not in err
+    assert " d " not in err and "d=" not in err  # no Python argument names
+    assert forward_passes == []
+
+
+def test_cli_names_a_line_profile(tmp_path, capsys, forward_passes):
+    path = tmp_path / "line.hspy"
+    hs.signals.Signal1D(np.ones(100)).save(path)
+    assert main(["analyze", str(path)]) == 2
+    assert "holds no image" in capsys.readouterr().err
+    assert forward_passes == []
+
+
+def test_cli_shows_stemunmix_warnings(tmp_path, capsys, monkeypatch):
+    """The CLI no longer silences every warning: stemunmix's own reach the user."""
+    from stemunmix import report
+
+    def analyze(*args, **kwargs):
+        warnings.warn("stemunmix: the user should know", UserWarning, stacklevel=2)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(report, "analyze", analyze)
+    with pytest.warns(UserWarning, match="the user should know"):
+        assert main(["demo", "--size", "64", "--out", str(tmp_path)]) == 2
+
+
+def test_columns_off_the_lattice_carry_a_warning(small):
+    image, _ = small
+    prob = image.segment()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a crystal: no warning
+        prob.find_columns(image=image)
+    # The same maps with the lattice translations of another crystal.
+    prob.metadata.Signal.stemunmix.segment.lattice_vectors = np.array(
+        [[13.7, 3.1], [-4.4, 11.9]]
+    )
+    with pytest.warns(UserWarning, match="lattice translation away"):
+        prob.find_columns(image=image)
