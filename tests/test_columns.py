@@ -88,25 +88,28 @@ def test_fit_measures_the_column_width_first(wide_columns):
     assert np.median(err[labels == 1]) < 0.15
 
 
-def test_block_by_block_search_equals_the_whole_frame(wide_columns):
+@pytest.mark.parametrize("lazy", [False, True])
+def test_block_by_block_search_equals_the_whole_frame(wide_columns, lazy):
     import dask.array as da
 
-    from stemunmix.core.find import find_columns_frame, region_halo
-    from stemunmix.signals.column_probabilities import _find_by_blocks, _middle_sizes
+    from stemunmix.core.find import (
+        find_columns,
+        find_columns_frame,
+        frame_sizes,
+        middle,
+        region_halo,
+    )
 
     data, _, prob, d = wide_columns
-    lazy_prob, lazy_data = (
-        da.from_array(prob, chunks=(3, 200, 200)),
-        da.from_array(data),
-    )
-    sizes = _middle_sizes(lazy_prob, lazy_data, [0, 1], d / 2, 0.5, d)
+    rows, cols = middle(prob.shape)
+    sizes = frame_sizes(prob[:, rows, cols], data[rows, cols], [0, 1], d / 2, 0.5, d)
     assert 2 * region_halo(d / 2, sizes) + 200 < 600  # regions smaller than the frame
     whole = find_columns_frame(prob, [0, 1], d / 2, 0.5, data, "gaussian", d)
-    blocks = _find_by_blocks(
-        lazy_prob, [0, 1], d / 2, 0.5, lazy_data, "gaussian", d, 200
-    )
-    np.testing.assert_array_equal(blocks[1], whole[1])
-    np.testing.assert_allclose(blocks[0], whole[0], atol=1e-5)
+    if lazy:
+        prob, data = da.from_array(prob, chunks=(3, 200, 200)), da.from_array(data)
+    blocks = find_columns(prob, data, 0, [0, 1], 0.5, "gaussian", {(): (d / 2, d)}, 200)
+    np.testing.assert_array_equal(blocks[()][1], whole[1])
+    np.testing.assert_allclose(blocks[()][0], whole[0], atol=1e-5)
 
 
 def test_polarization_recovers_planted_displacement():

@@ -159,3 +159,62 @@ def region_halo(min_distance: float, sizes: dict, n_iter: int = 4) -> int:
     the neighbour-aware fit reaches one neighbour shell per iteration."""
     reach = 2 * sizes["radius"] + 4 * sizes["sigma"]
     return int(np.ceil((n_iter + 2) * reach + 4 * min_distance))
+
+
+def find_columns(prob, image, nav_ndim: int, column_classes, threshold: float,
+                 refine: str, distances: dict, block: int, progress=None) -> dict:  # fmt: skip
+    """Columns of every frame of ``prob`` (nav..., C, H, W) and the raw
+    ``image`` (nav..., H, W, or None), numpy or dask, block by block through
+    the engine: each block reads its region with the halo of
+    :func:`region_halo`, so any block size gives the whole frame's columns.
+
+    ``distances``: {frame: (min_distance, ab_distance)} pixels. The fit's
+    width and patch are measured once per frame on its :func:`middle`.
+    Returns {frame: (xy, labels, scores)}, each frame's columns in row order.
+    """
+    from stemunmix.core import engine
+
+    frames = list(np.ndindex(prob.shape[:nav_ndim]))
+    shape = prob.shape[-2:]
+    use_image = refine == "gaussian" and image is not None
+    sizes = {f: {"radius": 0, "sigma": 0} for f in frames}
+    if use_image:
+        rows, cols = middle(shape)
+        pieces = [(prob[f][:, rows, cols], image[f][rows, cols]) for f in frames]
+        if engine.is_lazy((prob, image)):
+            import dask
+
+            pieces = dask.compute(*pieces)
+        for f, (p, r) in zip(frames, pieces, strict=True):
+            dist, d_ab = distances[f]
+            sizes[f] = frame_sizes(np.asarray(p), r, column_classes, dist,
+                                   threshold, d_ab)  # fmt: skip
+
+    def region_of(frame, box):
+        m = region_halo(distances[frame][0], sizes[frame])
+        y0, y1, x0, x1 = box
+        return (
+            max(0, y0 - m),
+            min(shape[0], y1 + m),
+            max(0, x0 - m),
+            min(shape[1], x1 + m),
+        )
+
+    def run(region, frame, box, origin):
+        p, raw = region if use_image else (region, None)
+        return find_columns_region(p, column_classes, distances[frame][0], threshold,
+                                   raw, refine, sizes[frame], box, origin)  # fmt: skip
+
+    step = engine.Step(run, region_of=region_of)
+    data = (prob, image) if use_image else prob
+    parts = engine.run_items(step, data, nav_ndim, lambda f: engine.boxes(shape, block),
+                             progress=progress)  # fmt: skip
+    out = {}
+    for f in frames:
+        mine = [r for frame, _, r in parts if frame == f]
+        xy, labels, scores, start = (
+            np.concatenate([p[i] for p in mine]) for i in range(4)
+        )
+        order = np.lexsort((start[:, 0], start[:, 1]))
+        out[f] = (xy[order].reshape(-1, 2), labels[order].astype(int), scores[order])
+    return out

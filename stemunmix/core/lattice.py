@@ -217,21 +217,79 @@ def relabel(region: np.ndarray, vectors: np.ndarray, weight: float,
     return out
 
 
+def name_by_lattice(maps, names, spacings, weight: float, block: int):
+    """Maps (nav..., C, H, W), numpy or dask, with the column classes named
+    with the help of the lattice (:func:`relabel`), block by block with the
+    lattice halo through the engine (numpy: in place, a band of blocks held
+    aside); and the translations per frame, (nav..., 2, 2) [x, y] pixels, NaN
+    where a frame shows too few columns of the first class to measure them
+    (a warning says so; that frame keeps the network's naming).
+
+    ``spacings``: the column spacing (pixels) per frame index.
+    """
+    import warnings
+
+    from stemunmix.core import engine
+
+    background = names.index("background")
+    nav_shape, shape = maps.shape[:-3], maps.shape[-2:]
+    first = next(k for k in range(len(names)) if k != background)
+    frames = list(np.ndindex(nav_shape))
+    crops = [_central(shape, max(512, int(20 * spacings[f]))) for f in frames]
+    pieces = [maps[f + (first,) + crop] for f, crop in zip(frames, crops, strict=True)]
+    if engine.is_lazy(maps):
+        import dask
+
+        pieces = dask.compute(*pieces)
+    vectors = np.full(nav_shape + (2, 2), np.nan)
+    for f, piece in zip(frames, pieces, strict=True):
+        found = translations(np.asarray(piece), spacings[f])
+        if found is None:
+            warnings.warn(
+                f"segment: frame {f} shows too few {names[first]} columns to "
+                "measure its lattice; its columns are named by the network alone",
+                stacklevel=4,
+            )
+        else:
+            vectors[f] = found
+    ok = np.isfinite(vectors).all(axis=(-2, -1))
+    if not ok.any():
+        return maps, vectors
+    halo = max(lattice_halo(vectors[f]) for f in frames if ok[f])
+
+    def run(region, frame, box, origin):
+        y0, y1, x0, x1 = box
+        if ok[frame]:
+            region = relabel(region, vectors[frame], weight, background)
+        return region[
+            :, y0 - origin[0] : y1 - origin[0], x0 - origin[1] : x1 - origin[1]
+        ]
+
+    step = engine.Step(run, halo=halo)
+    out = maps if not engine.is_lazy(maps) else None
+    maps = engine.run_image(step, maps, (len(names),), max(block, 2 * halo),
+                            len(nav_shape), out=out)  # fmt: skip
+    return maps, vectors
+
+
+def _central(shape, size: int) -> tuple[slice, slice]:
+    h, w = shape
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return slice(top, top + size), slice(left, left + size)
+
+
 def relabel_frame(maps: np.ndarray, vectors: np.ndarray, weight: float,
                   background: int, rows: int = 256) -> None:  # fmt: skip
-    """:func:`relabel` of a whole frame's maps (C, H, W), in place, in strips of
-    ``rows`` rows (with their halo), so memory stays a few strips."""
-    m = lattice_halo(vectors)
-    rows = max(rows, m)
-    height = maps.shape[-2]
-    above = None  # the original rows just above the strip
-    for y0 in range(0, height, rows):
-        y1 = min(height, y0 + rows)
-        lo, hi = max(0, y0 - m), min(height, y1 + m)
-        region = np.array(maps[:, lo:hi], np.float32)
-        if y0 > 0:
-            region[:, : y0 - lo] = above
-        above = np.array(maps[:, max(0, y1 - m) : y1])  # before it is overwritten
-        maps[:, y0:y1] = relabel(region, vectors, weight, background)[
-            :, y0 - lo : y1 - lo
-        ]
+    """:func:`relabel` of a whole frame's maps (C, H, W), in place, in blocks
+    of ``rows`` pixels (with their halo) through the engine, so memory stays
+    one band of blocks."""
+    from stemunmix.core import engine
+
+    def run(region, frame, box, origin):
+        y0, y1, x0, x1 = box
+        out = relabel(region, vectors, weight, background)
+        return out[:, y0 - origin[0] : y1 - origin[0], x0 - origin[1] : x1 - origin[1]]
+
+    halo = lattice_halo(vectors)
+    engine.run_image(engine.Step(run, halo=halo), maps, (maps.shape[0],),
+                     max(rows, halo), 0, out=maps)  # fmt: skip

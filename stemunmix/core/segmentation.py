@@ -28,6 +28,17 @@ def intensity_range(
     return float(lo), float(hi)
 
 
+def check_finite(image: np.ndarray) -> None:
+    """ValueError naming the fix where ``image`` holds NaN or inf pixels."""
+    if np.asarray(image).size == 0:
+        raise ValueError("the image is empty")
+    if not np.all(np.isfinite(image)):
+        raise ValueError(
+            "the image has NaN or inf pixels; replace them (e.g. "
+            "s.data[~np.isfinite(s.data)] = np.nanmedian(s.data)) before segmenting"
+        )
+
+
 def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.ndarray:
     """Robust per-image scaling: the ``low`` and ``high`` percentiles go to 0 and 1.
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch.nn import functional as F
 
+from stemunmix.core import engine
 from stemunmix.core import segmentation as seg
-from stemunmix.core.blocks import block_bounds
 
 MIN_SIZE = 32  # pixels, after resampling: about two unit cells
 
@@ -185,20 +187,90 @@ def predict(
 ) -> np.ndarray:  # fmt: skip
     """Class probabilities (C, H, W) float32 of one image on its own pixel grid,
     computed block by block (``block`` x ``block`` image pixels each, default
-    :func:`block_size`), written into ``out`` when given (no second copy of a
-    large result)."""
-    shape = image.shape
-    check_size(shape, factor)
-    lo, hi = seg.intensity_range(image)
+    :func:`block_size`) by the engine, written into ``out`` when given (no
+    second copy of a large result)."""
+    check_size(image.shape, factor)
+    plan = FramePlan(factor=float(factor), spacing=None,
+                     range=seg.intensity_range(image))  # fmt: skip
+    step = network_step(model, {(): plan}, image.shape, tile, batch_size, device)
     block = block or block_size(tile, factor)
-    if out is None:
-        out = np.empty((len(model.class_names),) + shape, np.float32)
-    for y0, y1 in block_bounds(shape[0], block):
-        for x0, x1 in block_bounds(shape[1], block):
-            box = (y0, y1, x0, x1)
-            oy0, oy1, ox0, ox1 = block_plan(shape, box, factor, model)
-            out[:, y0:y1, x0:x1] = predict_block(
-                model, image[oy0:oy1, ox0:ox1], (oy0, ox0), shape, box, factor,
-                lo, hi, tile, batch_size, device,
-            )  # fmt: skip
-    return out
+    return engine.run_image(step, image, (len(model.class_names),), block, 0, out=out)
+
+
+@dataclass(frozen=True)
+class FramePlan:
+    """What the network needs to know of one frame before it runs."""
+
+    factor: float  # resampling factor to the training spacing
+    spacing: float | None  # column spacing, pixels (measured or given)
+    range: tuple[float, float]  # intensity range mapped to 0..1
+
+
+def plan_frames(data, nav_ndim, scale, training_spacing, spacing=None,
+                contrast="auto") -> dict:  # fmt: skip
+    """A :class:`FramePlan` per frame of ``data`` (numpy or dask), from its
+    central crop (spacing, contrast) and a regular subsample (intensity range,
+    finite pixels); only those small pieces are read (computed, for dask)."""
+    shape = data.shape[-2:]
+    step = max(1, int(np.ceil(np.sqrt(shape[0] * shape[1] / 4_000_000))))
+    crop = spacing_crop(shape)
+    frames = list(np.ndindex(data.shape[:nav_ndim]))
+    pieces = [(data[f][crop], data[f][::step, ::step]) for f in frames]
+    if engine.is_lazy(data):
+        import dask
+
+        pieces = dask.compute(*pieces)
+    plans = {}
+    for f, (small, sample) in zip(frames, pieces, strict=True):
+        seg.check_finite(np.asarray(sample))
+        factor, found = scale_factor(np.asarray(small), scale, training_spacing,
+                                     spacing, contrast)  # fmt: skip
+        check_size(shape, factor)
+        plans[f] = FramePlan(float(factor), found, seg.intensity_range(sample))
+    return plans
+
+
+def network_step(model, plans, shape, tile, batch_size, device) -> engine.Step:
+    """The network as an engine step: each block reads the frame pixels
+    :func:`block_plan` asks for at its frame's factor."""
+
+    def region_of(frame, box):
+        return block_plan(shape, box, plans[frame].factor, model)
+
+    def run(region, frame, box, origin):
+        seg.check_finite(region)  # a lazy frame is read here for the first time
+        p = plans[frame]
+        return predict_block(model, region, origin, shape, box, p.factor, *p.range,
+                             tile, batch_size, device)  # fmt: skip
+
+    return engine.Step(run, region_of=region_of)
+
+
+def segment(data, model, nav_ndim, scale, tile, batch_size, device, lazy,
+            spacing=None, contrast="auto", lattice_prior=0.0, progress=None):  # fmt: skip
+    """Probability maps (nav..., C, H, W) of ``data`` (nav..., H, W), numpy or
+    dask (``lazy``: a dask result either way), named with the lattice
+    (:func:`stemunmix.core.lattice.name_by_lattice`) when ``lattice_prior`` > 0.
+
+    Returns (maps, plans per frame, block side, lattice vectors or None).
+    """
+    from stemunmix.core import lattice
+
+    training = float(model.card.get("training_spacing", 16.0))
+    plans = plan_frames(data, nav_ndim, scale, training, spacing, contrast)
+    block = block_size(tile, max(p.factor for p in plans.values()))
+    if lazy and not engine.is_lazy(data):
+        import dask.array as da
+
+        data = da.from_array(data, chunks=(1,) * nav_ndim + (-1, -1))
+    step = network_step(model, plans, data.shape[-2:], tile, batch_size, device)
+    names = list(model.class_names)
+    maps = engine.run_image(step, data, (len(names),), block, nav_ndim,
+                            progress=progress)  # fmt: skip
+    vectors = None
+    if lattice_prior > 0 and len(names) >= 3:
+        spacings = {f: p.spacing if p.spacing is not None else training / p.factor
+                    for f, p in plans.items()}  # fmt: skip
+        maps, vectors = lattice.name_by_lattice(maps, names, spacings,
+                                                float(lattice_prior), block)  # fmt: skip
+    return maps, plans, block, vectors

@@ -100,6 +100,35 @@ class LazyStemunmixSignal2D(LazySignal, StemunmixSignal2D):
     """Lazy twin of :class:`StemunmixSignal2D`."""
 
 
+# --- HyperSpy conventions shared by every method ------------------------------
+
+
+class progress_bar:
+    """A tqdm bar honouring ``show_progressbar`` (None: HyperSpy's preference),
+    as a context manager; the engine resets its total and updates it."""
+
+    def __init__(self, show_progressbar, desc: str):
+        from hyperspy.defaults_parser import preferences
+
+        show = preferences.General.show_progressbar
+        self.show = show if show_progressbar is None else bool(show_progressbar)
+        self.desc = desc
+        self.bar = None
+
+    def __enter__(self):
+        if not self.show:
+            return None
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(desc=self.desc, leave=False)
+        return self.bar
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+        return False
+
+
 # --- checks of the image geometry, shared by every method --------------------
 
 SQUARE_TOLERANCE = 1e-3  # relative difference of the x and y pixel sizes

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 from hyperspy._signals.lazy import LazySignal
 
-from stemunmix.core import checks
-from stemunmix.signals._base import StemunmixSignal2D, check_image_axes
+from stemunmix.core import checks, engine
+from stemunmix.core import segmentation as seg
+from stemunmix.signals._base import StemunmixSignal2D, check_image_axes, progress_bar
 
 
 class AtomicResolutionImage(StemunmixSignal2D):
@@ -90,72 +91,31 @@ class AtomicResolutionImage(StemunmixSignal2D):
         checks.real("lattice_prior", lattice_prior, 0, 10)
         model = _check_model(model)  # the plain arguments first: this loads a file
         dev = resolve_device(device)
-        batch_size = batch_size or (4 if dev.type == "cuda" else 1)
         if not self._lazy:
-            _check_frames(self.data)
+            seg.check_finite(self.data)
         model = inference.for_inference(model).to(dev)
-        training = float(model.card.get("training_spacing", 16.0))
-        n_classes = len(model.class_names)
-
-        measured = []  # (spacing, factor) per frame
-
         lazy = self._lazy if lazy_output is None else bool(lazy_output)
+        with progress_bar(show_progressbar, "segment") as bar:
+            maps, plans, block, vectors = inference.segment(
+                self.data, model, self.axes_manager.navigation_dimension, scale,
+                tile, batch_size or (4 if dev.type == "cuda" else 1), dev, lazy,
+                spacing_px, contrast, float(lattice_prior), bar,
+            )  # fmt: skip
+        if not lazy and engine.is_lazy(maps):
+            maps = maps.compute()
+        out = self._probabilities_signal(maps, model, scale, tile, block)
         nav_shape = self.data.shape[:-2]
-        if self._lazy or lazy:
-            data = self.data
-            if not self._lazy:
-                import dask.array as da
-
-                data = da.from_array(data, chunks=(1,) * len(nav_shape) + (-1, -1))
-            result, block = _segment_lazy(data, model, scale, training, tile,
-                                          batch_size, dev, measured, spacing_px,
-                                          contrast)  # fmt: skip
-            if not lazy:
-                result = result.compute()
-        else:
-            from hyperspy.defaults_parser import preferences
-            from tqdm.auto import tqdm
-
-            show = preferences.General.show_progressbar
-            show = show if show_progressbar is None else show_progressbar
-            frames = list(np.ndindex(nav_shape))
-            for idx in frames:  # the scale of every frame first, as the lazy path
-                factor, found = inference.scale_factor(
-                    self.data[idx], scale, training, spacing_px, contrast
-                )
-                inference.check_size(self.data.shape[-2:], factor)
-                measured.append((found, factor))
-            block = inference.block_size(tile, max(f for _, f in measured))
-            result = np.empty(nav_shape + (n_classes,) + self.data.shape[-2:], "f4")
-            for (_, factor), idx in tqdm(
-                list(zip(measured, frames, strict=True)),
-                desc="segment", disable=not show or len(frames) < 2,
-            ):  # fmt: skip
-                # No float32 copy of the frame: each block converts its own
-                # pixels (as the lazy path does), so memory stays bounded.
-                inference.predict(model, np.asarray(self.data[idx]), factor, tile,
-                                  batch_size, dev, out=result[idx], block=block)  # fmt: skip
-        vectors = None
-        if lattice_prior > 0:
-            result, vectors = _name_by_lattice(result, model, training, measured,
-                                               float(lattice_prior))  # fmt: skip
-        out = self._probabilities_signal(result, model, scale, tile, block)
-        out.metadata.set_item("Signal.stemunmix.segment.lattice_prior",
-                              float(lattice_prior))  # fmt: skip
-        out.metadata.set_item("Signal.stemunmix.segment.contrast", contrast)
-        out.metadata.set_item("Signal.stemunmix.segment.spacing",
-                              "measured" if spacing_px is None else spacing_px)  # fmt: skip
+        record = {
+            "lattice_prior": float(lattice_prior),
+            "contrast": contrast,
+            "spacing": "measured" if spacing_px is None else spacing_px,
+            "measured_spacing": np.array([plans[f].spacing for f in np.ndindex(nav_shape)]),
+            "factor": np.array([plans[f].factor for f in np.ndindex(nav_shape)]),
+        }  # fmt: skip
         if vectors is not None:
-            out.metadata.set_item("Signal.stemunmix.segment.lattice_vectors", vectors)
-        if len(measured) == int(np.prod(nav_shape)):
-            found = [m[0] for m in measured]
-            if None not in found:
-                out.metadata.set_item(
-                    "Signal.stemunmix.segment.measured_spacing", np.array(found)
-                )
-            out.metadata.set_item(
-                "Signal.stemunmix.segment.factor", np.array([m[1] for m in measured])
-            )
+            record["lattice_vectors"] = vectors
+        for key, value in record.items():
+            out.metadata.set_item(f"Signal.stemunmix.segment.{key}", value)
         return out
 
     def square_pixels(self):
@@ -371,178 +331,6 @@ def _check_contrast(contrast):
             "trained on bright columns; use the simultaneous HAADF/ADF image"
         )
     checks.one_of("contrast", contrast, CONTRASTS)
-
-
-def _check_frames(data):
-    if data.size == 0:
-        raise ValueError("the image is empty")
-    if not np.all(np.isfinite(data)):
-        raise ValueError(
-            "the image has NaN or inf pixels; replace them (e.g. "
-            "s.data[~np.isfinite(s.data)] = np.nanmedian(s.data)) before segmenting"
-        )
-
-
-def _name_by_lattice(result, model, training_spacing, measured, weight):
-    """Maps with the column classes named with the help of the lattice
-    (:func:`stemunmix.core.lattice.relabel`), eagerly in place for a numpy
-    ``result``, as a dask graph (block by block, each with its halo) for a dask
-    one; and the lattice translations per frame, (frames..., 2, 2) [x, y]
-    pixels, NaN where a frame shows too few columns to measure them."""
-    import warnings
-
-    from stemunmix.core import lattice
-    from stemunmix.nn import inference
-
-    names = list(model.class_names)
-    background = names.index("background")
-    nav_shape, shape = result.shape[:-3], result.shape[-2:]
-    if len(names) < 3:  # one column class: nothing to name
-        return result, None
-    first = next(k for k in range(len(names)) if k != background)
-    frames = list(np.ndindex(nav_shape))
-    spacings = [found if found is not None else training_spacing / factor
-                for found, factor in measured]  # fmt: skip
-    crops = [inference.spacing_crop(shape, max(512, int(20 * sp))) for sp in spacings]
-    pieces = [
-        result[idx + (first,) + crop] for idx, crop in zip(frames, crops, strict=True)
-    ]
-    if not isinstance(result, np.ndarray):
-        import dask
-
-        pieces = dask.compute(*pieces)
-    vectors = np.full(nav_shape + (2, 2), np.nan)
-    for idx, piece, sp in zip(frames, pieces, spacings, strict=True):
-        found = lattice.translations(np.asarray(piece), sp)
-        if found is None:
-            warnings.warn(
-                f"segment: frame {idx} shows too few {names[first]} columns to "
-                "measure its lattice; its columns are named by the network alone",
-                stacklevel=3,
-            )
-        else:
-            vectors[idx] = found
-    if isinstance(result, np.ndarray):
-        for idx in frames:
-            if np.isfinite(vectors[idx]).all():
-                lattice.relabel_frame(result[idx], vectors[idx], weight, background)
-        return result, vectors
-    return _relabel_lazy(result, vectors, weight, background), vectors
-
-
-def _relabel_lazy(result, vectors, weight, background):
-    """Dask graph of :func:`stemunmix.core.lattice.relabel` on lazy maps: each
-    output block reads its block plus the lattice halo (exactly as eager)."""
-    import dask.array as da
-
-    from stemunmix.core import lattice
-
-    nav = result.ndim - 3
-    ok = np.isfinite(vectors).all(axis=(-2, -1))
-    if not ok.any():
-        return result
-    halo = max(lattice.lattice_halo(v) for v in vectors[ok])
-    height, width = result.shape[-2:]
-
-    def run(region, box, block_info=None):
-        loc = block_info[0]["array-location"][:nav]
-        y0, y1, x0, x1, ry0, rx0 = box
-        out = np.empty(region.shape[:-2] + (y1 - y0, x1 - x0), np.float32)
-        for idx in np.ndindex(region.shape[:-3]):
-            frame = tuple(lo + i for (lo, _), i in zip(loc, idx, strict=True))
-            maps = region[idx]
-            if ok[frame]:
-                maps = lattice.relabel(maps, vectors[frame], weight, background)
-            out[idx] = maps[:, y0 - ry0 : y1 - ry0, x0 - rx0 : x1 - rx0]
-        return out
-
-    nav_chunks = result.chunks[:nav]
-    ys = np.cumsum((0,) + result.chunks[-2])
-    xs = np.cumsum((0,) + result.chunks[-1])
-    rows = []
-    for y0, y1 in zip(ys[:-1], ys[1:], strict=True):
-        row = []
-        for x0, x1 in zip(xs[:-1], xs[1:], strict=True):
-            ry0, ry1 = max(0, y0 - halo), min(height, y1 + halo)
-            rx0, rx1 = max(0, x0 - halo), min(width, x1 + halo)
-            region = result[..., ry0:ry1, rx0:rx1].rechunk(nav_chunks + (-1, -1, -1))
-            row.append(da.map_blocks(
-                run, region, (int(y0), int(y1), int(x0), int(x1), int(ry0), int(rx0)),
-                dtype=np.float32,
-                chunks=nav_chunks + (result.shape[-3:-2], (y1 - y0,), (x1 - x0,)),
-            ))  # fmt: skip
-        rows.append(row)
-    return da.block(rows)
-
-
-def _segment_lazy(data, model, scale, spacing, tile, batch_size, device, measured,
-                  spacing_px=None, contrast="auto"):  # fmt: skip
-    """Dask graph of the probability maps: one task per output block of
-    ``tile`` x ``tile`` pixels (and per chunk of frames), each reading its block
-    plus the halo the network needs, so memory stays bounded at any image size
-    and the values equal the eager ones exactly."""
-    import dask
-    import dask.array as da
-
-    from stemunmix.core import segmentation as seg
-    from stemunmix.nn import inference
-
-    nav_shape, shape = data.shape[:-2], data.shape[-2:]
-    n_classes = len(model.class_names)
-    # Per frame, up front and small: the scale from the central crop and the
-    # intensity range from the regular subsample the eager path uses.
-    step = max(1, int(np.ceil(np.sqrt(shape[0] * shape[1] / 4_000_000))))
-    crop = inference.spacing_crop(shape)
-    pieces = [
-        (data[idx][crop], data[idx][::step, ::step]) for idx in np.ndindex(nav_shape)
-    ]
-    factors, ranges = [], []
-    for small, sample in dask.compute(*pieces):
-        _check_frames(sample)
-        measured.append(
-            inference.scale_factor(small, scale, spacing, spacing_px, contrast)[::-1]
-        )
-        inference.check_size(shape, measured[-1][1])
-        factors.append(measured[-1][1])
-        ranges.append(seg.intensity_range(sample))
-    factors = np.array(factors).reshape(nav_shape)
-    ranges = np.array(ranges).reshape(nav_shape + (2,))
-    model_in_graph = dask.delayed(model, pure=True)
-    nav_chunks = data.chunks[:-2]
-
-    def run(region, net, origin, box, block_info=None):
-        loc = block_info[0]["array-location"][: len(nav_shape)]
-        out = np.empty(region.shape[:-2] + (n_classes, box[1] - box[0], box[3] - box[2]),
-                       np.float32)  # fmt: skip
-        for idx in np.ndindex(region.shape[:-2]):
-            frame_idx = tuple(lo + i for (lo, _), i in zip(loc, idx, strict=True))
-            frame = np.asarray(region[idx], np.float32)
-            _check_frames(frame)
-            lo, hi = ranges[frame_idx]
-            out[idx] = inference.predict_block(
-                net, frame, origin, shape, box, float(factors[frame_idx]), lo, hi,
-                tile, batch_size, device,
-            )  # fmt: skip
-        return out
-
-    block = inference.block_size(tile, float(np.max(factors)))
-    rows = []
-    for y0, y1 in inference.block_bounds(shape[0], block):
-        row = []
-        for x0, x1 in inference.block_bounds(shape[1], block):
-            box = (y0, y1, x0, x1)
-            plans = np.array([inference.block_plan(shape, box, f, model)
-                              for f in np.unique(factors)])  # fmt: skip
-            oy0, ox0 = plans[:, 0].min(), plans[:, 2].min()
-            oy1, ox1 = plans[:, 1].max(), plans[:, 3].max()
-            region = data[..., oy0:oy1, ox0:ox1].rechunk(nav_chunks + (-1, -1))
-            row.append(da.map_blocks(
-                run, region, model_in_graph, (int(oy0), int(ox0)), box,
-                new_axis=len(nav_shape), dtype=np.float32,
-                chunks=nav_chunks + ((n_classes,), (y1 - y0,), (x1 - x0,)),
-            ))  # fmt: skip
-        rows.append(row)
-    return da.block(rows), block
 
 
 class LazyAtomicResolutionImage(LazySignal, AtomicResolutionImage):

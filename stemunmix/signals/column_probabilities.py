@@ -9,7 +9,7 @@ from hyperspy._signals.lazy import LazySignal
 
 from stemunmix.columns import Columns
 from stemunmix.core import checks
-from stemunmix.signals._base import StemunmixSignal2D
+from stemunmix.signals._base import StemunmixSignal2D, progress_bar
 
 
 class ColumnProbabilities(StemunmixSignal2D):
@@ -85,9 +85,8 @@ class ColumnProbabilities(StemunmixSignal2D):
             [x, y] pixels, labels into ``class_names``, the probability as
             score, ``nav_index`` for stacks. Also stored in ``self.columns``.
         """
-        from stemunmix.core.find import find_columns_frame
+        from stemunmix.core.find import find_columns
         from stemunmix.core.lattice import checkerboard
-        from stemunmix.core.segmentation import measure_spacing
 
         threshold, min_distance = check_find_arguments(
             threshold, min_distance, refine, lattice
@@ -101,37 +100,21 @@ class ColumnProbabilities(StemunmixSignal2D):
             )
         frames_image = self._raw_frames(image, refine)
         nav_shape = self.data.shape[:-3]
-        spacing = self._get_state("segment", {}).get("measured_spacing")
+        distances = self._column_distances(classes, min_distance)
+        block = self._segment_block() if self._lazy else max(self.data.shape[-2:])
+        with progress_bar(show_progressbar, "find_columns") as bar:
+            found = find_columns(self.data, frames_image, len(nav_shape), classes,
+                                 threshold, refine, distances, block, bar)  # fmt: skip
         xy, labels, scores, nav = [], [], [], []
-        for n, idx in enumerate(np.ndindex(nav_shape)):
-            prob = self.data[idx]
-            if min_distance is not None:
-                dist, d_ab = float(min_distance), 2.0 * float(min_distance)
-            else:
-                s = (
-                    float(np.ravel(spacing)[n])
-                    if spacing is not None
-                    else measure_spacing(np.asarray(prob[classes].sum(0)))
-                )
-                d_ab = s / np.sqrt(2)
-                dist = max(1.0, 0.5 * d_ab)
-            raw = None if frames_image is None else frames_image[idx]
-            if self._lazy:
-                f_xy, f_lab, f_score = _find_by_blocks(
-                    self.data[idx], classes, dist, threshold, raw, refine, d_ab,
-                    int(self._segment_block()),
-                )  # fmt: skip
-            else:
-                f_xy, f_lab, f_score = find_columns_frame(
-                    np.asarray(prob), classes, dist, threshold,
-                    None if raw is None else np.asarray(raw), refine, d_ab,
-                )  # fmt: skip
+        for idx in np.ndindex(nav_shape):
+            f_xy, f_lab, f_score = found[idx]
             # A fit may carry an edge column off the frame: it has no pixels
             # of its own there, so it is no column of this image.
-            on = _on_frame(f_xy, prob.shape)
+            on = _on_frame(f_xy, self.data.shape)
             f_xy, f_lab, f_score = f_xy[on], f_lab[on], f_score[on]
             if lattice == "checkerboard":
-                f_lab = checkerboard(f_xy, f_lab, f_score, d_ab, tuple(classes))
+                f_lab = checkerboard(f_xy, f_lab, f_score, distances[idx][1],
+                                     tuple(classes))  # fmt: skip
             xy.append(f_xy)
             labels.append(f_lab)
             scores.append(f_score)
@@ -195,6 +178,28 @@ class ColumnProbabilities(StemunmixSignal2D):
                         "threshold)",
                         stacklevel=3,
                     )
+
+    def _column_distances(self, classes, min_distance) -> dict:
+        """{frame: (min_distance, A-B distance)} pixels: from ``min_distance``
+        when given, else from the column spacing segment() recorded (or
+        measured on the column maps): A-B = spacing / sqrt(2), min_distance
+        half of it."""
+        from stemunmix.core.segmentation import measure_spacing
+
+        nav_shape = self.data.shape[:-3]
+        spacing = self._get_state("segment", {}).get("measured_spacing")
+        out = {}
+        for n, idx in enumerate(np.ndindex(nav_shape)):
+            if min_distance is not None:
+                out[idx] = (float(min_distance), 2.0 * float(min_distance))
+                continue
+            if spacing is not None and np.isfinite(np.ravel(spacing)[n]):
+                s = float(np.ravel(spacing)[n])
+            else:
+                s = measure_spacing(np.asarray(self.data[idx][classes].sum(0)))
+            d_ab = s / np.sqrt(2)
+            out[idx] = (max(1.0, 0.5 * d_ab), d_ab)
+        return out
 
     def _segment_block(self) -> int:
         """Block side (pixels) the maps were computed in; column finding uses it."""
@@ -311,57 +316,6 @@ def check_find_arguments(threshold, min_distance, refine, lattice):
     if min_distance is not None:
         min_distance = checks.real("min_distance", min_distance, 1)
     return threshold, min_distance
-
-
-def _find_by_blocks(prob, classes, dist, threshold, raw, refine, d_ab, block):
-    """Columns of one lazy frame, block by block with a halo, computed in one
-    dask graph (so each probability block is computed once); equal to the
-    whole-frame result when the fit's sizes are those of the whole frame."""
-    import dask
-
-    from stemunmix.core.blocks import block_bounds
-    from stemunmix.core.find import find_columns_frame, find_columns_region, region_halo
-
-    h, w = prob.shape[-2:]
-    rows, cols = block_bounds(h, block), block_bounds(w, block)
-    if len(rows) == 1 and len(cols) == 1:  # one block: the whole frame at once
-        prob, raw = dask.compute(prob, raw)
-        return find_columns_frame(prob, classes, dist, threshold, raw, refine, d_ab)
-    sizes = None
-    if refine == "gaussian" and raw is not None:
-        sizes = _middle_sizes(prob, raw, classes, dist, threshold, d_ab)
-    halo = region_halo(dist, sizes or {"radius": 0, "sigma": 0})
-    find = dask.delayed(find_columns_region, pure=True)
-    tasks = []
-    for y0, y1 in rows:
-        for x0, x1 in cols:
-            oy0, oy1, ox0, ox1 = (
-                max(0, y0 - halo),
-                min(h, y1 + halo),
-                max(0, x0 - halo),
-                min(w, x1 + halo),
-            )
-            region_image = None if raw is None else raw[oy0:oy1, ox0:ox1]
-            tasks.append(find(prob[:, oy0:oy1, ox0:ox1], classes, dist, threshold,
-                              region_image, refine, sizes, (y0, y1, x0, x1), (oy0, ox0)))  # fmt: skip
-    parts = dask.compute(*tasks)
-    xy, labels, scores, start = (
-        np.concatenate([p[i] for p in parts]) for i in range(4)
-    )
-    order = np.lexsort((start[:, 0], start[:, 1]))
-    return xy[order].reshape(-1, 2), labels[order].astype(int), scores[order]
-
-
-def _middle_sizes(prob, raw, classes, dist, threshold, d_ab):
-    """The fit's width and patch for a lazy frame, as the eager search measures
-    them (on the middle of the frame)."""
-    import dask
-
-    from stemunmix.core.find import frame_sizes, middle
-
-    rows, cols = middle(prob.shape)
-    p_mid, r_mid = dask.compute(prob[:, rows, cols], raw[rows, cols])
-    return frame_sizes(p_mid, r_mid, classes, dist, threshold, d_ab)
 
 
 class LazyColumnProbabilities(LazySignal, ColumnProbabilities):
