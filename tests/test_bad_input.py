@@ -321,7 +321,7 @@ def test_small_images_work_with_the_spacing():
             assert len(ref) == len(truth.columns)  # recall 1
             assert len(columns) - len(found) <= 2  # partly visible edge columns
             assert (columns.labels[found] == truth.columns.labels[ref]).all()
-        assert image.metadata.Signal.stemunmix.segment.spacing == 19.8
+        assert image.probabilities.metadata.Signal.stemunmix.segment.spacing == 19.8
     # Where the spacing cannot be measured, the message says what works.
     noise = _image(np.random.default_rng(1).normal(size=(96, 96)))
     _refused(noise.find_columns, ValueError, "no lattice", "spacing=")

@@ -211,10 +211,12 @@ def test_find_columns_bad_input(found):
     with pytest.raises(ValueError, match="shape"):
         prob.find_columns(image=np.zeros((10, 10)))
     with pytest.raises(ValueError, match="unknown class"):
-        image.columns.select("C")
-    prob._source_image = None
-    with pytest.raises(ValueError, match="image"):
+        prob.find_columns().select("C")
+    assert prob.metadata.Signal.stemunmix.find_columns.refine == "gaussian"
+    del prob.metadata.Signal.stemunmix.image  # maps without their raw image
+    with pytest.warns(UserWarning, match="Pass image="):
         prob.find_columns()
+    assert prob.metadata.Signal.stemunmix.find_columns.refine == "centroid"
 
 
 def test_nan_positions_are_refused():

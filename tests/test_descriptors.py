@@ -225,9 +225,7 @@ def test_window_arguments_are_checked_before_segmenting():
         image.local_descriptors(8, edge="wrap")
 
 
-def test_lazy_maps_equal_eager_block_by_block(image_and_columns, monkeypatch):
-    from stemunmix.signals import local_descriptors as module
-
+def test_lazy_maps_equal_eager_block_by_block(image_and_columns):
     image, _ = image_and_columns
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -236,13 +234,12 @@ def test_lazy_maps_equal_eager_block_by_block(image_and_columns, monkeypatch):
     ld.cluster_analysis("decomposition", number_of_components=3,
                         algorithm=GaussianMixture(2, random_state=0))  # fmt: skip
     lazy = ld.as_lazy()
-    monkeypatch.setattr(module, "MAP_BLOCK", 96)  # several blocks on 320 x 320
     for mode in ("voronoi", "points"):
         eager_maps = ld.get_loading_maps(mode=mode)
-        lazy_maps = lazy.get_loading_maps(mode=mode)
+        lazy_maps = lazy.get_loading_maps(mode=mode, block=96)  # several blocks
         assert lazy_maps._lazy and len(lazy_maps.data.chunks[-1]) == 3
         np.testing.assert_array_equal(lazy_maps.data.compute(), eager_maps.data)
-        domain = lazy.get_domain_map(mode=mode)
+        domain = lazy.get_domain_map(mode=mode, block=96)
         assert domain._lazy
         np.testing.assert_array_equal(domain.data.compute(),
                                       ld.get_domain_map(mode=mode).data)  # fmt: skip

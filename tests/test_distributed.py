@@ -47,8 +47,9 @@ def test_cluster_equals_threads_and_eager(client, images):
     prob_l = lazy.segment(tile=128)
     cols_c, wcols_c, win_c = _pipeline(prob_l, lazy)  # on the cluster
     with dask.config.set(scheduler="threads"):
-        cols_t, _, win_t = _pipeline(lazy.segment(tile=128), lazy)
-        np.testing.assert_array_equal(prob_l.data.compute(), prob_e.data)
+        prob_t = lazy.segment(tile=128)
+        cols_t, _, win_t = _pipeline(prob_t, lazy)
+        np.testing.assert_array_equal(prob_t.data.compute(), prob_e.data)
     # Workers run torch on one thread: float32 rounding may differ in the last bit.
     np.testing.assert_allclose(prob_l.data.compute(), prob_e.data, rtol=0, atol=1e-6)
     assert len(cols_c) == len(cols_t) == len(cols_e) > 1000

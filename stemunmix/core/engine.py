@@ -134,7 +134,7 @@ def run_image(
     box_list = boxes(frame_shape, block)
     if lazy:
         return _image_graph(step, data, lead, nav_shape, frame_shape, box_list, dtype)
-    if out is data:
+    if out is not None and out is data:
         _in_place(step, data, nav_shape, frame_shape, box_list, progress)
         return data
     if out is None:

@@ -54,3 +54,36 @@ def point_map(xy, values, shape):
     )
     out[:, ij[ok, 1], ij[ok, 0]] = values[ok].T
     return out[0] if squeeze else out
+
+
+def draw(per_frame: dict, nav_shape, shape, k: int, mode: str, spacing: float,
+         block: int, lazy: bool):  # fmt: skip
+    """Maps (nav..., k, H, W) of per-column values through the engine.
+
+    ``per_frame``: {frame: (xy, values (N, k))}. ``mode="voronoi"``: each pixel
+    takes its nearest column's values within ``spacing`` pixels (NaN beyond);
+    ``"points"``: values at the columns' nearest pixels. Each block draws from
+    the columns within reach of it, so any block size (and lazy, one task per
+    block) gives the same map.
+    """
+    from stemunmix.core import engine
+
+    reach = spacing if mode == "voronoi" else 1.0
+    extra = (spacing,) if mode == "voronoi" else ()
+    fn = voronoi_map if mode == "voronoi" else point_map
+
+    def run(_, frame, box, origin):
+        xy, values = per_frame[frame]
+        y0, y1, x0, x1 = box
+        near = (
+            (xy[:, 0] >= x0 - reach - 1) & (xy[:, 0] <= x1 + reach)
+            & (xy[:, 1] >= y0 - reach - 1) & (xy[:, 1] <= y1 + reach)
+        )  # fmt: skip
+        local = xy[near] - np.array([x0, y0], float)
+        out = np.full((k, y1 - y0, x1 - x0), np.nan, np.float32)
+        if near.any():
+            out[:] = fn(local, values[near].reshape(-1, k), (y1 - y0, x1 - x0), *extra)
+        return out
+
+    return engine.run_image(engine.Step(run), None, (k,), block, len(nav_shape),
+                            shape=tuple(nav_shape) + tuple(shape), lazy=lazy)  # fmt: skip

@@ -115,3 +115,67 @@ def _kernel():
 
         _COMPILED.append(gather)
     return _COMPILED[0]
+
+
+def gather(frames, xy: np.ndarray, frame_of: np.ndarray, d: int, edge: str,
+           block: int, lazy: bool):  # fmt: skip
+    """The windows of every column through the engine, block by block.
+
+    ``frames``: (nav..., C, H, W) numpy or dask; ``xy`` (N, 2) [x, y] pixels;
+    ``frame_of`` (N, nav) the numpy index of each column's frame. Each block
+    of the image (``block`` pixels a side) reads itself plus a margin of
+    d / 2 + 2 pixels and cuts the windows of its own columns, so ``"nearest"``
+    pads only at the frame's edges. Returns (order, windows): the columns'
+    order (by frame, block, then their own order) and the windows (N, d, C d),
+    the channels side by side; numpy, or dask with one task per block when
+    ``lazy``.
+    """
+    from stemunmix.core import engine
+    from stemunmix.core.blocks import block_bounds
+
+    nav_ndim = frame_of.shape[1]
+    h, w = frames.shape[-2:]
+    n_channels = frames.shape[-3]
+    rows, cols = block_bounds(h, block), block_bounds(w, block)
+    by = np.clip(np.searchsorted([r[0] for r in rows], xy[:, 1], "right") - 1, 0, None)
+    bx = np.clip(np.searchsorted([c[0] for c in cols], xy[:, 0], "right") - 1, 0, None)
+    flat = (np.ravel_multi_index(tuple(frame_of.T), frames.shape[:nav_ndim])
+            if nav_ndim else np.zeros(len(xy), int))  # fmt: skip
+    order = np.lexsort((np.arange(len(xy)), bx, by, flat))
+    groups = {}
+    for i in order:
+        frame = tuple(int(v) for v in frame_of[i])
+        box = rows[by[i]] + cols[bx[i]]
+        groups.setdefault((frame, box), []).append(i)
+    margin = d // 2 + 2
+
+    def run(region, frame, box, origin):
+        if not np.all(np.isfinite(region)):
+            raise ValueError(
+                "the image has NaN or inf pixels: windows would carry them; "
+                "replace them first"
+            )
+        sel = groups[(frame, box)]
+        local = xy[sel] - np.array([origin[1], origin[0]], float)
+        win = extract_windows(region, local, d, edge)  # (n, C, d, d)
+        return win.transpose(0, 2, 1, 3).reshape(len(win), d, n_channels * d)
+
+    step = engine.Step(run, halo=margin)
+    if lazy and not engine.is_lazy(frames):
+        import dask.array as da
+
+        frames = da.from_array(frames, chunks=(1,) * nav_ndim + (-1, -1, -1))
+    parts = engine.run_items(
+        step, frames, nav_ndim, lambda f: [b for g, b in groups if g == f],
+        compute=False,
+    )  # fmt: skip
+    if not lazy:
+        data = np.concatenate([p for _, _, p in parts]) if parts else None
+        return order, data
+    import dask.array as da
+
+    blocks = [
+        da.from_delayed(p, (len(groups[(f, b)]), d, n_channels * d), np.float32)
+        for f, b, p in parts
+    ]
+    return order, da.concatenate(blocks, axis=0)

@@ -197,6 +197,42 @@ def predict(
     return engine.run_image(step, image, (len(model.class_names),), block, 0, out=out)
 
 
+_STORES = []  # temporary stores made by keep(), removed when Python exits
+
+
+def keep(maps, block: int, store=None):
+    """Compute lazy ``maps`` once, block by block, into a zarr store, and
+    return them read back lazily from it (same values, same chunks of
+    ``block`` pixels): every later pass over them (the column search, windows,
+    each pass of a lazy NMF) reads the store instead of running the network.
+
+    ``store``: a folder path (kept; on shared storage for a remote dask
+    cluster) or None for a temporary folder removed when Python exits.
+    """
+    import atexit
+    import shutil
+    import tempfile
+    import warnings
+
+    import dask.array as da
+
+    if store is None:
+        store = tempfile.mkdtemp(prefix="stemunmix-maps-")
+        if not _STORES:
+            atexit.register(lambda: [shutil.rmtree(p, True) for p in _STORES])
+        _STORES.append(store)
+    chunks = maps.shape[:-2] + (block, block)
+    regular = maps.rechunk(
+        tuple(min(c, n) for c, n in zip(chunks, maps.shape, strict=True))
+    )
+    with warnings.catch_warnings():
+        # zarr 2's FutureWarning about a store it deprecates: not ours to act on.
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        regular.to_zarr(str(store), component="maps", overwrite=True)
+        kept = da.from_zarr(str(store), component="maps")
+    return kept.rechunk(maps.chunks)
+
+
 @dataclass(frozen=True)
 class FramePlan:
     """What the network needs to know of one frame before it runs."""
@@ -247,10 +283,13 @@ def network_step(model, plans, shape, tile, batch_size, device) -> engine.Step:
 
 
 def segment(data, model, nav_ndim, scale, tile, batch_size, device, lazy,
-            spacing=None, contrast="auto", lattice_prior=0.0, progress=None):  # fmt: skip
+            spacing=None, contrast="auto", lattice_prior=0.0, progress=None,
+            store=None):  # fmt: skip
     """Probability maps (nav..., C, H, W) of ``data`` (nav..., H, W), numpy or
     dask (``lazy``: a dask result either way), named with the lattice
     (:func:`stemunmix.core.lattice.name_by_lattice`) when ``lattice_prior`` > 0.
+    Lazy maps are computed once into a zarr ``store`` (:func:`keep`) and read
+    from there, so later passes never run the network again.
 
     Returns (maps, plans per frame, block side, lattice vectors or None).
     """
@@ -267,6 +306,8 @@ def segment(data, model, nav_ndim, scale, tile, batch_size, device, lazy,
     names = list(model.class_names)
     maps = engine.run_image(step, data, (len(names),), block, nav_ndim,
                             progress=progress)  # fmt: skip
+    if engine.is_lazy(maps):
+        maps = keep(maps, block, store)
     vectors = None
     if lattice_prior > 0 and len(names) >= 3:
         spacings = {f: p.spacing if p.spacing is not None else training / p.factor

@@ -126,3 +126,43 @@ def _check_card(path, card: dict, model) -> None:
             f"{path}: the model card's training_spacing {spacing!r} is not a column "
             "spacing in pixels (2 to 1000); fix the card and re-save the model"
         )
+
+
+def check_model(model):
+    """The model protocol, checked in one place: what ``segment`` needs.
+
+    A segmentation model is a ``torch.nn.Module`` taking one input channel
+    (N, 1, H, W) and returning per-class logits (N, C, H, W) for H and W
+    multiples of ``model.multiple``, with ``class_names`` (C names, one of
+    them ``"background"``, at least one column class), ``receptive_field()``
+    (pixels; sets the tiles' halo) and ``card`` (a dict; ``training_spacing``
+    is the column spacing in pixels it was trained at, 16 if absent).
+    ``model`` may also be a bundled name or a path, loaded by
+    :func:`load_model`; None is the bundled default.
+    """
+    from torch import nn
+
+    if model is None or isinstance(model, str) or hasattr(model, "__fspath__"):
+        model = load_model(model)
+    if not isinstance(model, nn.Module) or not hasattr(model, "class_names"):
+        raise TypeError(
+            "model must be a name, a path or a model from stemunmix.load_model, "
+            f"got {type(model).__name__}"
+        )
+    names = list(model.class_names)
+    if "background" not in names or len(names) < 2:
+        raise ValueError(
+            f"model classes {names} do not fit: a segmentation model needs column "
+            "classes and a 'background' class (e.g. ['A', 'B', 'background'])"
+        )
+    if getattr(model, "config", {}).get("in_channels", 1) != 1:
+        raise ValueError("model must take one input channel (a single image)")
+    for name in ("receptive_field", "multiple"):
+        if not hasattr(model, name):
+            raise TypeError(
+                f"model lacks {name!r}: segment needs a stemunmix DilatedUNet or a "
+                "module with class_names, receptive_field() and multiple"
+            )
+    if not isinstance(getattr(model, "card", None), dict):
+        model.card = {}
+    return model

@@ -69,7 +69,7 @@ class StemunmixSignal2D(Signal2D):
         """
         d = self._get_state("columns")
         if d is None:
-            return None
+            return self._own_columns()
         columns = Columns.from_dict(d)
         offset, scale = self._columns_frame()
         old_offset = np.asarray(d.get("frame_offset", offset), float)
@@ -79,6 +79,10 @@ class StemunmixSignal2D(Signal2D):
         ):
             columns.xy = (old_offset + old_scale * columns.xy - offset) / scale
         return columns
+
+    def _own_columns(self):
+        """Columns a signal has through what it owns (an image: its maps')."""
+        return None
 
     @columns.setter
     def columns(self, value: Columns | None) -> None:

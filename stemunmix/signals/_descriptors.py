@@ -7,10 +7,9 @@ import warnings
 import numpy as np
 
 from stemunmix.columns import Columns
-from stemunmix.core.windows import EDGES, extract_windows, inside_mask, on_image
+from stemunmix.core.windows import EDGES, gather, inside_mask, on_image
 
 SOURCES = ("probabilities", "image")
-BLOCK = 1024  # image pixels per side of a block of windows (one task when lazy)
 
 
 def check_arguments(d, edge, source, axes, shape, column_classes=None,
@@ -61,10 +60,13 @@ def build(
     lazy_output,
     extra_metadata=None,
     d_read=None,
+    block: int = 1024,
 ):
     """LocalDescriptors from ``frames`` (nav..., C, H, W) numpy/dask and columns.
 
-    ``axes``: the signal axes (x, y) of the source image, for calibration.
+    ``axes``: the signal axes (x, y) of the source image, for calibration;
+    ``block``: image pixels per side of a block of windows (one task when
+    lazy; no effect on the values).
     """
     from stemunmix.signals.local_descriptors import (
         LazyLocalDescriptors,
@@ -117,59 +119,12 @@ def build(
     lazy = (
         lazy_output if lazy_output is not None else not isinstance(frames, np.ndarray)
     )
-
-    # Windows are gathered block by block (one task per block of the image
-    # when lazy, reading the block and a margin of d / 2): the order is by
-    # frame, then block, then the columns' own order, eager and lazy alike,
-    # and ``.columns`` of the result follows it.
-    groups = _block_groups(columns, nav_shape, BLOCK)
-    columns = columns[np.concatenate(groups)]
-    n_channels = len(channel_names)
-
-    def region_of(sel):
-        cols = columns[sel]
-        key = tuple(int(k) for k in cols.nav_index[0, ::-1]) if nav_shape else ()
-        r = d // 2 + 2
-        (x0, y0), (x1, y1) = np.floor(cols.xy.min(0)), np.ceil(cols.xy.max(0))
-        oy0, oy1 = int(max(0, y0 - r)), int(min(h, y1 + r + 1))
-        ox0, ox1 = int(max(0, x0 - r)), int(min(w, x1 + r + 1))
-        region = frames[key][..., oy0:oy1, ox0:ox1]
-        xy = cols.xy - np.array([ox0, oy0], float)
-        return region, xy, (oy0, oy1, ox0, ox1)
-
-    def windows_of(region, xy, box):
-        region = np.asarray(region)
-        if not np.all(np.isfinite(region)):
-            raise ValueError(
-                "the image has NaN or inf pixels: windows would carry them; replace them first"
-            )
-        # The margin keeps every window off the region's edges except where
-        # they are the frame's, so edge="nearest" pads with the frame's edge.
-        win = extract_windows(region, xy, d, edge)  # (n, C, d, d)
-        return win.transpose(0, 2, 1, 3).reshape(len(win), d, n_channels * d)
-
+    frame_of = (columns.nav_index[:, ::-1] if nav_shape
+                else np.zeros((len(columns), 0), int))  # fmt: skip
+    order, data = gather(frames, columns.xy, frame_of, d, edge, block, lazy)
+    columns = columns[order]
     n = len(columns)
-    bounds = np.cumsum([0] + [len(g) for g in groups])
-    selections = [np.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    if lazy:
-        import dask
-        import dask.array as da
-
-        gather = dask.delayed(windows_of, pure=True)
-        blocks = []
-        for sel in selections:
-            region, xy, box = region_of(sel)
-            blocks.append(da.from_delayed(gather(region, xy, box),
-                                          shape=(len(sel), d, n_channels * d),
-                                          dtype=np.float32))  # fmt: skip
-        data = da.concatenate(blocks, axis=0)
-        cls = LazyLocalDescriptors
-    else:
-        data = np.empty((n, d, n_channels * d), np.float32)
-        for sel in selections:
-            region, xy, box = region_of(sel)
-            data[sel] = windows_of(region, xy, box)
-        cls = LocalDescriptors
+    cls = LazyLocalDescriptors if lazy else LocalDescriptors
     x, y = axes
     sig_axes = [
         {
@@ -221,21 +176,6 @@ def build(
     params.update(extra_metadata or {})
     out._set_state("local_descriptors", params)
     return out
-
-
-def _block_groups(columns, nav_shape, block: int) -> list[np.ndarray]:
-    """Indices of the columns per (frame, block row, block column), in order."""
-    n = len(columns)
-    frame = (
-        np.ravel_multi_index(tuple(columns.nav_index[:, ::-1].T), nav_shape)
-        if nav_shape else np.zeros(n, int)
-    )  # fmt: skip
-    by = np.floor(columns.xy[:, 1] / block).astype(int)
-    bx = np.floor(columns.xy[:, 0] / block).astype(int)
-    order = np.lexsort((np.arange(n), bx, by, frame))
-    key = np.stack([frame, by, bx], 1)[order]
-    cuts = np.flatnonzero(np.any(np.diff(key, axis=0) != 0, axis=1)) + 1
-    return np.split(order, cuts)
 
 
 def scree_by_window(make_descriptors, d_values, n_components: int = 10):

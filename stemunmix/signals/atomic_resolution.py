@@ -31,6 +31,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
         lattice_prior: float = 0.2,
         spacing: float | None = None,
         contrast: str = "auto",
+        store=None,
     ):
         """Per-class probability maps of the atomic columns.
 
@@ -77,46 +78,95 @@ class AtomicResolutionImage(StemunmixSignal2D):
         -------
         ColumnProbabilities
             Data ``(..., class, y, x)``; calibration of this image; model and
-            parameters in ``metadata.Signal.stemunmix.segment``.
+            parameters in ``metadata.Signal.stemunmix.segment``; the raw image
+            linked in ``metadata.Signal.stemunmix.image``. The image keeps them
+            (:attr:`probabilities`): its ``find_columns``,
+            ``local_descriptors`` and ``scree_by_window`` reuse them.
         """
         from stemunmix.nn import inference
+        from stemunmix.nn.model_io import check_model
         from stemunmix.nn.training import resolve_device
 
         check_image_axes(self, "segment")
         scale, spacing_px = _check_scale(scale, spacing, self.data.shape)
         _check_contrast(contrast)
-        if batch_size is not None:
-            checks.count("batch_size", batch_size)
+        batch_size = (
+            None if batch_size is None else checks.count("batch_size", batch_size)
+        )
         checks.count("tile", tile, 64)
         checks.real("lattice_prior", lattice_prior, 0, 10)
-        model = _check_model(model)  # the plain arguments first: this loads a file
+        model = check_model(model)  # the plain arguments first: this loads a file
         dev = resolve_device(device)
         if not self._lazy:
             seg.check_finite(self.data)
-        model = inference.for_inference(model).to(dev)
         lazy = self._lazy if lazy_output is None else bool(lazy_output)
         with progress_bar(show_progressbar, "segment") as bar:
             maps, plans, block, vectors = inference.segment(
-                self.data, model, self.axes_manager.navigation_dimension, scale,
-                tile, batch_size or (4 if dev.type == "cuda" else 1), dev, lazy,
-                spacing_px, contrast, float(lattice_prior), bar,
+                self.data, inference.for_inference(model).to(dev),
+                self.axes_manager.navigation_dimension, scale, tile,
+                batch_size or (4 if dev.type == "cuda" else 1), dev, lazy,
+                spacing_px, contrast, float(lattice_prior), bar, store,
             )  # fmt: skip
-        if not lazy and engine.is_lazy(maps):
-            maps = maps.compute()
-        out = self._probabilities_signal(maps, model, scale, tile, block)
-        nav_shape = self.data.shape[:-2]
+        frames = list(np.ndindex(self.data.shape[:-2]))
         record = {
-            "lattice_prior": float(lattice_prior),
-            "contrast": contrast,
+            "model": model.card.get("name", "custom"),
+            "model_version": model.card.get("version", "unknown"),
+            "training_spacing": model.card.get("training_spacing", 16.0),
+            "scale": scale, "tile": int(tile), "block": int(block),
+            "lattice_prior": float(lattice_prior), "contrast": contrast,
             "spacing": "measured" if spacing_px is None else spacing_px,
-            "measured_spacing": np.array([plans[f].spacing for f in np.ndindex(nav_shape)]),
-            "factor": np.array([plans[f].factor for f in np.ndindex(nav_shape)]),
+            "measured_spacing": np.array([plans[f].spacing for f in frames]),
+            "factor": np.array([plans[f].factor for f in frames]),
+            "store": "none" if store is None or not lazy else str(store),
         }  # fmt: skip
         if vectors is not None:
             record["lattice_vectors"] = vectors
-        for key, value in record.items():
-            out.metadata.set_item(f"Signal.stemunmix.segment.{key}", value)
-        return out
+        if not lazy and engine.is_lazy(maps):
+            maps = maps.compute()
+        prob = _probabilities(self, maps, model.class_names, record)
+        self._set_state("probabilities", prob)  # the image owns its maps
+        return prob
+
+    @property
+    def probabilities(self):
+        """The ColumnProbabilities :meth:`segment` last made of this image (kept
+        in its metadata, saved with it), or None where there are none or they
+        no longer fit the image (another shape or calibration: a crop)."""
+        prob = self._get_state("probabilities")
+        if prob is None or not hasattr(prob, "class_names"):
+            return None
+        fits = prob.data.shape[:-3] + prob.data.shape[-2:] == self.data.shape
+        same = [
+            (a.scale, a.offset) == (b.scale, b.offset)
+            for a, b in zip(prob.axes_manager.signal_axes,
+                            self.axes_manager.signal_axes, strict=True)
+        ]  # fmt: skip
+        return prob if fits and all(same) else None
+
+    def _own_columns(self):
+        prob = self.probabilities
+        return None if prob is None else prob.columns
+
+    def _maps(self, model=None, scale="auto", spacing=None, contrast="auto",
+              show_progressbar=None):  # fmt: skip
+        """The maps this image owns when they come from the same model and
+        parameters, else new ones from :meth:`segment`."""
+        from stemunmix.nn.model_io import check_model
+
+        prob = self.probabilities
+        if prob is not None:
+            model = check_model(model)
+            state = prob._get_state("segment", {})
+            wanted = {
+                "model": model.card.get("name", "custom"),
+                "model_version": model.card.get("version", "unknown"),
+                "scale": scale, "contrast": contrast,
+                "spacing": "measured" if spacing is None else float(spacing),
+            }  # fmt: skip
+            if all(state.get(k) == v for k, v in wanted.items()):
+                return prob
+        return self.segment(model=model, scale=scale, spacing=spacing,
+                            contrast=contrast, show_progressbar=show_progressbar)  # fmt: skip
 
     def square_pixels(self):
         """This image resampled onto square pixels: the coarser signal axis is
@@ -145,51 +195,12 @@ class AtomicResolutionImage(StemunmixSignal2D):
         """Cumulative explained variance of the first ``n_components`` PCA
         components of the local descriptors, for each window size in
         ``d_values`` (pixels): the study's Fig. 1a. Returns a Signal1D over d.
+        The maps and columns are this image's (made once if it has none).
         """
-        if source == "probabilities":
-            # Segment (and find columns) once, not once per window size.
-            prob = self.segment(model=model, lazy_output=False)
-            columns = self.columns
-            if columns is None:
-                columns = self.columns = prob.find_columns(image=self)
-            return prob.scree_by_window(d_values, n_components, classes,
-                                        columns=columns, **kwargs)  # fmt: skip
-        from stemunmix.signals._descriptors import scree_by_window
-
-        return scree_by_window(
-            lambda d: self.local_descriptors(d, classes=classes, source=source,
-                                             model=model, **kwargs),
-            d_values, n_components,
-        )  # fmt: skip
-
-    def _probabilities_signal(self, data, model, scale, tile, block):
-        from stemunmix.signals.column_probabilities import (
-            ColumnProbabilities,
-            LazyColumnProbabilities,
-        )
-
-        axes = [ax.get_axis_dictionary() for ax in self.axes_manager._axes]
-        class_axis = {"name": "class", "size": len(model.class_names),
-                      "navigate": True, "scale": 1, "offset": 0, "units": ""}  # fmt: skip
-        axes.insert(len(axes) - 2, class_axis)
-        lazy = not isinstance(data, np.ndarray)
-        cls = LazyColumnProbabilities if lazy else ColumnProbabilities
-        out = cls(data, axes=axes)
-        out.metadata.General.title = (
-            f"Column probabilities of {self.metadata.General.title}"
-        )
-        out.class_names = model.class_names
-        out.metadata.set_item(
-            "Signal.stemunmix.segment",
-            {"model": model.card.get("name", "custom"),
-             "model_version": model.card.get("version", "unknown"),
-             "training_spacing": model.card.get("training_spacing", 16.0),
-             "scale": scale, "tile": int(tile), "block": int(block)},
-        )  # fmt: skip
-        if self.columns is not None:
-            out.columns = self.columns
-        out._source_image = self  # for find_columns; not saved with the maps
-        return out
+        prob = self._maps(model)
+        columns = self.columns if self.columns is not None else self.find_columns(model)
+        return prob.scree_by_window(d_values, n_components, classes, source=source,
+                                    columns=columns, **kwargs)  # fmt: skip
 
     def find_columns(
         self,
@@ -203,27 +214,24 @@ class AtomicResolutionImage(StemunmixSignal2D):
         spacing: float | None = None,
         contrast: str = "auto",
     ):
-        """Segment, then locate the columns (see ColumnProbabilities.find_columns;
-        ``spacing`` and ``contrast`` as in :meth:`segment`).
-
-        Returns the Columns and stores them in ``self.columns``.
+        """Locate the columns on this image's maps (made by :meth:`segment` if
+        it has none from the same model and parameters): see
+        :meth:`ColumnProbabilities.find_columns`; ``spacing`` and ``contrast``
+        as in :meth:`segment`. Returns the Columns, which ``self.columns`` then
+        gives (they are kept with the maps this image owns).
         """
         from stemunmix.signals.column_probabilities import check_find_arguments
 
         check_find_arguments(
             threshold, min_distance, refine, lattice
-        )  # before segmenting
-        prob = self.segment(model=model, scale=scale, lazy_output=False, spacing=spacing,
-                            show_progressbar=show_progressbar, contrast=contrast)  # fmt: skip
+        )  # before the maps
+        prob = self._maps(model, scale, spacing, contrast, show_progressbar)
         columns = prob.find_columns(
-            image=self, threshold=threshold, min_distance=min_distance,
-            refine=refine, show_progressbar=show_progressbar, lattice=lattice,
+            threshold=threshold, min_distance=min_distance, refine=refine,
+            show_progressbar=show_progressbar, lattice=lattice,
         )  # fmt: skip
-        self.columns = columns
-        self.metadata.set_item("Signal.stemunmix.segment", prob._get_state("segment"))
-        self.metadata.set_item(
-            "Signal.stemunmix.find_columns", prob._get_state("find_columns")
-        )
+        self.columns = None  # from now on the image's columns are its maps'
+        self._set_state("find_columns", prob._get_state("find_columns"))
         return columns
 
     def local_descriptors(
@@ -239,69 +247,71 @@ class AtomicResolutionImage(StemunmixSignal2D):
         lazy_output: bool | None = None,
         spacing: float | None = None,
     ):
-        """A d x d window centred on every column (LocalDescriptors).
-
-        ``source="probabilities"`` segments this image first; ``"image"`` cuts
-        the windows from the image itself. Columns default to ``self.columns``
-        (found with ``find_columns()`` if none). See
-        :meth:`ColumnProbabilities.local_descriptors` for the other arguments.
+        """A d x d window centred on every column (LocalDescriptors), cut from
+        this image's maps (``source="probabilities"``) or from the image itself
+        (``"image"``). The maps and columns are this image's own (segmented and
+        found once if it has none). Lazy in, lazy out. See
+        :meth:`ColumnProbabilities.local_descriptors` for the arguments.
         """
+        from stemunmix.nn.model_io import check_model
         from stemunmix.signals import _descriptors
 
         check_image_axes(self, "local_descriptors")
-        model = _check_model(model)  # cheap: its class names check the arguments
-        names = list(model.class_names)
-        column_classes = [n for n in names if n != "background"]
-        checked = _descriptors.check_arguments(
+        names = list(check_model(model).class_names)  # cheap: checks the arguments
+        _descriptors.check_arguments(
             d, edge, source, self.axes_manager.signal_axes, self.data.shape,
-            column_classes, classes, channels, names,
+            [n for n in names if n != "background"], classes, channels, names,
         )  # fmt: skip
-        if columns is None:
-            columns = self.columns
-        if source == "image":
-            if columns is None:
-                columns = self.find_columns(model=model, spacing=spacing)
+        columns = columns if columns is not None else self.columns
+        if source == "image" and columns is not None:  # no maps needed
             return _descriptors.build(
-                self.data[..., None, :, :], ["image"], columns, checked["d"],
-                checked["classes"], edge, self.axes_manager.signal_axes,
+                self.data[..., None, :, :], ["image"], columns, d, classes, edge,
+                self.axes_manager.signal_axes,
                 f"Local descriptors of {self.metadata.General.title}",
-                lazy_output if lazy_output is not None else (True if self._lazy else None),
-                {"source": "image"}, checked["d_read"],
+                self._lazy if lazy_output is None else lazy_output, {"source": "image"},
             )  # fmt: skip
-        prob = self.segment(model=model, lazy_output=False, spacing=spacing,
-                            show_progressbar=show_progressbar)  # fmt: skip
+        prob = self._maps(model, spacing=spacing, show_progressbar=show_progressbar)
         if columns is None:
-            columns = prob.find_columns(image=self)
-            self.columns = columns
+            columns = self.find_columns(model, spacing=spacing,
+                                        show_progressbar=show_progressbar)  # fmt: skip
         return prob.local_descriptors(
-            d, columns, classes, "probabilities", channels, edge, image=self,
+            d, columns, classes, source, channels, edge,
             show_progressbar=show_progressbar, lazy_output=lazy_output,
         )  # fmt: skip
 
 
-def _check_model(model):
-    from torch import nn
+def _probabilities(image, maps, class_names, record):
+    """ColumnProbabilities of ``maps`` on the axes of ``image``, with the
+    segment record and a link to the raw image (a plain signal over the same
+    data) in its metadata: refinement and image windows read it, and it is
+    saved with the maps."""
+    from hyperspy._signals.signal2d import LazySignal2D, Signal2D
 
-    from stemunmix.nn.model_io import load_model
+    from stemunmix.signals.column_probabilities import (
+        ColumnProbabilities,
+        LazyColumnProbabilities,
+    )
 
-    if model is None or isinstance(model, str) or hasattr(model, "__fspath__"):
-        model = load_model(model)
-    if not isinstance(model, nn.Module) or not hasattr(model, "class_names"):
-        raise TypeError(
-            "model must be a name, a path or a model from stemunmix.load_model, "
-            f"got {type(model).__name__}"
-        )
-    names = list(model.class_names)
-    if "background" not in names or len(names) < 2:
-        raise ValueError(
-            f"model classes {names} do not fit: a segmentation model needs column "
-            "classes and a 'background' class (e.g. ['A', 'B', 'background'])"
-        )
-    if getattr(model, "config", {}).get("in_channels", 1) != 1:
-        raise ValueError("model must take one input channel (a single image)")
-    if not hasattr(model, "card"):
-        model.card = {}
-    return model
+    axes = [ax.get_axis_dictionary() for ax in image.axes_manager._axes]
+    class_axis = {"name": "class", "size": len(class_names),
+                  "navigate": True, "scale": 1, "offset": 0, "units": ""}  # fmt: skip
+    axes.insert(len(axes) - 2, class_axis)
+    cls = LazyColumnProbabilities if engine.is_lazy(maps) else ColumnProbabilities
+    out = cls(maps, axes=axes)
+    out.metadata.General.title = (
+        f"Column probabilities of {image.metadata.General.title}"
+    )
+    out.class_names = class_names
+    out.metadata.set_item("Signal.stemunmix.segment", record)
+    raw = (LazySignal2D if image._lazy else Signal2D)(
+        image.data, axes=[ax.get_axis_dictionary() for ax in image.axes_manager._axes]
+    )
+    raw.metadata.General.title = image.metadata.General.title
+    out.metadata.set_item("Signal.stemunmix.image", raw)
+    columns = image._get_state("columns")
+    if columns is not None:  # columns the user gave the image
+        out.columns = image.columns
+    return out
 
 
 def _check_scale(scale, spacing=None, shape=None):

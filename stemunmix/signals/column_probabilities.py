@@ -63,8 +63,10 @@ class ColumnProbabilities(StemunmixSignal2D):
         Parameters
         ----------
         image : AtomicResolutionImage or ndarray, optional
-            The raw image (same frames). Default: the image these maps were
-            segmented from, when known.
+            The raw image (same frames). Default: the one segment() linked in
+            ``metadata.Signal.stemunmix.image``; with neither, the columns are
+            centroids and a warning says so (the method used is recorded in
+            ``metadata.Signal.stemunmix.find_columns.refine``).
         threshold : float
             Minimum class probability at a column.
         min_distance : float, optional
@@ -98,7 +100,7 @@ class ColumnProbabilities(StemunmixSignal2D):
                 "lattice='checkerboard' needs exactly two column classes, these "
                 f"maps have {[names[k] for k in classes]}; use lattice=None"
             )
-        frames_image = self._raw_frames(image, refine)
+        frames_image, refine = self._raw_frames(image, refine)
         nav_shape = self.data.shape[:-3]
         distances = self._column_distances(classes, min_distance)
         block = self._segment_block() if self._lazy else max(self.data.shape[-2:])
@@ -206,17 +208,29 @@ class ColumnProbabilities(StemunmixSignal2D):
         state = self._get_state("segment", {})
         return state.get("block", state.get("tile", 1024))
 
+    @property
+    def image(self):
+        """The raw image these maps were segmented from (a plain signal linked
+        in ``metadata.Signal.stemunmix.image``, saved with the maps), or None."""
+        raw = self._get_state("image")
+        return raw if hasattr(raw, "axes_manager") else None
+
     def _raw_frames(self, image, refine):
-        """The raw image data (nav..., y, x) for refinement, validated."""
+        """(raw image data (nav..., y, x) or None, the refinement it allows):
+        ``image`` or the linked one. ``refine="gaussian"`` without either
+        falls back to centroids with a warning that says how to pass it."""
         if image is None:
-            image = getattr(self, "_source_image", None)
+            image = self.image
         if image is None:
             if refine == "gaussian":
-                raise ValueError(
-                    "refine='gaussian' needs the raw image: pass image=<the "
-                    "AtomicResolutionImage>, or use refine='centroid'"
+                warnings.warn(
+                    "find_columns: refine='gaussian' needs the raw image, and these "
+                    "maps have none linked: the columns are probability centroids. "
+                    "Pass image=<the AtomicResolutionImage>, or refine='centroid' "
+                    "to choose it",
+                    stacklevel=3,
                 )
-            return None
+            return None, "centroid"
         data = image.data if hasattr(image, "axes_manager") else np.asarray(image)
         want = self.data.shape[:-3] + self.data.shape[-2:]
         if tuple(data.shape) != want:
@@ -224,7 +238,7 @@ class ColumnProbabilities(StemunmixSignal2D):
                 f"image has shape {tuple(data.shape)}, but these maps need {want} "
                 "(the frames they were segmented from)"
             )
-        return data
+        return data, refine
 
     def local_descriptors(
         self,
@@ -276,16 +290,20 @@ class ColumnProbabilities(StemunmixSignal2D):
         if columns is None:
             columns = self.columns
         if columns is None:
-            has_image = image is not None or getattr(self, "_source_image", None)
-            columns = self.find_columns(image=image, refine="gaussian" if has_image
-                                        else "centroid")  # fmt: skip
+            columns = self.find_columns(image=image, show_progressbar=show_progressbar)
         if source == "probabilities":
             channels = checked["channels"] or column_classes
             idx = [names.index(c) for c in channels]
             frames = self.data[..., idx, :, :]
         else:
             channels = ["image"]
-            frames = self._raw_frames(image, "gaussian")[..., None, :, :]
+            raw, _ = self._raw_frames(image, "centroid")
+            if raw is None:
+                raise ValueError(
+                    "source='image' needs the raw image: pass image=<the "
+                    "AtomicResolutionImage> (these maps have none linked)"
+                )
+            frames = raw[..., None, :, :]
         return _descriptors.build(
             frames, channels, columns, checked["d"], checked["classes"], edge,
             self.axes_manager.signal_axes, f"Local descriptors of {self.metadata.General.title}",

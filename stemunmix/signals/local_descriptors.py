@@ -57,10 +57,10 @@ class LocalDescriptors(StemunmixSignal2D):
             raise ValueError("learning results do not match the windows; rerun them")
         return values
 
-    def _to_image_grid(self, values, mode, name, title):
+    def _to_image_grid(self, values, mode, name, title, block=2048):
         from hyperspy._signals.signal2d import Signal2D
 
-        from stemunmix.core.maps import point_map, voronoi_map
+        from stemunmix.core.maps import draw
 
         if mode not in ("voronoi", "points"):
             raise ValueError(f"mode must be 'voronoi' or 'points', got {mode!r}")
@@ -71,24 +71,13 @@ class LocalDescriptors(StemunmixSignal2D):
         columns = self.columns
         nav_shape = tuple(source.get("nav_shape", []))
         spacing = _typical_spacing(columns.xy)
-        frames = list(np.ndindex(nav_shape)) if nav_shape else [()]
-        draw = voronoi_map if mode == "voronoi" else point_map
-        extra = (spacing,) if mode == "voronoi" else ()
-        per_frame = []
-        for key in frames:
-            m = (
-                np.all(columns.nav_index == np.array(key[::-1]), axis=1)
-                if nav_shape
-                else slice(None)
-            )
-            per_frame.append((columns.xy[m], values[m]))
-        if self._lazy:
-            out = _lazy_maps(per_frame, nav_shape, shape, values.shape[1], draw,
-                             extra, spacing if mode == "voronoi" else 1.0)  # fmt: skip
-        else:
-            out = np.full(nav_shape + (values.shape[1],) + shape, np.nan, np.float32)
-            for key, (xy, vals) in zip(frames, per_frame, strict=True):
-                out[key] = draw(xy, vals, shape, *extra)
+        per_frame = {}
+        for key in np.ndindex(nav_shape):
+            m = (np.all(columns.nav_index == np.array(key[::-1]), axis=1)
+                 if nav_shape else slice(None))  # fmt: skip
+            per_frame[key] = (columns.xy[m], values[m])
+        out = draw(per_frame, nav_shape, shape, values.shape[1], mode, spacing,
+                   block, self._lazy)  # fmt: skip
         axes = [{"name": n, "size": s, "navigate": True}
                 for n, s in zip([f"frame{i}" for i in range(len(nav_shape))], nav_shape, strict=True)]  # fmt: skip
         axes.append({"name": name, "size": values.shape[1], "navigate": True})
@@ -104,8 +93,9 @@ class LocalDescriptors(StemunmixSignal2D):
         return signal
 
     def get_loading_maps(
-        self, source: str = "decomposition", mode: str = "voronoi", components=None
-    ):
+        self, source: str = "decomposition", mode: str = "voronoi", components=None,
+        block: int = 2048,
+    ):  # fmt: skip
         """Loadings of a learning result on the image grid.
 
         Parameters
@@ -118,6 +108,9 @@ class LocalDescriptors(StemunmixSignal2D):
         components : int or list of int, optional
             The first n components, or these ones; default the
             ``output_dimension`` of the decomposition, else all.
+        block : int
+            Pixels per side of a block of the map (one task each when lazy; no
+            effect on the values).
 
         Returns
         -------
@@ -133,7 +126,8 @@ class LocalDescriptors(StemunmixSignal2D):
             components = self.learning_results.output_dimension
         if components is not None:
             values = values[:, _pick_components(components, values.shape[1])]
-        return self._to_image_grid(values, mode, "component", f"{source} loading maps")
+        return self._to_image_grid(values, mode, "component",
+                                   f"{source} loading maps", checks.count("block", block, 16))  # fmt: skip
 
     def plot_loading_maps(
         self, source: str = "decomposition", mode: str = "voronoi", components=None,
@@ -206,14 +200,16 @@ class LocalDescriptors(StemunmixSignal2D):
             out = out.as_lazy()
         return out
 
-    def get_domain_map(self, mode: str = "voronoi"):
-        """Cluster label of every pixel (after ``cluster_analysis``), NaN outside."""
+    def get_domain_map(self, mode: str = "voronoi", block: int = 2048):
+        """Cluster label of every pixel (after ``cluster_analysis``), NaN outside;
+        ``mode`` and ``block`` as in :meth:`get_loading_maps`."""
+        from stemunmix.core import checks
+
+        checks.one_of("mode", mode, ("voronoi", "points"))
         labels = self._per_column("cluster").argmax(1).astype(np.float32)
-        out = self._to_image_grid(labels[:, None], mode, "map", "domain map")
+        out = self._to_image_grid(labels[:, None], mode, "map", "domain map",
+                                  checks.count("block", block, 16))  # fmt: skip
         return out.inav[0] if out.axes_manager.navigation_dimension == 1 else out
-
-
-MAP_BLOCK = 2048  # pixels per side of a lazily drawn map block
 
 
 def _pick_components(components, available: int) -> list[int]:
@@ -236,39 +232,6 @@ def _pick_components(components, available: int) -> list[int]:
             f"has (0..{available - 1})"
         )
     return pick
-
-
-def _map_block(xy, values, origin, shape, draw, extra):
-    """One block of a map: ``draw`` on the columns shifted to the block."""
-    return draw(xy - np.asarray(origin[::-1], float), values, shape, *extra)
-
-
-def _lazy_maps(per_frame, nav_shape, shape, k, draw, extra, reach):
-    """Dask array (nav..., k, H, W): one task per block of MAP_BLOCK pixels,
-    each given the columns within ``reach`` of it, so it equals the eager map."""
-    import dask
-    import dask.array as da
-
-    from stemunmix.core.blocks import block_bounds
-
-    frames = []
-    for xy, values in per_frame:
-        rows = []
-        for y0, y1 in block_bounds(shape[0], MAP_BLOCK):
-            row = []
-            for x0, x1 in block_bounds(shape[1], MAP_BLOCK):
-                near = (
-                    (xy[:, 0] >= x0 - reach - 1) & (xy[:, 0] <= x1 + reach)
-                    & (xy[:, 1] >= y0 - reach - 1) & (xy[:, 1] <= y1 + reach)
-                )  # fmt: skip
-                block = dask.delayed(_map_block, pure=True)(
-                    xy[near], values[near], (y0, x0), (y1 - y0, x1 - x0), draw, extra
-                )
-                row.append(da.from_delayed(block, (k, y1 - y0, x1 - x0), np.float32))
-            rows.append(row)
-        frames.append(da.block(rows))
-    out = da.stack(frames) if nav_shape else frames[0]
-    return out.reshape(nav_shape + (k,) + tuple(shape)) if nav_shape else out
 
 
 def _typical_spacing(xy) -> float:
