@@ -123,9 +123,10 @@ def analyze(
     truth : SyntheticTruth, optional
         For synthetic images: report the domain agreement with the truth.
     store : path-like, optional
-        A folder. For a lazy image the probability maps are written there once
-        (``probabilities.zspy``) and read back, so the later steps do not run
-        the network again; ignored for an in-memory image.
+        A folder. For a lazy image the network's maps are computed there once
+        (``maps.zarr``, segment's ``store=``) and read back, so the later steps
+        do not run the network again (default: a temporary folder); ignored
+        for an in-memory image.
     """
     from stemunmix.learn import GaussianMixture
 
@@ -161,15 +162,13 @@ def analyze(
 
     try:
         step("segment")
-        prob = image.segment(show_progressbar=False)
         stored = {}
         if lazy and store is not None:
-            import hyperspy.api as hs
-
             Path(store).mkdir(parents=True, exist_ok=True)
-            stored["probabilities"] = Path(store) / "probabilities.zspy"
-            save_signal(prob, stored["probabilities"])
-            prob = hs.load(stored["probabilities"], lazy=True)
+            stored["maps"] = Path(store) / "maps.zarr"
+        # A lazy image's maps are computed once, into the store (segment's
+        # store=): no later step runs the network again.
+        prob = image.segment(show_progressbar=False, store=stored.get("maps"))
         done("segment", f"{' / '.join(prob.class_names)} maps")
         step("find columns")
         columns = prob.find_columns(image=image, show_progressbar=False)
@@ -197,13 +196,9 @@ def analyze(
         done("local descriptors", f"{n} windows of {window} x {window} px")
         step(method)
         algorithm = "NMF" if method == "nmf" else "SVD"
-        # scikit-learn's NMF stops at 200 iterations by default, short of
-        # convergence on window stacks (ConvergenceWarning); 1000 converge.
-        extra = {"max_iter": 1000} if algorithm == "NMF" and not lazy else {}
         ld.decomposition(
-            algorithm=algorithm, output_dimension=components, print_info=False,
-            **extra,
-        )  # fmt: skip
+            algorithm=algorithm, output_dimension=components, print_info=False
+        )
         source = "decomposition"
         if method == "ica":
             ld.blind_source_separation(components, print_info=False)

@@ -101,10 +101,7 @@ def test_hyperspy_learning_runs_eager_and_lazy(image_and_columns):
     for signal in (ld, ld.as_lazy()):
         signal.decomposition(output_dimension=3, print_info=False)
         assert signal.learning_results.loadings.shape == (len(ld.columns), 3)
-        nmf = {} if signal._lazy else {"max_iter": 1000}  # converged: no warning
-        signal.decomposition(
-            algorithm="NMF", output_dimension=3, print_info=False, **nmf
-        )
+        signal.decomposition(algorithm="NMF", output_dimension=3, print_info=False)
         assert (np.asarray(signal.learning_results.factors) >= 0).all()
     ld.decomposition(output_dimension=3, print_info=False)
     ld.blind_source_separation(2, print_info=False)

@@ -1,10 +1,12 @@
 """Learners for LocalDescriptors: scikit-learn estimators that also take dask arrays.
 
-Usable as ``algorithm=`` in HyperSpy's ``cluster_analysis`` (they set
-``labels_``) and on their own.
+Usable as ``algorithm=`` in HyperSpy's ``decomposition`` (NMF: it sets
+``components_``) and ``cluster_analysis`` (they set ``labels_``), eager and
+lazy, and on their own.
 """
 
 from stemunmix.learn.gmm import GaussianMixture
 from stemunmix.learn.manifold import ManifoldEmbedding
+from stemunmix.learn.nmf import NMF
 
-__all__ = ["GaussianMixture", "ManifoldEmbedding"]
+__all__ = ["GaussianMixture", "ManifoldEmbedding", "NMF"]

@@ -276,7 +276,8 @@ class AtomicResolutionImage(StemunmixSignal2D):
                                         show_progressbar=show_progressbar)  # fmt: skip
         return prob.local_descriptors(
             d, columns, classes, source, channels, edge,
-            show_progressbar=show_progressbar, lazy_output=lazy_output,
+            show_progressbar=show_progressbar,
+            lazy_output=self._lazy if lazy_output is None else lazy_output,
         )  # fmt: skip
 
 

@@ -18,6 +18,42 @@ class LocalDescriptors(StemunmixSignal2D):
 
     _signal_type = "local_descriptors"
 
+    def decomposition(self, normalize_poissonian_noise=False, algorithm="SVD",
+                      output_dimension=None, **kwargs):  # fmt: skip
+        """HyperSpy's ``decomposition``, with defaults that make lazy as good
+        as eager and both the same: ``algorithm="NMF"`` runs
+        :class:`stemunmix.learn.NMF` (HALS; its keywords ``max_iter``,
+        ``tol``, ``random_state``... pass through), eager and lazy alike: for
+        lazy windows one pass over them per epoch, converged like the batch
+        NMF, instead of HyperSpy's one-pass MiniBatchNMF, which loses about
+        half the signal. A :class:`stemunmix.learn.NMF` passed as
+        ``algorithm=`` is fitted the same way. Lazy ``"SVD"`` uses
+        ``svd_solver="full"`` (exact: the windows are tall and skinny) unless
+        another solver is given. Any other algorithm is HyperSpy's own.
+        """
+        from stemunmix.learn.nmf import NMF
+
+        if algorithm == "NMF":
+            if output_dimension is None:
+                raise ValueError("output_dimension must be given for NMF")
+            own = {k: kwargs.pop(k) for k in list(kwargs)
+                   if k in NMF._get_param_names()}  # fmt: skip
+            algorithm = NMF(output_dimension, **({"random_state": 0} | own))
+        if isinstance(algorithm, NMF) and self._lazy:
+            mask = kwargs.get("navigation_mask")
+            x = self.data.reshape((self.data.shape[0], -1))
+            if mask is not None:
+                x = x[~np.asarray(getattr(mask, "data", mask), bool).ravel()]
+            algorithm = _Fitted(algorithm.fit(x))
+        elif algorithm == "SVD" and self._lazy:
+            kwargs.setdefault("svd_solver", "full")
+        # HyperSpy's own, eager or lazy (the lazy twin puts this method first).
+        from hyperspy.signal import BaseSignal
+
+        impl = LazySignal.decomposition if self._lazy else BaseSignal.decomposition
+        return impl(self, normalize_poissonian_noise, algorithm, output_dimension,
+                    **kwargs)  # fmt: skip
+
     def _columns_frame(self):
         source = self._get_state("source")
         if source is None:
@@ -245,3 +281,27 @@ def _typical_spacing(xy) -> float:
 
 class LazyLocalDescriptors(LazySignal, LocalDescriptors):
     """Lazy twin of :class:`LocalDescriptors`."""
+
+    decomposition = LocalDescriptors.decomposition
+
+
+class _Fitted:
+    """An estimator fitted already, for HyperSpy's lazy decomposition: its
+    ``partial_fit`` pass does nothing and its ``transform`` gives the
+    loadings chunk by chunk."""
+
+    def __init__(self, estimator):
+        self.estimator = estimator
+        self.components_ = estimator.components_
+
+    def partial_fit(self, X):
+        return self
+
+    def fit(self, X):
+        return self
+
+    def transform(self, X):
+        return self.estimator.transform(X)
+
+    def __repr__(self):
+        return repr(self.estimator)
