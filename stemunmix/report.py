@@ -272,12 +272,19 @@ def _extent(image):
     )
 
 
-def _grid(n, size=3.2, max_cols=4, aspect=1.0):
-    import matplotlib.pyplot as plt
+def _subplots(rows=1, cols=1, figsize=(6, 4), squeeze=True):
+    """A figure and its axes with no pyplot: nothing global (the user's
+    backend, open figures) is touched, and the file is written by Agg."""
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(rows, cols, squeeze=squeeze)
+
+
+def _grid(n, size=3.2, max_cols=4, aspect=1.0):
     cols = min(n, max_cols)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(
+    fig, axes = _subplots(
         rows, cols, figsize=(size * cols, size * rows * aspect + 0.4), squeeze=False
     )
     for ax in axes.ravel()[n:]:
@@ -287,11 +294,6 @@ def _grid(n, size=3.2, max_cols=4, aspect=1.0):
 
 def _figures(result: Analysis, out: Path) -> list[tuple[str, str]]:
     """Write the PNGs; returns [(file name, caption)]."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
     from stemunmix.interop.atomap import COLORS
 
     image, ld = result.image, result.descriptors
@@ -307,10 +309,9 @@ def _figures(result: Analysis, out: Path) -> list[tuple[str, str]]:
     def save(fig, name, caption):
         fig.tight_layout()
         fig.savefig(out / name, dpi=110)
-        plt.close(fig)
         figures.append((name, caption))
 
-    fig, ax = plt.subplots(figsize=(7, 7 * raw.shape[0] / raw.shape[1] + 0.5))
+    fig, ax = _subplots(figsize=(7, 7 * raw.shape[0] / raw.shape[1] + 0.5))
     ax.imshow(raw, cmap="gray", extent=extent)
     for k, name in enumerate(columns.class_names):
         sel = columns.select(name)
@@ -337,7 +338,7 @@ def _figures(result: Analysis, out: Path) -> list[tuple[str, str]]:
     if result.scree is not None:
         s = result.scree
         d = s.axes_manager.signal_axes[0].axis
-        fig, ax = plt.subplots(figsize=(5, 3.6))
+        fig, ax = _subplots(figsize=(5, 3.6))
         for k, curve in enumerate(np.asarray(s.data)):
             ax.plot(d, curve, "o-", ms=3, label=f"{k + 1} component{'s' if k else ''}")
         ax.axvline(result.window, color="0.6", ls="--", label=f"d = {result.window}")
@@ -404,7 +405,7 @@ def _figures(result: Analysis, out: Path) -> list[tuple[str, str]]:
     save(fig, "domain_map.png", caption + ".")
 
     if {"A", "B"} <= set(columns.class_names) and len(columns.select("B")):
-        fig, ax = plt.subplots(figsize=(7, 7 * raw.shape[0] / raw.shape[1] + 0.5))
+        fig, ax = _subplots(figsize=(7, 7 * raw.shape[0] / raw.shape[1] + 0.5))
         columns.plot_polarization(raw, ax=ax)
         ax.set_title("B displacement from the centre of its A neighbours")
         save(fig, "polarization.png",

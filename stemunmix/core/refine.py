@@ -19,6 +19,13 @@ N_PARAMS = 5  # height, x, y, sigma, background
 
 
 def _threads() -> int:
+    """Threads for the fit: the cores this process may use, or one inside a
+    worker thread (a dask worker or the threaded scheduler already runs one
+    task per core; more would oversubscribe them)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return 1
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux

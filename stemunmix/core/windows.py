@@ -118,7 +118,7 @@ def _kernel():
 
 
 def gather(frames, xy: np.ndarray, frame_of: np.ndarray, d: int, edge: str,
-           block: int, lazy: bool):  # fmt: skip
+           block: int, lazy: bool, progress=None):  # fmt: skip
     """The windows of every column through the engine, block by block.
 
     ``frames``: (nav..., C, H, W) numpy or dask; ``xy`` (N, 2) [x, y] pixels;
@@ -167,7 +167,7 @@ def gather(frames, xy: np.ndarray, frame_of: np.ndarray, d: int, edge: str,
         frames = da.from_array(frames, chunks=(1,) * nav_ndim + (-1, -1, -1))
     parts = engine.run_items(
         step, frames, nav_ndim, lambda f: [b for g, b in groups if g == f],
-        compute=False,
+        compute=False, progress=progress,
     )  # fmt: skip
     if not lazy:
         data = np.concatenate([p for _, _, p in parts]) if parts else None

@@ -61,12 +61,14 @@ def build(
     extra_metadata=None,
     d_read=None,
     block: int = 1024,
+    progress=None,
 ):
     """LocalDescriptors from ``frames`` (nav..., C, H, W) numpy/dask and columns.
 
     ``axes``: the signal axes (x, y) of the source image, for calibration;
     ``block``: image pixels per side of a block of windows (one task when
-    lazy; no effect on the values).
+    lazy; no effect on the values). The windows are gathered by
+    :func:`stemunmix.core.windows.gather` on the engine.
     """
     from stemunmix.signals.local_descriptors import (
         LazyLocalDescriptors,
@@ -74,8 +76,36 @@ def build(
     )
 
     checked = check_arguments(d, edge, "image", axes, frames.shape)
-    d = checked["d"]
-    h, w = frames.shape[-2:]
+    d, (h, w), nav_shape = checked["d"], frames.shape[-2:], frames.shape[:-3]
+    columns, dropped = _columns_for_windows(columns, classes, edge, (h, w), d)
+    lazy = not isinstance(frames, np.ndarray) if lazy_output is None else lazy_output
+    frame_of = (columns.nav_index[:, ::-1] if nav_shape
+                else np.zeros((len(columns), 0), int))  # fmt: skip
+    order, data = gather(frames, columns.xy, frame_of, d, edge, block, lazy, progress)
+    columns = columns[order]
+    cls = LazyLocalDescriptors if lazy else LocalDescriptors
+    out = cls(data, axes=_window_axes(len(columns), d, len(channel_names), axes))
+    out.metadata.General.title = title
+    x, y = axes
+    out._set_state("source", {
+        "shape": [h, w], "offset": [x.offset, y.offset], "scale": [x.scale, y.scale],
+        "units": [str(x.units), str(y.units)], "nav_shape": list(nav_shape),
+    })  # fmt: skip
+    out.columns = columns
+    params = {
+        "d": d, "d_read": checked["d_read"] if d_read is None else d_read,
+        "channels": list(channel_names), "edge": edge, "dropped": int(dropped),
+        "centre": "(d - 1) / 2",
+    }  # fmt: skip
+    params.update(extra_metadata or {})
+    out._set_state("local_descriptors", params)
+    return out
+
+
+def _columns_for_windows(columns, classes, edge, shape, d):
+    """The columns that get a window, and how many the edge policy dropped
+    (each drop reported with a warning)."""
+    h, w = shape
     if columns is None or len(columns) == 0:
         raise ValueError("no columns: run find_columns() first or pass columns=")
     if classes is not None:
@@ -84,9 +114,8 @@ def build(
         present = set(np.unique(columns.labels))
         absent = [columns.class_names[i] for i in idx if i not in present]
         if absent:
-            raise ValueError(
-                f"classes {absent} have no columns; present: {[columns.class_names[i] for i in sorted(present)]}"
-            )
+            names = [columns.class_names[i] for i in sorted(present)]
+            raise ValueError(f"classes {absent} have no columns; present: {names}")
         columns = columns[np.isin(columns.labels, idx)]
     n_before = len(columns)
     off = ~on_image(columns.xy, (h, w))
@@ -96,86 +125,38 @@ def build(
         warnings.warn(
             f"edge='nearest': {int(off.sum())} of {n_before} columns lie outside "
             f"the {h} x {w} image and were left out",
-            stacklevel=3,
+            stacklevel=4,
         )
         columns = columns[~off]
-    keep = (
-        inside_mask(columns.xy, (h, w), d)
-        if edge == "drop"
-        else np.ones(len(columns), bool)
-    )
-    columns = columns[keep]
-    dropped = n_before - len(columns)
+    if edge == "drop":
+        columns = columns[inside_mask(columns.xy, (h, w), d)]
     if len(columns) == 0:
         raise ValueError(
-            f"every column's {d} x {d} window crosses the image edge; use edge='nearest' or a smaller d"
+            f"every column's {d} x {d} window crosses the image edge; use "
+            "edge='nearest' or a smaller d"
         )
+    dropped = n_before - len(columns)
     if dropped and edge == "drop":
         warnings.warn(
-            f"edge='drop': {dropped} of {n_before} columns whose {d} x {d} window crosses the image edge were left out",
-            stacklevel=3,
+            f"edge='drop': {dropped} of {n_before} columns whose {d} x {d} window "
+            "crosses the image edge were left out",
+            stacklevel=4,
         )
-    nav_shape = frames.shape[:-3]
-    lazy = (
-        lazy_output if lazy_output is not None else not isinstance(frames, np.ndarray)
-    )
-    frame_of = (columns.nav_index[:, ::-1] if nav_shape
-                else np.zeros((len(columns), 0), int))  # fmt: skip
-    order, data = gather(frames, columns.xy, frame_of, d, edge, block, lazy)
-    columns = columns[order]
-    n = len(columns)
-    cls = LazyLocalDescriptors if lazy else LocalDescriptors
+    return columns, dropped
+
+
+def _window_axes(n, d, n_channels, axes):
+    """Axes of a window stack: columns, then y and x of the window (channels
+    side by side along x), centred on the column, calibrated as the image."""
     x, y = axes
-    sig_axes = [
-        {
-            "name": "y",
-            "size": d,
-            "scale": y.scale,
-            "offset": -(d - 1) / 2 * y.scale,
-            "units": y.units,
-            "navigate": False,
-        },
-        {
-            "name": "x",
-            "size": len(channel_names) * d,
-            "scale": x.scale,
-            "offset": -(d - 1) / 2 * x.scale,
-            "units": x.units,
-            "navigate": False,
-        },
-    ]
-    nav_axis = {
-        "name": "column",
-        "size": n,
-        "scale": 1,
-        "offset": 0,
-        "units": "",
-        "navigate": True,
-    }
-    out = cls(data, axes=[nav_axis] + sig_axes)
-    out.metadata.General.title = title
-    out._set_state(
-        "source",
-        {
-            "shape": [h, w],
-            "offset": [x.offset, y.offset],
-            "scale": [x.scale, y.scale],
-            "units": [str(x.units), str(y.units)],
-            "nav_shape": list(nav_shape),
-        },
-    )
-    out.columns = columns
-    params = {
-        "d": d,
-        "d_read": checked["d_read"] if d_read is None else d_read,
-        "channels": list(channel_names),
-        "edge": edge,
-        "dropped": int(dropped),
-        "centre": "(d - 1) / 2",
-    }
-    params.update(extra_metadata or {})
-    out._set_state("local_descriptors", params)
-    return out
+    return [
+        {"name": "column", "size": n, "scale": 1, "offset": 0, "units": "",
+         "navigate": True},
+        {"name": "y", "size": d, "scale": y.scale, "offset": -(d - 1) / 2 * y.scale,
+         "units": y.units, "navigate": False},
+        {"name": "x", "size": n_channels * d, "scale": x.scale,
+         "offset": -(d - 1) / 2 * x.scale, "units": x.units, "navigate": False},
+    ]  # fmt: skip
 
 
 def scree_by_window(make_descriptors, d_values, n_components: int = 10):

@@ -88,7 +88,6 @@ class ColumnProbabilities(StemunmixSignal2D):
             score, ``nav_index`` for stacks. Also stored in ``self.columns``.
         """
         from stemunmix.core.find import find_columns
-        from stemunmix.core.lattice import checkerboard
 
         threshold, min_distance = check_find_arguments(
             threshold, min_distance, refine, lattice
@@ -107,24 +106,7 @@ class ColumnProbabilities(StemunmixSignal2D):
         with progress_bar(show_progressbar, "find_columns") as bar:
             found = find_columns(self.data, frames_image, len(nav_shape), classes,
                                  threshold, refine, distances, block, bar)  # fmt: skip
-        xy, labels, scores, nav = [], [], [], []
-        for idx in np.ndindex(nav_shape):
-            f_xy, f_lab, f_score = found[idx]
-            # A fit may carry an edge column off the frame: it has no pixels
-            # of its own there, so it is no column of this image.
-            on = _on_frame(f_xy, self.data.shape)
-            f_xy, f_lab, f_score = f_xy[on], f_lab[on], f_score[on]
-            if lattice == "checkerboard":
-                f_lab = checkerboard(f_xy, f_lab, f_score, distances[idx][1],
-                                     tuple(classes))  # fmt: skip
-            xy.append(f_xy)
-            labels.append(f_lab)
-            scores.append(f_score)
-            nav.append(np.tile(np.array(idx[::-1], int), (len(f_xy), 1)))
-        columns = Columns(
-            np.concatenate(xy), np.concatenate(labels), names, np.concatenate(scores),
-            np.concatenate(nav) if nav_shape else None,
-        )  # fmt: skip
+        columns = _assemble(found, names, self.data.shape, lattice, classes, distances)
         if len(columns) == 0:
             warnings.warn(
                 "no columns found: no class probability reaches the threshold "
@@ -304,12 +286,35 @@ class ColumnProbabilities(StemunmixSignal2D):
                     "AtomicResolutionImage> (these maps have none linked)"
                 )
             frames = raw[..., None, :, :]
-        return _descriptors.build(
-            frames, channels, columns, checked["d"], checked["classes"], edge,
-            self.axes_manager.signal_axes, f"Local descriptors of {self.metadata.General.title}",
-            lazy_output if lazy_output is not None else (True if self._lazy else None),
-            {"source": source}, checked["d_read"],
-        )  # fmt: skip
+        with progress_bar(show_progressbar, "local_descriptors") as bar:
+            return _descriptors.build(
+                frames, channels, columns, checked["d"], checked["classes"], edge,
+                self.axes_manager.signal_axes,
+                f"Local descriptors of {self.metadata.General.title}",
+                self._lazy if lazy_output is None else lazy_output,
+                {"source": source}, checked["d_read"], progress=bar,
+            )  # fmt: skip
+
+
+def _assemble(found, names, shape, lattice, classes, distances) -> Columns:
+    """Columns of every frame in one container: those a fit carried off the
+    frame left out (no pixels of their own there), named on the checkerboard
+    when asked."""
+    from stemunmix.core.lattice import checkerboard
+
+    nav_shape = shape[:-3]
+    parts = []
+    for idx in np.ndindex(nav_shape):
+        xy, labels, scores = found[idx]
+        on = _on_frame(xy, shape)
+        xy, labels, scores = xy[on], labels[on], scores[on]
+        if lattice == "checkerboard":
+            labels = checkerboard(xy, labels, scores, distances[idx][1], tuple(classes))
+        parts.append(
+            (xy, labels, scores, np.tile(np.array(idx[::-1], int), (len(xy), 1)))
+        )
+    xy, labels, scores, nav = (np.concatenate([p[i] for p in parts]) for i in range(4))
+    return Columns(xy, labels, names, scores, nav if nav_shape else None)
 
 
 def _on_frame(xy, shape):

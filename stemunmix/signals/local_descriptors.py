@@ -39,7 +39,7 @@ class LocalDescriptors(StemunmixSignal2D):
             own = {k: kwargs.pop(k) for k in list(kwargs)
                    if k in NMF._get_param_names()}  # fmt: skip
             algorithm = NMF(output_dimension, **({"random_state": 0} | own))
-        if isinstance(algorithm, NMF) and self._lazy:
+        if isinstance(algorithm, NMF):  # fitted here, projected by HyperSpy
             mask = kwargs.get("navigation_mask")
             x = self.data.reshape((self.data.shape[0], -1))
             if mask is not None:
@@ -51,8 +51,16 @@ class LocalDescriptors(StemunmixSignal2D):
         from hyperspy.signal import BaseSignal
 
         impl = LazySignal.decomposition if self._lazy else BaseSignal.decomposition
-        return impl(self, normalize_poissonian_noise, algorithm, output_dimension,
-                    **kwargs)  # fmt: skip
+        data = self.data
+        if algorithm == "SVD":
+            # In float64: LAPACK (eager) and dask's tall-skinny QR (lazy) then
+            # agree to 1e-12, where float32 windows leave them 2e-6 apart.
+            self.data = data.astype(np.float64)
+        try:
+            return impl(self, normalize_poissonian_noise, algorithm,
+                        output_dimension, **kwargs)  # fmt: skip
+        finally:
+            self.data = data
 
     def _columns_frame(self):
         source = self._get_state("source")
@@ -286,9 +294,9 @@ class LazyLocalDescriptors(LazySignal, LocalDescriptors):
 
 
 class _Fitted:
-    """An estimator fitted already, for HyperSpy's lazy decomposition: its
-    ``partial_fit`` pass does nothing and its ``transform`` gives the
-    loadings chunk by chunk."""
+    """An estimator fitted already, for HyperSpy's decomposition: fitting does
+    nothing, and the loadings are the fitted components' projection
+    (``transform``), chunk by chunk when lazy, so eager and lazy agree."""
 
     def __init__(self, estimator):
         self.estimator = estimator
@@ -299,6 +307,9 @@ class _Fitted:
 
     def fit(self, X):
         return self
+
+    def fit_transform(self, X):
+        return self.estimator.transform(X)
 
     def transform(self, X):
         return self.estimator.transform(X)
