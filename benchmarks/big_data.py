@@ -62,10 +62,10 @@ def _pipeline(image, work: Path):
     work.mkdir(exist_ok=True)
     steps = {}
     t = time.perf_counter()
-    # The documented out-of-core practice: write each lazy result to .zspy
-    # once and read it back, so no step recomputes the network.
-    image.segment().save(work / "prob.zspy", overwrite=True)
-    prob = hs.load(work / "prob.zspy", lazy=True)
+    # The documented out-of-core practice: the network's maps are computed
+    # once into a zarr store (segment's store=), and the windows are written
+    # to .zspy once and read back, so no step recomputes either.
+    prob = image.segment(store=work / "maps.zarr")
     steps["segment"] = time.perf_counter() - t
     t = time.perf_counter()
     columns = prob.find_columns(image=image)

@@ -48,7 +48,7 @@ class NMF(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, n_components: int = 2, max_iter: int = 200,
-                 tol: float = 1e-5, inner: int = 4, init_samples: int = 20_000,
+                 tol: float = 1e-4, inner: int = 4, init_samples: int = 20_000,
                  random_state=None):  # fmt: skip
         self.n_components = n_components
         self.max_iter = max_iter

@@ -108,8 +108,10 @@ class LazyStemunmixSignal2D(LazySignal, StemunmixSignal2D):
 
 
 class progress_bar:
-    """A tqdm bar honouring ``show_progressbar`` (None: HyperSpy's preference),
-    as a context manager; the engine resets its total and updates it."""
+    """A progress bar honouring ``show_progressbar`` (None: HyperSpy's
+    preference), as a context manager. The engine calls ``reset(total)`` and
+    ``update(n)``; the tqdm bar appears only for two or more blocks, so a
+    small image shows none."""
 
     def __init__(self, show_progressbar, desc: str):
         from hyperspy.defaults_parser import preferences
@@ -120,12 +122,20 @@ class progress_bar:
         self.bar = None
 
     def __enter__(self):
-        if not self.show:
-            return None
-        from tqdm.auto import tqdm
+        return self if self.show else None
 
-        self.bar = tqdm(desc=self.desc, leave=False)
-        return self.bar
+    def reset(self, total: int) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if total >= 2:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, leave=False)
+
+    def update(self, n: int = 1) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
 
     def __exit__(self, *exc):
         if self.bar is not None:

@@ -286,7 +286,7 @@ def _probabilities(image, maps, class_names, record):
     segment record and a link to the raw image (a plain signal over the same
     data) in its metadata: refinement and image windows read it, and it is
     saved with the maps."""
-    from hyperspy._signals.signal2d import LazySignal2D, Signal2D
+    from hyperspy.signals import LazySignal2D, Signal2D
 
     from stemunmix.signals.column_probabilities import (
         ColumnProbabilities,
