@@ -1,11 +1,11 @@
-"""Per-column values back onto the image grid (numpy/scipy only)."""
+"""Per-column values back onto the image grid (numpy and numba)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 
-def voronoi_map(xy, values, shape, max_distance: float, chunk_rows: int = 256):
+def voronoi_map(xy, values, shape, max_distance: float):
     """Each pixel takes the values of its nearest column (its Voronoi cell).
 
     Parameters
@@ -13,30 +13,58 @@ def voronoi_map(xy, values, shape, max_distance: float, chunk_rows: int = 256):
     xy : (N, 2) [x, y] pixels
     values : (N,) or (N, K)
     shape : (H, W)
-    max_distance : pixels farther than this from every column get NaN.
+    max_distance : pixels this far or farther from every column get NaN.
 
-    Returns (H, W) or (K, H, W) float32.
+    Returns (H, W) or (K, H, W) float32. Rasterised column by column (each
+    column claims the pixels within ``max_distance`` that no nearer column
+    has; ties go to the first): about N (2 max_distance)^2 steps, a few tens
+    of ms for a 2048^2 map, where a nearest-neighbour query per pixel takes
+    seconds.
     """
-    from scipy.spatial import cKDTree
-
     values = np.asarray(values, dtype=np.float32)
     squeeze = values.ndim == 1
     values = values.reshape(len(values), -1)
-    h, w = shape
-    out = np.full((values.shape[1], h, w), np.nan, np.float32)
-    tree = cKDTree(xy)
-    xx = np.arange(w)
-    for r0 in range(0, h, chunk_rows):
-        rows = np.arange(r0, min(h, r0 + chunk_rows))
-        pix = np.stack(np.broadcast_arrays(xx[None, :], rows[:, None]), -1).reshape(
-            -1, 2
-        )
-        dist, idx = tree.query(pix, distance_upper_bound=max_distance)
-        ok = np.isfinite(dist)
-        block = np.full((values.shape[1], len(pix)), np.nan, np.float32)
-        block[:, ok] = values[idx[ok]].T
-        out[:, rows] = block.reshape(values.shape[1], len(rows), w)
+    h, w = (int(v) for v in shape)
+    xy = np.asarray(xy, np.float64).reshape(-1, 2)
+    owner = np.full((h, w), len(xy), np.int32)  # len(xy): no column, NaN
+    if len(xy) and h and w:
+        _owners()(xy, float(max_distance), owner)
+    table = np.concatenate([values, np.full((1, values.shape[1]), np.nan, np.float32)])
+    out = np.ascontiguousarray(table.T)[:, owner]  # one gather: (K, H, W)
     return out[0] if squeeze else out
+
+
+_COMPILED = []
+
+
+def _owners():
+    """The numba rasteriser of :func:`voronoi_map`, compiled on first use."""
+    if not _COMPILED:
+        import numba
+
+        @numba.njit(cache=False)
+        def owners(xy, radius, owner):
+            h, w = owner.shape
+            best = np.full((h, w), np.inf)
+            r2 = radius * radius
+            for k in range(xy.shape[0]):
+                x, y = xy[k, 0], xy[k, 1]
+                if not (np.isfinite(x) and np.isfinite(y)):
+                    continue
+                i0 = max(0, int(np.ceil(y - radius)))
+                i1 = min(h - 1, int(np.floor(y + radius)))
+                j0 = max(0, int(np.ceil(x - radius)))
+                j1 = min(w - 1, int(np.floor(x + radius)))
+                for i in range(i0, i1 + 1):
+                    dy2 = (i - y) * (i - y)
+                    for j in range(j0, j1 + 1):
+                        d2 = dy2 + (j - x) * (j - x)
+                        if d2 < r2 and d2 < best[i, j]:
+                            best[i, j] = d2
+                            owner[i, j] = k
+
+        _COMPILED.append(owners)
+    return _COMPILED[0]
 
 
 def point_map(xy, values, shape):

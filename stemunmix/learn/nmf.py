@@ -117,9 +117,14 @@ class NMF(TransformerMixin, BaseEstimator):
     def _init(self, X, k):
         """NNDSVDa on a seeded subsample: the leading singular vectors with
         their negative parts set to the mean (no zero rows to get stuck)."""
+        from sklearn.utils.extmath import randomized_svd
+
         x = np.asarray(subsample(X, self.init_samples, self.random_state), np.float64)
         _check_nonnegative(x)
-        _, s, vt = np.linalg.svd(x, full_matrices=False)
+        # The k leading singular vectors only (randomized: a few passes of
+        # k + 10 vectors, not the full SVD of the subsample).
+        _, s, vt = randomized_svd(x, k, n_oversamples=10, n_iter=4,
+                                  random_state=self.random_state or 0)  # fmt: skip
         H = np.empty((k, x.shape[1]))
         for j in range(k):
             v = vt[j]
