@@ -1,17 +1,20 @@
-"""Batched sub-pixel refinement of column positions on the raw image (numpy).
+"""Batched sub-pixel refinement of column positions on the raw image (numba).
 
 Every column is a 2D Gaussian (height, centre, width) on a local constant
 background. All columns are fitted at once: in each round, every column's patch
 has the current model of its neighbours subtracted (so bright A tails do not pull
-B), then one damped Gauss-Newton step updates all columns together, with the
-5 x 5 normal equations of all columns solved as one batch. Positions are [x, y]
-pixels.
+B), then one damped Gauss-Newton (Levenberg-Marquardt) step updates every
+column. The rounds are Jacobi rounds: each column reads its neighbours as the
+round before left them, so the result does not depend on the order or on how
+the columns are shared among threads. One compiled kernel does a column's whole
+round in registers (its 5 x 5 normal equations, the neighbours' separable
+Gaussians over its patch, the trial step), in parallel over the columns.
+Positions are [x, y] pixels.
 """
 
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -45,20 +48,7 @@ def _neighbours(xy: np.ndarray, reach: float, max_neighbours: int = 24):
         idx = np.full((len(xy), 1), -1)
     # Keep only as many slots as the most crowded column needs.
     used = int((idx >= 0).sum(1).max()) if idx.size else 0
-    return idx[:, : max(used, 1)]
-
-
-def _gauss(xs, ys, params):
-    """Gaussians of ``params`` (..., 5) on square patches, flattened to (..., P).
-
-    ``xs`` and ``ys`` (..., m) are the patch's column and row coordinates; the
-    Gaussian is separable, so only 2m exponentials per column are needed.
-    """
-    a, cx, cy, s = (params[..., i, None] for i in range(4))
-    gx = np.exp(-((xs - cx) ** 2) / (2 * s**2))
-    gy = a * np.exp(-((ys - cy) ** 2) / (2 * s**2))
-    out = gy[..., :, None] * gx[..., None, :]
-    return out.reshape(out.shape[:-2] + (-1,))
+    return np.ascontiguousarray(idx[:, : max(used, 1)], dtype=np.int64)
 
 
 def refine_gaussian(
@@ -67,7 +57,6 @@ def refine_gaussian(
     sigma: float,
     radius: int | None = None,
     n_iter: int = 4,
-    chunk: int = 8192,
 ) -> dict:
     """Refine all column positions at once by 2D Gaussian fits with neighbours.
 
@@ -90,8 +79,8 @@ def refine_gaussian(
     dict with ``xy`` (N, 2), ``height``, ``sigma``, ``background``, ``rms``
     (residual per column) and ``moved`` (distance from the start, pixels).
     """
-    image = np.asarray(image, dtype=np.float64)
-    xy = np.asarray(xy, dtype=np.float64)
+    image = np.ascontiguousarray(image, dtype=np.float64)
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
     n = len(xy)
     if n == 0:
         empty = np.zeros(0)
@@ -99,57 +88,26 @@ def refine_gaussian(
                 "background": empty, "rms": empty, "moved": empty}  # fmt: skip
     radius = int(radius or max(2, np.ceil(1.5 * sigma)))
     h, w = image.shape
-    off = np.arange(-radius, radius + 1)
-    centre = np.round(xy).astype(int)
+    centre = np.round(xy).astype(np.int64)
     centre[:, 0] = np.clip(centre[:, 0], 0, w - 1)
     centre[:, 1] = np.clip(centre[:, 1], 0, h - 1)
-    ys = (centre[:, 1, None] + off[None, :]).astype(float)  # (n, m) patch rows
-    xs = (centre[:, 0, None] + off[None, :]).astype(float)  # (n, m) patch columns
-    py = np.repeat(ys, len(off), axis=1)
-    px = np.tile(xs, (1, len(off)))
-    inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
-    data = image[np.clip(py, 0, h - 1).astype(int), np.clip(px, 0, w - 1).astype(int)]
-
-    # Starting parameters: height over the patch minimum, given width.
-    bg0 = np.where(inside, data, np.inf).min(1)
-    peak = image[centre[:, 1], centre[:, 0]]
-    params = np.stack(
-        [np.maximum(peak - bg0, 1e-6), xy[:, 0], xy[:, 1], np.full(n, sigma), bg0], 1
-    )
+    kernels = _kernels()
+    params = kernels["start"](image, xy, centre, radius, float(sigma))
     nb = _neighbours(xy, 2 * radius + 4 * sigma)
-    sig_lo, sig_hi = 0.3 * sigma, 3.0 * sigma
     lam = np.full(n, 1e-3)
+    import numba
 
-    # Jacobi rounds: every column is updated from the previous round's model of
-    # its neighbours, so the result does not depend on how columns are split
-    # into chunks; chunks run on threads (numpy releases the GIL).
-    size = max(256, min(chunk, -(-n // _threads())))
-    slices = [slice(s0, min(n, s0 + size)) for s0 in range(0, n, size)]
-
-    def update(sl, previous):
-        idx = nb[sl]
-        valid = idx >= 0
-        other = previous[np.where(valid, idx, 0)]  # (c, K, 5)
-        other[..., 0] *= valid
-        neigh = _gauss(xs[sl, None], ys[sl, None], other).sum(1)  # (c, P)
-        new, lam[sl] = _gauss_newton_step(
-            previous[sl], px[sl], py[sl], data[sl] - neigh, inside[sl], lam[sl]
-        )
-        new[:, 3] = np.clip(new[:, 3], sig_lo, sig_hi)
-        params[sl] = new
-
-    with ThreadPoolExecutor(len(slices)) as pool:
+    previous = np.empty_like(params)
+    old = numba.get_num_threads()
+    numba.set_num_threads(min(old, _threads()))
+    try:
         for _ in range(n_iter):
-            previous = params.copy()
-            list(pool.map(update, slices, [previous] * len(slices)))
-    model = _gauss(xs, ys, params) + params[:, 4, None]
-    valid = nb >= 0
-    other = params[np.where(valid, nb, 0)]
-    other[..., 0] *= valid
-    resid = np.where(
-        inside, data - model - _gauss(xs[:, None], ys[:, None], other).sum(1), 0
-    )
-    rms = np.sqrt((resid**2).sum(1) / inside.sum(1))
+            previous[:] = params
+            kernels["round"](image, previous, params, lam, centre, nb, radius,
+                             0.3 * sigma, 3.0 * sigma)  # fmt: skip
+        rms = kernels["rms"](image, params, centre, nb, radius)
+    finally:
+        numba.set_num_threads(old)
     return {
         "xy": params[:, 1:3].copy(),
         "height": params[:, 0].copy(),
@@ -160,39 +118,204 @@ def refine_gaussian(
     }
 
 
-def _gauss_newton_step(params, px, py, target, inside, lam):
-    """One damped Gauss-Newton (Levenberg-Marquardt) step for every column."""
-    a, cx, cy, s, b = params.T
-    dx, dy = px - cx[:, None], py - cy[:, None]
-    d2 = dx**2 + dy**2
-    g = np.exp(-d2 / (2 * s[:, None] ** 2))
-    model = a[:, None] * g + b[:, None]
-    r = np.where(inside, model - target, 0.0)
-    ag = a[:, None] * g
-    jac = np.stack(
-        [g, ag * dx / s[:, None] ** 2, ag * dy / s[:, None] ** 2,
-         ag * d2 / s[:, None] ** 3, np.ones_like(g)],
-        axis=-1,
-    )  # fmt: skip
-    jac = jac * inside[..., None]
-    jac_t = jac.transpose(0, 2, 1)
-    jtj = jac_t @ jac  # batched BLAS: several times faster than einsum here
-    jtr = (jac_t @ r[..., None])[..., 0]
-    cost = (r**2).sum(1)
-    damp = jtj + lam[:, None, None] * (jtj * np.eye(N_PARAMS) + 1e-9 * np.eye(N_PARAMS))
-    step = -np.linalg.solve(damp, jtr[..., None])[..., 0]
-    # At most one pixel of movement per step keeps the batch stable.
-    move = np.hypot(step[:, 1], step[:, 2])
-    step[:, 1:3] *= np.minimum(1.0, 1.0 / np.maximum(move, 1e-12))[:, None]
-    trial = params + step
-    trial[:, 0] = np.maximum(trial[:, 0], 1e-9)
-    trial[:, 3] = np.maximum(trial[:, 3], 1e-3)
-    ta, tcx, tcy, ts, tb = trial.T
-    tg = np.exp(
-        -((px - tcx[:, None]) ** 2 + (py - tcy[:, None]) ** 2) / (2 * ts[:, None] ** 2)
-    )
-    tr = np.where(inside, ta[:, None] * tg + tb[:, None] - target, 0.0)
-    better = (tr**2).sum(1) <= cost
-    new = np.where(better[:, None], trial, params)
-    lam = np.where(better, lam * 0.3, lam * 10.0)
-    return new, np.clip(lam, 1e-7, 1e7)
+_COMPILED = {}
+
+
+def _kernels() -> dict:
+    """The numba kernels, compiled on first use (keeps imports light)."""
+    if _COMPILED:
+        return _COMPILED
+    import numba
+
+    @numba.njit(parallel=True, cache=False, fastmath=True)
+    def start(image, xy, centre, radius, sigma):
+        """Height over the patch minimum, the given width and position."""
+        h, w = image.shape
+        n = xy.shape[0]
+        out = np.empty((n, 5))
+        for k in numba.prange(n):
+            cx, cy = centre[k, 0], centre[k, 1]
+            low = np.inf
+            for i in range(max(0, cy - radius), min(h, cy + radius + 1)):
+                for j in range(max(0, cx - radius), min(w, cx + radius + 1)):
+                    low = min(low, image[i, j])
+            out[k, 0] = max(image[cy, cx] - low, 1e-6)
+            out[k, 1] = xy[k, 0]
+            out[k, 2] = xy[k, 1]
+            out[k, 3] = sigma
+            out[k, 4] = low
+        return out
+
+    @numba.njit(cache=False, fastmath=True)
+    def neighbour_model(prev, nb, k, x0, y0, m, out, gx, gy):
+        """The neighbours' Gaussians (no background) on column k's patch."""
+        out[:] = 0.0
+        for t in range(nb.shape[1]):
+            j = nb[k, t]
+            if j < 0:
+                continue
+            a, cx, cy, s = prev[j, 0], prev[j, 1], prev[j, 2], prev[j, 3]
+            inv = 1.0 / (2.0 * s * s)
+            for q in range(m):
+                d = x0 + q - cx
+                gx[q] = np.exp(-d * d * inv)
+                d = y0 + q - cy
+                gy[q] = a * np.exp(-d * d * inv)
+            for p in range(m):
+                for q in range(m):
+                    out[p, q] += gy[p] * gx[q]
+
+    @numba.njit(cache=False, fastmath=True)
+    def solve5(a, r):
+        """-a^-1 r for a 5 x 5 system, Gaussian elimination with partial
+        pivoting, in place (no LAPACK call per column)."""
+        x = -r.copy()
+        for c in range(5):
+            piv = c
+            for i in range(c + 1, 5):
+                if abs(a[i, c]) > abs(a[piv, c]):
+                    piv = i
+            if piv != c:
+                for j in range(5):
+                    a[c, j], a[piv, j] = a[piv, j], a[c, j]
+                x[c], x[piv] = x[piv], x[c]
+            d = a[c, c] if a[c, c] != 0.0 else 1e-300
+            for i in range(c + 1, 5):
+                f = a[i, c] / d
+                for j in range(c, 5):
+                    a[i, j] -= f * a[c, j]
+                x[i] -= f * x[c]
+        for c in range(4, -1, -1):
+            t = x[c]
+            for j in range(c + 1, 5):
+                t -= a[c, j] * x[j]
+            x[c] = t / (a[c, c] if a[c, c] != 0.0 else 1e-300)
+        return x
+
+    @numba.njit(cache=False, fastmath=True)
+    def cost_of(image, target, x0, y0, m, a, cx, cy, s, b):
+        h, w = image.shape
+        inv = 1.0 / (2.0 * s * s)
+        total = 0.0
+        for p in range(m):
+            yy = y0 + p
+            if yy < 0 or yy >= h:
+                continue
+            for q in range(m):
+                xx = x0 + q
+                if xx < 0 or xx >= w:
+                    continue
+                dx, dy = xx - cx, yy - cy
+                r = a * np.exp(-(dx * dx + dy * dy) * inv) + b - target[p, q]
+                total += r * r
+        return total
+
+    @numba.njit(parallel=True, cache=False, fastmath=True)
+    def lm_round(image, prev, params, lam, centre, nb, radius, sig_lo, sig_hi):
+        """One damped Gauss-Newton step of every column (Jacobi: reads prev)."""
+        h, w = image.shape
+        n = prev.shape[0]
+        m = 2 * radius + 1
+        for k in numba.prange(n):
+            x0, y0 = centre[k, 0] - radius, centre[k, 1] - radius
+            neigh = np.empty((m, m))
+            gx, gy = np.empty(m), np.empty(m)
+            neighbour_model(prev, nb, k, x0, y0, m, neigh, gx, gy)
+            target = np.empty((m, m))
+            for p in range(m):
+                for q in range(m):
+                    yy = min(max(y0 + p, 0), h - 1)
+                    xx = min(max(x0 + q, 0), w - 1)
+                    target[p, q] = image[yy, xx] - neigh[p, q]
+            a, cx, cy, s, b = prev[k, 0], prev[k, 1], prev[k, 2], prev[k, 3], prev[k, 4]
+            jtj = np.zeros((5, 5))
+            jtr = np.zeros(5)
+            jac = np.empty(5)
+            cost = 0.0
+            inv = 1.0 / (2.0 * s * s)
+            for p in range(m):
+                yy = y0 + p
+                if yy < 0 or yy >= h:
+                    continue
+                for q in range(m):
+                    xx = x0 + q
+                    if xx < 0 or xx >= w:
+                        continue
+                    dx, dy = xx - cx, yy - cy
+                    d2 = dx * dx + dy * dy
+                    g = np.exp(-d2 * inv)
+                    r = a * g + b - target[p, q]
+                    ag = a * g
+                    jac[0] = g
+                    jac[1] = ag * dx / (s * s)
+                    jac[2] = ag * dy / (s * s)
+                    jac[3] = ag * d2 / (s * s * s)
+                    jac[4] = 1.0
+                    for u in range(5):
+                        jtr[u] += jac[u] * r
+                        for v in range(u, 5):
+                            jtj[u, v] += jac[u] * jac[v]
+                    cost += r * r
+            for u in range(5):
+                for v in range(u):
+                    jtj[u, v] = jtj[v, u]
+            for u in range(5):
+                jtj[u, u] += lam[k] * (jtj[u, u] + 1e-9)  # damped in place
+            step = solve5(jtj, jtr)
+            # At most one pixel of movement per step keeps the batch stable.
+            move = np.hypot(step[1], step[2])
+            if move > 1.0:
+                step[1] /= move
+                step[2] /= move
+            ta = max(a + step[0], 1e-9)
+            tcx, tcy = cx + step[1], cy + step[2]
+            ts = max(s + step[3], 1e-3)
+            tb = b + step[4]
+            trial = cost_of(image, target, x0, y0, m, ta, tcx, tcy, ts, tb)
+            if trial <= cost:
+                params[k, 0], params[k, 1], params[k, 2] = ta, tcx, tcy
+                params[k, 3], params[k, 4] = ts, tb
+                lam[k] = max(lam[k] * 0.3, 1e-7)
+            else:
+                params[k, :] = prev[k, :]
+                lam[k] = min(lam[k] * 10.0, 1e7)
+            params[k, 3] = min(max(params[k, 3], sig_lo), sig_hi)
+
+    @numba.njit(parallel=True, cache=False, fastmath=True)
+    def rms(image, params, centre, nb, radius):
+        """RMS residual of each column's patch, neighbours included."""
+        h, w = image.shape
+        n = params.shape[0]
+        m = 2 * radius + 1
+        out = np.empty(n)
+        for k in numba.prange(n):
+            x0, y0 = centre[k, 0] - radius, centre[k, 1] - radius
+            neigh = np.empty((m, m))
+            gx, gy = np.empty(m), np.empty(m)
+            neighbour_model(params, nb, k, x0, y0, m, neigh, gx, gy)
+            a, cx, cy, s, b = (params[k, 0], params[k, 1], params[k, 2],
+                               params[k, 3], params[k, 4])  # fmt: skip
+            inv = 1.0 / (2.0 * s * s)
+            total, count = 0.0, 0
+            for p in range(m):
+                yy = y0 + p
+                if yy < 0 or yy >= h:
+                    continue
+                for q in range(m):
+                    xx = x0 + q
+                    if xx < 0 or xx >= w:
+                        continue
+                    dx, dy = xx - cx, yy - cy
+                    r = (
+                        image[yy, xx]
+                        - neigh[p, q]
+                        - a * np.exp(-(dx * dx + dy * dy) * inv)
+                        - b
+                    )
+                    total += r * r
+                    count += 1
+            out[k] = np.sqrt(total / max(count, 1))
+        return out
+
+    _COMPILED.update(start=start, round=lm_round, rms=rms)
+    return _COMPILED
