@@ -72,17 +72,22 @@ class NMF(TransformerMixin, BaseEstimator):
         for lo, hi, get in chunks:
             x = get()
             _check_nonnegative(x)
-            norm += float(np.einsum("ij,ij->", x, x))
+            norm += float(np.einsum("ij,ij->", x, x, dtype=np.float64))
             W[lo:hi] = _project(x, H, self.inner * 4)
         last = np.inf
         for it in range(1, self.max_iter + 1):
             wtx = np.zeros_like(H)
             wtw = np.zeros((k, k))
+            h32 = np.ascontiguousarray(H.T, np.float32)  # (features, k)
+            hht = H @ H.T
             for lo, hi, get in chunks:
                 x = get()
-                W[lo:hi] = _hals_rows(x @ H.T, H @ H.T, W[lo:hi], self.inner)
-                wtx += W[lo:hi].T @ x
-                wtw += W[lo:hi].T @ W[lo:hi]
+                # float32 products, float64 sums: a chunk of rows is read
+                # twice while it is in cache (the shapes BLAS does fastest).
+                w = _hals_rows((x @ h32).astype(np.float64), hht, W[lo:hi], self.inner)
+                W[lo:hi] = w
+                wtx += (x.T @ w.astype(np.float32)).T
+                wtw += w.T @ w
             H = _hals_rows(wtx.T, wtw, H.T, self.inner).T
             # ||X - WH||^2 from the sums: no second pass over the data.
             err = max(norm - 2 * np.sum(wtx * H) + np.sum(wtw * (H @ H.T)), 0.0)
@@ -104,10 +109,10 @@ class NMF(TransformerMixin, BaseEstimator):
         H = self.components_.astype(np.float64)
         sweeps = 8 * self.inner
         if is_dask(X):
-            return X.map_blocks(lambda x: _project(np.asarray(x, np.float64), H, sweeps),
+            return X.map_blocks(lambda x: _project(np.asarray(x, np.float32), H, sweeps),
                                 chunks=(X.chunks[0], (H.shape[0],)),
                                 dtype=np.float64)  # fmt: skip
-        X = np.asarray(X, np.float64)
+        X = np.asarray(X, np.float32)
         _check_nonnegative(X)
         return _project(X, H, sweeps)
 
@@ -136,21 +141,19 @@ class NMF(TransformerMixin, BaseEstimator):
         return H
 
 
-def _chunks(X):
-    """(lo, hi, get) per row chunk: get() returns the rows as float64 numpy."""
+def _chunks(X, step: int = 2048):
+    """(lo, hi, get) per row chunk: get() returns the rows as float32 numpy
+    (a dask chunk is computed then; numpy rows are cut ``step`` at a time,
+    about what stays in cache between the two products of an epoch)."""
     if is_dask(X):
         X = X.rechunk({1: -1})
         bounds = np.cumsum((0,) + X.chunks[0])
         blocks = X.to_delayed().ravel()
         for lo, hi, block in zip(bounds[:-1], bounds[1:], blocks, strict=True):
-            yield (
-                int(lo),
-                int(hi),
-                (lambda b=block: np.asarray(b.compute(), np.float64)),
-            )
+            get = lambda b=block: np.asarray(b.compute(), np.float32)  # noqa: E731
+            yield int(lo), int(hi), get
         return
-    X = np.asarray(X, np.float64)
-    step = 65536
+    X = np.asarray(X, np.float32)
     for lo in range(0, X.shape[0], step):
         hi = min(X.shape[0], lo + step)
         yield lo, hi, (lambda lo=lo, hi=hi: X[lo:hi])
@@ -171,7 +174,7 @@ def _hals_rows(xht, hht, W, sweeps):
 def _project(x, H, sweeps):
     """Non-negative loadings of rows ``x`` on fixed components ``H``."""
     hht = H @ H.T
-    xht = x @ H.T
+    xht = (x @ np.ascontiguousarray(H.T, x.dtype)).astype(np.float64)
     W = np.maximum(np.linalg.lstsq(hht, xht.T, rcond=None)[0].T, _EPS)
     return _hals_rows(xht, hht, W, sweeps)
 
