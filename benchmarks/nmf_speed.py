@@ -59,7 +59,7 @@ def main():
         warned = any("converge" in str(w.message).lower() for w in caught)
         e_sk = sk.reconstruction_err_ / norm
         # Our fewest epochs to reach scikit-learn's error (tol 0: run them all).
-        lo, hi = 1, 400
+        lo, hi = 1, 2000
         while lo < hi:
             mid = (lo + hi) // 2
             m = NMF(4, max_iter=mid, tol=0.0, random_state=0).fit(x)

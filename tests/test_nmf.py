@@ -1,0 +1,53 @@
+"""stemunmix.learn.NMF: converged, as good as scikit-learn's, numpy = dask."""
+
+import warnings
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from stemunmix.learn import NMF
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(0)
+    w = rng.gamma(1.0, 1.0, (3000, 4))
+    h = rng.gamma(0.5, 1.0, (4, 200))
+    return rng.poisson(20 * w @ h).astype(np.float32)
+
+
+def test_reaches_scikit_learns_error_without_warning(data):
+    from sklearn.decomposition import NMF as SkNMF
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sk = SkNMF(4, init="nndsvda", max_iter=1000).fit(data.astype(np.float64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ConvergenceWarning, nothing
+        ours = NMF(4, random_state=0).fit(data)
+    assert ours.reconstruction_err_ <= 1.001 * sk.reconstruction_err_
+    assert ours.n_iter_ < ours.max_iter  # converged by tol, not stopped
+    assert (ours.components_ >= 0).all() and (ours.loadings_ >= 0).all()
+    x = data.astype(np.float64)
+    err = np.linalg.norm(x - ours.transform(data) @ ours.components_)
+    assert err <= 1.001 * ours.reconstruction_err_
+
+
+def test_dask_equals_numpy(data):
+    eager = NMF(4, random_state=0).fit(data)
+    lazy = NMF(4, random_state=0).fit(da.from_array(data, chunks=(700, -1)))
+    assert lazy.n_iter_ == eager.n_iter_
+    np.testing.assert_allclose(lazy.components_, eager.components_, rtol=1e-4,
+                               atol=1e-6 * eager.components_.max())  # fmt: skip
+    w = lazy.transform(da.from_array(data, chunks=(700, -1)))
+    np.testing.assert_allclose(w.compute(), eager.transform(data), rtol=1e-3, atol=1e-6)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match="non-negative"):
+        NMF(2).fit(-np.ones((10, 5)))
+    with pytest.raises(ValueError, match="n_components"):
+        NMF(9).fit(np.ones((10, 5)))
+    with pytest.raises(TypeError, match="max_iter"):
+        NMF(2, max_iter=2.5).fit(np.ones((10, 5)))
