@@ -34,9 +34,12 @@ def test_reaches_scikit_learns_error_without_warning(data):
     assert err <= 1.001 * ours.reconstruction_err_
 
 
-def test_dask_equals_numpy(data):
+@pytest.mark.parametrize("max_memory", [1e9, 0])  # read once / chunk by chunk
+def test_dask_equals_numpy(data, max_memory):
     eager = NMF(4, random_state=0).fit(data)
-    lazy = NMF(4, random_state=0).fit(da.from_array(data, chunks=(700, -1)))
+    lazy = NMF(4, max_memory=max_memory, random_state=0).fit(
+        da.from_array(data, chunks=(700, -1))
+    )
     assert lazy.n_iter_ == eager.n_iter_
     np.testing.assert_allclose(lazy.components_, eager.components_, rtol=1e-4,
                                atol=1e-6 * eager.components_.max())  # fmt: skip

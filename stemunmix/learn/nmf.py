@@ -38,6 +38,10 @@ class NMF(TransformerMixin, BaseEstimator):
         image converge in under 100 epochs to a lower error than
         scikit-learn's NMF reaches in 1000 iterations
         (benchmarks/nmf_speed.py).
+    max_memory : float
+        Bytes: a dask array whose float32 copy fits is read into memory once
+        and fitted there (the same result, no pass over the lazy stack per
+        epoch); a larger one is read chunk by chunk every epoch.
     init_samples : int
         Rows of the seeded subsample that the components start from (the
         leading singular vectors, made non-negative as NNDSVDa does).
@@ -54,8 +58,9 @@ class NMF(TransformerMixin, BaseEstimator):
 
     def __init__(self, n_components: int = 2, max_iter: int = 200,
                  tol: float = 1e-4, inner: int = 10, init_samples: int = 20_000,
-                 random_state=None):  # fmt: skip
+                 max_memory: float = 1e9, random_state=None):  # fmt: skip
         self.n_components = n_components
+        self.max_memory = max_memory
         self.max_iter = max_iter
         self.tol = tol
         self.inner = inner
@@ -70,6 +75,11 @@ class NMF(TransformerMixin, BaseEstimator):
         checks.count("max_iter", self.max_iter)
         checks.count("inner", self.inner)
         tol = checks.real("tol", self.tol, 0)
+        budget = checks.real("max_memory", self.max_memory, 0)
+        if is_dask(X) and 4 * X.shape[0] * X.shape[1] <= budget:
+            # Small enough: read once (float32), then every epoch is in memory
+            # (each pass over a lazy stack would recompute or re-read it).
+            X = np.asarray(X.astype(np.float32).compute())
         chunks = list(_chunks(X))
         H = self._init(X, k)
         W = np.zeros((X.shape[0], k), np.float64)
