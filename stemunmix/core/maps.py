@@ -42,7 +42,7 @@ def _owners():
     if not _COMPILED:
         import numba
 
-        @numba.njit(cache=False)
+        @numba.njit(cache=True)
         def owners(xy, radius, owner):
             h, w = owner.shape
             best = np.full((h, w), np.inf)

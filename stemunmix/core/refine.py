@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 
+import numba
 import numpy as np
 
 N_PARAMS = 5  # height, x, y, sigma, background
@@ -95,8 +96,6 @@ def refine_gaussian(
     params = kernels["start"](image, xy, centre, radius, float(sigma))
     nb = _neighbours(xy, 2 * radius + 4 * sigma)
     lam = np.full(n, 1e-3)
-    import numba
-
     previous = np.empty_like(params)
     old = numba.get_num_threads()
     numba.set_num_threads(min(old, _threads()))
@@ -118,85 +117,120 @@ def refine_gaussian(
     }
 
 
-_COMPILED = {}
+# The kernels are module-level so numba caches them on disk (cache=True):
+# a fresh process loads them instead of compiling them again.
 
 
-def _kernels() -> dict:
-    """The numba kernels, compiled on first use (keeps imports light)."""
-    if _COMPILED:
-        return _COMPILED
-    import numba
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def start(image, xy, centre, radius, sigma):
+    """Height over the patch minimum, the given width and position."""
+    h, w = image.shape
+    n = xy.shape[0]
+    out = np.empty((n, 5))
+    for k in numba.prange(n):
+        cx, cy = centre[k, 0], centre[k, 1]
+        low = np.inf
+        for i in range(max(0, cy - radius), min(h, cy + radius + 1)):
+            for j in range(max(0, cx - radius), min(w, cx + radius + 1)):
+                low = min(low, image[i, j])
+        out[k, 0] = max(image[cy, cx] - low, 1e-6)
+        out[k, 1] = xy[k, 0]
+        out[k, 2] = xy[k, 1]
+        out[k, 3] = sigma
+        out[k, 4] = low
+    return out
 
-    @numba.njit(parallel=True, cache=False, fastmath=True)
-    def start(image, xy, centre, radius, sigma):
-        """Height over the patch minimum, the given width and position."""
-        h, w = image.shape
-        n = xy.shape[0]
-        out = np.empty((n, 5))
-        for k in numba.prange(n):
-            cx, cy = centre[k, 0], centre[k, 1]
-            low = np.inf
-            for i in range(max(0, cy - radius), min(h, cy + radius + 1)):
-                for j in range(max(0, cx - radius), min(w, cx + radius + 1)):
-                    low = min(low, image[i, j])
-            out[k, 0] = max(image[cy, cx] - low, 1e-6)
-            out[k, 1] = xy[k, 0]
-            out[k, 2] = xy[k, 1]
-            out[k, 3] = sigma
-            out[k, 4] = low
-        return out
 
-    @numba.njit(cache=False, fastmath=True)
-    def neighbour_model(prev, nb, k, x0, y0, m, out, gx, gy):
-        """The neighbours' Gaussians (no background) on column k's patch."""
-        out[:] = 0.0
-        for t in range(nb.shape[1]):
-            j = nb[k, t]
-            if j < 0:
-                continue
-            a, cx, cy, s = prev[j, 0], prev[j, 1], prev[j, 2], prev[j, 3]
-            inv = 1.0 / (2.0 * s * s)
-            for q in range(m):
-                d = x0 + q - cx
-                gx[q] = np.exp(-d * d * inv)
-                d = y0 + q - cy
-                gy[q] = a * np.exp(-d * d * inv)
-            for p in range(m):
-                for q in range(m):
-                    out[p, q] += gy[p] * gx[q]
-
-    @numba.njit(cache=False, fastmath=True)
-    def solve5(a, r):
-        """-a^-1 r for a 5 x 5 system, Gaussian elimination with partial
-        pivoting, in place (no LAPACK call per column)."""
-        x = -r.copy()
-        for c in range(5):
-            piv = c
-            for i in range(c + 1, 5):
-                if abs(a[i, c]) > abs(a[piv, c]):
-                    piv = i
-            if piv != c:
-                for j in range(5):
-                    a[c, j], a[piv, j] = a[piv, j], a[c, j]
-                x[c], x[piv] = x[piv], x[c]
-            d = a[c, c] if a[c, c] != 0.0 else 1e-300
-            for i in range(c + 1, 5):
-                f = a[i, c] / d
-                for j in range(c, 5):
-                    a[i, j] -= f * a[c, j]
-                x[i] -= f * x[c]
-        for c in range(4, -1, -1):
-            t = x[c]
-            for j in range(c + 1, 5):
-                t -= a[c, j] * x[j]
-            x[c] = t / (a[c, c] if a[c, c] != 0.0 else 1e-300)
-        return x
-
-    @numba.njit(cache=False, fastmath=True)
-    def cost_of(image, target, x0, y0, m, a, cx, cy, s, b):
-        h, w = image.shape
+@numba.njit(cache=True, fastmath=True)
+def neighbour_model(prev, nb, k, x0, y0, m, out, gx, gy):
+    """The neighbours' Gaussians (no background) on column k's patch."""
+    out[:] = 0.0
+    for t in range(nb.shape[1]):
+        j = nb[k, t]
+        if j < 0:
+            continue
+        a, cx, cy, s = prev[j, 0], prev[j, 1], prev[j, 2], prev[j, 3]
         inv = 1.0 / (2.0 * s * s)
-        total = 0.0
+        for q in range(m):
+            d = x0 + q - cx
+            gx[q] = np.exp(-d * d * inv)
+            d = y0 + q - cy
+            gy[q] = a * np.exp(-d * d * inv)
+        for p in range(m):
+            for q in range(m):
+                out[p, q] += gy[p] * gx[q]
+
+
+@numba.njit(cache=True, fastmath=True)
+def solve5(a, r):
+    """-a^-1 r for a 5 x 5 system, Gaussian elimination with partial
+    pivoting, in place (no LAPACK call per column)."""
+    x = -r.copy()
+    for c in range(5):
+        piv = c
+        for i in range(c + 1, 5):
+            if abs(a[i, c]) > abs(a[piv, c]):
+                piv = i
+        if piv != c:
+            for j in range(5):
+                a[c, j], a[piv, j] = a[piv, j], a[c, j]
+            x[c], x[piv] = x[piv], x[c]
+        d = a[c, c] if a[c, c] != 0.0 else 1e-300
+        for i in range(c + 1, 5):
+            f = a[i, c] / d
+            for j in range(c, 5):
+                a[i, j] -= f * a[c, j]
+            x[i] -= f * x[c]
+    for c in range(4, -1, -1):
+        t = x[c]
+        for j in range(c + 1, 5):
+            t -= a[c, j] * x[j]
+        x[c] = t / (a[c, c] if a[c, c] != 0.0 else 1e-300)
+    return x
+
+
+@numba.njit(cache=True, fastmath=True)
+def cost_of(image, target, x0, y0, m, a, cx, cy, s, b):
+    h, w = image.shape
+    inv = 1.0 / (2.0 * s * s)
+    total = 0.0
+    for p in range(m):
+        yy = y0 + p
+        if yy < 0 or yy >= h:
+            continue
+        for q in range(m):
+            xx = x0 + q
+            if xx < 0 or xx >= w:
+                continue
+            dx, dy = xx - cx, yy - cy
+            r = a * np.exp(-(dx * dx + dy * dy) * inv) + b - target[p, q]
+            total += r * r
+    return total
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def lm_round(image, prev, params, lam, centre, nb, radius, sig_lo, sig_hi):
+    """One damped Gauss-Newton step of every column (Jacobi: reads prev)."""
+    h, w = image.shape
+    n = prev.shape[0]
+    m = 2 * radius + 1
+    for k in numba.prange(n):
+        x0, y0 = centre[k, 0] - radius, centre[k, 1] - radius
+        neigh = np.empty((m, m))
+        gx, gy = np.empty(m), np.empty(m)
+        neighbour_model(prev, nb, k, x0, y0, m, neigh, gx, gy)
+        target = np.empty((m, m))
+        for p in range(m):
+            for q in range(m):
+                yy = min(max(y0 + p, 0), h - 1)
+                xx = min(max(x0 + q, 0), w - 1)
+                target[p, q] = image[yy, xx] - neigh[p, q]
+        a, cx, cy, s, b = prev[k, 0], prev[k, 1], prev[k, 2], prev[k, 3], prev[k, 4]
+        jtj = np.zeros((5, 5))
+        jtr = np.zeros(5)
+        jac = np.empty(5)
+        cost = 0.0
+        inv = 1.0 / (2.0 * s * s)
         for p in range(m):
             yy = y0 + p
             if yy < 0 or yy >= h:
@@ -206,116 +240,82 @@ def _kernels() -> dict:
                 if xx < 0 or xx >= w:
                     continue
                 dx, dy = xx - cx, yy - cy
-                r = a * np.exp(-(dx * dx + dy * dy) * inv) + b - target[p, q]
+                d2 = dx * dx + dy * dy
+                g = np.exp(-d2 * inv)
+                r = a * g + b - target[p, q]
+                ag = a * g
+                jac[0] = g
+                jac[1] = ag * dx / (s * s)
+                jac[2] = ag * dy / (s * s)
+                jac[3] = ag * d2 / (s * s * s)
+                jac[4] = 1.0
+                for u in range(5):
+                    jtr[u] += jac[u] * r
+                    for v in range(u, 5):
+                        jtj[u, v] += jac[u] * jac[v]
+                cost += r * r
+        for u in range(5):
+            for v in range(u):
+                jtj[u, v] = jtj[v, u]
+        for u in range(5):
+            jtj[u, u] += lam[k] * (jtj[u, u] + 1e-9)  # damped in place
+        step = solve5(jtj, jtr)
+        # At most one pixel of movement per step keeps the batch stable.
+        move = np.hypot(step[1], step[2])
+        if move > 1.0:
+            step[1] /= move
+            step[2] /= move
+        ta = max(a + step[0], 1e-9)
+        tcx, tcy = cx + step[1], cy + step[2]
+        ts = max(s + step[3], 1e-3)
+        tb = b + step[4]
+        trial = cost_of(image, target, x0, y0, m, ta, tcx, tcy, ts, tb)
+        if trial <= cost:
+            params[k, 0], params[k, 1], params[k, 2] = ta, tcx, tcy
+            params[k, 3], params[k, 4] = ts, tb
+            lam[k] = max(lam[k] * 0.3, 1e-7)
+        else:
+            params[k, :] = prev[k, :]
+            lam[k] = min(lam[k] * 10.0, 1e7)
+        params[k, 3] = min(max(params[k, 3], sig_lo), sig_hi)
+
+
+@numba.njit(parallel=True, cache=True, fastmath=True)
+def rms(image, params, centre, nb, radius):
+    """RMS residual of each column's patch, neighbours included."""
+    h, w = image.shape
+    n = params.shape[0]
+    m = 2 * radius + 1
+    out = np.empty(n)
+    for k in numba.prange(n):
+        x0, y0 = centre[k, 0] - radius, centre[k, 1] - radius
+        neigh = np.empty((m, m))
+        gx, gy = np.empty(m), np.empty(m)
+        neighbour_model(params, nb, k, x0, y0, m, neigh, gx, gy)
+        a, cx, cy, s, b = (params[k, 0], params[k, 1], params[k, 2],
+                           params[k, 3], params[k, 4])  # fmt: skip
+        inv = 1.0 / (2.0 * s * s)
+        total, count = 0.0, 0
+        for p in range(m):
+            yy = y0 + p
+            if yy < 0 or yy >= h:
+                continue
+            for q in range(m):
+                xx = x0 + q
+                if xx < 0 or xx >= w:
+                    continue
+                dx, dy = xx - cx, yy - cy
+                r = (
+                    image[yy, xx]
+                    - neigh[p, q]
+                    - a * np.exp(-(dx * dx + dy * dy) * inv)
+                    - b
+                )
                 total += r * r
-        return total
+                count += 1
+        out[k] = np.sqrt(total / max(count, 1))
+    return out
 
-    @numba.njit(parallel=True, cache=False, fastmath=True)
-    def lm_round(image, prev, params, lam, centre, nb, radius, sig_lo, sig_hi):
-        """One damped Gauss-Newton step of every column (Jacobi: reads prev)."""
-        h, w = image.shape
-        n = prev.shape[0]
-        m = 2 * radius + 1
-        for k in numba.prange(n):
-            x0, y0 = centre[k, 0] - radius, centre[k, 1] - radius
-            neigh = np.empty((m, m))
-            gx, gy = np.empty(m), np.empty(m)
-            neighbour_model(prev, nb, k, x0, y0, m, neigh, gx, gy)
-            target = np.empty((m, m))
-            for p in range(m):
-                for q in range(m):
-                    yy = min(max(y0 + p, 0), h - 1)
-                    xx = min(max(x0 + q, 0), w - 1)
-                    target[p, q] = image[yy, xx] - neigh[p, q]
-            a, cx, cy, s, b = prev[k, 0], prev[k, 1], prev[k, 2], prev[k, 3], prev[k, 4]
-            jtj = np.zeros((5, 5))
-            jtr = np.zeros(5)
-            jac = np.empty(5)
-            cost = 0.0
-            inv = 1.0 / (2.0 * s * s)
-            for p in range(m):
-                yy = y0 + p
-                if yy < 0 or yy >= h:
-                    continue
-                for q in range(m):
-                    xx = x0 + q
-                    if xx < 0 or xx >= w:
-                        continue
-                    dx, dy = xx - cx, yy - cy
-                    d2 = dx * dx + dy * dy
-                    g = np.exp(-d2 * inv)
-                    r = a * g + b - target[p, q]
-                    ag = a * g
-                    jac[0] = g
-                    jac[1] = ag * dx / (s * s)
-                    jac[2] = ag * dy / (s * s)
-                    jac[3] = ag * d2 / (s * s * s)
-                    jac[4] = 1.0
-                    for u in range(5):
-                        jtr[u] += jac[u] * r
-                        for v in range(u, 5):
-                            jtj[u, v] += jac[u] * jac[v]
-                    cost += r * r
-            for u in range(5):
-                for v in range(u):
-                    jtj[u, v] = jtj[v, u]
-            for u in range(5):
-                jtj[u, u] += lam[k] * (jtj[u, u] + 1e-9)  # damped in place
-            step = solve5(jtj, jtr)
-            # At most one pixel of movement per step keeps the batch stable.
-            move = np.hypot(step[1], step[2])
-            if move > 1.0:
-                step[1] /= move
-                step[2] /= move
-            ta = max(a + step[0], 1e-9)
-            tcx, tcy = cx + step[1], cy + step[2]
-            ts = max(s + step[3], 1e-3)
-            tb = b + step[4]
-            trial = cost_of(image, target, x0, y0, m, ta, tcx, tcy, ts, tb)
-            if trial <= cost:
-                params[k, 0], params[k, 1], params[k, 2] = ta, tcx, tcy
-                params[k, 3], params[k, 4] = ts, tb
-                lam[k] = max(lam[k] * 0.3, 1e-7)
-            else:
-                params[k, :] = prev[k, :]
-                lam[k] = min(lam[k] * 10.0, 1e7)
-            params[k, 3] = min(max(params[k, 3], sig_lo), sig_hi)
 
-    @numba.njit(parallel=True, cache=False, fastmath=True)
-    def rms(image, params, centre, nb, radius):
-        """RMS residual of each column's patch, neighbours included."""
-        h, w = image.shape
-        n = params.shape[0]
-        m = 2 * radius + 1
-        out = np.empty(n)
-        for k in numba.prange(n):
-            x0, y0 = centre[k, 0] - radius, centre[k, 1] - radius
-            neigh = np.empty((m, m))
-            gx, gy = np.empty(m), np.empty(m)
-            neighbour_model(params, nb, k, x0, y0, m, neigh, gx, gy)
-            a, cx, cy, s, b = (params[k, 0], params[k, 1], params[k, 2],
-                               params[k, 3], params[k, 4])  # fmt: skip
-            inv = 1.0 / (2.0 * s * s)
-            total, count = 0.0, 0
-            for p in range(m):
-                yy = y0 + p
-                if yy < 0 or yy >= h:
-                    continue
-                for q in range(m):
-                    xx = x0 + q
-                    if xx < 0 or xx >= w:
-                        continue
-                    dx, dy = xx - cx, yy - cy
-                    r = (
-                        image[yy, xx]
-                        - neigh[p, q]
-                        - a * np.exp(-(dx * dx + dy * dy) * inv)
-                        - b
-                    )
-                    total += r * r
-                    count += 1
-            out[k] = np.sqrt(total / max(count, 1))
-        return out
-
-    _COMPILED.update(start=start, round=lm_round, rms=rms)
-    return _COMPILED
+def _kernels() -> dict:
+    return {"start": start, "round": lm_round, "rms": rms}

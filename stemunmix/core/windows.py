@@ -90,7 +90,7 @@ def _kernel():
     if not _COMPILED:
         import numba
 
-        @numba.njit(parallel=True, fastmath=True, error_model="numpy")
+        @numba.njit(parallel=True, fastmath=True, error_model="numpy", cache=True)
         def gather(image, ix, iy, fx, fy, out):
             n, c, d = out.shape[0], out.shape[1], out.shape[2]
             for k in numba.prange(n):
