@@ -128,16 +128,13 @@ def analyze(
         do not run the network again (default: a temporary folder); ignored
         for an in-memory image.
     """
-    from stemunmix.learn import GaussianMixture
 
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    for name, value in (("components", components), ("domains", domains)):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, (int, np.integer))
-            or not 1 <= value <= 50
-        ):  # fmt: skip
-            raise ValueError(f"{name} must be an integer from 1 to 50, got {value!r}")
+    from stemunmix.core import checks
+
+    checks.one_of("method", method, METHODS)
+    checks.count("components", components, 1, 50)
+    if domains is not None:
+        checks.count("domains", domains, 1, 50)
     domains = components if domains is None else int(domains)
     from hyperspy.defaults_parser import preferences
     from tqdm.auto import tqdm
@@ -195,18 +192,7 @@ def analyze(
             )
         done("local descriptors", f"{n} windows of {window} x {window} px")
         step(method)
-        algorithm = "NMF" if method == "nmf" else "SVD"
-        ld.decomposition(
-            algorithm=algorithm, output_dimension=components, print_info=False
-        )
-        source = "decomposition"
-        if method == "ica":
-            ld.blind_source_separation(components, print_info=False)
-            source = "bss"
-        ld.cluster_analysis(
-            source, number_of_components=components,
-            algorithm=GaussianMixture(domains, random_state=0),
-        )  # fmt: skip
+        _unmix(ld, method, components, domains)
         done(method, f"{components} components, {domains} domains")
         result = Analysis(image, prob, ld, method, components, domains, int(window),
                           classes, timings=timings, truth=truth, stored=stored)  # fmt: skip
@@ -226,6 +212,21 @@ def analyze(
         log(f"domains: adjusted Rand index {result.domain_agreement:.3f} "
             "against the truth")  # fmt: skip
     return result
+
+
+def _unmix(ld, method, components, domains) -> None:
+    """The decomposition (NMF or SVD, then FastICA for "ica") and the
+    Gaussian mixture on its loadings, in ``ld.learning_results``."""
+    from stemunmix.learn import GaussianMixture
+
+    algorithm = "NMF" if method == "nmf" else "SVD"
+    ld.decomposition(algorithm=algorithm, output_dimension=components, print_info=False)
+    source = "decomposition"
+    if method == "ica":
+        ld.blind_source_separation(components, print_info=False)
+        source = "bss"
+    ld.cluster_analysis(source, number_of_components=components,
+                        algorithm=GaussianMixture(domains, random_state=0))  # fmt: skip
 
 
 def domain_agreement(descriptors, truth) -> float:

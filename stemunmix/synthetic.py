@@ -150,28 +150,8 @@ def perovskite(
     >>> truth.columns.class_names
     ['A', 'B']
     """
-    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
-        shape = (int(shape), int(shape))
-    if not isinstance(shape, (str, bytes)) and np.ndim(shape) == 1 and len(shape) != 2:
-        raise ValueError(
-            f"shape must be an int or two ints (rows, cols), got {shape!r}"
-        )
-    if (
-        isinstance(shape, (str, bytes))
-        or not hasattr(shape, "__len__")
-        or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool)
-                   for s in shape)
-    ):  # fmt: skip
-        raise TypeError(
-            f"shape must be an int or two ints (rows, cols) in pixels, got {shape!r}"
-        )
-    if seed is not None and (
-        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
-    ):
-        raise TypeError(
-            f"seed must be a non-negative int (or None for a random image), got {seed!r}"
-        )
-    shape = (int(shape[0]), int(shape[1]))
+    shape = _check_shape(shape)
+    _check_seed(seed)
     pixel_size = _positive("pixel_size", pixel_size)
     lattice_parameter = _positive("lattice_parameter", lattice_parameter)
     projection = str(projection).strip("[]<>")
@@ -196,30 +176,13 @@ def perovskite(
             f"domains must be one of {_core.DOMAIN_PATTERNS}, got {domains!r}"
         )
     n_domains = _core.N_DOMAINS[domains]
-    if directions is None:
-        directions = _core.DEFAULT_DIRECTIONS[n_domains]
-    if isinstance(directions, str) or np.ndim(directions) != 1:
-        raise TypeError(
-            f"directions must be a list of angles in degrees, got {directions!r}"
-        )
-    directions = [checks.real("directions", d) for d in directions]
-    if len(directions) != n_domains or not all(map(math.isfinite, directions)):
-        raise ValueError(
-            f"directions must give {n_domains} finite angles (degrees) for "
-            f"domains={domains!r}, got {directions}"
-        )
+    directions = _check_directions(directions, n_domains, domains)
     disp_px = _positive("displacement", displacement, allow_zero=True) / pixel_size
     wall_px = _positive("wall_width", wall_width, allow_zero=True) / pixel_size
     if dose is not None:
         dose = _positive("dose", dose)
     read_noise = _positive("read_noise", read_noise, allow_zero=True)
-    if isinstance(drift, str) or np.ndim(drift) != 1:
-        raise TypeError(f"drift must be two numbers [x, y] in pixels, got {drift!r}")
-    drift = tuple(checks.real("drift", v) for v in drift)
-    if len(drift) != 2:
-        raise ValueError(f"drift must be two finite numbers [x, y], got {drift}")
-    if abs(drift[1]) > 0.5 * shape[0]:
-        raise ValueError(f"drift[1] must be smaller than half the rows, got {drift}")
+    drift = _check_drift(drift, shape)
     jitter = _positive("jitter", jitter, allow_zero=True)
     background = _positive("background", background, allow_zero=True)
     blur_px = _positive("blur", blur, allow_zero=True) / pixel_size
@@ -249,6 +212,63 @@ def perovskite(
         parameters=parameters,
     )
     return image, truth
+
+
+def _check_shape(shape) -> tuple[int, int]:
+    """(rows, cols) from an int or two ints (pixels)."""
+    if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):
+        shape = (int(shape), int(shape))
+    if not isinstance(shape, (str, bytes)) and np.ndim(shape) == 1 and len(shape) != 2:
+        raise ValueError(
+            f"shape must be an int or two ints (rows, cols), got {shape!r}"
+        )
+    if (
+        isinstance(shape, (str, bytes))
+        or not hasattr(shape, "__len__")
+        or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool)
+                   for s in shape)
+    ):  # fmt: skip
+        raise TypeError(
+            f"shape must be an int or two ints (rows, cols) in pixels, got {shape!r}"
+        )
+    return int(shape[0]), int(shape[1])
+
+
+def _check_seed(seed) -> None:
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0
+    ):
+        raise TypeError(
+            f"seed must be a non-negative int (or None for a random image), got {seed!r}"
+        )
+
+
+def _check_directions(directions, n_domains, domains) -> list[float]:
+    """One finite angle (degrees) per domain; the default for None."""
+    if directions is None:
+        directions = _core.DEFAULT_DIRECTIONS[n_domains]
+    if isinstance(directions, str) or np.ndim(directions) != 1:
+        raise TypeError(
+            f"directions must be a list of angles in degrees, got {directions!r}"
+        )
+    directions = [checks.real("directions", d) for d in directions]
+    if len(directions) != n_domains or not all(map(math.isfinite, directions)):
+        raise ValueError(
+            f"directions must give {n_domains} finite angles (degrees) for "
+            f"domains={domains!r}, got {directions}"
+        )
+    return directions
+
+
+def _check_drift(drift, shape) -> tuple[float, float]:
+    if isinstance(drift, str) or np.ndim(drift) != 1:
+        raise TypeError(f"drift must be two numbers [x, y] in pixels, got {drift!r}")
+    drift = tuple(checks.real("drift", v) for v in drift)
+    if len(drift) != 2:
+        raise ValueError(f"drift must be two finite numbers [x, y], got {drift}")
+    if abs(drift[1]) > 0.5 * shape[0]:
+        raise ValueError(f"drift[1] must be smaller than half the rows, got {drift}")
+    return drift
 
 
 def _make_image(data, pixel_size, parameters):

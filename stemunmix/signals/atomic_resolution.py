@@ -90,9 +90,8 @@ class AtomicResolutionImage(StemunmixSignal2D):
         check_image_axes(self, "segment")
         scale, spacing_px = _check_scale(scale, spacing, self.data.shape)
         _check_contrast(contrast)
-        batch_size = (
-            None if batch_size is None else checks.count("batch_size", batch_size)
-        )
+        if batch_size is not None:
+            checks.count("batch_size", batch_size)
         checks.count("tile", tile, 64)
         checks.real("lattice_prior", lattice_prior, 0, 10)
         model = check_model(model)  # the plain arguments first: this loads a file
@@ -107,18 +106,8 @@ class AtomicResolutionImage(StemunmixSignal2D):
                 batch_size or (4 if dev.type == "cuda" else 1), dev, lazy,
                 spacing_px, contrast, float(lattice_prior), bar, store,
             )  # fmt: skip
-        frames = list(np.ndindex(self.data.shape[:-2]))
-        record = {
-            "model": model.card.get("name", "custom"),
-            "model_version": model.card.get("version", "unknown"),
-            "training_spacing": model.card.get("training_spacing", 16.0),
-            "scale": scale, "tile": int(tile), "block": int(block),
-            "lattice_prior": float(lattice_prior), "contrast": contrast,
-            "spacing": "measured" if spacing_px is None else spacing_px,
-            "measured_spacing": np.array([plans[f].spacing for f in frames]),
-            "factor": np.array([plans[f].factor for f in frames]),
-            "store": "none" if store is None or not lazy else str(store),
-        }  # fmt: skip
+        record = _segment_record(model, plans, scale, tile, block, lattice_prior,
+                                 contrast, spacing_px, store if lazy else None)  # fmt: skip
         if vectors is not None:
             record["lattice_vectors"] = vectors
         if not lazy and engine.is_lazy(maps):
@@ -157,9 +146,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
         if prob is not None:
             model = check_model(model)
             state = prob._get_state("segment", {})
-            wanted = {
-                "model": model.card.get("name", "custom"),
-                "model_version": model.card.get("version", "unknown"),
+            wanted = _model_id(model) | {
                 "scale": scale, "contrast": contrast,
                 "spacing": "measured" if spacing is None else float(spacing),
             }  # fmt: skip
@@ -279,6 +266,27 @@ class AtomicResolutionImage(StemunmixSignal2D):
             show_progressbar=show_progressbar,
             lazy_output=self._lazy if lazy_output is None else lazy_output,
         )  # fmt: skip
+
+
+def _model_id(model) -> dict:
+    """The name and version of a model, as segment() records them."""
+    return {"model": model.card.get("name", "custom"),
+            "model_version": model.card.get("version", "unknown")}  # fmt: skip
+
+
+def _segment_record(model, plans, scale, tile, block, lattice_prior, contrast,
+                    spacing, store) -> dict:  # fmt: skip
+    """What segment() records in ``metadata.Signal.stemunmix.segment``."""
+    frames = sorted(plans)
+    return _model_id(model) | {
+        "training_spacing": model.card.get("training_spacing", 16.0),
+        "scale": scale, "tile": int(tile), "block": int(block),
+        "lattice_prior": float(lattice_prior), "contrast": contrast,
+        "spacing": "measured" if spacing is None else spacing,
+        "measured_spacing": np.array([plans[f].spacing for f in frames]),
+        "factor": np.array([plans[f].factor for f in frames]),
+        "store": "none" if store is None else str(store),
+    }  # fmt: skip
 
 
 def _probabilities(image, maps, class_names, record):
