@@ -489,3 +489,9 @@ def test_columns_off_the_lattice_carry_a_warning(small):
     )
     with pytest.warns(UserWarning, match="lattice translation away"):
         prob.find_columns(image=image)
+
+
+def test_segment_store_must_be_a_path(small, forward_passes):
+    image, _ = small
+    _refused(lambda: image.segment(store=123), TypeError, "store", "folder path")
+    assert forward_passes == []

@@ -89,11 +89,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
 
         check_image_axes(self, "segment")
         scale, spacing_px = _check_scale(scale, spacing, self.data.shape)
-        _check_contrast(contrast)
-        if batch_size is not None:
-            checks.count("batch_size", batch_size)
-        checks.count("tile", tile, 64)
-        checks.real("lattice_prior", lattice_prior, 0, 10)
+        _check_segment_knobs(contrast, batch_size, tile, lattice_prior, store)
         model = check_model(model)  # the plain arguments first: this loads a file
         dev = resolve_device(device)
         if not self._lazy:
@@ -341,6 +337,22 @@ def _check_scale(scale, spacing=None, shape=None):
 
 
 CONTRASTS = ("auto", "bright")
+
+
+def _check_segment_knobs(contrast, batch_size, tile, lattice_prior, store) -> None:
+    """segment()'s plain arguments besides the scale, before any work."""
+    import os
+
+    _check_contrast(contrast)
+    if batch_size is not None:
+        checks.count("batch_size", batch_size)
+    checks.count("tile", tile, 64)
+    checks.real("lattice_prior", lattice_prior, 0, 10)
+    if store is not None and not isinstance(store, (str, os.PathLike)):
+        raise TypeError(
+            f"store must be a folder path for the zarr store (or None for a "
+            f"temporary one), got {type(store).__name__}"
+        )
 
 
 def _check_contrast(contrast):
