@@ -28,6 +28,19 @@ class Columns:
     nav_index : array_like of int, shape (N, n_nav), optional
         For image stacks: the navigation index of the frame each column belongs
         to, in HyperSpy's navigation order (x first).
+    sigma : array_like, shape (N, 2), optional
+        Position uncertainty (one standard deviation) in pixels, [x, y];
+        default NaN (unknown).
+    quantities : dict of str to array_like (N,), optional
+        Per-column fitted quantities (``find_columns`` gives ``height``,
+        ``intensity``, ``width``, ``background``, ``residual``).
+    ij : array_like of int, shape (N, 2), optional
+        Lattice site (i, j) of every column (>= 0), -1 where not indexed; a B
+        column shares the (i, j) of the A column at its cell's origin.
+    lattice_vectors : array_like, shape (2, 2), optional
+        The two lattice vectors [a, b] in pixels, each [x, y]: i counts along
+        a, j along b. For a stack, (F, 2, 2), one pair per frame, with
+        ``lattice_frames`` (F, n_nav) saying which.
     """
 
     def __init__(
@@ -37,6 +50,11 @@ class Columns:
         class_names: Sequence[str] | None = None,
         scores=None,
         nav_index=None,
+        sigma=None,
+        quantities=None,
+        ij=None,
+        lattice_vectors=None,
+        lattice_frames=None,
     ):
         xy = np.asarray(xy, dtype=float)
         if xy.size == 0:
@@ -74,6 +92,18 @@ class Columns:
         self.class_names = class_names
         self.scores = scores
         self.nav_index = nav_index
+        self.sigma = _per_column(sigma, n, "sigma", (2,), float, np.nan)
+        self.quantities = {
+            str(k): _per_column(v, n, f"quantities[{k!r}]", (), float, np.nan)
+            for k, v in (quantities or {}).items()
+        }
+        self.ij = None if ij is None else _per_column(ij, n, "ij", (2,), int, -1)
+        self.lattice_vectors = (
+            None if lattice_vectors is None else np.asarray(lattice_vectors, float)
+        )
+        self.lattice_frames = (
+            None if lattice_frames is None else np.asarray(lattice_frames, int)
+        )
 
     # --- basic container behaviour ----------------------------------------------
 
@@ -95,12 +125,24 @@ class Columns:
             and other.nav_index is not None
             and np.array_equal(self.nav_index, other.nav_index)
         )
+        same_ij = (self.ij is None and other.ij is None) or (
+            self.ij is not None
+            and other.ij is not None
+            and np.array_equal(self.ij, other.ij)
+        )
         return (
             np.array_equal(self.xy, other.xy)
             and np.array_equal(self.labels, other.labels)
             and self.class_names == other.class_names
             and np.array_equal(self.scores, other.scores)
             and same_nav
+            and same_ij
+            and np.array_equal(self.sigma, other.sigma, equal_nan=True)
+            and self.quantities.keys() == other.quantities.keys()
+            and all(
+                np.array_equal(v, other.quantities[k], equal_nan=True)
+                for k, v in self.quantities.items()
+            )
         )
 
     def __getitem__(self, index) -> Columns:
@@ -112,6 +154,11 @@ class Columns:
             self.class_names,
             self.scores[index],
             None if self.nav_index is None else self.nav_index[index],
+            self.sigma[index],
+            {k: v[index] for k, v in self.quantities.items()},
+            None if self.ij is None else self.ij[index],
+            self.lattice_vectors,
+            self.lattice_frames,
         )
 
     @property
@@ -155,6 +202,10 @@ class Columns:
             )
         sel = self[(self.nav_index == index).all(1)]
         sel.nav_index = None
+        if self.lattice_frames is not None:
+            row = np.flatnonzero((self.lattice_frames == index).all(1))
+            sel.lattice_vectors = self.lattice_vectors[row[0]] if len(row) else None
+            sel.lattice_frames = None
         return sel
 
     def calibrated(self, scale=(1.0, 1.0), offset=(0.0, 0.0)) -> np.ndarray:
@@ -218,10 +269,59 @@ class Columns:
             cols_b, vectors = cols_b[full], vectors[full]
         return cols_b, vectors
 
-    def plot_polarization(self, image=None, a="A", b="B", scale=None, ax=None):
-        """Quiver plot of :meth:`polarization` (over ``image`` if given)."""
+    def polarization_map(self, a="A", b="B", reference=None, grid="lattice",
+                         image=None):  # fmt: skip
+        """Per unit cell: the ``b`` column's displacement from the centre of
+        its ``a`` cell, with its propagated uncertainty, as a Signal2D.
+
+        Only complete cells (the ``b`` column and the ``a`` corners, found by
+        their lattice sites :attr:`ij`) get a value; others are NaN, so the
+        image edge adds no half-cells. The navigation axis ``quantity`` holds
+        ``x``, ``y``, ``sigma_x``, ``sigma_y`` (pixels, or the image's units
+        with a calibrated ``image``).
+
+        Parameters
+        ----------
+        reference : None, "mean" or bool array (nj, ni)
+            Subtract the median displacement of all complete cells ("mean": a
+            mistilt or scan offset) or of the cells of a mask on the lattice
+            grid (a reference region); None: as measured.
+        grid : {"lattice", "image"}
+            Signal axes ``i`` and ``j`` (one pixel per cell), or the image's
+            own grid (each cell's value over the pixels nearest its B column;
+            needs ``image``).
+        image : Signal2D or ndarray, optional
+            The image the columns came from: its shape and calibration.
+        """
+        from stemunmix.signals._measurements import polarization_map
+
+        return polarization_map(self, a, b, reference, grid, image)
+
+    def strain_map(self, a="A", reference=None, grid="lattice", image=None):
+        """Strain of the ``a`` lattice per cell (exx, eyy, exy, rotation in
+        radians), against the median cell or the median of a boolean
+        ``reference`` mask (nj, ni) of cells, as a Signal2D with navigation
+        axis ``quantity``; NaN where a cell lacks a corner. ``grid`` and
+        ``image`` as in :meth:`polarization_map`."""
+        from stemunmix.signals._measurements import strain_map
+
+        return strain_map(self, a, reference, grid, image)
+
+    def plot_polarization(self, image=None, a="A", b="B", scale=None, ax=None,
+                          kind="quiver", reference=None):  # fmt: skip
+        """The per-cell polarization (:meth:`polarization_map`) as a quiver
+        over ``image`` (``kind="quiver"``) or as a colour map, hue the
+        direction and brightness the length (``kind="hsv"``; on the image grid
+        with ``image``, else on the lattice grid). Columns without lattice
+        sites get the quiver of :meth:`polarization`."""
+        if self.ij is not None:
+            from stemunmix.signals._measurements import plot_polarization
+
+            return plot_polarization(self, image, a, b, kind, reference, scale, ax)
         import matplotlib.pyplot as plt
 
+        if kind != "quiver":
+            raise ValueError("kind='hsv' needs lattice sites (Columns.ij)")
         cols_b, vec = self.polarization(a, b)
         if ax is None:
             _, ax = plt.subplots(figsize=(6, 6))
@@ -248,6 +348,15 @@ class Columns:
         }
         if self.nav_index is not None:
             d["nav_index"] = self.nav_index.copy()
+        d["sigma"] = self.sigma.copy()
+        if self.quantities:
+            d["quantities"] = {k: v.copy() for k, v in self.quantities.items()}
+        if self.ij is not None:
+            d["ij"] = self.ij.copy()
+        if self.lattice_vectors is not None:
+            d["lattice_vectors"] = self.lattice_vectors.copy()
+        if self.lattice_frames is not None:
+            d["lattice_frames"] = self.lattice_frames.copy()
         return d
 
     @classmethod
@@ -259,4 +368,23 @@ class Columns:
             list(d["class_names"]),
             np.asarray(d["scores"], float).reshape(n),
             d.get("nav_index"),
+            None if d.get("sigma") is None else np.asarray(d["sigma"]).reshape(n, 2),
+            {k: np.asarray(v).reshape(n) for k, v in d.get("quantities", {}).items()},
+            None if d.get("ij") is None else np.asarray(d["ij"]).reshape(n, 2),
+            d.get("lattice_vectors"),
+            d.get("lattice_frames"),
         )
+
+
+def _per_column(value, n, name, tail, dtype, fill):
+    """``value`` as an (n, *tail) array of ``dtype`` (``fill`` if None)."""
+    if value is None:
+        return np.full((n, *tail), fill, dtype)
+    arr = np.asarray(value)
+    if arr.size == 0 and n == 0:
+        arr = arr.reshape(0, *tail)
+    if arr.shape != (n, *tail):
+        raise ValueError(f"{name} must have shape {(n, *tail)}, got {arr.shape}")
+    if dtype is int and arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise ValueError(f"{name} must be integers, got {arr.dtype}")
+    return arr.astype(dtype)

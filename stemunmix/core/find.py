@@ -135,23 +135,73 @@ def find_columns_region(prob, column_classes, min_distance, threshold, image, re
 
     With a halo wider than the reach of peak finding and of the neighbour-aware
     fit (:func:`region_halo`), the columns equal those of the whole frame.
-    Returns (xy, labels, scores, centroids) in frame pixels; centroids order the
-    columns as the whole-frame call does.
+    Returns (xy, labels, scores, centroids, fit) in frame pixels; centroids
+    order the columns as the whole-frame call does; ``fit`` (N, FIT_WIDTH)
+    packs each column's fitted quantities and the terms of its uncertainty
+    (:func:`unpack_fit`), NaN where the fit was not kept.
     """
     xy, labels, scores = find_columns_frame(prob, column_classes, min_distance,
                                             threshold, None, "centroid")  # fmt: skip
     start = xy.copy()
+    packed = np.full((len(xy), FIT_WIDTH), np.nan)
     if refine == "gaussian" and image is not None and len(xy):
         fit = refine_gaussian(image, xy, **sizes)
         ok = fit["moved"] <= 0.5 * min_distance
         xy = np.where(ok[:, None], fit["xy"], xy)
+        packed[ok] = _pack(fit)[ok]
     shift = np.array([origin[1], origin[0]], float)
     xy, start = xy + shift, start + shift
     own = (
         (start[:, 1] >= core[0]) & (start[:, 1] < core[1])
         & (start[:, 0] >= core[2]) & (start[:, 0] < core[3])
     )  # fmt: skip
-    return xy[own], labels[own], scores[own], start[own]
+    return xy[own], labels[own], scores[own], start[own], packed[own]
+
+
+FIT_KEYS = ("height", "sigma", "background", "rms")
+FIT_WIDTH = len(FIT_KEYS) + 25 + 25 + 5
+
+
+def _pack(fit: dict) -> np.ndarray:
+    n = len(fit["xy"])
+    return np.concatenate(
+        [np.stack([fit[k] for k in FIT_KEYS], 1), fit["jtj"].reshape(n, 25),
+         fit["jmu"].reshape(n, 25), fit["noise_sums"]], 1,
+    )  # fmt: skip
+
+
+def unpack_fit(packed: np.ndarray) -> tuple[dict, np.ndarray, tuple]:
+    """(quantities, sigma (N, 2), noise model) of one frame's columns from
+    the packed fits of :func:`find_columns_region`.
+
+    The noise model (gain, variance0) is fitted once to all the frame's
+    columns (:func:`stemunmix.core.refine.noise_model`); sigma is each
+    position's standard deviation under it. Quantities: ``height``,
+    ``intensity`` (the Gaussian's integral, 2 pi height width^2, background
+    excluded), ``width`` (the Gaussian's sigma, pixels), ``background``,
+    ``residual`` (RMS of the patch), all in the image's units; NaN where the
+    column kept its centroid.
+    """
+    from stemunmix.core.refine import noise_model, position_sigma
+
+    n = len(packed)
+    fitted = np.isfinite(packed[:, 0])
+    q = {k: packed[:, i] for i, k in enumerate(FIT_KEYS)}
+    quantities = {
+        "height": q["height"],
+        "intensity": 2 * np.pi * q["height"] * q["sigma"] ** 2,
+        "width": q["sigma"],
+        "background": q["background"],
+        "residual": q["rms"],
+    }
+    k = len(FIT_KEYS)
+    jtj = packed[:, k : k + 25].reshape(n, 5, 5)
+    jmu = packed[:, k + 25 : k + 50].reshape(n, 5, 5)
+    noise = noise_model(packed[fitted, k + 50 :])
+    sigma = np.full((n, 2), np.nan)
+    if fitted.any() and np.isfinite(noise[1]):
+        sigma[fitted] = position_sigma({"jtj": jtj[fitted], "jmu": jmu[fitted]}, noise)
+    return quantities, sigma, noise
 
 
 def region_halo(min_distance: float, sizes: dict, n_iter: int = 4) -> int:
@@ -170,7 +220,8 @@ def find_columns(prob, image, nav_ndim: int, column_classes, threshold: float,
 
     ``distances``: {frame: (min_distance, ab_distance)} pixels. The fit's
     width and patch are measured once per frame on its :func:`middle`.
-    Returns {frame: (xy, labels, scores)}, each frame's columns in row order.
+    Returns {frame: (xy, labels, scores, fits)}, each frame's columns in row
+    order, ``fits`` packed as :func:`unpack_fit` reads them.
     """
     from stemunmix.core import engine
 
@@ -212,9 +263,10 @@ def find_columns(prob, image, nav_ndim: int, column_classes, threshold: float,
     out = {}
     for f in frames:
         mine = [r for frame, _, r in parts if frame == f]
-        xy, labels, scores, start = (
-            np.concatenate([p[i] for p in mine]) for i in range(4)
+        xy, labels, scores, start, fits = (
+            np.concatenate([p[i] for p in mine]) for i in range(5)
         )
         order = np.lexsort((start[:, 0], start[:, 1]))
-        out[f] = (xy[order].reshape(-1, 2), labels[order].astype(int), scores[order])
+        out[f] = (xy[order].reshape(-1, 2), labels[order].astype(int), scores[order],
+                  fits[order].reshape(-1, FIT_WIDTH))  # fmt: skip
     return out

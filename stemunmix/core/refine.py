@@ -78,7 +78,9 @@ def refine_gaussian(
     Returns
     -------
     dict with ``xy`` (N, 2), ``height``, ``sigma``, ``background``, ``rms``
-    (residual per column) and ``moved`` (distance from the start, pixels).
+    (residual per column), ``moved`` (distance from the start, pixels), and
+    for the uncertainties (:func:`noise_model`, :func:`position_sigma`)
+    ``jtj``, ``jmu`` (N, 5, 5) and ``noise_sums`` (N, 5) of :func:`finish`.
     """
     image = np.ascontiguousarray(image, dtype=np.float64)
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
@@ -86,7 +88,9 @@ def refine_gaussian(
     if n == 0:
         empty = np.zeros(0)
         return {"xy": xy.reshape(0, 2), "height": empty, "sigma": empty,
-                "background": empty, "rms": empty, "moved": empty}  # fmt: skip
+                "background": empty, "rms": empty, "moved": empty,
+                "jtj": np.zeros((0, 5, 5)), "jmu": np.zeros((0, 5, 5)),
+                "noise_sums": np.zeros((0, 5))}  # fmt: skip
     radius = int(radius or max(2, np.ceil(1.5 * sigma)))
     h, w = image.shape
     centre = np.round(xy).astype(np.int64)
@@ -104,7 +108,9 @@ def refine_gaussian(
             previous[:] = params
             kernels["round"](image, previous, params, lam, centre, nb, radius,
                              0.3 * sigma, 3.0 * sigma)  # fmt: skip
-        rms = kernels["rms"](image, params, centre, nb, radius)
+        jtj, jmu = np.empty((n, 5, 5)), np.empty((n, 5, 5))
+        sums = np.empty((n, 5))
+        rms = kernels["finish"](image, params, centre, nb, radius, jtj, jmu, sums)
     finally:
         numba.set_num_threads(old)
     return {
@@ -114,6 +120,9 @@ def refine_gaussian(
         "background": params[:, 4].copy(),
         "rms": rms,
         "moved": np.hypot(*(params[:, 1:3] - xy).T),
+        "jtj": jtj,
+        "jmu": jmu,
+        "noise_sums": sums,
     }
 
 
@@ -281,20 +290,35 @@ def lm_round(image, prev, params, lam, centre, nb, radius, sig_lo, sig_hi):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def rms(image, params, centre, nb, radius):
-    """RMS residual of each column's patch, neighbours included."""
+def finish(image, params, centre, nb, radius, jtj, jmu, sums):
+    """Per column at the fitted parameters, neighbours included: the RMS
+    residual (returned); ``jtj`` (N, 5, 5) = sum of J J^T and ``jmu`` = sum of
+    J J^T mu over its patch (J the Jacobian of its own Gaussian, mu the whole
+    model there); ``sums`` (N, 5) for the noise model: pixels, sum mu,
+    sum mu^2, sum e^2 and sum mu e^2, e the residual high-passed along the
+    row ((2 r - left - right) / sqrt(6): white noise keeps its variance, while
+    what the model misses (a tail, an unmodelled column, line jitter) is smooth
+    along a row and drops out)."""
     h, w = image.shape
     n = params.shape[0]
     m = 2 * radius + 1
     out = np.empty(n)
+    norm = 1.0 / np.sqrt(6.0)
     for k in numba.prange(n):
         x0, y0 = centre[k, 0] - radius, centre[k, 1] - radius
         neigh = np.empty((m, m))
         gx, gy = np.empty(m), np.empty(m)
+        jac = np.empty(5)
+        res = np.zeros((m, m))
+        model = np.zeros((m, m))
+        inside = np.zeros((m, m), np.bool_)
         neighbour_model(params, nb, k, x0, y0, m, neigh, gx, gy)
         a, cx, cy, s, b = (params[k, 0], params[k, 1], params[k, 2],
                            params[k, 3], params[k, 4])  # fmt: skip
         inv = 1.0 / (2.0 * s * s)
+        jtj[k] = 0.0
+        jmu[k] = 0.0
+        sums[k] = 0.0
         total, count = 0.0, 0
         for p in range(m):
             yy = y0 + p
@@ -305,17 +329,77 @@ def rms(image, params, centre, nb, radius):
                 if xx < 0 or xx >= w:
                     continue
                 dx, dy = xx - cx, yy - cy
-                r = (
-                    image[yy, xx]
-                    - neigh[p, q]
-                    - a * np.exp(-(dx * dx + dy * dy) * inv)
-                    - b
-                )
+                d2 = dx * dx + dy * dy
+                g = np.exp(-d2 * inv)
+                mu = neigh[p, q] + a * g + b
+                r = image[yy, xx] - mu
+                inside[p, q] = True
+                res[p, q] = r
+                model[p, q] = mu
+                jac[0] = g
+                jac[1] = a * g * dx / (s * s)
+                jac[2] = a * g * dy / (s * s)
+                jac[3] = a * g * d2 / (s * s * s)
+                jac[4] = 1.0
+                for u in range(5):
+                    for v in range(5):
+                        jtj[k, u, v] += jac[u] * jac[v]
+                        jmu[k, u, v] += jac[u] * jac[v] * mu
                 total += r * r
                 count += 1
+        for p in range(m):
+            for q in range(1, m - 1):
+                if inside[p, q - 1] and inside[p, q] and inside[p, q + 1]:
+                    e = (2.0 * res[p, q] - res[p, q - 1] - res[p, q + 1]) * norm
+                    mu = model[p, q]
+                    sums[k, 0] += 1.0
+                    sums[k, 1] += mu
+                    sums[k, 2] += mu * mu
+                    sums[k, 3] += e * e
+                    sums[k, 4] += mu * e * e
         out[k] = np.sqrt(total / max(count, 1))
     return out
 
 
+def noise_model(sums: np.ndarray) -> tuple[float, float]:
+    """(gain, variance at zero signal) of the image's noise, variance =
+    gain * signal + variance0 (Poisson counts plus Gaussian read noise), fitted
+    by least squares to the high-passed squared residuals of the columns'
+    fits against their model (``sums`` of :func:`finish`, rows of many
+    columns). A negative fit of either term is refitted without it."""
+    sums = np.asarray(sums, float).reshape(-1, 5)
+    sums = sums[sums[:, 0] > 0]
+    if len(sums) == 0:
+        return 0.0, float("nan")
+    s0, s1, s2, r0, r1 = sums.sum(0).tolist()
+    det = s2 * s0 - s1 * s1
+    gain = (r1 * s0 - r0 * s1) / det if det > 0 else -1.0
+    var0 = (s2 * r0 - s1 * r1) / det if det > 0 else -1.0
+    if gain < 0:  # no Poisson term: Gaussian noise only
+        gain, var0 = 0.0, r0 / s0
+    elif var0 < 0:  # no read noise: Poisson only
+        gain, var0 = r1 / s2, 0.0
+    return float(gain), float(var0)
+
+
+def position_sigma(fit: dict, noise: tuple[float, float]) -> np.ndarray:
+    """(N, 2) standard deviation of each fitted position [x, y] in pixels: the
+    least-squares fit's covariance under the noise model ``noise`` (gain,
+    variance0), A^-1 (sum J J^T var) A^-1 with A = sum J J^T. NaN where the
+    patch gives no information."""
+    gain, var0 = noise
+    a = np.asarray(fit["jtj"], float)
+    if len(a) == 0:
+        return np.zeros((0, 2))
+    b = gain * np.asarray(fit["jmu"], float) + var0 * a
+    ok = np.linalg.cond(a) < 1e12
+    out = np.full((len(a), 2), np.nan)
+    if ok.any():
+        inv = np.linalg.inv(a[ok])
+        cov = inv @ b[ok] @ inv
+        out[ok] = np.sqrt(np.clip(np.stack([cov[:, 1, 1], cov[:, 2, 2]], 1), 0, None))
+    return out
+
+
 def _kernels() -> dict:
-    return {"start": start, "round": lm_round, "rms": rms}
+    return {"start": start, "round": lm_round, "finish": finish}

@@ -106,7 +106,8 @@ class ColumnProbabilities(StemunmixSignal2D):
         with progress_bar(show_progressbar, "find_columns") as bar:
             found = find_columns(self.data, frames_image, len(nav_shape), classes,
                                  threshold, refine, distances, block, bar)  # fmt: skip
-        columns = _assemble(found, names, self.data.shape, lattice, classes, distances)
+        columns, noise = _assemble(found, names, self.data.shape, lattice, classes,
+                                   distances)  # fmt: skip
         if len(columns) == 0:
             warnings.warn(
                 "no columns found: no class probability reaches the threshold "
@@ -117,7 +118,9 @@ class ColumnProbabilities(StemunmixSignal2D):
         self.metadata.set_item(
             "Signal.stemunmix.find_columns",
             {"threshold": threshold, "refine": refine, "lattice": str(lattice),
-             "min_distance": "auto" if min_distance is None else float(min_distance)},
+             "min_distance": "auto" if min_distance is None else float(min_distance),
+             "noise_gain": np.array([v[0] for v in noise.values()]),
+             "noise_variance0": np.array([v[1] for v in noise.values()])},
         )  # fmt: skip
         self.columns = columns
         return columns
@@ -296,25 +299,42 @@ class ColumnProbabilities(StemunmixSignal2D):
             )  # fmt: skip
 
 
-def _assemble(found, names, shape, lattice, classes, distances) -> Columns:
-    """Columns of every frame in one container: those a fit carried off the
+def _assemble(found, names, shape, lattice, classes, distances):
+    """Columns of every frame in one container, with their fitted quantities
+    and uncertainties and their lattice sites: those a fit carried off the
     frame left out (no pixels of their own there), named on the checkerboard
-    when asked."""
+    when asked. Also returns each frame's noise model {frame: (gain, var0)}."""
+    from stemunmix.core.find import unpack_fit
+    from stemunmix.core.indexing import index_columns
     from stemunmix.core.lattice import checkerboard
 
     nav_shape = shape[:-3]
-    parts = []
+    reference = names.index("A") if "A" in names else classes[0]
+    parts, noise, vectors, frames = [], {}, [], []
     for idx in np.ndindex(nav_shape):
-        xy, labels, scores = found[idx]
+        xy, labels, scores, fits = found[idx]
         on = _on_frame(xy, shape)
-        xy, labels, scores = xy[on], labels[on], scores[on]
+        xy, labels, scores, fits = xy[on], labels[on], scores[on], fits[on]
         if lattice == "checkerboard":
             labels = checkerboard(xy, labels, scores, distances[idx][1], tuple(classes))
-        parts.append(
-            (xy, labels, scores, np.tile(np.array(idx[::-1], int), (len(xy), 1)))
-        )
-    xy, labels, scores, nav = (np.concatenate([p[i] for p in parts]) for i in range(4))
-    return Columns(xy, labels, names, scores, nav if nav_shape else None)
+        quantities, sigma, noise[idx] = unpack_fit(fits)
+        ij, vec = index_columns(xy, labels, reference)
+        if ij is None:
+            ij = np.full((len(xy), 2), -1, int)
+            vec = np.full((2, 2), np.nan)
+        vectors.append(vec)
+        frames.append(idx[::-1])
+        nav = np.tile(np.array(idx[::-1], int), (len(xy), 1))
+        parts.append((xy, labels, scores, nav, sigma, ij, quantities))
+    cat = lambda i: np.concatenate([p[i] for p in parts])  # noqa: E731
+    quantities = {k: np.concatenate([p[6][k] for p in parts]) for k in parts[0][6]}
+    single = not nav_shape
+    columns = Columns(
+        cat(0), cat(1), names, cat(2), None if single else cat(3), cat(4),
+        quantities, cat(5), vectors[0] if single else np.array(vectors),
+        None if single else np.array(frames, int),
+    )  # fmt: skip
+    return columns, noise
 
 
 def _on_frame(xy, shape):

@@ -1,0 +1,139 @@
+"""Measurements per unit cell on the lattice grid (numpy only).
+
+Every quantity is an array on the lattice grid ``(j, i)`` (row j, column i,
+the sites of :mod:`stemunmix.core.indexing`), NaN where the cell is not
+complete. The cell with origin (i, j) has the reference (A) columns at
+(i, j), (i + 1, j), (i, j + 1) and (i + 1, j + 1) as its corners. Positions are
+[x, y] pixels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def site_grid(ij: np.ndarray, values: np.ndarray, shape=None) -> np.ndarray:
+    """Per-site ``values`` (N, ...) on a (nj, ni, ...) grid, NaN where no site;
+    ``ij`` (N, 2) with -1 for unindexed columns (left out)."""
+    ij = np.asarray(ij, int)
+    values = np.asarray(values, float)
+    ok = (ij >= 0).all(1)
+    if shape is None:
+        shape = tuple(ij[ok].max(0)[::-1] + 1) if ok.any() else (0, 0)
+    grid = np.full(tuple(shape) + values.shape[1:], np.nan)
+    grid[ij[ok, 1], ij[ok, 0]] = values[ok]
+    return grid
+
+
+def corners(xy_a: np.ndarray, ij_a: np.ndarray, shape) -> np.ndarray:
+    """(nj, ni, 4, 2): the A positions at the four corners of every cell
+    (origin, +i, +j, +i+j), NaN where missing."""
+    grid = site_grid(ij_a, xy_a, shape)
+    out = np.full(tuple(shape) + (4, 2), np.nan)
+    out[:, :, 0] = grid
+    out[:, :-1, 1] = grid[:, 1:]
+    out[:-1, :, 2] = grid[1:]
+    out[:-1, :-1, 3] = grid[1:, 1:]
+    return out
+
+
+def site_fraction(xy_a, ij_a, xy_b, ij_b, shape) -> np.ndarray:
+    """The high-symmetry fractional position (f_a, f_b) of the B columns in
+    their cell: the median offset from the cell origin in the cell's own
+    vectors, rounded to 0 or 1/2 (a symmetry position, so a polar
+    displacement of the whole image is not taken for the site)."""
+    c = corners(xy_a, ij_a, shape)
+    ok = (ij_b >= 0).all(1)
+    cell = c[ij_b[ok, 1], ij_b[ok, 0]]
+    a = cell[:, 1] - cell[:, 0]
+    b = cell[:, 2] - cell[:, 0]
+    d = xy_b[ok] - cell[:, 0]
+    det = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
+    frac = np.stack([(b[:, 1] * d[:, 0] - b[:, 0] * d[:, 1]) / det,
+                     (a[:, 0] * d[:, 1] - a[:, 1] * d[:, 0]) / det], 1)  # fmt: skip
+    frac = frac[np.isfinite(frac).all(1)]
+    if len(frac) == 0:
+        return np.array([0.5, 0.5])
+    return np.round(2 * np.median(frac, 0)) / 2
+
+
+def polarization_cells(xy_a, sigma_a, ij_a, xy_b, sigma_b, ij_b, shape=None,
+                       site=None):  # fmt: skip
+    """Per cell: the B column's displacement from where the symmetric cell
+    puts it, and its standard deviation.
+
+    The symmetric position is the bilinear mix of the cell's four A corners at
+    the B site's fractional position ``site`` (default :func:`site_fraction`;
+    (1/2, 1/2), the cell centre, in an [001] perovskite). Only complete cells
+    (a B column and all four corners) get a value. The variance is the B
+    column's plus the weighted corners' (weights squared), per component.
+
+    Returns (displacement (nj, ni, 2), sigma (nj, ni, 2)), pixels [x, y].
+    """
+    ij_a, ij_b = np.asarray(ij_a, int), np.asarray(ij_b, int)
+    if shape is None:
+        both = np.concatenate([ij_a, ij_b])
+        both = both[(both >= 0).all(1)]
+        shape = tuple(both.max(0)[::-1] + 1) if len(both) else (0, 0)
+    if site is None:
+        site = site_fraction(xy_a, ij_a, xy_b, ij_b, shape)
+    fa, fb = site
+    w = np.array([(1 - fa) * (1 - fb), fa * (1 - fb), (1 - fa) * fb, fa * fb])
+    pos = corners(xy_a, ij_a, shape)
+    var = corners(np.asarray(sigma_a, float) ** 2, ij_a, shape)
+    expected = np.einsum("k,jikc->jic", w, pos)
+    expected_var = np.einsum("k,jikc->jic", w**2, var)
+    # Corners of weight zero may be missing: the cell is then still complete.
+    used = w > 0
+    complete = np.isfinite(pos[:, :, used]).all((2, 3))
+    b = site_grid(ij_b, xy_b, shape)
+    b_var = site_grid(ij_b, np.asarray(sigma_b, float) ** 2, shape)
+    disp = b - np.where(complete[..., None], expected, np.nan)
+    sigma = np.sqrt(b_var + expected_var)
+    sigma = np.where(np.isfinite(disp), sigma, np.nan)
+    return disp, sigma
+
+
+def cell_vectors(xy_a, ij_a, shape) -> tuple[np.ndarray, np.ndarray]:
+    """(a, b) per cell (nj, ni, 2): the mean of each cell's two edges along
+    i and along j; NaN where a corner is missing."""
+    c = corners(xy_a, ij_a, shape)
+    a = 0.5 * ((c[:, :, 1] - c[:, :, 0]) + (c[:, :, 3] - c[:, :, 2]))
+    b = 0.5 * ((c[:, :, 2] - c[:, :, 0]) + (c[:, :, 3] - c[:, :, 1]))
+    return a, b
+
+
+def strain_cells(xy_a, ij_a, shape=None, reference=None) -> dict:
+    """Strain of the A lattice per cell against a reference cell.
+
+    The deformation gradient F of a cell maps the reference vectors onto the
+    cell's own (F [a0 b0] = [a b]); the small-strain tensor is
+    (F + F^T) / 2 - 1 and the rotation (F_yx - F_xy) / 2 (radians, positive
+    from +x towards +y, which is clockwise on screen). ``reference``: a boolean
+    (nj, ni) mask of cells whose median vectors are the reference, or None for
+    the median of all cells. Returns {"exx", "eyy", "exy", "rotation"}
+    (nj, ni), image axes, NaN where a cell is incomplete.
+    """
+    ij_a = np.asarray(ij_a, int)
+    if shape is None:
+        ok = (ij_a >= 0).all(1)
+        shape = tuple(ij_a[ok].max(0)[::-1] + 1) if ok.any() else (0, 0)
+    a, b = cell_vectors(xy_a, ij_a, shape)
+    good = np.isfinite(a).all(-1) & np.isfinite(b).all(-1)
+    sel = good if reference is None else good & np.asarray(reference, bool)
+    if not sel.any():
+        raise ValueError(
+            "reference holds no complete cell: choose a region of the lattice "
+            "with all four corners of some cells found"
+        )
+    ref = np.stack([np.median(a[sel], 0), np.median(b[sel], 0)], 1)  # columns a0, b0
+    cells = np.stack([a, b], -1)  # (nj, ni, 2, 2), columns a, b
+    f = cells @ np.linalg.inv(ref)
+    eye = np.eye(2)
+    eps = 0.5 * (f + np.swapaxes(f, -1, -2)) - eye
+    return {
+        "exx": eps[..., 0, 0],
+        "eyy": eps[..., 1, 1],
+        "exy": eps[..., 0, 1],
+        "rotation": 0.5 * (f[..., 1, 0] - f[..., 0, 1]),
+    }

@@ -1,0 +1,203 @@
+"""Per-cell measurements of Columns as HyperSpy signals, and their plots.
+
+The core arrays come from :mod:`stemunmix.core.measure`; here they get axes,
+units and titles: on the lattice grid (signal axes ``i`` and ``j``, one pixel
+per cell, NaN where a cell is incomplete) or on the image grid (each cell's
+value over the pixels nearest its B column, calibrated like the image).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+POLARIZATION = ["x", "y", "sigma_x", "sigma_y"]
+STRAIN = ["exx", "eyy", "exy", "rotation"]
+
+
+def _single(columns):
+    if columns.nav_index is not None:
+        raise ValueError(
+            "these columns belong to an image stack: pick one frame first, "
+            "columns.frame(index)"
+        )
+    if columns.ij is None or not (columns.ij >= 0).any():
+        raise ValueError(
+            "these columns have no lattice sites (Columns.ij): find them with "
+            "find_columns(), which indexes the lattice, or give ij="
+        )
+
+
+def _calibration(image):
+    """(shape (H, W), scale, units, offset (x, y)) of ``image``: a signal,
+    an array or None."""
+    if image is None:
+        return None, 1.0, "px", (0.0, 0.0)
+    if hasattr(image, "axes_manager"):
+        ax = image.axes_manager.signal_axes
+        units = ax[0].units if isinstance(ax[0].units, str) and ax[0].units else "px"
+        return ((ax[1].size, ax[0].size), float(ax[0].scale), units,
+                (float(ax[0].offset), float(ax[1].offset)))  # fmt: skip
+    return np.shape(image)[-2:], 1.0, "px", (0.0, 0.0)
+
+
+def _reference_mask(reference, shape, name):
+    if reference is None or isinstance(reference, str):
+        return None
+    mask = np.asarray(reference)
+    if mask.dtype != bool or mask.shape != tuple(shape):
+        raise ValueError(
+            f"{name} must be None, 'mean' or a boolean mask of shape {tuple(shape)} "
+            f"on the lattice grid (j, i), got {mask.dtype} {mask.shape}"
+        )
+    return mask
+
+
+def polarization(columns, a="A", b="B", reference=None):
+    """(displacement (nj, ni, 2), sigma (nj, ni, 2), B positions (nj, ni, 2))."""
+    from stemunmix.core.measure import polarization_cells, site_grid
+
+    _single(columns)
+    if not (
+        reference is None or isinstance(reference, str) or hasattr(reference, "shape")
+    ):
+        raise TypeError("reference must be None, 'mean' or a boolean mask array")
+    if isinstance(reference, str) and reference != "mean":
+        raise ValueError(f"reference must be None, 'mean' or a mask, got {reference!r}")
+    ca, cb = columns.select(a), columns.select(b)
+    shape = tuple(columns.ij[(columns.ij >= 0).all(1)].max(0)[::-1] + 1)
+    disp, sigma = polarization_cells(ca.xy, ca.sigma, ca.ij, cb.xy, cb.sigma, cb.ij,
+                                     shape)  # fmt: skip
+    mask = _reference_mask(reference, shape, "reference")
+    if reference is not None:
+        sel = np.isfinite(disp).all(-1) & (True if mask is None else mask)
+        if not sel.any():
+            raise ValueError("reference holds no complete cell with a B column")
+        disp = disp - np.median(disp[sel], 0)
+    return disp, sigma, site_grid(cb.ij, cb.xy, shape)
+
+
+def polarization_map(columns, a="A", b="B", reference=None, grid="lattice",
+                     image=None):  # fmt: skip
+    disp, sigma, where = polarization(columns, a, b, reference)
+    stack = np.concatenate([disp, sigma], -1)  # (nj, ni, 4)
+    return _signal(stack, where, grid, image, POLARIZATION,
+                   f"Polarization ({b} from the centre of its {a} cell)", True)  # fmt: skip
+
+
+def strain_map(columns, a="A", reference=None, grid="lattice", image=None):
+    from stemunmix.core.measure import cell_vectors, strain_cells
+
+    _single(columns)
+    ca = columns.select(a)
+    ok = (ca.ij >= 0).all(1)
+    if not ok.any():
+        raise ValueError(f"no {a} column has a lattice site")
+    shape = tuple(columns.ij[(columns.ij >= 0).all(1)].max(0)[::-1] + 1)
+    mask = _reference_mask(reference, shape, "reference")
+    strain = strain_cells(ca.xy, ca.ij, shape, mask)
+    stack = np.stack([strain[k] for k in STRAIN], -1)
+    av, bv = cell_vectors(ca.xy, ca.ij, shape)
+    from stemunmix.core.measure import site_grid
+
+    centre = site_grid(ca.ij, ca.xy, shape) + 0.5 * (av + bv)
+    return _signal(stack, centre, grid, image, STRAIN,
+                   f"Strain of the {a} lattice", False)  # fmt: skip
+
+
+def _signal(stack, where, grid, image, names, title, lengths):
+    """A Signal2D (len(names), ...) of per-cell values on the lattice or the
+    image grid; ``lengths``: the values are pixel lengths, calibrated with the
+    image."""
+    import hyperspy.api as hs
+
+    if grid not in ("lattice", "image"):
+        raise ValueError(f"grid must be 'lattice' or 'image', got {grid!r}")
+    shape, scale, units, offset = _calibration(image)
+    factor = scale if lengths else 1.0
+    values = np.moveaxis(stack, -1, 0) * factor
+    if grid == "image":
+        if shape is None:
+            raise ValueError("grid='image' needs image= (the image, for its shape)")
+        from stemunmix.core.maps import voronoi_map
+
+        ok = np.isfinite(where).all(-1) & np.isfinite(values).all(0)
+        xy, vals = where[ok], values[:, ok].T
+        spacing = _spacing(xy)
+        data = np.stack([voronoi_map(xy, vals[:, k], shape, spacing)
+                         for k in range(len(names))])  # fmt: skip
+        axes_units, axes_scale, axes_offset = units, scale, offset
+        axis_names = ("x", "y")
+    else:
+        data = values
+        axes_units, axes_scale, axes_offset = "site", 1.0, (0.0, 0.0)
+        axis_names = ("i", "j")
+    out = hs.signals.Signal2D(data)
+    out.axes_manager.navigation_axes[0].name = "quantity"
+    for ax, name, off in zip(out.axes_manager.signal_axes, axis_names, axes_offset,
+                             strict=True):  # fmt: skip
+        ax.name, ax.units, ax.scale, ax.offset = name, axes_units, axes_scale, off
+    out.metadata.General.title = title
+    out.metadata.set_item("Signal.quantities", list(names))
+    out.metadata.set_item("Signal.quantity_units",
+                          units if lengths else "strain (rotation: rad)")  # fmt: skip
+    return out
+
+
+def _spacing(xy):
+    from scipy.spatial import cKDTree
+
+    if len(xy) < 2:
+        return 1.0
+    d, _ = cKDTree(xy).query(xy, k=2)
+    return float(np.median(d[:, 1]))
+
+
+def hsv_image(dx, dy, max_length=None):
+    """RGB (..., 3) of displacement: hue the direction, value the length
+    (saturating at ``max_length``, default the 99th percentile); black where NaN."""
+    from matplotlib.colors import hsv_to_rgb
+
+    length = np.hypot(dx, dy)
+    finite = np.isfinite(length)
+    top = max_length or (np.percentile(length[finite], 99) if finite.any() else 1.0)
+    hue = (np.arctan2(dy, dx) / (2 * np.pi)) % 1.0
+    value = np.clip(length / (top or 1.0), 0, 1)
+    rgb = hsv_to_rgb(np.stack([np.nan_to_num(hue), np.ones_like(hue),
+                               np.nan_to_num(value)], -1))  # fmt: skip
+    rgb[~finite] = 0.0
+    return rgb, top
+
+
+def plot_polarization(columns, image=None, a="A", b="B", kind="quiver",
+                      reference=None, scale=None, ax=None):  # fmt: skip
+    import matplotlib.pyplot as plt
+
+    if kind not in ("quiver", "hsv"):
+        raise ValueError(f"kind must be 'quiver' or 'hsv', got {kind!r}")
+    disp, _, where = polarization(columns, a, b, reference)
+    ok = np.isfinite(disp).all(-1)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 6))
+    if kind == "quiver":
+        if image is not None:
+            ax.imshow(np.asarray(getattr(image, "data", image)), cmap="gray")
+        length = np.hypot(*disp[ok].T)
+        q = ax.quiver(where[ok][:, 0], where[ok][:, 1], disp[ok][:, 0], disp[ok][:, 1],
+                      length, cmap="viridis", scale=scale, angles="xy")  # fmt: skip
+        plt.colorbar(q, ax=ax, label="displacement (px)")
+        if image is None:
+            ax.invert_yaxis()
+    else:
+        if image is not None:
+            sig = polarization_map(columns, a, b, reference, "image", image)
+            rgb, top = hsv_image(sig.data[0], sig.data[1])
+            ax.imshow(np.asarray(getattr(image, "data", image)), cmap="gray")
+            ax.imshow(rgb, alpha=0.6)
+        else:
+            rgb, top = hsv_image(disp[..., 0], disp[..., 1])
+            ax.imshow(rgb, origin="upper")
+            ax.set_xlabel("i")
+            ax.set_ylabel("j")
+        ax.set_title(f"hue: direction, brightness: length (full at {top:.3g})")
+    ax.set_aspect("equal")
+    return ax
