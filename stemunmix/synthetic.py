@@ -214,6 +214,79 @@ def perovskite(
     return image, truth
 
 
+def from_columns(
+    columns: Columns,
+    shape: int | Sequence[int] | None = None,
+    pixel_size: float = 0.02,
+    column_width: float = 0.04,
+    heights: dict | None = None,
+    background: float = 0.1,
+    dose: float | None = 100.0,
+    read_noise: float = 1.0,
+    seed: int | None = 0,
+):
+    """A HAADF-like image of any column positions, and its truth.
+
+    Every column is a Gaussian of width ``column_width`` (nm) at its [x, y]
+    pixel position, with the peak height of its class (``heights``: {class
+    name: height}, default A 1, B 0.25, any other class 0.1), on a smooth
+    background (``background`` of the mean column height), scaled so the
+    mean pixel is ``dose`` counts, then Poisson plus Gaussian read noise
+    (``dose=None``: noise-free). No drift, jitter or rotation is added: the
+    positions are where the image shows the columns (render measured or
+    planted positions, e.g. a strain step or a real distortion field).
+
+    Returns (AtomicResolutionImage, SyntheticTruth) like :func:`perovskite`;
+    the truth's displacement and domain are zero (none planted here).
+    """
+    if not isinstance(columns, Columns):
+        raise TypeError(
+            f"columns must be a stemunmix.Columns, got {type(columns).__name__}"
+        )
+    if len(columns) == 0:
+        raise ValueError("columns is empty: give at least one column to render")
+    if shape is None:
+        shape = tuple(int(np.ceil(v)) + 1 for v in columns.xy.max(0)[::-1])
+    shape = _check_shape(shape)
+    pixel_size = _positive("pixel_size", pixel_size)
+    sigma = _positive("column_width", column_width) / pixel_size
+    if dose is not None:
+        dose = _positive("dose", dose)
+    read_noise = _positive("read_noise", read_noise, allow_zero=True)
+    _check_seed(seed)
+    default = {"A": 1.0, "B": 0.25}
+    heights = {**default, **(heights or {})}
+    per_class = np.array([heights.get(n, 0.1) for n in columns.class_names], float)
+    amplitude = per_class[columns.labels]
+    rng = np.random.default_rng(seed)
+    clean = _core.render_columns(shape, columns.xy, amplitude, sigma, (0.0, 0.0),
+                                 np.zeros(shape[0]))  # fmt: skip
+    clean += background * _core.smooth_background(shape, rng)
+    expected = clean * ((dose if dose is not None else 1.0) / clean.mean())
+    if dose is None:
+        data = expected.copy()
+    else:
+        data = rng.poisson(expected).astype(float)
+        if read_noise > 0:
+            data += read_noise * rng.standard_normal(shape)
+    parameters = {"pixel_size": pixel_size, "column_width": column_width,
+                  "background": background, "dose": dose, "read_noise": read_noise,
+                  "seed": seed, "domains": "none"}  # fmt: skip
+    image = _make_image(data.astype(np.float32), pixel_size, parameters)
+    image.metadata.General.title = "Synthetic image of given columns"
+    n = len(columns)
+    truth = SyntheticTruth(
+        columns=Columns(columns.xy, columns.labels, columns.class_names),
+        displacement=np.zeros((n, 2)),
+        domain=np.zeros(n, int),
+        domain_map=np.zeros(shape, np.int8),
+        expected=expected.astype(np.float32),
+        amplitude=amplitude,
+        parameters=parameters,
+    )
+    return image, truth
+
+
 def _check_shape(shape) -> tuple[int, int]:
     """(rows, cols) from an int or two ints (pixels)."""
     if isinstance(shape, (int, np.integer)) and not isinstance(shape, bool):

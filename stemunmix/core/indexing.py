@@ -178,6 +178,8 @@ def _sum_to_root(order, pred, code, root) -> np.ndarray:
     parent = np.where(pred >= 0, pred, np.arange(n))
     parent[root] = root
     kids = order[1:]
+    if len(kids) == 0:
+        return np.zeros((len(order), 2), int)
     w = np.asarray(code[parent[kids], kids]).ravel()
     step = np.zeros((n, 2), int)
     step[kids] = STEPS[(w - 1) % 4]
@@ -190,7 +192,7 @@ def _sum_to_root(order, pred, code, root) -> np.ndarray:
 
 def index_columns(xy: np.ndarray, labels: np.ndarray, reference: int,
                   vectors: np.ndarray | None = None):  # fmt: skip
-    """(i, j) of all columns (N, 2) int (-1 where none) and the lattice
+    """(i, j) of all columns (N, 2) int (from 0) and the lattice
     vectors [a, b] (2, 2) of the ``reference`` class (the A columns), or
     (None, None) where its lattice can't be measured.
 
@@ -223,7 +225,9 @@ def index_columns(xy: np.ndarray, labels: np.ndarray, reference: int,
         usual = np.arctan2(np.sin(angle).mean(0), np.cos(angle).mean(0)) / (2 * np.pi)
         usual = np.mod(usual, 1.0)
         ij[own] = ij_ref[near] + np.floor(frac - usual + 0.5).astype(int)
-    return ij, vectors
+    # A column whose cell origin lies off the image (at the left or top edge)
+    # has a site below the first reference one: count from the smallest.
+    return ij - ij.min(0), vectors
 
 
 def inconsistent_bonds(xy: np.ndarray, ij: np.ndarray, vectors: np.ndarray) -> tuple:

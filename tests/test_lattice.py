@@ -1,0 +1,266 @@
+"""Measurements on the lattice: sites (i, j), uncertainties, polarization and
+strain per cell, intensity classes."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from stemunmix import Columns
+from stemunmix.core.indexing import index_columns, inconsistent_bonds
+from stemunmix.core.refine import noise_model, position_sigma, refine_gaussian
+from stemunmix.synthetic import from_columns, perovskite
+
+
+def _affine_misfit(xy, ij, vectors):
+    """Largest distance (in lattice steps) of a column from the best affine
+    map of its (i, j): a site one step wrong is a whole step off."""
+    x = np.c_[np.ones(len(ij)), ij]
+    coef, *_ = np.linalg.lstsq(x, xy, rcond=None)
+    return np.hypot(*(xy - x @ coef).T).max() / np.hypot(*vectors[0])
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"drift": (30.0, -20.0)},  # strong drift: a 6 % shear
+        {"rotation": 23.0, "domains": "quadrants", "displacement": 0.04},
+        {"projection": "110", "rotation": -8.0},
+    ],
+)
+def test_found_columns_are_indexed_right_with_vacancies(kw):
+    """Synthetic images with drift, rotation, domain walls and 2 % of the
+    columns removed (vacancies): every column's (i, j) is right (no column a
+    step off the affine lattice map, per sublattice) and no bond is
+    inconsistent."""
+    image, _ = perovskite(shape=384, seed=11, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = image.find_columns(show_progressbar=False)
+    keep = np.random.default_rng(0).random(len(found)) > 0.02
+    cols = found[keep]
+    ij, vectors = index_columns(cols.xy, cols.labels, 0)
+    assert (ij >= 0).all()
+    for k in (0, 1):
+        sel = cols.labels == k
+        assert _affine_misfit(cols.xy[sel], ij[sel], vectors) < 0.35
+    a = cols.labels == 0
+    bad, bonds = inconsistent_bonds(cols.xy[a], ij[a], vectors)
+    assert bonds > 300 and bad == 0
+    # The columns find_columns returned were indexed the same way.
+    assert found.ij is not None and (found.ij >= 0).all()
+    np.testing.assert_allclose(np.abs(found.lattice_vectors), np.abs(vectors), atol=0.5)
+
+
+def test_a_b_column_shares_the_site_of_its_cell_origin():
+    a = 20.0
+    ii, jj = np.meshgrid(np.arange(6), np.arange(5))
+    xy_a = np.c_[ii.ravel(), jj.ravel()] * a + 10
+    xy_b = xy_a[(ii.ravel() < 5) & (jj.ravel() < 4)] + a / 2
+    xy = np.r_[xy_a, xy_b]
+    labels = np.r_[np.zeros(len(xy_a), int), np.ones(len(xy_b), int)]
+    ij, vectors = index_columns(xy, labels, 0)
+    np.testing.assert_allclose(vectors, [[a, 0], [0, a]], atol=1e-9)
+    np.testing.assert_array_equal(ij[: len(xy_a)], np.c_[ii.ravel(), jj.ravel()])
+    np.testing.assert_array_equal(
+        ij[len(xy_a) :], ij[: len(xy_a)][(ii.ravel() < 5) & (jj.ravel() < 4)]
+    )
+
+
+def _crb_position(truth, sigma_px, read_noise=1.0):
+    """Per class: the Cramer-Rao bound (pixels, one component) of an isolated
+    Gaussian column with the class's median height and local background."""
+    from scipy.ndimage import minimum_filter
+
+    expected = truth.expected.astype(float)
+    floor = minimum_filter(expected, size=int(6 * sigma_px))
+    ij = np.round(truth.columns.xy).astype(int)
+    out = []
+    for k in (0, 1):
+        sel = truth.columns.labels == k
+        peak = expected[ij[sel, 1], ij[sel, 0]]
+        bg = floor[ij[sel, 1], ij[sel, 0]]
+        h, b = float(np.median(peak - bg)), float(np.median(bg))
+        r = int(np.ceil(4 * sigma_px))
+        yy, xx = np.mgrid[-r : r + 1, -r : r + 1].astype(float)
+        g = np.exp(-(xx**2 + yy**2) / (2 * sigma_px**2))
+        grads = np.stack([g, h * g * xx / sigma_px**2, h * g * yy / sigma_px**2,
+                          h * g * (xx**2 + yy**2) / sigma_px**3, np.ones_like(g)])  # fmt: skip
+        fisher = np.einsum("ipq,jpq->ij", grads, grads / (b + h * g + read_noise**2))
+        out.append(float(np.sqrt(np.linalg.inv(fisher)[1, 1])))
+    return out
+
+
+@pytest.mark.parametrize("dose", [20, 100, 500])
+def test_reported_sigma_matches_the_scatter_and_the_bound(dose):
+    """50 noise draws of one synthetic image (line jitter included): the
+    reported position sigma matches the observed scatter within 15 % and the
+    Cramer-Rao bound within 20 % (medians over the interior columns)."""
+    image, truth = perovskite(shape=256, dose=dose, seed=5, rotation=7.0)
+    expected = truth.expected.astype(float)
+    start = truth.columns.xy
+    rng = np.random.default_rng(dose)
+    est, sig = [], []
+    for _ in range(50):
+        img = rng.poisson(expected) + rng.standard_normal(expected.shape)
+        fit = refine_gaussian(img, start, sigma=2.0, radius=7)
+        est.append(fit["xy"])
+        sig.append(position_sigma(fit, noise_model(fit["noise_sums"])))
+    observed = np.std(est, 0, ddof=1)
+    reported = np.mean(sig, 0)
+    inner = (start.min(1) > 16) & (start.max(1) < 240)
+    crb = _crb_position(truth, 0.04 / 0.02)
+    for k in (0, 1):
+        sel = inner & (truth.columns.labels == k)
+        ratio = np.median(reported[sel] / observed[sel])
+        assert 0.85 <= ratio <= 1.15, (k, ratio)
+        to_bound = np.median(reported[sel]) / crb[k]
+        assert 0.8 <= to_bound <= 1.2, (k, to_bound)
+
+
+def test_noise_model_recovers_poisson_gain_and_read_noise():
+    image, truth = perovskite(shape=256, dose=10, seed=2, read_noise=3.0)
+    expected = truth.expected.astype(float)
+    rng = np.random.default_rng(0)
+    img = 2.0 * rng.poisson(expected) + 3.0 * rng.standard_normal(expected.shape)
+    fit = refine_gaussian(img, truth.columns.xy, sigma=2.0, radius=7)
+    gain, var0 = noise_model(fit["noise_sums"])
+    # signal 2 x counts, variance 4 x counts: variance = 2 x signal + 9
+    assert gain == pytest.approx(2.0, rel=0.1)
+    assert var0 == pytest.approx(9.0, rel=0.3)
+
+
+@pytest.fixture(scope="module")
+def polar():
+    image, truth = perovskite(shape=512, dose=100, seed=21, displacement=0.03,
+                              domains="quadrants")  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cols = image.find_columns(show_progressbar=False)
+    return image, truth, cols
+
+
+def test_polarization_per_cell_recovers_the_planted_pattern(polar):
+    """Per complete cell, the B displacement from its A cell centre matches
+    the one the true positions give, with an RMS error within 1.2 x the
+    Cramer-Rao bound of the displacement; the reported sigma agrees."""
+    from stemunmix.core.peaks import match
+
+    image, truth, cols = polar
+    p = cols.polarization_map()
+    assert p.axes_manager.navigation_axes[0].name == "quantity"
+    assert [a.name for a in p.axes_manager.signal_axes] == ["i", "j"]
+    disp, sig = np.moveaxis(p.data[:2], 0, -1), np.moveaxis(p.data[2:], 0, -1)
+    # The same cells from the true positions, given our sites.
+    ri, oi = match(truth.columns.xy, cols.xy, 3.0)
+    xy_true = cols.xy.copy()
+    xy_true[oi] = truth.columns.xy[ri]
+    true = Columns(xy_true, cols.labels, cols.class_names, ij=cols.ij,
+                   sigma=cols.sigma)  # fmt: skip
+    ref = np.moveaxis(true.polarization_map().data[:2], 0, -1)
+    ok = np.isfinite(disp).all(-1) & np.isfinite(ref).all(-1)
+    assert ok.sum() > 500
+    err = (disp - ref)[ok]
+    rms = np.sqrt(np.mean(err**2))  # per component
+    crb_a, crb_b = _crb_position(truth, 0.04 / 0.02)
+    crb = np.sqrt(crb_b**2 + crb_a**2 / 4)
+    assert rms <= 1.2 * crb, (rms, crb)
+    assert np.median(sig[ok]) == pytest.approx(rms, rel=0.2)
+    # The planted pattern itself: 0.03 nm = 1.5 px in four directions.
+    assert np.median(np.hypot(*disp[ok].T)) == pytest.approx(1.5, rel=0.1)
+    # Incomplete cells (the edge) are NaN, never half-cells.
+    assert np.isnan(p.data[0]).any()
+
+
+def test_polarization_reference_and_image_grid(polar):
+    image, truth, cols = polar
+    raw = cols.polarization_map()
+    mean = cols.polarization_map(reference="mean")
+    ok = np.isfinite(raw.data[0])
+    shift = raw.data[:2, ok] - mean.data[:2, ok]
+    assert np.ptp(shift, 1).max() < 1e-9  # one offset for all cells
+    mask = np.zeros(raw.data.shape[1:], bool)
+    mask[:5, :5] = True
+    region = cols.polarization_map(reference=mask)
+    for c in (0, 1):
+        assert abs(np.median(region.data[c][mask & ok])) < 1e-9
+    on_image = cols.polarization_map(grid="image", image=image)
+    assert on_image.data.shape == (4, 512, 512)
+    assert on_image.axes_manager.signal_axes[0].units == "nm"
+    # Calibrated: pixels x 0.02 nm.
+    assert np.nanmax(np.abs(on_image.data[:2])) == pytest.approx(
+        0.02 * np.nanmax(np.abs(raw.data[:2])), rel=1e-6
+    )
+    with pytest.raises(ValueError, match="reference"):
+        cols.polarization_map(reference=np.zeros((3, 3), bool))
+    with pytest.raises(ValueError, match="grid"):
+        cols.polarization_map(grid="pixels")
+    with pytest.raises(ValueError, match="image="):
+        cols.polarization_map(grid="image")
+    with pytest.raises(ValueError, match="lattice sites"):
+        Columns(cols.xy, cols.labels, cols.class_names).polarization_map()
+
+
+def _strain_step(dose, step=0.02, a=20.0, n=24):
+    """A square A/B lattice whose cells are ``step`` longer along x right of
+    the middle column."""
+    x_edges = np.cumsum(
+        np.r_[0, np.where(np.arange(n - 1) < n // 2, a, a * (1 + step))]
+    )
+    ii, jj = np.meshgrid(np.arange(n), np.arange(n))
+    xy_a = np.c_[x_edges[ii.ravel()], jj.ravel() * a] + 12
+    inner = (ii.ravel() < n - 1) & (jj.ravel() < n - 1)
+    mid = 0.5 * (x_edges[ii.ravel()[inner]] + x_edges[ii.ravel()[inner] + 1])
+    xy_b = np.c_[mid + 12, jj.ravel()[inner] * a + 12 + a / 2]
+    cols = Columns(np.r_[xy_a, xy_b], np.r_[np.zeros(len(xy_a), int),
+                                             np.ones(len(xy_b), int)], ["A", "B"])  # fmt: skip
+    shape = (int(xy_a[:, 1].max()) + 13, int(xy_a[:, 0].max()) + 13)
+    return from_columns(cols, shape, pixel_size=0.02, dose=dose, seed=3)
+
+
+def test_a_planted_strain_step_is_recovered():
+    """exx 0 left of the step and 2 % right of it, against the left half as
+    reference: the per-cell RMS error is at most 0.1 % strain (dose 500)."""
+    image, truth = _strain_step(500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cols = image.find_columns(show_progressbar=False)
+    ni = int(cols.ij[:, 0].max()) + 1
+    nj = int(cols.ij[:, 1].max()) + 1
+    left = np.zeros((nj, ni), bool)
+    left[:, : ni // 2 - 1] = True
+    s = cols.strain_map(reference=left)
+    exx, eyy = s.data[0], s.data[1]
+    planted = np.where(np.arange(ni) < ni // 2, 0.0, 0.02)[None].repeat(nj, 0)
+    ok = np.isfinite(exx)
+    ok[:, ni // 2 - 1 : ni // 2 + 1] = False  # cells at the step itself
+    assert ok.sum() > 300
+    assert np.sqrt(np.mean((exx - planted)[ok] ** 2)) <= 0.001
+    assert np.sqrt(np.mean(eyy[ok] ** 2)) <= 0.001
+    assert np.abs(np.nanmedian(s.data[3][ok])) < 0.001  # no rotation
+
+
+def test_columns_with_measurements_survive_save_and_load(tmp_path, polar):
+    import hyperspy.api as hs
+
+    image, _, cols = polar
+    path = tmp_path / "measured.zspy"
+    image.save(path)
+    back = hs.load(path)
+    back_cols = back.probabilities.columns
+    assert back_cols == cols
+    np.testing.assert_array_equal(back_cols.ij, cols.ij)
+    np.testing.assert_array_equal(back_cols.sigma, cols.sigma)
+    np.testing.assert_allclose(back_cols.lattice_vectors, cols.lattice_vectors)
+    assert set(back_cols.quantities) == {"height", "intensity", "width", "background",
+                                         "residual"}  # fmt: skip
+
+
+def test_lazy_columns_carry_the_same_measurements(polar):
+    image, _, cols = polar
+    lazy = image.as_lazy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = lazy.find_columns(show_progressbar=False)
+    assert got == cols
+    np.testing.assert_allclose(got.sigma, cols.sigma, rtol=1e-6)
