@@ -191,7 +191,7 @@ def one_case(method, size, dose):
         t0 = time.perf_counter()
         again = run(fresh, truth)
         wall = time.perf_counter() - t0
-        assert all(np.array_equal(a, b) for a, b in zip(found, again))
+        assert all(np.array_equal(a, b) for a, b in zip(found, again, strict=True))
     peak = peak_rss_mb()
     spacing = 0.396 / PIXEL_SIZE
     row = {"method": method, "size": size, "dose": dose, "seconds": wall,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from stemunmix import Columns
-from stemunmix.core.indexing import index_columns, inconsistent_bonds
+from stemunmix.core.indexing import inconsistent_bonds, index_columns
 from stemunmix.core.refine import noise_model, position_sigma, refine_gaussian
 from stemunmix.synthetic import from_columns, perovskite
 
