@@ -46,7 +46,7 @@ def column_sizes(image, xy, ab_distance: float, patch: float = 0.5) -> dict:
     radius = max(2, round(patch * d))
     if len(xy) == 0:
         return {"sigma": 0.15 * d, "radius": radius}
-    fit = refine_gaussian(image, xy, sigma=0.15 * d, radius=radius)
+    fit = refine_gaussian(image, xy, sigma=0.15 * d, radius=radius, uncertainty=False)
     bright = fit["height"] >= np.median(fit["height"])
     return {"sigma": float(np.median(fit["sigma"][bright])), "radius": radius}
 
@@ -96,7 +96,7 @@ def find_columns_frame(
             rows, cols = middle(prob.shape)
             sizes = frame_sizes(prob[:, rows, cols], image[rows, cols], column_classes,
                                 min_distance, threshold, d, patch)  # fmt: skip
-        fit = refine_gaussian(image, xy, **sizes)
+        fit = refine_gaussian(image, xy, **sizes, uncertainty=False)
         ok = fit["moved"] <= 0.5 * min_distance
         xy = np.where(ok[:, None], fit["xy"], xy)
     return xy, labels, scores
@@ -159,14 +159,14 @@ def find_columns_region(prob, column_classes, min_distance, threshold, image, re
 
 
 FIT_KEYS = ("height", "sigma", "background", "rms")
-FIT_WIDTH = len(FIT_KEYS) + 25 + 25 + 5
+FIT_WIDTH = len(FIT_KEYS) + 6 + 5
 
 
 def _pack(fit: dict) -> np.ndarray:
     n = len(fit["xy"])
     return np.concatenate(
-        [np.stack([fit[k] for k in FIT_KEYS], 1), fit["jtj"].reshape(n, 25),
-         fit["jmu"].reshape(n, 25), fit["noise_sums"]], 1,
+        [np.stack([fit[k] for k in FIT_KEYS], 1), fit["position_terms"].reshape(n, 6),
+         fit["noise_sums"].reshape(n, 5)], 1,
     )  # fmt: skip
 
 
@@ -195,12 +195,11 @@ def unpack_fit(packed: np.ndarray) -> tuple[dict, np.ndarray, tuple]:
         "residual": q["rms"],
     }
     k = len(FIT_KEYS)
-    jtj = packed[:, k : k + 25].reshape(n, 5, 5)
-    jmu = packed[:, k + 25 : k + 50].reshape(n, 5, 5)
-    noise = noise_model(packed[fitted, k + 50 :])
+    noise = noise_model(packed[fitted, k + 6 :])
     sigma = np.full((n, 2), np.nan)
     if fitted.any() and np.isfinite(noise[1]):
-        sigma[fitted] = position_sigma({"jtj": jtj[fitted], "jmu": jmu[fitted]}, noise)
+        sigma[fitted] = position_sigma({"position_terms": packed[fitted, k : k + 6]},
+                                       noise)  # fmt: skip
     return quantities, sigma, noise
 
 

@@ -35,6 +35,9 @@ def lattice_vectors(xy: np.ndarray, min_columns: int = 12) -> np.ndarray | None:
     xy = np.asarray(xy, float)
     if len(xy) < min_columns:
         return None
+    if len(xy) > 500:  # the 500 nearest the middle measure it as well
+        keep = np.argsort(np.hypot(*(xy - np.median(xy, 0)).T))[:500]
+        xy = xy[keep]
     k = min(7, len(xy))
     dist, idx = cKDTree(xy).query(xy, k=k)
     nearest = float(np.median(dist[:, 1]))
@@ -42,7 +45,10 @@ def lattice_vectors(xy: np.ndarray, min_columns: int = 12) -> np.ndarray | None:
     bonds = bonds[np.hypot(*bonds.T) < 1.6 * nearest]
     flip = (bonds[:, 0] < 0) | ((bonds[:, 0] == 0) & (bonds[:, 1] < 0))
     bonds[flip] *= -1
-    near = cKDTree(bonds).query_ball_point(bonds, 0.15 * nearest, return_length=True)
+    # How common each bond is: how many fall in its bin of 0.15 nearest.
+    bins = np.round(bonds / (0.15 * nearest)).astype(np.int64)
+    _, where, counts = np.unique(bins, axis=0, return_inverse=True, return_counts=True)
+    near = counts[where.ravel()]
     chosen = []
     for _ in range(2):
         ok = np.ones(len(bonds), bool)
@@ -69,23 +75,29 @@ def orient(vectors: np.ndarray) -> np.ndarray:
     return np.array([a, b])
 
 
-def _bonds(xy, vectors, local):
-    """Candidate bonds (k, m, step index into STEPS, misfit): the k-nearest
-    neighbours of each column that are one lattice step away in the mean of
-    the two ends' local lattice vectors."""
+def _neighbour_pairs(xy):
+    """(src, dst) of every column's six nearest neighbours (the four steps of a
+    square or rectangular lattice among them, vacancies aside)."""
     from scipy.spatial import cKDTree
 
     n = len(xy)
-    k = min(9, n)
-    dist, idx = cKDTree(xy).query(xy, k=k)
-    src = np.repeat(np.arange(n), k - 1)
-    dst = idx[:, 1:].ravel()
-    basis = 0.5 * (local[src] + local[dst])  # (B, 2, 2) rows a, b
-    frac = _fractional(basis, xy[dst] - xy[src])
+    k = min(7, n)
+    _, idx = cKDTree(xy).query(xy, k=k)
+    return np.repeat(np.arange(n), k - 1), idx[:, 1:].ravel()
+
+
+def _bonds(xy, local, pairs):
+    """Candidate bonds (k, m, step index into STEPS, misfit): the neighbour
+    ``pairs`` that are one lattice step apart in the mean of the two ends'
+    local lattice vectors ``local`` (N, 2, 2)."""
+    src, dst = pairs
+    frac = _fractional(0.5 * (local[src] + local[dst]), xy[dst] - xy[src])
     step = np.round(frac).astype(int)
     misfit = np.hypot(*(frac - step).T)
     unit = (np.abs(step).sum(1) == 1) & (misfit < TOLERANCE)
-    which = np.argmax((step[:, None, :] == STEPS[None]).all(2), 1)
+    # STEPS: +a, -a, +b, -b
+    which = np.where(step[:, 0] != 0, (step[:, 0] < 0).astype(int),
+                     2 + (step[:, 1] < 0).astype(int))  # fmt: skip
     return src[unit], dst[unit], which[unit], misfit[unit]
 
 
@@ -103,20 +115,18 @@ def _local_vectors(xy, src, dst, which, n, fallback):
     """Per column: the mean of its bonds along a and along b (sign folded),
     ``fallback`` where it has none."""
     out = np.repeat(fallback[None], n, 0).astype(float)
-    d = xy[dst] - xy[src]
-    sign = np.where(which % 2 == 0, 1.0, -1.0)[:, None]
+    d = (xy[dst] - xy[src]) * np.where(which % 2 == 0, 1.0, -1.0)[:, None]
     for axis in (0, 1):
         sel = which // 2 == axis
-        total = np.zeros((n, 2))
-        count = np.zeros(n)
-        np.add.at(total, src[sel], d[sel] * sign[sel])
-        np.add.at(count, src[sel], 1)
+        count = np.bincount(src[sel], minlength=n)
         has = count > 0
-        out[has, axis] = total[has] / count[has, None]
+        for c in (0, 1):
+            total = np.bincount(src[sel], weights=d[sel, c], minlength=n)
+            out[has, axis, c] = total[has] / count[has]
     return out
 
 
-def index_sublattice(xy: np.ndarray, vectors: np.ndarray, passes: int = 2):
+def index_sublattice(xy: np.ndarray, vectors: np.ndarray, passes: int = 1):
     """(i, j) of every column of one sublattice (N, 2) int, with its local
     lattice vectors (N, 2, 2).
 
@@ -142,18 +152,15 @@ def index_sublattice(xy: np.ndarray, vectors: np.ndarray, passes: int = 2):
     local = np.repeat(vectors[None], n, 0)
     src = dst = which = misfit = np.zeros(0, int)
     if n > 1:
+        pairs = _neighbour_pairs(xy)
         for _ in range(passes + 1):
-            src, dst, which, misfit = _bonds(xy, vectors, local)
+            judged = local
+            src, dst, which, misfit = _bonds(xy, judged, pairs)
             local = _local_vectors(xy, src, dst, which, n, vectors)
+        local = judged
     graph = coo_matrix((misfit + 1e-6, (src, dst)), shape=(n, n)).tocsr()
     tree = minimum_spanning_tree(graph.maximum(graph.T))
     tree = (tree + tree.T).tocsr()
-    # The step of each bond both ways: code w + 1 from s to d, its opposite back.
-    rows = np.concatenate([src, dst])
-    cols = np.concatenate([dst, src])
-    vals = np.concatenate([which + 1, (which ^ 1) + 1])
-    _, first = np.unique(rows * n + cols, return_index=True)
-    code = coo_matrix((vals[first], (rows[first], cols[first])), shape=(n, n)).tocsr()
     n_patches, patch = connected_components(tree, directed=False)
     ij = np.zeros((n, 2), int)
     centre = xy.mean(0)
@@ -162,7 +169,7 @@ def index_sublattice(xy: np.ndarray, vectors: np.ndarray, passes: int = 2):
         members = np.flatnonzero(patch == p)
         root = members[np.argmin(np.hypot(*(xy[members] - centre).T))]
         order, pred = breadth_first_order(tree, root, directed=False)
-        ij[order] = _sum_to_root(order, pred, code, root)
+        ij[order] = _sum_to_root(order, pred, root, xy, local)
         if origin is None:
             origin = xy[root]
         else:  # an unconnected patch: its root placed in the seed's lattice
@@ -171,18 +178,19 @@ def index_sublattice(xy: np.ndarray, vectors: np.ndarray, passes: int = 2):
     return ij - ij.min(0), local
 
 
-def _sum_to_root(order, pred, code, root) -> np.ndarray:
+def _sum_to_root(order, pred, root, xy, local) -> np.ndarray:
     """(i, j) of the nodes ``order`` of a tree relative to ``root``: the sum
-    of the steps on the path from the root, by pointer doubling."""
+    of the steps on the path from the root (each tree bond's step, read off
+    its two ends as :func:`_bonds` judged it), by pointer doubling."""
     n = len(pred)
     parent = np.where(pred >= 0, pred, np.arange(n))
     parent[root] = root
     kids = order[1:]
-    if len(kids) == 0:
-        return np.zeros((len(order), 2), int)
-    w = np.asarray(code[parent[kids], kids]).ravel()
     step = np.zeros((n, 2), int)
-    step[kids] = STEPS[(w - 1) % 4]
+    if len(kids):
+        frac = _fractional(0.5 * (local[kids] + local[parent[kids]]),
+                           xy[kids] - xy[parent[kids]])  # fmt: skip
+        step[kids] = np.round(frac).astype(int)
     for _ in range(int(np.ceil(np.log2(max(n, 2)))) + 1):
         step = step + step[parent]
         parent = parent[parent]
@@ -240,8 +248,9 @@ def inconsistent_bonds(xy: np.ndarray, ij: np.ndarray, vectors: np.ndarray) -> t
     if n < 2:
         return 0, 0
     local = np.repeat(np.asarray(vectors, float)[None], n, 0)
+    pairs = _neighbour_pairs(xy)
     for _ in range(3):
-        src, dst, which, _ = _bonds(xy, vectors, local)
+        src, dst, which, _ = _bonds(xy, local, pairs)
         local = _local_vectors(xy, src, dst, which, n, vectors)
     bad = (ij[dst] - ij[src] != STEPS[which]).any(1)
     return int(bad.sum()), len(src)

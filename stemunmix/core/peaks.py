@@ -1,10 +1,11 @@
-"""Column candidates from probability maps (numpy/scipy only).
+"""Column candidates from probability maps (numpy, scipy and numba).
 
 Positions are pixels in [x, y] order.
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 
@@ -26,21 +27,12 @@ def find_peaks(
     -------
     ndarray (N, 2) of [x, y] positions, sorted by row then column.
     """
-    from scipy.ndimage import maximum_filter
-
     prob = np.asarray(prob, dtype=np.float32)
     if prob.ndim != 2:
         raise ValueError(f"prob must be a 2D map, got shape {prob.shape}")
     if not min_distance >= 1:
         raise ValueError(f"min_distance must be >= 1 pixel, got {min_distance}")
-    size = 2 * int(round(min_distance)) + 1
-    # A column has some probability: a zero "maximum" of an empty map is none.
-    local_max = (
-        (prob == maximum_filter(prob, size=size, mode="constant"))
-        & (prob >= threshold)
-        & (prob > 0)
-    )
-    rows, cols = np.nonzero(local_max)
+    rows, cols = _maxima(prob, int(round(min_distance)), threshold)
     if len(rows) == 0:
         return np.zeros((0, 2))
     # Plateaus give several equal maxima: keep the first of each close group.
@@ -61,6 +53,55 @@ def find_peaks(
     x = np.where(flat, cols, (w * xx).sum(axis=(1, 2)) / total)
     y = np.where(flat, rows, (w * yy).sum(axis=(1, 2)) / total)
     return np.stack([x, y], axis=1)
+
+
+def _maxima(prob, reach: int, threshold: float):
+    """(rows, cols) of the pixels at least ``threshold`` (and above zero) that
+    no pixel within ``reach`` (a (2 reach + 1)^2 square, outside the map
+    zero) exceeds: what ``prob == maximum_filter(prob, 2 reach + 1)`` finds,
+    from two compiled passes, the 3 x 3 maxima and then each one's square."""
+    rows, cols = np.nonzero(_peaks3(prob, np.float32(threshold)))
+    if len(rows) == 0 or reach < 2:
+        return rows, cols
+    keep = _square_max(prob, rows, cols, reach)
+    return rows[keep], cols[keep]
+
+
+@numba.njit(parallel=True, cache=True)
+def _square_max(prob, rows, cols, reach):
+    h, w = prob.shape
+    out = np.ones(len(rows), np.bool_)
+    for k in numba.prange(len(rows)):
+        y, x = rows[k], cols[k]
+        v = prob[y, x]
+        for yy in range(max(0, y - reach), min(h, y + reach + 1)):
+            for xx in range(max(0, x - reach), min(w, x + reach + 1)):
+                if prob[yy, xx] > v:
+                    out[k] = False
+    return out
+
+
+@numba.njit(parallel=True, cache=True)
+def _peaks3(prob, threshold):
+    """Pixels >= threshold and > 0 that no 3 x 3 neighbour exceeds."""
+    h, w = prob.shape
+    out = np.zeros((h, w), np.bool_)
+    for y in numba.prange(h):
+        for x in range(w):
+            v = prob[y, x]
+            if v < threshold or v <= 0:
+                continue
+            top = True
+            for dy in range(-1, 2):
+                yy = y + dy
+                if yy < 0 or yy >= h:
+                    continue
+                for dx in range(-1, 2):
+                    xx = x + dx
+                    if 0 <= xx < w and prob[yy, xx] > v:
+                        top = False
+            out[y, x] = top
+    return out
 
 
 def _thin(xy: np.ndarray, min_distance: float) -> np.ndarray:

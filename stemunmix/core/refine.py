@@ -6,9 +6,11 @@ has the current model of its neighbours subtracted (so bright A tails do not pul
 B), then one damped Gauss-Newton (Levenberg-Marquardt) step updates every
 column. The rounds are Jacobi rounds: each column reads its neighbours as the
 round before left them, so the result does not depend on the order or on how
-the columns are shared among threads. One compiled kernel does a column's whole
-round in registers (its 5 x 5 normal equations, the neighbours' separable
-Gaussians over its patch, the trial step), in parallel over the columns.
+the columns are shared among threads. Each round first renders every column's
+Gaussian into one model image (serially, so the sums are the same each run);
+a column's neighbours on its patch are that model less its own Gaussian. One
+compiled kernel then does a column's whole round in registers (its 5 x 5
+normal equations, the trial step), in parallel over the columns.
 Positions are [x, y] pixels.
 """
 
@@ -36,28 +38,13 @@ def _threads() -> int:
         return os.cpu_count() or 1
 
 
-def _neighbours(xy: np.ndarray, reach: float, max_neighbours: int = 24):
-    """(N, K) indices of the columns within ``reach`` of each (padded with -1)."""
-    from scipy.spatial import cKDTree
-
-    k = min(max_neighbours + 1, len(xy))
-    dist, idx = cKDTree(xy).query(xy, k=k, distance_upper_bound=reach)
-    # k = 1 (a single column) gives 1D arrays: keep the (N, K) layout.
-    dist, idx = dist.reshape(len(xy), -1), idx.reshape(len(xy), -1)
-    idx = np.where(np.isfinite(dist), idx, -1)[:, 1:]
-    if idx.shape[1] == 0:  # a lone column: one empty slot
-        idx = np.full((len(xy), 1), -1)
-    # Keep only as many slots as the most crowded column needs.
-    used = int((idx >= 0).sum(1).max()) if idx.size else 0
-    return np.ascontiguousarray(idx[:, : max(used, 1)], dtype=np.int64)
-
-
 def refine_gaussian(
     image: np.ndarray,
     xy: np.ndarray,
     sigma: float,
     radius: int | None = None,
     n_iter: int = 4,
+    uncertainty: bool = True,
 ) -> dict:
     """Refine all column positions at once by 2D Gaussian fits with neighbours.
 
@@ -74,13 +61,16 @@ def refine_gaussian(
         at least 2.
     n_iter : int
         Rounds of neighbour subtraction and Gauss-Newton.
+    uncertainty : bool
+        Also compute the terms of the uncertainties (``position_terms``,
+        ``noise_sums``); False leaves them out (and ``rms`` NaN).
 
     Returns
     -------
     dict with ``xy`` (N, 2), ``height``, ``sigma``, ``background``, ``rms``
     (residual per column), ``moved`` (distance from the start, pixels), and
     for the uncertainties (:func:`noise_model`, :func:`position_sigma`)
-    ``jtj``, ``jmu`` (N, 5, 5) and ``noise_sums`` (N, 5) of :func:`finish`.
+    ``position_terms`` (N, 6) and ``noise_sums`` (N, 5) of :func:`finish`.
     """
     image = np.ascontiguousarray(image, dtype=np.float64)
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
@@ -89,7 +79,7 @@ def refine_gaussian(
         empty = np.zeros(0)
         return {"xy": xy.reshape(0, 2), "height": empty, "sigma": empty,
                 "background": empty, "rms": empty, "moved": empty,
-                "jtj": np.zeros((0, 5, 5)), "jmu": np.zeros((0, 5, 5)),
+                "position_terms": np.zeros((0, 6)),
                 "noise_sums": np.zeros((0, 5))}  # fmt: skip
     radius = int(radius or max(2, np.ceil(1.5 * sigma)))
     h, w = image.shape
@@ -98,7 +88,7 @@ def refine_gaussian(
     centre[:, 1] = np.clip(centre[:, 1], 0, h - 1)
     kernels = _kernels()
     params = kernels["start"](image, xy, centre, radius, float(sigma))
-    nb = _neighbours(xy, 2 * radius + 4 * sigma)
+    model = np.empty((h, w))
     lam = np.full(n, 1e-3)
     previous = np.empty_like(params)
     old = numba.get_num_threads()
@@ -106,11 +96,16 @@ def refine_gaussian(
     try:
         for _ in range(n_iter):
             previous[:] = params
-            kernels["round"](image, previous, params, lam, centre, nb, radius,
+            kernels["render"](previous, radius, model)
+            kernels["round"](image, model, previous, params, lam, centre, radius,
                              0.3 * sigma, 3.0 * sigma)  # fmt: skip
-        jtj, jmu = np.empty((n, 5, 5)), np.empty((n, 5, 5))
-        sums = np.empty((n, 5))
-        rms = kernels["finish"](image, params, centre, nb, radius, jtj, jmu, sums)
+        if uncertainty:
+            terms, sums = np.empty((n, 6)), np.empty((n, 5))
+            kernels["render"](params, radius, model)
+            rms = kernels["finish"](image, model, params, centre, radius, terms, sums)
+        else:
+            terms = sums = None
+            rms = np.full(n, np.nan)
     finally:
         numba.set_num_threads(old)
     return {
@@ -120,8 +115,7 @@ def refine_gaussian(
         "background": params[:, 4].copy(),
         "rms": rms,
         "moved": np.hypot(*(params[:, 1:3] - xy).T),
-        "jtj": jtj,
-        "jmu": jmu,
+        "position_terms": terms,
         "noise_sums": sums,
     }
 
@@ -151,23 +145,51 @@ def start(image, xy, centre, radius, sigma):
 
 
 @numba.njit(cache=True, fastmath=True)
-def neighbour_model(prev, nb, k, x0, y0, m, out, gx, gy):
-    """The neighbours' Gaussians (no background) on column k's patch."""
+def render(params, radius, out):
+    """Every column's Gaussian (no background) summed into ``out`` (H, W),
+    each over at least its patch and four widths (serial: the same sums in
+    the same order every time)."""
+    h, w = out.shape
     out[:] = 0.0
-    for t in range(nb.shape[1]):
-        j = nb[k, t]
-        if j < 0:
-            continue
-        a, cx, cy, s = prev[j, 0], prev[j, 1], prev[j, 2], prev[j, 3]
+    for k in range(params.shape[0]):
+        a, cx, cy, s = params[k, 0], params[k, 1], params[k, 2], params[k, 3]
+        r = max(radius, int(np.ceil(4.0 * s)))
+        x0, y0 = int(np.round(cx)) - r, int(np.round(cy)) - r
+        m = 2 * r + 1
         inv = 1.0 / (2.0 * s * s)
+        gx = np.empty(m)
+        gy = np.empty(m)
         for q in range(m):
             d = x0 + q - cx
             gx[q] = np.exp(-d * d * inv)
             d = y0 + q - cy
             gy[q] = a * np.exp(-d * d * inv)
-        for p in range(m):
-            for q in range(m):
-                out[p, q] += gy[p] * gx[q]
+        for p in range(max(0, -y0), min(m, h - y0)):
+            for q in range(max(0, -x0), min(m, w - x0)):
+                out[y0 + p, x0 + q] += gy[p] * gx[q]
+
+
+@numba.njit(cache=True, fastmath=True)
+def own_gaussian(params, k, x0, y0, m, out, gx, gy):
+    """Column k's own Gaussian (no background) on its patch, ``out``; its
+    unit-height factors along x and y in ``gx`` and ``gy``."""
+    a, cx, cy, s = params[k, 0], params[k, 1], params[k, 2], params[k, 3]
+    separable(cx, cy, s, x0, y0, m, gx, gy)
+    for p in range(m):
+        for q in range(m):
+            out[p, q] = a * gy[p] * gx[q]
+
+
+@numba.njit(cache=True, fastmath=True)
+def separable(cx, cy, s, x0, y0, m, gx, gy):
+    """exp(-d^2 / 2 s^2) along x and along y of a patch: the Gaussian at
+    pixel (p, q) is gy[p] gx[q]."""
+    inv = 1.0 / (2.0 * s * s)
+    for q in range(m):
+        d = x0 + q - cx
+        gx[q] = np.exp(-d * d * inv)
+        d = y0 + q - cy
+        gy[q] = np.exp(-d * d * inv)
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -201,7 +223,8 @@ def solve5(a, r):
 @numba.njit(cache=True, fastmath=True)
 def cost_of(image, target, x0, y0, m, a, cx, cy, s, b):
     h, w = image.shape
-    inv = 1.0 / (2.0 * s * s)
+    gx, gy = np.empty(m), np.empty(m)
+    separable(cx, cy, s, x0, y0, m, gx, gy)
     total = 0.0
     for p in range(m):
         yy = y0 + p
@@ -211,35 +234,35 @@ def cost_of(image, target, x0, y0, m, a, cx, cy, s, b):
             xx = x0 + q
             if xx < 0 or xx >= w:
                 continue
-            dx, dy = xx - cx, yy - cy
-            r = a * np.exp(-(dx * dx + dy * dy) * inv) + b - target[p, q]
+            r = a * gy[p] * gx[q] + b - target[p, q]
             total += r * r
     return total
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def lm_round(image, prev, params, lam, centre, nb, radius, sig_lo, sig_hi):
-    """One damped Gauss-Newton step of every column (Jacobi: reads prev)."""
+def lm_round(image, model, prev, params, lam, centre, radius, sig_lo, sig_hi):
+    """One damped Gauss-Newton step of every column (Jacobi: reads prev,
+    whose Gaussians ``model`` holds summed, :func:`render`)."""
     h, w = image.shape
     n = prev.shape[0]
     m = 2 * radius + 1
     for k in numba.prange(n):
         x0, y0 = centre[k, 0] - radius, centre[k, 1] - radius
-        neigh = np.empty((m, m))
+        own = np.empty((m, m))
         gx, gy = np.empty(m), np.empty(m)
-        neighbour_model(prev, nb, k, x0, y0, m, neigh, gx, gy)
+        own_gaussian(prev, k, x0, y0, m, own, gx, gy)
+        # The image less the neighbours: less the model, plus its own share.
         target = np.empty((m, m))
         for p in range(m):
             for q in range(m):
                 yy = min(max(y0 + p, 0), h - 1)
                 xx = min(max(x0 + q, 0), w - 1)
-                target[p, q] = image[yy, xx] - neigh[p, q]
+                target[p, q] = image[yy, xx] - model[yy, xx] + own[p, q]
         a, cx, cy, s, b = prev[k, 0], prev[k, 1], prev[k, 2], prev[k, 3], prev[k, 4]
         jtj = np.zeros((5, 5))
         jtr = np.zeros(5)
         jac = np.empty(5)
         cost = 0.0
-        inv = 1.0 / (2.0 * s * s)
         for p in range(m):
             yy = y0 + p
             if yy < 0 or yy >= h:
@@ -250,7 +273,7 @@ def lm_round(image, prev, params, lam, centre, nb, radius, sig_lo, sig_hi):
                     continue
                 dx, dy = xx - cx, yy - cy
                 d2 = dx * dx + dy * dy
-                g = np.exp(-d2 * inv)
+                g = gy[p] * gx[q]
                 r = a * g + b - target[p, q]
                 ag = a * g
                 jac[0] = g
@@ -290,11 +313,15 @@ def lm_round(image, prev, params, lam, centre, nb, radius, sig_lo, sig_hi):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def finish(image, params, centre, nb, radius, jtj, jmu, sums):
+def finish(image, model, params, centre, radius, terms, sums):
     """Per column at the fitted parameters, neighbours included: the RMS
-    residual (returned); ``jtj`` (N, 5, 5) = sum of J J^T and ``jmu`` = sum of
-    J J^T mu over its patch (J the Jacobian of its own Gaussian, mu the whole
-    model there); ``sums`` (N, 5) for the noise model: pixels, sum mu,
+    residual (returned); ``terms`` (N, 6), the position block of the
+    least-squares covariance, A^-1 (sum J J^T var) A^-1 with A = sum J J^T,
+    split by the noise model var = gain mu + var0: its ``gain`` part
+    (xx, yy, xy: A^-1 (sum J J^T mu) A^-1) and its ``var0`` part (A^-1),
+    J the Jacobian of the column's own Gaussian and mu the whole model on its
+    patch (``model`` the columns' summed Gaussians, :func:`render`);
+    ``sums`` (N, 5) for the noise model: pixels, sum mu,
     sum mu^2, sum e^2 and sum mu e^2, e the residual high-passed along the
     row ((2 r - left - right) / sqrt(6): white noise keeps its variance, while
     what the model misses (a tail, an unmodelled column, line jitter) is smooth
@@ -306,18 +333,16 @@ def finish(image, params, centre, nb, radius, jtj, jmu, sums):
     norm = 1.0 / np.sqrt(6.0)
     for k in numba.prange(n):
         x0, y0 = centre[k, 0] - radius, centre[k, 1] - radius
-        neigh = np.empty((m, m))
-        gx, gy = np.empty(m), np.empty(m)
         jac = np.empty(5)
         res = np.zeros((m, m))
-        model = np.zeros((m, m))
+        mus = np.zeros((m, m))
         inside = np.zeros((m, m), np.bool_)
-        neighbour_model(params, nb, k, x0, y0, m, neigh, gx, gy)
         a, cx, cy, s, b = (params[k, 0], params[k, 1], params[k, 2],
                            params[k, 3], params[k, 4])  # fmt: skip
-        inv = 1.0 / (2.0 * s * s)
-        jtj[k] = 0.0
-        jmu[k] = 0.0
+        gx, gy = np.empty(m), np.empty(m)
+        separable(cx, cy, s, x0, y0, m, gx, gy)
+        jtj = np.zeros((5, 5))
+        jmu = np.zeros((5, 5))
         sums[k] = 0.0
         total, count = 0.0, 0
         for p in range(m):
@@ -330,35 +355,65 @@ def finish(image, params, centre, nb, radius, jtj, jmu, sums):
                     continue
                 dx, dy = xx - cx, yy - cy
                 d2 = dx * dx + dy * dy
-                g = np.exp(-d2 * inv)
-                mu = neigh[p, q] + a * g + b
+                g = gy[p] * gx[q]
+                mu = model[yy, xx] + b
                 r = image[yy, xx] - mu
                 inside[p, q] = True
                 res[p, q] = r
-                model[p, q] = mu
+                mus[p, q] = mu
                 jac[0] = g
                 jac[1] = a * g * dx / (s * s)
                 jac[2] = a * g * dy / (s * s)
                 jac[3] = a * g * d2 / (s * s * s)
                 jac[4] = 1.0
                 for u in range(5):
-                    for v in range(5):
-                        jtj[k, u, v] += jac[u] * jac[v]
-                        jmu[k, u, v] += jac[u] * jac[v] * mu
+                    for v in range(u, 5):
+                        t = jac[u] * jac[v]
+                        jtj[u, v] += t
+                        jmu[u, v] += t * mu
                 total += r * r
                 count += 1
         for p in range(m):
             for q in range(1, m - 1):
                 if inside[p, q - 1] and inside[p, q] and inside[p, q + 1]:
                     e = (2.0 * res[p, q] - res[p, q - 1] - res[p, q + 1]) * norm
-                    mu = model[p, q]
+                    mu = mus[p, q]
                     sums[k, 0] += 1.0
                     sums[k, 1] += mu
                     sums[k, 2] += mu * mu
                     sums[k, 3] += e * e
                     sums[k, 4] += mu * e * e
+        for u in range(5):
+            for v in range(u):
+                jtj[u, v] = jtj[v, u]
+                jmu[u, v] = jmu[v, u]
+        position_terms(jtj, jmu, terms[k])
         out[k] = np.sqrt(total / max(count, 1))
     return out
+
+
+@numba.njit(cache=True, fastmath=True)
+def position_terms(a, jmu, out):
+    """``out`` (6,) = the x, y block (xx, yy, xy) of a^-1 jmu a^-1 and of
+    a^-1; NaN where a column of zero height leaves x, y undetermined."""
+    if not (a[1, 1] > 1e-12 * a[4, 4] and a[2, 2] > 1e-12 * a[4, 4]):
+        out[:] = np.nan
+        return
+    rows = np.empty((2, 5))  # rows x and y of a^-1 (a is symmetric)
+    for t in range(2):
+        e = np.zeros(5)
+        e[1 + t] = -1.0
+        rows[t] = solve5(a.copy(), e)  # solve5 gives -a^-1 r
+    m = np.zeros((2, 2))
+    for t in range(2):
+        for u in range(2):
+            acc = 0.0
+            for p in range(5):
+                for q in range(5):
+                    acc += rows[t, p] * jmu[p, q] * rows[u, q]
+            m[t, u] = acc
+    out[0], out[1], out[2] = m[0, 0], m[1, 1], m[0, 1]
+    out[3], out[4], out[5] = rows[0, 1], rows[1, 2], rows[0, 2]
 
 
 def noise_model(sums: np.ndarray) -> tuple[float, float]:
@@ -385,21 +440,13 @@ def noise_model(sums: np.ndarray) -> tuple[float, float]:
 def position_sigma(fit: dict, noise: tuple[float, float]) -> np.ndarray:
     """(N, 2) standard deviation of each fitted position [x, y] in pixels: the
     least-squares fit's covariance under the noise model ``noise`` (gain,
-    variance0), A^-1 (sum J J^T var) A^-1 with A = sum J J^T. NaN where the
-    patch gives no information."""
+    variance0), from the ``position_terms`` of :func:`refine_gaussian`. NaN
+    where the patch gives no information."""
     gain, var0 = noise
-    a = np.asarray(fit["jtj"], float)
-    if len(a) == 0:
-        return np.zeros((0, 2))
-    b = gain * np.asarray(fit["jmu"], float) + var0 * a
-    ok = np.linalg.cond(a) < 1e12
-    out = np.full((len(a), 2), np.nan)
-    if ok.any():
-        inv = np.linalg.inv(a[ok])
-        cov = inv @ b[ok] @ inv
-        out[ok] = np.sqrt(np.clip(np.stack([cov[:, 1, 1], cov[:, 2, 2]], 1), 0, None))
-    return out
+    t = np.asarray(fit["position_terms"], float).reshape(-1, 6)
+    var = gain * t[:, :2] + var0 * t[:, 3:5]
+    return np.sqrt(np.clip(var, 0, None))
 
 
 def _kernels() -> dict:
-    return {"start": start, "round": lm_round, "finish": finish}
+    return {"start": start, "render": render, "round": lm_round, "finish": finish}
