@@ -264,3 +264,126 @@ def test_lazy_columns_carry_the_same_measurements(polar):
         got = lazy.find_columns(show_progressbar=False)
     assert got == cols
     np.testing.assert_allclose(got.sigma, cols.sigma, rtol=1e-6)
+
+
+def test_intensity_classes_find_the_darker_a_sites():
+    """20 % of the A sites 20 % darker (dose 100): at least 95 % of them are
+    found, and few bright ones are called dark."""
+    image, truth = perovskite(shape=512, dose=100, seed=8, dark_fraction=0.2,
+                              dark_ratio=0.8)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cols = image.find_columns(show_progressbar=False)
+    from stemunmix.core.peaks import match
+
+    classes = cols.intensity_classes("A", 2)
+    assert (classes[cols.labels == 1] == -1).all()
+    a_true = truth.columns.labels == 0
+    ri, oi = match(truth.columns.xy[a_true], cols.xy, 3.0)
+    dark_true = truth.amplitude[a_true][ri] < 0.9
+    inner = (cols.xy[oi].min(1) > 12) & (cols.xy[oi].max(1) < 500)
+    found = classes[oi] == 0
+    assert dark_true[inner].sum() > 60
+    assert found[inner & dark_true].mean() >= 0.95
+    assert found[inner & ~dark_true].mean() <= 0.05
+    dopants = cols.site_map(classes == 0, "A", "dark A sites")
+    assert dopants.data.shape == tuple(cols.ij.max(0)[::-1] + 1)
+    assert np.nansum(dopants.data) == (classes == 0).sum()
+    with pytest.raises(ValueError, match="quantity"):
+        cols.intensity_classes("A", quantity="counts")
+
+
+@pytest.fixture(scope="module")
+def windows():
+    image, truth = perovskite(shape=384, dose=100, seed=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        image.find_columns(show_progressbar=False)
+        by_site = image.local_descriptors(20, classes="B", navigation="lattice",
+                                          show_progressbar=False)  # fmt: skip
+        by_column = image.local_descriptors(20, classes="B", show_progressbar=False)
+    return image, by_site, by_column
+
+
+def test_descriptors_on_the_lattice_grid(windows):
+    """navigation='lattice': axes i and j, one window per B site, the same
+    windows as column navigation; missing sites are zeros and masked, so SVD
+    gives the same loadings per column (up to sign) and NaN at missing sites."""
+    image, by_site, by_column = windows
+    nav = by_site.axes_manager.navigation_axes
+    assert [a.name for a in nav] == ["i", "j"]
+    sites = by_site.sites
+    assert sites.shape == by_site.data.shape[:2]
+    present = sites >= 0
+    assert present.sum() == len(by_column.columns) == len(by_site.columns)
+    assert (~present).any()
+    np.testing.assert_array_equal(by_site.data[~present], 0)
+    # The same windows, by position.
+    order = np.lexsort(by_column.columns.xy.T[::-1])
+    order_site = np.lexsort(by_site.columns.xy.T[::-1])
+    np.testing.assert_array_equal(by_site.data[present][order_site],
+                                  by_column.data[order])  # fmt: skip
+    for s in (by_site, by_column):
+        s.decomposition(output_dimension=3, print_info=False)
+    ls = by_site.learning_results.loadings
+    assert np.isnan(ls[~present.ravel()]).all()
+    a = ls[present.ravel()][order_site, :3]
+    b = by_column.learning_results.loadings[order, :3]
+    for k in range(3):
+        assert abs(np.corrcoef(a[:, k], b[:, k])[0, 1]) > 0.999
+    # HyperSpy's own loadings are images on the lattice grid.
+    loadings = by_site.get_decomposition_loadings()
+    assert loadings.axes_manager.signal_shape == (sites.shape[1], sites.shape[0])
+
+
+def test_lattice_descriptors_cluster_and_map_like_columns(windows):
+    from stemunmix.learn import GaussianMixture
+
+    image, by_site, by_column = windows
+    maps = []
+    for s in (by_site, by_column):
+        s.decomposition(output_dimension=3, print_info=False)
+        s.cluster_analysis("decomposition", number_of_components=3,
+                           algorithm=GaussianMixture(3, random_state=0),
+                           print_info=False)  # fmt: skip
+        maps.append(s.get_loading_maps().data)
+    a, b = maps
+    ok = np.isfinite(a) & np.isfinite(b)
+    assert ok.mean() > 0.5
+    for k in range(3):
+        assert abs(np.corrcoef(a[k][ok[k]], b[k][ok[k]])[0, 1]) > 0.999
+    labels = by_site.learning_results.cluster_labels
+    assert labels.shape[1] == by_site.sites.size
+    assert not labels[:, (by_site.sites < 0).ravel()].any()  # masked: no cluster
+    import matplotlib
+
+    matplotlib.use("Agg")
+    by_site.plot_decomposition_results()
+    by_site.plot_cluster_results()
+
+
+def test_lattice_navigation_lazy_equals_eager(windows):
+    image, by_site, _ = windows
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lazy = image.as_lazy().local_descriptors(20, classes="B", navigation="lattice",
+                                                 show_progressbar=False)  # fmt: skip
+    assert lazy._lazy
+    np.testing.assert_array_equal(np.asarray(lazy.data.compute()), by_site.data)
+    np.testing.assert_array_equal(lazy.sites, by_site.sites)
+    for s in (lazy, by_site):
+        s.decomposition(algorithm="NMF", output_dimension=3, print_info=False)
+    np.testing.assert_allclose(np.asarray(lazy.learning_results.loadings),
+                               by_site.learning_results.loadings, atol=1e-5)  # fmt: skip
+
+
+def test_lattice_navigation_refuses_what_it_cannot_index(windows):
+    image, _, _ = windows
+    with pytest.raises(ValueError, match="classes='B'"):
+        image.local_descriptors(20, navigation="lattice")
+    with pytest.raises(ValueError, match="navigation must be one of"):
+        image.local_descriptors(20, classes="B", navigation="grid")
+    with pytest.raises(ValueError, match="Columns.ij"):
+        image.local_descriptors(20, classes="B", navigation="lattice",
+                                columns=Columns(image.columns.xy, image.columns.labels,
+                                                image.columns.class_names))  # fmt: skip

@@ -10,10 +10,12 @@ from stemunmix.columns import Columns
 from stemunmix.core.windows import EDGES, gather, inside_mask, on_image
 
 SOURCES = ("probabilities", "image")
+NAVIGATIONS = ("columns", "lattice")
 
 
 def check_arguments(d, edge, source, axes, shape, column_classes=None,
-                    classes=None, channels=None, channel_classes=None) -> dict:  # fmt: skip
+                    classes=None, channels=None, channel_classes=None,
+                    navigation="columns", stack=False) -> dict:  # fmt: skip
     """Validate the cheap arguments of ``local_descriptors`` before any
     segmentation or column finding; returns them resolved: ``d`` (pixels),
     ``d_read`` (how d was read), ``classes`` and ``channels`` (lists of names,
@@ -28,6 +30,12 @@ def check_arguments(d, edge, source, axes, shape, column_classes=None,
     d_px, how = window_pixels(d, axes)
     checks.one_of("edge", edge, EDGES)
     checks.one_of("source", source, SOURCES)
+    checks.one_of("navigation", navigation, NAVIGATIONS)
+    if navigation == "lattice" and stack:
+        raise ValueError(
+            "navigation='lattice' takes one image, not a stack: pick a frame "
+            "(image.inav[...]) or use navigation='columns'"
+        )
     h, w = shape[-2:]
     if d_px >= min(h, w) if edge == "drop" else d_px > min(h, w):
         raise ValueError(
@@ -36,6 +44,14 @@ def check_arguments(d, edge, source, axes, shape, column_classes=None,
         )
     if classes is not None and column_classes is not None:
         classes = checks.class_names("classes", classes, column_classes)
+    if navigation == "lattice" and column_classes is not None:
+        wanted = column_classes if classes is None else classes
+        if len(wanted) != 1:
+            raise ValueError(
+                "navigation='lattice' puts one window on each lattice site, and "
+                f"the columns of {list(wanted)} share their sites: choose one "
+                "class, e.g. classes='B'"
+            )
     if source == "image":
         if channels not in (None, ["image"], "image"):
             raise ValueError(
@@ -62,6 +78,7 @@ def build(
     d_read=None,
     block: int = 1024,
     progress=None,
+    navigation: str = "columns",
 ):
     """LocalDescriptors from ``frames`` (nav..., C, H, W) numpy/dask and columns.
 
@@ -77,6 +94,8 @@ def build(
 
     checked = check_arguments(d, edge, "image", axes, frames.shape)
     d, (h, w), nav_shape = checked["d"], frames.shape[-2:], frames.shape[:-3]
+    if navigation == "lattice":
+        _check_sites(columns)
     columns, dropped = _columns_for_windows(columns, classes, edge, (h, w), d)
     lazy = not isinstance(frames, np.ndarray) if lazy_output is None else lazy_output
     frame_of = (columns.nav_index[:, ::-1] if nav_shape
@@ -84,7 +103,14 @@ def build(
     order, data = gather(frames, columns.xy, frame_of, d, edge, block, lazy, progress)
     columns = columns[order]
     cls = LazyLocalDescriptors if lazy else LocalDescriptors
-    out = cls(data, axes=_window_axes(len(columns), d, len(channel_names), axes))
+    nav_axes = [{"name": "column", "size": len(columns), "scale": 1, "offset": 0,
+                 "units": "", "navigate": True}]  # fmt: skip
+    sites = None
+    if navigation == "lattice":
+        data, columns, sites = _on_lattice(data, columns)
+        nav_axes = [{"name": n, "size": s, "scale": 1, "offset": 0, "units": "site",
+                     "navigate": True} for n, s in zip("ji", sites.shape, strict=True)]  # fmt: skip
+    out = cls(data, axes=nav_axes + _window_axes(d, len(channel_names), axes))
     out.metadata.General.title = title
     x, y = axes
     out._set_state("source", {
@@ -92,10 +118,12 @@ def build(
         "units": [str(x.units), str(y.units)], "nav_shape": list(nav_shape),
     })  # fmt: skip
     out.columns = columns
+    if sites is not None:
+        out._set_state("sites", sites)
     params = {
         "d": d, "d_read": checked["d_read"] if d_read is None else d_read,
         "channels": list(channel_names), "edge": edge, "dropped": int(dropped),
-        "centre": "(d - 1) / 2",
+        "centre": "(d - 1) / 2", "navigation": navigation,
     }  # fmt: skip
     params.update(extra_metadata or {})
     out._set_state("local_descriptors", params)
@@ -145,13 +173,49 @@ def _columns_for_windows(columns, classes, edge, shape, d):
     return columns, dropped
 
 
-def _window_axes(n, d, n_channels, axes):
-    """Axes of a window stack: columns, then y and x of the window (channels
-    side by side along x), centred on the column, calibrated as the image."""
+def _check_sites(columns):
+    if columns is not None and (columns.ij is None or (columns.ij < 0).any()):
+        raise ValueError(
+            "navigation='lattice' needs the lattice site of every column "
+            "(Columns.ij, from find_columns()); these columns have none: use "
+            "navigation='columns'"
+        )
+
+
+def _on_lattice(data, columns):
+    """Windows (N, d, w) onto the lattice grid (nj, ni, d, w), zeros at the
+    sites without a window; the columns in the grid's order (row j, then i)
+    and the grid of column index per site (-1: none)."""
+    _check_sites(columns)
+    ij = columns.ij - columns.ij.min(0)
+    ni, nj = ij.max(0) + 1
+    flat = ij[:, 1] * ni + ij[:, 0]
+    if len(np.unique(flat)) != len(flat):
+        raise ValueError(
+            "two windows share a lattice site: use windows of one class "
+            "(classes='B') or navigation='columns'"
+        )
+    order = np.argsort(flat)
+    columns, flat = columns[order], flat[order]
+    sites = np.full(nj * ni, -1, int)
+    sites[flat] = np.arange(len(flat))
+    zero = np.zeros((1,) + data.shape[1:], data.dtype)
+    if isinstance(data, np.ndarray):
+        padded = np.concatenate([data, zero])
+    else:
+        import dask.array as da
+
+        padded = da.concatenate([data, da.from_array(zero)])
+    pick = np.where(sites >= 0, order[np.maximum(sites, 0)], len(order))
+    grid = padded[pick].reshape((nj, ni) + data.shape[1:])
+    return grid, columns, sites.reshape(nj, ni)
+
+
+def _window_axes(d, n_channels, axes):
+    """Signal axes of a window stack: y and x of the window (channels side by
+    side along x), centred on the column, calibrated as the image."""
     x, y = axes
     return [
-        {"name": "column", "size": n, "scale": 1, "offset": 0, "units": "",
-         "navigate": True},
         {"name": "y", "size": d, "scale": y.scale, "offset": -(d - 1) / 2 * y.scale,
          "units": y.units, "navigate": False},
         {"name": "x", "size": n_channels * d, "scale": x.scale,

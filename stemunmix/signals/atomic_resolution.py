@@ -229,6 +229,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
         show_progressbar: bool | None = None,
         lazy_output: bool | None = None,
         spacing: float | None = None,
+        navigation: str = "columns",
     ):
         """A d x d window centred on every column (LocalDescriptors), cut from
         this image's maps (``source="probabilities"``) or from the image itself
@@ -244,6 +245,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
         _descriptors.check_arguments(
             d, edge, source, self.axes_manager.signal_axes, self.data.shape,
             [n for n in names if n != "background"], classes, channels, names,
+            navigation, self.axes_manager.navigation_dimension > 0,
         )  # fmt: skip
         columns = columns if columns is not None else self.columns
         if source == "image" and columns is not None:  # no maps needed
@@ -252,6 +254,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
                 self.axes_manager.signal_axes,
                 f"Local descriptors of {self.metadata.General.title}",
                 self._lazy if lazy_output is None else lazy_output, {"source": "image"},
+                navigation=navigation,
             )  # fmt: skip
         prob = self._maps(model, spacing=spacing, show_progressbar=show_progressbar)
         if columns is None:
@@ -261,6 +264,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
             d, columns, classes, source, channels, edge,
             show_progressbar=show_progressbar,
             lazy_output=self._lazy if lazy_output is None else lazy_output,
+            navigation=navigation,
         )  # fmt: skip
 
 

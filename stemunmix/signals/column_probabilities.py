@@ -236,6 +236,7 @@ class ColumnProbabilities(StemunmixSignal2D):
         image=None,
         show_progressbar: bool | None = None,
         lazy_output: bool | None = None,
+        navigation: str = "columns",
     ):
         """A d x d window centred on every column (LocalDescriptors).
 
@@ -263,6 +264,15 @@ class ColumnProbabilities(StemunmixSignal2D):
             The raw image, for ``source="image"`` or to find columns.
         lazy_output : bool, optional
             Lazy windows, gathered by chunks of columns; default follows self.
+        navigation : {"columns", "lattice"}
+            ``"columns"``: one navigation axis, the columns. ``"lattice"``:
+            navigation axes ``i`` and ``j``, the lattice sites of the columns
+            (:attr:`Columns.ij`; windows of one class, e.g. ``classes="B"``,
+            one image): HyperSpy's own ``plot_decomposition_results()``,
+            ``get_decomposition_loadings()`` and ``plot_cluster_results()``
+            then show maps as images. Sites without a window are zeros, masked
+            (``navigation_mask``) in ``decomposition`` and
+            ``cluster_analysis``; their loadings are NaN.
         """
         from stemunmix.signals import _descriptors
 
@@ -270,7 +280,8 @@ class ColumnProbabilities(StemunmixSignal2D):
         column_classes = [n for n in names if n != "background"]
         checked = _descriptors.check_arguments(
             d, edge, source, self.axes_manager.signal_axes, self.data.shape,
-            column_classes, classes, channels, names,
+            column_classes, classes, channels, names, navigation,
+            self.data.ndim > 3,
         )  # fmt: skip
         if columns is None:
             columns = self.columns
@@ -296,6 +307,7 @@ class ColumnProbabilities(StemunmixSignal2D):
                 f"Local descriptors of {self.metadata.General.title}",
                 self._lazy if lazy_output is None else lazy_output,
                 {"source": source}, checked["d_read"], progress=bar,
+                navigation=navigation,
             )  # fmt: skip
 
 

@@ -33,6 +33,7 @@ class LocalDescriptors(StemunmixSignal2D):
         """
         from stemunmix.learn.nmf import NMF
 
+        self._mask_missing_sites(kwargs, as_signal=True)
         if algorithm == "NMF":
             if output_dimension is None:
                 raise ValueError("output_dimension must be given for NMF")
@@ -41,9 +42,13 @@ class LocalDescriptors(StemunmixSignal2D):
             algorithm = NMF(output_dimension, **({"random_state": 0} | own))
         if isinstance(algorithm, NMF):  # fitted here, projected by HyperSpy
             mask = kwargs.get("navigation_mask")
-            x = self.data.reshape((self.data.shape[0], -1))
+            x = self.data.reshape((self.axes_manager.navigation_size, -1))
             if mask is not None:
-                x = x[~np.asarray(getattr(mask, "data", mask), bool).ravel()]
+                # HyperSpy's convention: a signal in array order, numpy in axes order.
+                mask = (
+                    mask.data if hasattr(mask, "axes_manager") else np.asarray(mask).T
+                )
+                x = x[~np.asarray(mask, bool).ravel()]
             algorithm = _Fitted(algorithm.fit(x))
         elif algorithm == "SVD" and self._lazy:
             kwargs.setdefault("svd_solver", "full")
@@ -61,6 +66,37 @@ class LocalDescriptors(StemunmixSignal2D):
                         output_dimension, **kwargs)  # fmt: skip
         finally:
             self.data = data
+
+    def cluster_analysis(self, cluster_source, *args, **kwargs):
+        """HyperSpy's ``cluster_analysis``; on the lattice grid
+        (``navigation="lattice"``) the sites without a window are masked."""
+        from hyperspy.signal import BaseSignal
+
+        self._mask_missing_sites(kwargs)
+        return BaseSignal.cluster_analysis(self, cluster_source, *args, **kwargs)
+
+    @property
+    def sites(self) -> np.ndarray | None:
+        """On the lattice grid: (nj, ni) index into :attr:`columns` of the
+        window at each site, -1 where none; None for column navigation."""
+        sites = self._get_state("sites")
+        return None if sites is None else np.asarray(sites, int)
+
+    def _mask_missing_sites(self, kwargs, as_signal: bool = False) -> None:
+        """Sites without a window out of a learning step (HyperSpy's
+        ``navigation_mask``, True = left out), unless one is given. HyperSpy's
+        decomposition reads a numpy mask in axes order (i, j) and a signal's
+        data in array order (j, i); its cluster_analysis reads numpy in array
+        order: the array-order mask goes in as a signal or as numpy."""
+        sites = self.sites
+        if sites is not None and kwargs.get("navigation_mask") is None:
+            missing = sites < 0
+            if missing.any():
+                if as_signal:
+                    from hyperspy.signal import BaseSignal
+
+                    missing = BaseSignal(missing).T  # all axes navigation
+                kwargs["navigation_mask"] = missing
 
     def _columns_frame(self):
         source = self._get_state("source")
@@ -99,6 +135,8 @@ class LocalDescriptors(StemunmixSignal2D):
         values = np.asarray(values)
         if len(values) != self.axes_manager.navigation_size:
             raise ValueError("learning results do not match the windows; rerun them")
+        if self.sites is not None:  # the sites with a window, in column order
+            values = values[np.flatnonzero(self.sites.ravel() >= 0)]
         return values
 
     def _to_image_grid(self, values, mode, name, title, block=2048):
@@ -222,7 +260,9 @@ class LocalDescriptors(StemunmixSignal2D):
         from stemunmix.learn import ManifoldEmbedding
 
         if source == "signal":
-            x = self.data.reshape(self.data.shape[0], -1)
+            x = self.data.reshape(self.axes_manager.navigation_size, -1)
+            if self.sites is not None:
+                x = x[np.flatnonzero(self.sites.ravel() >= 0)]
         elif source in ("decomposition", "bss"):
             x = self._per_column(source)
             if number_of_components is None and source == "decomposition":
@@ -236,6 +276,19 @@ class LocalDescriptors(StemunmixSignal2D):
         learner = ManifoldEmbedding(method, n_components, max_samples,
                                     random_state=random_state, **kwargs)  # fmt: skip
         embedding = learner.fit(x).transform(x)
+        if self.sites is not None:  # back onto the lattice grid, NaN where no window
+            import dask.array as da
+
+            present = np.flatnonzero(self.sites.ravel() >= 0)
+            full = np.full((self.sites.size, n_components), np.nan)
+            full[present] = np.asarray(embedding.compute() if isinstance(embedding, da.Array)
+                                       else embedding)  # fmt: skip
+            out = Signal1D(full.reshape(self.sites.shape + (n_components,)))
+            for ax, name in zip(out.axes_manager.navigation_axes, "ij", strict=True):
+                ax.name = name
+            out.axes_manager.signal_axes[0].name = method
+            out.metadata.General.title = f"{method} embedding"
+            return out
         out = Signal1D(embedding)
         out.axes_manager.navigation_axes[0].name = "column"
         out.axes_manager.signal_axes[0].name = method
@@ -291,6 +344,7 @@ class LazyLocalDescriptors(LazySignal, LocalDescriptors):
     """Lazy twin of :class:`LocalDescriptors`."""
 
     decomposition = LocalDescriptors.decomposition
+    cluster_analysis = LocalDescriptors.cluster_analysis
 
 
 class _Fitted:
