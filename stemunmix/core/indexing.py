@@ -82,7 +82,7 @@ def _neighbour_pairs(xy):
 
     n = len(xy)
     k = min(7, n)
-    _, idx = cKDTree(xy).query(xy, k=k)
+    _, idx = cKDTree(xy).query(xy, k=k, workers=-1)
     return np.repeat(np.arange(n), k - 1), idx[:, 1:].ravel()
 
 
@@ -227,7 +227,7 @@ def index_columns(xy: np.ndarray, labels: np.ndarray, reference: int,
         if k == reference:
             continue
         own = np.flatnonzero(labels == k)
-        _, near = tree.query(xy[own])
+        _, near = tree.query(xy[own], workers=-1)
         frac = _fractional(local[near], xy[own] - xy[ref][near])
         angle = 2 * np.pi * frac
         usual = np.arctan2(np.sin(angle).mean(0), np.cos(angle).mean(0)) / (2 * np.pi)

@@ -101,7 +101,8 @@ def refine_gaussian(
                              0.3 * sigma, 3.0 * sigma)  # fmt: skip
         if uncertainty:
             terms, sums = np.empty((n, 6)), np.empty((n, 5))
-            kernels["render"](params, radius, model)
+            # The model of the last round: the last steps move columns by
+            # thousandths of a pixel, far below what changes the residuals.
             rms = kernels["finish"](image, model, params, centre, radius, terms, sums)
         else:
             terms = sums = None
