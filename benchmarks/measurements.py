@@ -20,9 +20,10 @@
 5. Lattice indexing on the real images (SrTiO3 [110] ADF, PbTiO3/SrRuO3,
    NSMO [110]): inconsistent bonds per sublattice; PbTiO3/SrRuO3 polarization
    per cell by row of cells (median vector and length, pm).
-6. Cost: indexing plus uncertainties (the final model render and the
-   covariance kernel, the noise model, the lattice indexing) against the
-   whole ``find_columns()`` on its maps, 512^2 to 2048^2, warm, median of 3.
+6. Cost: indexing plus uncertainties (the covariance kernel, which also
+   gives the residual, the noise model and sigma, the lattice indexing)
+   against the whole ``find_columns()`` on its maps, 512^2 to 2048^2, warm,
+   median of 3.
 
 Prints every figure and writes benchmarks/results/measurements.json.
 """
@@ -249,22 +250,13 @@ def cost():
     kernels = refine._kernels()
     timed(find, "unpack_fit", "noise model and sigma")
     timed(indexing, "index_columns", "indexing")
-    last = {}
-
-    def render(params, radius, model):
-        t = time.perf_counter()
-        kernels["render"](params, radius, model)
-        last["render"] = time.perf_counter() - t
-
     def finish(*args):
-        # The render just before finish is there for the uncertainties alone.
         t = time.perf_counter()
         out = kernels["finish"](*args)
-        spent["covariance"] = (spent.get("covariance", 0.0) + last.pop("render", 0.0)
-                               + time.perf_counter() - t)  # fmt: skip
+        spent["covariance"] = spent.get("covariance", 0.0) + time.perf_counter() - t
         return out
 
-    refine._kernels = lambda: dict(kernels, render=render, finish=finish)
+    refine._kernels = lambda: dict(kernels, finish=finish)
     out = {}
     for size in (512, 1024, 2048):
         image, _ = perovskite(shape=size, dose=100, seed=50_000 + size)
