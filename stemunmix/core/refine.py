@@ -70,7 +70,8 @@ def refine_gaussian(
     dict with ``xy`` (N, 2), ``height``, ``sigma``, ``background``, ``rms``
     (residual per column), ``moved`` (distance from the start, pixels), and
     for the uncertainties (:func:`noise_model`, :func:`position_sigma`)
-    ``position_terms`` (N, 6) and ``noise_sums`` (N, 5) of :func:`finish`.
+    ``position_terms`` (N, 6) and ``noise_sums`` (N, 5) of :func:`lm_round`'s
+    last round.
     """
     image = np.ascontiguousarray(image, dtype=np.float64)
     xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
@@ -93,20 +94,21 @@ def refine_gaussian(
     previous = np.empty_like(params)
     old = numba.get_num_threads()
     numba.set_num_threads(min(old, _threads()))
+    # The last round also measures the uncertainties, at the parameters it
+    # starts from: its step moves the columns by thousandths of a pixel, far
+    # below what changes the covariance or the residuals.
+    terms, sums, rms = (
+        np.full((n, 6), np.nan),
+        np.full((n, 5), np.nan),
+        np.full(n, np.nan),
+    )
     try:
-        for _ in range(n_iter):
+        for t in range(n_iter):
             previous[:] = params
             kernels["render"](previous, radius, model)
             kernels["round"](image, model, previous, params, lam, centre, radius,
-                             0.3 * sigma, 3.0 * sigma)  # fmt: skip
-        if uncertainty:
-            terms, sums = np.empty((n, 6)), np.empty((n, 5))
-            # The model of the last round: the last steps move columns by
-            # thousandths of a pixel, far below what changes the residuals.
-            rms = kernels["finish"](image, model, params, centre, radius, terms, sums)
-        else:
-            terms = sums = None
-            rms = np.full(n, np.nan)
+                             0.3 * sigma, 3.0 * sigma, uncertainty and t == n_iter - 1,
+                             terms, sums, rms)  # fmt: skip
     finally:
         numba.set_num_threads(old)
     return {
@@ -116,8 +118,8 @@ def refine_gaussian(
         "background": params[:, 4].copy(),
         "rms": rms,
         "moved": np.hypot(*(params[:, 1:3] - xy).T),
-        "position_terms": terms,
-        "noise_sums": sums,
+        "position_terms": terms if uncertainty else None,
+        "noise_sums": sums if uncertainty else None,
     }
 
 
@@ -241,9 +243,23 @@ def cost_of(image, target, x0, y0, m, a, cx, cy, s, b):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def lm_round(image, model, prev, params, lam, centre, radius, sig_lo, sig_hi):
+def lm_round(image, model, prev, params, lam, centre, radius, sig_lo, sig_hi,
+             collect, terms, sums, rms):  # fmt: skip
     """One damped Gauss-Newton step of every column (Jacobi: reads prev,
-    whose Gaussians ``model`` holds summed, :func:`render`)."""
+    whose Gaussians ``model`` holds summed, :func:`render`).
+
+    With ``collect`` (the last round), also per column at ``prev``: ``rms``,
+    the RMS residual of its patch, neighbours included; ``terms`` (N, 6), the
+    position block of the least-squares covariance A^-1 (sum J J^T var) A^-1
+    (A = sum J J^T, J the Jacobian of the column's own Gaussian) split by the
+    noise model var = gain mu + var0 (mu the whole model on the patch): its
+    ``gain`` part (xx, yy, xy of A^-1 (sum J J^T mu) A^-1) and its ``var0``
+    part (of A^-1); ``sums`` (N, 5) for :func:`noise_model`: pixels, sum mu,
+    sum mu^2, sum e^2 and sum mu e^2, e the residual high-passed along the
+    row ((2 r - left - right) / sqrt(6): white noise keeps its variance, while
+    what the model misses (a tail, an unmodelled column, line jitter) is
+    smooth along a row and drops out)."""
+    norm = 1.0 / np.sqrt(6.0)
     h, w = image.shape
     n = prev.shape[0]
     m = 2 * radius + 1
@@ -261,9 +277,14 @@ def lm_round(image, model, prev, params, lam, centre, radius, sig_lo, sig_hi):
                 target[p, q] = image[yy, xx] - model[yy, xx] + own[p, q]
         a, cx, cy, s, b = prev[k, 0], prev[k, 1], prev[k, 2], prev[k, 3], prev[k, 4]
         jtj = np.zeros((5, 5))
+        jmu = np.zeros((5, 5))
         jtr = np.zeros(5)
         jac = np.empty(5)
+        res = np.zeros((m, m))
+        mus = np.zeros((m, m))
+        inside = np.zeros((m, m), np.bool_)
         cost = 0.0
+        count = 0
         for p in range(m):
             yy = y0 + p
             if yy < 0 or yy >= h:
@@ -287,9 +308,33 @@ def lm_round(image, model, prev, params, lam, centre, radius, sig_lo, sig_hi):
                     for v in range(u, 5):
                         jtj[u, v] += jac[u] * jac[v]
                 cost += r * r
+                count += 1
+                if collect:
+                    mu = model[yy, xx] + b  # the model holds this column too
+                    for u in range(5):
+                        for v in range(u, 5):
+                            jmu[u, v] += jac[u] * jac[v] * mu
+                    res[p, q] = -r
+                    mus[p, q] = mu
+                    inside[p, q] = True
         for u in range(5):
             for v in range(u):
                 jtj[u, v] = jtj[v, u]
+                jmu[u, v] = jmu[v, u]
+        if collect:
+            position_terms(jtj, jmu, terms[k])
+            sums[k] = 0.0
+            for p in range(m):
+                for q in range(1, m - 1):
+                    if inside[p, q - 1] and inside[p, q] and inside[p, q + 1]:
+                        e = (2.0 * res[p, q] - res[p, q - 1] - res[p, q + 1]) * norm
+                        mu = mus[p, q]
+                        sums[k, 0] += 1.0
+                        sums[k, 1] += mu
+                        sums[k, 2] += mu * mu
+                        sums[k, 3] += e * e
+                        sums[k, 4] += mu * e * e
+            rms[k] = np.sqrt(cost / max(count, 1))
         for u in range(5):
             jtj[u, u] += lam[k] * (jtj[u, u] + 1e-9)  # damped in place
         step = solve5(jtj, jtr)
@@ -311,86 +356,6 @@ def lm_round(image, model, prev, params, lam, centre, radius, sig_lo, sig_hi):
             params[k, :] = prev[k, :]
             lam[k] = min(lam[k] * 10.0, 1e7)
         params[k, 3] = min(max(params[k, 3], sig_lo), sig_hi)
-
-
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def finish(image, model, params, centre, radius, terms, sums):
-    """Per column at the fitted parameters, neighbours included: the RMS
-    residual (returned); ``terms`` (N, 6), the position block of the
-    least-squares covariance, A^-1 (sum J J^T var) A^-1 with A = sum J J^T,
-    split by the noise model var = gain mu + var0: its ``gain`` part
-    (xx, yy, xy: A^-1 (sum J J^T mu) A^-1) and its ``var0`` part (A^-1),
-    J the Jacobian of the column's own Gaussian and mu the whole model on its
-    patch (``model`` the columns' summed Gaussians, :func:`render`);
-    ``sums`` (N, 5) for the noise model: pixels, sum mu,
-    sum mu^2, sum e^2 and sum mu e^2, e the residual high-passed along the
-    row ((2 r - left - right) / sqrt(6): white noise keeps its variance, while
-    what the model misses (a tail, an unmodelled column, line jitter) is smooth
-    along a row and drops out)."""
-    h, w = image.shape
-    n = params.shape[0]
-    m = 2 * radius + 1
-    out = np.empty(n)
-    norm = 1.0 / np.sqrt(6.0)
-    for k in numba.prange(n):
-        x0, y0 = centre[k, 0] - radius, centre[k, 1] - radius
-        jac = np.empty(5)
-        res = np.zeros((m, m))
-        mus = np.zeros((m, m))
-        inside = np.zeros((m, m), np.bool_)
-        a, cx, cy, s, b = (params[k, 0], params[k, 1], params[k, 2],
-                           params[k, 3], params[k, 4])  # fmt: skip
-        gx, gy = np.empty(m), np.empty(m)
-        separable(cx, cy, s, x0, y0, m, gx, gy)
-        jtj = np.zeros((5, 5))
-        jmu = np.zeros((5, 5))
-        sums[k] = 0.0
-        total, count = 0.0, 0
-        for p in range(m):
-            yy = y0 + p
-            if yy < 0 or yy >= h:
-                continue
-            for q in range(m):
-                xx = x0 + q
-                if xx < 0 or xx >= w:
-                    continue
-                dx, dy = xx - cx, yy - cy
-                d2 = dx * dx + dy * dy
-                g = gy[p] * gx[q]
-                mu = model[yy, xx] + b
-                r = image[yy, xx] - mu
-                inside[p, q] = True
-                res[p, q] = r
-                mus[p, q] = mu
-                jac[0] = g
-                jac[1] = a * g * dx / (s * s)
-                jac[2] = a * g * dy / (s * s)
-                jac[3] = a * g * d2 / (s * s * s)
-                jac[4] = 1.0
-                for u in range(5):
-                    for v in range(u, 5):
-                        t = jac[u] * jac[v]
-                        jtj[u, v] += t
-                        jmu[u, v] += t * mu
-                total += r * r
-                count += 1
-        for p in range(m):
-            for q in range(1, m - 1):
-                if inside[p, q - 1] and inside[p, q] and inside[p, q + 1]:
-                    e = (2.0 * res[p, q] - res[p, q - 1] - res[p, q + 1]) * norm
-                    mu = mus[p, q]
-                    sums[k, 0] += 1.0
-                    sums[k, 1] += mu
-                    sums[k, 2] += mu * mu
-                    sums[k, 3] += e * e
-                    sums[k, 4] += mu * e * e
-        for u in range(5):
-            for v in range(u):
-                jtj[u, v] = jtj[v, u]
-                jmu[u, v] = jmu[v, u]
-        position_terms(jtj, jmu, terms[k])
-        out[k] = np.sqrt(total / max(count, 1))
-    return out
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -421,7 +386,7 @@ def noise_model(sums: np.ndarray) -> tuple[float, float]:
     """(gain, variance at zero signal) of the image's noise, variance =
     gain * signal + variance0 (Poisson counts plus Gaussian read noise), fitted
     by least squares to the high-passed squared residuals of the columns'
-    fits against their model (``sums`` of :func:`finish`, rows of many
+    fits against their model (``sums`` of :func:`lm_round`, rows of many
     columns). A negative fit of either term is refitted without it."""
     sums = np.asarray(sums, float).reshape(-1, 5)
     sums = sums[sums[:, 0] > 0]
@@ -450,4 +415,4 @@ def position_sigma(fit: dict, noise: tuple[float, float]) -> np.ndarray:
 
 
 def _kernels() -> dict:
-    return {"start": start, "render": render, "round": lm_round, "finish": finish}
+    return {"start": start, "render": render, "round": lm_round}
