@@ -220,6 +220,27 @@ def real_images():
                                "median_length_pm": float(np.median(np.hypot(*p[:2, j][:, ok]))),
                                "median_sigma_pm": float(np.median(p[2:, j][:, ok]))})  # fmt: skip
             row["polarization_by_row"] = by_row
+            # Edge artefacts: the outermost complete cells of every row (and the
+            # first and last complete rows) against the rest.
+            length = np.hypot(p[0], p[1])
+            ok = np.isfinite(length)
+            edge = np.zeros_like(ok)
+            for j in range(ok.shape[0]):
+                idx = np.flatnonzero(ok[j])
+                if len(idx):
+                    edge[j, idx[[0, -1]]] = True
+            rows_ok = np.flatnonzero(ok.any(1))
+            edge[rows_ok[[0, -1]]] |= ok[rows_ok[[0, -1]]]
+            row["edge_cells"] = {"cells": int(edge.sum()),
+                                 "edge_median_length_pm": float(np.median(length[edge])),
+                                 "edge_p95_length_pm": float(np.percentile(length[edge], 95)),
+                                 "inner_median_length_pm": float(np.median(length[ok & ~edge])),
+                                 "inner_p95_length_pm": float(np.percentile(length[ok & ~edge], 95))}  # fmt: skip
+            e = row["edge_cells"]
+            print(f"  edge cells ({e['cells']}): median length {e['edge_median_length_pm']:.1f} pm "
+                  f"(p95 {e['edge_p95_length_pm']:.1f}); inner cells: median "
+                  f"{e['inner_median_length_pm']:.1f} pm (p95 {e['inner_p95_length_pm']:.1f})",
+                  flush=True)  # fmt: skip
             print("  PbTiO3/SrRuO3 polarization per cell row j: " + ", ".join(
                 f"j {r['j']}: ({r['median_pm'][0]:.1f}, {r['median_pm'][1]:.1f}) pm, "
                 f"length {r['median_length_pm']:.1f} +- {r['median_sigma_pm']:.1f}"
@@ -290,9 +311,13 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--draws", type=int, default=50)
     parser.add_argument("--skip-real", action="store_true")
+    parser.add_argument("--only-real", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     result = {"date": str(date.today()), "machine": platform.node(),
               "processor": platform.processor() or platform.machine()}  # fmt: skip
+    if args.only_real:
+        print(json.dumps(real_images()["PbTiO3/SrRuO3 HAADF"]["edge_cells"]))
+        return
     result["cost"] = cost()
     result["sigma_monte_carlo"] = monte_carlo(args.draws)
     result["polarization"] = polarization()
