@@ -387,3 +387,48 @@ def test_lattice_navigation_refuses_what_it_cannot_index(windows):
         image.local_descriptors(20, classes="B", navigation="lattice",
                                 columns=Columns(image.columns.xy, image.columns.labels,
                                                 image.columns.class_names))  # fmt: skip
+
+
+def test_strain_and_hsv_on_the_image_grid(polar):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    image, _, cols = polar
+    s = cols.strain_map(grid="image", image=image)
+    assert s.data.shape == (4, 512, 512)
+    assert s.metadata.Signal.quantities == ["exx", "eyy", "exy", "rotation"]
+    lattice = cols.strain_map()
+    # The same values, painted (as float32): every finite value on the image is a cell's.
+    cells = lattice.data[0][np.isfinite(lattice.data[0])].astype(np.float32)
+    cell_values = set(np.round(cells, 7).tolist())
+    painted = np.unique(
+        np.round(s.data[0][np.isfinite(s.data[0])].astype(np.float32), 7)
+    )
+    painted = set(painted.tolist())
+    assert set(painted) <= cell_values and len(painted) > 0.9 * len(cell_values)
+    for kw in ({"kind": "hsv"}, {"kind": "hsv", "image": image}, {"kind": "quiver"}):
+        ax = cols.plot_polarization(**kw)
+        assert ax.images or ax.collections
+    with pytest.raises(ValueError, match="kind"):
+        cols.plot_polarization(kind="arrows")
+
+
+def test_a_stack_indexes_every_frame():
+    import hyperspy.api as hs
+
+    frames = [
+        perovskite(shape=256, seed=s, rotation=r)[0] for s, r in ((1, 5.0), (2, 20.0))
+    ]
+    stack = hs.stack(frames)
+    stack.set_signal_type("atomic_resolution")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cols = stack.find_columns(show_progressbar=False)
+    assert cols.lattice_vectors.shape == (2, 2, 2)
+    for k, angle in enumerate((5.0, 20.0)):
+        frame = cols.frame(k)
+        a = frame.lattice_vectors[0]
+        assert np.degrees(np.arctan2(-a[1], a[0])) == pytest.approx(angle, abs=1.0)
+        assert (frame.ij >= 0).all()
+        single = frames[k].find_columns(show_progressbar=False)
+        np.testing.assert_array_equal(frame.ij, single.ij)
