@@ -432,3 +432,35 @@ def test_a_stack_indexes_every_frame():
         assert (frame.ij >= 0).all()
         single = frames[k].find_columns(show_progressbar=False)
         np.testing.assert_array_equal(frame.ij, single.ij)
+
+
+def test_measurement_methods_refuse_bad_input(polar):
+    image, _, cols = polar
+    with pytest.raises(ValueError, match="n_classes"):
+        cols.intensity_classes("A", 1)
+    with pytest.raises(TypeError, match="n_classes"):
+        cols.intensity_classes("A", "2")
+    with pytest.raises(ValueError, match="unknown class name"):
+        cols.intensity_classes("O")
+    with pytest.raises(ValueError, match="values must have shape"):
+        cols.site_map(np.ones(3))
+    with pytest.raises(ValueError, match="ij must be integers"):
+        Columns(cols.xy, cols.labels, cols.class_names, ij=cols.ij.astype(float) + 0.5)
+    with pytest.raises(ValueError, match="sigma must have shape"):
+        Columns(cols.xy, cols.labels, cols.class_names, sigma=np.ones(3))
+    stacked = Columns(cols.xy, cols.labels, cols.class_names,
+                      nav_index=np.zeros((len(cols), 1), int), ij=cols.ij)  # fmt: skip
+    with pytest.raises(ValueError, match="frame"):
+        stacked.polarization_map()
+    with pytest.raises(ValueError, match="strain|reference"):
+        cols.strain_map(reference=np.zeros((2, 2), bool))
+
+
+def test_lattice_navigation_refuses_a_stack():
+    import hyperspy.api as hs
+
+    frames = [perovskite(shape=128, seed=s)[0] for s in (1, 2)]
+    stack = hs.stack(frames)
+    stack.set_signal_type("atomic_resolution")
+    with pytest.raises(ValueError, match="one image"):
+        stack.local_descriptors(16, classes="B", navigation="lattice")
