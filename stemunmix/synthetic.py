@@ -223,21 +223,28 @@ def from_columns(
     background: float = 0.1,
     dose: float | None = 100.0,
     read_noise: float = 1.0,
+    blur: float = 0.0,
+    drift: Sequence[float] = (0.0, 0.0),
+    jitter: float = 0.0,
     seed: int | None = 0,
 ):
     """A HAADF-like image of any column positions, and its truth.
 
     Every column is a Gaussian of width ``column_width`` (nm) at its [x, y]
-    pixel position, with the peak height of its class (``heights``: {class
-    name: height}, default A 1, B 0.25, any other class 0.1), on a smooth
-    background (``background`` of the mean column height), scaled so the
-    mean pixel is ``dose`` counts, then Poisson plus Gaussian read noise
-    (``dose=None``: noise-free). No drift, jitter or rotation is added: the
-    positions are where the image shows the columns (render measured or
-    planted positions, e.g. a strain step or a real distortion field).
+    pixel position (the specimen's), with the peak height of its class
+    (``heights``: {class name: height}, default A 1, B 0.25, any other class
+    0.1), seen through the raster scan (slow-scan ``drift`` in pixels over the
+    frame, [x, y], and a random x offset of each line of standard deviation
+    ``jitter`` pixels, as in :func:`perovskite`), blurred by a Gaussian probe
+    of ``blur`` nm, on a smooth background (``background`` of the mean column
+    height), scaled so the mean pixel is ``dose`` counts, then Poisson plus
+    Gaussian read noise (``dose=None``: noise-free). Render measured or
+    planted positions: a strain step, a real distortion field.
 
-    Returns (AtomicResolutionImage, SyntheticTruth) like :func:`perovskite`;
-    the truth's displacement and domain are zero (none planted here).
+    Returns (AtomicResolutionImage, SyntheticTruth) like :func:`perovskite`:
+    the truth's positions follow the scan distortion (the centres a Gaussian
+    fit recovers; without drift and jitter, the positions given); its
+    displacement and domain are zero (none planted here).
     """
     if not isinstance(columns, Columns):
         raise TypeError(
@@ -253,14 +260,25 @@ def from_columns(
     if dose is not None:
         dose = _positive("dose", dose)
     read_noise = _positive("read_noise", read_noise, allow_zero=True)
+    blur = _positive("blur", blur, allow_zero=True) / pixel_size
+    jitter = _positive("jitter", jitter, allow_zero=True)
+    drift = _check_drift(drift, shape)
     _check_seed(seed)
     default = {"A": 1.0, "B": 0.25}
     heights = {**default, **(heights or {})}
     per_class = np.array([heights.get(n, 0.1) for n in columns.class_names], float)
     amplitude = per_class[columns.labels]
     rng = np.random.default_rng(seed)
-    clean = _core.render_columns(shape, columns.xy, amplitude, sigma, (0.0, 0.0),
-                                 np.zeros(shape[0]))  # fmt: skip
+    line_jitter = (
+        jitter * rng.standard_normal(shape[0]) if jitter > 0 else np.zeros(shape[0])
+    )
+    clean = _core.render_columns(
+        shape, columns.xy, amplitude, sigma, drift, line_jitter
+    )
+    if blur > 0:
+        from scipy.ndimage import gaussian_filter
+
+        clean = gaussian_filter(clean, blur, mode="nearest")
     clean += background * _core.smooth_background(shape, rng)
     expected = clean * ((dose if dose is not None else 1.0) / clean.mean())
     if dose is None:
@@ -271,12 +289,18 @@ def from_columns(
             data += read_noise * rng.standard_normal(shape)
     parameters = {"pixel_size": pixel_size, "column_width": column_width,
                   "background": background, "dose": dose, "read_noise": read_noise,
+                  "blur": blur * pixel_size, "drift": list(drift), "jitter": jitter,
                   "seed": seed, "domains": "none"}  # fmt: skip
     image = _make_image(data.astype(np.float32), pixel_size, parameters)
     image.metadata.General.title = "Synthetic image of given columns"
     n = len(columns)
+    seen = (
+        _core.scan_positions(columns.xy, shape, drift, line_jitter, sigma)
+        if jitter > 0 or any(drift)
+        else columns.xy
+    )
     truth = SyntheticTruth(
-        columns=Columns(columns.xy, columns.labels, columns.class_names),
+        columns=Columns(seen, columns.labels, columns.class_names),
         displacement=np.zeros((n, 2)),
         domain=np.zeros(n, int),
         domain_map=np.zeros(shape, np.int8),

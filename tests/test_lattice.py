@@ -464,3 +464,50 @@ def test_lattice_navigation_refuses_a_stack():
     stack.set_signal_type("atomic_resolution")
     with pytest.raises(ValueError, match="one image"):
         stack.local_descriptors(16, classes="B", navigation="lattice")
+
+
+def test_from_columns_renders_a_real_distortion_field(real_data):
+    """The measured Sm-BiFeO3 columns (../shared/data/real) rendered at dose
+    100 with drift and jitter: find_columns recovers them (recall, a small
+    position error against the scan-distorted truth) and indexes them with no
+    inconsistent bond."""
+    from stemunmix.core.peaks import match
+
+    rows = np.load(real_data / "atomai_SmBFO_columns_rowcol_class.npy")
+    given = Columns(rows[:, [1, 0]], rows[:, 2].astype(int), ["A", "B"])
+    image, truth = from_columns(given, (1024, 1024), pixel_size=0.0216, dose=100,
+                                drift=(4.0, -3.0), jitter=0.15, seed=1)  # fmt: skip
+    assert image.axes_manager.signal_axes[0].scale == pytest.approx(0.0216)
+    moved = np.hypot(*(truth.columns.xy - given.xy).T)
+    assert 0.5 < moved.max() < 6.0  # the scan moved them
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cols = image.find_columns(show_progressbar=False)
+    inner = (truth.columns.xy.min(1) > 20) & (truth.columns.xy.max(1) < 1000)
+    ref = truth.columns.xy[inner]
+    ri, oi = match(ref, cols.xy, 3.0)
+    assert len(ri) / len(ref) > 0.99
+    assert np.median(np.hypot(*(ref[ri] - cols.xy[oi]).T)) < 0.15
+    for k in (0, 1):
+        sel = cols.labels == k
+        bad, bonds = inconsistent_bonds(
+            cols.xy[sel], cols.ij[sel], cols.lattice_vectors
+        )
+        assert bonds > 2000 and bad == 0
+
+
+def test_from_columns_checks_its_input():
+    cols = Columns(np.array([[10.0, 10.0], [30.0, 10.0]]), [0, 1], ["A", "B"])
+    with pytest.raises(TypeError, match="Columns"):
+        from_columns(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="empty"):
+        from_columns(cols[np.zeros(2, bool)])
+    with pytest.raises(ValueError, match="blur"):
+        from_columns(cols, (64, 64), blur=-1.0)
+    with pytest.raises(TypeError, match="drift"):
+        from_columns(cols, (64, 64), drift="none")
+    image, truth = from_columns(
+        cols, (64, 64), dose=None, heights={"B": 0.5}, background=0.0
+    )
+    peak = image.data[10, 30] / image.data[10, 10]
+    assert peak == pytest.approx(0.5, rel=0.05)
