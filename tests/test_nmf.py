@@ -37,7 +37,7 @@ def test_reaches_scikit_learns_error_without_warning(data):
 @pytest.mark.parametrize("max_memory", [1e9, 0])  # read once / chunk by chunk
 def test_dask_equals_numpy(data, max_memory):
     eager = NMF(4, random_state=0).fit(data)
-    lazy = NMF(4, max_memory=max_memory, random_state=0).fit(
+    lazy = NMF(4, max_memory=max_memory, presample=0, random_state=0).fit(
         da.from_array(data, chunks=(700, -1))
     )
     assert lazy.n_iter_ == eager.n_iter_
@@ -45,6 +45,20 @@ def test_dask_equals_numpy(data, max_memory):
                                atol=1e-6 * eager.components_.max())  # fmt: skip
     w = lazy.transform(da.from_array(data, chunks=(700, -1)))
     np.testing.assert_allclose(w.compute(), eager.transform(data), rtol=1e-3, atol=1e-6)
+
+
+def test_a_stack_too_large_for_memory_starts_from_a_presample(data):
+    """Streaming with a presample: the components fitted on the presample
+    held in memory, then a few passes over the whole stack reach the error
+    of the fit in memory."""
+    eager = NMF(4, random_state=0).fit(data)
+    budget = 4 * data.shape[1] * (len(data) // 3)  # a third of the rows fits
+    lazy = NMF(4, max_memory=budget, presample=len(data) // 4, random_state=0).fit(
+        da.from_array(data, chunks=(700, -1))
+    )
+    assert lazy.presample == len(data) // 4  # the parameter is left as given
+    assert lazy.reconstruction_err_ <= 1.005 * eager.reconstruction_err_
+    assert lazy.n_iter_ < eager.n_iter_
 
 
 def test_bad_input():

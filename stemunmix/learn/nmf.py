@@ -42,6 +42,12 @@ class NMF(TransformerMixin, BaseEstimator):
         Bytes: a dask array whose float32 copy fits is read into memory once
         and fitted there (the same result, no pass over the lazy stack per
         epoch); a larger one is read chunk by chunk every epoch.
+    presample : int
+        For such a larger one: the components are first fitted, to
+        convergence, on this many seeded rows held in memory (at most what
+        fits in ``max_memory``), and the epochs over the whole stack start
+        from them, so a few passes over it are enough. 0: start the passes
+        from the initialisation, exactly as for the array in memory.
     init_samples : int
         Rows of the seeded subsample that the components start from (the
         leading singular vectors, made non-negative as NNDSVDa does).
@@ -58,9 +64,11 @@ class NMF(TransformerMixin, BaseEstimator):
 
     def __init__(self, n_components: int = 2, max_iter: int = 200,
                  tol: float = 1e-4, inner: int = 10, init_samples: int = 20_000,
-                 max_memory: float = 1e9, random_state=None):  # fmt: skip
+                 max_memory: float = 1e9, presample: int = 100_000,
+                 random_state=None):  # fmt: skip
         self.n_components = n_components
         self.max_memory = max_memory
+        self.presample = presample
         self.max_iter = max_iter
         self.tol = tol
         self.inner = inner
@@ -76,12 +84,23 @@ class NMF(TransformerMixin, BaseEstimator):
         checks.count("inner", self.inner)
         tol = checks.real("tol", self.tol, 0)
         budget = checks.real("max_memory", self.max_memory, 0)
+        presample = checks.count("presample", self.presample, 0)
+        H = None
         if is_dask(X) and 4 * X.shape[0] * X.shape[1] <= budget:
             # Small enough: read once (float32), then every epoch is in memory
             # (each pass over a lazy stack would recompute or re-read it).
             X = np.asarray(X.astype(np.float32).compute())
+        elif is_dask(X):
+            rows = min(presample, int(budget // (4 * X.shape[1])))
+            if 0 < rows < X.shape[0] and rows >= 10 * k:
+                from sklearn.base import clone
+
+                part = np.asarray(subsample(X, rows, self.random_state), np.float32)
+                first = clone(self).set_params(presample=0).fit(part)
+                H = first.components_.astype(np.float64)
         chunks = list(_chunks(X))
-        H = self._init(X, k)
+        if H is None:
+            H = self._init(X, k)
         W = np.zeros((X.shape[0], k), np.float64)
         norm = 0.0
         for lo, hi, get in chunks:
