@@ -275,18 +275,7 @@ def from_columns(
     clean = _core.render_columns(
         shape, columns.xy, amplitude, sigma, drift, line_jitter
     )
-    if blur > 0:
-        from scipy.ndimage import gaussian_filter
-
-        clean = gaussian_filter(clean, blur, mode="nearest")
-    clean += background * _core.smooth_background(shape, rng)
-    expected = clean * ((dose if dose is not None else 1.0) / clean.mean())
-    if dose is None:
-        data = expected.copy()
-    else:
-        data = rng.poisson(expected).astype(float)
-        if read_noise > 0:
-            data += read_noise * rng.standard_normal(shape)
+    expected, data = _core.detect(clean, blur, background, dose, read_noise, rng)
     parameters = {"pixel_size": pixel_size, "column_width": column_width,
                   "background": background, "dose": dose, "read_noise": read_noise,
                   "blur": blur * pixel_size, "drift": list(drift), "jitter": jitter,

@@ -259,7 +259,6 @@ def lm_round(image, model, prev, params, lam, centre, radius, sig_lo, sig_hi,
     row ((2 r - left - right) / sqrt(6): white noise keeps its variance, while
     what the model misses (a tail, an unmodelled column, line jitter) is
     smooth along a row and drops out)."""
-    norm = 1.0 / np.sqrt(6.0)
     h, w = image.shape
     n = prev.shape[0]
     m = 2 * radius + 1
@@ -323,39 +322,59 @@ def lm_round(image, model, prev, params, lam, centre, radius, sig_lo, sig_hi,
                 jmu[u, v] = jmu[v, u]
         if collect:
             position_terms(jtj, jmu, terms[k])
-            sums[k] = 0.0
-            for p in range(m):
-                for q in range(1, m - 1):
-                    if inside[p, q - 1] and inside[p, q] and inside[p, q + 1]:
-                        e = (2.0 * res[p, q] - res[p, q - 1] - res[p, q + 1]) * norm
-                        mu = mus[p, q]
-                        sums[k, 0] += 1.0
-                        sums[k, 1] += mu
-                        sums[k, 2] += mu * mu
-                        sums[k, 3] += e * e
-                        sums[k, 4] += mu * e * e
+            noise_sums(res, mus, inside, sums[k])
             rms[k] = np.sqrt(cost / max(count, 1))
-        for u in range(5):
-            jtj[u, u] += lam[k] * (jtj[u, u] + 1e-9)  # damped in place
-        step = solve5(jtj, jtr)
-        # At most one pixel of movement per step keeps the batch stable.
-        move = np.hypot(step[1], step[2])
-        if move > 1.0:
-            step[1] /= move
-            step[2] /= move
-        ta = max(a + step[0], 1e-9)
-        tcx, tcy = cx + step[1], cy + step[2]
-        ts = max(s + step[3], 1e-3)
-        tb = b + step[4]
-        trial = cost_of(image, target, x0, y0, m, ta, tcx, tcy, ts, tb)
-        if trial <= cost:
-            params[k, 0], params[k, 1], params[k, 2] = ta, tcx, tcy
-            params[k, 3], params[k, 4] = ts, tb
-            lam[k] = max(lam[k] * 0.3, 1e-7)
-        else:
-            params[k, :] = prev[k, :]
-            lam[k] = min(lam[k] * 10.0, 1e7)
-        params[k, 3] = min(max(params[k, 3], sig_lo), sig_hi)
+        take_step(image, target, x0, y0, m, prev, params, lam, k, jtj, jtr, cost,
+                  sig_lo, sig_hi)  # fmt: skip
+
+
+@numba.njit(cache=True, fastmath=True)
+def take_step(image, target, x0, y0, m, prev, params, lam, k, jtj, jtr, cost,
+              sig_lo, sig_hi):  # fmt: skip
+    """Column k's damped Gauss-Newton step from its normal equations (``jtj``
+    damped in place): kept where it lowers the patch's cost, the damping
+    eased; else the start kept, the damping raised."""
+    a, cx, cy, s, b = prev[k, 0], prev[k, 1], prev[k, 2], prev[k, 3], prev[k, 4]
+    for u in range(5):
+        jtj[u, u] += lam[k] * (jtj[u, u] + 1e-9)
+    step = solve5(jtj, jtr)
+    # At most one pixel of movement per step keeps the batch stable.
+    move = np.hypot(step[1], step[2])
+    if move > 1.0:
+        step[1] /= move
+        step[2] /= move
+    ta = max(a + step[0], 1e-9)
+    tcx, tcy = cx + step[1], cy + step[2]
+    ts = max(s + step[3], 1e-3)
+    tb = b + step[4]
+    trial = cost_of(image, target, x0, y0, m, ta, tcx, tcy, ts, tb)
+    if trial <= cost:
+        params[k, 0], params[k, 1], params[k, 2] = ta, tcx, tcy
+        params[k, 3], params[k, 4] = ts, tb
+        lam[k] = max(lam[k] * 0.3, 1e-7)
+    else:
+        params[k, :] = prev[k, :]
+        lam[k] = min(lam[k] * 10.0, 1e7)
+    params[k, 3] = min(max(params[k, 3], sig_lo), sig_hi)
+
+
+@numba.njit(cache=True, fastmath=True)
+def noise_sums(res, mus, inside, out):
+    """``out`` (5,): pixels, sum mu, sum mu^2, sum e^2, sum mu e^2 over a
+    patch, e the residual ``res`` high-passed along the row."""
+    norm = 1.0 / np.sqrt(6.0)
+    out[:] = 0.0
+    m = res.shape[1]
+    for p in range(res.shape[0]):
+        for q in range(1, m - 1):
+            if inside[p, q - 1] and inside[p, q] and inside[p, q + 1]:
+                e = (2.0 * res[p, q] - res[p, q - 1] - res[p, q + 1]) * norm
+                mu = mus[p, q]
+                out[0] += 1.0
+                out[1] += mu
+                out[2] += mu * mu
+                out[3] += e * e
+                out[4] += mu * e * e
 
 
 @numba.njit(cache=True, fastmath=True)

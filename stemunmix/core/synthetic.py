@@ -181,6 +181,25 @@ def smooth_background(shape, rng, n_waves=3) -> np.ndarray:
     return 1 + 0.5 * field / n_waves
 
 
+def detect(clean, blur, background, dose, read_noise, rng):
+    """(expected, image) of a clean column image: blurred by a Gaussian probe
+    of ``blur`` pixels, on ``background`` x a smooth random field, scaled to a
+    mean of ``dose`` counts, then Poisson plus Gaussian ``read_noise`` (None
+    dose: noise-free, mean 1)."""
+    if blur > 0:
+        from scipy.ndimage import gaussian_filter
+
+        clean = gaussian_filter(clean, blur, mode="nearest")
+    clean = clean + background * smooth_background(clean.shape, rng)
+    expected = clean * ((dose if dose is not None else 1.0) / clean.mean())
+    if dose is None:
+        return expected, expected.copy()
+    image = rng.poisson(expected).astype(float)
+    if read_noise > 0:
+        image += read_noise * rng.standard_normal(clean.shape)
+    return expected, image
+
+
 def render_perovskite(
     shape,
     a_px,
@@ -250,19 +269,7 @@ def render_perovskite(
     h = shape[0]
     line_jitter = jitter * rng.standard_normal(h) if jitter > 0 else np.zeros(h)
     clean = render_columns(shape, xy_specimen, amplitude, sigma, drift, line_jitter)
-    if blur > 0:
-        from scipy.ndimage import gaussian_filter
-
-        clean = gaussian_filter(clean, blur, mode="nearest")
-    clean += background * smooth_background(shape, rng)
-
-    expected = clean * ((dose if dose is not None else 1.0) / clean.mean())
-    if dose is None:
-        image = expected.copy()
-    else:
-        image = rng.poisson(expected).astype(float)
-        if read_noise > 0:
-            image += read_noise * rng.standard_normal(shape)
+    expected, image = detect(clean, blur, background, dose, read_noise, rng)
 
     xy_image = scan_positions(xy_specimen, shape, drift, line_jitter, sigma)
     inside = (

@@ -103,13 +103,13 @@ def build(
     order, data = gather(frames, columns.xy, frame_of, d, edge, block, lazy, progress)
     columns = columns[order]
     cls = LazyLocalDescriptors if lazy else LocalDescriptors
-    nav_axes = [{"name": "column", "size": len(columns), "scale": 1, "offset": 0,
-                 "units": "", "navigate": True}]  # fmt: skip
     sites = None
     if navigation == "lattice":
         data, columns, sites = _on_lattice(data, columns)
-        nav_axes = [{"name": n, "size": s, "scale": 1, "offset": 0, "units": "site",
-                     "navigate": True} for n, s in zip("ji", sites.shape, strict=True)]  # fmt: skip
+    nav = [("column", len(columns), "")] if sites is None else [
+        (n, size, "site") for n, size in zip("ji", sites.shape, strict=True)]  # fmt: skip
+    nav_axes = [{"name": n, "size": size, "scale": 1, "offset": 0, "units": u,
+                 "navigate": True} for n, size, u in nav]  # fmt: skip
     out = cls(data, axes=nav_axes + _window_axes(d, len(channel_names), axes))
     out.metadata.General.title = title
     x, y = axes

@@ -277,18 +277,7 @@ class LocalDescriptors(StemunmixSignal2D):
                                     random_state=random_state, **kwargs)  # fmt: skip
         embedding = learner.fit(x).transform(x)
         if self.sites is not None:  # back onto the lattice grid, NaN where no window
-            import dask.array as da
-
-            present = np.flatnonzero(self.sites.ravel() >= 0)
-            full = np.full((self.sites.size, n_components), np.nan)
-            full[present] = np.asarray(embedding.compute() if isinstance(embedding, da.Array)
-                                       else embedding)  # fmt: skip
-            out = Signal1D(full.reshape(self.sites.shape + (n_components,)))
-            for ax, name in zip(out.axes_manager.navigation_axes, "ij", strict=True):
-                ax.name = name
-            out.axes_manager.signal_axes[0].name = method
-            out.metadata.General.title = f"{method} embedding"
-            return out
+            return _embedding_on_sites(embedding, self.sites, method)
         out = Signal1D(embedding)
         out.axes_manager.navigation_axes[0].name = "column"
         out.axes_manager.signal_axes[0].name = method
@@ -307,6 +296,23 @@ class LocalDescriptors(StemunmixSignal2D):
         out = self._to_image_grid(labels[:, None], mode, "map", "domain map",
                                   checks.count("block", block, 16))  # fmt: skip
         return out.inav[0] if out.axes_manager.navigation_dimension == 1 else out
+
+
+def _embedding_on_sites(embedding, sites, method):
+    """A Signal1D (j, i | embedding) of the embedding of the sites with a
+    window, NaN at the others."""
+    from hyperspy._signals.signal1d import Signal1D
+
+    embedding = np.asarray(embedding.compute() if hasattr(embedding, "compute")
+                           else embedding)  # fmt: skip
+    full = np.full((sites.size, embedding.shape[1]), np.nan)
+    full[np.flatnonzero(sites.ravel() >= 0)] = embedding
+    out = Signal1D(full.reshape(sites.shape + (embedding.shape[1],)))
+    for ax, name in zip(out.axes_manager.navigation_axes, "ij", strict=True):
+        ax.name = name
+    out.axes_manager.signal_axes[0].name = method
+    out.metadata.General.title = f"{method} embedding"
+    return out
 
 
 def _pick_components(components, available: int) -> list[int]:
