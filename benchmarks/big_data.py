@@ -12,8 +12,9 @@ find_columns -> local_descriptors (B windows, d = 20, saved and reloaded
 lazily) -> lazy NMF (4; windows up to 2 GB read into memory once) ->
 GaussianMixture (4) -> domain map written to .zspy, each run in a fresh
 process. ``--cluster`` runs the same on a LocalCluster of two worker processes
-of one dask thread each; ``--worker-threads N`` lets torch and BLAS use N
-threads inside each worker (dask's nanny sets OMP_NUM_THREADS=1).
+of one dask thread each, with glibc's malloc tuned as docs/lazy.md advises;
+``--worker-threads N`` lets torch and BLAS use N threads inside each worker
+(dask's nanny sets OMP_NUM_THREADS=1).
 Writes benchmarks/results/big_data[_cluster].json.
 """
 
@@ -134,6 +135,13 @@ def run_pipeline(path: str, cluster: bool, worker_threads: int = 1) -> dict:
         # ``worker_threads`` sets that number.
         env = {f"distributed.nanny.pre-spawn-environ.{k}_NUM_THREADS": worker_threads
                for k in ("OMP", "MKL", "OPENBLAS")}  # fmt: skip
+        # The nanny also sets MALLOC_TRIM_THRESHOLD_=65536, under which glibc
+        # maps and unmaps every large buffer: the network ran 1.5x slower in
+        # a worker than in this process. docs/lazy.md gives these values.
+        env.update({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_":
+                    2**28,
+                    "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_":
+                    2**25})  # fmt: skip
         with dask.config.set(env):
             client = Client(LocalCluster(n_workers=2, threads_per_worker=1,
                                          processes=True, memory_limit="3GB"))  # fmt: skip

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from stemunmix.core import threads
+
 
 def find_peaks(
     prob: np.ndarray, min_distance: float, threshold: float = 0.5
@@ -60,10 +62,11 @@ def _maxima(prob, reach: int, threshold: float):
     no pixel within ``reach`` (a (2 reach + 1)^2 square, outside the map
     zero) exceeds: what ``prob == maximum_filter(prob, 2 reach + 1)`` finds,
     from two compiled passes, the 3 x 3 maxima and then each one's square."""
-    rows, cols = np.nonzero(_peaks3(prob, np.float32(threshold)))
-    if len(rows) == 0 or reach < 2:
-        return rows, cols
-    keep = _square_max(prob, rows, cols, reach)
+    with threads.limited():
+        rows, cols = np.nonzero(_peaks3(prob, np.float32(threshold)))
+        if len(rows) == 0 or reach < 2:
+            return rows, cols
+        keep = _square_max(prob, rows, cols, reach)
     return rows[keep], cols[keep]
 
 

@@ -16,26 +16,12 @@ Positions are [x, y] pixels.
 
 from __future__ import annotations
 
-import os
-
 import numba
 import numpy as np
 
+from stemunmix.core import threads
+
 N_PARAMS = 5  # height, x, y, sigma, background
-
-
-def _threads() -> int:
-    """Threads for the fit: the cores this process may use, or one inside a
-    worker thread (a dask worker or the threaded scheduler already runs one
-    task per core; more would oversubscribe them)."""
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        return 1
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def refine_gaussian(
@@ -92,8 +78,6 @@ def refine_gaussian(
     model = np.empty((h, w))
     lam = np.full(n, 1e-3)
     previous = np.empty_like(params)
-    old = numba.get_num_threads()
-    numba.set_num_threads(min(old, _threads()))
     # The last round also measures the uncertainties, at the parameters it
     # starts from: its step moves the columns by thousandths of a pixel, far
     # below what changes the covariance or the residuals.
@@ -102,15 +86,13 @@ def refine_gaussian(
         np.full((n, 5), np.nan),
         np.full(n, np.nan),
     )
-    try:
+    with threads.limited():
         for t in range(n_iter):
             previous[:] = params
             kernels["render"](previous, radius, model)
             kernels["round"](image, model, previous, params, lam, centre, radius,
                              0.3 * sigma, 3.0 * sigma, uncertainty and t == n_iter - 1,
                              terms, sums, rms)  # fmt: skip
-    finally:
-        numba.set_num_threads(old)
     return {
         "xy": params[:, 1:3].copy(),
         "height": params[:, 0].copy(),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stemunmix.core import threads
+
 EDGES = ("drop", "nearest")
 
 
@@ -78,7 +80,8 @@ def extract_windows(image: np.ndarray, xy: np.ndarray, d: int, edge: str = "drop
     ix, fx = np.where(at_x, ix - 1, ix), np.where(at_x, fx + 1, fx).astype(np.float32)
     iy, fy = np.where(at_y, iy - 1, iy), np.where(at_y, fy + 1, fy).astype(np.float32)
     out = np.empty((len(xy), image.shape[0], d, d), np.float32)
-    _kernel()(image, ix, iy, fx, fy, out)
+    with threads.limited():
+        _kernel()(image, ix, iy, fx, fy, out)
     return out
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from stemunmix.core import engine
+from stemunmix.core import engine, threads
 from stemunmix.core import segmentation as seg
 
 MIN_SIZE = 32  # pixels, after resampling: about two unit cells
@@ -149,6 +149,13 @@ def _run_network(model, work, lo, hi, tile, batch_size, device) -> np.ndarray:
     windows = seg.tile_windows(work.shape, tile + 2 * multiple, halo_for(model),
                                multiple)  # fmt: skip
     out = np.empty((len(model.class_names),) + work.shape, np.float32)
+    with threads.limited():
+        _tiles(model, work, lo, hi, windows, batch_size, device, out)
+    return out
+
+
+def _tiles(model, work, lo, hi, windows, batch_size, device, out) -> None:
+    multiple = model.multiple
     for start in range(0, len(windows), batch_size):
         group = windows[start : start + batch_size]
         patches = [
@@ -163,7 +170,6 @@ def _run_network(model, work, lo, hi, tile, batch_size, device) -> np.ndarray:
         prob = torch.softmax(model(x), dim=1)[:, :, :h, :w].float().cpu().numpy()
         for p, ((y0, _, x0, _), (cy0, cy1, cx0, cx1)) in zip(prob, group, strict=True):
             out[:, cy0:cy1, cx0:cx1] = p[:, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
-    return out
 
 
 def check_size(shape, factor) -> None:
