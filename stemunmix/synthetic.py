@@ -111,10 +111,11 @@ def perovskite(
     directions : sequence of float, optional
         Direction of the displacement in each domain, degrees in the crystal frame
         (rotating with the lattice), counter-clockwise as displayed; default the
-        projected <111> directions 45, 135, 225, 315 (as many as domains).
-    domains : {"none", "two_stripes", "four_stripes", "quadrants"}
-        Domain pattern: one domain, two stripes (vertical wall), four stripes with
-        walls at 45 degrees, or four quadrants.
+        projected <111> directions 45, 135, 225, 315 (as many as domains; for
+        three stripes 45, 165, 285).
+    domains : {"none", "two_stripes", "three_stripes", "four_stripes", "quadrants"}
+        Domain pattern: one domain, two or three stripes (vertical walls), four
+        stripes with walls at 45 degrees, or four quadrants.
     wall_width : float
         Width of the domain walls in nm (tanh profile; 0 for sharp walls).
     dose : float or None

@@ -182,10 +182,9 @@ def _in_place(step, data, nav_shape, frame_shape, box_list, progress):
 
 
 def _image_graph(step, data, lead, nav_shape, frame_shape, box_list, dtype):
-    import dask
     import dask.array as da
 
-    fn = dask.delayed(step.fn, pure=True)
+    fn = _delayed_step(step)
     ys = sorted({(b[0], b[1]) for b in box_list})
     xs = sorted({(b[2], b[3]) for b in box_list})
     frames = []
@@ -228,12 +227,29 @@ def run_items(step: Step, data, nav_ndim: int, blocks_of, compute: bool = True,
         return [(j[0], j[1], r) for j, r in zip(jobs, results, strict=True)]
     import dask
 
-    fn = dask.delayed(step.fn, pure=True)
+    fn = _delayed_step(step)
     tasks = [fn(_whole(region), frame, box, origin)
              for frame, box, origin, region in jobs]  # fmt: skip
     if compute:
         tasks = dask.compute(*tasks)
     return [(j[0], j[1], t) for j, t in zip(jobs, tasks, strict=True)]
+
+
+def _call(fn, *args):
+    return fn(*args)
+
+
+def _delayed_step(step: Step):
+    """``step.fn`` for a dask graph: the function (with what it closes over:
+    a model, the columns of every block) is one key of the graph, which each
+    worker receives once, and every block task calls it. Embedded in each
+    task instead, a distributed scheduler pickled it once per task: 256
+    copies of 1.4 million columns for the windows of a 16384^2 image."""
+    import dask
+
+    fn = dask.delayed(step.fn, pure=True, traverse=False)
+    call = dask.delayed(_call, pure=True)
+    return lambda *args: call(fn, *args)
 
 
 def _run(one, jobs, threads, progress):

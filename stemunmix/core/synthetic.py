@@ -17,10 +17,12 @@ from __future__ import annotations
 import numpy as np
 
 PROJECTIONS = ("001", "110")
-DOMAIN_PATTERNS = ("none", "two_stripes", "four_stripes", "quadrants")
-N_DOMAINS = {"none": 1, "two_stripes": 2, "four_stripes": 4, "quadrants": 4}
+DOMAIN_PATTERNS = ("none", "two_stripes", "three_stripes", "four_stripes", "quadrants")
+N_DOMAINS = {"none": 1, "two_stripes": 2, "three_stripes": 3, "four_stripes": 4,
+             "quadrants": 4}  # fmt: skip
 # Polar directions (degrees, crystal frame) per domain: projected <111> of BiFeO3.
-DEFAULT_DIRECTIONS = {1: (45.0,), 2: (45.0, 225.0), 4: (45.0, 135.0, 225.0, 315.0)}
+DEFAULT_DIRECTIONS = {1: (45.0,), 2: (45.0, 225.0), 3: (45.0, 165.0, 285.0),
+                      4: (45.0, 135.0, 225.0, 315.0)}  # fmt: skip
 
 
 def unit_cell(projection: str, a_px: float) -> tuple[np.ndarray, np.ndarray]:
@@ -75,6 +77,8 @@ def _domain_axes(pattern: str, shape) -> list[tuple[np.ndarray, np.ndarray]]:
         return []
     if pattern == "two_stripes":
         return [(np.array([1.0, 0.0]), np.array([(w - 1) / 2]))]
+    if pattern == "three_stripes":
+        return [(np.array([1.0, 0.0]), (w - 1) * np.array([1 / 3, 2 / 3]))]
     if pattern == "four_stripes":
         extent = (w - 1 + h - 1) / np.sqrt(2)
         d = np.array([1.0, 1.0]) / np.sqrt(2)

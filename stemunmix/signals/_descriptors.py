@@ -264,3 +264,57 @@ def scree_by_window(make_descriptors, d_values, n_components: int = 10):
     out = Signal1D(data, axes=axes)
     out.metadata.General.title = "explained variance against window size"
     return out
+
+
+def displacements(columns, centre, around, reach, axes, shape, title):
+    """The physical descriptor: LocalDescriptors of (2, K) per ``centre``
+    column, the offsets [x; y] (pixels) of its K ``around`` neighbours from
+    where the median cell puts them (:mod:`stemunmix.core.neighbours`).
+    Signal axes: ``xy`` (x, y) and ``neighbour`` (in order of angle on the
+    median cell). The columns with a neighbour missing (the edge, vacancies)
+    get none; the learners and the maps take it like a window stack."""
+    from stemunmix.core.neighbours import displacement_descriptors
+    from stemunmix.signals.local_descriptors import LocalDescriptors
+
+    if columns is None or len(columns) == 0:
+        raise ValueError("no columns: run find_columns() first or pass columns=")
+    if columns.nav_index is not None and len(np.unique(columns.nav_index, axis=0)) > 1:
+        raise ValueError(
+            "displacement_descriptors describes one image: take one frame's "
+            "columns with columns.frame(index)"
+        )
+    if reach is not None and not (np.isfinite(reach) and reach > 0):
+        raise ValueError(f"reach must be a positive distance in pixels, got {reach}")
+    cols_c, cols_a = columns.select(centre), columns.select(around)
+    if len(cols_c) < 2 or len(cols_a) < 2:
+        raise ValueError(
+            f"need at least two {centre!r} and two {around!r} columns, found "
+            f"{len(cols_c)} and {len(cols_a)}"
+        )
+    offsets, ok, ref = displacement_descriptors(cols_c.xy, cols_a.xy, reach)
+    if not ok.any():
+        raise ValueError(
+            f"no {centre!r} column has all {len(ref)} of its {around!r} neighbours; "
+            "check the classes or give reach="
+        )
+    data = np.ascontiguousarray(offsets[ok].transpose(0, 2, 1))  # (N, 2, K)
+    out = LocalDescriptors(data, axes=[
+        {"name": "column", "size": int(ok.sum()), "navigate": True},
+        {"name": "xy", "size": 2, "scale": 1, "offset": 0, "units": "",
+         "navigate": False},
+        {"name": "neighbour", "size": len(ref), "scale": 1, "offset": 0,
+         "units": "", "navigate": False},
+    ])  # fmt: skip
+    out.metadata.General.title = title
+    x, y = axes
+    out._set_state("source", {
+        "shape": list(shape), "offset": [x.offset, y.offset],
+        "scale": [x.scale, y.scale], "units": [str(x.units), str(y.units)],
+        "nav_shape": [],
+    })  # fmt: skip
+    out.columns = cols_c[ok]
+    out._set_state("local_descriptors", {
+        "kind": "displacements", "centre": str(centre), "around": str(around),
+        "reference": ref.tolist(), "units": "px", "dropped": int((~ok).sum()),
+    })  # fmt: skip
+    return out

@@ -217,6 +217,33 @@ class AtomicResolutionImage(StemunmixSignal2D):
         self._set_state("find_columns", prob._get_state("find_columns"))
         return columns
 
+    def displacement_descriptors(self, columns=None, centre="B", around="A",
+                                 reach: float | None = None):  # fmt: skip
+        """The physical descriptor beside the learned windows: for every
+        ``centre`` column, the offsets (pixels, [x, y]) of its ``around``
+        neighbours from where the median cell puts them, as LocalDescriptors
+        of shape (2, K) (axes ``xy`` and ``neighbour``), so
+        ``decomposition``, ``cluster_analysis``, the stemunmix learners and
+        ``get_domain_map`` take it like windows. For B centres and A around,
+        minus the mean of the K offsets is the B column's polar displacement
+        from the centre of its cell.
+
+        ``columns``: default this image's (:meth:`find_columns`); ``reach``:
+        the neighbour distance in pixels (default 1.3 times the median
+        nearest distance). A centre with a neighbour missing gets none.
+        """
+        from stemunmix.signals import _descriptors
+
+        check_image_axes(self, "displacement_descriptors")
+        columns = columns if columns is not None else self.columns
+        if columns is None:
+            columns = self.find_columns()
+        return _descriptors.displacements(
+            columns, centre, around, reach, self.axes_manager.signal_axes,
+            self.data.shape[-2:],
+            f"Neighbour displacements of {self.metadata.General.title}",
+        )  # fmt: skip
+
     def local_descriptors(
         self,
         d,

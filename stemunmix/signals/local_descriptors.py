@@ -297,6 +297,72 @@ class LocalDescriptors(StemunmixSignal2D):
                                   checks.count("block", block, 16))  # fmt: skip
         return out.inav[0] if out.axes_manager.navigation_dimension == 1 else out
 
+    def component_displacements(self, columns=None, source: str = "decomposition",
+                                radius: float | None = None) -> dict:  # fmt: skip
+        """Each component as the column displacements it encodes, on the mean
+        cell (the study's Fig. 1b as arrows).
+
+        For windows: where the columns of each class sit in the mean window
+        (from ``columns``, all classes, default those of the windows), and
+        how far each column's centroid moves in the component's picture: an
+        NMF component against the mean window; a signed (PCA, ICA) one as
+        mean +/- its loadings' standard deviation times the component, half
+        the difference. For the physical descriptor
+        (:meth:`~stemunmix.signals.atomic_resolution.AtomicResolutionImage.displacement_descriptors`)
+        the components are displacements already: each is scaled by its
+        loadings' standard deviation.
+
+        Returns {"sites": {class: (M, 2) [x, y] px from the window centre},
+        "displacements": {class: (n_components, M, 2) px}}.
+        """
+        from stemunmix.core import checks
+        from stemunmix.core.neighbours import centroid_shifts, window_sites
+
+        checks.one_of("source", source, ("decomposition", "bss"))
+        lr = self.learning_results
+        factors = lr.factors if source == "decomposition" else lr.bss_factors
+        if factors is None:
+            self._per_column(source)  # raises, naming what to run first
+        factors = np.asarray(factors, float).T  # (components, features)
+        spread = np.nanstd(self._per_column(source), axis=0)
+        params = self._get_state("local_descriptors", {})
+        if params.get("kind") == "displacements":
+            k = len(params["reference"])
+            disp = factors.reshape(len(factors), 2, k).transpose(0, 2, 1)
+            name = params["around"]
+            return {"sites": {name: np.asarray(params["reference"], float)},
+                    "displacements": {name: disp * spread[:, None, None]}}  # fmt: skip
+        columns = columns if columns is not None else self.columns
+        d = int(params["d"])
+        channels = list(params.get("channels") or ["image"])
+        names = [n for n in columns.class_names if n != "background"]
+        sites = window_sites(self.columns.xy,
+                             {n: columns.select(n).xy for n in names}, d)  # fmt: skip
+        if not sites:
+            raise ValueError("no columns of these classes fall inside the windows")
+        every = np.vstack(list(sites.values()))
+        gaps = np.hypot(*(every[:, None] - every[None]).T)
+        gaps = gaps[gaps > 0]
+        if radius is None:
+            radius = max(1.5, 0.35 * float(gaps.min())) if len(gaps) else d / 4
+        data = self.data.reshape((-1,) + tuple(self.data.shape[-2:]))
+        mean = np.asarray(data.mean(0).compute() if self._lazy else data.mean(0))
+        shape = mean.shape
+        out = {}
+        for name, offsets in sites.items():
+            tile = channels.index(name) if name in channels else 0
+            at = offsets + (d - 1) / 2 + np.array([tile * d, 0.0])
+            moves = []
+            for f, s in zip(factors, spread, strict=True):
+                f = f.reshape(shape)
+                if (factors >= 0).all():
+                    moves.append(centroid_shifts(f, mean, at, radius))
+                else:
+                    moves.append(0.5 * centroid_shifts(mean + s * f, mean - s * f,
+                                                       at, radius))  # fmt: skip
+            out[name] = np.array(moves)
+        return {"sites": sites, "displacements": out}
+
 
 def _embedding_on_sites(embedding, sites, method):
     """A Signal1D (j, i | embedding) of the embedding of the sites with a

@@ -1,0 +1,131 @@
+"""The neighbours of every column as offsets on the mean cell: the physical
+descriptor beside the learned windows, and where the columns sit in a
+window (numpy and scipy)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def reference_cell(centre_xy, around_xy, reach: float | None = None,
+                   k_query: int = 12):  # fmt: skip
+    """The offsets (K, 2) [x, y] of the ``around`` columns within ``reach``
+    pixels (default 1.3 times the median distance to the nearest one) of a
+    typical ``centre`` column: the median cell, in order of angle.
+
+    Each offset seen within ``reach`` votes; the modal count of neighbours
+    per column is K, and the reference offsets are refined as the medians of
+    the offsets matched to them (two rounds).
+    """
+    from scipy.spatial import cKDTree
+
+    centre_xy = np.asarray(centre_xy, float)
+    around_xy = np.asarray(around_xy, float)
+    k_query = int(min(k_query, len(around_xy)))
+    if len(centre_xy) == 0 or k_query == 0:
+        return np.zeros((0, 2))
+    dist, idx = cKDTree(around_xy).query(centre_xy, k=k_query)
+    dist, idx = dist.reshape(len(centre_xy), -1), idx.reshape(len(centre_xy), -1)
+    other = dist > 1e-9  # a column is not its own neighbour
+    if reach is None:
+        nearest = np.where(other, dist, np.inf).min(1)
+        reach = 1.3 * float(np.median(nearest[np.isfinite(nearest)]))
+    near = other & (dist <= reach)
+    counts = near.sum(1)
+    k = int(np.bincount(counts).argmax())
+    if k == 0:
+        return np.zeros((0, 2))
+    # Start from the column nearest the middle with the modal count.
+    middle = np.median(centre_xy, 0)
+    order = np.argsort(np.hypot(*(centre_xy - middle).T))
+    first = next(i for i in order if counts[i] == k)
+    ref = around_xy[idx[first][near[first]]] - centre_xy[first]
+    for _ in range(2):
+        offsets, ok = match_offsets(centre_xy, around_xy, ref)
+        if ok.sum() < 1:
+            break
+        ref = np.median(offsets[ok], axis=0)
+    return ref[np.argsort(np.arctan2(ref[:, 1], ref[:, 0]))]
+
+
+def match_offsets(centre_xy, around_xy, reference, tolerance: float = 0.35):
+    """Each centre's ``around`` column nearest every reference offset, as
+    (N, K, 2) offsets [x, y]; ``ok`` (N,) where every reference offset found a
+    column within ``tolerance`` times the shortest reference spacing and no
+    column was matched twice."""
+    from scipy.spatial import cKDTree
+
+    centre_xy = np.asarray(centre_xy, float)
+    reference = np.asarray(reference, float)
+    n, k = len(centre_xy), len(reference)
+    if n == 0 or k == 0 or len(around_xy) == 0:
+        return np.zeros((n, k, 2)), np.zeros(n, bool)
+    spacing = np.hypot(*reference.T).min()
+    if k > 1:
+        diff = reference[:, None] - reference[None]
+        spacing = min(spacing, np.hypot(*diff[~np.eye(k, dtype=bool)].T).min())
+    want = centre_xy[:, None] + reference[None]  # (N, K, 2)
+    dist, idx = cKDTree(np.asarray(around_xy, float)).query(want.reshape(-1, 2))
+    dist, idx = dist.reshape(n, k), idx.reshape(n, k)
+    offsets = np.asarray(around_xy, float)[idx] - centre_xy[:, None]
+    ok = (dist <= tolerance * spacing).all(1)
+    if k > 1:
+        s = np.sort(idx, 1)
+        ok &= (np.diff(s, axis=1) > 0).all(1)
+    return offsets, ok
+
+
+def displacement_descriptors(centre_xy, around_xy, reach: float | None = None):
+    """Per centre column: the offset of each of its ``around`` neighbours
+    (within ``reach`` on the median cell) from where the median cell puts
+    it, (N, K, 2) pixels [x, y]; ``ok`` (N,) for the columns with every
+    neighbour found; and the reference offsets (K, 2)."""
+    ref = reference_cell(centre_xy, around_xy, reach)
+    if len(ref) == 0:
+        raise ValueError(
+            "no neighbours near the centre columns: "
+            "check the classes, or the columns found"
+        )
+    offsets, ok = match_offsets(centre_xy, around_xy, ref)
+    return offsets - ref[None], ok, ref
+
+
+def window_sites(centre_xy, classes_xy: dict, d: int) -> dict:
+    """Where each class's columns sit in a d x d window centred on a typical
+    ``centre`` column: {class name: (M, 2) offsets [x, y] from the window
+    centre}, from the median cell; only those at least a pixel inside."""
+    half = (d - 1) / 2 - 1.0
+    out = {}
+    for name, xy in classes_xy.items():
+        if len(xy) < 2:
+            continue
+        ref = reference_cell(centre_xy, xy, reach=float(np.sqrt(2) * (half + 1)),
+                             k_query=32)  # fmt: skip
+        same = len(xy) == len(centre_xy) and np.array_equal(xy, centre_xy)
+        if same or (len(ref) and np.hypot(*ref.T).min() < 1.0):
+            ref = np.vstack([np.zeros((1, 2)), ref[np.hypot(*ref.T) >= 1.0]])
+        inside = (np.abs(ref) <= half).all(1)
+        if inside.any():
+            out[name] = ref[inside]
+    return out
+
+
+def centroid_shifts(picture, reference, sites, radius: float) -> np.ndarray:
+    """(M, 2) [x, y]: how far the centroid of each column in ``picture``
+    (a window, (h, w)) lies from that in ``reference``, each column the
+    pixels within ``radius`` of its site (``sites`` (M, 2), window pixels
+    [x, y]), weighted by their height above the disc's lowest pixel."""
+    picture = np.asarray(picture, float)
+    reference = np.asarray(reference, float)
+    h, w = picture.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+
+    def centroid(img, x0, y0):
+        disc = np.hypot(xx - x0, yy - y0) <= radius
+        wts = np.clip(img[disc] - img[disc].min(), 0, None)
+        if wts.sum() <= 0:
+            return np.array([x0, y0], float)
+        return np.array([(wts * xx[disc]).sum(), (wts * yy[disc]).sum()]) / wts.sum()
+
+    return np.array([centroid(picture, x, y) - centroid(reference, x, y)
+                     for x, y in np.asarray(sites, float)])  # fmt: skip

@@ -1,0 +1,137 @@
+"""Model selection, the physical descriptor and components as displacements
+(#21): on planted data where the right answer is known."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from stemunmix.core.neighbours import (
+    centroid_shifts,
+    displacement_descriptors,
+    reference_cell,
+)
+from stemunmix.core.selection import domains_by_bic, parallel_analysis
+from stemunmix.synthetic import perovskite
+
+
+def test_parallel_analysis_counts_the_planted_components():
+    rng = np.random.default_rng(0)
+    n, p = 3000, 100
+    basis = rng.standard_normal((3, p))
+    x = rng.standard_normal((n, 3)) * [3.0, 2.0, 1.5] @ basis
+    x += rng.standard_normal((n, p))
+    found = parallel_analysis(x, seed=1)
+    assert found["n_components"] == 3
+    assert found["variance"][3] < found["noise_floor"][3]
+    assert parallel_analysis(rng.standard_normal((n, p)))["n_components"] == 1
+
+
+def test_bic_counts_the_planted_clusters():
+    rng = np.random.default_rng(0)
+    for k in (2, 3, 4):
+        centres = 6 * np.stack([np.cos(2 * np.pi * np.arange(k) / k),
+                                np.sin(2 * np.pi * np.arange(k) / k)], 1)  # fmt: skip
+        x = np.concatenate([c + rng.standard_normal((400, 2)) for c in centres])
+        assert domains_by_bic(x)["n_domains"] == k
+
+
+def _cell_grid(shift):
+    """A square lattice of A columns (spacing 20 px) with B at the cell
+    centres, each B shifted by ``shift`` [x, y] px."""
+    i, j = np.meshgrid(np.arange(12), np.arange(12))
+    a = 20.0 * np.stack([i.ravel(), j.ravel()], 1) + 10
+    b = a[(a < 220).all(1)] + 10 + np.asarray(shift, float)
+    return a, b
+
+
+def test_reference_cell_and_offsets_of_a_known_lattice():
+    a, b = _cell_grid([1.5, -0.5])
+    ref = reference_cell(b, a)
+    np.testing.assert_allclose(np.sort(np.abs(ref).ravel()),
+                               np.sort(np.abs(np.array([[11.5, 9.5], [8.5, 9.5],
+                                                        [8.5, 10.5], [11.5, 10.5]])).ravel()))  # fmt: skip
+    offsets, ok, _ = displacement_descriptors(b, a)
+    assert ok.all()
+    np.testing.assert_allclose(offsets, 0.0, atol=1e-9)  # every cell the median one
+    # A moved B: minus the mean of its neighbours' offsets is its displacement.
+    b2 = b.copy()
+    b2[5] += [2.0, 1.0]
+    offsets, ok, ref = displacement_descriptors(b2, a)
+    np.testing.assert_allclose(-offsets[5].mean(0), [2.0, 1.0], atol=1e-9)
+
+
+def test_centroid_shift_of_a_moved_gaussian():
+    yy, xx = np.mgrid[0:21, 0:21]
+
+    def blob(x0, y0):
+        return np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * 1.5**2))
+
+    shift = centroid_shifts(blob(10.6, 9.7), blob(10.0, 10.0), [[10, 10]], 5.0)
+    np.testing.assert_allclose(shift[0], [0.6, -0.3], atol=0.08)
+
+
+@pytest.fixture(scope="module")
+def stripes():
+    image, truth = perovskite(shape=512, domains="two_stripes", seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        columns = image.find_columns(show_progressbar=False)
+    return image, truth, columns
+
+
+def test_displacement_descriptors_separate_the_planted_domains(stripes):
+    from scipy.spatial import cKDTree
+    from sklearn.metrics import adjusted_rand_score
+
+    from stemunmix.learn import GaussianMixture
+
+    image, truth, columns = stripes
+    phys = image.displacement_descriptors(columns)
+    assert phys.axes_manager.signal_shape == (4, 2)  # four A neighbours, x and y
+    assert phys.metadata.Signal.signal_type == "local_descriptors"
+    phys.cluster_analysis("signal", n_clusters=2,
+                          algorithm=GaussianMixture(2, random_state=0))  # fmt: skip
+    labels = np.asarray(phys.learning_results.cluster_labels).argmax(0)
+    tb = truth.columns.select("B")
+    _, idx = cKDTree(tb.xy).query(phys.columns.xy)
+    planted = truth.domain[truth.columns.labels == truth.columns.class_index("B")][idx]
+    assert adjusted_rand_score(planted, labels) > 0.9
+    domain = phys.get_domain_map()
+    assert domain.data.shape == image.data.shape
+    # The mean neighbour offset is minus the polar displacement found by
+    # Columns.polarization, column for column.
+    b, vec = columns.polarization()
+    _, idx = cKDTree(b.xy).query(phys.columns.xy)
+    own = -phys.data.mean(-1)
+    dev = own - (-(vec[idx] - vec.mean(0)))
+    assert np.median(np.hypot(*dev.T)) < 0.1
+
+
+def test_displacement_descriptors_refuse_bad_input(stripes):
+    image, _, columns = stripes
+    with pytest.raises(ValueError, match="reach"):
+        image.displacement_descriptors(columns, reach=-1)
+    with pytest.raises(ValueError, match="at least two"):
+        image.displacement_descriptors(columns[:1])
+    with pytest.raises(ValueError, match="class"):
+        image.displacement_descriptors(columns, centre="X")
+
+
+def test_components_as_column_displacements(stripes):
+    """Two domains polarised along +45 and 225 degrees: the first PCA
+    component of B-centred windows moves the A corners together, along that
+    diagonal (B relative to A: opposite sign, any overall sign)."""
+    image, truth, columns = stripes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ld = image.local_descriptors(20, columns, classes="B", source="image")
+    ld.decomposition(algorithm="SVD", output_dimension=4, print_info=False)
+    pictures = ld.component_displacements(columns)
+    corners = pictures["displacements"]["A"][0]  # first component: (4, 2)
+    assert len(pictures["sites"]["A"]) == 4
+    mean = corners.mean(0)
+    direction = mean / np.hypot(*mean)
+    assert abs(abs(direction @ np.array([1, 1]) / np.sqrt(2)) - 1) < 0.1
+    # All four corners move alike (a shift of B, not a strain of the cell).
+    assert np.all(corners @ direction > 0.5 * np.hypot(*mean))
