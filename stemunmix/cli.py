@@ -90,7 +90,7 @@ def _demo(args) -> int:
     print(f"synthetic La-BiFeO3-like image, {args.size} x {args.size} px, "
           "four stripe domains")  # fmt: skip
     result = analyze(image, window=args.window, method=args.method,
-                     components=args.components, domains=4, truth=truth,
+                     components=args.components, domains=args.domains, truth=truth,
                      show_progressbar=True)  # fmt: skip
     _report(result, Path(args.out), "stemunmix demo: four stripe domains", t0)
     return 0
@@ -197,25 +197,31 @@ def main(argv=None) -> int:
     demo.add_argument("--out", default="stemunmix-demo", help="report folder")
     demo.add_argument("--size", type=_integer(64, 8192), default=512,
                       help="image size in pixels, 64 to 8192 (default 512)")  # fmt: skip
-    demo.add_argument("--window", type=_integer(3, 63), default=24,
-                      help="window size in pixels, 3 to 63 (default 24)")  # fmt: skip
-    demo.add_argument("--method", choices=("nmf", "pca", "ica", "gmm"), default="nmf",
-                      help="unmixing method (default nmf)")  # fmt: skip
-    demo.add_argument("--components", type=_integer(1, 50), default=4,
-                      help="number of components, 1 to 50 (default 4)")  # fmt: skip
+    demo.add_argument("--window", type=_integer(3, 63), default=None,
+                      help="window size in pixels, 3 to 63 (default: chosen "
+                           "from the scree against window size)")  # fmt: skip
+    demo.add_argument("--method", choices=("pca", "nmf", "ica", "gmm"), default="pca",
+                      help="unmixing method (default pca)")  # fmt: skip
+    demo.add_argument("--components", type=_integer(1, 50), default=None,
+                      help="number of components, 1 to 50 (default: parallel "
+                           "analysis)")  # fmt: skip
+    demo.add_argument("--domains", type=_integer(1, 50), default=None,
+                      help="number of domains (default: the lowest BIC)")  # fmt: skip
     demo.add_argument("--seed", type=_integer(0), default=0,
                       help="seed of the synthetic image (default 0)")  # fmt: skip
     demo.set_defaults(run=_demo)
     an = sub.add_parser("analyze", help="the whole analysis on your image file")
     an.add_argument("file", help=f"an image file ({FORMATS})")
     an.add_argument("--window", type=_integer(3), default=None,
-                    help="window size in pixels (default 1.2 x the column spacing)")  # fmt: skip
-    an.add_argument("--method", choices=("nmf", "pca", "ica", "gmm"), default="nmf",
-                    help="unmixing method (default nmf)")  # fmt: skip
-    an.add_argument("--components", type=_integer(1, 50), default=4,
-                    help="number of components, 1 to 50 (default 4)")  # fmt: skip
+                    help="window size in pixels (default: chosen from the scree "
+                         "against window size)")  # fmt: skip
+    an.add_argument("--method", choices=("pca", "nmf", "ica", "gmm"), default="pca",
+                    help="unmixing method (default pca)")  # fmt: skip
+    an.add_argument("--components", type=_integer(1, 50), default=None,
+                    help="number of components, 1 to 50 (default: parallel "
+                         "analysis)")  # fmt: skip
     an.add_argument("--domains", type=_integer(1, 50), default=None,
-                    help="number of domains to cluster (default: components)")  # fmt: skip
+                    help="number of domains to cluster (default: the lowest BIC)")  # fmt: skip
     an.add_argument("--classes", default="B",
                     help="column class the windows centre on, or 'all' (default B)")  # fmt: skip
     an.add_argument("--out", default="stemunmix-report", help="report folder")

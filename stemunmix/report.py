@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-METHODS = ("nmf", "pca", "ica", "gmm")
+METHODS = ("pca", "nmf", "ica", "gmm")
 
 
 @dataclass
@@ -34,6 +34,10 @@ class Analysis:
     truth: object | None = None  # SyntheticTruth, for the demo
     domain_agreement: float | None = None  # adjusted Rand index against truth
     stored: dict = field(default_factory=dict)  # name -> file written by analyze
+    choices: dict = field(default_factory=dict)  # what was chosen from the data, why
+    physical: object | None = None  # the neighbour-displacement descriptor, clustered
+    physical_agreement: float | None = None  # ARI, learned against physical labels
+    physical_truth_agreement: float | None = None  # ARI, physical against truth
 
     @property
     def columns(self):
@@ -73,24 +77,51 @@ def as_image(signal):
     return signal
 
 
-def default_window(columns) -> int:
-    """1.2 times the median nearest-neighbour distance of the first class's
-    columns: a B-centred window then holds its B column and the four A corners."""
+WINDOW_FACTORS = (0.3, 0.4, 0.5, 0.65, 0.8, 1.0, 1.2)
+
+
+def column_spacing(columns, classes="B") -> float:
+    """Median nearest-neighbour distance (pixels) of the window class's
+    columns (all columns when there is none of that class)."""
     from scipy.spatial import cKDTree
 
-    first = columns.select(0)
-    xy = first.xy if len(first) >= 2 else columns.xy
+    sel = columns
+    if classes is not None:
+        name = classes if isinstance(classes, (str, int)) else list(classes)[0]
+        try:
+            sel = columns.select(name)
+        except ValueError:
+            sel = columns
+    xy = sel.xy if len(sel) >= 2 else columns.xy
     if len(xy) < 2:
         raise ValueError("too few columns to choose a window size; pass window=")
     dist, _ = cKDTree(xy).query(xy, k=2)
-    return max(3, int(round(1.2 * float(np.median(dist[:, 1])))))
+    return float(np.median(dist[:, 1]))
+
+
+def window_candidates(spacing: float) -> list[int]:
+    """Odd window sizes from 0.3 to 1.2 column spacings (at least 5 px)."""
+    return sorted({max(5, int(round(f * spacing)) | 1) for f in WINDOW_FACTORS})
+
+
+def choose_window(scree, n_components: int) -> int:
+    """The rule for the window size: the d whose first ``n_components``
+    components explain the most variance on the scree against window size
+    (``scree_by_window``, the study's Fig. 1a). A window the size of the
+    distortion holds the signal and little else; a larger one adds pixels
+    the components do not explain (other columns' noise), a smaller one cuts
+    the column off."""
+    curves = np.asarray(scree.data)
+    d = scree.axes_manager.signal_axes[0].axis
+    row = curves[min(n_components, len(curves)) - 1]
+    return int(d[int(np.argmax(row))])
 
 
 def analyze(
     image,
     window=None,
-    method: str = "nmf",
-    components: int = 4,
+    method: str = "pca",
+    components: int | None = None,
     domains: int | None = None,
     classes="B",
     scree: bool = True,
@@ -98,53 +129,79 @@ def analyze(
     show_progressbar: bool | None = None,
     log=print,
     store=None,
+    source: str = "image",
+    centre: str = "cell",
+    normalize: str | None = "mean",
 ) -> Analysis:
-    """Segment, find columns, cut windows, unmix and cluster, with defaults.
+    """Segment, find columns, cut windows, unmix and cluster, choosing what
+    the user leaves out from the data.
 
     Parameters
     ----------
     image : Signal2D
         Any 2D image (stacks: every frame; figures show the first).
     window : int, optional
-        Window size in pixels; default :func:`default_window`.
-    method : {"nmf", "pca", "ica", "gmm"}
-        NMF or PCA (SVD) decomposition, FastICA on a PCA, or a Gaussian
-        mixture on the PCA loadings; the domain map always comes from a
-        Gaussian mixture on the method's loadings.
-    components : int
-        Number of components (and of clusters for ``"gmm"``).
+        Window size in pixels; default chosen by :func:`choose_window` on the
+        scree against window size (``scree=True``), otherwise half the column
+        spacing.
+    method : {"pca", "nmf", "ica", "gmm"}
+        PCA (SVD of the centred windows), NMF, FastICA on a PCA, or a
+        Gaussian mixture on the PCA loadings; the domain map always comes
+        from a Gaussian mixture on the method's loadings.
+    components : int, optional
+        Number of components; default from parallel analysis
+        (:func:`stemunmix.core.selection.parallel_analysis`: the components
+        above the noise floor of shuffled windows).
     domains : int, optional
-        Number of domains (Gaussian-mixture clusters); default ``components``.
+        Number of domains (Gaussian-mixture clusters); default from the
+        mixture's BIC on the loadings
+        (:func:`stemunmix.core.selection.domains_by_bic`).
     classes : str or list
         The columns the windows are centred on (default the B columns, whose
         displacements carry the polarisation); ``None`` for all.
     scree : bool
-        Also compute the explained variance against window size.
+        Also compute the explained variance against window size (needed to
+        choose the window from the data).
     truth : SyntheticTruth, optional
         For synthetic images: report the domain agreement with the truth.
     store : path-like, optional
         A folder. For a lazy image the network's maps are computed there once
-        (``maps.zarr``, segment's ``store=``) and read back, so the later steps
-        do not run the network again (default: a temporary folder); ignored
-        for an in-memory image.
+        (``maps.zarr``, segment's ``store=``) and read back; ignored for an
+        in-memory image.
+    source, centre, normalize
+        The windows: cut from the ``"image"`` (default) or the
+        ``"probabilities"``; centred on the ``"cell"`` (default: the centre of
+        each column's cell, so a window shows its column's displacement) or
+        the ``"column"``; ``normalize="mean"`` (default; not for NMF) takes
+        each window less its own mean (intensity and background out).
+
+    What was chosen, and why, is in ``result.choices``, in the descriptors'
+    ``metadata.Signal.stemunmix.model_selection`` and in the report.
     """
 
     from stemunmix.core import checks
 
     checks.one_of("method", method, METHODS)
-    checks.count("components", components, 1, 50)
+    checks.one_of("source", source, ("image", "probabilities"))
+    checks.one_of("centre", centre, ("cell", "column"))
+    checks.one_of("normalize", normalize, (None, "mean"))
+    if components is not None:
+        checks.count("components", components, 1, 50)
     if domains is not None:
         checks.count("domains", domains, 1, 50)
-    domains = components if domains is None else int(domains)
+    if window is not None:
+        checks.count("window", window, 3)
+    if method == "nmf":
+        normalize = None  # NMF needs non-negative windows
     from hyperspy.defaults_parser import preferences
     from tqdm.auto import tqdm
 
     image = as_image(image)
     lazy = image._lazy
-    timings = {}
+    timings, choices = {}, {}
     show = preferences.General.show_progressbar
     show = show if show_progressbar is None else show_progressbar
-    bar = tqdm(total=5 if scree else 4, desc="stemunmix", disable=not show,
+    bar = tqdm(total=6 if scree else 5, desc="stemunmix", disable=not show,
                leave=False)  # fmt: skip
     say = bar.write if show else log
 
@@ -157,14 +214,18 @@ def analyze(
         bar.update(1)
         say(f"{name}: {text}{' ' if text else ''}({timings[name]:.1f} s)")
 
+    def windows(d):
+        return prob.local_descriptors(
+            d, columns, classes=classes, image=image, source=source,
+            centre=centre, show_progressbar=False, lazy_output=lazy,
+        )  # fmt: skip
+
     try:
         step("segment")
         stored = {}
         if lazy and store is not None:
             Path(store).mkdir(parents=True, exist_ok=True)
             stored["maps"] = Path(store) / "maps.zarr"
-        # A lazy image's maps are computed once, into the store (segment's
-        # store=): no later step runs the network again.
         prob = image.segment(show_progressbar=False, store=stored.get("maps"))
         done("segment", f"{' / '.join(prob.class_names)} maps")
         step("find columns")
@@ -177,36 +238,87 @@ def analyze(
         counts = {n: len(columns.select(n)) for n in columns.class_names
                   if n != "background"}  # fmt: skip
         done("find columns", ", ".join(f"{v} {k}" for k, v in counts.items()))
+        spacing = column_spacing(columns, classes)
+        scree_signal = None
+        if scree:
+            step("scree against window size")
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # windows dropped at the edge
+                scree_signal = prob.scree_by_window(
+                    window_candidates(spacing), n_components=10, classes=classes,
+                    columns=columns, image=image, source=source, centre=centre,
+                    normalize=normalize, lazy_output=lazy,
+                )  # fmt: skip
+            done("scree against window size")
         if window is None:
-            window = default_window(columns)
+            if scree_signal is not None:
+                first = windows(int(round(0.5 * spacing)) | 1)
+                n_floor = _components_above_noise(first, normalize)
+                window = choose_window(scree_signal, n_floor)
+                choices["window"] = {
+                    "value": int(window),
+                    "why": f"the most variance in the first {n_floor} components "
+                           f"(those above the noise floor) on the scree against "
+                           f"window size, d = {window_candidates(spacing)} px "
+                           f"(0.3 to 1.2 x the {spacing:.1f} px column spacing)",
+                }  # fmt: skip
+            else:
+                window = int(round(0.5 * spacing)) | 1
+                choices["window"] = {"value": int(window),
+                                     "why": f"half the {spacing:.1f} px column "
+                                            "spacing (no scree computed)"}  # fmt: skip
         step("local descriptors")
-        ld = prob.local_descriptors(
-            window, columns, classes=classes, image=image,
-            show_progressbar=False, lazy_output=lazy,
-        )  # fmt: skip
+        ld = windows(window)
         n = ld.axes_manager.navigation_size
-        if n < max(components, domains) + 1:
+        if normalize == "mean":
+            ld.data = ld.data - ld.data.mean(axis=(-2, -1), keepdims=True)
+        done("local descriptors", f"{n} windows of {window} x {window} px")
+        step(method)
+        if components is None:
+            components = _components_above_noise(ld, None)
+            choices["components"] = {
+                "value": int(components),
+                "why": "parallel analysis: the PCA components above the 95th "
+                       "percentile of 5 shuffles of the windows' pixels",
+            }  # fmt: skip
+        if n < components + 2:
             raise ValueError(
                 f"only {n} windows for {components} components; use a larger image, "
                 "a smaller window, or fewer components"
             )
-        done("local descriptors", f"{n} windows of {window} x {window} px")
-        step(method)
-        _unmix(ld, method, components, domains)
+        _decompose(ld, method, components)
+        loadings = _loadings(ld, method, components)
+        if domains is None:
+            from stemunmix.core.selection import domains_by_bic
+
+            found = domains_by_bic(loadings, max_domains=8)
+            domains = found["n_domains"]
+            choices["domains"] = {
+                "value": int(domains),
+                "why": "the Gaussian mixture (1 to 8 clusters) with the lowest BIC "
+                       "on the loadings",
+                "bic": [round(b, 1) for b in found["bic"]],
+            }  # fmt: skip
+        _cluster(ld, method, components, domains)
         done(method, f"{components} components, {domains} domains")
+        choices.update({"method": method, "source": source, "centre": centre,
+                        "normalize": str(normalize)})  # fmt: skip
+        ld._set_state("model_selection", choices)
         result = Analysis(image, prob, ld, method, components, domains, int(window),
-                          classes, timings=timings, truth=truth, stored=stored)  # fmt: skip
-        if scree:
-            step("scree against window size")
-            d_values = sorted({max(3, int(round(window * f))) for f in
-                               (0.5, 0.75, 1.0, 1.25, 1.5)})  # fmt: skip
-            result.scree = prob.scree_by_window(
-                d_values, n_components=components, classes=classes, columns=columns,
-                image=image, lazy_output=lazy,
-            )  # fmt: skip
-            done("scree against window size")
+                          classes, timings=timings, truth=truth, stored=stored,
+                          choices=choices, scree=scree_signal)  # fmt: skip
+        step("physical descriptor")
+        _physical(result)
+        done("physical descriptor",
+             "" if result.physical_agreement is None
+             else f"agreement with the learned domains {result.physical_agreement:.3f}")  # fmt: skip
     finally:
         bar.close()
+    for key, value in choices.items():
+        if isinstance(value, dict):
+            log(f"chosen {key}: {value['value']} ({value['why']})")
     if truth is not None:
         result.domain_agreement = domain_agreement(ld, truth)
         log(f"domains: adjusted Rand index {result.domain_agreement:.3f} "
@@ -214,19 +326,84 @@ def analyze(
     return result
 
 
-def _unmix(ld, method, components, domains) -> None:
-    """The decomposition (NMF or SVD, then FastICA for "ica") and the
-    Gaussian mixture on its loadings, in ``ld.learning_results``."""
-    from stemunmix.learn import GaussianMixture
+def _components_above_noise(ld, normalize) -> int:
+    """Parallel analysis on (a subsample of) the windows, 2 to 10 components."""
+    from stemunmix.core.selection import parallel_analysis
 
-    algorithm = "NMF" if method == "nmf" else "SVD"
-    ld.decomposition(algorithm=algorithm, output_dimension=components, print_info=False)
-    source = "decomposition"
+    n = ld.axes_manager.navigation_size
+    data = ld.data.reshape((n, -1))
+    pick = np.sort(np.random.default_rng(0).choice(n, min(n, 5000), replace=False))
+    x = np.asarray(data[pick].compute() if ld._lazy else data[pick], np.float64)
+    if normalize == "mean":
+        x = x - x.mean(1, keepdims=True)
+    found = parallel_analysis(x, max_components=10)
+    return int(np.clip(found["n_components"], 2, 10))
+
+
+def _decompose(ld, method, components) -> None:
+    if method == "nmf":
+        ld.decomposition(algorithm="NMF", output_dimension=components, print_info=False)
+    else:
+        ld.decomposition(algorithm="SVD", output_dimension=components,
+                         centre="navigation", print_info=False)  # fmt: skip
     if method == "ica":
         ld.blind_source_separation(components, print_info=False)
-        source = "bss"
+
+
+def _loadings(ld, method, components) -> np.ndarray:
+    source = "bss" if method == "ica" else "decomposition"
+    return ld._per_column(source)[:, :components]
+
+
+def _cluster(ld, method, components, domains) -> None:
+    """The Gaussian mixture on the method's loadings, in ``ld.learning_results``."""
+    from stemunmix.learn import GaussianMixture
+
+    source = "bss" if method == "ica" else "decomposition"
     ld.cluster_analysis(source, number_of_components=components,
                         algorithm=GaussianMixture(domains, random_state=0))  # fmt: skip
+
+
+def _physical(result: Analysis) -> None:
+    """The physical descriptor (each window column's neighbour offsets on the
+    median cell), clustered into as many domains, and its agreement with the
+    learned domains (and with the truth, where there is one)."""
+    import warnings
+
+    from scipy.spatial import cKDTree
+    from sklearn.metrics import adjusted_rand_score
+
+    from stemunmix.learn import GaussianMixture
+
+    ld, columns = result.descriptors, result.columns
+    names = sorted(set(ld.columns.labels.tolist()))
+    others = [n for k, n in enumerate(columns.class_names)
+              if k not in names and n != "background" and len(columns.select(n))]  # fmt: skip
+    if len(names) != 1 or not others or columns.nav_index is not None:
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            phys = result.image.displacement_descriptors(
+                columns, centre=columns.class_names[names[0]], around=others[0]
+            )
+    except ValueError:
+        return
+    if phys.axes_manager.navigation_size < result.domains + 1:
+        return
+    phys.cluster_analysis("signal", n_clusters=result.domains,
+                          algorithm=GaussianMixture(result.domains, random_state=0))  # fmt: skip
+    result.physical = phys
+    mine = np.asarray(ld.learning_results.cluster_labels).argmax(0)
+    theirs = np.asarray(phys.learning_results.cluster_labels).argmax(0)
+    dist, idx = cKDTree(ld.columns.xy).query(phys.columns.xy)
+    near = dist < 0.5
+    if near.sum() > result.domains:
+        result.physical_agreement = float(
+            adjusted_rand_score(theirs[near], mine[idx[near]])
+        )
+    if result.truth is not None:
+        result.physical_truth_agreement = domain_agreement(phys, result.truth)
 
 
 def domain_agreement(descriptors, truth) -> float:
@@ -359,16 +536,29 @@ def _figures(result: Analysis, out: Path) -> list[tuple[str, str]]:
         factors = ld.get_decomposition_factors()
         kind = f"{result.method.upper()} components"
     fdata = np.asarray(factors.data)
-    fig, axes = _grid(len(fdata), size=2.6, aspect=fdata.shape[1] / fdata.shape[2])
-    for i, (ax, f) in enumerate(zip(axes, fdata, strict=True)):
-        ax.imshow(f, cmap="RdBu_r" if f.min() < 0 else "viridis")
-        ax.set_title(f"{i}")
-        ax.axis("off")
-    channels = ld._get_state("local_descriptors", {}).get("channels")
-    save(fig, "components.png",
-         f"The {kind} as windows"
-         + (f" (channels side by side: {', '.join(channels)})" if channels else "")
-         + ".")  # fmt: skip
+    pictures = None
+    if result.method != "gmm":
+        try:
+            pictures = ld.component_displacements(
+                result.columns, result.learning_source
+            )
+        except (ValueError, KeyError):
+            pictures = None
+    if pictures is not None:
+        save(
+            *_arrows_figure(ld, pictures, sx, units), _arrows_caption(result, pictures)
+        )
+    else:
+        fig, axes = _grid(len(fdata), size=2.6, aspect=fdata.shape[1] / fdata.shape[2])
+        for i, (ax, f) in enumerate(zip(axes, fdata, strict=True)):
+            ax.imshow(f, cmap="RdBu_r" if f.min() < 0 else "viridis")
+            ax.set_title(f"{i}")
+            ax.axis("off")
+        channels = ld._get_state("local_descriptors", {}).get("channels")
+        save(fig, "components.png",
+             f"The {kind} as windows"
+             + (f" (channels side by side: {', '.join(channels)})" if channels else "")
+             + ".")  # fmt: skip
 
     if result.method == "gmm":
         maps = ld.get_loading_maps("cluster")
@@ -386,23 +576,32 @@ def _figures(result: Analysis, out: Path) -> list[tuple[str, str]]:
          "column, drawn over the column's Voronoi cell.")  # fmt: skip
 
     domain = _frame0(ld.get_domain_map().data)
-    panels = [("domains found", domain)]
-    if result.truth is not None:
-        panels.append(("planted domains (truth)", result.truth.domain_map))
+    truth_map = None if result.truth is None else np.asarray(result.truth.domain_map)
+    panels = [("domains found (learned descriptor)", _matched(domain, truth_map))]
+    if result.physical is not None:
+        phys = _frame0(result.physical.get_domain_map().data)
+        panels.append(("physical descriptor (neighbour offsets)",
+                       _matched(phys, truth_map if truth_map is not None else domain)))  # fmt: skip
+    if truth_map is not None:
+        panels.append(("planted domains (truth)", truth_map.astype(float)))
     fig, axes = _grid(len(panels), size=4.5, aspect=raw.shape[0] / raw.shape[1])
     for ax, (title, m) in zip(axes, panels, strict=True):
-        ax.imshow(
-            m, cmap="tab10", vmin=0, vmax=9, extent=extent, interpolation="nearest"
-        )
-        ax.set_title(title)
+        ax.imshow(m, cmap="tab10", vmin=0, vmax=9, extent=extent,
+                  interpolation="nearest")  # fmt: skip
+        ax.set_title(title, fontsize=9)
         ax.axis("off")
     caption = (
-        f"Domain map: Gaussian-mixture clusters ({result.domains}) of the loadings"
+        f"Domain map: Gaussian-mixture clusters ({result.domains}) of the loadings, "
+        "in categorical colours"
+        + (", matched to the truth's" if truth_map is not None else "")
     )
     if result.domain_agreement is not None:
         caption += (
             f"; adjusted Rand index {result.domain_agreement:.3f} against the truth"
         )
+    if result.physical_agreement is not None:
+        caption += (f"; the physical descriptor's clusters (matched to the learned "
+                    f"ones) agree with them at {result.physical_agreement:.3f}")  # fmt: skip
     save(fig, "domain_map.png", caption + ".")
 
     if {"A", "B"} <= set(columns.class_names) and len(columns.select("B")):
@@ -413,6 +612,78 @@ def _figures(result: Analysis, out: Path) -> list[tuple[str, str]]:
              "Polarization: displacement of every B column from the centre of its "
              "A neighbours (pixels; arrows scaled for visibility).")  # fmt: skip
     return figures
+
+
+def _matched(labels, reference):
+    """``labels`` (a map, NaN outside) renumbered to the ``reference`` map's
+    labels they overlap most (the Hungarian assignment), so matched domains
+    share a colour; unchanged without a reference."""
+    from scipy.optimize import linear_sum_assignment
+
+    labels = np.asarray(labels, float)
+    if reference is None:
+        return labels
+    ref = np.asarray(reference, float)
+    ok = np.isfinite(labels) & np.isfinite(ref)
+    if not ok.any():
+        return labels
+    a, b = labels[ok].astype(int), ref[ok].astype(int)
+    table = np.zeros((a.max() + 1, max(b.max() + 1, a.max() + 1)))
+    np.add.at(table, (a, b), 1)
+    rows, cols = linear_sum_assignment(-table)
+    lookup = np.arange(table.shape[0], dtype=float)
+    lookup[rows] = cols
+    spare = [c for c in range(10) if c not in set(cols.tolist())]
+    for r in range(table.shape[0]):
+        if r not in set(rows.tolist()) and spare:
+            lookup[r] = spare.pop(0)
+    out = np.full(labels.shape, np.nan)
+    fin = np.isfinite(labels)
+    out[fin] = lookup[labels[fin].astype(int)]
+    return out
+
+
+def _arrows_figure(ld, pictures, scale, units):
+    """Each component as arrows on the mean cell: the columns of every class
+    where they sit in the window, and how far each moves in the component."""
+    from stemunmix.interop.atomap import COLORS
+
+    moves = pictures["displacements"]
+    n = len(next(iter(moves.values())))
+    fig, axes = _grid(n, size=2.8)
+    biggest = max(float(np.abs(m).max()) for m in moves.values()) or 1.0
+    sites = pictures["sites"]
+    reach = max(float(np.abs(xy).max()) for xy in sites.values()) + 1.0
+    gain = 0.35 * reach / biggest
+    for k, ax in enumerate(axes):
+        for c, (name, xy) in enumerate(sites.items()):
+            color = COLORS[c % len(COLORS)]
+            ax.scatter(xy[:, 0], xy[:, 1], s=40, color=color, label=name)
+            m = moves[name][k]
+            ax.quiver(xy[:, 0], xy[:, 1], m[:, 0] * gain, m[:, 1] * gain,
+                      angles="xy", scale_units="xy", scale=1, color=color, width=0.02)  # fmt: skip
+        ax.set_xlim(-reach, reach)
+        ax.set_ylim(reach, -reach)
+        ax.set_aspect(1)
+        size = float(np.hypot(*np.concatenate([moves[nm][k] for nm in moves]).T).max())
+        label = (f"{size * scale * 1000:.0f} pm" if units == "nm"
+                 else f"{size * scale:.3g} {units}")  # fmt: skip
+        ax.set_title(f"{k}: up to {label}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0].legend(fontsize=7, loc="lower right")
+    return fig, "components.png"
+
+
+def _arrows_caption(result, pictures):
+    what = ("NMF components" if result.method == "nmf" else
+            "independent components" if result.method == "ica" else "PCA components")  # fmt: skip
+    return (
+        f"The {what} as the column displacements they encode: each column "
+        "of the mean cell (dots, by class) and how far the component moves it "
+        "(arrows, enlarged; the title gives the largest move for a typical "
+        "loading)."
+    )
 
 
 def write_report(result: Analysis, out, title: str = "stemunmix report") -> Path:
@@ -435,9 +706,16 @@ def write_report(result: Analysis, out, title: str = "stemunmix report") -> Path
         ("method", f"{result.method.upper()}, {result.components} components, "
                    f"Gaussian mixture of {result.domains} domains"),
     ]  # fmt: skip
+    for key, value in result.choices.items():
+        if isinstance(value, dict):
+            rows.append((f"{key} (chosen)", f"{value['value']}: {value['why']}"))
     if result.domain_agreement is not None:
         rows.append(("domain agreement with the truth",
                      f"adjusted Rand index {result.domain_agreement:.3f}"))  # fmt: skip
+    if result.physical_agreement is not None:
+        rows.append(("learned and physical descriptors",
+                     f"their domains agree at an adjusted Rand index of "
+                     f"{result.physical_agreement:.3f}"))  # fmt: skip
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
     rows.append(("timings", timing + f", report {time.perf_counter() - t0:.1f} s"))
     table = "\n".join(

@@ -90,19 +90,20 @@ def displacement_descriptors(centre_xy, around_xy, reach: float | None = None):
     return offsets - ref[None], ok, ref
 
 
-def window_sites(centre_xy, classes_xy: dict, d: int) -> dict:
+def window_sites(centre_xy, classes_xy: dict, d: int, centre_class=None) -> dict:
     """Where each class's columns sit in a d x d window centred on a typical
-    ``centre`` column: {class name: (M, 2) offsets [x, y] from the window
-    centre}, from the median cell; only those at least a pixel inside."""
-    half = (d - 1) / 2 - 1.0
+    ``centre`` column (of class ``centre_class``, which sits at the centre):
+    {class name: (M, 2) offsets [x, y] from the window centre}, from the
+    median cell; only those at least half a pixel inside."""
+    half = (d - 1) / 2 - 0.5
     out = {}
     for name, xy in classes_xy.items():
         if len(xy) < 2:
             continue
-        ref = reference_cell(centre_xy, xy, reach=float(np.sqrt(2) * (half + 1)),
+        ref = reference_cell(centre_xy, xy, reach=float(np.sqrt(2) * (half + 0.5)),
                              k_query=32)  # fmt: skip
-        same = len(xy) == len(centre_xy) and np.array_equal(xy, centre_xy)
-        if same or (len(ref) and np.hypot(*ref.T).min() < 1.0):
+        ref = ref.reshape(-1, 2)
+        if name == centre_class:
             ref = np.vstack([np.zeros((1, 2)), ref[np.hypot(*ref.T) >= 1.0]])
         inside = (np.abs(ref) <= half).all(1)
         if inside.any():
@@ -129,3 +130,11 @@ def centroid_shifts(picture, reference, sites, radius: float) -> np.ndarray:
 
     return np.array([centroid(picture, x, y) - centroid(reference, x, y)
                      for x, y in np.asarray(sites, float)])  # fmt: skip
+
+
+def cell_centres(centre_xy, around_xy, reach: float | None = None):
+    """The centroid of each centre column's ``around`` neighbours on the
+    median cell (for a B column, the centre of its A cell), (N, 2) [x, y];
+    ``ok`` (N,) where every neighbour was found."""
+    offsets, ok, ref = displacement_descriptors(centre_xy, around_xy, reach)
+    return np.asarray(centre_xy, float) + (offsets + ref[None]).mean(1), ok

@@ -79,13 +79,16 @@ def build(
     block: int = 1024,
     progress=None,
     navigation: str = "columns",
+    centre: str = "column",
 ):
     """LocalDescriptors from ``frames`` (nav..., C, H, W) numpy/dask and columns.
 
     ``axes``: the signal axes (x, y) of the source image, for calibration;
     ``block``: image pixels per side of a block of windows (one task when
-    lazy; no effect on the values). The windows are gathered by
-    :func:`stemunmix.core.windows.gather` on the engine.
+    lazy; no effect on the values); ``centre``: each window centred on its
+    column or on the centre of its column's cell (:func:`cell_centred`). The
+    windows are gathered by :func:`stemunmix.core.windows.gather` on the
+    engine.
     """
     from stemunmix.signals.local_descriptors import (
         LazyLocalDescriptors,
@@ -96,11 +99,16 @@ def build(
     d, (h, w), nav_shape = checked["d"], frames.shape[-2:], frames.shape[:-3]
     if navigation == "lattice":
         _check_sites(columns)
+    every = columns
     columns, dropped = _columns_for_windows(columns, classes, edge, (h, w), d)
+    at = columns.xy
+    if centre == "cell":
+        columns, at, more = cell_centred(every, columns, edge, (h, w), d)
+        dropped += more
     lazy = not isinstance(frames, np.ndarray) if lazy_output is None else lazy_output
     frame_of = (columns.nav_index[:, ::-1] if nav_shape
                 else np.zeros((len(columns), 0), int))  # fmt: skip
-    order, data = gather(frames, columns.xy, frame_of, d, edge, block, lazy, progress)
+    order, data = gather(frames, at, frame_of, d, edge, block, lazy, progress)
     columns = columns[order]
     cls = LazyLocalDescriptors if lazy else LocalDescriptors
     sites = None
@@ -123,7 +131,7 @@ def build(
     params = {
         "d": d, "d_read": checked["d_read"] if d_read is None else d_read,
         "channels": list(channel_names), "edge": edge, "dropped": int(dropped),
-        "centre": "(d - 1) / 2", "navigation": navigation,
+        "centre": "(d - 1) / 2", "navigation": navigation, "centred_on": centre,
     }  # fmt: skip
     params.update(extra_metadata or {})
     out._set_state("local_descriptors", params)
@@ -171,6 +179,50 @@ def _columns_for_windows(columns, classes, edge, shape, d):
             stacklevel=4,
         )
     return columns, dropped
+
+
+CENTRES = ("column", "cell")
+
+
+def cell_centred(every, columns, edge, shape, d):
+    """The windows' columns, the centres of their cells (the centroid of
+    their neighbours of the other class, on the median cell) and how many
+    were left out (no full cell; for ``edge="drop"``, a cell window crossing
+    the edge), with a warning when any were."""
+    from stemunmix.core.neighbours import cell_centres
+
+    names = sorted(set(columns.labels.tolist()))
+    if len(names) != 1:
+        raise ValueError(
+            "centre='cell' centres each window on its column's cell: choose one "
+            "class, e.g. classes='B'"
+        )
+    others = [k for k, n in enumerate(every.class_names)
+              if k != names[0] and n != "background" and (every.labels == k).any()]  # fmt: skip
+    if not others:
+        raise ValueError(
+            "centre='cell' needs the columns of another class around these "
+            "(e.g. the A columns around B): find_columns() found none"
+        )
+    if columns.nav_index is not None and len(np.unique(columns.nav_index, axis=0)) > 1:
+        raise ValueError(
+            "centre='cell' takes one image's columns: use columns.frame(i)"
+        )
+    around = every[every.labels == others[0]]
+    at, ok = cell_centres(columns.xy, around.xy)
+    if edge == "drop":
+        ok &= inside_mask(at, shape, d)
+    if not ok.any():
+        raise ValueError("no column has a full cell of neighbours: use centre='column'")
+    left = int((~ok).sum())
+    if left:
+        warnings.warn(
+            f"centre='cell': {left} of {len(ok)} columns without a full cell of "
+            f"{every.class_names[others[0]]} neighbours (or whose window would "
+            "cross the edge) were left out",
+            stacklevel=4,
+        )
+    return columns[ok], at[ok], left
 
 
 def _check_sites(columns):
@@ -223,13 +275,18 @@ def _window_axes(d, n_channels, axes):
     ]  # fmt: skip
 
 
-def scree_by_window(make_descriptors, d_values, n_components: int = 10):
+def scree_by_window(make_descriptors, d_values, n_components: int = 10,
+                    normalize: str | None = None):  # fmt: skip
     """Explained variance of the first components against the window size.
 
     ``make_descriptors(d)`` builds the LocalDescriptors for size d. Returns a
     Signal1D: navigation = component (1..n), signal = d (a non-uniform axis),
-    value = cumulative explained variance ratio (PCA by SVD, centred).
+    value = cumulative explained variance ratio (PCA by SVD, centred);
+    ``normalize="mean"`` takes each window less its own mean first.
     """
+    from stemunmix.core import checks
+
+    checks.one_of("normalize", normalize, (None, "mean"))
     from hyperspy._signals.signal1d import Signal1D
 
     d_values = [int(d) for d in d_values]
@@ -240,6 +297,8 @@ def scree_by_window(make_descriptors, d_values, n_components: int = 10):
         ld = make_descriptors(d)
         x = np.asarray(ld.data.compute() if ld._lazy else ld.data)
         x = x.reshape(len(x), -1).astype(np.float64)
+        if normalize == "mean":
+            x -= x.mean(1, keepdims=True)
         x -= x.mean(0)
         s = np.linalg.svd(x, compute_uv=False) ** 2
         ratio = np.cumsum(s) / s.sum()

@@ -257,6 +257,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
         lazy_output: bool | None = None,
         spacing: float | None = None,
         navigation: str = "columns",
+        centre: str = "column",
     ):
         """A d x d window centred on every column (LocalDescriptors), cut from
         this image's maps (``source="probabilities"``) or from the image itself
@@ -264,10 +265,12 @@ class AtomicResolutionImage(StemunmixSignal2D):
         found once if it has none). Lazy in, lazy out. See
         :meth:`ColumnProbabilities.local_descriptors` for the arguments.
         """
+        from stemunmix.core import checks
         from stemunmix.nn.model_io import check_model
         from stemunmix.signals import _descriptors
 
         check_image_axes(self, "local_descriptors")
+        checks.one_of("centre", centre, _descriptors.CENTRES)
         names = list(check_model(model).class_names)  # cheap: checks the arguments
         _descriptors.check_arguments(
             d, edge, source, self.axes_manager.signal_axes, self.data.shape,
@@ -281,7 +284,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
                 self.axes_manager.signal_axes,
                 f"Local descriptors of {self.metadata.General.title}",
                 self._lazy if lazy_output is None else lazy_output, {"source": "image"},
-                navigation=navigation,
+                navigation=navigation, centre=centre,
             )  # fmt: skip
         prob = self._maps(model, spacing=spacing, show_progressbar=show_progressbar)
         if columns is None:
@@ -291,7 +294,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
             d, columns, classes, source, channels, edge,
             show_progressbar=show_progressbar,
             lazy_output=self._lazy if lazy_output is None else lazy_output,
-            navigation=navigation,
+            navigation=navigation, centre=centre,
         )  # fmt: skip
 
 

@@ -126,17 +126,19 @@ class ColumnProbabilities(StemunmixSignal2D):
         return columns
 
     def scree_by_window(self, d_values, n_components: int = 10, classes=None,
-                        source: str = "probabilities", **kwargs):  # fmt: skip
+                        source: str = "probabilities", normalize=None, **kwargs):  # fmt: skip
         """Cumulative explained variance of the first ``n_components`` PCA
         components of the local descriptors, for each window size in
         ``d_values`` (pixels): the study's Fig. 1a. Returns a Signal1D over d.
+        ``normalize="mean"``: each window less its own mean first; other
+        keywords go to :meth:`local_descriptors` (e.g. ``centre="cell"``).
         """
         from stemunmix.signals._descriptors import scree_by_window
 
         return scree_by_window(
             lambda d: self.local_descriptors(d, classes=classes, source=source,
                                              **kwargs),
-            d_values, n_components,
+            d_values, n_components, normalize,
         )  # fmt: skip
 
     def _check_on_lattice(self, columns, nav_shape, minimum: float = 0.7) -> None:
@@ -237,6 +239,7 @@ class ColumnProbabilities(StemunmixSignal2D):
         show_progressbar: bool | None = None,
         lazy_output: bool | None = None,
         navigation: str = "columns",
+        centre: str = "column",
     ):
         """A d x d window centred on every column (LocalDescriptors).
 
@@ -273,9 +276,18 @@ class ColumnProbabilities(StemunmixSignal2D):
             then show maps as images. Sites without a window are zeros, masked
             (``navigation_mask``) in ``decomposition`` and
             ``cluster_analysis``; their loadings are NaN.
+        centre : {"column", "cell"}
+            ``"column"``: each window centred on its column. ``"cell"``: on
+            the centre of the column's cell, the centroid of its neighbours of
+            the other class on the median cell (for B windows, the four A
+            corners in [001]), so a window shows its column's displacement from
+            the cell; one class and one image. Columns without a full cell are
+            left out, with a warning.
         """
+        from stemunmix.core import checks
         from stemunmix.signals import _descriptors
 
+        checks.one_of("centre", centre, _descriptors.CENTRES)
         names = self.class_names
         column_classes = [n for n in names if n != "background"]
         checked = _descriptors.check_arguments(
@@ -307,7 +319,7 @@ class ColumnProbabilities(StemunmixSignal2D):
                 f"Local descriptors of {self.metadata.General.title}",
                 self._lazy if lazy_output is None else lazy_output,
                 {"source": source}, checked["d_read"], progress=bar,
-                navigation=navigation,
+                navigation=navigation, centre=centre,
             )  # fmt: skip
 
 

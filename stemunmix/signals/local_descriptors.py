@@ -336,8 +336,9 @@ class LocalDescriptors(StemunmixSignal2D):
         d = int(params["d"])
         channels = list(params.get("channels") or ["image"])
         names = [n for n in columns.class_names if n != "background"]
+        own = self.columns.class_names[int(np.bincount(self.columns.labels).argmax())]
         sites = window_sites(self.columns.xy,
-                             {n: columns.select(n).xy for n in names}, d)  # fmt: skip
+                             {n: columns.select(n).xy for n in names}, d, own)  # fmt: skip
         if not sites:
             raise ValueError("no columns of these classes fall inside the windows")
         every = np.vstack(list(sites.values()))
