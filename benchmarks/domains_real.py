@@ -86,7 +86,9 @@ def smbfo_run(dose, factor, seed):
     image, truth = from_columns(given, (n, n), pixel_size=0.0216 / factor, dose=dose,
                                 drift=(4.0 * factor, -3.0 * factor), jitter=0.15,
                                 seed=seed)  # fmt: skip
-    true_xy, _, true_labels = displacement_labels(given)
+    from stemunmix.core.selection import count_domains
+
+    true_xy, true_vectors, true_labels = displacement_labels(given)
     # Truth positions as the scan saw them (where find_columns finds them).
     gb, seen = given.select("B").xy, truth.columns.select("B").xy
     _, gi = cKDTree(gb).query(true_xy)
@@ -104,10 +106,16 @@ def smbfo_run(dose, factor, seed):
     phys_ari, _ = ari_at(phys.columns.xy, phys_labels, true_seen, true_labels)
     m_xy, _, m_labels = displacement_labels(result.columns)
     ceiling, _ = ari_at(m_xy, m_labels, true_seen, true_labels)
+    # The truth's own number of separated groups (the silhouette on the true
+    # vectors), and the defaults against a truth of that many.
+    k_true = count_domains(true_vectors)["n_domains"]
+    _, _, labels_k = displacement_labels(given, k_true)
+    ari_k, _ = ari_at(ld.columns.xy, labels, true_seen, labels_k)
     return {
         "dose": dose, "pixel_size_nm": 0.0216 / factor, "seed": seed,
         "ari_defaults": ari, "matched": matched, "ari_physical_descriptor": phys_ari,
         "ari_measured_vectors_ceiling": ceiling,
+        "truth_silhouette_domains": k_true, "ari_defaults_vs_truth_of_that_many": ari_k,
         "learned_vs_physical": result.physical_agreement,
         "chosen": {k: (v["value"] if isinstance(v, dict) else v)
                    for k, v in result.choices.items()},
@@ -183,14 +191,21 @@ def main():
                 print(f"SmBFO {r['pixel_size_nm']:.4f} nm/px dose {dose:>3} seed {seed}: "
                       f"ARI defaults {r['ari_defaults']:.3f}, physical descriptor "
                       f"{r['ari_physical_descriptor']:.3f}, measured vectors (ceiling) "
-                      f"{r['ari_measured_vectors_ceiling']:.3f}; chosen {r['chosen']} "
+                      f"{r['ari_measured_vectors_ceiling']:.3f}; the true vectors' "
+                      f"silhouette: {r['truth_silhouette_domains']} domains, defaults "
+                      f"against that truth {r['ari_defaults_vs_truth_of_that_many']:.3f}; "
+                      f"chosen {r['chosen']} "
                       f"({r['wall_s']:.0f} s)", flush=True)  # fmt: skip
     for dose in doses:
         rows = [r for r in out["smbfo"] if r["dose"] == dose]
         print(f"SmBFO dose {dose:>3}: ARI defaults min {min(r['ari_defaults'] for r in rows):.3f} "
               f"median {np.median([r['ari_defaults'] for r in rows]):.3f}; ceiling median "
               f"{np.median([r['ari_measured_vectors_ceiling'] for r in rows]):.3f}")  # fmt: skip
-    synth = [(2048, 40001, "four_stripes")] + [(512, s, "four_stripes") for s in seeds]
+    synth = (
+        [(2048, 40001, "four_stripes")]
+        + [(512, s, "four_stripes") for s in seeds]
+        + [(1024, 7, p) for p in ("two_stripes", "three_stripes", "four_stripes")]
+    )
     for shape, seed, pattern in synth:
         r = synthetic_run(shape, seed, pattern)
         out["synthetic"].append(r)

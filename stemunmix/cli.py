@@ -206,7 +206,7 @@ def main(argv=None) -> int:
                       help="number of components, 1 to 50 (default: parallel "
                            "analysis)")  # fmt: skip
     demo.add_argument("--domains", type=_integer(1, 50), default=None,
-                      help="number of domains (default: the lowest BIC)")  # fmt: skip
+                      help="number of domains (default: the best silhouette)")  # fmt: skip
     demo.add_argument("--seed", type=_integer(0), default=0,
                       help="seed of the synthetic image (default 0)")  # fmt: skip
     demo.set_defaults(run=_demo)
@@ -221,7 +221,7 @@ def main(argv=None) -> int:
                     help="number of components, 1 to 50 (default: parallel "
                          "analysis)")  # fmt: skip
     an.add_argument("--domains", type=_integer(1, 50), default=None,
-                    help="number of domains to cluster (default: the lowest BIC)")  # fmt: skip
+                    help="number of domains to cluster (default: the best silhouette)")  # fmt: skip
     an.add_argument("--classes", default="B",
                     help="column class the windows centre on, or 'all' (default B)")  # fmt: skip
     an.add_argument("--out", default="stemunmix-report", help="report folder")

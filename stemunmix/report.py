@@ -154,8 +154,8 @@ def analyze(
         above the noise floor of shuffled windows).
     domains : int, optional
         Number of domains (Gaussian-mixture clusters); default from the
-        mixture's BIC on the loadings
-        (:func:`stemunmix.core.selection.domains_by_bic`).
+        partition of the loadings with the highest silhouette
+        (:func:`stemunmix.core.selection.count_domains`).
     classes : str or list
         The columns the windows are centred on (default the B columns, whose
         displacements carry the polarisation); ``None`` for all.
@@ -291,15 +291,15 @@ def analyze(
         _decompose(ld, method, components)
         loadings = _loadings(ld, method, components)
         if domains is None:
-            from stemunmix.core.selection import domains_by_bic
+            from stemunmix.core.selection import count_domains
 
-            found = domains_by_bic(loadings, max_domains=8)
+            found = count_domains(loadings, max_domains=8)
             domains = found["n_domains"]
             choices["domains"] = {
                 "value": int(domains),
-                "why": "the Gaussian mixture (1 to 8 clusters) with the lowest BIC "
-                       "on the loadings",
-                "bic": [round(b, 1) for b in found["bic"]],
+                "why": "the Gaussian mixture (2 to 8 clusters) of the loadings "
+                       "whose partition has the highest mean silhouette",
+                "silhouette": [round(v, 3) for v in found["silhouette"]],
             }  # fmt: skip
         _cluster(ld, method, components, domains)
         done(method, f"{components} components, {domains} domains")

@@ -11,7 +11,7 @@ from stemunmix.core.neighbours import (
     displacement_descriptors,
     reference_cell,
 )
-from stemunmix.core.selection import domains_by_bic, parallel_analysis
+from stemunmix.core.selection import count_domains, parallel_analysis
 from stemunmix.synthetic import perovskite
 
 
@@ -27,13 +27,13 @@ def test_parallel_analysis_counts_the_planted_components():
     assert parallel_analysis(rng.standard_normal((n, p)))["n_components"] == 1
 
 
-def test_bic_counts_the_planted_clusters():
+def test_silhouette_counts_the_planted_clusters():
     rng = np.random.default_rng(0)
     for k in (2, 3, 4):
         centres = 6 * np.stack([np.cos(2 * np.pi * np.arange(k) / k),
                                 np.sin(2 * np.pi * np.arange(k) / k)], 1)  # fmt: skip
         x = np.concatenate([c + rng.standard_normal((400, 2)) for c in centres])
-        assert domains_by_bic(x)["n_domains"] == k
+        assert count_domains(x)["n_domains"] == k
 
 
 def _cell_grid(shift):
@@ -142,3 +142,23 @@ def test_components_as_column_displacements(stripes):
     along = corners @ (mean / np.hypot(*mean))
     assert np.all(along > 0.5 * np.hypot(*mean))
     assert 0.05 < np.hypot(*mean) < 2.0
+
+
+@pytest.mark.parametrize("pattern", ["two_stripes", "three_stripes", "four_stripes"])
+def test_analyze_picks_the_planted_number_of_domains(pattern):
+    """Nothing chosen by hand: the window from the scree, the components by
+    parallel analysis, the domains by the silhouette; the planted number of
+    domains is found and the choices are recorded."""
+    from stemunmix.report import analyze
+
+    image, truth = perovskite(shape=1024, domains=pattern, dose=100, seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = analyze(image, truth=truth, show_progressbar=False,
+                         log=lambda *a: None)  # fmt: skip
+    assert result.domains == truth.n_domains
+    assert result.domain_agreement > 0.95
+    recorded = result.descriptors.metadata.Signal.stemunmix.model_selection
+    assert recorded.domains.value == truth.n_domains
+    assert 5 <= recorded.window.value <= 25 and recorded.components.value >= 2
+    assert result.physical_agreement is not None and result.physical_agreement > 0.8
