@@ -50,9 +50,12 @@ def test_demo_results_reload_in_hyperspy(demo):
     assert len(image.columns.select("A")) > 400 and len(image.columns.select("B")) > 400
     ld = hs.load(out / "descriptors.hspy")
     assert ld.metadata.Signal.signal_type == "local_descriptors"
-    assert ld.learning_results.loadings.shape == (ld.axes_manager.navigation_size, 4)
+    chosen = ld.metadata.Signal.stemunmix.model_selection
+    n = ld.axes_manager.navigation_size
+    assert ld.learning_results.loadings.shape == (n, chosen.components.value)
     labels = np.asarray(ld.learning_results.cluster_labels)
-    assert labels.shape == (4, ld.axes_manager.navigation_size)
+    assert labels.shape == (chosen.domains.value, n)
+    assert chosen.domains.value >= 3 and "silhouette" in chosen.domains.why
     assert ld.get_domain_map().data.shape == image.data.shape
 
 
