@@ -31,6 +31,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BLOCK = 2048
+STEP = ["setup"]  # the step running now, for the memory sampler
 
 
 def make_file(path: Path, n: int) -> None:
@@ -63,15 +64,18 @@ def _pipeline(image, work: Path):
 
     work.mkdir(exist_ok=True)
     steps = {}
+    STEP[0] = "segment"
     t = time.perf_counter()
     # The documented out-of-core practice: the network's maps are computed
     # once into a zarr store (segment's store=), and the windows are written
     # to .zspy once and read back, so no step recomputes either.
     prob = image.segment(store=work / "maps.zarr")
     steps["segment"] = time.perf_counter() - t
+    STEP[0] = "find_columns"
     t = time.perf_counter()
     columns = prob.find_columns(image=image)
     steps["find_columns"] = time.perf_counter() - t
+    STEP[0] = "windows + lazy NMF"
     t = time.perf_counter()
     prob.local_descriptors(20, columns, classes="B", lazy_output=True).save(
         work / "windows.zspy", overwrite=True
@@ -82,6 +86,7 @@ def _pipeline(image, work: Path):
     ld.decomposition(algorithm="NMF", output_dimension=4, max_memory=2e9,
                      print_info=False)  # fmt: skip
     steps["windows + lazy NMF"] = time.perf_counter() - t
+    STEP[0] = "GMM + domain map"
     t = time.perf_counter()
     ld.cluster_analysis("decomposition", number_of_components=4,
                         algorithm=GaussianMixture(4, random_state=0))  # fmt: skip
@@ -108,19 +113,24 @@ def run_pipeline(path: str, cluster: bool, worker_threads: int = 1) -> dict:
     import psutil
 
     warnings.simplefilter("ignore")
-    peak = [0]
+    peak, client_peak, by_step = [0], [0], {}
     stop = threading.Event()
 
     def sample():
         me = psutil.Process()
         while not stop.is_set():
             total = 0
+            here = 0
             for p in [me] + me.children(recursive=True):
                 try:
-                    total += p.memory_info().rss
+                    rss = p.memory_info().rss
                 except psutil.Error:
-                    pass
+                    continue
+                total += rss
+                here = rss if p is me else here
             peak[0] = max(peak[0], total)
+            by_step[STEP[0]] = max(by_step.get(STEP[0], 0), total)
+            client_peak[0] = max(client_peak[0], here)
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -161,6 +171,8 @@ def run_pipeline(path: str, cluster: bool, worker_threads: int = 1) -> dict:
             client.submit(_warm_process, workers=[worker], pure=False).result()
     _pipeline(image.isig[:512, :512], Path(path).parent / "warmup")
     warmup = time.perf_counter() - t
+    STEP[0] = "setup"
+    by_step.clear()
     t0 = time.perf_counter()
     columns, ld, domain, steps = _pipeline(image, Path(path).parent)
     wall = time.perf_counter() - t0
@@ -178,6 +190,8 @@ def run_pipeline(path: str, cluster: bool, worker_threads: int = 1) -> dict:
         "us_per_pixel": 1e6 * wall / n_pixels,
         "steps_s": steps,
         "peak_rss_mb": peak[0] / 2**20,
+        "peak_rss_mb_by_step": {k: v / 2**20 for k, v in by_step.items()},
+        "peak_rss_mb_this_process": client_peak[0] / 2**20,
         "warmup_s": warmup,
     }
 
@@ -221,7 +235,9 @@ def main():
                 r = runs[-1]
                 print(f"{n:>6}^2: {r['wall_s']:8.1f} s, {r['us_per_pixel']:6.2f} us/px, "
                       f"peak RSS {r['peak_rss_mb']:7.0f} MB, {r['columns']} columns, "
-                      f"steps {', '.join(f'{k} {v:.1f} s' for k, v in r['steps_s'].items())}",
+                      f"steps {', '.join(f'{k} {v:.1f} s' for k, v in r['steps_s'].items())}; "
+                      f"peak RSS by step {', '.join(f'{k} {v:.0f}' for k, v in r['peak_rss_mb_by_step'].items())} MB, "
+                      f"this process {r['peak_rss_mb_this_process']:.0f} MB",
                       flush=True)  # fmt: skip
             # The median run by wall time; the peak RSS is the largest of all.
             r = sorted(runs, key=lambda x: x["wall_s"])[(len(runs) - 1) // 2]
