@@ -40,6 +40,34 @@ def _integer(low: int, high: int | None = None):
     return parse
 
 
+def _positive_float(text: str) -> float:
+    """An argparse type: a positive finite number; argparse names the option."""
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _calibrate(args, image) -> None:
+    """--pixel-size onto the image's axes (nm); without it, a hint where the
+    file has no calibration."""
+    axes = image.axes_manager.signal_axes
+    if args.pixel_size is not None:
+        for ax in axes:
+            ax.scale, ax.units = args.pixel_size, "nm"
+        return
+    units = {str(ax.units) for ax in axes}
+    if units & {"<undefined>", "", "None", "px", "pixels"}:
+        print(f"{args.file} has no calibration (its pixels are "
+              f"'{axes[0].scale} {axes[0].units}'): figures are in pixels; give "
+              "--pixel-size NM for nm and pm")  # fmt: skip
+
+
 def _check_against_image(args, image) -> None:
     """--window and --classes against the image and the model, before any work."""
     from stemunmix.nn.model_io import load_model
@@ -169,6 +197,7 @@ def _analyze(args) -> int:
     try:
         image = _load(args.file, lazy, distributed=client is not None)
         _check_against_image(args, image)
+        _calibrate(args, image)
         print(f"{args.file}: {image}")
         try:
             result = analyze(image, window=args.window, method=args.method,
@@ -191,7 +220,21 @@ def _analyze(args) -> int:
 
 
 def main(argv=None) -> int:
-    parser = _Parser(prog="stemunmix", description=__doc__)
+    from stemunmix import __version__
+
+    parser = _Parser(
+        prog="stemunmix",
+        description="Find the structural building blocks of a crystal in an "
+        "atomic-resolution STEM image: segment the columns, cut a window around "
+        "each, unmix the windows and map the domains. Commands: demo (a "
+        "synthetic image), analyze FILE (your image), train (a segmentation "
+        "model).",
+        epilog="Examples: stemunmix demo --out demo-report; stemunmix analyze "
+        "haadf.dm4 --out my-report; stemunmix analyze image.tif --pixel-size "
+        "0.02. Run 'stemunmix COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version",
+                        version=f"stemunmix {__version__}")  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="the whole analysis on a synthetic image")
     demo.add_argument("--out", default="stemunmix-demo", help="report folder")
@@ -230,14 +273,26 @@ def main(argv=None) -> int:
     an.add_argument("--scheduler", default=None,
                     help="address of a dask scheduler to compute on (implies --lazy)")  # fmt: skip
     an.add_argument("--no-scree", action="store_true",
-                    help="skip the explained variance against window size")  # fmt: skip
+                    help="skip the explained variance against window size (the "
+                         "window is then half the column spacing)")  # fmt: skip
+    an.add_argument("--pixel-size", type=_positive_float, default=None,
+                    help="pixel size in nm, for a file without a calibration "
+                         "(e.g. a TIFF); default: the file's")  # fmt: skip
     an.set_defaults(run=_analyze)
     train = sub.add_parser("train", help="train a segmentation model")
-    train.add_argument("--out", default="stemunmix-model")
-    train.add_argument("--steps", type=_integer(1), default=4000)
-    train.add_argument("--batch-size", type=_integer(1), default=8)
-    train.add_argument("--seed", type=_integer(0), default=0)
-    train.add_argument("--device", default=None)
+    train.add_argument("--out", default="stemunmix-model",
+                       help="folder for model.pt and its card (default "
+                            "stemunmix-model)")  # fmt: skip
+    train.add_argument(
+        "--steps", type=_integer(1), default=4000, help="optimiser steps (default 4000)"
+    )
+    train.add_argument("--batch-size", type=_integer(1), default=8,
+                       help="synthetic patches per step (default 8)")  # fmt: skip
+    train.add_argument("--seed", type=_integer(0), default=0,
+                       help="seed of the synthetic training data (default 0)")  # fmt: skip
+    train.add_argument("--device", default=None,
+                       help="torch device, e.g. cpu or cuda (default: cuda "
+                            "where present)")  # fmt: skip
     train.set_defaults(run=_train)
     try:
         args = parser.parse_args(argv)

@@ -446,7 +446,9 @@ def _extent(image):
     ax_x, ax_y = image.axes_manager.signal_axes
     x0, y0 = ax_x.offset - ax_x.scale / 2, ax_y.offset - ax_y.scale / 2
     return [x0, x0 + ax_x.size * ax_x.scale, y0 + ax_y.size * ax_y.scale, y0], (
-        ax_x.units if isinstance(ax_x.units, str) and ax_x.units else "px"
+        ax_x.units
+        if isinstance(ax_x.units, str) and ax_x.units not in ("", "<undefined>")
+        else "px"
     )
 
 
@@ -470,8 +472,11 @@ def _grid(n, size=3.2, max_cols=4, aspect=1.0):
     return fig, axes.ravel()[:n]
 
 
-def _figures(result: Analysis, out: Path) -> list[tuple[str, str]]:
-    """Write the PNGs; returns [(file name, caption)]."""
+def _figures(
+    result: Analysis, out: Path, keep: list | None = None
+) -> list[tuple[str, str]]:
+    """Write the PNGs; returns [(file name, caption)]; the Figure objects go
+    into ``keep`` when given (the tests read them)."""
     from stemunmix.interop.atomap import COLORS
 
     image, ld = result.image, result.descriptors
@@ -488,6 +493,8 @@ def _figures(result: Analysis, out: Path) -> list[tuple[str, str]]:
         fig.tight_layout()
         fig.savefig(out / name, dpi=110)
         figures.append((name, caption))
+        if keep is not None:
+            keep.append((name, fig))
 
     fig, ax = _subplots(figsize=(7, 7 * raw.shape[0] / raw.shape[1] + 0.5))
     ax.imshow(raw, cmap="gray", extent=extent)
@@ -495,10 +502,14 @@ def _figures(result: Analysis, out: Path) -> list[tuple[str, str]]:
         sel = columns.select(name)
         if name == "background" or not len(sel):
             continue
-        ax.scatter(sel.x * sx + ox, sel.y * sy + oy, s=6, color=COLORS[k % len(COLORS)],
+        ax.scatter(sel.x * sx + ox, sel.y * sy + oy, s=10, facecolors="none",
+                   edgecolors=COLORS[k % len(COLORS)], linewidths=0.6,
                    label=f"{name} ({len(sel)})")  # fmt: skip
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
     ax.legend(loc="upper right", markerscale=2, fontsize=8)
-    ax.set_xlabel(units)
+    ax.set_xlabel(f"x ({units})")
+    ax.set_ylabel(f"y ({units})")
     ax.set_title("Image and the columns found")
     save(fig, "columns.png", "The image with the atomic columns found, by class.")
 
@@ -508,9 +519,11 @@ def _figures(result: Analysis, out: Path) -> list[tuple[str, str]]:
     names = result.probabilities.class_names
     fig, axes = _grid(len(names), aspect=raw.shape[0] / raw.shape[1])
     for ax, k in zip(axes, range(len(names)), strict=True):
-        ax.imshow(prob[k], vmin=0, vmax=1, cmap="magma", extent=extent)
+        shown = ax.imshow(prob[k], vmin=0, vmax=1, cmap="magma", extent=extent)
         ax.set_title(f"P({names[k]})")
         ax.axis("off")
+        _scale_bar(ax, extent, units)
+        fig.colorbar(shown, ax=ax, label="probability", shrink=0.8)
     save(fig, "probabilities.png", "Per-class probability maps from the network.")
 
     if result.scree is not None:
@@ -569,9 +582,14 @@ def _figures(result: Analysis, out: Path) -> list[tuple[str, str]]:
         mdata = mdata[0]
     fig, axes = _grid(len(mdata), aspect=raw.shape[0] / raw.shape[1])
     for i, (ax, m) in enumerate(zip(axes, mdata, strict=True)):
-        ax.imshow(m, cmap="RdBu_r" if np.nanmin(m) < 0 else "viridis", extent=extent)
+        signed = np.nanmin(m) < 0
+        top = float(np.nanmax(np.abs(m))) or 1.0
+        shown = ax.imshow(m, cmap="RdBu_r" if signed else "viridis", extent=extent,
+                          vmin=-top if signed else 0, vmax=top)  # fmt: skip
         ax.set_title(f"loading {i}")
         ax.axis("off")
+        _scale_bar(ax, extent, units)
+        fig.colorbar(shown, ax=ax, label="loading", shrink=0.8)
     save(fig, "loading_maps.png", "Loading maps: each component's weight at every "
          "column, drawn over the column's Voronoi cell.")  # fmt: skip
 
@@ -585,11 +603,18 @@ def _figures(result: Analysis, out: Path) -> list[tuple[str, str]]:
     if truth_map is not None:
         panels.append(("planted domains (truth)", truth_map.astype(float)))
     fig, axes = _grid(len(panels), size=4.5, aspect=raw.shape[0] / raw.shape[1])
+    from matplotlib.patches import Patch
+
+    tab10 = __import__("matplotlib").colormaps["tab10"]
     for ax, (title, m) in zip(axes, panels, strict=True):
-        ax.imshow(m, cmap="tab10", vmin=0, vmax=9, extent=extent,
+        ax.imshow(m, cmap="tab10", vmin=-0.5, vmax=9.5, extent=extent,
                   interpolation="nearest")  # fmt: skip
         ax.set_title(title, fontsize=9)
         ax.axis("off")
+        _scale_bar(ax, extent, units)
+        present = sorted(int(v) for v in np.unique(m[np.isfinite(m)]))
+        ax.legend(handles=[Patch(color=tab10(v), label=f"domain {v}") for v in present],
+                  loc="lower left", fontsize=7, framealpha=0.8)  # fmt: skip
     caption = (
         f"Domain map: Gaussian-mixture clusters ({result.domains}) of the loadings, "
         "in categorical colours"
@@ -607,11 +632,30 @@ def _figures(result: Analysis, out: Path) -> list[tuple[str, str]]:
     if {"A", "B"} <= set(columns.class_names) and len(columns.select("B")):
         fig, ax = _subplots(figsize=(7, 7 * raw.shape[0] / raw.shape[1] + 0.5))
         columns.plot_polarization(raw, ax=ax)
+        _scale_bar(ax, [0, raw.shape[1], raw.shape[0], 0], units, sx)
         ax.set_title("B displacement from the centre of its A neighbours")
         save(fig, "polarization.png",
              "Polarization: displacement of every B column from the centre of its "
              "A neighbours (pixels; arrows scaled for visibility).")  # fmt: skip
     return figures
+
+
+def _scale_bar(ax, extent, units, per_data_unit: float = 1.0) -> None:
+    """A scale bar of a round length (about a fifth of the width), in the
+    image's units (nm, or px when uncalibrated); ``per_data_unit``: those
+    units per data unit of ``ax`` (the pixel size when it is drawn in pixels)."""
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    width = abs(extent[1] - extent[0]) * per_data_unit
+    if not width > 0:
+        return
+    target = width / 5
+    step = 10 ** np.floor(np.log10(target))
+    length = max(v * step for v in (1, 2, 5) if v * step <= target)
+    bar = AnchoredSizeBar(ax.transData, length / per_data_unit, f"{length:g} {units}",
+                          "lower right", pad=0.3, color="white", frameon=False,
+                          size_vertical=width / per_data_unit / 150)  # fmt: skip
+    ax.add_artist(bar)
 
 
 def _matched(labels, reference):

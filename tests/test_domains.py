@@ -162,3 +162,36 @@ def test_analyze_picks_the_planted_number_of_domains(pattern):
     assert recorded.domains.value == truth.n_domains
     assert 5 <= recorded.window.value <= 25 and recorded.components.value >= 2
     assert result.physical_agreement is not None and result.physical_agreement > 0.8
+
+
+def test_every_report_figure_with_values_has_a_colourbar_or_scale_bar(tmp_path):
+    """From the figure objects: every panel that shows an image carries a
+    scale bar or its colourbar; categorical maps carry a legend."""
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    from stemunmix.report import _figures, analyze
+
+    image, truth = perovskite(shape=256, domains="two_stripes", seed=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = analyze(image, truth=truth, show_progressbar=False,
+                         log=lambda *a: None)  # fmt: skip
+        kept = []
+        _figures(result, tmp_path, keep=kept)
+    names = [n for n, _ in kept]
+    assert {"columns.png", "probabilities.png", "loading_maps.png",
+            "domain_map.png", "components.png"} <= set(names)  # fmt: skip
+    checked = 0
+    for name, fig in kept:
+        bars = [a for a in fig.axes if hasattr(a, "_colorbar")]
+        for ax in fig.axes:
+            if not ax.images or ax in bars:
+                continue
+            scale = any(isinstance(a, AnchoredSizeBar) for a in ax.artists)
+            labelled = bool(ax.get_xlabel()) and bool(ax.get_ylabel())
+            colourbar = any(b._colorbar.mappable in ax.images for b in bars)
+            assert scale or labelled or colourbar, (name, ax.get_title())
+            if name == "domain_map.png":
+                assert ax.get_legend() is not None, ax.get_title()
+            checked += 1
+    assert checked >= 5
