@@ -178,3 +178,42 @@ def test_train_command_writes_a_loadable_model(tmp_path, capsys):
 def test_bad_arguments_give_one_sentence(capsys):
     _fails_with_one_sentence(capsys, ["train", "--steps", "0", "--out", "unused"],
                              "stemunmix train: argument --steps: must be an integer >= 1")  # fmt: skip
+    _fails_with_one_sentence(capsys, ["analyze", "x.tif", "--pixel-size", "-0.02"],
+                             "stemunmix analyze: argument --pixel-size: must be a "
+                             "positive number")  # fmt: skip
+
+
+def test_version_and_help_name_every_option(capsys):
+    from stemunmix import __version__
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"stemunmix {__version__}"
+    for command in ("demo", "analyze", "train"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert "``" not in text  # no raw reStructuredText
+        options = re.findall(r"^  (--[a-z-]+)", text, flags=re.M)
+        assert len(options) >= 3
+        for option in options:
+            block = text.split(option, 1)[1].split("\n  --", 1)[0]
+            assert len(block.strip()) > 10, f"{command} {option} has no help"
+
+
+def test_pixel_size_calibrates_an_uncalibrated_file(tmp_path):
+    image, _ = perovskite(shape=256, seed=5, domains="two_stripes")
+    for ax in image.axes_manager.signal_axes:
+        ax.scale, ax.units = 1.0, "<undefined>"
+    path = tmp_path / "plain.hspy"
+    image.save(path)
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text):
+        assert main(["analyze", str(path), "--out", str(tmp_path / "a"),
+                     "--no-scree"]) == 0  # fmt: skip
+    assert "--pixel-size" in text.getvalue()  # the hint
+    assert main(["analyze", str(path), "--out", str(tmp_path / "b"), "--no-scree",
+                 "--pixel-size", "0.02"]) == 0  # fmt: skip
+    saved = hs.load(tmp_path / "b" / "image.hspy")
+    ax = saved.axes_manager.signal_axes[0]
+    assert ax.scale == pytest.approx(0.02) and ax.units == "nm"
