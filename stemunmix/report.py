@@ -389,8 +389,8 @@ def _physical(result: Analysis) -> None:
             )
     except ValueError:
         return
-    if phys.axes_manager.navigation_size < result.domains + 1:
-        return
+    if phys.axes_manager.navigation_size < result.domains + 1 or result.domains < 2:
+        return  # one domain: nothing to compare
     phys.cluster_analysis("signal", n_clusters=result.domains,
                           algorithm=GaussianMixture(result.domains, random_state=0))  # fmt: skip
     result.physical = phys
