@@ -195,3 +195,37 @@ def test_every_report_figure_with_values_has_a_colourbar_or_scale_bar(tmp_path):
                 assert ax.get_legend() is not None, ax.get_title()
             checked += 1
     assert checked >= 5
+
+
+def test_hyperspy_plots_show_columns_and_maps(stripes):
+    """image.plot() draws the columns as HyperSpy markers; on column
+    navigation plot_decomposition_results and plot_cluster_results show the
+    loading and cluster maps as images on the image grid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from stemunmix.learn import GaussianMixture
+
+    image, _, columns = stripes
+    image = image.deepcopy()
+    image.columns = columns
+    image.plot()
+    markers = image._plot.signal_plot.ax_markers
+    assert len(markers) == 1 and len(markers[0].get_current_kwargs()["offsets"]) == len(
+        columns
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ld = image.local_descriptors(16, columns, classes="B", source="image")
+    ld.decomposition(output_dimension=3, print_info=False)
+    factors, maps = ld.plot_decomposition_results()
+    assert maps.axes_manager.signal_shape == image.axes_manager.signal_shape
+    assert maps.axes_manager.navigation_size == factors.axes_manager.navigation_size
+    assert maps._plot is not None and maps._plot.is_active
+    ld.cluster_analysis("decomposition", number_of_components=3,
+                        algorithm=GaussianMixture(2, random_state=0))  # fmt: skip
+    means, members = ld.plot_cluster_results()
+    assert members.axes_manager.navigation_size == 2
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

@@ -19,6 +19,22 @@ class AtomicResolutionImage(StemunmixSignal2D):
 
     _signal_type = "atomic_resolution"
 
+    def plot(self, *args, columns: bool = True, **kwargs):
+        """HyperSpy's ``plot``, with this image's columns (when it has them,
+        one image) drawn as HyperSpy markers, one colour per class
+        (``columns=False``: the image alone)."""
+        super().plot(*args, **kwargs)
+        found = self.columns if columns else None
+        if (
+            found is not None
+            and len(found)
+            and self.axes_manager.navigation_dimension == 0
+        ):
+            ax_x, ax_y = self.axes_manager.signal_axes
+            self.add_marker(found.as_markers((ax_x.scale, ax_y.scale),
+                                             (ax_x.offset, ax_y.offset), size=6),
+                            permanent=False)  # fmt: skip
+
     def segment(
         self,
         model=None,

@@ -211,6 +211,34 @@ class LocalDescriptors(StemunmixSignal2D):
         return self._to_image_grid(values, mode, "component",
                                    f"{source} loading maps", checks.count("block", block, 16))  # fmt: skip
 
+    def plot_decomposition_results(self, *args, **kwargs):
+        """HyperSpy's own on the lattice grid (``navigation="lattice"``: the
+        loadings are images already) and for lazy windows; on column
+        navigation, the factors and the loading maps on the image grid, linked
+        by component (``hs.plot.plot_signals``). Returns the two signals."""
+        return self._plot_linked("decomposition", *args, **kwargs)
+
+    def plot_cluster_results(self, *args, **kwargs):
+        """As :meth:`plot_decomposition_results`: each cluster's mean window
+        and its membership map on the image grid, linked by cluster."""
+        return self._plot_linked("cluster", *args, **kwargs)
+
+    def _plot_linked(self, source, *args, **kwargs):
+        from hyperspy.api import plot
+        from hyperspy.signal import BaseSignal
+
+        own = (BaseSignal.plot_decomposition_results if source == "decomposition"
+               else BaseSignal.plot_cluster_results)  # fmt: skip
+        if self.sites is not None or self._lazy or args or kwargs:
+            return own(self, *args, **kwargs)
+        if source == "decomposition":
+            factors = self.get_decomposition_factors()
+        else:
+            factors = self.get_cluster_signals(signal="mean")
+        maps = self.get_loading_maps(source)
+        plot.plot_signals([factors, maps])
+        return factors, maps
+
     def plot_loading_maps(
         self, source: str = "decomposition", mode: str = "voronoi", components=None,
         **kwargs,
