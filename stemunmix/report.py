@@ -496,21 +496,41 @@ def _figures(
         if keep is not None:
             keep.append((name, fig))
 
-    fig, ax = _subplots(figsize=(7, 7 * raw.shape[0] / raw.shape[1] + 0.5))
-    ax.imshow(raw, cmap="gray", extent=extent)
-    for k, name in enumerate(columns.class_names):
-        sel = columns.select(name)
-        if name == "background" or not len(sel):
-            continue
-        ax.scatter(sel.x * sx + ox, sel.y * sy + oy, s=10, facecolors="none",
-                   edgecolors=COLORS[k % len(COLORS)], linewidths=0.6,
-                   label=f"{name} ({len(sel)})")  # fmt: skip
+    h, w = raw.shape
+    strip = max(h, w) > 3 * min(h, w)  # a long strip: a zoomed inset beside it
+    if strip:
+        fig, (ax, zoom) = _subplots(2, 1, figsize=(8, 8 * h / w + 4.5),
+                                    squeeze=True)  # fmt: skip
+    else:
+        fig, ax = _subplots(figsize=(7, 7 * h / w + 0.5))
+    panels = [ax] + ([zoom] if strip else [])
+    for panel in panels:
+        panel.imshow(raw, cmap="gray", extent=extent)
+        for k, name in enumerate(columns.class_names):
+            sel = columns.select(name)
+            if name == "background" or not len(sel):
+                continue
+            panel.scatter(sel.x * sx + ox, sel.y * sy + oy,
+                          s=10 if panel is ax else 40, facecolors="none",
+                          edgecolors=COLORS[k % len(COLORS)], linewidths=0.6,
+                          label=f"{name} ({len(sel)})")  # fmt: skip
+        panel.set_xlabel(f"x ({units})")
+        panel.set_ylabel(f"y ({units})")
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
     ax.legend(loc="upper right", markerscale=2, fontsize=8)
-    ax.set_xlabel(f"x ({units})")
-    ax.set_ylabel(f"y ({units})")
     ax.set_title("Image and the columns found")
+    if strip:
+        side = min(h, w)  # a square of the short side, at the middle
+        cx, cy = (w - side) // 2, (h - side) // 2
+        x0, y0 = extent[0] + cx * sx, extent[3] + cy * sy
+        zoom.set_xlim(x0, x0 + side * sx)
+        zoom.set_ylim(y0 + side * sy, y0)
+        zoom.set_title("zoom: the middle of the strip", fontsize=9)
+        from matplotlib.patches import Rectangle
+
+        ax.add_patch(Rectangle((x0, y0), side * sx, side * sy, fill=False,
+                               edgecolor="yellow", linewidth=1))  # fmt: skip
     save(fig, "columns.png", "The image with the atomic columns found, by class.")
 
     prob = np.asarray(result.probabilities.data)
