@@ -651,12 +651,14 @@ def _figures(
 
     if {"A", "B"} <= set(columns.class_names) and len(columns.select("B")):
         fig, ax = _subplots(figsize=(7, 7 * raw.shape[0] / raw.shape[1] + 0.5))
-        columns.plot_polarization(raw, ax=ax)
+        one = image if image.axes_manager.navigation_dimension == 0 else raw
+        columns.plot_polarization(one, ax=ax)
         _scale_bar(ax, [0, raw.shape[1], raw.shape[0], 0], units, sx)
         ax.set_title("B displacement from the centre of its A neighbours")
         save(fig, "polarization.png",
              "Polarization: displacement of every B column from the centre of its "
-             "A neighbours (pixels; arrows scaled for visibility).")  # fmt: skip
+             "A cell (colour: pm on a calibrated image; arrows enlarged as the "
+             "colourbar says).")  # fmt: skip
     return figures
 
 

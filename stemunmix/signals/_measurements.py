@@ -182,9 +182,23 @@ def plot_polarization(columns, image=None, a="A", b="B", kind="quiver",
         if image is not None:
             ax.imshow(np.asarray(getattr(image, "data", image)), cmap="gray")
         length = np.hypot(*disp[ok].T)
+        # Colour in pm on a calibrated image (nm), else px; arrows enlarged so
+        # the median one is a third of a lattice step (unless scale= is given).
+        per_px, unit = 1.0, "px"
+        axes = getattr(getattr(image, "axes_manager", None), "signal_axes", None)
+        if axes and str(axes[0].units) == "nm":
+            per_px, unit = 1000.0 * float(axes[0].scale), "pm"
+        step = (float(np.hypot(*np.asarray(columns.lattice_vectors).reshape(-1, 2).T).min())
+                if columns.lattice_vectors is not None else 10.0)  # fmt: skip
+        gain = None
+        if scale is None and len(length) and np.median(length) > 0:
+            gain = step / 3 / float(np.median(length))
+            scale = 1 / gain
         q = ax.quiver(where[ok][:, 0], where[ok][:, 1], disp[ok][:, 0], disp[ok][:, 1],
-                      length, cmap="viridis", scale=scale, angles="xy")  # fmt: skip
-        plt.colorbar(q, ax=ax, label="displacement (px)")
+                      length * per_px, cmap="viridis", scale=scale, angles="xy",
+                      scale_units="xy" if gain else None)  # fmt: skip
+        label = f"displacement ({unit})" + (f"; arrows x{gain:.0f}" if gain else "")
+        ax.figure.colorbar(q, ax=ax, label=label)
         if image is None:
             ax.invert_yaxis()
     else:
