@@ -763,7 +763,10 @@ def write_report(result: Analysis, out, title: str = "stemunmix report") -> Path
     rows = [
         ("image", f"{result.image.metadata.General.title or 'untitled'}, "
                   f"{' x '.join(str(s) for s in result.image.data.shape)} px, "
-                  f"{ax.scale:.4g} {ax.units} per pixel"),
+                  + (f"{ax.scale:.4g} {ax.units} per pixel"
+                     if str(ax.units) not in ("", "<undefined>", "px")
+                     else "uncalibrated (stemunmix analyze --pixel-size NM, or set "
+                          "the axes' scale and units)")),
         ("columns found", ", ".join(f"{len(columns.select(n))} {n}"
                                     for n in columns.class_names if n != "background")),
         ("windows", f"{result.descriptors.axes_manager.navigation_size} of "

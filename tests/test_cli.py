@@ -212,6 +212,10 @@ def test_pixel_size_calibrates_an_uncalibrated_file(tmp_path):
         assert main(["analyze", str(path), "--out", str(tmp_path / "a"),
                      "--no-scree"]) == 0  # fmt: skip
     assert "--pixel-size" in text.getvalue()  # the hint
+    assert (
+        "uncalibrated (stemunmix analyze --pixel-size"
+        in (tmp_path / "a" / "report.html").read_text()
+    )
     assert main(["analyze", str(path), "--out", str(tmp_path / "b"), "--no-scree",
                  "--pixel-size", "0.02"]) == 0  # fmt: skip
     saved = hs.load(tmp_path / "b" / "image.hspy")
