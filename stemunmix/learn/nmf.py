@@ -87,9 +87,10 @@ class NMF(TransformerMixin, BaseEstimator):
         presample = checks.count("presample", self.presample, 0)
         H = None
         if is_dask(X) and 4 * X.shape[0] * X.shape[1] <= budget:
-            # Small enough: read once (float32), then every epoch is in memory
-            # (each pass over a lazy stack would recompute or re-read it).
-            X = np.asarray(X.astype(np.float32).compute())
+            # Small enough: read once (float32), chunk by chunk into one array
+            # (a single compute holds the chunks and their concatenation: twice
+            # the stack), then every epoch is in memory.
+            X = _read_rows(X)
         elif is_dask(X):
             rows = min(presample, int(budget // (4 * X.shape[1])))
             if 0 < rows < X.shape[0] and rows >= 10 * k:
@@ -191,6 +192,14 @@ def _chunks(X, step: int = 2048):
     for lo in range(0, X.shape[0], step):
         hi = min(X.shape[0], lo + step)
         yield lo, hi, (lambda lo=lo, hi=hi: X[lo:hi])
+
+
+def _read_rows(X) -> np.ndarray:
+    """A dask (rows, features) array as float32 numpy, filled chunk by chunk."""
+    out = np.empty(X.shape, np.float32)
+    for lo, hi, get in _chunks(X):
+        out[lo:hi] = get()
+    return out
 
 
 def _hals_rows(xht, hht, W, sweeps):
