@@ -219,7 +219,22 @@ def _analyze(args) -> int:
     return 0
 
 
-def main(argv=None) -> int:
+def _unmixing_options(parser, window_type) -> None:
+    """The options demo and analyze share: window, method, components, domains."""
+    parser.add_argument("--window", type=window_type, default=None,
+                        help="window size in pixels (default: chosen from the "
+                             "scree against window size)")  # fmt: skip
+    parser.add_argument("--method", choices=("pca", "nmf", "ica", "gmm"),
+                        default="pca", help="unmixing method (default pca)")  # fmt: skip
+    parser.add_argument("--components", type=_integer(1, 50), default=None,
+                        help="number of components, 1 to 50 (default: parallel "
+                             "analysis)")  # fmt: skip
+    parser.add_argument("--domains", type=_integer(1, 50), default=None,
+                        help="number of domains to cluster, 1 to 50 (default: "
+                             "the best silhouette)")  # fmt: skip
+
+
+def _parser() -> argparse.ArgumentParser:
     from stemunmix import __version__
 
     parser = _Parser(
@@ -240,31 +255,13 @@ def main(argv=None) -> int:
     demo.add_argument("--out", default="stemunmix-demo", help="report folder")
     demo.add_argument("--size", type=_integer(64, 8192), default=512,
                       help="image size in pixels, 64 to 8192 (default 512)")  # fmt: skip
-    demo.add_argument("--window", type=_integer(3, 63), default=None,
-                      help="window size in pixels, 3 to 63 (default: chosen "
-                           "from the scree against window size)")  # fmt: skip
-    demo.add_argument("--method", choices=("pca", "nmf", "ica", "gmm"), default="pca",
-                      help="unmixing method (default pca)")  # fmt: skip
-    demo.add_argument("--components", type=_integer(1, 50), default=None,
-                      help="number of components, 1 to 50 (default: parallel "
-                           "analysis)")  # fmt: skip
-    demo.add_argument("--domains", type=_integer(1, 50), default=None,
-                      help="number of domains (default: the best silhouette)")  # fmt: skip
+    _unmixing_options(demo, _integer(3, 63))
     demo.add_argument("--seed", type=_integer(0), default=0,
                       help="seed of the synthetic image (default 0)")  # fmt: skip
     demo.set_defaults(run=_demo)
     an = sub.add_parser("analyze", help="the whole analysis on your image file")
     an.add_argument("file", help=f"an image file ({FORMATS})")
-    an.add_argument("--window", type=_integer(3), default=None,
-                    help="window size in pixels (default: chosen from the scree "
-                         "against window size)")  # fmt: skip
-    an.add_argument("--method", choices=("pca", "nmf", "ica", "gmm"), default="pca",
-                    help="unmixing method (default pca)")  # fmt: skip
-    an.add_argument("--components", type=_integer(1, 50), default=None,
-                    help="number of components, 1 to 50 (default: parallel "
-                         "analysis)")  # fmt: skip
-    an.add_argument("--domains", type=_integer(1, 50), default=None,
-                    help="number of domains to cluster (default: the best silhouette)")  # fmt: skip
+    _unmixing_options(an, _integer(3))
     an.add_argument("--classes", default="B",
                     help="column class the windows centre on, or 'all' (default B)")  # fmt: skip
     an.add_argument("--out", default="stemunmix-report", help="report folder")
@@ -283,9 +280,8 @@ def main(argv=None) -> int:
     train.add_argument("--out", default="stemunmix-model",
                        help="folder for model.pt and its card (default "
                             "stemunmix-model)")  # fmt: skip
-    train.add_argument(
-        "--steps", type=_integer(1), default=4000, help="optimiser steps (default 4000)"
-    )
+    train.add_argument("--steps", type=_integer(1), default=4000,
+                       help="optimiser steps (default 4000)")  # fmt: skip
     train.add_argument("--batch-size", type=_integer(1), default=8,
                        help="synthetic patches per step (default 8)")  # fmt: skip
     train.add_argument("--seed", type=_integer(0), default=0,
@@ -294,6 +290,11 @@ def main(argv=None) -> int:
                        help="torch device, e.g. cpu or cuda (default: cuda "
                             "where present)")  # fmt: skip
     train.set_defaults(run=_train)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = _parser()
     try:
         args = parser.parse_args(argv)
     except UserError as exc:
