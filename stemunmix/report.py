@@ -193,26 +193,10 @@ def analyze(
         checks.count("window", window, 3)
     if method == "nmf":
         normalize = None  # NMF needs non-negative windows
-    from hyperspy.defaults_parser import preferences
-    from tqdm.auto import tqdm
-
     image = as_image(image)
     lazy = image._lazy
-    timings, choices = {}, {}
-    show = preferences.General.show_progressbar
-    show = show if show_progressbar is None else show_progressbar
-    bar = tqdm(total=6 if scree else 5, desc="stemunmix", disable=not show,
-               leave=False)  # fmt: skip
-    say = bar.write if show else log
-
-    def step(name):
-        timings[name] = time.perf_counter()
-        bar.set_description(name)
-
-    def done(name, text=""):
-        timings[name] = time.perf_counter() - timings[name]
-        bar.update(1)
-        say(f"{name}: {text}{' ' if text else ''}({timings[name]:.1f} s)")
+    choices = {}
+    progress = _Progress(6 if scree else 5, show_progressbar, log)
 
     def windows(d):
         return prob.local_descriptors(
@@ -221,27 +205,11 @@ def analyze(
         )  # fmt: skip
 
     try:
-        step("segment")
-        stored = {}
-        if lazy and store is not None:
-            Path(store).mkdir(parents=True, exist_ok=True)
-            stored["maps"] = Path(store) / "maps.zarr"
-        prob = image.segment(show_progressbar=False, store=stored.get("maps"))
-        done("segment", f"{' / '.join(prob.class_names)} maps")
-        step("find columns")
-        columns = prob.find_columns(image=image, show_progressbar=False)
-        if len(columns) == 0:
-            raise ValueError(
-                "no atomic columns found; check that this is an atomic-resolution image"
-            )
-        image.columns = columns
-        counts = {n: len(columns.select(n)) for n in columns.class_names
-                  if n != "background"}  # fmt: skip
-        done("find columns", ", ".join(f"{v} {k}" for k, v in counts.items()))
+        prob, columns, stored = _segment_and_find(image, store, progress)
         spacing = column_spacing(columns, classes)
         scree_signal = None
         if scree:
-            step("scree against window size")
+            progress.start("scree against window size")
             import warnings
 
             with warnings.catch_warnings():
@@ -251,31 +219,17 @@ def analyze(
                     columns=columns, image=image, source=source, centre=centre,
                     normalize=normalize, lazy_output=lazy,
                 )  # fmt: skip
-            done("scree against window size")
+            progress.done("scree against window size")
         if window is None:
-            if scree_signal is not None:
-                first = windows(int(round(0.5 * spacing)) | 1)
-                n_floor = _components_above_noise(first, normalize)
-                window = choose_window(scree_signal, n_floor)
-                choices["window"] = {
-                    "value": int(window),
-                    "why": f"the most variance in the first {n_floor} components "
-                           f"(those above the noise floor) on the scree against "
-                           f"window size, d = {window_candidates(spacing)} px "
-                           f"(0.3 to 1.2 x the {spacing:.1f} px column spacing)",
-                }  # fmt: skip
-            else:
-                window = int(round(0.5 * spacing)) | 1
-                choices["window"] = {"value": int(window),
-                                     "why": f"half the {spacing:.1f} px column "
-                                            "spacing (no scree computed)"}  # fmt: skip
-        step("local descriptors")
+            window = _window_from_data(windows, spacing, scree_signal, normalize,
+                                       choices)  # fmt: skip
+        progress.start("local descriptors")
         ld = windows(window)
         n = ld.axes_manager.navigation_size
         if normalize == "mean":
             ld.data = ld.data - ld.data.mean(axis=(-2, -1), keepdims=True)
-        done("local descriptors", f"{n} windows of {window} x {window} px")
-        step(method)
+        progress.done("local descriptors", f"{n} windows of {window} x {window} px")
+        progress.start(method)
         if components is None:
             components = _components_above_noise(ld, None)
             choices["components"] = {
@@ -289,33 +243,23 @@ def analyze(
                 "a smaller window, or fewer components"
             )
         _decompose(ld, method, components)
-        loadings = _loadings(ld, method, components)
         if domains is None:
-            from stemunmix.core.selection import count_domains
-
-            found = count_domains(loadings, max_domains=8)
-            domains = found["n_domains"]
-            choices["domains"] = {
-                "value": int(domains),
-                "why": "the Gaussian mixture (2 to 8 clusters) of the loadings "
-                       "whose partition has the highest mean silhouette",
-                "silhouette": [round(v, 3) for v in found["silhouette"]],
-            }  # fmt: skip
+            domains = _domains_from_data(_loadings(ld, method, components), choices)
         _cluster(ld, method, components, domains)
-        done(method, f"{components} components, {domains} domains")
+        progress.done(method, f"{components} components, {domains} domains")
         choices.update({"method": method, "source": source, "centre": centre,
                         "normalize": str(normalize)})  # fmt: skip
         ld._set_state("model_selection", choices)
         result = Analysis(image, prob, ld, method, components, domains, int(window),
-                          classes, timings=timings, truth=truth, stored=stored,
-                          choices=choices, scree=scree_signal)  # fmt: skip
-        step("physical descriptor")
+                          classes, timings=progress.timings, truth=truth,
+                          stored=stored, choices=choices, scree=scree_signal)  # fmt: skip
+        progress.start("physical descriptor")
         _physical(result)
-        done("physical descriptor",
-             "" if result.physical_agreement is None
-             else f"agreement with the learned domains {result.physical_agreement:.3f}")  # fmt: skip
+        agree = result.physical_agreement
+        progress.done("physical descriptor", "" if agree is None else
+                      f"agreement with the learned domains {agree:.3f}")  # fmt: skip
     finally:
-        bar.close()
+        progress.close()
     for key, value in choices.items():
         if isinstance(value, dict):
             log(f"chosen {key}: {value['value']} ({value['why']})")
@@ -324,6 +268,90 @@ def analyze(
         log(f"domains: adjusted Rand index {result.domain_agreement:.3f} "
             "against the truth")  # fmt: skip
     return result
+
+
+class _Progress:
+    """One progress bar over the steps of :func:`analyze`, their timings, and
+    a line per step (through the bar when it shows, else ``log``)."""
+
+    def __init__(self, total: int, show, log):
+        from hyperspy.defaults_parser import preferences
+        from tqdm.auto import tqdm
+
+        show = preferences.General.show_progressbar if show is None else show
+        self.bar = tqdm(total=total, desc="stemunmix", disable=not show, leave=False)
+        self.say = self.bar.write if show else log
+        self.timings = {}
+
+    def start(self, name):
+        self.timings[name] = time.perf_counter()
+        self.bar.set_description(name)
+
+    def done(self, name, text=""):
+        self.timings[name] = time.perf_counter() - self.timings[name]
+        self.bar.update(1)
+        self.say(f"{name}: {text}{' ' if text else ''}({self.timings[name]:.1f} s)")
+
+    def close(self):
+        self.bar.close()
+
+
+def _segment_and_find(image, store, progress):
+    """The maps (for a lazy image computed once into ``store``/maps.zarr when
+    given) and the columns, which the image then owns."""
+    progress.start("segment")
+    stored = {}
+    if image._lazy and store is not None:
+        Path(store).mkdir(parents=True, exist_ok=True)
+        stored["maps"] = Path(store) / "maps.zarr"
+    prob = image.segment(show_progressbar=False, store=stored.get("maps"))
+    progress.done("segment", f"{' / '.join(prob.class_names)} maps")
+    progress.start("find columns")
+    columns = prob.find_columns(image=image, show_progressbar=False)
+    if len(columns) == 0:
+        raise ValueError(
+            "no atomic columns found; check that this is an atomic-resolution image"
+        )
+    image.columns = columns
+    counts = {n: len(columns.select(n)) for n in columns.class_names
+              if n != "background"}  # fmt: skip
+    progress.done("find columns", ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return prob, columns, stored
+
+
+def _window_from_data(windows, spacing, scree, normalize, choices) -> int:
+    """The window size by :func:`choose_window` on the scree (half the
+    spacing without one), recorded with why in ``choices``."""
+    half = int(round(0.5 * spacing)) | 1
+    if scree is None:
+        choices["window"] = {"value": half, "why": f"half the {spacing:.1f} px "
+                             "column spacing (no scree computed)"}  # fmt: skip
+        return half
+    n_floor = _components_above_noise(windows(half), normalize)
+    window = choose_window(scree, n_floor)
+    choices["window"] = {
+        "value": int(window),
+        "why": f"the most variance in the first {n_floor} components (those "
+               f"above the noise floor) on the scree against window size, d = "
+               f"{window_candidates(spacing)} px (0.3 to 1.2 x the "
+               f"{spacing:.1f} px column spacing)",
+    }  # fmt: skip
+    return window
+
+
+def _domains_from_data(loadings, choices) -> int:
+    """The number of domains by :func:`stemunmix.core.selection.count_domains`,
+    recorded with why in ``choices``."""
+    from stemunmix.core.selection import count_domains
+
+    found = count_domains(loadings, max_domains=8)
+    choices["domains"] = {
+        "value": int(found["n_domains"]),
+        "why": "the Gaussian mixture (2 to 8 clusters) of the loadings whose "
+               "partition has the highest mean silhouette",
+        "silhouette": [round(v, 3) for v in found["silhouette"]],
+    }  # fmt: skip
+    return found["n_domains"]
 
 
 def _components_above_noise(ld, normalize) -> int:
@@ -472,104 +500,131 @@ def _grid(n, size=3.2, max_cols=4, aspect=1.0):
     return fig, axes.ravel()[:n]
 
 
+@dataclass
+class _View:
+    """What every report figure draws on: the first frame, its calibration
+    and its columns."""
+
+    raw: np.ndarray
+    extent: list
+    units: str
+    scale: tuple  # (x, y) per pixel
+    offset: tuple
+    columns: object
+
+    @classmethod
+    def of(cls, result):
+        ax_x, ax_y = result.image.axes_manager.signal_axes
+        extent, units = _extent(result.image)
+        return cls(_frame0(result.image.data), extent, units, (ax_x.scale, ax_y.scale),
+                   (ax_x.offset, ax_y.offset), _first_frame_columns(result.columns))  # fmt: skip
+
+    @property
+    def aspect(self) -> float:
+        return self.raw.shape[0] / self.raw.shape[1]
+
+
 def _figures(
     result: Analysis, out: Path, keep: list | None = None
 ) -> list[tuple[str, str]]:
     """Write the PNGs; returns [(file name, caption)]; the Figure objects go
     into ``keep`` when given (the tests read them)."""
-    from stemunmix.interop.atomap import COLORS
-
-    image, ld = result.image, result.descriptors
-    columns = _first_frame_columns(result.columns)
-    extent, units = _extent(image)
-    sx = image.axes_manager.signal_axes[0].scale
-    ox = image.axes_manager.signal_axes[0].offset
-    sy = image.axes_manager.signal_axes[1].scale
-    oy = image.axes_manager.signal_axes[1].offset
-    raw = _frame0(image.data)
+    view = _View.of(result)
     figures = []
-
-    def save(fig, name, caption):
+    for draw in (_columns_figure, _probabilities_figure, _scree_figure,
+                 _components_figure, _loadings_figure, _domains_figure,
+                 _polarization_figure):  # fmt: skip
+        made = draw(result, view)
+        if made is None:
+            continue
+        fig, name, caption = made
         fig.tight_layout()
         fig.savefig(out / name, dpi=110)
         figures.append((name, caption))
         if keep is not None:
             keep.append((name, fig))
+    return figures
 
-    h, w = raw.shape
-    strip = max(h, w) > 3 * min(h, w)  # a long strip: a zoomed inset beside it
+
+def _columns_figure(result, view):
+    from matplotlib.patches import Rectangle
+
+    from stemunmix.interop.atomap import COLORS
+
+    (h, w), extent, (sx, sy), (ox, oy) = (
+        view.raw.shape,
+        view.extent,
+        view.scale,
+        view.offset,
+    )
+    strip = max(h, w) > 3 * min(h, w)  # a long strip: a zoomed square beside it
     if strip:
-        fig, (ax, zoom) = _subplots(2, 1, figsize=(8, 8 * h / w + 4.5),
-                                    squeeze=True)  # fmt: skip
+        fig, (ax, zoom) = _subplots(2, 1, figsize=(8, 8 * h / w + 4.5))
     else:
         fig, ax = _subplots(figsize=(7, 7 * h / w + 0.5))
-    panels = [ax] + ([zoom] if strip else [])
-    for panel in panels:
-        panel.imshow(raw, cmap="gray", extent=extent)
-        for k, name in enumerate(columns.class_names):
-            sel = columns.select(name)
+    for panel in [ax] + ([zoom] if strip else []):
+        panel.imshow(view.raw, cmap="gray", extent=extent)
+        for k, name in enumerate(view.columns.class_names):
+            sel = view.columns.select(name)
             if name == "background" or not len(sel):
                 continue
             panel.scatter(sel.x * sx + ox, sel.y * sy + oy,
                           s=10 if panel is ax else 40, facecolors="none",
                           edgecolors=COLORS[k % len(COLORS)], linewidths=0.6,
                           label=f"{name} ({len(sel)})")  # fmt: skip
-        panel.set_xlabel(f"x ({units})")
-        panel.set_ylabel(f"y ({units})")
+        panel.set_xlabel(f"x ({view.units})")
+        panel.set_ylabel(f"y ({view.units})")
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
     ax.legend(loc="upper right", markerscale=2, fontsize=8)
     ax.set_title("Image and the columns found")
     if strip:
         side = min(h, w)  # a square of the short side, at the middle
-        cx, cy = (w - side) // 2, (h - side) // 2
-        x0, y0 = extent[0] + cx * sx, extent[3] + cy * sy
+        x0 = extent[0] + (w - side) // 2 * sx
+        y0 = extent[3] + (h - side) // 2 * sy
         zoom.set_xlim(x0, x0 + side * sx)
         zoom.set_ylim(y0 + side * sy, y0)
         zoom.set_title("zoom: the middle of the strip", fontsize=9)
-        from matplotlib.patches import Rectangle
-
         ax.add_patch(Rectangle((x0, y0), side * sx, side * sy, fill=False,
                                edgecolor="yellow", linewidth=1))  # fmt: skip
-    save(fig, "columns.png", "The image with the atomic columns found, by class.")
+    return fig, "columns.png", "The image with the atomic columns found, by class."
 
+
+def _probabilities_figure(result, view):
     prob = np.asarray(result.probabilities.data)
     while prob.ndim > 3:
         prob = prob[0]
     names = result.probabilities.class_names
-    fig, axes = _grid(len(names), aspect=raw.shape[0] / raw.shape[1])
+    fig, axes = _grid(len(names), aspect=view.aspect)
     for ax, k in zip(axes, range(len(names)), strict=True):
-        shown = ax.imshow(prob[k], vmin=0, vmax=1, cmap="magma", extent=extent)
+        shown = ax.imshow(prob[k], vmin=0, vmax=1, cmap="magma", extent=view.extent)
         ax.set_title(f"P({names[k]})")
         ax.axis("off")
-        _scale_bar(ax, extent, units)
+        _scale_bar(ax, view.extent, view.units)
         fig.colorbar(shown, ax=ax, label="probability", shrink=0.8)
-    save(fig, "probabilities.png", "Per-class probability maps from the network.")
+    return fig, "probabilities.png", "Per-class probability maps from the network."
 
-    if result.scree is not None:
-        s = result.scree
-        d = s.axes_manager.signal_axes[0].axis
-        fig, ax = _subplots(figsize=(5, 3.6))
-        for k, curve in enumerate(np.asarray(s.data)):
-            ax.plot(d, curve, "o-", ms=3, label=f"{k + 1} component{'s' if k else ''}")
-        ax.axvline(result.window, color="0.6", ls="--", label=f"d = {result.window}")
-        ax.set_xlabel("window size d (px)")
-        ax.set_ylabel("cumulative explained variance (PCA)")
-        ax.legend(fontsize=7)
-        save(fig, "scree_window.png",
-             "Explained variance of the first components against window size.")  # fmt: skip
 
-    if result.method == "gmm":
-        factors = ld.get_cluster_signals(signal="mean")
-        kind = "cluster mean windows"
-    elif result.method == "ica":
-        factors = ld.get_bss_factors()
-        kind = "independent components"
-    else:
-        factors = ld.get_decomposition_factors()
-        kind = f"{result.method.upper()} components"
-    fdata = np.asarray(factors.data)
-    pictures = None
+def _scree_figure(result, view):
+    if result.scree is None:
+        return None
+    d = result.scree.axes_manager.signal_axes[0].axis
+    fig, ax = _subplots(figsize=(5, 3.6))
+    for k, curve in enumerate(np.asarray(result.scree.data)):
+        ax.plot(d, curve, "o-", ms=3, label=f"{k + 1} component{'s' if k else ''}")
+    ax.axvline(result.window, color="0.6", ls="--", label=f"d = {result.window}")
+    ax.set_xlabel("window size d (px)")
+    ax.set_ylabel("cumulative explained variance (PCA)")
+    ax.legend(fontsize=7)
+    return (fig, "scree_window.png",
+            "Explained variance of the first components against window size.")  # fmt: skip
+
+
+def _components_figure(result, view):
+    """The components as column displacements (arrows on the mean cell), or,
+    where none can be drawn (the Gaussian mixture's cluster means), as
+    windows."""
+    ld = result.descriptors
     if result.method != "gmm":
         try:
             pictures = ld.component_displacements(
@@ -577,43 +632,55 @@ def _figures(
             )
         except (ValueError, KeyError):
             pictures = None
-    if pictures is not None:
-        save(
-            *_arrows_figure(ld, pictures, sx, units), _arrows_caption(result, pictures)
-        )
-    else:
-        fig, axes = _grid(len(fdata), size=2.6, aspect=fdata.shape[1] / fdata.shape[2])
-        for i, (ax, f) in enumerate(zip(axes, fdata, strict=True)):
-            ax.imshow(f, cmap="RdBu_r" if f.min() < 0 else "viridis")
-            ax.set_title(f"{i}")
-            ax.axis("off")
-        channels = ld._get_state("local_descriptors", {}).get("channels")
-        save(fig, "components.png",
-             f"The {kind} as windows"
-             + (f" (channels side by side: {', '.join(channels)})" if channels else "")
-             + ".")  # fmt: skip
-
+        if pictures is not None:
+            fig = _arrows_figure(pictures, view.scale[0], view.units)
+            return fig, "components.png", _arrows_caption(result)
     if result.method == "gmm":
-        maps = ld.get_loading_maps("cluster")
+        factors, kind = ld.get_cluster_signals(signal="mean"), "cluster mean windows"
+    elif result.method == "ica":
+        factors, kind = ld.get_bss_factors(), "independent components"
     else:
-        maps = ld.get_loading_maps(result.learning_source)
-    mdata = np.asarray(maps.data)
+        factors, kind = (
+            ld.get_decomposition_factors(),
+            f"{result.method.upper()} components",
+        )
+    fdata = np.asarray(factors.data)
+    fig, axes = _grid(len(fdata), size=2.6, aspect=fdata.shape[1] / fdata.shape[2])
+    for i, (ax, f) in enumerate(zip(axes, fdata, strict=True)):
+        shown = ax.imshow(f, cmap="RdBu_r" if f.min() < 0 else "viridis")
+        ax.set_title(f"{i}")
+        ax.axis("off")
+        fig.colorbar(shown, ax=ax, shrink=0.8)
+    channels = ld._get_state("local_descriptors", {}).get("channels")
+    return fig, "components.png", (
+        f"The {kind} as windows"
+        + (f" (channels side by side: {', '.join(channels)})" if channels else "") + ".")  # fmt: skip
+
+
+def _loadings_figure(result, view):
+    source = "cluster" if result.method == "gmm" else result.learning_source
+    mdata = np.asarray(result.descriptors.get_loading_maps(source).data)
     while mdata.ndim > 3:
         mdata = mdata[0]
-    fig, axes = _grid(len(mdata), aspect=raw.shape[0] / raw.shape[1])
+    fig, axes = _grid(len(mdata), aspect=view.aspect)
     for i, (ax, m) in enumerate(zip(axes, mdata, strict=True)):
         signed = np.nanmin(m) < 0
         top = float(np.nanmax(np.abs(m))) or 1.0
-        shown = ax.imshow(m, cmap="RdBu_r" if signed else "viridis", extent=extent,
+        shown = ax.imshow(m, cmap="RdBu_r" if signed else "viridis", extent=view.extent,
                           vmin=-top if signed else 0, vmax=top)  # fmt: skip
         ax.set_title(f"loading {i}")
         ax.axis("off")
-        _scale_bar(ax, extent, units)
+        _scale_bar(ax, view.extent, view.units)
         fig.colorbar(shown, ax=ax, label="loading", shrink=0.8)
-    save(fig, "loading_maps.png", "Loading maps: each component's weight at every "
-         "column, drawn over the column's Voronoi cell.")  # fmt: skip
+    return fig, "loading_maps.png", ("Loading maps: each component's weight at every "
+                                     "column, drawn over the column's Voronoi cell.")  # fmt: skip
 
-    domain = _frame0(ld.get_domain_map().data)
+
+def _domains_figure(result, view):
+    from matplotlib import colormaps
+    from matplotlib.patches import Patch
+
+    domain = _frame0(result.descriptors.get_domain_map().data)
     truth_map = None if result.truth is None else np.asarray(result.truth.domain_map)
     panels = [("domains found (learned descriptor)", _matched(domain, truth_map))]
     if result.physical is not None:
@@ -622,24 +689,20 @@ def _figures(
                        _matched(phys, truth_map if truth_map is not None else domain)))  # fmt: skip
     if truth_map is not None:
         panels.append(("planted domains (truth)", truth_map.astype(float)))
-    fig, axes = _grid(len(panels), size=4.5, aspect=raw.shape[0] / raw.shape[1])
-    from matplotlib.patches import Patch
-
-    tab10 = __import__("matplotlib").colormaps["tab10"]
+    fig, axes = _grid(len(panels), size=4.5, aspect=view.aspect)
+    tab10 = colormaps["tab10"]
     for ax, (title, m) in zip(axes, panels, strict=True):
-        ax.imshow(m, cmap="tab10", vmin=-0.5, vmax=9.5, extent=extent,
+        ax.imshow(m, cmap="tab10", vmin=-0.5, vmax=9.5, extent=view.extent,
                   interpolation="nearest")  # fmt: skip
         ax.set_title(title, fontsize=9)
         ax.axis("off")
-        _scale_bar(ax, extent, units)
+        _scale_bar(ax, view.extent, view.units)
         present = sorted(int(v) for v in np.unique(m[np.isfinite(m)]))
         ax.legend(handles=[Patch(color=tab10(v), label=f"domain {v}") for v in present],
                   loc="lower left", fontsize=7, framealpha=0.8)  # fmt: skip
-    caption = (
-        f"Domain map: Gaussian-mixture clusters ({result.domains}) of the loadings, "
-        "in categorical colours"
-        + (", matched to the truth's" if truth_map is not None else "")
-    )
+    caption = (f"Domain map: Gaussian-mixture clusters ({result.domains}) of the "
+               "loadings, in categorical colours"
+               + (", matched to the truth's" if truth_map is not None else ""))  # fmt: skip
     if result.domain_agreement is not None:
         caption += (
             f"; adjusted Rand index {result.domain_agreement:.3f} against the truth"
@@ -647,19 +710,25 @@ def _figures(
     if result.physical_agreement is not None:
         caption += (f"; the physical descriptor's clusters (matched to the learned "
                     f"ones) agree with them at {result.physical_agreement:.3f}")  # fmt: skip
-    save(fig, "domain_map.png", caption + ".")
+    return fig, "domain_map.png", caption + "."
 
-    if {"A", "B"} <= set(columns.class_names) and len(columns.select("B")):
-        fig, ax = _subplots(figsize=(7, 7 * raw.shape[0] / raw.shape[1] + 0.5))
-        one = image if image.axes_manager.navigation_dimension == 0 else raw
-        columns.plot_polarization(one, ax=ax)
-        _scale_bar(ax, [0, raw.shape[1], raw.shape[0], 0], units, sx)
-        ax.set_title("B displacement from the centre of its A neighbours")
-        save(fig, "polarization.png",
-             "Polarization: displacement of every B column from the centre of its "
-             "A cell (colour: pm on a calibrated image; arrows enlarged as the "
-             "colourbar says).")  # fmt: skip
-    return figures
+
+def _polarization_figure(result, view):
+    columns = view.columns
+    if not ({"A", "B"} <= set(columns.class_names) and len(columns.select("B"))):
+        return None
+    fig, ax = _subplots(figsize=(7, 7 * view.aspect + 0.5))
+    image = result.image
+    columns.plot_polarization(
+        image if image.axes_manager.navigation_dimension == 0 else view.raw, ax=ax
+    )
+    h, w = view.raw.shape
+    _scale_bar(ax, [0, w, h, 0], view.units, view.scale[0])
+    ax.set_title("B displacement from the centre of its A neighbours")
+    return fig, "polarization.png", (
+        "Polarization: displacement of every B column from the centre of its A "
+        "cell (colour: pm on a calibrated image; arrows enlarged as the colourbar "
+        "says).")  # fmt: skip
 
 
 def _scale_bar(ax, extent, units, per_data_unit: float = 1.0) -> None:
@@ -709,7 +778,7 @@ def _matched(labels, reference):
     return out
 
 
-def _arrows_figure(ld, pictures, scale, units):
+def _arrows_figure(pictures, scale, units):
     """Each component as arrows on the mean cell: the columns of every class
     where they sit in the window, and how far each moves in the component."""
     from stemunmix.interop.atomap import COLORS
@@ -738,10 +807,10 @@ def _arrows_figure(ld, pictures, scale, units):
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0].legend(fontsize=7, loc="lower right")
-    return fig, "components.png"
+    return fig
 
 
-def _arrows_caption(result, pictures):
+def _arrows_caption(result):
     what = ("NMF components" if result.method == "nmf" else
             "independent components" if result.method == "ica" else "PCA components")  # fmt: skip
     return (
