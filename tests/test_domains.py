@@ -112,6 +112,8 @@ def test_displacement_descriptors_refuse_bad_input(stripes):
     image, _, columns = stripes
     with pytest.raises(ValueError, match="reach"):
         image.displacement_descriptors(columns, reach=-1)
+    with pytest.raises(TypeError, match="reach"):
+        image.displacement_descriptors(columns, reach="far")
     with pytest.raises(ValueError, match="at least two"):
         image.displacement_descriptors(columns[:1])
     with pytest.raises(ValueError, match="class"):

@@ -99,12 +99,7 @@ def build(
     d, (h, w), nav_shape = checked["d"], frames.shape[-2:], frames.shape[:-3]
     if navigation == "lattice":
         _check_sites(columns)
-    every = columns
-    columns, dropped = _columns_for_windows(columns, classes, edge, (h, w), d)
-    at = columns.xy
-    if centre == "cell":
-        columns, at, more = cell_centred(every, columns, edge, (h, w), d)
-        dropped += more
+    columns, at, dropped = _window_centres(columns, classes, edge, (h, w), d, centre)
     lazy = not isinstance(frames, np.ndarray) if lazy_output is None else lazy_output
     frame_of = (columns.nav_index[:, ::-1] if nav_shape
                 else np.zeros((len(columns), 0), int))  # fmt: skip
@@ -120,11 +115,7 @@ def build(
                  "navigate": True} for n, size, u in nav]  # fmt: skip
     out = cls(data, axes=nav_axes + _window_axes(d, len(channel_names), axes))
     out.metadata.General.title = title
-    x, y = axes
-    out._set_state("source", {
-        "shape": [h, w], "offset": [x.offset, y.offset], "scale": [x.scale, y.scale],
-        "units": [str(x.units), str(y.units)], "nav_shape": list(nav_shape),
-    })  # fmt: skip
+    out._set_state("source", _source_state(axes, (h, w), nav_shape))
     out.columns = columns
     if sites is not None:
         out._set_state("sites", sites)
@@ -136,6 +127,25 @@ def build(
     params.update(extra_metadata or {})
     out._set_state("local_descriptors", params)
     return out
+
+
+def _source_state(axes, shape, nav_shape) -> dict:
+    """The source image's grid, kept so maps can be drawn back onto it."""
+    x, y = axes
+    return {"shape": [int(v) for v in shape], "offset": [x.offset, y.offset],
+            "scale": [x.scale, y.scale], "units": [str(x.units), str(y.units)],
+            "nav_shape": list(nav_shape)}  # fmt: skip
+
+
+def _window_centres(columns, classes, edge, shape, d, centre):
+    """The columns that get a window, where each window is centred (the
+    column, or its cell: :func:`cell_centred`) and how many were left out."""
+    every = columns
+    columns, dropped = _columns_for_windows(columns, classes, edge, shape, d)
+    if centre != "cell":
+        return columns, columns.xy, dropped
+    columns, at, more = cell_centred(every, columns, edge, shape, d)
+    return columns, at, dropped + more
 
 
 def _columns_for_windows(columns, classes, edge, shape, d):
@@ -204,10 +214,7 @@ def cell_centred(every, columns, edge, shape, d):
             "centre='cell' needs the columns of another class around these "
             "(e.g. the A columns around B): find_columns() found none"
         )
-    if columns.nav_index is not None and len(np.unique(columns.nav_index, axis=0)) > 1:
-        raise ValueError(
-            "centre='cell' takes one image's columns: use columns.frame(i)"
-        )
+    _one_image(columns, "centre='cell'")
     around = every[every.labels == others[0]]
     at, ok = cell_centres(columns.xy, around.xy)
     if edge == "drop":
@@ -223,6 +230,14 @@ def cell_centred(every, columns, edge, shape, d):
             stacklevel=4,
         )
     return columns[ok], at[ok], left
+
+
+def _one_image(columns, what: str) -> None:
+    if columns.nav_index is not None and len(np.unique(columns.nav_index, axis=0)) > 1:
+        raise ValueError(
+            f"{what} describes one image: take one frame's columns with "
+            "columns.frame(index)"
+        )
 
 
 def _check_sites(columns):
@@ -332,18 +347,15 @@ def displacements(columns, centre, around, reach, axes, shape, title):
     Signal axes: ``xy`` (x, y) and ``neighbour`` (in order of angle on the
     median cell). The columns with a neighbour missing (the edge, vacancies)
     get none; the learners and the maps take it like a window stack."""
+    from stemunmix.core import checks
     from stemunmix.core.neighbours import displacement_descriptors
     from stemunmix.signals.local_descriptors import LocalDescriptors
 
     if columns is None or len(columns) == 0:
         raise ValueError("no columns: run find_columns() first or pass columns=")
-    if columns.nav_index is not None and len(np.unique(columns.nav_index, axis=0)) > 1:
-        raise ValueError(
-            "displacement_descriptors describes one image: take one frame's "
-            "columns with columns.frame(index)"
-        )
-    if reach is not None and not (np.isfinite(reach) and reach > 0):
-        raise ValueError(f"reach must be a positive distance in pixels, got {reach}")
+    _one_image(columns, "displacement_descriptors")
+    if reach is not None:
+        reach = checks.real("reach", reach, 0, low_open=True)
     cols_c, cols_a = columns.select(centre), columns.select(around)
     if len(cols_c) < 2 or len(cols_a) < 2:
         raise ValueError(
@@ -365,12 +377,7 @@ def displacements(columns, centre, around, reach, axes, shape, title):
          "units": "", "navigate": False},
     ])  # fmt: skip
     out.metadata.General.title = title
-    x, y = axes
-    out._set_state("source", {
-        "shape": list(shape), "offset": [x.offset, y.offset],
-        "scale": [x.scale, y.scale], "units": [str(x.units), str(y.units)],
-        "nav_shape": [],
-    })  # fmt: skip
+    out._set_state("source", _source_state(axes, shape, ()))
     out.columns = cols_c[ok]
     out._set_state("local_descriptors", {
         "kind": "displacements", "centre": str(centre), "around": str(around),
