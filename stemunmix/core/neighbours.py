@@ -138,3 +138,36 @@ def cell_centres(centre_xy, around_xy, reach: float | None = None):
     ``ok`` (N,) where every neighbour was found."""
     offsets, ok, ref = displacement_descriptors(centre_xy, around_xy, reach)
     return np.asarray(centre_xy, float) + (offsets + ref[None]).mean(1), ok
+
+
+def component_moves(factors, spread, mean, sites: dict, d: int, channels: list,
+                    radius: float | None = None) -> dict:  # fmt: skip
+    """How far each component moves each column of the mean window:
+    {class: (n_components, M, 2) px}. ``factors`` (components, features) of
+    windows (d, C d) with the ``channels`` side by side; ``spread`` the
+    loadings' standard deviation per component; ``sites`` from
+    :func:`window_sites`. Non-negative factors (NMF) are compared with the
+    mean window; signed ones as mean +/- spread x factor, half the shift.
+    ``radius``: of each column's disc (default 0.35 of the closest two sites,
+    at least 1.5 px)."""
+    every = np.vstack(list(sites.values()))
+    gaps = np.hypot(*(every[:, None] - every[None]).T)
+    gaps = gaps[gaps > 0]
+    if radius is None:
+        radius = max(1.5, 0.35 * float(gaps.min())) if len(gaps) else d / 4
+    positive = bool((np.asarray(factors) >= 0).all())
+    out = {}
+    for name, offsets in sites.items():
+        tile = channels.index(name) if name in channels else 0
+        at = offsets + (d - 1) / 2 + np.array([tile * d, 0.0])
+        moves = []
+        for f, s in zip(factors, spread, strict=True):
+            f = np.reshape(f, mean.shape)
+            if positive:
+                moves.append(centroid_shifts(f, mean, at, radius))
+            else:
+                moves.append(
+                    0.5 * centroid_shifts(mean + s * f, mean - s * f, at, radius)
+                )
+        out[name] = np.array(moves)
+    return out

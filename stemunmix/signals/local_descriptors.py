@@ -344,7 +344,7 @@ class LocalDescriptors(StemunmixSignal2D):
         "displacements": {class: (n_components, M, 2) px}}.
         """
         from stemunmix.core import checks
-        from stemunmix.core.neighbours import centroid_shifts, window_sites
+        from stemunmix.core.neighbours import component_moves, window_sites
 
         checks.one_of("source", source, ("decomposition", "bss"))
         lr = self.learning_results
@@ -362,35 +362,19 @@ class LocalDescriptors(StemunmixSignal2D):
                     "displacements": {name: disp * spread[:, None, None]}}  # fmt: skip
         columns = columns if columns is not None else self.columns
         d = int(params["d"])
-        channels = list(params.get("channels") or ["image"])
         names = [n for n in columns.class_names if n != "background"]
         own = self.columns.class_names[int(np.bincount(self.columns.labels).argmax())]
         sites = window_sites(self.columns.xy,
                              {n: columns.select(n).xy for n in names}, d, own)  # fmt: skip
         if not sites:
             raise ValueError("no columns of these classes fall inside the windows")
-        every = np.vstack(list(sites.values()))
-        gaps = np.hypot(*(every[:, None] - every[None]).T)
-        gaps = gaps[gaps > 0]
-        if radius is None:
-            radius = max(1.5, 0.35 * float(gaps.min())) if len(gaps) else d / 4
         data = self.data.reshape((-1,) + tuple(self.data.shape[-2:]))
+        if self.sites is not None:  # the lattice grid's empty sites are zeros
+            data = data[np.flatnonzero(self.sites.ravel() >= 0)]
         mean = np.asarray(data.mean(0).compute() if self._lazy else data.mean(0))
-        shape = mean.shape
-        out = {}
-        for name, offsets in sites.items():
-            tile = channels.index(name) if name in channels else 0
-            at = offsets + (d - 1) / 2 + np.array([tile * d, 0.0])
-            moves = []
-            for f, s in zip(factors, spread, strict=True):
-                f = f.reshape(shape)
-                if (factors >= 0).all():
-                    moves.append(centroid_shifts(f, mean, at, radius))
-                else:
-                    moves.append(0.5 * centroid_shifts(mean + s * f, mean - s * f,
-                                                       at, radius))  # fmt: skip
-            out[name] = np.array(moves)
-        return {"sites": sites, "displacements": out}
+        moves = component_moves(factors, spread, mean, sites, d,
+                                list(params.get("channels") or ["image"]), radius)  # fmt: skip
+        return {"sites": sites, "displacements": moves}
 
 
 def _embedding_on_sites(embedding, sites, method):
