@@ -172,46 +172,53 @@ def plot_polarization(columns, image=None, a="A", b="B", kind="quiver",
                       reference=None, scale=None, ax=None):  # fmt: skip
     import matplotlib.pyplot as plt
 
-    if kind not in ("quiver", "hsv"):
-        raise ValueError(f"kind must be 'quiver' or 'hsv', got {kind!r}")
+    from stemunmix.core import checks
+
+    checks.one_of("kind", kind, ("quiver", "hsv"))
     disp, _, where = polarization(columns, a, b, reference)
-    ok = np.isfinite(disp).all(-1)
     if ax is None:
         _, ax = plt.subplots(figsize=(6, 6))
     if kind == "quiver":
-        if image is not None:
-            ax.imshow(np.asarray(getattr(image, "data", image)), cmap="gray")
-        length = np.hypot(*disp[ok].T)
-        # Colour in pm on a calibrated image (nm), else px; arrows enlarged so
-        # the median one is a third of a lattice step (unless scale= is given).
-        per_px, unit = 1.0, "px"
-        axes = getattr(getattr(image, "axes_manager", None), "signal_axes", None)
-        if axes and str(axes[0].units) == "nm":
-            per_px, unit = 1000.0 * float(axes[0].scale), "pm"
-        step = (float(np.hypot(*np.asarray(columns.lattice_vectors).reshape(-1, 2).T).min())
-                if columns.lattice_vectors is not None else 10.0)  # fmt: skip
-        gain = None
-        if scale is None and len(length) and np.median(length) > 0:
-            gain = step / 3 / float(np.median(length))
-            scale = 1 / gain
-        q = ax.quiver(where[ok][:, 0], where[ok][:, 1], disp[ok][:, 0], disp[ok][:, 1],
-                      length * per_px, cmap="viridis", scale=scale, angles="xy",
-                      scale_units="xy" if gain else None)  # fmt: skip
-        label = f"displacement ({unit})" + (f"; arrows x{gain:.0f}" if gain else "")
-        ax.figure.colorbar(q, ax=ax, label=label)
-        if image is None:
-            ax.invert_yaxis()
+        _quiver(ax, columns, image, disp, where, scale)
+    elif image is not None:
+        sig = polarization_map(columns, a, b, reference, "image", image)
+        rgb, top = hsv_image(sig.data[0], sig.data[1])
+        ax.imshow(np.asarray(getattr(image, "data", image)), cmap="gray")
+        ax.imshow(rgb, alpha=0.6)
     else:
-        if image is not None:
-            sig = polarization_map(columns, a, b, reference, "image", image)
-            rgb, top = hsv_image(sig.data[0], sig.data[1])
-            ax.imshow(np.asarray(getattr(image, "data", image)), cmap="gray")
-            ax.imshow(rgb, alpha=0.6)
-        else:
-            rgb, top = hsv_image(disp[..., 0], disp[..., 1])
-            ax.imshow(rgb, origin="upper")
-            ax.set_xlabel("i")
-            ax.set_ylabel("j")
+        rgb, top = hsv_image(disp[..., 0], disp[..., 1])
+        ax.imshow(rgb, origin="upper")
+        ax.set_xlabel("i")
+        ax.set_ylabel("j")
+    if kind == "hsv":
         ax.set_title(f"hue: direction, brightness: length (full at {top:.3g})")
     ax.set_aspect("equal")
     return ax
+
+
+def _quiver(ax, columns, image, disp, where, scale) -> None:
+    """Arrows at the cells over ``image``: colour in pm on a calibrated image
+    (nm), else px; enlarged so the median one is a third of a lattice step,
+    unless ``scale`` is given (matplotlib's quiver scale)."""
+    ok = np.isfinite(disp).all(-1)
+    if image is not None:
+        ax.imshow(np.asarray(getattr(image, "data", image)), cmap="gray")
+    length = np.hypot(*disp[ok].T)
+    per_px, unit = 1.0, "px"
+    axes = getattr(getattr(image, "axes_manager", None), "signal_axes", None)
+    if axes and str(axes[0].units) == "nm":
+        per_px, unit = 1000.0 * float(axes[0].scale), "pm"
+    vectors = columns.lattice_vectors
+    step = (float(np.hypot(*np.asarray(vectors).reshape(-1, 2).T).min())
+            if vectors is not None else 10.0)  # fmt: skip
+    gain = None
+    if scale is None and len(length) and np.median(length) > 0:
+        gain = step / 3 / float(np.median(length))
+        scale = 1 / gain
+    q = ax.quiver(where[ok][:, 0], where[ok][:, 1], disp[ok][:, 0], disp[ok][:, 1],
+                  length * per_px, cmap="viridis", scale=scale, angles="xy",
+                  scale_units="xy" if gain else None)  # fmt: skip
+    label = f"displacement ({unit})" + (f"; arrows x{gain:.0f}" if gain else "")
+    ax.figure.colorbar(q, ax=ax, label=label)
+    if image is None:
+        ax.invert_yaxis()
