@@ -179,18 +179,7 @@ def analyze(
     ``metadata.Signal.stemunmix.model_selection`` and in the report.
     """
 
-    from stemunmix.core import checks
-
-    checks.one_of("method", method, METHODS)
-    checks.one_of("source", source, ("image", "probabilities"))
-    checks.one_of("centre", centre, ("cell", "column"))
-    checks.one_of("normalize", normalize, (None, "mean"))
-    if components is not None:
-        checks.count("components", components, 1, 50)
-    if domains is not None:
-        checks.count("domains", domains, 1, 50)
-    if window is not None:
-        checks.count("window", window, 3)
+    _check_choices(method, source, centre, normalize, components, domains, window)
     if method == "nmf":
         normalize = None  # NMF needs non-negative windows
     image = as_image(image)
@@ -210,15 +199,9 @@ def analyze(
         scree_signal = None
         if scree:
             progress.start("scree against window size")
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # windows dropped at the edge
-                scree_signal = prob.scree_by_window(
-                    window_candidates(spacing), n_components=10, classes=classes,
-                    columns=columns, image=image, source=source, centre=centre,
-                    normalize=normalize, lazy_output=lazy,
-                )  # fmt: skip
+            scree_signal = _scree(
+                prob, columns, image, spacing, classes, source, centre, normalize
+            )
             progress.done("scree against window size")
         if window is None:
             window = _window_from_data(windows, spacing, scree_signal, normalize,
@@ -268,6 +251,36 @@ def analyze(
         log(f"domains: adjusted Rand index {result.domain_agreement:.3f} "
             "against the truth")  # fmt: skip
     return result
+
+
+def _check_choices(method, source, centre, normalize, components, domains,
+                   window) -> None:  # fmt: skip
+    from stemunmix.core import checks
+
+    checks.one_of("method", method, METHODS)
+    checks.one_of("source", source, ("image", "probabilities"))
+    checks.one_of("centre", centre, ("cell", "column"))
+    checks.one_of("normalize", normalize, (None, "mean"))
+    if components is not None:
+        checks.count("components", components, 1, 50)
+    if domains is not None:
+        checks.count("domains", domains, 1, 50)
+    if window is not None:
+        checks.count("window", window, 3)
+
+
+def _scree(prob, columns, image, spacing, classes, source, centre, normalize):
+    """The scree against window size (``scree_by_window``, the study's Fig.
+    1a) of windows like the analysis's, over :func:`window_candidates`."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # windows dropped at the edge
+        return prob.scree_by_window(
+            window_candidates(spacing), n_components=10, classes=classes,
+            columns=columns, image=image, source=source, centre=centre,
+            normalize=normalize, lazy_output=image._lazy,
+        )  # fmt: skip
 
 
 class _Progress:
