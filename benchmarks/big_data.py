@@ -106,6 +106,18 @@ def _warm_process() -> None:
     prob.local_descriptors(20, prob.find_columns(image=image), classes="B")
 
 
+def _role(process) -> str:
+    """A child process's role, from its command line."""
+    try:
+        cmd = " ".join(process.cmdline())
+    except Exception:
+        return "?"
+    for word in ("spawn_main", "resource_tracker", "forkserver"):
+        if word in cmd:
+            return {"spawn_main": "worker"}.get(word, word)
+    return cmd[:40]
+
+
 def run_pipeline(path: str, cluster: bool, worker_threads: int = 1) -> dict:
     import warnings
 
@@ -113,7 +125,7 @@ def run_pipeline(path: str, cluster: bool, worker_threads: int = 1) -> dict:
     import psutil
 
     warnings.simplefilter("ignore")
-    peak, client_peak, by_step = [0], [0], {}
+    peak, client_peak, by_step, by_process = [0], [0], {}, {}
     stop = threading.Event()
 
     def sample():
@@ -128,6 +140,8 @@ def run_pipeline(path: str, cluster: bool, worker_threads: int = 1) -> dict:
                     continue
                 total += rss
                 here = rss if p is me else here
+                key = f"{STEP[0]}: {'this process' if p is me else _role(p)} {p.pid}"
+                by_process[key] = max(by_process.get(key, 0), rss)
             peak[0] = max(peak[0], total)
             by_step[STEP[0]] = max(by_step.get(STEP[0], 0), total)
             client_peak[0] = max(client_peak[0], here)
@@ -192,6 +206,7 @@ def run_pipeline(path: str, cluster: bool, worker_threads: int = 1) -> dict:
         "peak_rss_mb": peak[0] / 2**20,
         "peak_rss_mb_by_step": {k: v / 2**20 for k, v in by_step.items()},
         "peak_rss_mb_this_process": client_peak[0] / 2**20,
+        "peak_rss_mb_by_process": {k: round(v / 2**20) for k, v in by_process.items()},
         "warmup_s": warmup,
     }
 

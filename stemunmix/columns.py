@@ -307,6 +307,27 @@ class Columns:
 
         return strain_map(self, a, reference, grid, image)
 
+    def octahedral_map(self, o="O", b="B", grid="lattice", image=None):
+        """Per unit cell: the pure-O columns on the two B-B bonds from the
+        cell's B column (``a``: to the next B along the first lattice vector,
+        ``b``: along the second), as a Signal2D with navigation axis
+        ``quantity``: ``a_x``, ``a_y`` (the O column's displacement from the
+        bond's midpoint: pixels, or the image's units with a calibrated
+        ``image``), ``a_tilt`` (the octahedral tilt atan(2 d / L) in degrees,
+        d the displacement across the bond, positive counter-clockwise as
+        displayed, L the bond length), ``a_sigma_tilt`` (its standard
+        deviation from the columns' sigma), and the same for ``b``.
+
+        A bond with no O column within a quarter of its length of the
+        midpoint is NaN: in [001] both bonds hold one, in [110] only ``a``
+        (along [1-10]; the bond along [001] passes an AO column). ``grid`` and
+        ``image`` as in :meth:`polarization_map`. Needs O columns (a model
+        with an O class: the bundled ``"oxygen"`` one).
+        """
+        from stemunmix.signals._measurements import octahedral_map
+
+        return octahedral_map(self, o, b, grid, image)
+
     def intensity_classes(self, name="A", n_classes: int = 2,
                           quantity: str = "intensity", random_state=0) -> np.ndarray:  # fmt: skip
         """Classes of the ``name`` columns by a fitted quantity (StatSTEM's

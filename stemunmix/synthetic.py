@@ -84,8 +84,12 @@ def perovskite(
     background: float = 0.1,
     blur: float = 0.0,
     seed: int | None = 0,
+    oxygen_ratio: float | None = None,
+    tilt: float = 0.0,
+    contrast: str = "bright",
+    dip: float = 0.3,
 ):
-    """A realistic ABO3 HAADF image and its ground truth.
+    """A realistic ABO3 HAADF (or ABF, iDPC) image and its ground truth.
 
     Parameters
     ----------
@@ -133,6 +137,21 @@ def perovskite(
         Sigma of an extra Gaussian probe blur in nm (0 for none).
     seed : int or None
         Seed of the random generator; the same seed gives the same image.
+    oxygen_ratio : float, optional
+        Peak height of the pure-O columns relative to A (about 0.05 in
+        HAADF, 0.5 in ABF, 0.2-0.4 in iDPC); None (default) renders none, and
+        the truth's classes are A and B only. Pure-O columns sit midway
+        along the B-B bonds: on the edges of the A square in [001], at the
+        centre of the A rectangle in [110].
+    tilt : float
+        Antiphase octahedral rotation about the beam, degrees: each pure-O
+        column moves across its B-B bond by (bond / 2) tan(tilt), in
+        alternate directions from bond to bond. Needs ``oxygen_ratio``.
+    contrast : {"bright", "dark"}
+        ``"dark"``: dark columns on a bright background (ABF, BF), the
+        deepest dip ``dip`` of the bright level.
+    dip : float
+        With ``contrast="dark"``, in (0, 1].
 
     Returns
     -------
@@ -187,11 +206,19 @@ def perovskite(
     jitter = _positive("jitter", jitter, allow_zero=True)
     background = _positive("background", background, allow_zero=True)
     blur_px = _positive("blur", blur, allow_zero=True) / pixel_size
+    if oxygen_ratio is not None:
+        oxygen_ratio = _positive("oxygen_ratio", oxygen_ratio, allow_zero=True)
+    tilt = checks.real("tilt", tilt, -45, 45)
+    if tilt and oxygen_ratio is None:
+        raise ValueError("tilt moves the O columns: give oxygen_ratio too")
+    checks.one_of("contrast", contrast, ("bright", "dark"))
+    dip = checks.real("dip", dip, 0, 1, low_open=True)
 
     out = _core.render_perovskite(
         shape, a_px, projection, rotation, intensity_ratio, dark_fraction,
         dark_ratio, sigma, disp_px, directions, domains, wall_px, dose, read_noise,
-        drift, jitter, background, blur_px, seed,
+        drift, jitter, background, blur_px, seed, oxygen=oxygen_ratio, tilt=tilt,
+        dip=dip if contrast == "dark" else None,
     )  # fmt: skip
 
     parameters = dict(
@@ -201,10 +228,12 @@ def perovskite(
         displacement=displacement, directions=directions, domains=domains,
         wall_width=wall_width, dose=dose, read_noise=read_noise, drift=drift,
         jitter=jitter, background=background, blur=blur, seed=seed,
+        oxygen_ratio=oxygen_ratio, tilt=tilt, contrast=contrast, dip=dip,
     )  # fmt: skip
     image = _make_image(out["image"], pixel_size, parameters)
+    names = ["A", "B"] if oxygen_ratio is None else ["A", "B", "O"]
     truth = SyntheticTruth(
-        columns=Columns(out["xy"], out["sublattice"], ["A", "B"]),
+        columns=Columns(out["xy"], out["sublattice"], names),
         displacement=out["displacement"],
         domain=out["domain"],
         domain_map=out["domain_map"],

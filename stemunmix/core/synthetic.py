@@ -40,14 +40,23 @@ def unit_cell(projection: str, a_px: float) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
+# Pure-O columns of each projection: (fractional site, fractional site of the
+# B column whose octahedron holds it). Every pure-O column lies midway along a
+# B-B bond: [001] on the edges of the A square, [110] at the centre of the A
+# rectangle, between the B columns of its row.
+OXYGEN_SITES = {"001": [((0.5, 0.0), (0.5, 0.5)), ((0.0, 0.5), (0.5, 0.5))],
+                "110": [((0.5, 0.5), (0.0, 0.5))]}  # fmt: skip
+
+
 def rotation_matrix(degrees: float) -> np.ndarray:
     """Counter-clockwise as displayed (y axis down), acting on [x, y] columns."""
     t = np.deg2rad(degrees)
     return np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
 
 
-def lattice_sites(shape, vectors, basis, origin, margin):
-    """All sites within ``margin`` pixels of the image: xy (N, 2), sublattice (N,)."""
+def lattice_sites(shape, vectors, basis, origin, margin, cells=False):
+    """All sites within ``margin`` pixels of the image: xy (N, 2), sublattice (N,)
+    (and with ``cells=True`` the cell index (N, 2) of each)."""
     h, w = shape
     corners = np.array([[-margin, -margin], [w + margin, -margin]])
     corners = np.vstack([corners, corners + [0, h + 2 * margin]]) - origin
@@ -67,7 +76,29 @@ def lattice_sites(shape, vectors, basis, origin, margin):
         & (xy[:, 1] >= -margin)
         & (xy[:, 1] <= h - 1 + margin)
     )
+    if cells:
+        return xy[keep], sub[keep], np.tile(ij, (len(basis), 1))[keep].astype(int)
     return xy[keep], sub[keep]
+
+
+def oxygen_sites(shape, vectors, projection, origin, margin, tilt):
+    """Pure-O columns: xy (N, 2) and the displacement (N, 2) an antiphase
+    rotation of the octahedra by ``tilt`` degrees about the beam gives them.
+
+    Each octahedron turns by +-``tilt`` (the sign alternating from one B
+    column to the next along every B-B bond); the O column it shares with its
+    neighbour moves across the bond by (bond / 2) * tan(tilt), so the B-O-B
+    angle is 180 - 2 * tilt degrees.
+    """
+    sites = OXYGEN_SITES[projection]
+    basis = np.array([o for o, _ in sites], float)
+    owner = np.array([b for _, b in sites], float)
+    xy, kind, ij = lattice_sites(shape, vectors, basis, origin, margin, cells=True)
+    r = (basis - owner)[kind] @ vectors  # from the owning B column to the O
+    perp = np.stack([-r[:, 1], r[:, 0]], 1)
+    # B columns alternate along every B-B bond: (-1)^(i + j) of the owner's cell.
+    sign = np.where(ij.sum(1) % 2, -1, 1)
+    return xy, np.tan(np.deg2rad(tilt)) * sign[:, None] * perp
 
 
 def _domain_axes(pattern: str, shape) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -225,8 +256,18 @@ def render_perovskite(
     blur,
     seed,
     layer=None,
+    oxygen=None,
+    tilt=0.0,
+    dip=None,
 ):
-    """Render an ABO3 HAADF image; all lengths in pixels, inputs already valid.
+    """Render an ABO3 image; all lengths in pixels, inputs already valid.
+
+    ``oxygen``, optional: the peak height of the pure-O columns relative to A
+    (HAADF: about 0.05, invisible; ABF about 0.5; iDPC 0.2-0.4); None renders
+    none (and draws the same random numbers as before O existed). ``tilt``:
+    their antiphase octahedral rotation in degrees (:func:`oxygen_sites`).
+    ``dip``, optional: dark columns on a bright background (ABF, BF), the
+    deepest dip this fraction of the bright level; None: bright columns.
 
     ``layer``, optional: a band of another material, e.g. SrRuO3 between PbTiO3
     layers, where the A lattice runs on but the brightness differs. A dict with
@@ -237,7 +278,8 @@ def render_perovskite(
     Returns a dict: ``image`` (float32 counts), ``expected`` (noise-free counts),
     ``xy`` (N, 2) true image-frame positions, ``sublattice`` (0 = A, 1 = B),
     ``displacement`` (N, 2) planted displacement in pixels (zero for A),
-    ``domain`` (N,), ``domain_map`` (H, W) and ``amplitude`` (N,).
+    ``domain`` (N,), ``domain_map`` (H, W) and ``amplitude`` (N,); sublattice
+    2 is O and its ``displacement`` the tilt's.
     """
     rng = np.random.default_rng(seed)
     vectors, basis = unit_cell(projection, a_px)
@@ -246,6 +288,10 @@ def render_perovskite(
     origin = rng.uniform(0, a_px, 2)
     margin = 4 * sigma + abs(drift[0]) + abs(drift[1]) + displacement + 2
     xy, sub = lattice_sites(shape, vectors, basis, origin, margin)
+    o_disp = np.zeros((0, 2))
+    if oxygen is not None:
+        xy_o, o_disp = oxygen_sites(shape, vectors, projection, origin, margin, tilt)
+        xy, sub = np.vstack([xy, xy_o]), np.concatenate([sub, np.full(len(xy_o), 2)])
 
     # Polar displacement of B, blended across the domain walls.
     weights = domain_weights(xy, domains, shape, wall_width)
@@ -254,10 +300,13 @@ def render_perovskite(
     unit = np.stack([np.cos(angles), -np.sin(angles)], 1)
     per_domain = displacement * unit @ rot.T
     disp = (weights.T @ per_domain) * (sub == 1)[:, None]
+    disp[sub == 2] = o_disp
     domain = domain_labels(xy, domains, shape)
     xy_specimen = xy + disp
 
     amplitude = np.where(sub == 0, 1.0, intensity_ratio)
+    if oxygen is not None:
+        amplitude = np.where(sub == 2, oxygen, amplitude)
     if layer is not None:
         t = np.deg2rad(layer["normal"])
         normal = np.array([np.cos(t), np.sin(t)])
@@ -265,7 +314,7 @@ def render_perovskite(
         depth = (xy - centre) @ normal - layer["offset"]
         in_layer = np.abs(depth) < layer["width"] / 2
         layered = np.where(sub == 0, layer["a"], layer["b"])
-        amplitude = np.where(in_layer, layered, amplitude)
+        amplitude = np.where(in_layer & (sub < 2), layered, amplitude)
     dark = (sub == 0) & (rng.random(len(xy)) < dark_fraction)
     amplitude = amplitude * np.where(dark, dark_ratio, 1.0)
     amplitude *= 1 + 0.03 * rng.standard_normal(len(xy))
@@ -273,6 +322,8 @@ def render_perovskite(
     h = shape[0]
     line_jitter = jitter * rng.standard_normal(h) if jitter > 0 else np.zeros(h)
     clean = render_columns(shape, xy_specimen, amplitude, sigma, drift, line_jitter)
+    if dip is not None:  # dips below a bright level, the deepest ``dip`` of it
+        clean = clean.max() / dip - clean
     expected, image = detect(clean, blur, background, dose, read_noise, rng)
 
     xy_image = scan_positions(xy_specimen, shape, drift, line_jitter, sigma)

@@ -32,9 +32,13 @@ def label_map(shape, xy, labels, radius, background) -> np.ndarray:
 
 
 def random_sample(
-    rng: np.random.Generator, size: int = 128, spacing_range=(11, 23), truth=False
-):
+    rng: np.random.Generator, size: int = 128, spacing_range=(11, 23), truth=False,
+    oxygen: bool = False,
+):  # fmt: skip
     """One training image (normalised float32) and its class map (int64).
+
+    ``oxygen=True``: the oxygen model's images (:func:`oxygen_contrast`), with
+    classes 0 = A, 1 = B, 2 = O, 3 = background.
 
     With ``truth=True`` also the true column positions and sublattices.
 
@@ -50,6 +54,9 @@ def random_sample(
     spacing = rng.uniform(*spacing_range)
     a_px = spacing if projection == "001" else spacing * np.sqrt(2)
     sigma = spacing * rng.uniform(0.07, 0.24)
+    kind = oxygen_contrast(rng, spacing) if oxygen else {}
+    if kind:
+        sigma = spacing * kind.pop("sigma")
     domains = rng.choice(["none", "two_stripes", "four_stripes", "quadrants"])
     n_dom = {"none": 1, "two_stripes": 2, "four_stripes": 4, "quadrants": 4}[domains]
     layer = None
@@ -65,12 +72,13 @@ def random_sample(
             a=a_layer,
             b=a_layer * rng.uniform(0.75, 1.35),
         )
+    rotation, ratio = rng.uniform(0, 360), rng.uniform(0.08, 0.6)  # in this order
     out = render_perovskite(
         shape=(size, size),
         a_px=a_px,
         projection=projection,
-        rotation=rng.uniform(0, 360),
-        intensity_ratio=rng.uniform(0.08, 0.6),
+        rotation=rotation,
+        intensity_ratio=kind.pop("intensity_ratio", ratio),
         dark_fraction=rng.uniform(0, 0.3),
         dark_ratio=rng.uniform(0.6, 0.95),
         sigma=sigma,
@@ -78,7 +86,8 @@ def random_sample(
         directions=rng.uniform(0, 360, n_dom),
         domains=domains,
         wall_width=rng.uniform(0, 3) * spacing,
-        dose=float(np.exp(rng.uniform(np.log(0.5), np.log(1000)))),
+        dose=kind.pop("dose", None)
+        or float(np.exp(rng.uniform(np.log(0.5), np.log(1000)))),
         read_noise=rng.uniform(0, 2),
         drift=rng.uniform(-3, 3, 2),
         jitter=rng.uniform(0, 0.4),
@@ -86,25 +95,60 @@ def random_sample(
         blur=rng.uniform(0, 0.5) * sigma,
         seed=int(rng.integers(2**31)),
         layer=layer,
+        **{k: kind[k] for k in ("oxygen", "tilt", "dip") if k in kind},
     )
+    if kind.get("high_pass"):  # iDPC: integrated gradients lose the low frequencies
+        from scipy.ndimage import gaussian_filter
+
+        out["image"] = out["image"] - kind["high_pass"] * gaussian_filter(
+            out["image"], kind["high_pass_width"] * spacing
+        )
     if rng.random() < 0.3:  # detector afterglow smears counts along the fast scan
         from scipy.ndimage import gaussian_filter1d
 
         out["image"] = gaussian_filter1d(out["image"], rng.uniform(0.3, 1.5), axis=1)
     if rng.random() < 0.5:  # ADF/HAADF gain and offset vary between microscopes
         out["image"] = out["image"] * rng.uniform(0.5, 50) + rng.uniform(-100, 100)
-    image = normalize(out["image"])
+    # Dark columns go in inverted, as segment() passes them to the network.
+    image = normalize(-out["image"] if kind.get("dip") else out["image"])
+    sub = out["sublattice"]
+    if oxygen and not kind.get("o_visible"):
+        sub = np.where(sub == 2, 3, sub)  # invisible O is background, not a guess
     labels = label_map(
-        (size, size), out["xy"], out["sublattice"], DISK_FRACTION * spacing, 2
+        (size, size), out["xy"], sub, DISK_FRACTION * spacing, 3 if oxygen else 2
     )
     if truth:
-        return image, labels, out["xy"], out["sublattice"]
+        return image, labels, out["xy"], sub
     return image, labels
 
 
-def batch(rng: np.random.Generator, n: int, size: int = 128):
+def oxygen_contrast(rng: np.random.Generator, spacing: float) -> dict:
+    """The contrast of one oxygen-model image, drawn: HAADF (30 %: O rendered at
+    a few % of A, invisible, labelled background), ABF (35 %: every column a
+    dip, O the weakest, A and B alike) or iDPC (35 %: every
+    column bright, roughly with the projected potential, the low frequencies
+    partly lost). Half of the ABF and iDPC images have octahedral tilts up to 10
+    degrees. Returns render_perovskite's oxygen/tilt/dip, the B/A ratio, the
+    column sigma (fraction of the spacing) and the iDPC high-pass."""
+    u = rng.random()
+    tilt = rng.uniform(0, 10) if rng.random() < 0.5 else 0.0
+    if u < 0.3:
+        return dict(oxygen=rng.uniform(0, 0.05), sigma=rng.uniform(0.07, 0.24))
+    if u < 0.65:
+        # A bright field: ABF frames collect many counts a pixel.
+        return dict(oxygen=rng.uniform(0.3, 0.85), tilt=tilt, dip=rng.uniform(0.08, 0.6),
+                    dose=float(np.exp(rng.uniform(np.log(20), np.log(5000)))),
+                    intensity_ratio=rng.uniform(0.45, 1.1), sigma=rng.uniform(0.07, 0.16),
+                    o_visible=True)  # fmt: skip
+    return dict(oxygen=rng.uniform(0.2, 0.55), tilt=tilt,
+                intensity_ratio=rng.uniform(0.35, 1.0), sigma=rng.uniform(0.07, 0.16),
+                high_pass=rng.uniform(0, 0.9), high_pass_width=rng.uniform(0.4, 1.5),
+                o_visible=True)  # fmt: skip
+
+
+def batch(rng: np.random.Generator, n: int, size: int = 128, oxygen: bool = False):
     """(images (n, 1, size, size) float32, labels (n, size, size) int64)."""
-    pairs = [random_sample(rng, size) for _ in range(n)]
+    pairs = [random_sample(rng, size, oxygen=oxygen) for _ in range(n)]
     images = np.stack([p[0] for p in pairs])[:, None]
     labels = np.stack([p[1] for p in pairs])
     return images, labels

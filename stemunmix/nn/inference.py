@@ -52,14 +52,12 @@ def spacing_crop(shape, max_size: int = 512) -> tuple[slice, slice]:
 
 
 def scale_factor(image: np.ndarray, scale, training_spacing: float,
-                 spacing: float | None = None, contrast: str = "auto") -> tuple:  # fmt: skip
+                 spacing: float | None = None) -> tuple:  # fmt: skip
     """(factor, column spacing in pixels) of a frame.
 
     ``spacing`` given: the factor that brings it to ``training_spacing``; else
     ``scale="auto"`` measures the spacing on the central crop, and a numeric
-    ``scale`` implies the spacing ``training_spacing / scale``. With
-    ``contrast="auto"`` a frame of dark columns on a bright background (ABF,
-    BF) is refused (:func:`stemunmix.core.segmentation.check_contrast`).
+    ``scale`` implies the spacing ``training_spacing / scale``.
     """
     crop = image[spacing_crop(image.shape)]
     if spacing is not None:
@@ -71,9 +69,40 @@ def scale_factor(image: np.ndarray, scale, training_spacing: float,
     else:
         factor = float(scale)
         found = training_spacing / factor
-    if contrast == "auto":
-        seg.check_contrast(np.asarray(crop), found)
     return factor, found
+
+
+def image_contrast(data, nav_ndim: int, contrast: str = "auto",
+                   spacing: float | None = None) -> str:  # fmt: skip
+    """``"bright"`` or ``"dark"`` columns, for the whole stack: ``contrast``
+    itself, or with ``"auto"`` the sign of each frame's column/background
+    asymmetry (:func:`stemunmix.core.segmentation.contrast_asymmetry`) on its
+    central crop, the only pixels read. Frames that disagree are refused."""
+    if contrast != "auto":
+        return contrast
+    crop = spacing_crop(data.shape[-2:])
+    frames = list(np.ndindex(data.shape[:nav_ndim]))
+    crops = [data[f][crop] for f in frames]
+    if engine.is_lazy(data):
+        import dask
+
+        crops = dask.compute(*crops)
+    found = set()
+    for small in crops:
+        small = np.asarray(small, np.float64)
+        if not np.all(np.isfinite(small)) or not np.ptp(small) > 0:
+            found.add("bright")  # plan_frames names what is wrong with it
+            continue
+        d = spacing if spacing is not None else seg.measure_spacing(small)
+        dark = seg.contrast_asymmetry(small, d) < seg.DARK_ASYMMETRY
+        found.add("dark" if dark else "bright")
+    if len(found) > 1:
+        raise ValueError(
+            "contrast='auto' finds bright columns in some frames and dark ones "
+            "(ABF, BF) in others; segment them apart, or pass contrast='bright' "
+            "or 'dark' for all"
+        )
+    return found.pop() if found else "bright"
 
 
 def _axis_plan(c0, c1, n, factor, halo, multiple):
@@ -245,14 +274,17 @@ class FramePlan:
 
     factor: float  # resampling factor to the training spacing
     spacing: float | None  # column spacing, pixels (measured or given)
-    range: tuple[float, float]  # intensity range mapped to 0..1
+    range: tuple[float, float]  # intensity mapped to 0 and 1 (reversed: dark)
 
 
 def plan_frames(data, nav_ndim, scale, training_spacing, spacing=None,
-                contrast="auto") -> dict:  # fmt: skip
+                contrast="bright") -> dict:  # fmt: skip
     """A :class:`FramePlan` per frame of ``data`` (numpy or dask), from its
-    central crop (spacing, contrast) and a regular subsample (intensity range,
-    finite pixels); only those small pieces are read (computed, for dask)."""
+    central crop (spacing) and a regular subsample (intensity range, finite
+    pixels); only those small pieces are read (computed, for dask). With
+    ``contrast="dark"`` the range is reversed: the network sees the frame
+    inverted, dark columns bright (``"auto"`` is resolved first, by
+    :func:`image_contrast`)."""
     shape = data.shape[-2:]
     step = max(1, int(np.ceil(np.sqrt(shape[0] * shape[1] / 4_000_000))))
     crop = spacing_crop(shape)
@@ -262,13 +294,16 @@ def plan_frames(data, nav_ndim, scale, training_spacing, spacing=None,
         import dask
 
         pieces = dask.compute(*pieces)
-    plans = {}
+    plans, dark = {}, contrast == "dark"
+    if contrast == "auto":
+        raise ValueError("plan_frames: resolve contrast='auto' with image_contrast")
     for f, (small, sample) in zip(frames, pieces, strict=True):
         seg.check_finite(np.asarray(sample))
         factor, found = scale_factor(np.asarray(small), scale, training_spacing,
-                                     spacing, contrast)  # fmt: skip
+                                     spacing)  # fmt: skip
         check_size(shape, factor)
-        plans[f] = FramePlan(float(factor), found, seg.intensity_range(sample))
+        lo, hi = seg.intensity_range(sample)
+        plans[f] = FramePlan(float(factor), found, (hi, lo) if dark else (lo, hi))
     return plans
 
 
@@ -289,7 +324,7 @@ def network_step(model, plans, shape, tile, batch_size, device) -> engine.Step:
 
 
 def segment(data, model, nav_ndim, scale, tile, batch_size, device, lazy,
-            spacing=None, contrast="auto", lattice_prior=0.0, progress=None,
+            spacing=None, contrast="bright", lattice_prior=0.0, progress=None,
             store=None):  # fmt: skip
     """Probability maps (nav..., C, H, W) of ``data`` (nav..., H, W), numpy or
     dask (``lazy``: a dask result either way), named with the lattice

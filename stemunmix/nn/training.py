@@ -20,6 +20,8 @@ from stemunmix.nn.model_io import save_model
 from stemunmix.nn.unet import DilatedUNet
 
 CLASS_WEIGHTS = (3.0, 3.0, 1.0)  # columns are a few % of the pixels
+OXYGEN_CLASSES = ("A", "B", "O", "background")
+OXYGEN_WEIGHTS = (3.0, 3.0, 3.0, 1.0)
 
 
 def resolve_device(device) -> torch.device:
@@ -40,9 +42,9 @@ def resolve_device(device) -> torch.device:
     return dev
 
 
-def validation_set(seed: int, n: int, size: int):
+def validation_set(seed: int, n: int, size: int, oxygen: bool = False):
     rng = np.random.default_rng([seed, 1])
-    return [data.random_sample(rng, size, truth=True) for _ in range(n)]
+    return [data.random_sample(rng, size, truth=True, oxygen=oxygen) for _ in range(n)]
 
 
 @torch.no_grad()
@@ -78,6 +80,8 @@ def train(
     bottleneck: int = 128,
     rates=(2, 4, 6),
     show_progressbar: bool | None = None,
+    oxygen: bool = False,
+    init=None,
 ) -> DilatedUNet:
     """Train a segmentation model on on-the-fly synthetic images.
 
@@ -94,6 +98,14 @@ def train(
         ``None`` uses CUDA when present, else the CPU.
     widths, bottleneck, rates
         Network shape (see :class:`stemunmix.nn.DilatedUNet`).
+    oxygen : bool
+        Train the classes A, B, O, background on images of every contrast
+        (:func:`stemunmix.nn.data.oxygen_contrast`) instead of A, B,
+        background on HAADF.
+    init : str or path, optional
+        Start from this model's weights (a bundled name or a file; same network
+        shape): the classes it shares keep their output channel, a new class
+        (O) starts from the A channel.
 
     Returns
     -------
@@ -117,21 +129,28 @@ def train(
             raise ValueError(
                 f"out = {str(out)!r} is a file; give a folder for the model"
             )
+    names = OXYGEN_CLASSES if oxygen else ("A", "B", "background")
+    class_weights = OXYGEN_WEIGHTS if oxygen else CLASS_WEIGHTS
     recipe = dict(
         steps=steps, batch_size=batch_size, patch_size=patch_size,
         learning_rate=learning_rate, seed=seed, validation_size=validation_size,
         widths=list(widths), bottleneck=bottleneck, rates=list(rates),
-        class_weights=list(CLASS_WEIGHTS), training_spacing=data.TRAINING_SPACING,
+        class_weights=list(class_weights), training_spacing=data.TRAINING_SPACING,
     )  # fmt: skip
+    if oxygen:
+        recipe["oxygen"] = True
     torch.manual_seed(seed)
     rng = np.random.default_rng([seed, 0])
-    model = DilatedUNet(("A", "B", "background"), widths, bottleneck, rates).to(dev)
+    model = DilatedUNet(names, widths, bottleneck, rates)
+    if init is not None:
+        recipe["init"] = _start_from(model, init)
+    model = model.to(dev)
     optimiser = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, max_lr=learning_rate, total_steps=steps, pct_start=0.1
     )
-    weights = torch.tensor(CLASS_WEIGHTS, device=dev)
-    val = validation_set(seed, validation_size, patch_size)
+    weights = torch.tensor(class_weights, device=dev)
+    val = validation_set(seed, validation_size, patch_size, oxygen)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     log, t0 = [], time.perf_counter()
@@ -144,7 +163,7 @@ def train(
     try:
         for step in tqdm(range(1, steps + 1), desc="training", disable=disable):
             loss = _step(model, optimiser, schedule, weights, rng, batch_size,
-                         patch_size, dev)  # fmt: skip
+                         patch_size, dev, oxygen)  # fmt: skip
             if step % checkpoint_every == 0 or step == steps:
                 # The weights first: nothing after this line can lose them.
                 entry = {"step": step, "loss": loss,
@@ -172,9 +191,36 @@ def train(
     return model
 
 
-def _step(model, optimiser, schedule, weights, rng, batch_size, patch_size, dev):
+def _start_from(model, init) -> str:
+    """Copy the weights of model ``init`` into ``model`` (same shape); the head
+    keeps the channels of shared classes, and a new class starts from A's.
+    Returns the name recorded in the recipe."""
+    from stemunmix.nn.model_io import load_model
+
+    source = load_model(init)
+    if source.config["widths"] != model.config["widths"] or (
+        source.config["bottleneck"] != model.config["bottleneck"]
+        or source.config["rates"] != model.config["rates"]
+    ):
+        raise ValueError(
+            f"init={init!r} has another network shape ({source.config}); "
+            "start from a model with the same widths, bottleneck and rates"
+        )
+    state = {k: v for k, v in source.state_dict().items() if not k.startswith("head.")}
+    model.load_state_dict(state, strict=False)
+    old = list(source.class_names)
+    with torch.no_grad():
+        for k, name in enumerate(model.class_names):
+            j = old.index(name) if name in old else old.index("A")
+            model.head.weight[k] = source.head.weight[j]
+            model.head.bias[k] = source.head.bias[j]
+    return str(source.card.get("name", init))
+
+
+def _step(model, optimiser, schedule, weights, rng, batch_size, patch_size, dev,
+          oxygen=False):  # fmt: skip
     """One optimiser step on a fresh batch; returns the loss."""
-    images, labels = data.batch(rng, batch_size, patch_size)
+    images, labels = data.batch(rng, batch_size, patch_size, oxygen)
     # Random flips and quarter turns; the generator already covers rotations.
     k = int(rng.integers(4))
     images, labels = np.rot90(images, k, (2, 3)), np.rot90(labels, k, (1, 2))
@@ -193,7 +239,9 @@ def _card(recipe, log, device) -> dict:
 
     return {
         "version": __version__,
-        "class_names": ["A", "B", "background"],
+        "class_names": list(
+            OXYGEN_CLASSES if recipe.get("oxygen") else ("A", "B", "background")
+        ),
         "training_spacing": data.TRAINING_SPACING,
         "recipe": recipe,
         "validation": log[-1] if log else {},

@@ -12,6 +12,8 @@ import numpy as np
 
 POLARIZATION = ["x", "y", "sigma_x", "sigma_y"]
 STRAIN = ["exx", "eyy", "exy", "rotation"]
+OCTAHEDRA = ["a_x", "a_y", "a_tilt", "a_sigma_tilt", "b_x", "b_y", "b_tilt",
+             "b_sigma_tilt"]  # fmt: skip
 
 
 def _single(columns):
@@ -104,16 +106,43 @@ def strain_map(columns, a="A", reference=None, grid="lattice", image=None):
                    f"Strain of the {a} lattice", False)  # fmt: skip
 
 
-def _signal(stack, where, grid, image, names, title, lengths):
+def octahedral_map(columns, o="O", b="B", grid="lattice", image=None):
+    from stemunmix.core.measure import octahedral_cells
+
+    _single(columns)
+    co = columns.select(o) if o in columns.class_names else columns[:0]
+    cb = columns.select(b)
+    if len(co) == 0:
+        raise ValueError(
+            f"no {o} columns: find them with a model that has an O class "
+            "(segment(model='oxygen'), the default for ABF/BF images)"
+        )
+    shape = tuple(columns.ij[(columns.ij >= 0).all(1)].max(0)[::-1] + 1)
+    cells = octahedral_cells(cb.xy, cb.sigma, cb.ij, co.xy, co.sigma, shape)
+    parts = []
+    for k in ("a", "b"):
+        c = cells[k]
+        parts += [c["displacement"][..., 0], c["displacement"][..., 1], c["tilt"],
+                  c["sigma_tilt"]]  # fmt: skip
+    from stemunmix.core.measure import site_grid
+
+    return _signal(np.stack(parts, -1), site_grid(cb.ij, cb.xy, shape), grid, image,
+                   OCTAHEDRA, f"{o} columns on the {b}-{b} bonds",
+                   [not n.endswith("tilt") for n in OCTAHEDRA],
+                   "x, y: image units; tilt: degrees")  # fmt: skip
+
+
+def _signal(stack, where, grid, image, names, title, lengths, units_note=None):
     """A Signal2D (len(names), ...) of per-cell values on the lattice or the
-    image grid; ``lengths``: the values are pixel lengths, calibrated with the
-    image."""
+    image grid; ``lengths`` (one bool, or one per quantity): the values are
+    pixel lengths, calibrated with the image."""
     import hyperspy.api as hs
 
     if grid not in ("lattice", "image"):
         raise ValueError(f"grid must be 'lattice' or 'image', got {grid!r}")
     shape, scale, units, offset = _calibration(image)
-    factor = scale if lengths else 1.0
+    per = np.broadcast_to(np.asarray(lengths, bool), (len(names),))
+    factor = np.where(per, scale, 1.0)[:, None, None]
     values = np.moveaxis(stack, -1, 0) * factor
     if grid == "image":
         if shape is None:
@@ -138,8 +167,10 @@ def _signal(stack, where, grid, image, names, title, lengths):
         ax.name, ax.units, ax.scale, ax.offset = name, axes_units, axes_scale, off
     out.metadata.General.title = title
     out.metadata.set_item("Signal.quantities", list(names))
+    if units_note is None:
+        units_note = units if per.all() else "strain (rotation: rad)"
     out.metadata.set_item("Signal.quantity_units",
-                          units if lengths else "strain (rotation: rad)")  # fmt: skip
+                          units_note.replace("image units", units))  # fmt: skip
     return out
 
 

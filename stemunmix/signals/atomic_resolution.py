@@ -61,7 +61,11 @@ class AtomicResolutionImage(StemunmixSignal2D):
         Parameters
         ----------
         model : str, path or torch.nn.Module, optional
-            A model from :func:`stemunmix.load_model` (default: the bundled one).
+            A model from :func:`stemunmix.load_model`. Default: the bundled
+            ``"default"`` model (A, B, background; HAADF/ADF) for bright
+            columns, the bundled ``"oxygen"`` model (A, B, O, background) for
+            dark ones. Pass ``model="oxygen"`` for iDPC, whose columns are
+            bright but whose O columns show.
         scale : "auto" or float
             ``"auto"`` measures the column spacing from the autocorrelation of
             each frame; a number resamples by that factor (1 = none, 2 doubles
@@ -89,6 +93,20 @@ class AtomicResolutionImage(StemunmixSignal2D):
             the column; a confident network is not overruled. Only the share
             between column classes changes: the background map, and so where
             columns are found, is the network's own. 0 turns it off.
+        spacing : float, optional
+            The column spacing in pixels, instead of measuring it.
+        contrast : {"auto", "bright", "dark"}
+            ``"bright"``: bright columns on a dark background (HAADF, ADF,
+            iDPC). ``"dark"``: dark columns on a bright one (ABF, BF); the
+            network sees each frame inverted, and ``find_columns`` fits the
+            inverted image. ``"auto"`` (default) tells them apart on each
+            frame's central crop
+            (:func:`stemunmix.core.segmentation.contrast_asymmetry`). The one
+            used is recorded as ``contrast_used`` in
+            ``metadata.Signal.stemunmix.segment``.
+        store : path, optional
+            Lazy output: the zarr folder the maps are computed into once
+            (default a temporary one).
 
         Returns
         -------
@@ -106,20 +124,26 @@ class AtomicResolutionImage(StemunmixSignal2D):
         check_image_axes(self, "segment")
         scale, spacing_px = _check_scale(scale, spacing, self.data.shape)
         _check_segment_knobs(contrast, batch_size, tile, lattice_prior, store)
-        model = check_model(model)  # the plain arguments first: this loads a file
-        dev = resolve_device(device)
         if not self._lazy:
             seg.check_finite(self.data)
+        nav_ndim = self.axes_manager.navigation_dimension
+        used = inference.image_contrast(self.data, nav_ndim, contrast, spacing_px)
+        # The plain arguments first: this loads a file. Dark columns (ABF, BF)
+        # show the O columns, which only the oxygen model names.
+        model = check_model(model if model is not None else CONTRAST_MODEL[used])
+        _check_model_contrast(model, used)
+        dev = resolve_device(device)
         lazy = self._lazy if lazy_output is None else bool(lazy_output)
         with progress_bar(show_progressbar, "segment") as bar:
             maps, plans, block, vectors = inference.segment(
                 self.data, inference.for_inference(model).to(dev),
-                self.axes_manager.navigation_dimension, scale, tile,
+                nav_ndim, scale, tile,
                 batch_size or (4 if dev.type == "cuda" else 1), dev, lazy,
-                spacing_px, contrast, float(lattice_prior), bar, store,
+                spacing_px, used, float(lattice_prior), bar, store,
             )  # fmt: skip
         record = _segment_record(model, plans, scale, tile, block, lattice_prior,
                                  contrast, spacing_px, store if lazy else None)  # fmt: skip
+        record["contrast_used"] = used
         if vectors is not None:
             record["lattice_vectors"] = vectors
         if not lazy and engine.is_lazy(maps):
@@ -386,7 +410,9 @@ def _check_scale(scale, spacing=None, shape=None):
     return scale, spacing
 
 
-CONTRASTS = ("auto", "bright")
+CONTRASTS = ("auto", "bright", "dark")
+# The bundled model segment() uses by default for each contrast.
+CONTRAST_MODEL = {"bright": "default", "dark": "oxygen"}
 
 
 def _check_segment_knobs(contrast, batch_size, tile, lattice_prior, store) -> None:
@@ -406,12 +432,20 @@ def _check_segment_knobs(contrast, batch_size, tile, lattice_prior, store) -> No
 
 
 def _check_contrast(contrast):
-    if contrast == "dark":
-        raise ValueError(
-            "contrast='dark' (ABF, BF) is not supported yet: the bundled model is "
-            "trained on bright columns; use the simultaneous HAADF/ADF image"
-        )
     checks.one_of("contrast", contrast, CONTRASTS)
+
+
+def _check_model_contrast(model, used) -> None:
+    """Dark columns (ABF, BF) with a model without an O class: the O columns
+    would be found as cations. Refused, with the fix."""
+    if used == "dark" and "O" not in model.class_names:
+        raise ValueError(
+            "the image shows dark columns on a bright background (ABF or BF), "
+            "where the O columns show too, and this model has no O class "
+            f"({list(model.class_names)}): it would name them A or B. Leave "
+            "model=None (the bundled 'oxygen' model), or pass a model with an "
+            "'O' class; contrast='bright' if the columns really are bright"
+        )
 
 
 class LazyAtomicResolutionImage(LazySignal, AtomicResolutionImage):

@@ -94,19 +94,21 @@ class ColumnProbabilities(StemunmixSignal2D):
         )
         names = self.class_names
         classes = [k for k, n in enumerate(names) if n != "background"]
-        if lattice == "checkerboard" and len(classes) != 2:
+        cations = _cation_pair(names, classes)
+        if lattice == "checkerboard" and cations is None:
             raise ValueError(
-                "lattice='checkerboard' needs exactly two column classes, these "
-                f"maps have {[names[k] for k in classes]}; use lattice=None"
+                "lattice='checkerboard' needs the column classes A and B (or "
+                f"exactly two), these maps have {[names[k] for k in classes]}; "
+                "use lattice=None"
             )
         frames_image, refine = self._raw_frames(image, refine)
         nav_shape = self.data.shape[:-3]
-        distances = self._column_distances(classes, min_distance)
+        distances = self._column_distances(list(cations or classes), min_distance)
         block = self._segment_block() if self._lazy else max(self.data.shape[-2:])
         with progress_bar(show_progressbar, "find_columns") as bar:
             found = find_columns(self.data, frames_image, len(nav_shape), classes,
                                  threshold, refine, distances, block, bar)  # fmt: skip
-        columns, noise = _assemble(found, names, self.data.shape, lattice, classes,
+        columns, noise = _assemble(found, names, self.data.shape, lattice, cations,
                                    distances)  # fmt: skip
         if len(columns) == 0:
             warnings.warn(
@@ -204,7 +206,8 @@ class ColumnProbabilities(StemunmixSignal2D):
 
     def _raw_frames(self, image, refine):
         """(raw image data (nav..., y, x) or None, the refinement it allows):
-        ``image`` or the linked one. ``refine="gaussian"`` without either
+        ``image`` or the linked one, negated where segment() found dark
+        columns (the fit wants peaks). ``refine="gaussian"`` without either
         falls back to centroids with a warning that says how to pass it."""
         if image is None:
             image = self.image
@@ -225,6 +228,10 @@ class ColumnProbabilities(StemunmixSignal2D):
                 f"image has shape {tuple(data.shape)}, but these maps need {want} "
                 "(the frames they were segmented from)"
             )
+        if self._get_state("segment", {}).get("contrast_used") == "dark":
+            # float first: negating unsigned counts would wrap around
+            data = -(data.astype(np.float32) if hasattr(data, "dask")
+                     else np.asarray(data, np.float32))  # fmt: skip
         return data, refine
 
     def local_descriptors(
@@ -323,7 +330,15 @@ class ColumnProbabilities(StemunmixSignal2D):
             )  # fmt: skip
 
 
-def _assemble(found, names, shape, lattice, classes, distances):
+def _cation_pair(names, classes):
+    """The class indices of A and B (the two column classes when not so
+    named), which alternate on a checkerboard; None if there are neither."""
+    if "A" in names and "B" in names:
+        return names.index("A"), names.index("B")
+    return tuple(classes) if len(classes) == 2 else None
+
+
+def _assemble(found, names, shape, lattice, cations, distances):
     """Columns of every frame in one container, with their fitted quantities
     and uncertainties and their lattice sites: those a fit carried off the
     frame left out (no pixels of their own there), named on the checkerboard
@@ -333,14 +348,18 @@ def _assemble(found, names, shape, lattice, classes, distances):
     from stemunmix.core.lattice import checkerboard
 
     nav_shape = shape[:-3]
-    reference = names.index("A") if "A" in names else classes[0]
+    reference = (
+        names.index("A")
+        if "A" in names
+        else [k for k, n in enumerate(names) if n != "background"][0]
+    )
     parts, noise, vectors, frames = [], {}, [], []
     for idx in np.ndindex(nav_shape):
         xy, labels, scores, fits = found[idx]
         on = _on_frame(xy, shape)
         xy, labels, scores, fits = xy[on], labels[on], scores[on], fits[on]
         if lattice == "checkerboard":
-            labels = checkerboard(xy, labels, scores, distances[idx][1], tuple(classes))
+            labels = checkerboard(xy, labels, scores, distances[idx][1], cations)
         quantities, sigma, noise[idx] = unpack_fit(fits)
         ij, vec = index_columns(xy, labels, reference)
         if ij is None:

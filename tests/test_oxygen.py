@@ -1,0 +1,112 @@
+"""O columns: rendering, the oxygen model's training images, contrast, and
+the octahedral measurements."""
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from stemunmix import Columns
+from stemunmix.core.indexing import index_columns
+from stemunmix.synthetic import perovskite
+
+
+def _indexed(truth):
+    c = truth.columns
+    ij, vectors = index_columns(c.xy, c.labels, 0)
+    sigma = np.full((len(c), 2), 0.05)
+    return Columns(c.xy, c.labels, c.class_names, sigma=sigma, ij=ij,
+                   lattice_vectors=vectors)  # fmt: skip
+
+
+@pytest.mark.parametrize("projection", ["001", "110"])
+def test_pure_oxygen_columns_sit_midway_between_b_columns(projection):
+    _, truth = perovskite(shape=200, projection=projection, oxygen_ratio=0.3,
+                          dose=None, drift=(0, 0), jitter=0, displacement=0)  # fmt: skip
+    c = truth.columns
+    b, o = c.xy[c.labels == 1], c.xy[c.labels == 2]
+    per_cell = 2 if projection == "001" else 1  # pure-O columns per A column
+    assert len(o) / len(c.xy[c.labels == 0]) == pytest.approx(per_cell, rel=0.05)
+    dist, near = cKDTree(b).query(o, k=2)
+    inner = (o > 30).all(1) & (o < 170).all(1)
+    # the two nearest B columns are equidistant, on either side of the O column
+    assert np.allclose(dist[inner, 0], dist[inner, 1], atol=1e-6)
+    mid = 0.5 * (b[near[inner, 0]] + b[near[inner, 1]])
+    assert np.abs(mid - o[inner]).max() < 1e-6
+
+
+@pytest.mark.parametrize("projection", ["001", "110"])
+def test_octahedral_tilt_of_the_true_columns(projection):
+    _, truth = perovskite(shape=256, projection=projection, oxygen_ratio=0.3,
+                          tilt=6.0, dose=None, drift=(0, 0), jitter=0,
+                          displacement=0)  # fmt: skip
+    m = _indexed(truth).octahedral_map()
+    q = m.metadata.Signal.quantities
+    a_tilt = m.data[q.index("a_tilt")]
+    ok = np.isfinite(a_tilt)
+    assert ok.sum() > 50
+    assert np.abs(np.abs(a_tilt[ok]) - 6.0).max() < 0.01
+    # antiphase: neighbouring cells along a turn the other way
+    both = ok[:, 1:] & ok[:, :-1]
+    assert (np.sign(a_tilt[:, 1:][both]) == -np.sign(a_tilt[:, :-1][both])).all()
+    b_tilt = m.data[q.index("b_tilt")]
+    if projection == "001":
+        assert np.abs(np.abs(b_tilt[np.isfinite(b_tilt)]) - 6.0).max() < 0.01
+    else:  # the bond along [001] passes an AO column, not a pure-O one
+        assert not np.isfinite(b_tilt).any()
+    sigma = m.data[q.index("a_sigma_tilt")][ok]
+    # sigma 0.05 px on O and both B: d has sqrt(0.05^2 (1 + 1/2)) px, over L / 2
+    bond = float(np.hypot(*truth.parameters["lattice_parameter"] / 0.02 * np.array(
+        [1.0, 0.0] if projection == "001" else [2**-0.5, 0.0])))  # fmt: skip
+    expected = np.degrees(2 * np.sqrt(1.5) * 0.05 / bond)
+    assert np.median(sigma) == pytest.approx(expected, rel=0.02)
+
+
+def test_octahedral_map_calibrated_and_refused_without_oxygen():
+    image, truth = perovskite(shape=200, oxygen_ratio=0.3, tilt=4.0, dose=None,
+                              drift=(0, 0), jitter=0, displacement=0)  # fmt: skip
+    cols = _indexed(truth)
+    px = cols.octahedral_map()
+    nm = cols.octahedral_map(image=image)
+    q = px.metadata.Signal.quantities
+    k, t = q.index("a_x"), q.index("a_tilt")
+    assert np.allclose(nm.data[k], 0.02 * px.data[k], equal_nan=True)
+    assert np.allclose(nm.data[t], px.data[t], equal_nan=True)  # degrees stay
+    assert "nm" in nm.metadata.Signal.quantity_units
+    on_image = cols.octahedral_map(grid="image", image=image)
+    assert on_image.data.shape[1:] == image.data.shape
+    _, plain = perovskite(shape=200, dose=None)
+    with pytest.raises(ValueError, match="no O columns"):
+        _indexed(plain).octahedral_map()
+
+
+def test_oxygen_training_images_show_o_bright_where_labelled():
+    """The oxygen model's images: O labelled only where it shows; dark
+    (ABF) images enter inverted, so every labelled column is brighter than
+    the background the network sees."""
+    from stemunmix.nn import data
+
+    rng = np.random.default_rng(5)
+    kinds = {"O shown": 0, "O hidden": 0}
+    for _ in range(24):
+        image, labels = data.random_sample(rng, 96, oxygen=True)
+        assert set(np.unique(labels)) <= {0, 1, 2, 3}
+        back = image[labels == 3].mean()
+        assert image[labels == 0].mean() > back
+        if (labels == 2).any():
+            kinds["O shown"] += 1
+            assert image[labels == 2].mean() > back
+        else:
+            kinds["O hidden"] += 1
+    assert min(kinds.values()) >= 3, kinds
+    plain, labels = data.random_sample(np.random.default_rng(5), 96)
+    assert set(np.unique(labels)) <= {0, 1, 2}
+
+
+def test_dark_synthetic_image_detected_dark():
+    from stemunmix.nn.inference import image_contrast
+
+    image, _ = perovskite(shape=256, projection="110", oxygen_ratio=0.5,
+                          contrast="dark", dip=0.3, dose=300)  # fmt: skip
+    assert image_contrast(image.data, 0) == "dark"
+    bright, _ = perovskite(shape=256, oxygen_ratio=0.3)
+    assert image_contrast(bright.data, 0) == "bright"
