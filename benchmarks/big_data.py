@@ -118,7 +118,8 @@ def _role(process) -> str:
     return cmd[:40]
 
 
-def run_pipeline(path: str, cluster: bool, worker_threads: int = 1) -> dict:
+def run_pipeline(path: str, cluster: bool, worker_threads: int = 1,
+                 worker_env=()) -> dict:  # fmt: skip
     import warnings
 
     import hyperspy.api as hs
@@ -166,6 +167,9 @@ def run_pipeline(path: str, cluster: bool, worker_threads: int = 1) -> dict:
                     2**28,
                     "distributed.nanny.pre-spawn-environ.MALLOC_MMAP_THRESHOLD_":
                     2**25})  # fmt: skip
+        for item in worker_env:  # --worker-env NAME=VALUE, for experiments
+            name, value = item.split("=", 1)
+            env[f"distributed.nanny.pre-spawn-environ.{name}"] = value
         with dask.config.set(env):
             client = Client(LocalCluster(n_workers=2, threads_per_worker=1,
                                          processes=True, memory_limit="3GB"))  # fmt: skip
@@ -225,13 +229,18 @@ def main():
                         help="larger sizes run once")  # fmt: skip
     parser.add_argument("--worker-threads", type=int, default=1,
                         help="with --cluster: torch/BLAS threads in each worker")  # fmt: skip
+    parser.add_argument("--worker-env", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="with --cluster: more environment for the workers "
+                             "(e.g. MALLOC_ARENA_MAX=2)")  # fmt: skip
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_pipeline(args.one, args.cluster, args.worker_threads)))
+        print(json.dumps(run_pipeline(args.one, args.cluster, args.worker_threads,
+                                      args.worker_env)))  # fmt: skip
         return
     scheduler = (
-        f"LocalCluster (2 processes x 1 thread, OMP_NUM_THREADS={args.worker_threads})"
+        f"LocalCluster (2 processes x 1 thread, OMP_NUM_THREADS={args.worker_threads}"
+        + "".join(f", {e}" for e in args.worker_env) + ")"
         if args.cluster
         else "threads"
     )
@@ -243,6 +252,8 @@ def main():
             cmd = [sys.executable, __file__, "--one", str(path)]
             if args.cluster:
                 cmd += ["--cluster", "--worker-threads", str(args.worker_threads)]
+                if args.worker_env:
+                    cmd += ["--worker-env", *args.worker_env]
             runs = []
             for _ in range(args.repeats if n <= args.repeat_max_size else 1):
                 out = subprocess.run(cmd, capture_output=True, text=True, check=True)

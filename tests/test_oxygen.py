@@ -110,3 +110,79 @@ def test_dark_synthetic_image_detected_dark():
     assert image_contrast(image.data, 0) == "dark"
     bright, _ = perovskite(shape=256, oxygen_ratio=0.3)
     assert image_contrast(bright.data, 0) == "bright"
+
+
+def test_oxygen_model_starts_from_the_default_weights():
+    import torch
+
+    from stemunmix import load_model
+    from stemunmix.nn.training import OXYGEN_CLASSES, _start_from
+    from stemunmix.nn.unet import DilatedUNet
+
+    source = load_model("default")
+    model = DilatedUNet(OXYGEN_CLASSES)
+    assert _start_from(model, "default") == "default"
+    s, m = source.state_dict(), model.state_dict()
+    assert all(torch.equal(s[k], m[k]) for k in s if not k.startswith("head."))
+    for k, name in enumerate(OXYGEN_CLASSES):
+        j = source.class_names.index(name if name != "O" else "A")
+        assert torch.equal(model.head.weight[k], source.head.weight[j])
+    with pytest.raises(ValueError, match="network shape"):
+        _start_from(DilatedUNet(OXYGEN_CLASSES, widths=(8, 16, 32)), "default")
+
+
+def _found_fraction(truth, found, name, radius, margin=20):
+    """Of the true ``name`` columns away from the edge: the fraction found
+    as ``name`` within ``radius`` px, and their RMS error (px)."""
+    t = truth.columns.select(name).xy
+    shape = np.array(truth.domain_map.shape[::-1])
+    t = t[((t > margin) & (t < shape - 1 - margin)).all(1)]
+    if name not in found.class_names or len(found.select(name)) == 0:
+        return 0.0, np.inf
+    d, _ = cKDTree(found.select(name).xy).query(t)
+    ok = d < radius
+    return ok.mean(), float(np.sqrt((d[ok] ** 2).mean()))
+
+
+def test_abf_image_gets_the_oxygen_model_and_its_columns():
+    """A dark-column [110] image: detected dark, segmented by the oxygen
+    model, A, B and the pure-O columns found where they are."""
+    image, truth = perovskite(shape=320, projection="110", oxygen_ratio=0.5,
+                              intensity_ratio=0.7, contrast="dark", dip=0.3,
+                              dose=500, seed=2)  # fmt: skip
+    found = image.find_columns()
+    seg = image.probabilities.metadata.Signal.stemunmix.segment
+    assert (seg.contrast_used, seg.model) == ("dark", "oxygen")
+    assert found.class_names == ["A", "B", "O"]
+    for name in ("A", "B", "O"):
+        fraction, rms = _found_fraction(truth, found, name, radius=2.0)
+        assert fraction > 0.95, (name, fraction)
+        assert rms < 0.5, (name, rms)
+
+
+def test_octahedral_tilt_measured_on_found_columns():
+    image, truth = perovskite(shape=320, projection="001", oxygen_ratio=0.35,
+                              intensity_ratio=0.6, tilt=6.0, displacement=0.0,
+                              dose=300, seed=3)  # fmt: skip
+    found = image.find_columns(model="oxygen")
+    m = found.octahedral_map()
+    q = m.metadata.Signal.quantities
+    tilt = np.abs(m.data[[q.index("a_tilt"), q.index("b_tilt")]])
+    ok = np.isfinite(tilt)
+    assert ok.mean() > 0.7
+    assert np.median(tilt[ok]) == pytest.approx(6.0, abs=0.6)
+    # the error bars say how far the cells scatter
+    sigma = m.data[[q.index("a_sigma_tilt"), q.index("b_sigma_tilt")]][ok]
+    assert 0.5 < np.std(tilt[ok]) / np.median(sigma) < 2.0
+
+
+def test_haadf_image_shows_no_oxygen_to_the_oxygen_model():
+    """O rendered at 4 % of A (HAADF): invisible, so the oxygen model finds
+    almost none of it, and the cations as before."""
+    image, truth = perovskite(shape=320, oxygen_ratio=0.04, seed=4)
+    found = image.find_columns(model="oxygen")
+    o_sites = len(truth.columns.select("O"))
+    found_o = len(found.select("O")) if "O" in found.class_names else 0
+    assert found_o < 0.05 * o_sites
+    for name in ("A", "B"):
+        assert _found_fraction(truth, found, name, radius=2.0)[0] > 0.95

@@ -230,8 +230,11 @@ def index_columns(xy: np.ndarray, labels: np.ndarray, reference: int,
         _, near = tree.query(xy[own], workers=-1)
         frac = _fractional(local[near], xy[own] - xy[ref][near])
         angle = 2 * np.pi * frac
-        usual = np.arctan2(np.sin(angle).mean(0), np.cos(angle).mean(0)) / (2 * np.pi)
-        usual = np.mod(usual, 1.0)
+        s, c = np.sin(angle).mean(0), np.cos(angle).mean(0)
+        usual = np.mod(np.arctan2(s, c) / (2 * np.pi), 1.0)
+        # A class on two sub-sites along an axis (the O columns of [001] at
+        # 0 and 1/2) has no usual offset there: a quarter splits them.
+        usual = np.where(np.hypot(s, c) < 0.5, 0.25, usual)
         ij[own] = ij_ref[near] + np.floor(frac - usual + 0.5).astype(int)
     # A column whose cell origin lies off the image (at the left or top edge)
     # has a site below the first reference one: count from the smallest.

@@ -166,24 +166,9 @@ def contrast_asymmetry(image: np.ndarray, spacing: float) -> float:
     return float((hi - mid) / max(mid - lo, 1e-12 * max(abs(hi), 1.0)))
 
 
-def check_contrast(image: np.ndarray, spacing: float) -> None:
-    """ValueError for dark columns on a bright background (ABF, BF): the
-    network was trained on bright columns and would find wrong ones."""
-    if not np.ptp(image) > 0:
-        return  # constant: intensity_range says so
-    asym = contrast_asymmetry(image, spacing)
-    if asym < DARK_ASYMMETRY:
-        raise ContrastError(
-            "the image shows dark columns on a bright background (ABF or BF "
-            f"contrast: column/background asymmetry {asym:.2f} < {DARK_ASYMMETRY}); "
-            "the bundled model is trained on bright columns (HAADF, ADF) and would "
-            "find wrong ones. Use the simultaneous HAADF/ADF image, or pass "
-            "contrast='bright' if the columns really are bright"
-        )
-
-
 class ContrastError(ValueError):
-    """The image's contrast is not one the model can segment."""
+    """The image's contrast is not one the model can segment (dark columns,
+    where the O columns show, with a model without an O class)."""
 
 
 class NoLatticeError(ValueError):

@@ -439,7 +439,7 @@ def _check_model_contrast(model, used) -> None:
     """Dark columns (ABF, BF) with a model without an O class: the O columns
     would be found as cations. Refused, with the fix."""
     if used == "dark" and "O" not in model.class_names:
-        raise ValueError(
+        raise seg.ContrastError(
             "the image shows dark columns on a bright background (ABF or BF), "
             "where the O columns show too, and this model has no O class "
             f"({list(model.class_names)}): it would name them A or B. Leave "
