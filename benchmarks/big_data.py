@@ -240,7 +240,8 @@ def main():
         return
     scheduler = (
         f"LocalCluster (2 processes x 1 thread, OMP_NUM_THREADS={args.worker_threads}"
-        + "".join(f", {e}" for e in args.worker_env) + ")"
+        + "".join(f", {e}" for e in args.worker_env)
+        + ")"
         if args.cluster
         else "threads"
     )

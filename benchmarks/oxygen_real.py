@@ -5,8 +5,10 @@
 1. SrTiO3 [110] ABF against the ADF image of the same scan: the ABF's A and B
    columns (segment(): contrast detected, the oxygen model) matched one to one
    to the ADF's (default model) within a third of the A-B distance; the RMS
-   distance after removing one rigid offset; extra cation columns (ABF cations
-   matched to none).
+   distance after removing one rigid offset (and, as a diagnostic, after
+   each class's own: the data holds a shift of the B sublattice against the A
+   sublattice between the two images, benchmarks/abf_adf_shift.py); extra
+   cation columns (ABF cations matched to none).
 2. Its O columns at the pure-O sites, the centres of the Sr rectangles: the
    midpoints of the shortest Ti-Ti bonds (along [1-10]) of the ADF's B
    columns, found within a third of the B-O distance.
@@ -94,6 +96,9 @@ def abf_vs_adf():
             "rms_pm_own_offset": float(
                 np.sqrt(((rest - np.median(rest, 0)) ** 2).sum(1).mean()) * pm
             ),
+            "rms_pm_per_axis_own_offset": (
+                np.sqrt(((rest - np.median(rest, 0)) ** 2).mean(0)) * pm
+            ).tolist(),
         }  # fmt: skip
     # extra cations: inner ABF A or B columns matched to no ADF cation
     inner = _inner(both_got, shape, d_ab)
