@@ -13,7 +13,8 @@
    midpoints of the shortest Ti-Ti bonds (along [1-10]) of the ADF's B
    columns, found within a third of the B-O distance.
 3. The PMN iDPC image (model="oxygen"): on every shortest cation-cation bond
-   one A and one B, and the O columns found.
+   one A and one B, and the O columns found at the pure-O sites (the
+   midpoints of the shortest B-B bonds, in either projection).
 Columns closer than one A-B distance to the frame edge are left out of every
 count. Writes benchmarks/results/oxygen_real.json.
 """
@@ -52,6 +53,17 @@ def match(ref, got, radius, offset=None, iterations=3):
         if not fixed:
             offset = np.median(got[gi] - ref[ri], 0)
     return ri, gi, offset
+
+
+def pure_o_sites(b_xy, spacing):
+    """(sites (N, 2), B-O distance): the midpoints of the shortest B-B bonds,
+    where the pure-O columns sit in [001] and in [110]."""
+    pairs = cKDTree(b_xy).query_pairs(1.2 * spacing, output_type="ndarray")
+    length = np.hypot(*(b_xy[pairs[:, 0]] - b_xy[pairs[:, 1]]).T)
+    shortest = np.median(length[length < 1.2 * spacing])
+    short = np.abs(length - shortest) < 0.15 * spacing
+    sites = 0.5 * (b_xy[pairs[short, 0]] + b_xy[pairs[short, 1]])
+    return sites, float(np.median(length[short])) / 2
 
 
 def abf_vs_adf():
@@ -107,14 +119,9 @@ def abf_vs_adf():
     out["extra_cations"] = extra
     out["extra_fraction"] = extra / len(both_ref[_inner(both_ref, shape, d_ab)])
     # pure-O sites: midpoints of the shortest Ti-Ti bonds of the ADF's B
-    ti = c_adf.select("B").xy
-    pairs = cKDTree(ti).query_pairs(1.2 * spacing, output_type="ndarray")
-    length = np.hypot(*(ti[pairs[:, 0]] - ti[pairs[:, 1]]).T)
-    short = np.abs(length - np.median(length[length < 1.2 * spacing])) < 0.15 * spacing
-    sites = 0.5 * (ti[pairs[short, 0]] + ti[pairs[short, 1]])
+    sites, b_o = pure_o_sites(c_adf.select("B").xy, spacing)
     sites = sites[_inner(sites, shape, d_ab)]
     o = c_abf.select("O").xy if "O" in c_abf.class_names else np.zeros((0, 2))
-    b_o = float(np.median(length[short])) / 2
     if len(o):
         d, _ = cKDTree(o - offset).query(sites)
     else:
@@ -148,12 +155,19 @@ def idpc():
     keep = _inner(xy[pairs[:, 0]], shape, nn) & _inner(xy[pairs[:, 1]], shape, nn)
     pairs = pairs[keep]
     mixed = lab[pairs[:, 0]] != lab[pairs[:, 1]]
+    # pure-O sites: the midpoints of the shortest B-B bonds (either projection)
+    sites, b_o = pure_o_sites(cols.select("B").xy, spacing)
+    sites = sites[_inner(sites, shape, nn)]
+    o = cols.select("O").xy
+    d_o = cKDTree(o).query(sites)[0] if len(o) else np.full(len(sites), np.inf)
+    o_found = d_o <= b_o / 3
     inner = _inner(cols.xy, shape, nn)
     counts = {n: int(((cols.labels == k) & inner).sum()) for k, n in enumerate(names)
               if n != "background"}  # fmt: skip
     return {"seconds": seconds, "spacing_px": spacing, "contrast_used": seg.contrast_used,
             "model": seg.model, "cation_nn_px": nn, "bonds": len(pairs),
-            "one_A_one_B": float(mixed.mean()), "columns": counts}  # fmt: skip
+            "one_A_one_B": float(mixed.mean()), "columns": counts,
+            "O_sites": len(sites), "O_found_fraction": float(o_found.mean())}  # fmt: skip
 
 
 def main():
