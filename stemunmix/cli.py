@@ -78,7 +78,13 @@ def _check_against_image(args, image) -> None:
             f"--window {args.window} does not fit in the image ({h} x {w} pixels); "
             "use about 1.2 column spacings, or leave --window out"
         )
-    names = [n for n in load_model().class_names if n != "background"]
+    # --model, or both bundled models (segment chooses one by the contrast)
+    models = [args.model] if args.model is not None else ["default", "oxygen"]
+    try:
+        names = sorted({n for m in models for n in load_model(m).class_names
+                        if n != "background"})  # fmt: skip
+    except ValueError as exc:
+        raise UserError(f"--model {args.model!r}: {exc}") from exc
     if args.classes != "all" and args.classes not in names:
         raise UserError(
             f"--classes {args.classes!r} is not a column class of the model; use one "
@@ -204,6 +210,7 @@ def _analyze(args) -> int:
                              components=args.components, domains=args.domains,
                              classes=None if args.classes == "all" else args.classes,
                              scree=not args.no_scree, show_progressbar=True,
+                             model=args.model,
                              store=Path(args.out) if lazy else None)  # fmt: skip
         except NoLatticeError as exc:
             raise UserError(
@@ -272,6 +279,10 @@ def _parser() -> argparse.ArgumentParser:
     an.add_argument("--no-scree", action="store_true",
                     help="skip the explained variance against window size (the "
                          "window is then half the column spacing)")  # fmt: skip
+    an.add_argument("--model", default=None,
+                    help="segmentation model: a bundled name (default, oxygen) or a "
+                         "model file; default: chosen by the contrast (oxygen for "
+                         "dark-column ABF/BF images); oxygen for iDPC")  # fmt: skip
     an.add_argument("--pixel-size", type=_positive_float, default=None,
                     help="pixel size in nm, for a file without a calibration "
                          "(e.g. a TIFF); default: the file's")  # fmt: skip

@@ -132,6 +132,7 @@ def analyze(
     source: str = "image",
     centre: str = "cell",
     normalize: str | None = "mean",
+    model=None,
 ) -> Analysis:
     """Segment, find columns, cut windows, unmix and cluster, choosing what
     the user leaves out from the data.
@@ -168,6 +169,9 @@ def analyze(
         A folder. For a lazy image the network's maps are computed there once
         (``maps.zarr``, segment's ``store=``) and read back; ignored for an
         in-memory image.
+    model : str, path or module, optional
+        segment()'s: None chooses by the image's contrast (``"default"`` for
+        bright columns, ``"oxygen"`` for ABF/BF); ``"oxygen"`` for iDPC.
     source, centre, normalize
         The windows: cut from the ``"image"`` (default) or the
         ``"probabilities"``; centred on the ``"cell"`` (default: the centre of
@@ -194,7 +198,7 @@ def analyze(
         )  # fmt: skip
 
     try:
-        prob, columns, stored = _segment_and_find(image, store, progress)
+        prob, columns, stored = _segment_and_find(image, store, progress, model)
         spacing = column_spacing(columns, classes)
         scree_signal = None
         if scree:
@@ -309,7 +313,7 @@ class _Progress:
         self.bar.close()
 
 
-def _segment_and_find(image, store, progress):
+def _segment_and_find(image, store, progress, model=None):
     """The maps (for a lazy image computed once into ``store``/maps.zarr when
     given) and the columns, which the image then owns."""
     progress.start("segment")
@@ -317,7 +321,7 @@ def _segment_and_find(image, store, progress):
     if image._lazy and store is not None:
         Path(store).mkdir(parents=True, exist_ok=True)
         stored["maps"] = Path(store) / "maps.zarr"
-    prob = image.segment(show_progressbar=False, store=stored.get("maps"))
+    prob = image.segment(model, show_progressbar=False, store=stored.get("maps"))
     progress.done("segment", f"{' / '.join(prob.class_names)} maps")
     progress.start("find columns")
     columns = prob.find_columns(image=image, show_progressbar=False)

@@ -221,3 +221,15 @@ def test_pixel_size_calibrates_an_uncalibrated_file(tmp_path):
     saved = hs.load(tmp_path / "b" / "image.hspy")
     ax = saved.axes_manager.signal_axes[0]
     assert ax.scale == pytest.approx(0.02) and ax.units == "nm"
+
+
+def test_analyze_an_abf_image_finds_the_o_columns(real_data, tmp_path, capsys):
+    abf = hs.load(real_data / "atomap_hist_STO110_ABF_full.hdf5", file_format="HSPY")
+    path = tmp_path / "abf.hspy"
+    abf.isig[:400, :400].save(path)
+    _fails_with_one_sentence(capsys, ["analyze", str(path), "--model", "nosuch"],
+                             "stemunmix analyze: --model 'nosuch'")  # fmt: skip
+    code = main(["analyze", str(path), "--no-scree", "--components", "2",
+                 "--domains", "2", "--out", str(tmp_path / "abf")])  # fmt: skip
+    assert code == 0
+    assert "A / B / O / background maps" in capsys.readouterr().out

@@ -189,3 +189,18 @@ def test_haadf_image_shows_no_oxygen_to_the_oxygen_model():
     assert found_o < 0.05 * o_sites
     for name in ("A", "B"):
         assert _found_fraction(truth, found, name, radius=2.0)[0] > 0.95
+
+
+def test_dark_image_lazy_equals_eager():
+    image, _ = perovskite(shape=256, projection="110", oxygen_ratio=0.5,
+                          intensity_ratio=0.7, contrast="dark", dip=0.3,
+                          dose=500, seed=6)  # fmt: skip
+    eager = image.find_columns()
+    lazy_image = image.as_lazy()
+    lazy_image.data = lazy_image.data.rechunk(128)
+    lazy = lazy_image.find_columns()
+    seg = lazy_image.probabilities.metadata.Signal.stemunmix.segment
+    assert seg.contrast_used == "dark"
+    assert len(eager) == len(lazy) > 100
+    assert np.allclose(eager.xy, lazy.xy, atol=1e-6)
+    assert np.array_equal(eager.labels, lazy.labels)
