@@ -77,7 +77,8 @@ def image_contrast(data, nav_ndim: int, contrast: str = "auto",
     """``"bright"`` or ``"dark"`` columns, for the whole stack: ``contrast``
     itself, or with ``"auto"`` the sign of each frame's column/background
     asymmetry (:func:`stemunmix.core.segmentation.contrast_asymmetry`) on its
-    central crop, the only pixels read. Frames that disagree are refused."""
+    central crop (at ``spacing``, else the one measured there), the only
+    pixels read. Frames that disagree are refused."""
     if contrast != "auto":
         return contrast
     crop = spacing_crop(data.shape[-2:])
@@ -93,7 +94,11 @@ def image_contrast(data, nav_ndim: int, contrast: str = "auto",
         if not np.all(np.isfinite(small)) or not np.ptp(small) > 0:
             found.add("bright")  # plan_frames names what is wrong with it
             continue
-        d = spacing if spacing is not None else seg.measure_spacing(small)
+        try:
+            d = spacing if spacing is not None else seg.measure_spacing(small)
+        except seg.NoLatticeError:  # plan_frames says what is wrong with it
+            found.add("bright")
+            continue
         dark = seg.contrast_asymmetry(small, d) < seg.DARK_ASYMMETRY
         found.add("dark" if dark else "bright")
     if len(found) > 1:

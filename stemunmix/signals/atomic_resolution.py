@@ -127,7 +127,8 @@ class AtomicResolutionImage(StemunmixSignal2D):
         if not self._lazy:
             seg.check_finite(self.data)
         nav_ndim = self.axes_manager.navigation_dimension
-        used = inference.image_contrast(self.data, nav_ndim, contrast, spacing_px)
+        implied = spacing_px or (None if isinstance(scale, str) else TRAINING / scale)
+        used = inference.image_contrast(self.data, nav_ndim, contrast, implied)
         # The plain arguments first: this loads a file. Dark columns (ABF, BF)
         # show the O columns, which only the oxygen model names.
         model = check_model(model if model is not None else CONTRAST_MODEL[used])
@@ -180,9 +181,10 @@ class AtomicResolutionImage(StemunmixSignal2D):
 
         prob = self.probabilities
         if prob is not None:
-            model = check_model(model)
             state = prob._get_state("segment", {})
-            wanted = _model_id(model) | {
+            # None: the model segment() chose by the contrast it found
+            chosen = CONTRAST_MODEL[state.get("contrast_used", "bright")]
+            wanted = _model_id(check_model(chosen if model is None else model)) | {
                 "scale": scale, "contrast": contrast,
                 "spacing": "measured" if spacing is None else float(spacing),
             }  # fmt: skip
@@ -413,6 +415,7 @@ def _check_scale(scale, spacing=None, shape=None):
 CONTRASTS = ("auto", "bright", "dark")
 # The bundled model segment() uses by default for each contrast.
 CONTRAST_MODEL = {"bright": "default", "dark": "oxygen"}
+TRAINING = 16.0  # the bundled models' training spacing: a numeric scale's spacing
 
 
 def _check_segment_knobs(contrast, batch_size, tile, lattice_prior, store) -> None:
