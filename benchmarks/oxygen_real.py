@@ -164,9 +164,16 @@ def idpc():
     inner = _inner(cols.xy, shape, nn)
     counts = {n: int(((cols.labels == k) & inner).sum()) for k, n in enumerate(names)
               if n != "background"}  # fmt: skip
+    # the same columns named on the checkerboard of the A-B bonds
+    board = img.probabilities.find_columns(lattice="checkerboard")
+    lab_b = board.labels[np.isin(board.labels, [names.index("A"), names.index("B")])]
+    same = len(lab_b) == len(lab)
     return {"seconds": seconds, "spacing_px": spacing, "contrast_used": seg.contrast_used,
             "model": seg.model, "cation_nn_px": nn, "bonds": len(pairs),
-            "one_A_one_B": float(mixed.mean()), "columns": counts,
+            "one_A_one_B": float(mixed.mean()),
+            "one_A_one_B_checkerboard": float(
+                (lab_b[pairs[:, 0]] != lab_b[pairs[:, 1]]).mean()) if same else None,
+            "columns": counts,
             "O_sites": len(sites), "O_found_fraction": float(o_found.mean())}  # fmt: skip
 
 
