@@ -232,7 +232,37 @@ def run_items(step: Step, data, nav_ndim: int, blocks_of, compute: bool = True,
              for frame, box, origin, region in jobs]  # fmt: skip
     if compute:
         tasks = dask.compute(*tasks)
+        release_memory()
     return [(j[0], j[1], t) for j, t in zip(jobs, tasks, strict=True)]
+
+
+def release_memory() -> None:
+    """Hand memory a step has freed back to the system: glibc's
+    ``malloc_trim(0)`` here and, where a dask.distributed client is active,
+    on every worker (dask's own remedy for unmanaged memory). glibc keeps
+    freed memory for reuse, and a worker idle between steps would hold it
+    while the client works (1.37 M columns or 1.1 GB of windows at
+    16384^2). A no-op elsewhere, and cheap: the lazy steps call it when
+    their results are in."""
+    _malloc_trim()
+    try:
+        from distributed import get_client
+
+        client = get_client()
+    except (ImportError, ValueError):  # no distributed, or no client
+        return
+    client.run(_malloc_trim)
+
+
+def _malloc_trim() -> int:
+    import ctypes
+    import ctypes.util
+
+    try:
+        return int(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+                   .malloc_trim(0))  # fmt: skip
+    except (OSError, AttributeError):  # not glibc
+        return 0
 
 
 def _call(fn, *args):

@@ -86,6 +86,10 @@ class NMF(TransformerMixin, BaseEstimator):
         budget = checks.real("max_memory", self.max_memory, 0)
         presample = checks.count("presample", self.presample, 0)
         H = None
+        if is_dask(X):  # the steps before leave freed memory behind: return it
+            from stemunmix.core.engine import release_memory
+
+            release_memory()
         if is_dask(X) and 4 * X.shape[0] * X.shape[1] <= budget:
             # Small enough: read once (float32), chunk by chunk into one array
             # (a single compute holds the chunks and their concatenation: twice

@@ -270,6 +270,7 @@ def keep(maps, block: int, store=None):
         warnings.filterwarnings("ignore", category=FutureWarning)
         regular.to_zarr(str(store), component="maps", overwrite=True)
         kept = da.from_zarr(str(store), component="maps")
+    engine.release_memory()
     return kept.rechunk(maps.chunks)
 
 
