@@ -266,7 +266,28 @@ def _malloc_trim() -> int:
 
 
 def _call(fn, *args):
-    return fn(*args)
+    out = fn(*args)
+    if _in_worker():
+        # A worker runs block after block: without this, the memory freed by
+        # each stays with the process (1.7 GB a worker at 16384^2 in the column
+        # search, whose blocks need 0.1 GB each).
+        _malloc_trim()
+    return out
+
+
+def _in_worker() -> bool:
+    """Running inside a dask.distributed worker's task."""
+    import sys
+
+    if "distributed" not in sys.modules:
+        return False
+    from distributed import get_worker
+
+    try:
+        get_worker()
+    except ValueError:
+        return False
+    return True
 
 
 def _delayed_step(step: Step):
