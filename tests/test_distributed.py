@@ -49,7 +49,12 @@ def test_cluster_equals_threads_and_eager(client, images):
     with dask.config.set(scheduler="threads"):
         prob_t = lazy.segment(tile=128)
         cols_t, _, win_t = _pipeline(prob_t, lazy)
-        np.testing.assert_array_equal(prob_t.data.compute(), prob_e.data)
+        # With a distributed client alive in this process (its event loop
+        # busy beside torch's OpenMP pool), the threaded run's float32 maps
+        # differ from eager in the last bit in places (1.8e-7 at most);
+        # without one they are equal (test_one_path).
+        np.testing.assert_allclose(prob_t.data.compute(), prob_e.data, rtol=0,
+                                   atol=1e-6)  # fmt: skip
     # Workers run torch on one thread: float32 rounding may differ in the last bit.
     np.testing.assert_allclose(prob_l.data.compute(), prob_e.data, rtol=0, atol=1e-6)
     assert len(cols_c) == len(cols_t) == len(cols_e) > 1000
@@ -59,7 +64,7 @@ def test_cluster_equals_threads_and_eager(client, images):
     np.testing.assert_array_equal(wcols_c.labels, wcols_e.labels)
     np.testing.assert_allclose(wcols_c.xy, wcols_e.xy, rtol=0, atol=1e-6)
     np.testing.assert_allclose(win_c, win_e, rtol=0, atol=1e-6)
-    np.testing.assert_array_equal(win_t, win_e)
+    np.testing.assert_allclose(win_t, win_e, rtol=0, atol=1e-6)
 
 
 def test_killed_worker_does_not_change_the_result(client, images):

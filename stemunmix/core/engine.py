@@ -38,11 +38,16 @@ class Step:
 
     ``halo``: pixels read around a block on every side (clipped to the frame),
     unless ``region_of(frame, box)`` gives the region (y0, y1, x0, x1) itself.
+    ``trim``: on a dask.distributed worker, hand the memory a block freed
+    back to the system when it ends (many small buffers; off for a step that
+    reuses a few large ones block after block, as the network does, which
+    would fault them in again).
     """
 
     fn: Callable
     halo: int = 0
     region_of: Callable | None = None
+    trim: bool = True
 
     def region(self, frame, box, shape) -> tuple[int, int, int, int]:
         if self.region_of is not None:
@@ -266,6 +271,10 @@ def _malloc_trim() -> int:
 
 
 def _call(fn, *args):
+    return fn(*args)
+
+
+def _call_trim(fn, *args):
     out = fn(*args)
     if _in_worker():
         # A worker runs block after block: without this, the memory freed by
@@ -299,7 +308,7 @@ def _delayed_step(step: Step):
     import dask
 
     fn = dask.delayed(step.fn, pure=True, traverse=False)
-    call = dask.delayed(_call, pure=True)
+    call = dask.delayed(_call_trim if step.trim else _call, pure=True)
     return lambda *args: call(fn, *args)
 
 

@@ -326,7 +326,9 @@ def network_step(model, plans, shape, tile, batch_size, device) -> engine.Step:
         return predict_block(model, region, origin, shape, box, p.factor, *p.range,
                              tile, batch_size, device)  # fmt: skip
 
-    return engine.Step(run, region_of=region_of)
+    # trim=False: a block's network buffers (0.5 GB) are reused by the next
+    # one; returning them made a worker's blocks 1.4x slower.
+    return engine.Step(run, region_of=region_of, trim=False)
 
 
 def segment(data, model, nav_ndim, scale, tile, batch_size, device, lazy,
