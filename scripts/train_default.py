@@ -19,20 +19,23 @@ from stemunmix.nn.model_io import MODELS_DIR
 RECIPE = dict(steps=5000, batch_size=8, patch_size=128, learning_rate=3e-3, seed=0)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=RECIPE["steps"])
+def regenerate(name: str, recipe: dict, doc: str) -> None:
+    """Train the bundled model ``name`` from ``recipe`` (``--steps``,
+    ``--device`` and ``--out`` from the command line) and copy it and its
+    card into stemunmix/models."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=recipe["steps"])
     parser.add_argument("--device", default=None)
-    parser.add_argument("--out", default="runs/default")
+    parser.add_argument("--out", default=f"runs/{name}")
     args = parser.parse_args()
-    recipe = RECIPE | {"steps": args.steps}
-    model = stemunmix.train(out=args.out, device=args.device, **recipe)
+    model = stemunmix.train(out=args.out, device=args.device,
+                            **(recipe | {"steps": args.steps}))  # fmt: skip
     MODELS_DIR.mkdir(exist_ok=True)
-    shutil.copy(Path(args.out) / "model.pt", MODELS_DIR / "default.pt")
-    card = dict(model.card, name="default")
-    (MODELS_DIR / "default.json").write_text(json.dumps(card, indent=1) + "\n")
+    shutil.copy(Path(args.out) / "model.pt", MODELS_DIR / f"{name}.pt")
+    card = dict(model.card, name=name)
+    (MODELS_DIR / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
     print(json.dumps(card["validation"], indent=1))
 
 
 if __name__ == "__main__":
-    main()
+    regenerate("default", RECIPE, __doc__)
