@@ -107,7 +107,7 @@ def strain_map(columns, a="A", reference=None, grid="lattice", image=None):
 
 
 def octahedral_map(columns, o="O", b="B", grid="lattice", image=None):
-    from stemunmix.core.measure import octahedral_cells
+    from stemunmix.core.measure import octahedral_cells, site_grid
 
     _single(columns)
     co = columns.select(o) if o in columns.class_names else columns[:0]
@@ -124,8 +124,6 @@ def octahedral_map(columns, o="O", b="B", grid="lattice", image=None):
         c = cells[k]
         parts += [c["displacement"][..., 0], c["displacement"][..., 1], c["tilt"],
                   c["sigma_tilt"]]  # fmt: skip
-    from stemunmix.core.measure import site_grid
-
     return _signal(np.stack(parts, -1), site_grid(cb.ij, cb.xy, shape), grid, image,
                    OCTAHEDRA, f"{o} columns on the {b}-{b} bonds",
                    [not n.endswith("tilt") for n in OCTAHEDRA],

@@ -118,6 +118,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
             ``local_descriptors`` and ``scree_by_window`` reuse them.
         """
         from stemunmix.nn import inference
+        from stemunmix.nn.data import TRAINING_SPACING
         from stemunmix.nn.model_io import check_model
         from stemunmix.nn.training import resolve_device
 
@@ -127,7 +128,10 @@ class AtomicResolutionImage(StemunmixSignal2D):
         if not self._lazy:
             seg.check_finite(self.data)
         nav_ndim = self.axes_manager.navigation_dimension
-        implied = spacing_px or (None if isinstance(scale, str) else TRAINING / scale)
+        # the spacing a numeric scale implies, at the bundled models' training one
+        implied = spacing_px or (
+            None if isinstance(scale, str) else TRAINING_SPACING / scale
+        )
         used = inference.image_contrast(self.data, nav_ndim, contrast, implied)
         # The plain arguments first: this loads a file. Dark columns (ABF, BF)
         # show the O columns, which only the oxygen model names.
@@ -415,7 +419,6 @@ def _check_scale(scale, spacing=None, shape=None):
 CONTRASTS = ("auto", "bright", "dark")
 # The bundled model segment() uses by default for each contrast.
 CONTRAST_MODEL = {"bright": "default", "dark": "oxygen"}
-TRAINING = 16.0  # the bundled models' training spacing: a numeric scale's spacing
 
 
 def _check_segment_knobs(contrast, batch_size, tile, lattice_prior, store) -> None:
