@@ -127,6 +127,8 @@ def test_oxygen_model_starts_from_the_default_weights():
     for k, name in enumerate(OXYGEN_CLASSES):
         j = source.class_names.index(name if name != "O" else "A")
         assert torch.equal(model.head.weight[k], source.head.weight[j])
+    with pytest.raises(ValueError, match="init: .*neither a bundled model"):
+        _start_from(DilatedUNet(OXYGEN_CLASSES), "nosuch")
     with pytest.raises(ValueError, match="network shape"):
         _start_from(DilatedUNet(OXYGEN_CLASSES, widths=(8, 16, 32)), "default")
 

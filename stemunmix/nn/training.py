@@ -197,7 +197,10 @@ def _start_from(model, init) -> str:
     Returns the name recorded in the recipe."""
     from stemunmix.nn.model_io import load_model
 
-    source = load_model(init)
+    try:
+        source = load_model(init)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"init: {exc}") from None
     if source.config["widths"] != model.config["widths"] or (
         source.config["bottleneck"] != model.config["bottleneck"]
         or source.config["rates"] != model.config["rates"]
