@@ -511,3 +511,21 @@ def test_from_columns_checks_its_input():
     )
     peak = image.data[10, 30] / image.data[10, 10]
     assert peak == pytest.approx(0.5, rel=0.05)
+
+
+def test_bonds_judged_in_chunks_equal_all_at_once():
+    # _bonds bounds its memory by judging the neighbour pairs in chunks; the
+    # chunk size (here 1000 and one larger than all pairs) must not matter.
+    from stemunmix.core import indexing
+
+    rng = np.random.default_rng(3)
+    grid = np.stack(np.meshgrid(np.arange(30), np.arange(30)), -1).reshape(-1, 2)
+    xy = grid * [19.8, 20.3] + rng.normal(0, 1.5, grid.shape)
+    vectors = np.array([[19.8, 0.0], [0.0, 20.3]])
+    local = np.repeat(vectors[None], len(xy), 0)
+    pairs = indexing._neighbour_pairs(xy)
+    whole = indexing._bonds(xy, local, pairs, chunk=len(pairs[0]) + 1)
+    parts = indexing._bonds(xy, local, pairs, chunk=1000)
+    assert 0.6 * len(pairs[0]) < len(whole[0]) < len(pairs[0])  # some pairs fail
+    for a, b in zip(whole, parts, strict=True):
+        np.testing.assert_array_equal(a, b)
