@@ -83,7 +83,9 @@ def _neighbour_pairs(xy):
     n = len(xy)
     k = min(7, n)
     _, idx = cKDTree(xy).query(xy, k=k, workers=-1)
-    return np.repeat(np.arange(n), k - 1), idx[:, 1:].ravel()
+    # int32: half the memory of 8 M pairs at 16384^2
+    return (np.repeat(np.arange(n, dtype=np.int32), k - 1),
+            idx[:, 1:].ravel().astype(np.int32))  # fmt: skip
 
 
 def _bonds(xy, local, pairs, chunk: int = 1 << 18):
@@ -108,7 +110,7 @@ def _unit_bonds(xy, local, src, dst):
     # STEPS: +a, -a, +b, -b
     which = np.where(step[:, 0] != 0, (step[:, 0] < 0).astype(int),
                      2 + (step[:, 1] < 0).astype(int))  # fmt: skip
-    return src[unit], dst[unit], which[unit], misfit[unit]
+    return src[unit], dst[unit], which[unit].astype(np.int8), misfit[unit]
 
 
 def _fractional(basis: np.ndarray, d: np.ndarray) -> np.ndarray:

@@ -340,8 +340,7 @@ def _cation_pair(names, classes):
 
 def _assemble(found, names, shape, lattice, cations, distances):
     """Columns of every frame in one container, with their fitted quantities
-    and uncertainties and their lattice sites: those a fit carried off the
-    frame left out (no pixels of their own there), named on the checkerboard
+    and uncertainties and their lattice sites, named on the checkerboard
     when asked. Also returns each frame's noise model {frame: (gain, var0)}."""
     from stemunmix.core.find import unpack_fit
     from stemunmix.core.indexing import index_columns
@@ -356,8 +355,6 @@ def _assemble(found, names, shape, lattice, cations, distances):
     parts, noise, vectors, frames = [], {}, [], []
     for idx in np.ndindex(nav_shape):
         xy, labels, scores, fits = found[idx]
-        on = _on_frame(xy, shape)
-        xy, labels, scores, fits = xy[on], labels[on], scores[on], fits[on]
         if lattice == "checkerboard":
             labels = checkerboard(xy, labels, scores, distances[idx][1], cations)
         quantities, sigma, noise[idx] = unpack_fit(fits)
@@ -378,14 +375,6 @@ def _assemble(found, names, shape, lattice, cations, distances):
         None if single else np.array(frames, int),
     )  # fmt: skip
     return columns, noise
-
-
-def _on_frame(xy, shape):
-    h, w = shape[-2:]
-    return (
-        (xy[:, 0] >= -0.5) & (xy[:, 0] <= w - 0.5)
-        & (xy[:, 1] >= -0.5) & (xy[:, 1] <= h - 0.5)
-    )  # fmt: skip
 
 
 def check_find_arguments(threshold, min_distance, refine, lattice):
