@@ -68,3 +68,22 @@ def test_bad_input():
         NMF(9).fit(np.ones((10, 5)))
     with pytest.raises(TypeError, match="max_iter"):
         NMF(2, max_iter=2.5).fit(np.ones((10, 5)))
+
+
+@pytest.mark.parametrize("batch_bytes", [1, 64e6])
+def test_dask_subsample_takes_the_rows_numpy_takes(batch_bytes):
+    # The seeded rows of a dask array are read a few chunks at a time
+    # (batch_bytes) into one array: the same rows, in the same order, as from
+    # numpy, whatever the chunks and batches.
+    from stemunmix.learn import _subsample
+
+    x = np.random.default_rng(0).random((10007, 3, 4)).astype(np.float32)
+    lazy = da.from_array(x, chunks=(333, 2, 4))
+    for rows in (1, 700, 10006):
+        np.testing.assert_array_equal(
+            _subsample.subsample(lazy, rows, 5), _subsample.subsample(x, rows, 5)
+        )
+    picked = np.array([0, 332, 333, 9999, 10006])
+    got = _subsample._take_rows(lazy, picked, batch_bytes=batch_bytes)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, x[picked])

@@ -16,7 +16,34 @@ def subsample(x, max_samples: int | None, random_state) -> np.ndarray:
         return np.asarray(x.compute() if is_dask(x) else x)
     rng = np.random.default_rng(random_state)
     rows = np.sort(rng.choice(n, max_samples, replace=False))
-    return np.asarray(x[rows].compute() if is_dask(x) else x[rows])
+    return _take_rows(x, rows) if is_dask(x) else np.asarray(x[rows])
+
+
+def _take_rows(x, rows, batch_bytes: float = 64e6) -> np.ndarray:
+    """Rows ``rows`` (sorted) of a dask array, filled into one numpy array a
+    few row chunks at a time. ``x[rows].compute()`` joins the rows of every
+    chunk in one task, which a dask.distributed worker then holds twice and
+    sends whole: 0.3 GB of windows at 16384^2 cost 0.6 GB on a worker and
+    twice that in the client."""
+    import dask
+
+    x = x.rechunk({i: -1 for i in range(1, x.ndim)})
+    bounds = np.cumsum((0,) + x.chunks[0])
+    out = np.empty((len(rows),) + x.shape[1:], x.dtype)
+    per_row = x.dtype.itemsize * int(np.prod(x.shape[1:], dtype=np.int64))
+    cut = np.searchsorted(rows, bounds)  # rows[cut[b]:cut[b + 1]] lie in chunk b
+    pieces, size, done = [], 0, 0
+    for b, block in enumerate(x.to_delayed().ravel()):
+        mine = rows[cut[b] : cut[b + 1]] - bounds[b]
+        if len(mine):
+            pieces.append(block[mine])
+            size += len(mine) * per_row
+        if pieces and (size >= batch_bytes or b == len(bounds) - 2):
+            for piece in dask.compute(*pieces):
+                out[done : done + len(piece)] = piece
+                done += len(piece)
+            pieces, size = [], 0
+    return out
 
 
 def check_2d(x, name="X"):
