@@ -1,5 +1,6 @@
 """The whole lazy pipeline at growing image sizes: wall time, cost per pixel,
-peak memory (the process and any dask workers, summed).
+peak memory (the process and any dask workers, summed: RSS, and PSS, which
+counts a page the processes share once).
 
     python benchmarks/big_data.py [--sizes 1024 4096 16384] [--repeats 3]
                                   [--repeat-max-size 4096]
@@ -108,6 +109,22 @@ def _warm_process() -> None:
     prob.local_descriptors(20, prob.find_columns(image=image), classes="B")
 
 
+def _pss(pid: int, rss: int) -> int:
+    """A process's proportional set size (bytes): its resident pages, those it
+    shares with other processes (torch's and numba's libraries in every
+    worker) counted as its share. The sum over the processes is the memory
+    they take together; the sum of their RSS counts a shared page once per
+    process. RSS where the kernel gives no smaps_rollup."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return rss
+
+
 def _role(process) -> str:
     """A child process's role, from its command line."""
     try:
@@ -129,6 +146,7 @@ def run_pipeline(path: str, cluster: bool, worker_threads: int = 1,
 
     warnings.simplefilter("ignore")
     peak, client_peak, by_step, by_process = [0], [0], {}, {}
+    pss_peak = [0]
     stop = threading.Event()
 
     def sample():
@@ -136,16 +154,19 @@ def run_pipeline(path: str, cluster: bool, worker_threads: int = 1,
         while not stop.is_set():
             total = 0
             here = 0
+            pss = 0
             for p in [me] + me.children(recursive=True):
                 try:
                     rss = p.memory_info().rss
                 except psutil.Error:
                     continue
+                pss += _pss(p.pid, rss)
                 total += rss
                 here = rss if p is me else here
                 key = f"{STEP[0]}: {'this process' if p is me else _role(p)} {p.pid}"
                 by_process[key] = max(by_process.get(key, 0), rss)
             peak[0] = max(peak[0], total)
+            pss_peak[0] = max(pss_peak[0], pss)
             by_step[STEP[0]] = max(by_step.get(STEP[0], 0), total)
             client_peak[0] = max(client_peak[0], here)
             time.sleep(0.2)
@@ -212,6 +233,7 @@ def run_pipeline(path: str, cluster: bool, worker_threads: int = 1,
         "peak_rss_mb": peak[0] / 2**20,
         "peak_rss_mb_by_step": {k: v / 2**20 for k, v in by_step.items()},
         "peak_rss_mb_this_process": client_peak[0] / 2**20,
+        "peak_pss_mb": pss_peak[0] / 2**20,
         "peak_rss_mb_by_process": {k: round(v / 2**20) for k, v in by_process.items()},
         "warmup_s": warmup,
     }
@@ -263,7 +285,8 @@ def main():
                 runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
                 r = runs[-1]
                 print(f"{n:>6}^2: {r['wall_s']:8.1f} s, {r['us_per_pixel']:6.2f} us/px, "
-                      f"peak RSS {r['peak_rss_mb']:7.0f} MB, {r['columns']} columns, "
+                      f"peak RSS {r['peak_rss_mb']:7.0f} MB (PSS {r['peak_pss_mb']:.0f}), "
+                      f"{r['columns']} columns, "
                       f"steps {', '.join(f'{k} {v:.1f} s' for k, v in r['steps_s'].items())}; "
                       f"peak RSS by step {', '.join(f'{k} {v:.0f}' for k, v in r['peak_rss_mb_by_step'].items())} MB, "
                       f"this process {r['peak_rss_mb_this_process']:.0f} MB",
@@ -273,6 +296,7 @@ def main():
             r["size"] = n
             r["wall_s_runs"] = [x["wall_s"] for x in runs]
             r["peak_rss_mb"] = max(x["peak_rss_mb"] for x in runs)
+            r["peak_pss_mb"] = max(x["peak_pss_mb"] for x in runs)
             results.append(r)
             import shutil
 
