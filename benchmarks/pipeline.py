@@ -92,12 +92,28 @@ def main():
               f"of {row['repeats']}): {steps}; whole {total:.2f} s = "
               f"{total / net:.2f}x the network; peak RSS {row['peak_rss_mb']:.0f} MB",
               flush=True)  # fmt: skip
+    _write(rows)
+
+
+def _write(rows):
+    """Write the rows, keeping those of other sizes already in the file (so
+    sizes can be run separately); the date and commit go with each row."""
+    path = HERE / "results" / "pipeline.json"
+    kept = {}
+    if path.exists():  # a file of one date for all rows gives each its date
+        old = json.loads(path.read_text())
+        kept = {r["size"]: {"date": old.get("date"), **r} for r in old["rows"]}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
+                            capture_output=True, text=True).stdout.strip()  # fmt: skip
+    for r in rows:
+        r.setdefault("date", date.today().isoformat())
+        r.setdefault("commit", commit)
+        kept[r["size"]] = r
     record = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "date": date.today().isoformat(),
-        "rows": rows,
+        "rows": [kept[k] for k in sorted(kept)],
     }
-    (HERE / "results" / "pipeline.json").write_text(json.dumps(record, indent=1))
+    path.write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":
