@@ -272,8 +272,8 @@ def _gather(mine: list, shape) -> tuple:
     blocks' results [xy, labels, scores, start, fits], less those a fit
     carried off the frame (``shape`` (H, W)): no pixels of their own there.
     A field is let go in the blocks as soon as it is gathered: the client
-    holds 1.4 million columns at 16384^2, and the blocks plus two whole copies
-    were 0.7 GB."""
+    holds 1.4 million columns at 16384^2, and it held the blocks' results
+    and two whole copies of every field at once."""
     start = np.concatenate([p[3] for p in mine]).reshape(-1, 2)
     order = np.lexsort((start[:, 0], start[:, 1]))
     del start

@@ -83,7 +83,7 @@ def _neighbour_pairs(xy):
     n = len(xy)
     k = min(7, n)
     _, idx = cKDTree(xy).query(xy, k=k, workers=-1)
-    # int32: half the memory of 8 M pairs at 16384^2
+    # int32: half the memory of the 4 M pairs of a 16384^2 image
     return (np.repeat(np.arange(n, dtype=np.int32), k - 1),
             idx[:, 1:].ravel().astype(np.int32))  # fmt: skip
 
