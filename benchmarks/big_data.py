@@ -27,8 +27,9 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import date
 from pathlib import Path
+
+from _results import merge_by_size
 
 HERE = Path(__file__).resolve().parent
 BLOCK = 2048
@@ -317,22 +318,16 @@ def _write(results, scheduler: str):
     and commit go with each."""
     name = "big_data.json" if scheduler == "threads" else "big_data_cluster.json"
     path = HERE / "results" / name
-    kept = {}
+    kept = []
     if path.exists():
         old = json.loads(path.read_text())
         if old.get("scheduler") == scheduler:
-            kept = {r["size"]: r for r in old.get("results", [])}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
-                            capture_output=True, text=True).stdout.strip()  # fmt: skip
-    for r in results:
-        r.setdefault("date", date.today().isoformat())
-        r.setdefault("commit", commit)
-        kept[r["size"]] = r
+            kept = old.get("results", [])
     record = {
         "machine": f"{platform.processor() or platform.machine()}, "
                    f"{__import__('os').cpu_count()} cores",
         "scheduler": scheduler,
-        "results": [kept[k] for k in sorted(kept)],
+        "results": merge_by_size(kept, results),
     }  # fmt: skip
     path.write_text(json.dumps(record, indent=1))
 

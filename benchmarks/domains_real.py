@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 import warnings
@@ -31,6 +30,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+from _results import commit
 
 HERE = Path(__file__).resolve().parent
 REAL = Path(
@@ -180,8 +180,7 @@ def main():
     factors = (1.0,) if args.quick else (1.0, 0.75)
     out = {"machine": f"{platform.machine()}, {os.cpu_count()} cores",
            "date": date.today().isoformat(),
-           "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
-                                    capture_output=True, text=True).stdout.strip(),
+           "commit": commit(),
            "smbfo": [], "synthetic": []}  # fmt: skip
     for factor in factors:
         for dose in doses:

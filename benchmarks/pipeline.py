@@ -21,10 +21,10 @@ import subprocess
 import sys
 import time
 import warnings
-from datetime import date
 from pathlib import Path
 
 import numpy as np
+from _results import merge_by_size
 
 HERE = Path(__file__).resolve().parent
 STEPS = ["segment", "find_columns", "windows", "NMF", "GMM", "domain map"]
@@ -99,19 +99,13 @@ def _write(rows):
     """Write the rows, keeping those of other sizes already in the file (so
     sizes can be run separately); the date and commit go with each row."""
     path = HERE / "results" / "pipeline.json"
-    kept = {}
+    kept = []
     if path.exists():  # a file of one date for all rows gives each its date
         old = json.loads(path.read_text())
-        kept = {r["size"]: {"date": old.get("date"), **r} for r in old["rows"]}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
-                            capture_output=True, text=True).stdout.strip()  # fmt: skip
-    for r in rows:
-        r.setdefault("date", date.today().isoformat())
-        r.setdefault("commit", commit)
-        kept[r["size"]] = r
+        kept = [{"date": old.get("date"), **r} for r in old["rows"]]
     record = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-        "rows": [kept[k] for k in sorted(kept)],
+        "rows": merge_by_size(kept, rows),
     }
     path.write_text(json.dumps(record, indent=1))
 
