@@ -246,8 +246,8 @@ def release_memory() -> None:
     ``malloc_trim(0)`` here and, where a dask.distributed client is active,
     on every worker (dask's own remedy for unmanaged memory). glibc keeps
     freed memory for reuse, and a worker idle between steps would hold it
-    while the client works (1.37 M columns or 1.1 GB of windows at
-    16384^2). A no-op elsewhere, and cheap: the lazy steps call it when
+    while the client works (1.37 M columns, or the NMF's presample of the
+    windows, at 16384^2). A no-op elsewhere, and cheap: the lazy steps call it when
     their results are in."""
     _malloc_trim()
     try:

@@ -98,7 +98,7 @@ def _bonds(xy, local, pairs, chunk: int = 1 << 18):
     parts = [_unit_bonds(xy, local, src[lo : lo + chunk], dst[lo : lo + chunk])
              for lo in range(0, len(src), chunk)]  # fmt: skip
     if not parts:
-        return src, dst, src, np.zeros(0)
+        return src, dst, np.zeros(0, np.int8), np.zeros(0)
     return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
 
 
