@@ -41,6 +41,9 @@ class Columns:
         The two lattice vectors [a, b] in pixels, each [x, y]: i counts along
         a, j along b. For a stack, (F, 2, 2), one pair per frame, with
         ``lattice_frames`` (F, n_nav) saying which.
+    covariance : array_like, shape (N, 2, 2), optional
+        Position covariance in pixels^2, [x, y]; ``sigma`` is then the square
+        root of its diagonal. Default: ``sigma`` squared on the diagonal.
     """
 
     def __init__(
@@ -55,6 +58,8 @@ class Columns:
         ij=None,
         lattice_vectors=None,
         lattice_frames=None,
+        *,
+        covariance=None,
     ):
         xy = np.asarray(xy, dtype=float)
         if xy.size == 0:
@@ -92,7 +97,15 @@ class Columns:
         self.class_names = class_names
         self.scores = scores
         self.nav_index = nav_index
-        self.sigma = _per_column(sigma, n, "sigma", (2,), float, np.nan)
+        if covariance is not None:
+            self.covariance = _per_column(covariance, n, "covariance", (2, 2), float,
+                                          np.nan)  # fmt: skip
+            self.sigma = np.sqrt(np.clip(np.diagonal(self.covariance, 0, 1, 2), 0, None))
+        else:
+            self.sigma = _per_column(sigma, n, "sigma", (2,), float, np.nan)
+            self.covariance = np.zeros((n, 2, 2))
+            self.covariance[:, 0, 0] = self.sigma[:, 0] ** 2
+            self.covariance[:, 1, 1] = self.sigma[:, 1] ** 2
         self.quantities = {
             str(k): _per_column(v, n, f"quantities[{k!r}]", (), float, np.nan)
             for k, v in (quantities or {}).items()
@@ -138,6 +151,7 @@ class Columns:
             and same_nav
             and same_ij
             and np.array_equal(self.sigma, other.sigma, equal_nan=True)
+            and np.array_equal(self.covariance, other.covariance, equal_nan=True)
             and self.quantities.keys() == other.quantities.keys()
             and all(
                 np.array_equal(v, other.quantities[k], equal_nan=True)
@@ -159,6 +173,7 @@ class Columns:
             None if self.ij is None else self.ij[index],
             self.lattice_vectors,
             self.lattice_frames,
+            covariance=self.covariance[index],
         )
 
     @property
@@ -433,6 +448,7 @@ class Columns:
         if self.nav_index is not None:
             d["nav_index"] = self.nav_index.copy()
         d["sigma"] = self.sigma.copy()
+        d["covariance"] = self.covariance.copy()
         if self.quantities:
             d["quantities"] = {k: v.copy() for k, v in self.quantities.items()}
         if self.ij is not None:
@@ -457,6 +473,9 @@ class Columns:
             None if d.get("ij") is None else np.asarray(d["ij"]).reshape(n, 2),
             d.get("lattice_vectors"),
             d.get("lattice_frames"),
+            covariance=None
+            if d.get("covariance") is None
+            else np.asarray(d["covariance"], float).reshape(n, 2, 2),
         )
 
 

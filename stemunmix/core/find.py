@@ -6,7 +6,8 @@ import numpy as np
 from scipy.ndimage import map_coordinates
 
 from stemunmix.core.peaks import find_peaks
-from stemunmix.core.refine import refine_gaussian
+from stemunmix.core.refine import noise_model, refine_gaussian
+from stemunmix.core.uncertainty import shot_covariance
 
 REFINE = ("gaussian", "centroid")
 
@@ -171,19 +172,18 @@ def _pack(fit: dict) -> np.ndarray:
 
 
 def unpack_fit(packed: np.ndarray) -> tuple[dict, np.ndarray, tuple]:
-    """(quantities, sigma (N, 2), noise model) of one frame's columns from
-    the packed fits of :func:`find_columns_region`.
+    """(quantities, shot covariance (N, 2, 2), noise model) of one frame's
+    columns from the packed fits of :func:`find_columns_region`.
 
     The noise model (gain, variance0) is fitted once to all the frame's
-    columns (:func:`stemunmix.core.refine.noise_model`); sigma is each
-    position's standard deviation under it. Quantities: ``height``,
+    columns (:func:`stemunmix.core.refine.noise_model`); the covariance is
+    each position's under it, independent pixels
+    (:func:`stemunmix.core.uncertainty.shot_covariance`). Quantities: ``height``,
     ``intensity`` (the Gaussian's integral, 2 pi height width^2, background
     excluded), ``width`` (the Gaussian's sigma, pixels), ``background``,
     ``residual`` (RMS of the patch), all in the image's units; NaN where the
     column kept its centroid.
     """
-    from stemunmix.core.refine import noise_model, position_sigma
-
     n = len(packed)
     fitted = np.isfinite(packed[:, 0])
     q = {k: packed[:, i] for i, k in enumerate(FIT_KEYS)}
@@ -196,11 +196,10 @@ def unpack_fit(packed: np.ndarray) -> tuple[dict, np.ndarray, tuple]:
     }
     k = len(FIT_KEYS)
     noise = noise_model(packed[fitted, k + 6 :])
-    sigma = np.full((n, 2), np.nan)
+    cov = np.full((n, 2, 2), np.nan)
     if fitted.any() and np.isfinite(noise[1]):
-        sigma[fitted] = position_sigma({"position_terms": packed[fitted, k : k + 6]},
-                                       noise)  # fmt: skip
-    return quantities, sigma, noise
+        cov[fitted] = shot_covariance(packed[fitted, k : k + 6], noise)
+    return quantities, cov, noise
 
 
 def region_halo(min_distance: float, sizes: dict, n_iter: int = 4) -> int:
@@ -219,9 +218,12 @@ def find_columns(prob, image, nav_ndim: int, column_classes, threshold: float,
 
     ``distances``: {frame: (min_distance, ab_distance)} pixels. The fit's
     width and patch are measured once per frame on its :func:`middle`.
-    Returns {frame: (xy, labels, scores, fits)}, each frame's columns in row
-    order (those a fit carried off the frame left out), ``fits`` packed as
-    :func:`unpack_fit` reads them.
+    Returns {frame: (xy, labels, scores, fits, middle)}, each frame's columns
+    in row order (those a fit carried off the frame left out), ``fits``
+    packed as :func:`unpack_fit` reads them; ``middle``: the fit's ``sizes``,
+    the raw image's ``crop`` on the frame's :func:`middle` (None without the
+    image) and its first pixel ``origin`` (row, col), where the error model
+    measures the pixel noise.
     """
     from stemunmix.core import engine
 
@@ -229,8 +231,9 @@ def find_columns(prob, image, nav_ndim: int, column_classes, threshold: float,
     shape = prob.shape[-2:]
     use_image = refine == "gaussian" and image is not None
     sizes = {f: {"radius": 0, "sigma": 0} for f in frames}
+    crops = {f: None for f in frames}
+    rows, cols = middle(shape)
     if use_image:
-        rows, cols = middle(shape)
         pieces = [(prob[f][:, rows, cols], image[f][rows, cols]) for f in frames]
         if engine.is_lazy((prob, image)):
             import dask
@@ -240,6 +243,7 @@ def find_columns(prob, image, nav_ndim: int, column_classes, threshold: float,
             dist, d_ab = distances[f]
             sizes[f] = frame_sizes(np.asarray(p), r, column_classes, dist,
                                    threshold, d_ab)  # fmt: skip
+            crops[f] = np.asarray(r)
 
     def region_of(frame, box):
         m = region_halo(distances[frame][0], sizes[frame])
@@ -264,7 +268,11 @@ def find_columns(prob, image, nav_ndim: int, column_classes, threshold: float,
     for frame, _, r in parts:
         by_frame[frame].append(list(r))
     del parts  # the blocks' results live on in by_frame only, to be let go
-    return {f: _gather(by_frame.pop(f), shape) for f in frames}
+    out = {}
+    for f in frames:
+        middle_of = {"sizes": sizes[f], "crop": crops[f], "origin": (rows.start, cols.start)}
+        out[f] = _gather(by_frame.pop(f), shape) + (middle_of,)
+    return out
 
 
 def _gather(mine: list, shape) -> tuple:

@@ -9,6 +9,10 @@ from hyperspy._signals.lazy import LazySignal
 
 from stemunmix.columns import Columns
 from stemunmix.core import checks
+from stemunmix.core.find import unpack_fit
+from stemunmix.core.indexing import index_columns
+from stemunmix.core.lattice import checkerboard
+from stemunmix.core.uncertainty import frame_covariance
 from stemunmix.signals._base import StemunmixSignal2D, progress_bar
 
 
@@ -108,8 +112,8 @@ class ColumnProbabilities(StemunmixSignal2D):
         with progress_bar(show_progressbar, "find_columns") as bar:
             found = find_columns(self.data, frames_image, len(nav_shape), classes,
                                  threshold, refine, distances, block, bar)  # fmt: skip
-        columns, noise = _assemble(found, names, self.data.shape, lattice, cations,
-                                   distances)  # fmt: skip
+        columns, noise, errors = _assemble(found, names, self.data.shape, lattice,
+                                           cations, distances)  # fmt: skip
         if len(columns) == 0:
             warnings.warn(
                 "no columns found: no class probability reaches the threshold "
@@ -122,8 +126,10 @@ class ColumnProbabilities(StemunmixSignal2D):
             {"threshold": threshold, "refine": refine, "lattice": str(lattice),
              "min_distance": "auto" if min_distance is None else float(min_distance),
              "noise_gain": np.array([v[0] for v in noise.values()]),
-             "noise_variance0": np.array([v[1] for v in noise.values()])},
+             "noise_variance0": np.array([v[1] for v in noise.values()]),
+             **error_record(errors, names, nav_shape)},
         )  # fmt: skip
+        _warn_calibration(errors)
         self.columns = columns
         return columns
 
@@ -339,42 +345,94 @@ def _cation_pair(names, classes):
 
 
 def _assemble(found, names, shape, lattice, cations, distances):
-    """Columns of every frame in one container, with their fitted quantities
-    and uncertainties and their lattice sites, named on the checkerboard
-    when asked. Also returns each frame's noise model {frame: (gain, var0)}."""
-    from stemunmix.core.find import unpack_fit
-    from stemunmix.core.indexing import index_columns
-    from stemunmix.core.lattice import checkerboard
-
+    """Columns of every frame in one container, with their fitted quantities,
+    position covariances (:func:`stemunmix.core.uncertainty.frame_covariance`)
+    and lattice sites, named on the checkerboard when asked. Also returns
+    each frame's noise model {frame: (gain, var0)} and error-model record
+    {frame: dict}."""
     nav_shape = shape[:-3]
     reference = (
         names.index("A")
         if "A" in names
         else [k for k, n in enumerate(names) if n != "background"][0]
     )
-    parts, noise, vectors, frames = [], {}, [], []
+    parts, noise, errors, vectors, frames = [], {}, {}, [], []
     for idx in np.ndindex(nav_shape):
-        xy, labels, scores, fits = found[idx]
+        xy, labels, scores, fits, middle = found[idx]
         if lattice == "checkerboard":
             labels = checkerboard(xy, labels, scores, distances[idx][1], cations)
-        quantities, sigma, noise[idx] = unpack_fit(fits)
+        quantities, cov, noise[idx] = unpack_fit(fits)
         ij, vec = index_columns(xy, labels, reference)
         if ij is None:
             ij = np.full((len(xy), 2), -1, int)
             vec = np.full((2, 2), np.nan)
+        if middle["crop"] is not None and len(xy):
+            cov, errors[idx] = frame_covariance(
+                middle["crop"], middle["origin"], xy, labels, quantities, cov,
+                middle["sizes"]["radius"], noise[idx], ij, vec, reference,
+            )  # fmt: skip
         vectors.append(vec)
         frames.append(idx[::-1])
         nav = np.tile(np.array(idx[::-1], int), (len(xy), 1))
-        parts.append((xy, labels, scores, nav, sigma, ij, quantities))
+        parts.append((xy, labels, scores, nav, cov, ij, quantities))
     cat = lambda i: np.concatenate([p[i] for p in parts])  # noqa: E731
     quantities = {k: np.concatenate([p[6][k] for p in parts]) for k in parts[0][6]}
     single = not nav_shape
     columns = Columns(
-        cat(0), cat(1), names, cat(2), None if single else cat(3), cat(4),
+        cat(0), cat(1), names, cat(2), None if single else cat(3), None,
         quantities, cat(5), vectors[0] if single else np.array(vectors),
-        None if single else np.array(frames, int),
+        None if single else np.array(frames, int), covariance=cat(4),
     )  # fmt: skip
-    return columns, noise
+    return columns, noise, errors
+
+
+def error_record(errors: dict, names, nav_shape) -> dict:
+    """The error model's terms per frame as metadata arrays (frames in
+    navigation order, NaN where a frame has none): ``misfit_<class>`` and
+    ``correlated_<class>`` (x, y) factors, ``scan_covariance`` (2, 2) px^2,
+    ``calibration`` (x, y): the reference lattice's robust spread in units
+    of its sigma, measured on the half of the sites the scan term was not
+    (near 1 where the error model holds), and ``calibration_pixel`` the same
+    with the pixel terms alone."""
+    frames = list(np.ndindex(nav_shape))
+    out = {}
+    nan2 = np.full(2, np.nan)
+    for k, name in enumerate(names):
+        if name == "background":
+            continue
+        f = [errors.get(i, {}).get("factors", {}).get(k) for i in frames]
+        out[f"misfit_{name}"] = np.array([v["misfit"] if v else np.nan for v in f])
+        out[f"correlated_{name}"] = np.array([v["correlated"] if v else nan2 for v in f])
+    get = lambda key, fill: np.array([errors.get(i, {}).get(key, fill) for i in frames])  # noqa: E731
+    out["scan_covariance"] = get("scan", np.full((2, 2), np.nan))
+    out["scan_sites"] = get("sites", 0)
+    out["calibration"] = get("calibration", nan2)
+    out["calibration_pixel"] = get("calibration_pixel", nan2)
+    return out
+
+
+def _warn_calibration(errors: dict, low: float = 0.7, high: float = 1.5) -> None:
+    """Warn where the reference lattice's held-out calibration figure says
+    the error bars do not hold, naming the likely cause."""
+    for idx, rec in errors.items():
+        z = np.asarray(rec.get("calibration", (np.nan, np.nan)), float)
+        if not np.isfinite(z).all() or (z.min() >= low and z.max() <= high):
+            continue
+        cause = (
+            "the lattice is not locally regular (a strain gradient, a domain "
+            "wall, defects or a curved layer in the reference sublattice) or "
+            "the scan distortion changes across the field"
+            if z.max() > high
+            else "the noise differs across the field (a thickness gradient, "
+            "vacuum or a second phase)"
+        )
+        warnings.warn(
+            f"find_columns: frame {idx}: the reference columns deviate from a "
+            f"locally smooth lattice by {z[0]:.2f} / {z[1]:.2f} (x / y) times "
+            f"their sigma on held-out sites (1 where the error bars hold): "
+            f"likely {cause}; read the uncertainties with care",
+            stacklevel=3,
+        )
 
 
 def check_find_arguments(threshold, min_distance, refine, lattice):

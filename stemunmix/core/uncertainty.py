@@ -1,0 +1,369 @@
+"""The error model of column positions (numpy only).
+
+A fitted position is off by what the pixels' noise projects onto the fit
+(:func:`stemunmix.core.refine.position_terms`), and by what moves a column as a
+whole without adding pixel noise. Four terms, each measured on the image:
+
+- ``shot``: the least-squares covariance under the fitted noise model
+  (variance = gain x signal + variance0), the pixels independent;
+- ``misfit``: the residuals' variance beyond that model, once the part of the
+  misfit every cell repeats (the lattice-periodic mean residual, which moves no
+  column relative to another) is taken out: the varying misfit of non-Gaussian
+  columns and overlapping neighbours, as a factor on ``shot``;
+- ``correlated``: the residuals' spatial autocorrelation (averaged, filtered,
+  resampled frames; the detector's response along the scan), propagated
+  through each column's own fit, as a factor on ``shot + misfit``;
+- ``scan``: what moves whole columns: scan distortion at the columns' scale,
+  and whatever else displaces a column without pixel noise. It is measured on
+  the reference (A) lattice: its deviation from a locally smooth lattice (the
+  discrete Laplacian over the four neighbour sites) beyond what the pixel terms
+  predict, one 2 x 2 covariance per frame added to every column.
+
+The pixel terms are measured on the middle of a frame (at most 512 x 512 px,
+:func:`stemunmix.core.find.middle`), whose fitted model the columns found there
+render. Positions are [x, y] pixels; covariances (..., 2, 2) pixels^2.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from stemunmix.core.refine import render
+
+TERMS = ("shot", "misfit", "correlated", "scan")
+MAD = 1.4826  # robust standard deviation of a normal distribution per MAD
+LAPLACIAN_GAIN = 1.25  # variance of the 4-neighbour Laplacian of iid positions
+
+
+def shot_covariance(terms: np.ndarray, noise: tuple[float, float]) -> np.ndarray:
+    """(N, 2, 2) covariance of each fitted position [x, y] under the noise
+    model ``noise`` (gain, variance0), from the (N, 6) ``position_terms`` of
+    :func:`stemunmix.core.refine.refine_gaussian`; NaN where unknown."""
+    gain, var0 = noise
+    t = np.asarray(terms, float).reshape(-1, 6)
+    xx, yy, xy = (gain * t[:, i] + var0 * t[:, 3 + i] for i in range(3))
+    cov = np.stack([np.stack([xx, xy], -1), np.stack([xy, yy], -1)], -2)
+    cov[:, 0, 0] = np.clip(cov[:, 0, 0], 0, None)
+    cov[:, 1, 1] = np.clip(cov[:, 1, 1], 0, None)
+    return cov
+
+
+def residual_field(image, xy, height, width, background, radius, noise):
+    """(standardised residual u, variance per pixel) of ``image`` against the
+    fitted model of its columns: Gaussians (``height``, ``width`` at ``xy``)
+    on the background of the nearest column; u = residual / sqrt(variance of
+    the noise model). Columns with a NaN fit leave their pixels out (NaN)."""
+    image = np.asarray(image, float)
+    h, w = image.shape
+    ok = np.isfinite(height) & np.isfinite(width) & np.isfinite(background)
+    params = np.column_stack([height, xy, width, background])[ok]
+    model = np.zeros((h, w))
+    render(np.ascontiguousarray(params), int(radius), model)
+    if len(params) == 0:
+        return np.full((h, w), np.nan), np.full((h, w), np.nan)
+    rows, cols = np.mgrid[:h, :w]
+    _, near = cKDTree(params[:, 1:3]).query(np.column_stack([cols.ravel(), rows.ravel()]))
+    mu = model + params[near, 4].reshape(h, w)
+    gain, var0 = noise
+    var = gain * np.clip(mu, 0, None) + var0
+    var = np.where(var > 0, var, np.nan)
+    return (image - mu) / np.sqrt(var), var
+
+
+def periodic_part(u: np.ndarray, vectors, origin, mask=None) -> np.ndarray:
+    """The lattice-periodic mean of ``u`` (H, W): ``u`` averaged over every
+    pixel at the same fractional position in the cell spanned by ``vectors``
+    (2, 2) [a, b] from ``origin`` [x, y], binned at about a pixel; what every
+    cell repeats. ``mask``: the pixels to average (default the finite ones)."""
+    h, w = u.shape
+    basis = np.asarray(vectors, float).T  # columns a, b
+    rows, cols = np.mgrid[:h, :w]
+    d = np.stack([cols.ravel() - origin[0], rows.ravel() - origin[1]])
+    frac = np.linalg.solve(basis, d)
+    frac -= np.floor(frac)
+    bins = [max(4, int(np.hypot(*v))) for v in np.asarray(vectors, float)]
+    ia = np.minimum((frac[0] * bins[0]).astype(int), bins[0] - 1)
+    ib = np.minimum((frac[1] * bins[1]).astype(int), bins[1] - 1)
+    idx = ia * bins[1] + ib
+    use = np.isfinite(u.ravel()) if mask is None else mask.ravel() & np.isfinite(u.ravel())
+    n = np.bincount(idx[use], minlength=bins[0] * bins[1])
+    s = np.bincount(idx[use], u.ravel()[use], minlength=bins[0] * bins[1])
+    mean = np.where(n > 0, s / np.maximum(n, 1), 0.0)
+    return mean[idx].reshape(h, w)
+
+
+def autocovariance(u: np.ndarray, max_lag: int) -> np.ndarray:
+    """(2 L + 1, 2 L + 1) autocovariance of ``u`` at lags -L..L (rows: dy,
+    columns: dx), NaN pixels left out; entry [L, L] is the variance."""
+    ok = np.isfinite(u)
+    v = np.where(ok, u - (u[ok].mean() if ok.any() else 0.0), 0.0)
+    m = ok.astype(float)
+    shape = (u.shape[0] + max_lag, u.shape[1] + max_lag)
+
+    def corr(a):
+        f = np.fft.rfft2(a, s=shape)
+        c = np.fft.irfft2(f * np.conj(f), s=shape)
+        c = np.roll(np.roll(c, max_lag, 0), max_lag, 1)
+        return c[: 2 * max_lag + 1, : 2 * max_lag + 1]
+
+    pairs = corr(m)
+    return np.where(pairs > 0.5, corr(v) / np.maximum(pairs, 1), 0.0)
+
+
+def correlated_covariance(image_shape, params, radius, var, acov):
+    """(N, 2, 2) position covariances of the columns' Gaussian fits
+    (``params`` (N, 5): height, x, y, width, background) when the pixel noise
+    has variance ``var`` (H, W) and the standardised autocovariance ``acov``
+    (:func:`autocovariance`), and (N, 2, 2) the same for independent pixels of
+    that variance (acov's centre only). A column's position error is the
+    linear map A^-1 J^T of its patch's noise; its covariance sums that map's
+    products at every lag weighted by the autocovariance."""
+    h, w = image_shape
+    lag = acov.shape[0] // 2
+    m = 2 * int(radius) + 1
+    out = np.full((len(params), 2, 2), np.nan)
+    white = np.full((len(params), 2, 2), np.nan)
+    size = (2 * m, 2 * m)
+    for k, (a, cx, cy, s, _) in enumerate(params):
+        x0, y0 = int(round(cx)) - radius, int(round(cy)) - radius
+        if x0 < 0 or y0 < 0 or x0 + m > w or y0 + m > h or not np.isfinite(a):
+            continue
+        local = var[y0 : y0 + m, x0 : x0 + m]
+        if not np.isfinite(local).all():
+            continue
+        py, px = np.mgrid[y0 : y0 + m, x0 : x0 + m]
+        dx, dy = px - cx, py - cy
+        g = np.exp(-(dx * dx + dy * dy) / (2 * s * s))
+        jac = np.stack([g, a * g * dx / s**2, a * g * dy / s**2,
+                        a * g * (dx * dx + dy * dy) / s**3, np.ones_like(g)])  # fmt: skip
+        jac = jac.reshape(5, -1)
+        try:
+            rows = np.linalg.solve(jac @ jac.T, jac)[1:3]
+        except np.linalg.LinAlgError:
+            continue
+        lin = rows * np.sqrt(local).ravel()
+        white[k] = acov[lag, lag] * lin @ lin.T
+        f = np.fft.fft2(lin.reshape(2, m, m), s=size)
+        for i in range(2):
+            for j in range(i, 2):
+                c = np.fft.fftshift(np.fft.ifft2(f[i] * np.conj(f[j])).real)
+                c = c[m - lag : m + lag + 1, m - lag : m + lag + 1]
+                out[k, i, j] = out[k, j, i] = (c * acov).sum()
+    return out, white
+
+
+def pixel_factors(image, xy, labels, fitted, radius, noise, vectors, origin,
+                  max_lag: int | None = None) -> dict:  # fmt: skip
+    """The ``misfit`` and ``correlated`` factors of every class, measured on
+    ``image`` (a crop of a frame) with the columns fitted there (``xy``,
+    ``labels``, ``fitted``: dict of ``height``, ``width``, ``background``).
+
+    Returns {class: {"misfit": f, "correlated": (fxx, fyy)}}: the residual
+    variance relative to the noise model, once the lattice-periodic residual
+    is removed (``vectors`` (2, 2) and ``origin`` of the reference lattice;
+    None leaves it in), and the ratio of each axis' position variance under
+    the residuals' autocorrelation to that of independent pixels of the same
+    variance (the median over the class's columns). Classes with no column
+    whose patch lies inside the crop are left out.
+    """
+    radius = int(radius)
+    u, var = residual_field(image, xy, fitted["height"], fitted["width"],
+                            fitted["background"], radius, noise)  # fmt: skip
+    # Columns beyond the crop are not in its model: their tails leave a
+    # border of residuals that is no noise.
+    edge = 2 * radius
+    u[:edge], u[-edge:], u[:, :edge], u[:, -edge:] = np.nan, np.nan, np.nan, np.nan
+    if vectors is not None and np.isfinite(vectors).all():
+        u = u - periodic_part(u, vectors, origin)
+    lag = int(max_lag or 2 * radius)
+    acov = autocovariance(u, lag)
+    params = np.column_stack([fitted["height"], xy, fitted["width"],
+                              fitted["background"]])  # fmt: skip
+    corr, white = correlated_covariance(image.shape, params, radius, var, acov)
+    out = {}
+    for k in np.unique(labels):
+        sel = (labels == k) & np.isfinite(corr[:, 0, 0]) & (white[:, 0, 0] > 0)
+        if not sel.any():
+            continue
+        ratio = [np.median(corr[sel, i, i] / white[sel, i, i]) for i in range(2)]
+        out[int(k)] = {"misfit": float(acov[lag, lag]),
+                       "correlated": tuple(float(r) for r in ratio)}  # fmt: skip
+    return out
+
+
+def scale_covariance(cov: np.ndarray, fx: float, fy: float) -> np.ndarray:
+    """``cov`` (..., 2, 2) with the x variance times ``fx``, the y variance
+    times ``fy`` and the covariance times sqrt(fx fy)."""
+    f = np.sqrt(np.array([fx, fy], float))
+    return cov * f[:, None] * f[None, :]
+
+
+def laplacian(xy, ij, values=None):
+    """The 4-neighbour lattice Laplacian of positions ``xy`` (N, 2) on sites
+    ``ij`` (N, 2): x_(i,j) - the mean of x at (i +- 1, j) and (i, j +- 1),
+    (M, 2) for the M sites with all four neighbours, and the index of each
+    such site's column. With ``values`` (N, 2, 2) covariances, also the
+    covariance each Laplacian has when the columns are independent."""
+    ij = np.asarray(ij, int)
+    ok = (ij >= 0).all(1)
+    idx = np.flatnonzero(ok)
+    if len(idx) == 0:
+        return np.zeros((0, 2)), idx, np.zeros((0, 2, 2))
+    origin = ij[ok].min(0)
+    shape = tuple(ij[ok].max(0) - origin + 3)
+    grid = np.full(shape, -1)
+    grid[ij[ok, 0] - origin[0] + 1, ij[ok, 1] - origin[1] + 1] = idx
+    i, j = ij[ok, 0] - origin[0] + 1, ij[ok, 1] - origin[1] + 1
+    nb = np.stack([grid[i - 1, j], grid[i + 1, j], grid[i, j - 1], grid[i, j + 1]], 1)
+    full = (nb >= 0).all(1)
+    centre, nb = idx[full], nb[full]
+    lap = xy[centre] - xy[nb].mean(1)
+    cov = None
+    if values is not None:
+        cov = values[centre] + values[nb].sum(1) / 16
+    return lap, centre, cov
+
+
+def robust_covariance(v: np.ndarray) -> np.ndarray:
+    """2 x 2 covariance of the rows of ``v`` (M, 2) from median absolute
+    deviations (along x, y and the two diagonals), so a few defects or a
+    domain wall do not set it."""
+
+    def var(s):
+        return (MAD * np.median(np.abs(s - np.median(s)))) ** 2
+
+    vx, vy = var(v[:, 0]), var(v[:, 1])
+    vu, vd = var((v[:, 0] + v[:, 1]) / np.sqrt(2)), var((v[:, 0] - v[:, 1]) / np.sqrt(2))
+    c = 0.5 * (vu - vd)
+    return np.array([[vx, c], [c, vy]])
+
+
+def nearest_psd(c: np.ndarray) -> np.ndarray:
+    """The symmetric 2 x 2 matrix ``c`` with negative eigenvalues set to 0."""
+    vals, vecs = np.linalg.eigh(0.5 * (c + c.T))
+    return (vecs * np.clip(vals, 0, None)) @ vecs.T
+
+
+def scan_term(xy, ij, pixel_cov, min_sites: int = 20) -> dict:
+    """The ``scan`` term of one frame from its reference (A) lattice.
+
+    ``xy``, ``ij``: the A columns and their sites; ``pixel_cov`` (N, 2, 2)
+    their covariance from the pixel terms. The Laplacian of the positions
+    (:func:`laplacian`) of a locally regular lattice scatters by the columns'
+    errors alone: its robust covariance, less the pixel terms' prediction,
+    over :data:`LAPLACIAN_GAIN`, is the covariance every column has beyond
+    the pixels' noise (clipped to a valid covariance).
+
+    Returns {"covariance": (2, 2), "sites": M, "calibration": (zx, zy)}:
+    ``calibration`` is the robust spread of the Laplacian in units of its
+    predicted sigma from the pixel terms alone (1 where the pixel noise
+    explains the lattice's irregularity); NaN and a zero term with fewer
+    than ``min_sites`` complete sites.
+    """
+    lap, centre, pred = laplacian(np.asarray(xy, float), ij, np.asarray(pixel_cov))
+    good = np.isfinite(lap).all(1) & np.isfinite(pred).all((1, 2))
+    lap, pred = lap[good], pred[good]
+    if len(lap) < min_sites:
+        return {"covariance": np.zeros((2, 2)), "sites": int(len(lap)),
+                "calibration": (np.nan, np.nan)}  # fmt: skip
+    observed = robust_covariance(lap - np.median(lap, 0))
+    expected = np.median(pred, 0)
+    excess = nearest_psd((observed - expected) / LAPLACIAN_GAIN)
+    z = robust_spread(lap - np.median(lap, 0), pred)
+    return {"covariance": excess, "sites": int(len(lap)), "calibration": z}
+
+
+def robust_spread(v: np.ndarray, cov: np.ndarray) -> tuple[float, float]:
+    """Per axis, MAD x 1.4826 of ``v`` (M, 2) in units of the sigma the
+    covariances ``cov`` (M, 2, 2) give it: 1 when they are right."""
+    out = []
+    for a in range(2):
+        z = v[:, a] / np.sqrt(cov[:, a, a])
+        z = z[np.isfinite(z)]
+        out.append(float(MAD * np.median(np.abs(z - np.median(z)))) if len(z) else np.nan)
+    return tuple(out)
+
+
+def split_half_calibration(xy, ij, pixel_cov, min_sites: int = 20) -> tuple:
+    """The :func:`scan_term` checked on data it was not measured on: the term
+    from the sites of even j applied to those of odd j and the other way
+    round; the robust spread of the Laplacian in units of its predicted sigma
+    (pixel terms plus the other half's scan term), per axis. Near 1 where the
+    error model holds across the field."""
+    lap, centre, pred = laplacian(np.asarray(xy, float), ij, np.asarray(pixel_cov))
+    good = np.isfinite(lap).all(1) & np.isfinite(pred).all((1, 2))
+    lap, centre, pred = lap[good], centre[good], pred[good]
+    half = np.asarray(ij)[centre, 1] % 2 == 0
+    if min(half.sum(), (~half).sum()) < min_sites:
+        return (np.nan, np.nan)
+    z = []
+    for test in (half, ~half):
+        train = ~test
+        observed = robust_covariance(lap[train] - np.median(lap[train], 0))
+        excess = nearest_psd((observed - np.median(pred[train], 0)) / LAPLACIAN_GAIN)
+        full = pred[test] + LAPLACIAN_GAIN * excess
+        z.append(np.array(robust_spread(lap[test] - np.median(lap[test], 0), full)))
+    return tuple(float(v) for v in np.mean(z, 0))
+
+
+def frame_covariance(crop, crop_origin, xy, labels, quantities, shot, radius, noise,
+                     ij, vectors, reference: int) -> tuple[np.ndarray, dict]:  # fmt: skip
+    """(N, 2, 2) covariance of every column of one frame, and the record of
+    its terms.
+
+    ``crop``: the raw image's middle (:func:`stemunmix.core.find.middle`),
+    its first pixel at ``crop_origin`` (row, col); ``xy``, ``labels``,
+    ``quantities`` (``height``, ``width``, ``background``), ``ij``: the
+    frame's columns; ``shot`` (N, 2, 2) their :func:`shot_covariance`;
+    ``radius``: the fit's patch; ``vectors``: the lattice of the
+    ``reference`` class, whose columns measure the scan term.
+
+    The record holds, per class name index, the ``misfit`` and
+    ``correlated`` factors, and the frame's ``scan`` covariance, the number
+    of lattice sites it was measured on and the ``calibration`` figures
+    (:func:`scan_term`, :func:`split_half_calibration`).
+    """
+    xy = np.asarray(xy, float)
+    labels = np.asarray(labels, int)
+    h, w = np.shape(crop)
+    local = xy - np.array([crop_origin[1], crop_origin[0]], float)
+    inside = ((local >= 0) & (local <= np.array([w - 1, h - 1]))).all(1)
+    fitted = {k: np.asarray(quantities[k], float)[inside]
+              for k in ("height", "width", "background")}  # fmt: skip
+    origin = None
+    ref = inside & (labels == reference)
+    if ref.any():
+        origin = local[np.flatnonzero(ref)[0]]
+    factors = {}
+    if inside.any() and np.isfinite(noise[1]):
+        factors = pixel_factors(np.asarray(crop, float), local[inside], labels[inside],
+                                fitted, radius, noise,
+                                None if origin is None else vectors, origin)  # fmt: skip
+    pooled = _pooled(factors)
+    cov = np.array(shot, float, copy=True)
+    for k in np.unique(labels):
+        f = factors.get(int(k), pooled)
+        fx, fy = (f["misfit"] * c for c in f["correlated"])
+        sel = labels == k
+        cov[sel] = scale_covariance(cov[sel], fx, fy)
+    sel = labels == reference
+    scan = scan_term(xy[sel], np.asarray(ij)[sel], cov[sel])
+    check = split_half_calibration(xy[sel], np.asarray(ij)[sel], cov[sel])
+    cov = cov + scan["covariance"]
+    record = {"factors": factors, "scan": scan["covariance"], "sites": scan["sites"],
+              "calibration_pixel": scan["calibration"], "calibration": check}  # fmt: skip
+    return cov, record
+
+
+def _pooled(factors: dict) -> dict:
+    """The median factors over the classes measured (1 where none was)."""
+    if not factors:
+        return {"misfit": 1.0, "correlated": (1.0, 1.0)}
+    return {
+        "misfit": float(np.median([f["misfit"] for f in factors.values()])),
+        "correlated": tuple(
+            float(np.median([f["correlated"][i] for f in factors.values()]))
+            for i in range(2)
+        ),
+    }
