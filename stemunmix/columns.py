@@ -100,7 +100,9 @@ class Columns:
         if covariance is not None:
             self.covariance = _per_column(covariance, n, "covariance", (2, 2), float,
                                           np.nan)  # fmt: skip
-            self.sigma = np.sqrt(np.clip(np.diagonal(self.covariance, 0, 1, 2), 0, None))
+            self.sigma = np.sqrt(
+                np.clip(np.diagonal(self.covariance, 0, 1, 2), 0, None)
+            )
         else:
             self.sigma = _per_column(sigma, n, "sigma", (2,), float, np.nan)
             self.covariance = np.zeros((n, 2, 2))
@@ -293,7 +295,12 @@ class Columns:
         their lattice sites :attr:`ij`) get a value; others are NaN, so the
         image edge adds no half-cells. The navigation axis ``quantity`` holds
         ``x``, ``y``, ``sigma_x``, ``sigma_y`` (pixels, or the image's units
-        with a calibrated ``image``).
+        with a calibrated ``image``), ``significance`` (|P| / sigma: the
+        Mahalanobis length of the displacement under its covariance, above 3
+        by chance in 1.1 % of cells) and ``covariance_xy`` (units^2). The
+        uncertainty is the columns' :attr:`covariance`, the error model of
+        ``find_columns`` (docs/measurements.md); a ``reference`` is taken
+        as exact.
 
         Parameters
         ----------
@@ -311,6 +318,22 @@ class Columns:
         from stemunmix.signals._measurements import polarization_map
 
         return polarization_map(self, a, b, reference, grid, image)
+
+    def polarization_region(self, region, reference=None, a="A", b="B") -> dict:
+        """Whether a region's mean polarization is non-zero.
+
+        ``region`` (and ``reference``, optional): boolean masks (nj, ni) on
+        the lattice grid of :meth:`polarization_map`. Returns the mean
+        displacement of the region's complete cells (less the reference's),
+        pixels [x, y], its ``covariance`` (2, 2) and ``sigma`` (2,) from
+        the columns' :attr:`covariance` (a corner shared by cells counted
+        once), its ``significance`` (|mean| / sigma, the Mahalanobis length)
+        and ``p_value`` (the chance of that significance without a
+        displacement), and the number of ``cells``.
+        """
+        from stemunmix.signals._measurements import polarization_region
+
+        return polarization_region(self, region, reference, a, b)
 
     def strain_map(self, a="A", reference=None, grid="lattice", image=None):
         """Strain of the ``a`` lattice per cell (exx, eyy, exy, rotation in

@@ -270,7 +270,11 @@ def find_columns(prob, image, nav_ndim: int, column_classes, threshold: float,
     del parts  # the blocks' results live on in by_frame only, to be let go
     out = {}
     for f in frames:
-        middle_of = {"sizes": sizes[f], "crop": crops[f], "origin": (rows.start, cols.start)}
+        middle_of = {
+            "sizes": sizes[f],
+            "crop": crops[f],
+            "origin": (rows.start, cols.start),
+        }
         out[f] = _gather(by_frame.pop(f), shape) + (middle_of,)
     return out
 

@@ -26,10 +26,11 @@ def site_grid(ij: np.ndarray, values: np.ndarray, shape=None) -> np.ndarray:
 
 
 def corners(xy_a: np.ndarray, ij_a: np.ndarray, shape) -> np.ndarray:
-    """(nj, ni, 4, 2): the A positions at the four corners of every cell
-    (origin, +i, +j, +i+j), NaN where missing."""
+    """(nj, ni, 4, ...): the A positions (or any per-column values (N, ...))
+    at the four corners of every cell (origin, +i, +j, +i+j), NaN where
+    missing."""
     grid = site_grid(ij_a, xy_a, shape)
-    out = np.full(tuple(shape) + (4, 2), np.nan)
+    out = np.full(tuple(shape) + (4,) + grid.shape[2:], np.nan)
     out[:, :, 0] = grid
     out[:, :-1, 1] = grid[:, 1:]
     out[:-1, :, 2] = grid[1:]
@@ -57,41 +58,132 @@ def site_fraction(xy_a, ij_a, xy_b, ij_b, shape) -> np.ndarray:
     return np.round(2 * np.median(frac, 0)) / 2
 
 
+def as_covariance(values) -> np.ndarray:
+    """(N, 2, 2) covariances from (N, 2) sigmas (independent x and y) or
+    from (N, 2, 2) covariances (returned as floats)."""
+    v = np.asarray(values, float)
+    if v.ndim == 3:
+        return v
+    cov = np.zeros(v.shape + (2,))
+    cov[..., 0, 0], cov[..., 1, 1] = v[..., 0] ** 2, v[..., 1] ** 2
+    return cov
+
+
+def _site_weights(site):
+    fa, fb = site
+    return np.array([(1 - fa) * (1 - fb), fa * (1 - fb), (1 - fa) * fb, fa * fb])
+
+
+def _shape_of(ij_a, ij_b):
+    both = np.concatenate([ij_a, ij_b])
+    both = both[(both >= 0).all(1)]
+    return tuple(both.max(0)[::-1] + 1) if len(both) else (0, 0)
+
+
 def polarization_cells(xy_a, sigma_a, ij_a, xy_b, sigma_b, ij_b, shape=None,
-                       site=None):  # fmt: skip
+                       site=None, return_covariance: bool = False):  # fmt: skip
     """Per cell: the B column's displacement from where the symmetric cell
     puts it, and its standard deviation.
 
     The symmetric position is the bilinear mix of the cell's four A corners at
     the B site's fractional position ``site`` (default :func:`site_fraction`;
     (1/2, 1/2), the cell centre, in an [001] perovskite). Only complete cells
-    (a B column and all four corners) get a value. The variance is the B
-    column's plus the weighted corners' (weights squared), per component.
+    (a B column and all four corners) get a value. ``sigma_a``, ``sigma_b``:
+    (N, 2) standard deviations or (N, 2, 2) covariances of the columns; the
+    displacement's covariance is the B column's plus the weighted corners'
+    (weights squared), the columns' errors independent.
 
-    Returns (displacement (nj, ni, 2), sigma (nj, ni, 2)), pixels [x, y].
+    Returns (displacement (nj, ni, 2), sigma (nj, ni, 2)), pixels [x, y], and
+    with ``return_covariance`` the covariance (nj, ni, 2, 2) third.
     """
     ij_a, ij_b = np.asarray(ij_a, int), np.asarray(ij_b, int)
     if shape is None:
-        both = np.concatenate([ij_a, ij_b])
-        both = both[(both >= 0).all(1)]
-        shape = tuple(both.max(0)[::-1] + 1) if len(both) else (0, 0)
+        shape = _shape_of(ij_a, ij_b)
     if site is None:
         site = site_fraction(xy_a, ij_a, xy_b, ij_b, shape)
-    fa, fb = site
-    w = np.array([(1 - fa) * (1 - fb), fa * (1 - fb), (1 - fa) * fb, fa * fb])
+    w = _site_weights(site)
     pos = corners(xy_a, ij_a, shape)
-    var = corners(np.asarray(sigma_a, float) ** 2, ij_a, shape)
+    cov_a = corners(as_covariance(sigma_a).reshape(-1, 4), ij_a, shape)
     expected = np.einsum("k,jikc->jic", w, pos)
-    expected_var = np.einsum("k,jikc->jic", w**2, var)
+    expected_cov = np.einsum("k,jikc->jic", w**2, np.nan_to_num(cov_a))
     # Corners of weight zero may be missing: the cell is then still complete.
     used = w > 0
     complete = np.isfinite(pos[:, :, used]).all((2, 3))
+    complete &= np.isfinite(cov_a[:, :, used]).all((2, 3))
     b = site_grid(ij_b, xy_b, shape)
-    b_var = site_grid(ij_b, np.asarray(sigma_b, float) ** 2, shape)
+    b_cov = site_grid(ij_b, as_covariance(sigma_b).reshape(-1, 4), shape)
     disp = b - np.where(complete[..., None], expected, np.nan)
-    sigma = np.sqrt(b_var + expected_var)
+    cov = (b_cov + expected_cov).reshape(tuple(shape) + (2, 2))
+    cov = np.where(np.isfinite(disp).all(-1)[..., None, None], cov, np.nan)
+    sigma = np.sqrt(np.diagonal(cov, 0, -2, -1))
     sigma = np.where(np.isfinite(disp), sigma, np.nan)
+    if return_covariance:
+        return disp, sigma, cov
     return disp, sigma
+
+
+def significance(value: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """|value| in units of its uncertainty: sqrt(v^T C^-1 v) for vectors
+    ``value`` (..., 2) with covariances ``cov`` (..., 2, 2) (the Mahalanobis
+    length; without a displacement it exceeds 3 with probability
+    exp(-4.5) = 1.1 %); NaN where either is."""
+    v = np.asarray(value, float)
+    c = np.asarray(cov, float)
+    det = c[..., 0, 0] * c[..., 1, 1] - c[..., 0, 1] * c[..., 1, 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = (c[..., 1, 1] * v[..., 0] ** 2 - 2 * c[..., 0, 1] * v[..., 0] * v[..., 1]
+             + c[..., 0, 0] * v[..., 1] ** 2) / det  # fmt: skip
+        return np.where(det > 0, np.sqrt(np.clip(q, 0, None)), np.nan)
+
+
+def region_polarization(xy_a, cov_a, ij_a, xy_b, cov_b, ij_b, region,
+                        reference=None, shape=None, site=None) -> dict:  # fmt: skip
+    """The mean displacement of the complete cells in ``region`` (bool
+    (nj, ni)), less that of ``reference`` (a second mask) if given, with
+    its covariance and significance.
+
+    The mean is a linear combination of the columns' positions (a corner
+    shared by neighbouring cells counts once, with its summed weight), so its
+    covariance is exact for independent columns: sum c_k^2 C_k.
+
+    Returns {"mean": (2,), "covariance": (2, 2), "sigma": (2,),
+    "significance": sqrt(m^T C^-1 m), "p_value": exp(-significance^2 / 2)
+    (no displacement: chi-square with 2 degrees of freedom), "cells": n}.
+    """
+    ij_a, ij_b = np.asarray(ij_a, int), np.asarray(ij_b, int)
+    if shape is None:
+        shape = _shape_of(ij_a, ij_b)
+    if site is None:
+        site = site_fraction(xy_a, ij_a, xy_b, ij_b, shape)
+    disp, _ = polarization_cells(xy_a, cov_a, ij_a, xy_b, cov_b, ij_b, shape, site)
+    complete = np.isfinite(disp).all(-1)
+    w = _site_weights(site)
+    idx_a = corners(np.arange(len(ij_a), dtype=float)[:, None], ij_a, shape)[..., 0]
+    idx_b = site_grid(ij_b, np.arange(len(ij_b), dtype=float), shape)
+    coef_a, coef_b = np.zeros(len(ij_a)), np.zeros(len(ij_b))
+    counts = []
+    for mask, sign in ((region, 1.0), (reference, -1.0)):
+        if mask is None:
+            continue
+        cells = complete & np.asarray(mask, bool)
+        n = int(cells.sum())
+        counts.append(n)
+        if n == 0:
+            raise ValueError(
+                "region holds no complete cell (a B column and its corners): "
+                "choose cells of the lattice grid (j, i) with values"
+            )
+        np.add.at(coef_b, idx_b[cells].astype(int), sign / n)
+        for c in np.flatnonzero(w > 0):
+            np.add.at(coef_a, idx_a[cells][:, c].astype(int), -sign * w[c] / n)
+    mean = coef_b @ np.asarray(xy_b, float) + coef_a @ np.asarray(xy_a, float)
+    cov = np.einsum("k,kij->ij", coef_b**2, as_covariance(cov_b)) + np.einsum(
+        "k,kij->ij", coef_a**2, as_covariance(cov_a)
+    )
+    sig = float(significance(mean, cov))
+    return {"mean": mean, "covariance": cov, "sigma": np.sqrt(np.diag(cov)),
+            "significance": sig, "p_value": float(np.exp(-0.5 * sig**2)),
+            "cells": counts[0]}  # fmt: skip
 
 
 def cell_vectors(xy_a, ij_a, shape) -> tuple[np.ndarray, np.ndarray]:

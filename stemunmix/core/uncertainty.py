@@ -63,7 +63,9 @@ def residual_field(image, xy, height, width, background, radius, noise):
     if len(params) == 0:
         return np.full((h, w), np.nan), np.full((h, w), np.nan)
     rows, cols = np.mgrid[:h, :w]
-    _, near = cKDTree(params[:, 1:3]).query(np.column_stack([cols.ravel(), rows.ravel()]))
+    _, near = cKDTree(params[:, 1:3]).query(
+        np.column_stack([cols.ravel(), rows.ravel()])
+    )
     mu = model + params[near, 4].reshape(h, w)
     gain, var0 = noise
     var = gain * np.clip(mu, 0, None) + var0
@@ -71,26 +73,36 @@ def residual_field(image, xy, height, width, background, radius, noise):
     return (image - mu) / np.sqrt(var), var
 
 
-def periodic_part(u: np.ndarray, vectors, origin, mask=None) -> np.ndarray:
-    """The lattice-periodic mean of ``u`` (H, W): ``u`` averaged over every
-    pixel at the same fractional position in the cell spanned by ``vectors``
-    (2, 2) [a, b] from ``origin`` [x, y], binned at about a pixel; what every
-    cell repeats. ``mask``: the pixels to average (default the finite ones)."""
+def periodic_part(u: np.ndarray, vectors, origin, cells: int = 4) -> np.ndarray:
+    """The lattice-periodic mean of ``u`` (H, W), local: ``u`` averaged over
+    the pixels at the same fractional position (binned at about a pixel) in
+    each block of ``cells`` x ``cells`` cells spanned by ``vectors`` (2, 2)
+    [a, b] from ``origin`` [x, y]; what neighbouring cells repeat (two
+    materials, a layer, a domain each have their own). Scaled by n / (n - 1)
+    (n the cells of the block, each pixel's own share), so that the noise
+    left has its variance."""
     h, w = u.shape
     basis = np.asarray(vectors, float).T  # columns a, b
     rows, cols = np.mgrid[:h, :w]
     d = np.stack([cols.ravel() - origin[0], rows.ravel() - origin[1]])
-    frac = np.linalg.solve(basis, d)
-    frac -= np.floor(frac)
+    whole = np.linalg.solve(basis, d)
+    cell = np.floor(whole)
+    frac = whole - cell
+    block = np.floor(cell / cells).astype(np.int64)
+    block -= block.min(1, keepdims=True)
     bins = [max(4, int(np.hypot(*v))) for v in np.asarray(vectors, float)]
-    ia = np.minimum((frac[0] * bins[0]).astype(int), bins[0] - 1)
-    ib = np.minimum((frac[1] * bins[1]).astype(int), bins[1] - 1)
-    idx = ia * bins[1] + ib
-    use = np.isfinite(u.ravel()) if mask is None else mask.ravel() & np.isfinite(u.ravel())
-    n = np.bincount(idx[use], minlength=bins[0] * bins[1])
-    s = np.bincount(idx[use], u.ravel()[use], minlength=bins[0] * bins[1])
-    mean = np.where(n > 0, s / np.maximum(n, 1), 0.0)
-    return mean[idx].reshape(h, w)
+    ia = np.minimum((frac[0] * bins[0]).astype(np.int64), bins[0] - 1)
+    ib = np.minimum((frac[1] * bins[1]).astype(np.int64), bins[1] - 1)
+    nb = int(block[1].max()) + 1
+    idx = ((block[0] * nb + block[1]) * bins[0] + ia) * bins[1] + ib
+    idx = np.unique(idx, return_inverse=True)[1].ravel()
+    use = np.isfinite(u.ravel())
+    n = np.bincount(idx[use], minlength=idx.max() + 1)
+    s = np.bincount(idx[use], u.ravel()[use], minlength=idx.max() + 1)
+    mean = np.where(n > 1, s / np.maximum(n, 1), 0.0)
+    own = np.where(n > 1, n / np.maximum(n - 1, 1), 1.0)
+    # u - mean * own has the noise variance of u where the mean is of n pixels
+    return (u.ravel() - (u.ravel() - mean[idx]) * np.sqrt(own[idx])).reshape(h, w)
 
 
 def autocovariance(u: np.ndarray, max_lag: int) -> np.ndarray:
@@ -154,7 +166,7 @@ def correlated_covariance(image_shape, params, radius, var, acov):
 
 
 def pixel_factors(image, xy, labels, fitted, radius, noise, vectors, origin,
-                  max_lag: int | None = None) -> dict:  # fmt: skip
+                  max_lag: int | None = None, per_class: int = 48) -> dict:  # fmt: skip
     """The ``misfit`` and ``correlated`` factors of every class, measured on
     ``image`` (a crop of a frame) with the columns fitted there (``xy``,
     ``labels``, ``fitted``: dict of ``height``, ``width``, ``background``).
@@ -164,8 +176,9 @@ def pixel_factors(image, xy, labels, fitted, radius, noise, vectors, origin,
     is removed (``vectors`` (2, 2) and ``origin`` of the reference lattice;
     None leaves it in), and the ratio of each axis' position variance under
     the residuals' autocorrelation to that of independent pixels of the same
-    variance (the median over the class's columns). Classes with no column
-    whose patch lies inside the crop are left out.
+    variance (the median over at most ``per_class`` columns of the class,
+    evenly spread over the crop's). Classes with no column whose patch lies
+    inside the crop are left out.
     """
     radius = int(radius)
     u, var = residual_field(image, xy, fitted["height"], fitted["width"],
@@ -180,6 +193,11 @@ def pixel_factors(image, xy, labels, fitted, radius, noise, vectors, origin,
     acov = autocovariance(u, lag)
     params = np.column_stack([fitted["height"], xy, fitted["width"],
                               fitted["background"]])  # fmt: skip
+    labels = np.asarray(labels)
+    keep = np.concatenate([np.flatnonzero(labels == k)[
+        np.unique(np.linspace(0, (labels == k).sum() - 1, per_class).astype(int))]
+        for k in np.unique(labels)]) if len(labels) else np.zeros(0, int)  # fmt: skip
+    params, labels = params[keep], labels[keep]
     corr, white = correlated_covariance(image.shape, params, radius, var, acov)
     out = {}
     for k in np.unique(labels):
@@ -225,53 +243,58 @@ def laplacian(xy, ij, values=None):
     return lap, centre, cov
 
 
-def robust_covariance(v: np.ndarray) -> np.ndarray:
-    """2 x 2 covariance of the rows of ``v`` (M, 2) from median absolute
-    deviations (along x, y and the two diagonals), so a few defects or a
-    domain wall do not set it."""
-
-    def var(s):
-        return (MAD * np.median(np.abs(s - np.median(s)))) ** 2
-
-    vx, vy = var(v[:, 0]), var(v[:, 1])
-    vu, vd = var((v[:, 0] + v[:, 1]) / np.sqrt(2)), var((v[:, 0] - v[:, 1]) / np.sqrt(2))
-    c = 0.5 * (vu - vd)
-    return np.array([[vx, c], [c, vy]])
-
-
-def nearest_psd(c: np.ndarray) -> np.ndarray:
-    """The symmetric 2 x 2 matrix ``c`` with negative eigenvalues set to 0."""
-    vals, vecs = np.linalg.eigh(0.5 * (c + c.T))
-    return (vecs * np.clip(vals, 0, None)) @ vecs.T
-
-
 def scan_term(xy, ij, pixel_cov, min_sites: int = 20) -> dict:
     """The ``scan`` term of one frame from its reference (A) lattice.
 
     ``xy``, ``ij``: the A columns and their sites; ``pixel_cov`` (N, 2, 2)
     their covariance from the pixel terms. The Laplacian of the positions
     (:func:`laplacian`) of a locally regular lattice scatters by the columns'
-    errors alone: its robust covariance, less the pixel terms' prediction,
-    over :data:`LAPLACIAN_GAIN`, is the covariance every column has beyond
-    the pixels' noise (clipped to a valid covariance).
+    errors alone. Per axis, the variance s every column has beyond the pixel
+    terms is the smallest that brings the Laplacian's robust spread in units
+    of its sigma (pixel terms plus :data:`LAPLACIAN_GAIN` s) to 1.
 
-    Returns {"covariance": (2, 2), "sites": M, "calibration": (zx, zy)}:
-    ``calibration`` is the robust spread of the Laplacian in units of its
-    predicted sigma from the pixel terms alone (1 where the pixel noise
-    explains the lattice's irregularity); NaN and a zero term with fewer
-    than ``min_sites`` complete sites.
+    Returns {"covariance": (2, 2) diagonal, "sites": M, "calibration":
+    (zx, zy)}: ``calibration`` is that robust spread with the pixel terms
+    alone (1 where the pixel noise explains the lattice's irregularity);
+    NaN and a zero term with fewer than ``min_sites`` complete sites.
     """
-    lap, centre, pred = laplacian(np.asarray(xy, float), ij, np.asarray(pixel_cov))
-    good = np.isfinite(lap).all(1) & np.isfinite(pred).all((1, 2))
-    lap, pred = lap[good], pred[good]
+    lap, pred = _laplacian_and_prediction(xy, ij, pixel_cov)
     if len(lap) < min_sites:
         return {"covariance": np.zeros((2, 2)), "sites": int(len(lap)),
                 "calibration": (np.nan, np.nan)}  # fmt: skip
-    observed = robust_covariance(lap - np.median(lap, 0))
-    expected = np.median(pred, 0)
-    excess = nearest_psd((observed - expected) / LAPLACIAN_GAIN)
-    z = robust_spread(lap - np.median(lap, 0), pred)
-    return {"covariance": excess, "sites": int(len(lap)), "calibration": z}
+    lap = lap - np.median(lap, 0)
+    return {"covariance": _excess(lap, pred), "sites": int(len(lap)),
+            "calibration": robust_spread(lap, pred)}  # fmt: skip
+
+
+def _laplacian_and_prediction(xy, ij, pixel_cov):
+    lap, _, pred = laplacian(np.asarray(xy, float), ij, np.asarray(pixel_cov, float))
+    good = np.isfinite(lap).all(1) & np.isfinite(pred).all((1, 2))
+    return lap[good], pred[good]
+
+
+def _excess(lap, pred) -> np.ndarray:
+    """Diagonal 2 x 2: per axis the variance s >= 0 with robust spread of
+    lap / sqrt(pred + LAPLACIAN_GAIN s) equal to 1 (bisection: the spread
+    falls as s grows)."""
+    out = np.zeros((2, 2))
+    for a in range(2):
+        v, p = lap[:, a], pred[:, a, a]
+
+        def spread(s, v=v, p=p):
+            z = v / np.sqrt(p + LAPLACIAN_GAIN * s)
+            return MAD * np.median(np.abs(z - np.median(z)))
+
+        if not spread(0.0) > 1:
+            continue
+        lo, hi = 0.0, float(np.median(v * v)) + float(np.median(p))
+        while spread(hi) > 1:
+            hi *= 2
+        for _ in range(50):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (mid, hi) if spread(mid) > 1 else (lo, mid)
+        out[a, a] = 0.5 * (lo + hi)
+    return out
 
 
 def robust_spread(v: np.ndarray, cov: np.ndarray) -> tuple[float, float]:
@@ -281,7 +304,9 @@ def robust_spread(v: np.ndarray, cov: np.ndarray) -> tuple[float, float]:
     for a in range(2):
         z = v[:, a] / np.sqrt(cov[:, a, a])
         z = z[np.isfinite(z)]
-        out.append(float(MAD * np.median(np.abs(z - np.median(z)))) if len(z) else np.nan)
+        out.append(
+            float(MAD * np.median(np.abs(z - np.median(z)))) if len(z) else np.nan
+        )
     return tuple(out)
 
 
@@ -289,9 +314,11 @@ def split_half_calibration(xy, ij, pixel_cov, min_sites: int = 20) -> tuple:
     """The :func:`scan_term` checked on data it was not measured on: the term
     from the sites of even j applied to those of odd j and the other way
     round; the robust spread of the Laplacian in units of its predicted sigma
-    (pixel terms plus the other half's scan term), per axis. Near 1 where the
-    error model holds across the field."""
-    lap, centre, pred = laplacian(np.asarray(xy, float), ij, np.asarray(pixel_cov))
+    (pixel terms plus the other half's scan term), per axis, averaged over
+    the two halves. Near 1 where the error model holds across the field."""
+    lap, centre, pred = laplacian(
+        np.asarray(xy, float), ij, np.asarray(pixel_cov, float)
+    )
     good = np.isfinite(lap).all(1) & np.isfinite(pred).all((1, 2))
     lap, centre, pred = lap[good], centre[good], pred[good]
     half = np.asarray(ij)[centre, 1] % 2 == 0
@@ -300,8 +327,7 @@ def split_half_calibration(xy, ij, pixel_cov, min_sites: int = 20) -> tuple:
     z = []
     for test in (half, ~half):
         train = ~test
-        observed = robust_covariance(lap[train] - np.median(lap[train], 0))
-        excess = nearest_psd((observed - np.median(pred[train], 0)) / LAPLACIAN_GAIN)
+        excess = _excess(lap[train] - np.median(lap[train], 0), pred[train])
         full = pred[test] + LAPLACIAN_GAIN * excess
         z.append(np.array(robust_spread(lap[test] - np.median(lap[test], 0), full)))
     return tuple(float(v) for v in np.mean(z, 0))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-POLARIZATION = ["x", "y", "sigma_x", "sigma_y"]
+POLARIZATION = ["x", "y", "sigma_x", "sigma_y", "significance", "covariance_xy"]
 STRAIN = ["exx", "eyy", "exy", "rotation"]
 OCTAHEDRA = ["a_x", "a_y", "a_tilt", "a_sigma_tilt", "b_x", "b_y", "b_tilt",
              "b_sigma_tilt"]  # fmt: skip
@@ -54,8 +54,10 @@ def _reference_mask(reference, shape, name):
     return mask
 
 
-def polarization(columns, a="A", b="B", reference=None):
-    """(displacement (nj, ni, 2), sigma (nj, ni, 2), B positions (nj, ni, 2))."""
+def polarization(columns, a="A", b="B", reference=None, covariance=False):
+    """(displacement (nj, ni, 2), sigma (nj, ni, 2), B positions (nj, ni, 2)),
+    and with ``covariance`` the displacement's covariance (nj, ni, 2, 2)
+    fourth (the reference's own uncertainty not included)."""
     from stemunmix.core.measure import polarization_cells, site_grid
 
     _single(columns)
@@ -67,23 +69,51 @@ def polarization(columns, a="A", b="B", reference=None):
         raise ValueError(f"reference must be None, 'mean' or a mask, got {reference!r}")
     ca, cb = columns.select(a), columns.select(b)
     shape = tuple(columns.ij[(columns.ij >= 0).all(1)].max(0)[::-1] + 1)
-    disp, sigma = polarization_cells(ca.xy, ca.sigma, ca.ij, cb.xy, cb.sigma, cb.ij,
-                                     shape)  # fmt: skip
+    disp, sigma, cov = polarization_cells(ca.xy, ca.covariance, ca.ij, cb.xy,
+                                          cb.covariance, cb.ij, shape,
+                                          return_covariance=True)  # fmt: skip
     mask = _reference_mask(reference, shape, "reference")
     if reference is not None:
         sel = np.isfinite(disp).all(-1) & (True if mask is None else mask)
         if not sel.any():
             raise ValueError("reference holds no complete cell with a B column")
         disp = disp - np.median(disp[sel], 0)
+    if covariance:
+        return disp, sigma, site_grid(cb.ij, cb.xy, shape), cov
     return disp, sigma, site_grid(cb.ij, cb.xy, shape)
+
+
+def polarization_region(columns, region, reference=None, a="A", b="B") -> dict:
+    from stemunmix.core.measure import region_polarization
+
+    _single(columns)
+    ca, cb = columns.select(a), columns.select(b)
+    shape = tuple(columns.ij[(columns.ij >= 0).all(1)].max(0)[::-1] + 1)
+    region = _reference_mask(region, shape, "region")
+    if region is None:
+        raise TypeError(f"region must be a boolean mask of shape {shape} (j, i)")
+    reference = _reference_mask(reference, shape, "reference")
+    return region_polarization(ca.xy, ca.covariance, ca.ij, cb.xy, cb.covariance,
+                               cb.ij, region, reference, shape)  # fmt: skip
 
 
 def polarization_map(columns, a="A", b="B", reference=None, grid="lattice",
                      image=None):  # fmt: skip
-    disp, sigma, where = polarization(columns, a, b, reference)
-    stack = np.concatenate([disp, sigma], -1)  # (nj, ni, 4)
-    return _signal(stack, where, grid, image, POLARIZATION,
-                   f"Polarization ({b} from the centre of its {a} cell)", True)  # fmt: skip
+    from stemunmix.core.measure import significance
+
+    disp, sigma, where, cov = polarization(columns, a, b, reference, covariance=True)
+    stack = np.concatenate([disp, sigma, significance(disp, cov)[..., None],
+                            cov[..., 0, 1, None]], -1)  # fmt: skip
+    # lengths in the image's units; the significance a pure number; the
+    # covariance an area (scaled twice below)
+    out = _signal(stack, where, grid, image, POLARIZATION,
+                  f"Polarization ({b} from the centre of its {a} cell)",
+                  [True, True, True, True, False, True],
+                  "image units (significance: |P| / sigma; covariance_xy: "
+                  "image units^2)")  # fmt: skip
+    if image is not None:
+        out.data[5] *= _calibration(image)[1]
+    return out
 
 
 def strain_map(columns, a="A", reference=None, grid="lattice", image=None):

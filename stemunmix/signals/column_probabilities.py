@@ -402,7 +402,9 @@ def error_record(errors: dict, names, nav_shape) -> dict:
             continue
         f = [errors.get(i, {}).get("factors", {}).get(k) for i in frames]
         out[f"misfit_{name}"] = np.array([v["misfit"] if v else np.nan for v in f])
-        out[f"correlated_{name}"] = np.array([v["correlated"] if v else nan2 for v in f])
+        out[f"correlated_{name}"] = np.array(
+            [v["correlated"] if v else nan2 for v in f]
+        )
     get = lambda key, fill: np.array([errors.get(i, {}).get(key, fill) for i in frames])  # noqa: E731
     out["scan_covariance"] = get("scan", np.full((2, 2), np.nan))
     out["scan_sites"] = get("sites", 0)

@@ -1,0 +1,206 @@
+"""Do the error bars hold on real images? Real nulls of the error model.
+
+    python benchmarks/uncertainty_real.py
+
+- SrTiO3 [110] ADF and the low-dose SrTiO3: centrosymmetric, so the per-cell
+  polarization is measurement error only; the robust spread (1.4826 x MAD)
+  of z = (P - median P) / sigma per axis should be 1.
+- The ABF and ADF images of one scan: the ABF - ADF column differences (each
+  class's median offset removed) in units of the combined sigma of the pixel
+  terms (shot, misfit, correlated; the scan term is common to both detectors
+  and cancels), per axis and class; with the scan term too, for contrast.
+- PbTiO3/SrRuO3: the SrRuO3 cells (B below row 165) less their mean (the
+  mistilt offset): the share beyond 3 sigma (significance > 3, 1.1 % by
+  chance); the PbTiO3 cells (B above row 135) with |P| > 15 pm: the share
+  beyond 3 sigma. The SrRuO3 region's mean against zero (region test).
+- Each image's held-out calibration figure (find_columns' metadata) and the
+  error model's share of find_columns' time (median of 3 runs).
+
+Writes benchmarks/results/uncertainty_real.json.
+"""
+
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from _real_images import REAL, load
+from _results import commit
+from oxygen_real import match
+
+HERE = Path(__file__).resolve().parent
+MAD = 1.4826
+
+
+def spread(z):
+    z = np.asarray(z, float)
+    z = z[np.isfinite(z)]
+    return float(MAD * np.median(np.abs(z - np.median(z))))
+
+
+def columns_of(image):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return image.find_columns()
+
+
+def error_record(image):
+    md = image.probabilities.metadata.Signal.stemunmix.find_columns
+    return {k: np.asarray(v).tolist() for k, v in md.as_dictionary().items()
+            if k.startswith(("misfit", "correlated", "scan", "calibration"))}  # fmt: skip
+
+
+def null_polarization(name):
+    from stemunmix.signals import AtomicResolutionImage
+
+    image = AtomicResolutionImage(load(name))
+    cols = columns_of(image)
+    p = cols.polarization_map().data
+    z = (p[:2] - np.nanmedian(p[:2], (1, 2), keepdims=True)) / p[2:4]
+    return {"cells": int(np.isfinite(p[0]).sum()),
+            "z_spread": [spread(z[0]), spread(z[1])],
+            "median_sigma_px": np.nanmedian(p[2:4], (1, 2)).tolist(),
+            "scatter_px": [spread(p[0]), spread(p[1])],
+            "error_model": error_record(image)}  # fmt: skip
+
+
+def abf_minus_adf():
+    import hyperspy.api as hs
+
+    out = {}
+    cols = {}
+    for k in ("ADF", "ABF"):
+        s = hs.load(REAL / f"atomap_hist_STO110_{k}_full.hdf5", file_format="HSPY")
+        s.set_signal_type("atomic_resolution")
+        cols[k] = columns_of(s)
+        out[f"{k}_error_model"] = error_record(s)
+        scan = np.asarray(s.probabilities.metadata.Signal.stemunmix.find_columns
+                          .scan_covariance)[0]  # fmt: skip
+        cols[k] = (cols[k], scan)
+    (adf, scan_adf), (abf, scan_abf) = cols["ADF"], cols["ABF"]
+    for n in "AB":
+        a, b = adf.select(n), abf.select(n)
+        d_ab = 0.3 * np.median(np.hypot(*np.asarray(adf.lattice_vectors).T))
+        ri, gi, _ = match(a.xy, b.xy, d_ab)
+        diff = b.xy[gi] - a.xy[ri]
+        diff -= np.median(diff, 0)
+        total = a.covariance[ri] + b.covariance[gi]
+        pixel = total - scan_adf - scan_abf
+        row = {"matched": len(ri)}
+        for label, cov in (("pixel_terms", pixel), ("all_terms", total)):
+            sig = np.sqrt(np.diagonal(cov, 0, 1, 2))
+            row[label] = [spread(diff[:, i] / sig[:, i]) for i in range(2)]
+        row["scatter_px"] = [spread(diff[:, 0]), spread(diff[:, 1])]
+        out[n] = row
+    return out
+
+
+def pto_sro():
+    from stemunmix.core.measure import significance
+    from stemunmix.signals import AtomicResolutionImage
+
+    image = AtomicResolutionImage(load("PbTiO3/SrRuO3 HAADF"))
+    cols = columns_of(image)
+    pm = 15.0
+    p = cols.polarization_map().data
+    where = _b_positions(cols)
+    sro = where[..., 1] > 165
+    pto = where[..., 1] < 135
+    ok = np.isfinite(p[0])
+    disp = np.moveaxis(p[:2], 0, -1)
+    cov = np.zeros(disp.shape + (2,))
+    cov[..., 0, 0], cov[..., 1, 1] = p[2] ** 2, p[3] ** 2
+    cov[..., 0, 1] = cov[..., 1, 0] = p[5]
+    offset = np.nanmean(disp[sro & ok], 0)
+    sig_sro = significance(disp - offset, cov)[sro & ok]
+    strong = pto & ok & (np.hypot(*np.moveaxis(disp, -1, 0)) * pm > 15)
+    sig_pto = p[4][strong]
+    region = cols.polarization_region(sro & ok)
+    return {"sro_cells": int((sro & ok).sum()),
+            "sro_offset_pm": (offset * pm).tolist(),
+            "sro_beyond_3_sigma": float(np.mean(sig_sro > 3)),
+            "sro_z_spread": [spread(((disp - offset)[..., i] / p[2 + i])[sro & ok])
+                             for i in range(2)],
+            "pto_cells_over_15pm": int(strong.sum()),
+            "pto_beyond_3_sigma": float(np.mean(sig_pto > 3)),
+            "sro_region_mean_pm": (region["mean"] * pm).tolist(),
+            "sro_region_sigma_pm": (region["sigma"] * pm).tolist(),
+            "sro_region_significance": region["significance"],
+            "error_model": error_record(image)}  # fmt: skip
+
+
+def _b_positions(cols):
+    from stemunmix.core.measure import site_grid
+
+    b = cols.select("B")
+    shape = tuple(cols.ij[(cols.ij >= 0).all(1)].max(0)[::-1] + 1)
+    return site_grid(b.ij, b.xy, shape)
+
+
+def cost(repeats=3):
+    """Share of find_columns' time spent in the error model (frame_covariance),
+    on SrTiO3 [110] ADF with its maps computed once."""
+    from stemunmix.signals import AtomicResolutionImage
+    from stemunmix.signals import column_probabilities as cp
+
+    image = AtomicResolutionImage(load("SrTiO3 [110] ADF"))
+    prob = image.segment()
+    inner = cp.frame_covariance
+    spent = []
+
+    def timed(*args, **kwargs):
+        t = time.perf_counter()
+        out = inner(*args, **kwargs)
+        spent.append(time.perf_counter() - t)
+        return out
+
+    shares = []
+    cp.frame_covariance = timed
+    try:
+        for _ in range(repeats):
+            spent.clear()
+            t = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                prob.find_columns()
+            whole = time.perf_counter() - t
+            shares.append(sum(spent) / (whole - sum(spent)))
+    finally:
+        cp.frame_covariance = inner
+    return {"error_model_over_rest": float(np.median(shares)), "runs": shares}
+
+
+def main():
+    if not REAL.exists():
+        sys.exit(f"no real images at {REAL}")
+    out = {"commit": commit(), "date": time.strftime("%Y-%m-%d")}
+    for name in ("SrTiO3 [110] ADF", "SrTiO3 low dose"):
+        out[name] = null_polarization(name)
+        r = out[name]
+        print(f"{name}: {r['cells']} cells, polarization z spread "
+              f"{r['z_spread'][0]:.2f} / {r['z_spread'][1]:.2f} (x / y); calibration "
+              f"{np.round(r['error_model']['calibration'], 2).tolist()}", flush=True)  # fmt: skip
+    out["ABF - ADF"] = abf_minus_adf()
+    for n in "AB":
+        r = out["ABF - ADF"][n]
+        print(f"ABF - ADF, {n} ({r['matched']} columns): z spread pixel terms "
+              f"{r['pixel_terms'][0]:.2f} / {r['pixel_terms'][1]:.2f}, all terms "
+              f"{r['all_terms'][0]:.2f} / {r['all_terms'][1]:.2f}", flush=True)  # fmt: skip
+    out["PbTiO3/SrRuO3"] = r = pto_sro()
+    print(f"PbTiO3/SrRuO3: SrRuO3 {r['sro_cells']} cells, {r['sro_beyond_3_sigma']:.1%} "
+          f"beyond 3 sigma after the offset {np.round(r['sro_offset_pm'], 1).tolist()} pm; "
+          f"PbTiO3 cells over 15 pm: {r['pto_cells_over_15pm']}, "
+          f"{r['pto_beyond_3_sigma']:.1%} beyond 3 sigma; SrRuO3 mean "
+          f"{np.round(r['sro_region_mean_pm'], 2).tolist()} +- "
+          f"{np.round(r['sro_region_sigma_pm'], 2).tolist()} pm, significance "
+          f"{r['sro_region_significance']:.1f}", flush=True)  # fmt: skip
+    out["cost"] = cost()
+    print(f"error model / rest of find_columns: {out['cost']['error_model_over_rest']:.1%} "
+          "(median of 3)", flush=True)  # fmt: skip
+    (HERE / "results" / "uncertainty_real.json").write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""The error model of column positions (core/uncertainty.py) and its
+propagation to per-cell and per-region polarization (core/measure.py)."""
+
+import numpy as np
+import pytest
+
+from stemunmix import Columns
+from stemunmix.core import uncertainty as U
+from stemunmix.core.measure import (
+    polarization_cells,
+    region_polarization,
+    significance,
+)
+from stemunmix.core.refine import noise_model, position_sigma, refine_gaussian
+
+
+def _lattice(n=24, spacing=10.0, jitter=0.0, seed=0):
+    """A square A lattice (n x n sites) and its B columns at the cell centres,
+    each position moved by iid Gaussian ``jitter`` (px)."""
+    rng = np.random.default_rng(seed)
+    i, j = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    ij = np.stack([i.ravel(), j.ravel()], 1)
+    xy_a = ij * spacing + rng.normal(0, jitter, (len(ij), 2))
+    xy_b = ij * spacing + spacing / 2 + rng.normal(0, jitter, (len(ij), 2))
+    return ij, xy_a, xy_b
+
+
+def test_shot_covariance_diagonal_is_position_sigma():
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:64, :64]
+    xy = np.array([[20.3, 21.7], [42.1, 40.4]])
+    img = 50 + sum(400 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 8) for x, y in xy)
+    fit = refine_gaussian(rng.poisson(img).astype(float), xy, 2.0, 4)
+    noise = noise_model(fit["noise_sums"])
+    cov = U.shot_covariance(fit["position_terms"], noise)
+    np.testing.assert_allclose(np.sqrt(np.diagonal(cov, 0, 1, 2)),
+                               position_sigma(fit, noise), rtol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(cov[:, 0, 1], cov[:, 1, 0])
+
+
+def test_correlated_covariance_of_white_noise_is_the_white_one():
+    params = np.array([[100.0, 20.2, 19.7, 2.0, 5.0]])
+    var = np.full((40, 40), 3.0)
+    acov = np.zeros((9, 9))
+    acov[4, 4] = 1.0
+    corr, white = U.correlated_covariance((40, 40), params, 5, var, acov)
+    np.testing.assert_allclose(corr, white, rtol=1e-9)
+    # noise smoothed along the row: both estimators sum smooth patterns along
+    # x, so both variances rise, by less than the noise power at zero
+    # frequency (1 + 2 x 0.5); anti-correlated (high-passed) noise lowers them
+    acov[4, 3] = acov[4, 5] = 0.5
+    corr, white = U.correlated_covariance((40, 40), params, 5, var, acov)
+    ratio = np.diagonal(corr[0]) / np.diagonal(white[0])
+    assert (ratio > 1.3).all() and (ratio < 2).all()
+    acov[4, 3] = acov[4, 5] = -0.25
+    corr, white = U.correlated_covariance((40, 40), params, 5, var, acov)
+    assert (np.diagonal(corr[0]) < 0.9 * np.diagonal(white[0])).all()
+
+
+def test_correlated_factor_matches_monte_carlo_scatter():
+    """Noise smoothed along x: the factor predicts the fit's real scatter."""
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[:96, :96]
+    xy = np.array([[x, y] for x in range(16, 90, 16) for y in range(16, 90, 16)], float)
+    clean = 20 + sum(300 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 8) for x, y in xy)
+    kernel = np.array([0.25, 0.5, 0.25])
+
+    def smooth(n):
+        return sum(
+            k * np.roll(n, s, 1) for k, s in zip(kernel, (-1, 0, 1), strict=True)
+        )
+
+    errs = []
+    for _ in range(60):
+        img = clean + smooth(rng.normal(0, 4.0, clean.shape))
+        errs.append(refine_gaussian(img, xy, 2.0, 5, uncertainty=False)["xy"] - xy)
+    observed = np.sqrt(np.mean(np.square(errs), (0, 1)))
+    img = clean + smooth(rng.normal(0, 4.0, clean.shape))
+    fit = refine_gaussian(img, xy, 2.0, 5)
+    noise = noise_model(fit["noise_sums"])
+    shot = U.shot_covariance(fit["position_terms"], noise)
+    fitted = {"height": fit["height"], "width": fit["sigma"],
+              "background": fit["background"]}  # fmt: skip
+    f = U.pixel_factors(img, fit["xy"], np.zeros(len(xy), int), fitted, 5,
+                        noise, None, None)[0]  # fmt: skip
+    cov = U.scale_covariance(shot, *(f["misfit"] * c for c in f["correlated"]))
+    predicted = np.sqrt(np.median(np.diagonal(cov, 0, 1, 2), 0))
+    np.testing.assert_allclose(predicted, observed, rtol=0.2)
+    # independent pixels would claim a smaller error along x
+    assert np.sqrt(np.median(shot[:, 0, 0])) < 0.85 * observed[0]
+
+
+@pytest.mark.parametrize("jitter", [0.0, 0.1, 0.3])
+def test_scan_term_recovers_planted_column_jitter(jitter):
+    ij, xy, _ = _lattice(40, jitter=np.hypot(jitter, 0.05), seed=3)
+    pixel = np.tile(np.diag([0.05**2, 0.05**2]), (len(xy), 1, 1))
+    scan = U.scan_term(xy, ij, pixel)
+    got = np.sqrt(np.diag(scan["covariance"]))
+    np.testing.assert_allclose(got, jitter, atol=0.02, rtol=0.12)
+    z = U.split_half_calibration(xy, ij, pixel + scan["covariance"])
+    np.testing.assert_allclose(z, 1.0, atol=0.15)
+    if jitter == 0.3:
+        assert min(scan["calibration"]) > 4  # the pixel terms alone: far off
+
+
+def test_scan_term_needs_sites():
+    ij, xy, _ = _lattice(4)
+    scan = U.scan_term(xy, ij, np.tile(np.eye(2) * 0.01, (len(xy), 1, 1)))
+    assert scan["sites"] < 20 and np.isnan(scan["calibration"]).all()
+    np.testing.assert_array_equal(scan["covariance"], 0)
+
+
+def test_polarization_covariance_and_significance_hold_by_monte_carlo():
+    rng = np.random.default_rng(4)
+    cov_col = np.array([[0.04, 0.015], [0.015, 0.02]])
+    ij, xy_a, xy_b = _lattice(8)
+    chol = np.linalg.cholesky(cov_col)
+    disp = []
+    for _ in range(400):
+        a = xy_a + rng.standard_normal(xy_a.shape) @ chol.T
+        b = xy_b + rng.standard_normal(xy_b.shape) @ chol.T
+        disp.append(polarization_cells(a, np.tile(cov_col, (len(a), 1, 1)), ij, b,
+                                       np.tile(cov_col, (len(b), 1, 1)), ij,
+                                       site=(0.5, 0.5))[0])  # fmt: skip
+    disp = np.array(disp)
+    _, sigma, cov = polarization_cells(xy_a, np.tile(cov_col, (len(ij), 1, 1)), ij, xy_b,
+                                       np.tile(cov_col, (len(ij), 1, 1)), ij,
+                                       site=(0.5, 0.5), return_covariance=True)  # fmt: skip
+    cell = (3, 4)
+    np.testing.assert_allclose(np.cov(disp[:, 3, 4].T), cov[cell], rtol=0.2, atol=2e-3)
+    np.testing.assert_allclose(cov[cell], 1.25 * cov_col, rtol=1e-12)
+    sig = significance(disp[:, 3, 4], cov[cell][None])
+    assert 0.003 < np.mean(sig > 3) < 0.03  # exp(-4.5) = 1.1 %
+
+
+def test_region_mean_counts_a_shared_corner_once():
+    rng = np.random.default_rng(5)
+    ij, xy_a, xy_b = _lattice(10)
+    s = 0.1
+    cov = np.tile(np.eye(2) * s**2, (len(ij), 1, 1))
+    region = np.zeros((10, 10), bool)
+    region[2:6, 2:6] = True
+    means = []
+    for _ in range(400):
+        a = xy_a + rng.normal(0, s, xy_a.shape)
+        b = xy_b + rng.normal(0, s, xy_b.shape)
+        means.append(region_polarization(a, cov, ij, b, cov, ij, region,
+                                         site=(0.5, 0.5))["mean"])  # fmt: skip
+    r = region_polarization(xy_a, cov, ij, xy_b, cov, ij, region, site=(0.5, 0.5))
+    assert r["cells"] == 16
+    np.testing.assert_allclose(np.std(means, 0), r["sigma"], rtol=0.12)
+    # 16 B columns (1/16 each) and 25 corners: 9 shared by four cells (1/16),
+    # 12 by two (1/32), 4 by one (1/64): more than independent cells' 1.25 / 16
+    exact = s * np.sqrt(16 / 16**2 + 9 / 16**2 + 12 / 32**2 + 4 / 64**2)
+    np.testing.assert_allclose(r["sigma"], exact, rtol=1e-12)
+    assert exact > s * np.sqrt(1.25 / 16)
+    np.testing.assert_allclose(r["mean"], 0, atol=1e-12)
+    with pytest.raises(ValueError, match="region"):
+        region_polarization(xy_a, cov, ij, xy_b, cov, ij, np.zeros((10, 10), bool))
+
+
+def test_columns_covariance_survives_selection_and_dict():
+    rng = np.random.default_rng(6)
+    m = rng.normal(size=(5, 2, 2))
+    cov = m @ np.swapaxes(m, 1, 2)
+    c = Columns(rng.uniform(0, 50, (5, 2)), [0, 1, 0, 1, 0], covariance=cov)
+    np.testing.assert_allclose(c.sigma, np.sqrt(np.diagonal(cov, 0, 1, 2)))
+    np.testing.assert_array_equal(c.select("B").covariance, cov[[1, 3]])
+    back = Columns.from_dict(c.to_dict())
+    assert back == c
+    plain = Columns(c.xy, sigma=np.full((5, 2), 0.2))
+    np.testing.assert_allclose(plain.covariance[:, 0, 0], 0.04)
+    np.testing.assert_array_equal(plain.covariance[:, 0, 1], 0)
+    with pytest.raises(ValueError, match="covariance"):
+        Columns(c.xy, covariance=np.ones((4, 2, 2)))
