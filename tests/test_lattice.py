@@ -185,7 +185,9 @@ def test_polarization_reference_and_image_grid(polar):
     for c in (0, 1):
         assert abs(np.median(region.data[c][mask & ok])) < 1e-9
     on_image = cols.polarization_map(grid="image", image=image)
-    assert on_image.data.shape == (4, 512, 512)
+    # x, y, sigma_x, sigma_y first; significance and covariance_xy appended
+    assert on_image.data.shape == (6, 512, 512)
+    assert on_image.metadata.Signal.quantities[:4] == ["x", "y", "sigma_x", "sigma_y"]
     assert on_image.axes_manager.signal_axes[0].units == "nm"
     # Calibrated: pixels x 0.02 nm.
     assert np.nanmax(np.abs(on_image.data[:2])) == pytest.approx(
