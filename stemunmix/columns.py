@@ -295,7 +295,7 @@ class Columns:
         their lattice sites :attr:`ij`) get a value; others are NaN, so the
         image edge adds no half-cells. The navigation axis ``quantity`` holds
         ``x``, ``y``, ``sigma_x``, ``sigma_y`` (pixels, or the image's units
-        with a calibrated ``image``), ``significance`` (|P| / sigma: the
+        with a calibrated ``image``), ``significance`` (the length of P over its sigma: the
         Mahalanobis length of the displacement under its covariance, above 3
         by chance in 1.1 % of cells) and ``covariance_xy`` (units^2). The
         uncertainty is the columns' :attr:`covariance`, the error model of
@@ -327,7 +327,7 @@ class Columns:
         displacement of the region's complete cells (less the reference's),
         pixels [x, y], its ``covariance`` (2, 2) and ``sigma`` (2,) from
         the columns' :attr:`covariance` (a corner shared by cells counted
-        once), its ``significance`` (|mean| / sigma, the Mahalanobis length)
+        once), its ``significance`` (the mean's length over its sigma, the Mahalanobis length)
         and ``p_value`` (the chance of that significance without a
         displacement), and the number of ``cells``.
         """
