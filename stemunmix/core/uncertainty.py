@@ -31,7 +31,6 @@ from scipy.spatial import cKDTree
 
 from stemunmix.core.refine import render
 
-TERMS = ("shot", "misfit", "correlated", "scan")
 MAD = 1.4826  # robust standard deviation of a normal distribution per MAD
 LAPLACIAN_GAIN = 1.25  # variance of the 4-neighbour Laplacian of iid positions
 
@@ -258,7 +257,7 @@ def scan_term(xy, ij, pixel_cov, min_sites: int = 20) -> dict:
     alone (1 where the pixel noise explains the lattice's irregularity);
     NaN and a zero term with fewer than ``min_sites`` complete sites.
     """
-    lap, pred = _laplacian_and_prediction(xy, ij, pixel_cov)
+    lap, _, pred = _laplacian_and_prediction(xy, ij, pixel_cov)
     if len(lap) < min_sites:
         return {"covariance": np.zeros((2, 2)), "sites": int(len(lap)),
                 "calibration": (np.nan, np.nan)}  # fmt: skip
@@ -268,9 +267,12 @@ def scan_term(xy, ij, pixel_cov, min_sites: int = 20) -> dict:
 
 
 def _laplacian_and_prediction(xy, ij, pixel_cov):
-    lap, _, pred = laplacian(np.asarray(xy, float), ij, np.asarray(pixel_cov, float))
+    """:func:`laplacian` with its predicted covariance, where both are finite."""
+    lap, centre, pred = laplacian(
+        np.asarray(xy, float), ij, np.asarray(pixel_cov, float)
+    )
     good = np.isfinite(lap).all(1) & np.isfinite(pred).all((1, 2))
-    return lap[good], pred[good]
+    return lap[good], centre[good], pred[good]
 
 
 def _excess(lap, pred) -> np.ndarray:
