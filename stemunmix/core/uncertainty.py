@@ -318,11 +318,7 @@ def split_half_calibration(xy, ij, pixel_cov, min_sites: int = 20) -> tuple:
     round; the robust spread of the Laplacian in units of its predicted sigma
     (pixel terms plus the other half's scan term), per axis, averaged over
     the two halves. Near 1 where the error model holds across the field."""
-    lap, centre, pred = laplacian(
-        np.asarray(xy, float), ij, np.asarray(pixel_cov, float)
-    )
-    good = np.isfinite(lap).all(1) & np.isfinite(pred).all((1, 2))
-    lap, centre, pred = lap[good], centre[good], pred[good]
+    lap, centre, pred = _laplacian_and_prediction(xy, ij, pixel_cov)
     half = np.asarray(ij)[centre, 1] % 2 == 0
     if min(half.sum(), (~half).sum()) < min_sites:
         return (np.nan, np.nan)
