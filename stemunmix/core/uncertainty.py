@@ -19,8 +19,8 @@ whole without adding pixel noise. Four terms, each measured on the image:
   discrete Laplacian over the four neighbour sites) beyond what the pixel terms
   predict, one 2 x 2 covariance per frame added to every column.
 
-The pixel terms are measured on the middle of a frame (at most 512 x 512 px,
-:func:`stemunmix.core.find.middle`), whose fitted model the columns found there
+The pixel terms are measured on the middle of a frame (at most
+:data:`PIXEL_CROP` squared pixels), whose fitted model the columns found there
 render. Positions are [x, y] pixels; covariances (..., 2, 2) pixels^2.
 """
 
@@ -33,6 +33,7 @@ from stemunmix.core.refine import render
 
 MAD = 1.4826  # robust standard deviation of a normal distribution per MAD
 LAPLACIAN_GAIN = 1.25  # variance of the 4-neighbour Laplacian of iid positions
+PIXEL_CROP = 256  # side of the frame's middle the pixel terms are measured on
 
 
 def shot_covariance(terms: np.ndarray, noise: tuple[float, float]) -> np.ndarray:
@@ -61,11 +62,14 @@ def residual_field(image, xy, height, width, background, radius, noise):
     render(np.ascontiguousarray(params), int(radius), model)
     if len(params) == 0:
         return np.full((h, w), np.nan), np.full((h, w), np.nan)
-    rows, cols = np.mgrid[:h, :w]
+    # The background of the nearest column, looked up on a grid of every
+    # second pixel: it changes slowly between neighbours.
+    rows, cols = np.mgrid[:h:2, :w:2]
     _, near = cKDTree(params[:, 1:3]).query(
         np.column_stack([cols.ravel(), rows.ravel()])
     )
-    mu = model + params[near, 4].reshape(h, w)
+    near = near.reshape(rows.shape).repeat(2, 0).repeat(2, 1)[:h, :w]
+    mu = model + params[near, 4]
     gain, var0 = noise
     var = gain * np.clip(mu, 0, None) + var0
     var = np.where(var > 0, var, np.nan)
@@ -94,7 +98,6 @@ def periodic_part(u: np.ndarray, vectors, origin, cells: int = 4) -> np.ndarray:
     ib = np.minimum((frac[1] * bins[1]).astype(np.int64), bins[1] - 1)
     nb = int(block[1].max()) + 1
     idx = ((block[0] * nb + block[1]) * bins[0] + ia) * bins[1] + ib
-    idx = np.unique(idx, return_inverse=True)[1].ravel()
     use = np.isfinite(u.ravel())
     n = np.bincount(idx[use], minlength=idx.max() + 1)
     s = np.bincount(idx[use], u.ravel()[use], minlength=idx.max() + 1)
@@ -129,43 +132,53 @@ def correlated_covariance(image_shape, params, radius, var, acov):
     (:func:`autocovariance`), and (N, 2, 2) the same for independent pixels of
     that variance (acov's centre only). A column's position error is the
     linear map A^-1 J^T of its patch's noise; its covariance sums that map's
-    products at every lag weighted by the autocovariance."""
+    products at every lag weighted by the autocovariance (all columns at
+    once, by FFT). NaN for columns whose patch leaves the image or the
+    finite variance."""
     h, w = image_shape
     lag = acov.shape[0] // 2
     m = 2 * int(radius) + 1
+    params = np.asarray(params, float).reshape(-1, 5)
     out = np.full((len(params), 2, 2), np.nan)
     white = np.full((len(params), 2, 2), np.nan)
-    size = (2 * m, 2 * m)
-    for k, (a, cx, cy, s, _) in enumerate(params):
-        x0, y0 = int(round(cx)) - radius, int(round(cy)) - radius
-        if x0 < 0 or y0 < 0 or x0 + m > w or y0 + m > h or not np.isfinite(a):
-            continue
-        local = var[y0 : y0 + m, x0 : x0 + m]
-        if not np.isfinite(local).all():
-            continue
-        py, px = np.mgrid[y0 : y0 + m, x0 : x0 + m]
-        dx, dy = px - cx, py - cy
-        g = np.exp(-(dx * dx + dy * dy) / (2 * s * s))
-        jac = np.stack([g, a * g * dx / s**2, a * g * dy / s**2,
-                        a * g * (dx * dx + dy * dy) / s**3, np.ones_like(g)])  # fmt: skip
-        jac = jac.reshape(5, -1)
-        try:
-            rows = np.linalg.solve(jac @ jac.T, jac)[1:3]
-        except np.linalg.LinAlgError:
-            continue
-        lin = rows * np.sqrt(local).ravel()
-        white[k] = acov[lag, lag] * lin @ lin.T
-        f = np.fft.fft2(lin.reshape(2, m, m), s=size)
-        for i in range(2):
-            for j in range(i, 2):
-                c = np.fft.fftshift(np.fft.ifft2(f[i] * np.conj(f[j])).real)
-                c = c[m - lag : m + lag + 1, m - lag : m + lag + 1]
-                out[k, i, j] = out[k, j, i] = (c * acov).sum()
+    corner = np.round(params[:, 1:3]).astype(int) - int(radius)  # x0, y0
+    inside = ((corner >= 0) & (corner + m <= np.array([w, h]))).all(1)
+    inside &= np.isfinite(params).all(1)
+    k = np.flatnonzero(inside)
+    if len(k) == 0:
+        return out, white
+    grid = np.arange(m)
+    py = corner[k, 1, None, None] + grid[None, :, None]  # (K, m, 1)
+    px = corner[k, 0, None, None] + grid[None, None, :]  # (K, 1, m)
+    local = var[py, px]  # (K, m, m)
+    good = np.isfinite(local).all((1, 2))
+    k, py, px, local = k[good], py[good], px[good], local[good]
+    a, cx, cy, s = (params[k, i, None, None] for i in range(4))
+    dx, dy = px - cx, py - cy
+    g = np.exp(-(dx * dx + dy * dy) / (2 * s * s))
+    jac = np.stack([g, a * g * dx / s**2, a * g * dy / s**2,
+                    a * g * (dx * dx + dy * dy) / s**3,
+                    np.ones_like(g)], 1).reshape(len(k), 5, -1)  # fmt: skip
+    normal = jac @ np.swapaxes(jac, 1, 2)
+    solvable = np.linalg.cond(normal) < 1e12
+    k, jac, normal = k[solvable], jac[solvable], normal[solvable]
+    local = local[solvable]
+    rows = np.linalg.solve(normal, jac)[:, 1:3]  # (K, 2, m^2)
+    lin = rows * np.sqrt(local).reshape(len(k), 1, -1)
+    white[k] = acov[lag, lag] * lin @ np.swapaxes(lin, 1, 2)
+    size = (m + lag + 1, m + lag + 1)
+    f = np.fft.rfft2(lin.reshape(len(k), 2, m, m), s=size)
+    for i in range(2):
+        for j in range(i, 2):
+            c = np.fft.irfft2(f[:, i] * np.conj(f[:, j]), s=size)
+            # lags -lag..lag on both axes (negative lags wrap to the end)
+            c = np.roll(c, (lag, lag), axis=(1, 2))[:, : 2 * lag + 1, : 2 * lag + 1]
+            out[k, i, j] = out[k, j, i] = (c * acov).sum((1, 2))
     return out, white
 
 
 def pixel_factors(image, xy, labels, fitted, radius, noise, vectors, origin,
-                  max_lag: int | None = None, per_class: int = 48) -> dict:  # fmt: skip
+                  max_lag: int | None = None, per_class: int = 32) -> dict:  # fmt: skip
     """The ``misfit`` and ``correlated`` factors of every class, measured on
     ``image`` (a crop of a frame) with the columns fitted there (``xy``,
     ``labels``, ``fitted``: dict of ``height``, ``width``, ``background``).
@@ -292,7 +305,7 @@ def _excess(lap, pred) -> np.ndarray:
         lo, hi = 0.0, float(np.median(v * v)) + float(np.median(p))
         while spread(hi) > 1:
             hi *= 2
-        for _ in range(50):
+        while hi - lo > 1e-4 * hi:  # ~14 halvings
             mid = 0.5 * (lo + hi)
             lo, hi = (mid, hi) if spread(mid) > 1 else (lo, mid)
         out[a, a] = 0.5 * (lo + hi)
@@ -350,6 +363,7 @@ def frame_covariance(crop, crop_origin, xy, labels, quantities, shot, radius, no
     """
     xy = np.asarray(xy, float)
     labels = np.asarray(labels, int)
+    crop, crop_origin = _centre(np.asarray(crop, float), crop_origin, PIXEL_CROP)
     h, w = np.shape(crop)
     local = xy - np.array([crop_origin[1], crop_origin[0]], float)
     inside = ((local >= 0) & (local <= np.array([w - 1, h - 1]))).all(1)
@@ -378,6 +392,14 @@ def frame_covariance(crop, crop_origin, xy, labels, quantities, shot, radius, no
     record = {"factors": factors, "scan": scan["covariance"], "sites": scan["sites"],
               "calibration_pixel": scan["calibration"], "calibration": check}  # fmt: skip
     return cov, record
+
+
+def _centre(crop, origin, size):
+    """The middle (at most) ``size`` x ``size`` pixels of ``crop`` and their
+    first pixel (row, col) in the frame, ``crop`` starting at ``origin``."""
+    h, w = crop.shape
+    r0, c0 = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return crop[r0 : r0 + size, c0 : c0 + size], (origin[0] + r0, origin[1] + c0)
 
 
 def _pooled(factors: dict) -> dict:
