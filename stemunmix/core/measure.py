@@ -88,7 +88,8 @@ def polarization_cells(xy_a, sigma_a, ij_a, xy_b, sigma_b, ij_b, shape=None,
     The symmetric position is the bilinear mix of the cell's four A corners at
     the B site's fractional position ``site`` (default :func:`site_fraction`;
     (1/2, 1/2), the cell centre, in an [001] perovskite). Only complete cells
-    (a B column and all four corners) get a value. ``sigma_a``, ``sigma_b``:
+    (a B column and all four corners) get a value; its sigma is NaN where a
+    column's uncertainty is unknown. ``sigma_a``, ``sigma_b``:
     (N, 2) standard deviations or (N, 2, 2) covariances of the columns; the
     displacement's covariance is the B column's plus the weighted corners'
     (weights squared), the columns' errors independent.
@@ -109,7 +110,10 @@ def polarization_cells(xy_a, sigma_a, ij_a, xy_b, sigma_b, ij_b, shape=None,
     # Corners of weight zero may be missing: the cell is then still complete.
     used = w > 0
     complete = np.isfinite(pos[:, :, used]).all((2, 3))
-    complete &= np.isfinite(cov_a[:, :, used]).all((2, 3))
+    # Positions make the displacement; a corner of unknown uncertainty (not
+    # given, or a column not detected on the raw image) leaves its sigma NaN.
+    known = np.isfinite(cov_a[:, :, used]).all((2, 3))
+    expected_cov = np.where(known[..., None], expected_cov, np.nan)
     b = site_grid(ij_b, xy_b, shape)
     b_cov = site_grid(ij_b, as_covariance(sigma_b).reshape(-1, 4), shape)
     disp = b - np.where(complete[..., None], expected, np.nan)

@@ -33,6 +33,7 @@ from stemunmix.core.refine import render
 
 MAD = 1.4826  # robust standard deviation of a normal distribution per MAD
 LAPLACIAN_GAIN = 1.25  # variance of the 4-neighbour Laplacian of iid positions
+MIN_SNR = 3.0  # fitted height over its standard error: below, not detected
 PIXEL_CROP = 256  # side of the frame's middle the pixel terms are measured on
 
 
@@ -47,6 +48,22 @@ def shot_covariance(terms: np.ndarray, noise: tuple[float, float]) -> np.ndarray
     cov[:, 0, 0] = np.clip(cov[:, 0, 0], 0, None)
     cov[:, 1, 1] = np.clip(cov[:, 1, 1], 0, None)
     return cov
+
+
+def undetected(quantities: dict, noise, min_snr: float = MIN_SNR) -> np.ndarray:
+    """(N,) bool: columns whose fitted height is below ``min_snr`` standard
+    errors of the noise at their background (the height of a Gaussian of
+    width s fitted to pixels of variance v has a standard error of about
+    sqrt(v / (pi s^2))), or whose fit is missing. Their position is the
+    network's guess, not a measurement on the raw image; their error bar is
+    unknown (NaN)."""
+    gain, var0 = noise
+    height = np.asarray(quantities["height"], float)
+    width = np.asarray(quantities["width"], float)
+    var = gain * np.clip(np.asarray(quantities["background"], float), 0, None) + var0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        snr = height * np.sqrt(np.pi) * width / np.sqrt(var)
+    return ~(snr >= min_snr)
 
 
 def residual_field(image, xy, height, width, background, radius, noise):
@@ -159,11 +176,15 @@ def correlated_covariance(image_shape, params, radius, var, acov):
     jac = np.stack([g, a * g * dx / s**2, a * g * dy / s**2,
                     a * g * (dx * dx + dy * dy) / s**3,
                     np.ones_like(g)], 1).reshape(len(k), 5, -1)  # fmt: skip
+    # Each parameter's row scaled to unit length, so that the condition
+    # number judges the geometry, not the units (heights of 1e6 counts).
+    norm = np.linalg.norm(jac, axis=2, keepdims=True)
+    jac = jac / np.where(norm > 0, norm, 1.0)
     normal = jac @ np.swapaxes(jac, 1, 2)
-    solvable = np.linalg.cond(normal) < 1e12
-    k, jac, normal = k[solvable], jac[solvable], normal[solvable]
+    solvable = (np.linalg.cond(normal) < 1e10) & (norm[:, 1:3, 0] > 0).all(1)
+    k, jac, normal, norm = k[solvable], jac[solvable], normal[solvable], norm[solvable]
     local = local[solvable]
-    rows = np.linalg.solve(normal, jac)[:, 1:3]  # (K, 2, m^2)
+    rows = np.linalg.solve(normal, jac)[:, 1:3] / norm[:, 1:3]  # (K, 2, m^2)
     lin = rows * np.sqrt(local).reshape(len(k), 1, -1)
     white[k] = acov[lag, lag] * lin @ np.swapaxes(lin, 1, 2)
     size = (m + lag + 1, m + lag + 1)
@@ -325,6 +346,22 @@ def robust_spread(v: np.ndarray, cov: np.ndarray) -> tuple[float, float]:
     return tuple(out)
 
 
+def lattice_shrink(xy, ij, pixel_cov, min_sites: int = 50) -> tuple:
+    """Per axis, the factor (at most 1) on the pixel terms' variance that
+    brings the robust spread of a sublattice's Laplacian (:func:`laplacian`),
+    in units of its sigma, to 1 where it is below 1: the pixel terms then
+    over-predict the columns' scatter (a fit that stays near its start, the
+    network's lattice-regular guess; noise the residuals overstate). Real
+    structure only adds to the Laplacian, so the factor never shrinks an
+    error bar below what the lattice shows. (1, 1) with fewer than
+    ``min_sites`` complete sites."""
+    lap, _, pred = _laplacian_and_prediction(xy, ij, pixel_cov)
+    if len(lap) < min_sites:
+        return (1.0, 1.0)
+    spread = robust_spread(lap - np.median(lap, 0), pred)
+    return tuple(float(min(1.0, v) ** 2) for v in spread)
+
+
 def split_half_calibration(xy, ij, pixel_cov, min_sites: int = 20) -> tuple:
     """The :func:`scan_term` checked on data it was not measured on: the term
     from the sites of even j applied to those of odd j and the other way
@@ -356,8 +393,9 @@ def frame_covariance(crop, crop_origin, xy, labels, quantities, shot, radius, no
     ``radius``: the fit's patch; ``vectors``: the lattice of the
     ``reference`` class, whose columns measure the scan term.
 
-    The record holds, per class name index, the ``misfit`` and
-    ``correlated`` factors, and the frame's ``scan`` covariance, the number
+    Columns :func:`undetected` on the raw image get a NaN covariance. The
+    record holds, per class name index, the ``misfit`` and ``correlated``
+    factors and the number of ``undetected`` columns, and the frame's ``scan`` covariance, the number
     of lattice sites it was measured on and the ``calibration`` figures
     (:func:`scan_term`, :func:`split_half_calibration`).
     """
@@ -380,17 +418,30 @@ def frame_covariance(crop, crop_origin, xy, labels, quantities, shot, radius, no
                                 None if origin is None else vectors, origin)  # fmt: skip
     pooled = _pooled(factors)
     cov = np.array(shot, float, copy=True)
+    lost = undetected(quantities, noise)
+    cov[lost] = np.nan
     for k in np.unique(labels):
         f = factors.get(int(k), pooled)
         fx, fy = (f["misfit"] * c for c in f["correlated"])
         sel = labels == k
         cov[sel] = scale_covariance(cov[sel], fx, fy)
+    lattice = {}
+    for k in np.unique(labels):
+        sel = labels == k
+        lattice[int(k)] = shrink = lattice_shrink(
+            xy[sel], np.asarray(ij)[sel], cov[sel]
+        )
+        cov[sel] = scale_covariance(cov[sel], *shrink)
     sel = labels == reference
     scan = scan_term(xy[sel], np.asarray(ij)[sel], cov[sel])
     check = split_half_calibration(xy[sel], np.asarray(ij)[sel], cov[sel])
     cov = cov + scan["covariance"]
     record = {"factors": factors, "scan": scan["covariance"], "sites": scan["sites"],
-              "calibration_pixel": scan["calibration"], "calibration": check}  # fmt: skip
+              "calibration_pixel": scan["calibration"], "calibration": check,
+              "lattice": lattice,
+              "undetected": {int(k): int((lost & (labels == k)).sum())
+                             for k in np.unique(labels)},
+              "counts": {int(k): int((labels == k).sum()) for k in np.unique(labels)}}  # fmt: skip
     return cov, record
 
 

@@ -130,6 +130,7 @@ class ColumnProbabilities(StemunmixSignal2D):
              **error_record(errors, names, nav_shape)},
         )  # fmt: skip
         _warn_calibration(errors)
+        _warn_undetected(errors, names)
         self.columns = columns
         return columns
 
@@ -392,8 +393,11 @@ def error_record(errors: dict, names, nav_shape) -> dict:
     ``correlated_<class>`` (x, y) factors, ``scan_covariance`` (2, 2) px^2,
     ``calibration`` (x, y): the reference lattice's robust spread in units
     of its sigma, measured on the half of the sites the scan term was not
-    (near 1 where the error model holds), and ``calibration_pixel`` the same
-    with the pixel terms alone."""
+    (near 1 where the error model holds), ``calibration_pixel`` the same
+    with the pixel terms alone, ``lattice_<class>`` (x, y) the factor (at
+    most 1) on a class's pixel terms that its own lattice's regularity
+    allows, and ``undetected_<class>`` the number of
+    columns too faint on the raw image to measure (their sigma NaN)."""
     frames = list(np.ndindex(nav_shape))
     out = {}
     nan2 = np.full(2, np.nan)
@@ -405,12 +409,36 @@ def error_record(errors: dict, names, nav_shape) -> dict:
         out[f"correlated_{name}"] = np.array(
             [v["correlated"] if v else nan2 for v in f]
         )
+        out[f"lattice_{name}"] = np.array(
+            [errors.get(i, {}).get("lattice", {}).get(k, nan2) for i in frames]
+        )
+        out[f"undetected_{name}"] = np.array(
+            [errors.get(i, {}).get("undetected", {}).get(k, 0) for i in frames]
+        )
     get = lambda key, fill: np.array([errors.get(i, {}).get(key, fill) for i in frames])  # noqa: E731
     out["scan_covariance"] = get("scan", np.full((2, 2), np.nan))
     out["scan_sites"] = get("sites", 0)
     out["calibration"] = get("calibration", nan2)
     out["calibration_pixel"] = get("calibration_pixel", nan2)
     return out
+
+
+def _warn_undetected(errors: dict, names, share: float = 0.2) -> None:
+    """Warn where more than ``share`` of a class's columns are too faint on
+    the raw image to measure."""
+    for idx, rec in errors.items():
+        for k, lost in rec.get("undetected", {}).items():
+            total = rec.get("counts", {}).get(k, 0)
+            if total and lost > share * total:
+                warnings.warn(
+                    f"find_columns: frame {idx}: {lost} of {total} {names[k]!r} "
+                    "columns are not detected on the raw image (fitted height "
+                    "below 3 standard errors of the noise): their positions are "
+                    "the network's guess and their sigma is NaN, so measurements "
+                    "on them have no error bar; a higher dose or a sum of frames "
+                    "measures them",
+                    stacklevel=3,
+                )
 
 
 def _warn_calibration(errors: dict, low: float = 0.7, high: float = 1.5) -> None:
