@@ -199,7 +199,8 @@ def correlated_covariance(image_shape, params, radius, var, acov):
 
 
 def pixel_factors(image, xy, labels, fitted, radius, noise, vectors, origin,
-                  max_lag: int | None = None, per_class: int = 32) -> dict:  # fmt: skip
+                  measured=None, max_lag: int | None = None,
+                  per_class: int = 24) -> dict:  # fmt: skip
     """The ``misfit`` and ``correlated`` factors of every class, measured on
     ``image`` (a crop of a frame) with the columns fitted there (``xy``,
     ``labels``, ``fitted``: dict of ``height``, ``width``, ``background``).
@@ -210,7 +211,7 @@ def pixel_factors(image, xy, labels, fitted, radius, noise, vectors, origin,
     None leaves it in), and the ratio of each axis' position variance under
     the residuals' autocorrelation to that of independent pixels of the same
     variance (the median over at most ``per_class`` columns of the class,
-    evenly spread over the crop's). Classes with no column whose patch lies
+    evenly spread over the crop's; only those ``measured``, default all). Classes with no column whose patch lies
     inside the crop are left out.
     """
     radius = int(radius)
@@ -227,9 +228,16 @@ def pixel_factors(image, xy, labels, fitted, radius, noise, vectors, origin,
     params = np.column_stack([fitted["height"], xy, fitted["width"],
                               fitted["background"]])  # fmt: skip
     labels = np.asarray(labels)
-    keep = np.concatenate([np.flatnonzero(labels == k)[
-        np.unique(np.linspace(0, (labels == k).sum() - 1, per_class).astype(int))]
-        for k in np.unique(labels)]) if len(labels) else np.zeros(0, int)  # fmt: skip
+    # The columns measured (detected) whose patch lies inside the crop, at
+    # most per_class of each class, evenly spread over the crop's.
+    h, w = image.shape
+    usable = np.ones(len(labels), bool) if measured is None else np.asarray(measured)
+    usable = usable & (np.round(xy) - radius >= 0).all(1)
+    usable &= (np.round(xy) + radius < np.array([w, h])).all(1)
+    keep = [np.flatnonzero(usable & (labels == k)) for k in np.unique(labels)]
+    keep = [i[np.unique(np.linspace(0, len(i) - 1, per_class).astype(int))]
+            for i in keep if len(i)]  # fmt: skip
+    keep = np.concatenate(keep) if keep else np.zeros(0, int)
     params, labels = params[keep], labels[keep]
     corr, white = correlated_covariance(image.shape, params, radius, var, acov)
     out = {}
@@ -411,14 +419,15 @@ def frame_covariance(crop, crop_origin, xy, labels, quantities, shot, radius, no
     ref = inside & (labels == reference)
     if ref.any():
         origin = local[np.flatnonzero(ref)[0]]
+    lost = undetected(quantities, noise)
     factors = {}
     if inside.any() and np.isfinite(noise[1]):
         factors = pixel_factors(np.asarray(crop, float), local[inside], labels[inside],
                                 fitted, radius, noise,
-                                None if origin is None else vectors, origin)  # fmt: skip
+                                None if origin is None else vectors, origin,
+                                measured=~lost[inside])  # fmt: skip
     pooled = _pooled(factors)
     cov = np.array(shot, float, copy=True)
-    lost = undetected(quantities, noise)
     cov[lost] = np.nan
     for k in np.unique(labels):
         f = factors.get(int(k), pooled)
