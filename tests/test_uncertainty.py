@@ -173,3 +173,48 @@ def test_columns_covariance_survives_selection_and_dict():
     np.testing.assert_array_equal(plain.covariance[:, 0, 1], 0)
     with pytest.raises(ValueError, match="covariance"):
         Columns(c.xy, covariance=np.ones((4, 2, 2)))
+
+
+def test_correlated_covariance_does_not_depend_on_the_units():
+    # heights of 1e6 counts (a real ADF frame) give the same position
+    # covariance as height 1 with the variance scaled alike
+    params = np.array([[1.0, 20.2, 19.7, 2.0, 0.0], [1.0, 8.0, 30.0, 2.0, 0.0]])
+    acov = np.zeros((9, 9))
+    acov[4, 4], acov[4, 3], acov[4, 5] = 1.0, 0.3, 0.3
+    var = np.full((40, 40), 0.01)
+    small, _ = U.correlated_covariance((40, 40), params, 5, var, acov)
+    big = params.copy()
+    big[:, [0, 4]] *= 1e6
+    large, _ = U.correlated_covariance((40, 40), big, 5, var * 1e12, acov)
+    assert np.isfinite(small).all()
+    np.testing.assert_allclose(large, small, rtol=1e-6, atol=1e-9)
+
+
+def test_undetected_columns_are_the_faint_ones():
+    # height SNR = h sqrt(pi) w / sqrt(gain bg + var0) = h * 0.354 here
+    q = {"height": np.array([30.0, 5.0, np.nan, 0.0]),
+         "width": np.array([2.0, 2.0, 2.0, 2.0]),
+         "background": np.full(4, 100.0)}  # fmt: skip
+    np.testing.assert_array_equal(
+        U.undetected(q, (1.0, 0.0)), [False, True, True, True]
+    )
+
+
+def test_lattice_shrink_only_where_the_lattice_is_more_regular():
+    ij, xy, _ = _lattice(jitter=0.1, seed=3)
+    told = np.tile(np.diag([0.2**2, 0.05**2]), (len(xy), 1, 1))
+    fx, fy = U.lattice_shrink(xy, ij, told)
+    assert 0.15 < fx < 0.4  # (0.1 / 0.2)^2 = 0.25
+    assert fy == 1.0  # the lattice scatters more than told: no shrink
+    assert U.lattice_shrink(xy[:30], ij[:30], told[:30]) == (1.0, 1.0)
+
+
+def test_polarization_of_columns_without_sigma_keeps_the_positions():
+    ij, xy_a, xy_b = _lattice(n=6)
+    xy = np.concatenate([xy_a, xy_b])
+    labels = np.repeat([0, 1], len(ij))
+    cols = Columns(xy, labels, ["A", "B"], ij=np.concatenate([ij, ij]),
+                   lattice_vectors=np.diag([10.0, 10.0]))  # fmt: skip
+    p = cols.polarization_map().data
+    assert np.isfinite(p[0]).sum() == 25  # the complete cells
+    assert np.isnan(p[2]).all()  # no sigma was given
