@@ -4,7 +4,8 @@
 
 - SrTiO3 [110] ADF and the low-dose SrTiO3: centrosymmetric, so the per-cell
   polarization is measurement error only; the robust spread (1.4826 x MAD)
-  of z = (P - median P) / sigma per axis should be 1.
+  of z = (P - median P) / sigma per axis should be 1 (over the cells with a
+  sigma: a cell whose B column is not detected on the raw image has none).
 - The ABF and ADF images of one scan: the ABF - ADF column differences (each
   class's median offset removed) in units of the combined sigma of the pixel
   terms (shot, misfit, correlated; the scan term is common to both detectors
@@ -61,6 +62,7 @@ def null_polarization(name):
     p = cols.polarization_map().data
     z = (p[:2] - np.nanmedian(p[:2], (1, 2), keepdims=True)) / p[2:4]
     return {"cells": int(np.isfinite(p[0]).sum()),
+            "cells_with_sigma": int(np.isfinite(p[2]).sum()),
             "z_spread": [spread(z[0]), spread(z[1])],
             "median_sigma_px": np.nanmedian(p[2:4], (1, 2)).tolist(),
             "scatter_px": [spread(p[0]), spread(p[1])],
@@ -180,7 +182,8 @@ def main():
     for name in ("SrTiO3 [110] ADF", "SrTiO3 low dose"):
         out[name] = null_polarization(name)
         r = out[name]
-        print(f"{name}: {r['cells']} cells, polarization z spread "
+        print(f"{name}: {r['cells']} cells ({r['cells_with_sigma']} with a sigma), "
+              f"polarization z spread "
               f"{r['z_spread'][0]:.2f} / {r['z_spread'][1]:.2f} (x / y); calibration "
               f"{np.round(r['error_model']['calibration'], 2).tolist()}", flush=True)  # fmt: skip
     out["ABF - ADF"] = abf_minus_adf()

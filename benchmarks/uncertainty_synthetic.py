@@ -96,7 +96,7 @@ def one_case(columns, size, draws, spec):
             ok = (dist < 0.25 * spacing) & inner & np.isfinite(mine.sigma).all(1)
             err[n].append(mine.xy[ok] - truth[idx[ok]])
             sig[n].append(mine.sigma[ok])
-        if draw == 0 and "jitter" not in spec and "tails" not in spec:
+        if draw == 0 and not {"jitter", "tails", "drift"} & set(spec):
             t = type("T", (), {"expected": expected, "columns": ref})
             crb = crb_displacement(t, COLUMN_WIDTH / PIXEL_SIZE, 1.0)[1]
     out = {}

@@ -16,7 +16,7 @@ whole without adding pixel noise. Four terms, each measured on the image:
 - ``scan``: what moves whole columns: scan distortion at the columns' scale,
   and whatever else displaces a column without pixel noise. It is measured on
   the reference (A) lattice: its deviation from a locally smooth lattice (the
-  discrete Laplacian over the four neighbour sites) beyond what the pixel terms
+  second difference across the scan lines) beyond what the pixel terms
   predict, one 2 x 2 covariance per frame added to every column.
 
 The pixel terms are measured on the middle of a frame (at most
@@ -32,7 +32,12 @@ from scipy.spatial import cKDTree
 from stemunmix.core.refine import render
 
 MAD = 1.4826  # robust standard deviation of a normal distribution per MAD
-LAPLACIAN_GAIN = 1.25  # variance of the 4-neighbour Laplacian of iid positions
+# The lattice's second difference across the scan lines: a site less the mean
+# of its two neighbours along b (i, j -+ 1), the lattice vector more nearly
+# along the slow scan. Its neighbours along a share the site's scan lines, so
+# line jitter would cancel in a 4-neighbour Laplacian, though it moves a B
+# column against its A corners (on other lines) in full.
+LAPLACIAN_GAIN = 1.5  # variance of that second difference of iid positions
 MIN_SNR = 3.0  # fitted height over its standard error: below, not detected
 PIXEL_CROP = 256  # side of the frame's middle the pixel terms are measured on
 
@@ -259,11 +264,11 @@ def scale_covariance(cov: np.ndarray, fx: float, fy: float) -> np.ndarray:
 
 
 def laplacian(xy, ij, values=None):
-    """The 4-neighbour lattice Laplacian of positions ``xy`` (N, 2) on sites
-    ``ij`` (N, 2): x_(i,j) - the mean of x at (i +- 1, j) and (i, j +- 1),
-    (M, 2) for the M sites with all four neighbours, and the index of each
-    such site's column. With ``values`` (N, 2, 2) covariances, also the
-    covariance each Laplacian has when the columns are independent."""
+    """The lattice's second difference across the scan lines of positions
+    ``xy`` (N, 2) on sites ``ij`` (N, 2): x_(i,j) - the mean of x at
+    (i, j -+ 1), (M, 2) for the M sites with both neighbours, and the index
+    of each such site's column. With ``values`` (N, 2, 2) covariances, also
+    the covariance it has when the columns are independent."""
     ij = np.asarray(ij, int)
     ok = (ij >= 0).all(1)
     idx = np.flatnonzero(ok)
@@ -274,13 +279,13 @@ def laplacian(xy, ij, values=None):
     grid = np.full(shape, -1)
     grid[ij[ok, 0] - origin[0] + 1, ij[ok, 1] - origin[1] + 1] = idx
     i, j = ij[ok, 0] - origin[0] + 1, ij[ok, 1] - origin[1] + 1
-    nb = np.stack([grid[i - 1, j], grid[i + 1, j], grid[i, j - 1], grid[i, j + 1]], 1)
+    nb = np.stack([grid[i, j - 1], grid[i, j + 1]], 1)
     full = (nb >= 0).all(1)
     centre, nb = idx[full], nb[full]
     lap = xy[centre] - xy[nb].mean(1)
     cov = None
     if values is not None:
-        cov = values[centre] + values[nb].sum(1) / 16
+        cov = values[centre] + values[nb].sum(1) / nb.shape[1] ** 2
     return lap, centre, cov
 
 
@@ -375,12 +380,13 @@ def lattice_shrink(xy, ij, pixel_cov, min_sites: int = 50) -> tuple:
 
 def split_half_calibration(xy, ij, pixel_cov, min_sites: int = 20) -> tuple:
     """The :func:`scan_term` checked on data it was not measured on: the term
-    from the sites of even j applied to those of odd j and the other way
+    from the sites of even i applied to those of odd i and the other way
     round; the robust spread of the Laplacian in units of its predicted sigma
     (pixel terms plus the other half's scan term), per axis, averaged over
-    the two halves. Near 1 where the error model holds across the field."""
+    the two halves (of i, so that the halves share no column). Near 1 where
+    the error model holds across the field."""
     lap, centre, pred = _laplacian_and_prediction(xy, ij, pixel_cov)
-    half = np.asarray(ij)[centre, 1] % 2 == 0
+    half = np.asarray(ij)[centre, 0] % 2 == 0  # disjoint columns of sites
     if min(half.sum(), (~half).sum()) < min_sites:
         return (np.nan, np.nan)
     z = []
