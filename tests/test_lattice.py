@@ -150,7 +150,7 @@ def test_polarization_per_cell_recovers_the_planted_pattern(polar):
     p = cols.polarization_map()
     assert p.axes_manager.navigation_axes[0].name == "quantity"
     assert [a.name for a in p.axes_manager.signal_axes] == ["i", "j"]
-    disp, sig = np.moveaxis(p.data[:2], 0, -1), np.moveaxis(p.data[2:], 0, -1)
+    disp, sig = np.moveaxis(p.data[:2], 0, -1), np.moveaxis(p.data[2:4], 0, -1)
     # The same cells from the true positions, given our sites.
     ri, oi = match(truth.columns.xy, cols.xy, 3.0)
     xy_true = cols.xy.copy()
@@ -165,7 +165,10 @@ def test_polarization_per_cell_recovers_the_planted_pattern(polar):
     crb_a, crb_b = _crb_position(truth, 0.04 / 0.02)
     crb = np.sqrt(crb_b**2 + crb_a**2 / 4)
     assert rms <= 1.2 * crb, (rms, crb)
-    assert np.median(sig[ok]) == pytest.approx(rms, rel=0.2)
+    # sigma also counts the image's line jitter (0.15 px a line), which the
+    # true positions seen through the scan include: a column moved by it is
+    # off its atom, but not off those positions
+    assert 0.8 * rms <= np.median(sig[ok]) <= 1.5 * rms, (np.median(sig[ok]), rms)
     # The planted pattern itself: 0.03 nm = 1.5 px in four directions.
     assert np.median(np.hypot(*disp[ok].T)) == pytest.approx(1.5, rel=0.1)
     # Incomplete cells (the edge) are NaN, never half-cells.
