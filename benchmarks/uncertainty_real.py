@@ -135,10 +135,10 @@ def pto_sro():
 
 
 def _b_positions(cols):
-    from stemunmix.core.measure import site_grid
+    from stemunmix.core.measure import grid_shape, site_grid
 
     b = cols.select("B")
-    shape = tuple(cols.ij[(cols.ij >= 0).all(1)].max(0)[::-1] + 1)
+    shape = grid_shape(cols.ij)
     return site_grid(b.ij, b.xy, shape)
 
 

@@ -12,6 +12,14 @@ from __future__ import annotations
 import numpy as np
 
 
+def grid_shape(*ij) -> tuple[int, int]:
+    """(nj, ni): the lattice grid that holds every indexed site of the given
+    (N, 2) ``ij`` arrays (-1: unindexed, left out); (0, 0) without one."""
+    both = np.concatenate([np.asarray(v, int).reshape(-1, 2) for v in ij])
+    both = both[(both >= 0).all(1)]
+    return tuple(int(v) for v in both.max(0)[::-1] + 1) if len(both) else (0, 0)
+
+
 def site_grid(ij: np.ndarray, values: np.ndarray, shape=None) -> np.ndarray:
     """Per-site ``values`` (N, ...) on a (nj, ni, ...) grid, NaN where no site;
     ``ij`` (N, 2) with -1 for unindexed columns (left out)."""
@@ -19,7 +27,7 @@ def site_grid(ij: np.ndarray, values: np.ndarray, shape=None) -> np.ndarray:
     values = np.asarray(values, float)
     ok = (ij >= 0).all(1)
     if shape is None:
-        shape = tuple(ij[ok].max(0)[::-1] + 1) if ok.any() else (0, 0)
+        shape = grid_shape(ij)
     grid = np.full(tuple(shape) + values.shape[1:], np.nan)
     grid[ij[ok, 1], ij[ok, 0]] = values[ok]
     return grid
@@ -74,12 +82,6 @@ def _site_weights(site):
     return np.array([(1 - fa) * (1 - fb), fa * (1 - fb), (1 - fa) * fb, fa * fb])
 
 
-def _shape_of(ij_a, ij_b):
-    both = np.concatenate([ij_a, ij_b])
-    both = both[(both >= 0).all(1)]
-    return tuple(both.max(0)[::-1] + 1) if len(both) else (0, 0)
-
-
 def polarization_cells(xy_a, sigma_a, ij_a, xy_b, sigma_b, ij_b, shape=None,
                        site=None, return_covariance: bool = False):  # fmt: skip
     """Per cell: the B column's displacement from where the symmetric cell
@@ -99,7 +101,7 @@ def polarization_cells(xy_a, sigma_a, ij_a, xy_b, sigma_b, ij_b, shape=None,
     """
     ij_a, ij_b = np.asarray(ij_a, int), np.asarray(ij_b, int)
     if shape is None:
-        shape = _shape_of(ij_a, ij_b)
+        shape = grid_shape(ij_a, ij_b)
     if site is None:
         site = site_fraction(xy_a, ij_a, xy_b, ij_b, shape)
     w = _site_weights(site)
@@ -156,7 +158,7 @@ def region_polarization(xy_a, cov_a, ij_a, xy_b, cov_b, ij_b, region,
     """
     ij_a, ij_b = np.asarray(ij_a, int), np.asarray(ij_b, int)
     if shape is None:
-        shape = _shape_of(ij_a, ij_b)
+        shape = grid_shape(ij_a, ij_b)
     if site is None:
         site = site_fraction(xy_a, ij_a, xy_b, ij_b, shape)
     disp, _ = polarization_cells(xy_a, cov_a, ij_a, xy_b, cov_b, ij_b, shape, site)
@@ -212,8 +214,7 @@ def strain_cells(xy_a, ij_a, shape=None, reference=None) -> dict:
     """
     ij_a = np.asarray(ij_a, int)
     if shape is None:
-        ok = (ij_a >= 0).all(1)
-        shape = tuple(ij_a[ok].max(0)[::-1] + 1) if ok.any() else (0, 0)
+        shape = grid_shape(ij_a)
     a, b = cell_vectors(xy_a, ij_a, shape)
     good = np.isfinite(a).all(-1) & np.isfinite(b).all(-1)
     sel = good if reference is None else good & np.asarray(reference, bool)

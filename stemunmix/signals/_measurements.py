@@ -10,6 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from stemunmix.core.measure import (
+    cell_vectors,
+    grid_shape,
+    octahedral_cells,
+    polarization_cells,
+    region_polarization,
+    significance,
+    site_grid,
+    strain_cells,
+)
+
 POLARIZATION = ["x", "y", "sigma_x", "sigma_y", "significance", "covariance_xy"]
 STRAIN = ["exx", "eyy", "exy", "rotation"]
 OCTAHEDRA = ["a_x", "a_y", "a_tilt", "a_sigma_tilt", "b_x", "b_y", "b_tilt",
@@ -58,8 +69,6 @@ def polarization(columns, a="A", b="B", reference=None, covariance=False):
     """(displacement (nj, ni, 2), sigma (nj, ni, 2), B positions (nj, ni, 2)),
     and with ``covariance`` the displacement's covariance (nj, ni, 2, 2)
     fourth (the reference's own uncertainty not included)."""
-    from stemunmix.core.measure import polarization_cells, site_grid
-
     _single(columns)
     if not (
         reference is None or isinstance(reference, str) or hasattr(reference, "shape")
@@ -68,7 +77,7 @@ def polarization(columns, a="A", b="B", reference=None, covariance=False):
     if isinstance(reference, str) and reference != "mean":
         raise ValueError(f"reference must be None, 'mean' or a mask, got {reference!r}")
     ca, cb = columns.select(a), columns.select(b)
-    shape = tuple(columns.ij[(columns.ij >= 0).all(1)].max(0)[::-1] + 1)
+    shape = grid_shape(columns.ij)
     disp, sigma, cov = polarization_cells(ca.xy, ca.covariance, ca.ij, cb.xy,
                                           cb.covariance, cb.ij, shape,
                                           return_covariance=True)  # fmt: skip
@@ -84,11 +93,9 @@ def polarization(columns, a="A", b="B", reference=None, covariance=False):
 
 
 def polarization_region(columns, region, reference=None, a="A", b="B") -> dict:
-    from stemunmix.core.measure import region_polarization
-
     _single(columns)
     ca, cb = columns.select(a), columns.select(b)
-    shape = tuple(columns.ij[(columns.ij >= 0).all(1)].max(0)[::-1] + 1)
+    shape = grid_shape(columns.ij)
     region = _reference_mask(region, shape, "region")
     if region is None:
         raise TypeError(f"region must be a boolean mask of shape {shape} (j, i)")
@@ -99,8 +106,6 @@ def polarization_region(columns, region, reference=None, a="A", b="B") -> dict:
 
 def polarization_map(columns, a="A", b="B", reference=None, grid="lattice",
                      image=None):  # fmt: skip
-    from stemunmix.core.measure import significance
-
     disp, sigma, where, cov = polarization(columns, a, b, reference, covariance=True)
     stack = np.concatenate([disp, sigma, significance(disp, cov)[..., None],
                             cov[..., 0, 1, None]], -1)  # fmt: skip
@@ -117,28 +122,22 @@ def polarization_map(columns, a="A", b="B", reference=None, grid="lattice",
 
 
 def strain_map(columns, a="A", reference=None, grid="lattice", image=None):
-    from stemunmix.core.measure import cell_vectors, strain_cells
-
     _single(columns)
     ca = columns.select(a)
     ok = (ca.ij >= 0).all(1)
     if not ok.any():
         raise ValueError(f"no {a} column has a lattice site")
-    shape = tuple(columns.ij[(columns.ij >= 0).all(1)].max(0)[::-1] + 1)
+    shape = grid_shape(columns.ij)
     mask = _reference_mask(reference, shape, "reference")
     strain = strain_cells(ca.xy, ca.ij, shape, mask)
     stack = np.stack([strain[k] for k in STRAIN], -1)
     av, bv = cell_vectors(ca.xy, ca.ij, shape)
-    from stemunmix.core.measure import site_grid
-
     centre = site_grid(ca.ij, ca.xy, shape) + 0.5 * (av + bv)
     return _signal(stack, centre, grid, image, STRAIN,
                    f"Strain of the {a} lattice", False)  # fmt: skip
 
 
 def octahedral_map(columns, o="O", b="B", grid="lattice", image=None):
-    from stemunmix.core.measure import octahedral_cells, site_grid
-
     _single(columns)
     co = columns.select(o) if o in columns.class_names else columns[:0]
     cb = columns.select(b)
@@ -147,7 +146,7 @@ def octahedral_map(columns, o="O", b="B", grid="lattice", image=None):
             f"no {o} columns: find them with a model that has an O class "
             "(segment(model='oxygen'), the default for ABF/BF images)"
         )
-    shape = tuple(columns.ij[(columns.ij >= 0).all(1)].max(0)[::-1] + 1)
+    shape = grid_shape(columns.ij)
     cells = octahedral_cells(cb.xy, cb.sigma, cb.ij, co.xy, co.sigma, shape)
     parts = []
     for k in ("a", "b"):
