@@ -218,3 +218,21 @@ def test_polarization_of_columns_without_sigma_keeps_the_positions():
     p = cols.polarization_map().data
     assert np.isfinite(p[0]).sum() == 25  # the complete cells
     assert np.isnan(p[2]).all()  # no sigma was given
+
+
+def test_error_records_become_metadata_arrays_and_warnings():
+    good = {"factors": {0: {"misfit": 1.4, "correlated": (3.0, 2.5)}},
+            "scan": np.eye(2) * 0.03, "sites": 700, "calibration": (1.0, 1.02),
+            "calibration_pixel": (2.7, 2.9), "lattice": {0: (1.0, 1.0), 1: (0.5, 1.0)},
+            "undetected": {0: 0, 1: 60}, "counts": {0: 100, 1: 100}}  # fmt: skip
+    bad = {**good, "calibration": (2.1, 1.0), "undetected": {0: 0, 1: 10}}
+    arrays = U.record_arrays({(0,): good, (2,): bad}, ["A", "B", "background"], (3,))
+    assert arrays["misfit_A"][0] == 1.4 and np.isnan(arrays["misfit_A"][1])
+    assert np.isnan(arrays["misfit_B"]).all()  # B's factor was not measured
+    np.testing.assert_array_equal(arrays["undetected_B"], [60, 0, 10])
+    assert arrays["scan_covariance"].shape == (3, 2, 2)
+    assert "misfit_background" not in arrays
+    said = U.warnings_of({(0,): good, (2,): bad}, ["A", "B", "background"])
+    assert len(said) == 2
+    assert "60 of 100 'B' columns are not detected" in said[0]
+    assert "frame (2,)" in said[1] and "not locally regular" in said[1]

@@ -7,7 +7,7 @@ from scipy.ndimage import map_coordinates
 
 from stemunmix.core.peaks import find_peaks
 from stemunmix.core.refine import noise_model, refine_gaussian
-from stemunmix.core.uncertainty import shot_covariance
+from stemunmix.core.uncertainty import PIXEL_CROP, shot_covariance
 
 REFINE = ("gaussian", "centroid")
 
@@ -221,9 +221,9 @@ def find_columns(prob, image, nav_ndim: int, column_classes, threshold: float,
     Returns {frame: (xy, labels, scores, fits, middle)}, each frame's columns
     in row order (those a fit carried off the frame left out), ``fits``
     packed as :func:`unpack_fit` reads them; ``middle``: the fit's ``sizes``,
-    the raw image's ``crop`` on the frame's :func:`middle` (None without the
-    image) and its first pixel ``origin`` (row, col), where the error model
-    measures the pixel noise.
+    the raw image's ``crop`` on the frame's middle PIXEL_CROP^2 pixels (None
+    without the image) and its first pixel ``origin`` (row, col), where the
+    error model measures the pixel noise.
     """
     from stemunmix.core import engine
 
@@ -233,6 +233,10 @@ def find_columns(prob, image, nav_ndim: int, column_classes, threshold: float,
     sizes = {f: {"radius": 0, "sigma": 0} for f in frames}
     crops = {f: None for f in frames}
     rows, cols = middle(shape)
+    # the error model's pixels: the middle PIXEL_CROP^2 of that middle
+    e_rows, e_cols = middle(shape, PIXEL_CROP // 2)
+    inner = (slice(e_rows.start - rows.start, e_rows.stop - rows.start),
+             slice(e_cols.start - cols.start, e_cols.stop - cols.start))  # fmt: skip
     if use_image:
         pieces = [(prob[f][:, rows, cols], image[f][rows, cols]) for f in frames]
         if engine.is_lazy((prob, image)):
@@ -243,7 +247,7 @@ def find_columns(prob, image, nav_ndim: int, column_classes, threshold: float,
             dist, d_ab = distances[f]
             sizes[f] = frame_sizes(np.asarray(p), r, column_classes, dist,
                                    threshold, d_ab)  # fmt: skip
-            crops[f] = np.asarray(r)
+            crops[f] = np.array(np.asarray(r)[inner], copy=True)
 
     def region_of(frame, box):
         m = region_halo(distances[frame][0], sizes[frame])
@@ -273,7 +277,7 @@ def find_columns(prob, image, nav_ndim: int, column_classes, threshold: float,
         middle_of = {
             "sizes": sizes[f],
             "crop": crops[f],
-            "origin": (rows.start, cols.start),
+            "origin": (e_rows.start, e_cols.start),
         }
         out[f] = _gather(by_frame.pop(f), shape) + (middle_of,)
     return out

@@ -398,77 +398,140 @@ def split_half_calibration(xy, ij, pixel_cov, min_sites: int = 20) -> tuple:
     return tuple(float(v) for v in np.mean(z, 0))
 
 
-def frame_covariance(crop, crop_origin, xy, labels, quantities, shot, radius, noise,
-                     ij, vectors, reference: int) -> tuple[np.ndarray, dict]:  # fmt: skip
+def frame_covariance(
+    middle: dict, xy, labels, quantities, shot, noise, ij, vectors, reference: int
+) -> tuple[np.ndarray, dict]:
     """(N, 2, 2) covariance of every column of one frame, and the record of
     its terms.
 
-    ``crop``: the raw image's middle (:func:`stemunmix.core.find.middle`),
-    its first pixel at ``crop_origin`` (row, col); ``xy``, ``labels``,
-    ``quantities`` (``height``, ``width``, ``background``), ``ij``: the
-    frame's columns; ``shot`` (N, 2, 2) their :func:`shot_covariance`;
-    ``radius``: the fit's patch; ``vectors``: the lattice of the
-    ``reference`` class, whose columns measure the scan term.
+    ``middle``: the raw image's ``crop`` (at most :data:`PIXEL_CROP` squared
+    pixels, :func:`stemunmix.core.find.find_columns`), its first pixel
+    ``origin`` (row, col) and the fit's ``sizes`` (``radius``: its patch);
+    ``xy``, ``labels``, ``quantities`` (``height``, ``width``,
+    ``background``), ``ij``: the frame's columns; ``shot`` (N, 2, 2) their
+    :func:`shot_covariance` under ``noise`` (gain, var0); ``vectors``: the
+    lattice of the ``reference`` class, whose columns measure the scan term.
 
     Columns :func:`undetected` on the raw image get a NaN covariance. The
-    record holds, per class name index, the ``misfit`` and ``correlated``
-    factors and the number of ``undetected`` columns, and the frame's ``scan`` covariance, the number
-    of lattice sites it was measured on and the ``calibration`` figures
-    (:func:`scan_term`, :func:`split_half_calibration`).
+    record holds, per class index, the ``misfit`` and ``correlated``
+    ``factors``, the ``lattice`` shrink (:func:`lattice_shrink`), the
+    ``undetected`` and all columns (``counts``), and the frame's ``scan``
+    covariance, the number of ``sites`` it was measured on and the
+    calibration figures (:func:`scan_term`, :func:`split_half_calibration`).
     """
-    xy = np.asarray(xy, float)
-    labels = np.asarray(labels, int)
-    crop, crop_origin = _centre(np.asarray(crop, float), crop_origin, PIXEL_CROP)
-    h, w = np.shape(crop)
-    local = xy - np.array([crop_origin[1], crop_origin[0]], float)
+    xy, labels, ij = np.asarray(xy, float), np.asarray(labels, int), np.asarray(ij)
+    crop = np.asarray(middle["crop"], float)
+    h, w = crop.shape
+    local = xy - np.array(middle["origin"][::-1], float)
     inside = ((local >= 0) & (local <= np.array([w - 1, h - 1]))).all(1)
-    fitted = {k: np.asarray(quantities[k], float)[inside]
-              for k in ("height", "width", "background")}  # fmt: skip
-    origin = None
-    ref = inside & (labels == reference)
-    if ref.any():
-        origin = local[np.flatnonzero(ref)[0]]
+    ref = np.flatnonzero(inside & (labels == reference))
     lost = undetected(quantities, noise)
     factors = {}
     if inside.any() and np.isfinite(noise[1]):
-        factors = pixel_factors(np.asarray(crop, float), local[inside], labels[inside],
-                                fitted, radius, noise,
-                                None if origin is None else vectors, origin,
-                                measured=~lost[inside])  # fmt: skip
+        factors = pixel_factors(
+            crop, local[inside], labels[inside],
+            {k: np.asarray(quantities[k], float)[inside]
+             for k in ("height", "width", "background")},
+            middle["sizes"]["radius"], noise,
+            vectors if len(ref) else None, local[ref[0]] if len(ref) else None,
+            measured=~lost[inside],
+        )  # fmt: skip
     pooled = _pooled(factors)
     cov = np.array(shot, float, copy=True)
     cov[lost] = np.nan
-    for k in np.unique(labels):
-        f = factors.get(int(k), pooled)
-        fx, fy = (f["misfit"] * c for c in f["correlated"])
-        sel = labels == k
-        cov[sel] = scale_covariance(cov[sel], fx, fy)
+    classes = [int(k) for k in np.unique(labels)]
     lattice = {}
-    for k in np.unique(labels):
+    for k in classes:
         sel = labels == k
-        lattice[int(k)] = shrink = lattice_shrink(
-            xy[sel], np.asarray(ij)[sel], cov[sel]
+        f = factors.get(k, pooled)
+        cov[sel] = scale_covariance(
+            cov[sel], *(f["misfit"] * c for c in f["correlated"])
         )
-        cov[sel] = scale_covariance(cov[sel], *shrink)
+        lattice[k] = lattice_shrink(xy[sel], ij[sel], cov[sel])
+        cov[sel] = scale_covariance(cov[sel], *lattice[k])
     sel = labels == reference
-    scan = scan_term(xy[sel], np.asarray(ij)[sel], cov[sel])
-    check = split_half_calibration(xy[sel], np.asarray(ij)[sel], cov[sel])
-    cov = cov + scan["covariance"]
-    record = {"factors": factors, "scan": scan["covariance"], "sites": scan["sites"],
-              "calibration_pixel": scan["calibration"], "calibration": check,
-              "lattice": lattice,
-              "undetected": {int(k): int((lost & (labels == k)).sum())
-                             for k in np.unique(labels)},
-              "counts": {int(k): int((labels == k).sum()) for k in np.unique(labels)}}  # fmt: skip
-    return cov, record
+    scan = scan_term(xy[sel], ij[sel], cov[sel])
+    record = {
+        "factors": factors, "scan": scan["covariance"], "sites": scan["sites"],
+        "calibration_pixel": scan["calibration"],
+        "calibration": split_half_calibration(xy[sel], ij[sel], cov[sel]),
+        "lattice": lattice,
+        "undetected": {k: int((lost & (labels == k)).sum()) for k in classes},
+        "counts": {k: int((labels == k).sum()) for k in classes},
+    }  # fmt: skip
+    return cov + scan["covariance"], record
 
 
-def _centre(crop, origin, size):
-    """The middle (at most) ``size`` x ``size`` pixels of ``crop`` and their
-    first pixel (row, col) in the frame, ``crop`` starting at ``origin``."""
-    h, w = crop.shape
-    r0, c0 = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return crop[r0 : r0 + size, c0 : c0 + size], (origin[0] + r0, origin[1] + c0)
+def record_arrays(errors: dict, names, nav_shape) -> dict:
+    """The records of :func:`frame_covariance` ({frame: record}) as metadata
+    arrays, frames in navigation order (NaN where a frame has none):
+    ``misfit_<class>`` and ``correlated_<class>`` (x, y) factors,
+    ``lattice_<class>`` (x, y) the shrink of a class's pixel terms,
+    ``undetected_<class>`` the columns too faint to measure (sigma NaN),
+    ``scan_covariance`` (2, 2) px^2 and ``scan_sites``, ``calibration``
+    (x, y): the reference lattice's robust spread in units of its sigma on
+    the held-out half of its sites (near 1 where the error model holds) and
+    ``calibration_pixel`` the same with the pixel terms alone."""
+    frames = [errors.get(i, {}) for i in np.ndindex(tuple(nav_shape))]
+    nan2 = np.full(2, np.nan)
+    out = {}
+    for k, name in enumerate(names):
+        if name == "background":
+            continue
+        f = [r.get("factors", {}).get(k) for r in frames]
+        out[f"misfit_{name}"] = np.array([v["misfit"] if v else np.nan for v in f])
+        out[f"correlated_{name}"] = np.array(
+            [v["correlated"] if v else nan2 for v in f]
+        )
+        out[f"lattice_{name}"] = np.array(
+            [r.get("lattice", {}).get(k, nan2) for r in frames]
+        )
+        out[f"undetected_{name}"] = np.array(
+            [r.get("undetected", {}).get(k, 0) for r in frames]
+        )
+    for key, name, fill in (("scan", "scan_covariance", np.full((2, 2), np.nan)),
+                            ("sites", "scan_sites", 0), ("calibration", "calibration", nan2),
+                            ("calibration_pixel", "calibration_pixel", nan2)):  # fmt: skip
+        out[name] = np.array([r.get(key, fill) for r in frames])
+    return out
+
+
+def warnings_of(errors: dict, names, low: float = 0.7, high: float = 1.5,
+                undetected_share: float = 0.2) -> list[str]:  # fmt: skip
+    """What a user must hear about the records of :func:`frame_covariance`:
+    a held-out ``calibration`` outside [``low``, ``high``] (the error bars
+    do not hold; the likely cause named), and more than ``undetected_share``
+    of a class too faint on the raw image to measure."""
+    out = []
+    for idx, rec in errors.items():
+        z = np.asarray(rec.get("calibration", (np.nan, np.nan)), float)
+        if np.isfinite(z).all() and (z.min() < low or z.max() > high):
+            cause = (
+                "the lattice is not locally regular (a strain gradient, a domain "
+                "wall, defects or a curved layer in the reference sublattice) or "
+                "the scan distortion changes across the field"
+                if z.max() > high
+                else "the noise differs across the field (a thickness gradient, "
+                "vacuum or a second phase)"
+            )
+            out.append(
+                f"find_columns: frame {idx}: the reference columns deviate from a "
+                f"locally smooth lattice by {z[0]:.2f} / {z[1]:.2f} (x / y) times "
+                f"their sigma on held-out sites (1 where the error bars hold): "
+                f"likely {cause}; read the uncertainties with care"
+            )
+        for k, lost in rec.get("undetected", {}).items():
+            total = rec.get("counts", {}).get(k, 0)
+            if total and lost > undetected_share * total:
+                out.append(
+                    f"find_columns: frame {idx}: {lost} of {total} {names[k]!r} "
+                    f"columns are not detected on the raw image (fitted height "
+                    f"below {MIN_SNR:g} standard errors of the noise): their "
+                    "positions are the network's guess and their sigma is NaN, "
+                    "so measurements on them have no error bar; a higher dose "
+                    "or a sum of frames measures them"
+                )
+    return out
 
 
 def _pooled(factors: dict) -> dict:

@@ -12,7 +12,7 @@ from stemunmix.core import checks
 from stemunmix.core.find import unpack_fit
 from stemunmix.core.indexing import index_columns
 from stemunmix.core.lattice import checkerboard
-from stemunmix.core.uncertainty import frame_covariance
+from stemunmix.core.uncertainty import frame_covariance, record_arrays, warnings_of
 from stemunmix.signals._base import StemunmixSignal2D, progress_bar
 
 
@@ -127,10 +127,10 @@ class ColumnProbabilities(StemunmixSignal2D):
              "min_distance": "auto" if min_distance is None else float(min_distance),
              "noise_gain": np.array([v[0] for v in noise.values()]),
              "noise_variance0": np.array([v[1] for v in noise.values()]),
-             **error_record(errors, names, nav_shape)},
+             **record_arrays(errors, names, nav_shape)},
         )  # fmt: skip
-        _warn_calibration(errors)
-        _warn_undetected(errors, names)
+        for message in warnings_of(errors, names):
+            warnings.warn(message, stacklevel=2)
         self.columns = columns
         return columns
 
@@ -369,9 +369,8 @@ def _assemble(found, names, shape, lattice, cations, distances):
             vec = np.full((2, 2), np.nan)
         if middle["crop"] is not None and len(xy):
             cov, errors[idx] = frame_covariance(
-                middle["crop"], middle["origin"], xy, labels, quantities, cov,
-                middle["sizes"]["radius"], noise[idx], ij, vec, reference,
-            )  # fmt: skip
+                middle, xy, labels, quantities, cov, noise[idx], ij, vec, reference
+            )
         vectors.append(vec)
         frames.append(idx[::-1])
         nav = np.tile(np.array(idx[::-1], int), (len(xy), 1))
@@ -385,84 +384,6 @@ def _assemble(found, names, shape, lattice, cations, distances):
         None if single else np.array(frames, int), covariance=cat(4),
     )  # fmt: skip
     return columns, noise, errors
-
-
-def error_record(errors: dict, names, nav_shape) -> dict:
-    """The error model's terms per frame as metadata arrays (frames in
-    navigation order, NaN where a frame has none): ``misfit_<class>`` and
-    ``correlated_<class>`` (x, y) factors, ``scan_covariance`` (2, 2) px^2,
-    ``calibration`` (x, y): the reference lattice's robust spread in units
-    of its sigma, measured on the half of the sites the scan term was not
-    (near 1 where the error model holds), ``calibration_pixel`` the same
-    with the pixel terms alone, ``lattice_<class>`` (x, y) the factor (at
-    most 1) on a class's pixel terms that its own lattice's regularity
-    allows, and ``undetected_<class>`` the number of
-    columns too faint on the raw image to measure (their sigma NaN)."""
-    frames = list(np.ndindex(nav_shape))
-    out = {}
-    nan2 = np.full(2, np.nan)
-    for k, name in enumerate(names):
-        if name == "background":
-            continue
-        f = [errors.get(i, {}).get("factors", {}).get(k) for i in frames]
-        out[f"misfit_{name}"] = np.array([v["misfit"] if v else np.nan for v in f])
-        out[f"correlated_{name}"] = np.array(
-            [v["correlated"] if v else nan2 for v in f]
-        )
-        out[f"lattice_{name}"] = np.array(
-            [errors.get(i, {}).get("lattice", {}).get(k, nan2) for i in frames]
-        )
-        out[f"undetected_{name}"] = np.array(
-            [errors.get(i, {}).get("undetected", {}).get(k, 0) for i in frames]
-        )
-    get = lambda key, fill: np.array([errors.get(i, {}).get(key, fill) for i in frames])  # noqa: E731
-    out["scan_covariance"] = get("scan", np.full((2, 2), np.nan))
-    out["scan_sites"] = get("sites", 0)
-    out["calibration"] = get("calibration", nan2)
-    out["calibration_pixel"] = get("calibration_pixel", nan2)
-    return out
-
-
-def _warn_undetected(errors: dict, names, share: float = 0.2) -> None:
-    """Warn where more than ``share`` of a class's columns are too faint on
-    the raw image to measure."""
-    for idx, rec in errors.items():
-        for k, lost in rec.get("undetected", {}).items():
-            total = rec.get("counts", {}).get(k, 0)
-            if total and lost > share * total:
-                warnings.warn(
-                    f"find_columns: frame {idx}: {lost} of {total} {names[k]!r} "
-                    "columns are not detected on the raw image (fitted height "
-                    "below 3 standard errors of the noise): their positions are "
-                    "the network's guess and their sigma is NaN, so measurements "
-                    "on them have no error bar; a higher dose or a sum of frames "
-                    "measures them",
-                    stacklevel=3,
-                )
-
-
-def _warn_calibration(errors: dict, low: float = 0.7, high: float = 1.5) -> None:
-    """Warn where the reference lattice's held-out calibration figure says
-    the error bars do not hold, naming the likely cause."""
-    for idx, rec in errors.items():
-        z = np.asarray(rec.get("calibration", (np.nan, np.nan)), float)
-        if not np.isfinite(z).all() or (z.min() >= low and z.max() <= high):
-            continue
-        cause = (
-            "the lattice is not locally regular (a strain gradient, a domain "
-            "wall, defects or a curved layer in the reference sublattice) or "
-            "the scan distortion changes across the field"
-            if z.max() > high
-            else "the noise differs across the field (a thickness gradient, "
-            "vacuum or a second phase)"
-        )
-        warnings.warn(
-            f"find_columns: frame {idx}: the reference columns deviate from a "
-            f"locally smooth lattice by {z[0]:.2f} / {z[1]:.2f} (x / y) times "
-            f"their sigma on held-out sites (1 where the error bars hold): "
-            f"likely {cause}; read the uncertainties with care",
-            stacklevel=3,
-        )
 
 
 def check_find_arguments(threshold, min_distance, refine, lattice):
