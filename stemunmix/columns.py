@@ -97,17 +97,7 @@ class Columns:
         self.class_names = class_names
         self.scores = scores
         self.nav_index = nav_index
-        if covariance is not None:
-            self.covariance = _per_column(covariance, n, "covariance", (2, 2), float,
-                                          np.nan)  # fmt: skip
-            self.sigma = np.sqrt(
-                np.clip(np.diagonal(self.covariance, 0, 1, 2), 0, None)
-            )
-        else:
-            self.sigma = _per_column(sigma, n, "sigma", (2,), float, np.nan)
-            self.covariance = np.zeros((n, 2, 2))
-            self.covariance[:, 0, 0] = self.sigma[:, 0] ** 2
-            self.covariance[:, 1, 1] = self.sigma[:, 1] ** 2
+        self.covariance, self.sigma = _uncertainty(sigma, covariance, n)
         self.quantities = {
             str(k): _per_column(v, n, f"quantities[{k!r}]", (), float, np.nan)
             for k, v in (quantities or {}).items()
@@ -500,6 +490,35 @@ class Columns:
             if d.get("covariance") is None
             else np.asarray(d["covariance"], float).reshape(n, 2, 2),
         )
+
+
+def _uncertainty(sigma, covariance, n) -> tuple[np.ndarray, np.ndarray]:
+    """(covariance (n, 2, 2), sigma (n, 2)) from either or both (which must
+    agree); NaN where unknown. A covariance must be symmetric with variances
+    >= 0, a sigma >= 0."""
+    sig = _per_column(sigma, n, "sigma", (2,), float, np.nan)
+    if (sig < 0).any():
+        raise ValueError("sigma must be >= 0 (standard deviations in pixels)")
+    if covariance is None:
+        cov = np.zeros((n, 2, 2))
+        cov[:, 0, 0], cov[:, 1, 1] = sig[:, 0] ** 2, sig[:, 1] ** 2
+        return cov, sig
+    cov = _per_column(covariance, n, "covariance", (2, 2), float, np.nan)
+    diag = np.diagonal(cov, 0, 1, 2)
+    if (diag < 0).any() or not np.allclose(
+        cov[:, 0, 1], cov[:, 1, 0], rtol=1e-6, atol=0, equal_nan=True
+    ):
+        raise ValueError(
+            "covariance must be symmetric (N, 2, 2) matrices with variances "
+            ">= 0 on the diagonal, in pixels^2"
+        )
+    from_cov = np.sqrt(diag)
+    if sigma is not None and not np.allclose(sig, from_cov, equal_nan=True):
+        raise ValueError(
+            "sigma and covariance disagree: give one of them (sigma is the "
+            "square root of the covariance's diagonal)"
+        )
+    return cov, from_cov
 
 
 def _per_column(value, n, name, tail, dtype, fill):

@@ -236,3 +236,15 @@ def test_error_records_become_metadata_arrays_and_warnings():
     assert len(said) == 2
     assert "60 of 100 'B' columns are not detected" in said[0]
     assert "frame (2,)" in said[1] and "not locally regular" in said[1]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"covariance": [[[1.0, 0.5], [0.0, 1.0]]]}, "symmetric"),
+     ({"covariance": [[[-1.0, 0.0], [0.0, 1.0]]]}, "symmetric"),
+     ({"sigma": [[-0.1, 0.1]]}, ">= 0"),
+     ({"sigma": [[0.5, 0.5]], "covariance": [[[1.0, 0.0], [0.0, 1.0]]]}, "disagree")],
+)  # fmt: skip
+def test_columns_refuse_impossible_uncertainties(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        Columns([[1.0, 2.0]], [0], ["A"], **kwargs)
