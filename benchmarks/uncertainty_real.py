@@ -103,28 +103,24 @@ def abf_minus_adf():
 def pto_sro():
     from stemunmix.core.measure import significance
     from stemunmix.signals import AtomicResolutionImage
+    from stemunmix.signals._measurements import polarization
 
     image = AtomicResolutionImage(load("PbTiO3/SrRuO3 HAADF"))
     cols = columns_of(image)
-    pm = 15.0
-    p = cols.polarization_map().data
-    where = _b_positions(cols)
+    pm = 15.0  # pixel size (PROVENANCE.md; the file is not calibrated)
+    disp, sigma, where, cov = polarization(cols, covariance=True)
     sro = (where[..., 1] > 92) & (where[..., 1] < 147)
     pto = (where[..., 1] < 52) | (where[..., 1] > 147)
-    ok = np.isfinite(p[0])
-    disp = np.moveaxis(p[:2], 0, -1)
-    cov = np.zeros(disp.shape + (2,))
-    cov[..., 0, 0], cov[..., 1, 1] = p[2] ** 2, p[3] ** 2
-    cov[..., 0, 1] = cov[..., 1, 0] = p[5]
+    ok = np.isfinite(disp).all(-1)
     offset = np.nanmean(disp[sro & ok], 0)
     sig_sro = significance(disp - offset, cov)[sro & ok]
     strong = pto & ok & (np.hypot(*np.moveaxis(disp, -1, 0)) * pm > 15)
-    sig_pto = p[4][strong]
+    sig_pto = significance(disp, cov)[strong]
     region = cols.polarization_region(sro & ok)
     return {"sro_cells": int((sro & ok).sum()),
             "sro_offset_pm": (offset * pm).tolist(),
             "sro_beyond_3_sigma": float(np.mean(sig_sro > 3)),
-            "sro_z_spread": [spread(((disp - offset)[..., i] / p[2 + i])[sro & ok])
+            "sro_z_spread": [spread(((disp - offset)[..., i] / sigma[..., i])[sro & ok])
                              for i in range(2)],
             "pto_cells_over_15pm": int(strong.sum()),
             "pto_beyond_3_sigma": float(np.mean(sig_pto > 3)),
@@ -132,14 +128,6 @@ def pto_sro():
             "sro_region_sigma_pm": (region["sigma"] * pm).tolist(),
             "sro_region_significance": region["significance"],
             "error_model": error_record(image)}  # fmt: skip
-
-
-def _b_positions(cols):
-    from stemunmix.core.measure import grid_shape, site_grid
-
-    b = cols.select("B")
-    shape = grid_shape(cols.ij)
-    return site_grid(b.ij, b.xy, shape)
 
 
 def cost(repeats=3):
