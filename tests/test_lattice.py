@@ -8,7 +8,8 @@ import pytest
 
 from stemunmix import Columns
 from stemunmix.core.indexing import inconsistent_bonds, index_columns
-from stemunmix.core.refine import noise_model, position_sigma, refine_gaussian
+from stemunmix.core.refine import noise_model, refine_gaussian
+from stemunmix.core.uncertainty import shot_covariance
 from stemunmix.synthetic import from_columns, perovskite
 
 
@@ -105,7 +106,8 @@ def test_reported_sigma_matches_the_scatter_and_the_bound(dose):
         img = rng.poisson(expected) + rng.standard_normal(expected.shape)
         fit = refine_gaussian(img, start, sigma=2.0, radius=7)
         est.append(fit["xy"])
-        sig.append(position_sigma(fit, noise_model(fit["noise_sums"])))
+        cov = shot_covariance(fit["position_terms"], noise_model(fit["noise_sums"]))
+        sig.append(np.sqrt(np.diagonal(cov, 0, 1, 2)))
     observed = np.std(est, 0, ddof=1)
     reported = np.mean(sig, 0)
     inner = (start.min(1) > 16) & (start.max(1) < 240)

@@ -11,7 +11,7 @@ from stemunmix.core.measure import (
     region_polarization,
     significance,
 )
-from stemunmix.core.refine import noise_model, position_sigma, refine_gaussian
+from stemunmix.core.refine import noise_model, refine_gaussian
 
 
 def _lattice(n=24, spacing=10.0, jitter=0.0, seed=0):
@@ -23,19 +23,6 @@ def _lattice(n=24, spacing=10.0, jitter=0.0, seed=0):
     xy_a = ij * spacing + rng.normal(0, jitter, (len(ij), 2))
     xy_b = ij * spacing + spacing / 2 + rng.normal(0, jitter, (len(ij), 2))
     return ij, xy_a, xy_b
-
-
-def test_shot_covariance_diagonal_is_position_sigma():
-    rng = np.random.default_rng(1)
-    yy, xx = np.mgrid[:64, :64]
-    xy = np.array([[20.3, 21.7], [42.1, 40.4]])
-    img = 50 + sum(400 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 8) for x, y in xy)
-    fit = refine_gaussian(rng.poisson(img).astype(float), xy, 2.0, 4)
-    noise = noise_model(fit["noise_sums"])
-    cov = U.shot_covariance(fit["position_terms"], noise)
-    np.testing.assert_allclose(np.sqrt(np.diagonal(cov, 0, 1, 2)),
-                               position_sigma(fit, noise), rtol=1e-12)  # fmt: skip
-    np.testing.assert_allclose(cov[:, 0, 1], cov[:, 1, 0])
 
 
 def test_correlated_covariance_of_white_noise_is_the_white_one():

@@ -55,7 +55,8 @@ def refine_gaussian(
     -------
     dict with ``xy`` (N, 2), ``height``, ``sigma``, ``background``, ``rms``
     (residual per column), ``moved`` (distance from the start, pixels), and
-    for the uncertainties (:func:`noise_model`, :func:`position_sigma`)
+    for the uncertainties (:func:`noise_model`,
+    :func:`stemunmix.core.uncertainty.shot_covariance`)
     ``position_terms`` (N, 6) and ``noise_sums`` (N, 5) of :func:`lm_round`'s
     last round.
     """
@@ -402,17 +403,6 @@ def noise_model(sums: np.ndarray) -> tuple[float, float]:
     elif var0 < 0:  # no read noise: Poisson only
         gain, var0 = r1 / s2, 0.0
     return float(gain), float(var0)
-
-
-def position_sigma(fit: dict, noise: tuple[float, float]) -> np.ndarray:
-    """(N, 2) standard deviation of each fitted position [x, y] in pixels: the
-    least-squares fit's covariance under the noise model ``noise`` (gain,
-    variance0), from the ``position_terms`` of :func:`refine_gaussian`. NaN
-    where the patch gives no information."""
-    gain, var0 = noise
-    t = np.asarray(fit["position_terms"], float).reshape(-1, 6)
-    var = gain * t[:, :2] + var0 * t[:, 3:5]
-    return np.sqrt(np.clip(var, 0, None))
 
 
 def _kernels() -> dict:
