@@ -71,11 +71,13 @@ def undetected(quantities: dict, noise, min_snr: float = MIN_SNR) -> np.ndarray:
     return ~(snr >= min_snr)
 
 
-def residual_field(image, xy, height, width, background, radius, noise):
+def residual_field(image, xy, fitted: dict, radius, noise):
     """(standardised residual u, variance per pixel) of ``image`` against the
-    fitted model of its columns: Gaussians (``height``, ``width`` at ``xy``)
-    on the background of the nearest column; u = residual / sqrt(variance of
-    the noise model). Columns with a NaN fit leave their pixels out (NaN)."""
+    fitted model of its columns: Gaussians (``fitted`` ``height`` and
+    ``width`` at ``xy``) on the ``background`` of the nearest column; u =
+    residual / sqrt(variance of the noise model). Columns with a NaN fit
+    leave their pixels out (NaN)."""
+    height, width, background = (fitted[k] for k in ("height", "width", "background"))
     image = np.asarray(image, float)
     h, w = image.shape
     ok = np.isfinite(height) & np.isfinite(width) & np.isfinite(background)
@@ -98,14 +100,14 @@ def residual_field(image, xy, height, width, background, radius, noise):
     return (image - mu) / np.sqrt(var), var
 
 
-def periodic_part(u: np.ndarray, vectors, origin, cells: int = 4) -> np.ndarray:
-    """The lattice-periodic mean of ``u`` (H, W), local: ``u`` averaged over
-    the pixels at the same fractional position (binned at about a pixel) in
-    each block of ``cells`` x ``cells`` cells spanned by ``vectors`` (2, 2)
-    [a, b] from ``origin`` [x, y]; what neighbouring cells repeat (two
-    materials, a layer, a domain each have their own). Scaled by n / (n - 1)
-    (n the cells of the block, each pixel's own share), so that the noise
-    left has its variance."""
+def aperiodic_part(u: np.ndarray, vectors, origin, cells: int = 4) -> np.ndarray:
+    """``u`` (H, W) less its lattice-periodic mean, local: the mean of the
+    pixels at the same fractional position (binned at about a pixel) in each
+    block of ``cells`` x ``cells`` cells spanned by ``vectors`` (2, 2) [a, b]
+    from ``origin`` [x, y]; what neighbouring cells repeat (two materials, a
+    layer, a domain each have their own). The difference is scaled by
+    sqrt(n / (n - 1)) (n the cells of the block: each pixel's own share of
+    its mean), so that the noise left has its variance."""
     h, w = u.shape
     basis = np.asarray(vectors, float).T  # columns a, b
     rows, cols = np.mgrid[:h, :w]
@@ -125,8 +127,7 @@ def periodic_part(u: np.ndarray, vectors, origin, cells: int = 4) -> np.ndarray:
     s = np.bincount(idx[use], u.ravel()[use], minlength=idx.max() + 1)
     mean = np.where(n > 1, s / np.maximum(n, 1), 0.0)
     own = np.where(n > 1, n / np.maximum(n - 1, 1), 1.0)
-    # u - mean * own has the noise variance of u where the mean is of n pixels
-    return (u.ravel() - (u.ravel() - mean[idx]) * np.sqrt(own[idx])).reshape(h, w)
+    return ((u.ravel() - mean[idx]) * np.sqrt(own[idx])).reshape(h, w)
 
 
 def autocovariance(u: np.ndarray, max_lag: int) -> np.ndarray:
@@ -178,9 +179,16 @@ def correlated_covariance(image_shape, params, radius, var, acov):
     a, cx, cy, s = (params[k, i, None, None] for i in range(4))
     dx, dy = px - cx, py - cy
     g = np.exp(-(dx * dx + dy * dy) / (2 * s * s))
-    jac = np.stack([g, a * g * dx / s**2, a * g * dy / s**2,
-                    a * g * (dx * dx + dy * dy) / s**3,
-                    np.ones_like(g)], 1).reshape(len(k), 5, -1)  # fmt: skip
+    jac = np.stack(
+        [
+            g,
+            a * g * dx / s**2,
+            a * g * dy / s**2,
+            a * g * (dx * dx + dy * dy) / s**3,
+            np.ones_like(g),
+        ],
+        1,
+    ).reshape(len(k), 5, -1)
     # Each parameter's row scaled to unit length, so that the condition
     # number judges the geometry, not the units (heights of 1e6 counts).
     norm = np.linalg.norm(jac, axis=2, keepdims=True)
@@ -203,9 +211,19 @@ def correlated_covariance(image_shape, params, radius, var, acov):
     return out, white
 
 
-def pixel_factors(image, xy, labels, fitted, radius, noise, vectors, origin,
-                  measured=None, max_lag: int | None = None,
-                  per_class: int = 24) -> dict:  # fmt: skip
+def pixel_factors(
+    image,
+    xy,
+    labels,
+    fitted,
+    radius,
+    noise,
+    vectors,
+    origin,
+    measured=None,
+    max_lag: int | None = None,
+    per_class: int = 24,
+) -> dict:
     """The ``misfit`` and ``correlated`` factors of every class, measured on
     ``image`` (a crop of a frame) with the columns fitted there (``xy``,
     ``labels``, ``fitted``: dict of ``height``, ``width``, ``background``).
@@ -220,18 +238,18 @@ def pixel_factors(image, xy, labels, fitted, radius, noise, vectors, origin,
     inside the crop are left out.
     """
     radius = int(radius)
-    u, var = residual_field(image, xy, fitted["height"], fitted["width"],
-                            fitted["background"], radius, noise)  # fmt: skip
+    u, var = residual_field(image, xy, fitted, radius, noise)
     # Columns beyond the crop are not in its model: their tails leave a
     # border of residuals that is no noise.
     edge = 2 * radius
     u[:edge], u[-edge:], u[:, :edge], u[:, -edge:] = np.nan, np.nan, np.nan, np.nan
     if vectors is not None and np.isfinite(vectors).all():
-        u = u - periodic_part(u, vectors, origin)
+        u = aperiodic_part(u, vectors, origin)
     lag = int(max_lag or 2 * radius)
     acov = autocovariance(u, lag)
-    params = np.column_stack([fitted["height"], xy, fitted["width"],
-                              fitted["background"]])  # fmt: skip
+    params = np.column_stack(
+        [fitted["height"], xy, fitted["width"], fitted["background"]]
+    )
     labels = np.asarray(labels)
     # The columns measured (detected) whose patch lies inside the crop, at
     # most per_class of each class, evenly spread over the crop's.
@@ -240,8 +258,11 @@ def pixel_factors(image, xy, labels, fitted, radius, noise, vectors, origin,
     usable = usable & (np.round(xy) - radius >= 0).all(1)
     usable &= (np.round(xy) + radius < np.array([w, h])).all(1)
     keep = [np.flatnonzero(usable & (labels == k)) for k in np.unique(labels)]
-    keep = [i[np.unique(np.linspace(0, len(i) - 1, per_class).astype(int))]
-            for i in keep if len(i)]  # fmt: skip
+    keep = [
+        i[np.unique(np.linspace(0, len(i) - 1, per_class).astype(int))]
+        for i in keep
+        if len(i)
+    ]
     keep = np.concatenate(keep) if keep else np.zeros(0, int)
     params, labels = params[keep], labels[keep]
     corr, white = correlated_covariance(image.shape, params, radius, var, acov)
@@ -251,8 +272,10 @@ def pixel_factors(image, xy, labels, fitted, radius, noise, vectors, origin,
         if not sel.any():
             continue
         ratio = [np.median(corr[sel, i, i] / white[sel, i, i]) for i in range(2)]
-        out[int(k)] = {"misfit": float(acov[lag, lag]),
-                       "correlated": tuple(float(r) for r in ratio)}  # fmt: skip
+        out[int(k)] = {
+            "misfit": float(acov[lag, lag]),
+            "correlated": tuple(float(r) for r in ratio),
+        }
     return out
 
 
@@ -306,11 +329,17 @@ def scan_term(xy, ij, pixel_cov, min_sites: int = 20) -> dict:
     """
     lap, _, pred = _laplacian_and_prediction(xy, ij, pixel_cov)
     if len(lap) < min_sites:
-        return {"covariance": np.zeros((2, 2)), "sites": int(len(lap)),
-                "calibration": (np.nan, np.nan)}  # fmt: skip
+        return {
+            "covariance": np.zeros((2, 2)),
+            "sites": int(len(lap)),
+            "calibration": (np.nan, np.nan),
+        }
     lap = lap - np.median(lap, 0)
-    return {"covariance": _excess(lap, pred), "sites": int(len(lap)),
-            "calibration": robust_spread(lap, pred)}  # fmt: skip
+    return {
+        "covariance": _excess(lap, pred),
+        "sites": int(len(lap)),
+        "calibration": robust_spread(lap, pred),
+    }
 
 
 def _laplacian_and_prediction(xy, ij, pixel_cov):
@@ -429,13 +458,19 @@ def frame_covariance(
     factors = {}
     if inside.any() and np.isfinite(noise[1]):
         factors = pixel_factors(
-            crop, local[inside], labels[inside],
-            {k: np.asarray(quantities[k], float)[inside]
-             for k in ("height", "width", "background")},
-            middle["sizes"]["radius"], noise,
-            vectors if len(ref) else None, local[ref[0]] if len(ref) else None,
+            crop,
+            local[inside],
+            labels[inside],
+            {
+                k: np.asarray(quantities[k], float)[inside]
+                for k in ("height", "width", "background")
+            },
+            middle["sizes"]["radius"],
+            noise,
+            vectors if len(ref) else None,
+            local[ref[0]] if len(ref) else None,
             measured=~lost[inside],
-        )  # fmt: skip
+        )
     pooled = _pooled(factors)
     cov = np.array(shot, float, copy=True)
     cov[lost] = np.nan
@@ -452,13 +487,15 @@ def frame_covariance(
     sel = labels == reference
     scan = scan_term(xy[sel], ij[sel], cov[sel])
     record = {
-        "factors": factors, "scan": scan["covariance"], "sites": scan["sites"],
+        "factors": factors,
+        "scan": scan["covariance"],
+        "sites": scan["sites"],
         "calibration_pixel": scan["calibration"],
         "calibration": split_half_calibration(xy[sel], ij[sel], cov[sel]),
         "lattice": lattice,
         "undetected": {k: int((lost & (labels == k)).sum()) for k in classes},
         "counts": {k: int((labels == k).sum()) for k in classes},
-    }  # fmt: skip
+    }
     return cov + scan["covariance"], record
 
 
@@ -489,15 +526,23 @@ def record_arrays(errors: dict, names, nav_shape) -> dict:
         out[f"undetected_{name}"] = np.array(
             [r.get("undetected", {}).get(k, 0) for r in frames]
         )
-    for key, name, fill in (("scan", "scan_covariance", np.full((2, 2), np.nan)),
-                            ("sites", "scan_sites", 0), ("calibration", "calibration", nan2),
-                            ("calibration_pixel", "calibration_pixel", nan2)):  # fmt: skip
+    for key, name, fill in (
+        ("scan", "scan_covariance", np.full((2, 2), np.nan)),
+        ("sites", "scan_sites", 0),
+        ("calibration", "calibration", nan2),
+        ("calibration_pixel", "calibration_pixel", nan2),
+    ):
         out[name] = np.array([r.get(key, fill) for r in frames])
     return out
 
 
-def warnings_of(errors: dict, names, low: float = 0.7, high: float = 1.5,
-                undetected_share: float = 0.2) -> list[str]:  # fmt: skip
+def warnings_of(
+    errors: dict,
+    names,
+    low: float = 0.7,
+    high: float = 1.5,
+    undetected_share: float = 0.2,
+) -> list[str]:
     """What a user must hear about the records of :func:`frame_covariance`:
     a held-out ``calibration`` outside [``low``, ``high``] (the error bars
     do not hold; the likely cause named), and more than ``undetected_share``
