@@ -213,7 +213,11 @@ def test_error_records_become_metadata_arrays_and_warnings():
             "calibration_pixel": (2.7, 2.9), "lattice": {0: (1.0, 1.0), 1: (0.5, 1.0)},
             "undetected": {0: 0, 1: 60}, "counts": {0: 100, 1: 100}}  # fmt: skip
     bad = {**good, "calibration": (2.1, 1.0), "undetected": {0: 0, 1: 10}}
-    arrays = U.record_arrays({(0,): good, (2,): bad}, ["A", "B", "background"], (3,))
+    noise = {(0,): (2.0, 1.0), (1,): (2.0, 3.0), (2,): (1.0, 0.5)}
+    arrays = U.record_arrays(
+        {(0,): good, (2,): bad}, ["A", "B", "background"], (3,), noise
+    )
+    np.testing.assert_array_equal(arrays["noise_variance0"], [1.0, 3.0, 0.5])
     assert arrays["misfit_A"][0] == 1.4 and np.isnan(arrays["misfit_A"][1])
     assert np.isnan(arrays["misfit_B"]).all()  # B's factor was not measured
     np.testing.assert_array_equal(arrays["undetected_B"], [60, 0, 10])

@@ -499,9 +499,11 @@ def frame_covariance(
     return cov + scan["covariance"], record
 
 
-def record_arrays(errors: dict, names, nav_shape) -> dict:
-    """The records of :func:`frame_covariance` ({frame: record}) as metadata
-    arrays, frames in navigation order (NaN where a frame has none):
+def record_arrays(errors: dict, names, nav_shape, noise: dict) -> dict:
+    """The noise models ({frame: (gain, var0)}: ``noise_gain``,
+    ``noise_variance0``) and the records of :func:`frame_covariance`
+    ({frame: record}) as metadata arrays, frames in navigation order (NaN
+    where a frame has none):
     ``misfit_<class>`` and ``correlated_<class>`` (x, y) factors,
     ``lattice_<class>`` (x, y) the shrink of a class's pixel terms,
     ``undetected_<class>`` the columns too faint to measure (sigma NaN),
@@ -509,9 +511,13 @@ def record_arrays(errors: dict, names, nav_shape) -> dict:
     (x, y): the reference lattice's robust spread in units of its sigma on
     the held-out half of its sites (near 1 where the error model holds) and
     ``calibration_pixel`` the same with the pixel terms alone."""
-    frames = [errors.get(i, {}) for i in np.ndindex(tuple(nav_shape))]
+    order = list(np.ndindex(tuple(nav_shape)))
+    frames = [errors.get(i, {}) for i in order]
     nan2 = np.full(2, np.nan)
-    out = {}
+    out = {
+        "noise_gain": np.array([noise.get(i, nan2)[0] for i in order]),
+        "noise_variance0": np.array([noise.get(i, nan2)[1] for i in order]),
+    }
     for k, name in enumerate(names):
         if name == "background":
             continue

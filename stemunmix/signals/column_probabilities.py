@@ -98,13 +98,7 @@ class ColumnProbabilities(StemunmixSignal2D):
         )
         names = self.class_names
         classes = [k for k, n in enumerate(names) if n != "background"]
-        cations = _cation_pair(names, classes)
-        if lattice == "checkerboard" and cations is None:
-            raise ValueError(
-                "lattice='checkerboard' needs the column classes A and B (or "
-                f"exactly two), these maps have {[names[k] for k in classes]}; "
-                "use lattice=None"
-            )
+        cations = _cation_pair(names, classes, lattice)
         frames_image, refine = self._raw_frames(image, refine)
         nav_shape = self.data.shape[:-3]
         distances = self._column_distances(list(cations or classes), min_distance)
@@ -125,9 +119,7 @@ class ColumnProbabilities(StemunmixSignal2D):
             "Signal.stemunmix.find_columns",
             {"threshold": threshold, "refine": refine, "lattice": str(lattice),
              "min_distance": "auto" if min_distance is None else float(min_distance),
-             "noise_gain": np.array([v[0] for v in noise.values()]),
-             "noise_variance0": np.array([v[1] for v in noise.values()]),
-             **record_arrays(errors, names, nav_shape)},
+             **record_arrays(errors, names, nav_shape, noise)},
         )  # fmt: skip
         for message in warnings_of(errors, names):
             warnings.warn(message, stacklevel=2)
@@ -337,12 +329,21 @@ class ColumnProbabilities(StemunmixSignal2D):
             )  # fmt: skip
 
 
-def _cation_pair(names, classes):
+def _cation_pair(names, classes, lattice=None):
     """The class indices of A and B (the two column classes when not so
-    named), which alternate on a checkerboard; None if there are neither."""
+    named), which alternate on a checkerboard; None if there are neither,
+    which ``lattice="checkerboard"`` refuses."""
     if "A" in names and "B" in names:
         return names.index("A"), names.index("B")
-    return tuple(classes) if len(classes) == 2 else None
+    if len(classes) == 2:
+        return tuple(classes)
+    if lattice == "checkerboard":
+        raise ValueError(
+            "lattice='checkerboard' needs the column classes A and B (or "
+            f"exactly two), these maps have {[names[k] for k in classes]}; "
+            "use lattice=None"
+        )
+    return None
 
 
 def _assemble(found, names, shape, lattice, cations, distances):
