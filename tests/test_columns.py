@@ -325,3 +325,15 @@ def test_find_columns_checkerboard_repairs_swapped_classes(found):
         direct = image.find_columns(lattice="checkerboard")
     assert image.metadata.Signal.stemunmix.find_columns.lattice == "checkerboard"
     assert right_class(direct)[0] >= 0.995
+
+
+def test_checkerboard_needs_two_cation_classes():
+    from stemunmix.signals.column_probabilities import _cation_pair
+
+    names = ["background", "A", "B", "O"]
+    assert _cation_pair(names, [1, 2, 3], "checkerboard") == (1, 2)
+    assert _cation_pair(["background", "X", "Y"], [1, 2], "checkerboard") == (1, 2)
+    three = ["background", "X", "Y", "Z"]
+    assert _cation_pair(three, [1, 2, 3]) is None
+    with pytest.raises(ValueError, match="lattice=None"):
+        _cation_pair(three, [1, 2, 3], "checkerboard")
