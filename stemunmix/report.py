@@ -230,9 +230,10 @@ def analyze(
                 "a smaller window, or fewer components"
             )
         _decompose(ld, method, components)
-        if domains is None:
+        chosen = domains is None
+        if chosen:
             domains = _domains_from_data(_loadings(ld, method, components), choices)
-        _cluster(ld, method, components, domains)
+        domains = _cluster(ld, method, components, domains, chosen, choices, log)
         progress.done(method, f"{components} components, {domains} domains")
         choices.update({"method": method, "source": source, "centre": centre,
                         "normalize": str(normalize)})  # fmt: skip
@@ -362,12 +363,18 @@ def _domains_from_data(loadings, choices) -> int:
     from stemunmix.core.selection import count_domains
 
     found = count_domains(loadings, max_domains=8)
+    why = ("the Gaussian mixture (2 to 8 clusters, one shared covariance) of the "
+           "loadings whose partition has the highest mean silhouette")  # fmt: skip
+    if found["n_domains"] == 1 and found["silhouette"]:
+        best = int(np.argmax(found["silhouette"]))
+        why = (f"no significant domain structure: no partition into 2 to 8 "
+               f"clusters reaches a silhouette of 0.25 (best "
+               f"{found['silhouette'][best]:.2f}, {best + 2} clusters)")  # fmt: skip
     choices["domains"] = {
         "value": int(found["n_domains"]),
-        "why": "the Gaussian mixture (2 to 8 clusters) of the loadings whose "
-               "partition has the highest mean silhouette",
+        "why": why,
         "silhouette": [round(v, 3) for v in found["silhouette"]],
-    }  # fmt: skip
+    }
     return found["n_domains"]
 
 
@@ -400,13 +407,39 @@ def _loadings(ld, method, components) -> np.ndarray:
     return ld._per_column(source)[:, :components]
 
 
-def _cluster(ld, method, components, domains) -> None:
-    """The Gaussian mixture on the method's loadings, in ``ld.learning_results``."""
+def _cluster(ld, method, components, domains, chosen, choices, log) -> int:
+    """The Gaussian mixture (one shared covariance) on the method's loadings,
+    in ``ld.learning_results``, and its test (``ld.domain_test``). A partition
+    chosen from the data that is not significant becomes one domain (the
+    test of the partition stays in ``ld.domain_test``); one the user asked
+    for is kept, with a warning. Returns the number of domains."""
+    import warnings
+
     from stemunmix.learn import GaussianMixture
 
     source = "bss" if method == "ica" else "decomposition"
-    ld.cluster_analysis(source, number_of_components=components,
-                        algorithm=GaussianMixture(domains, random_state=0))  # fmt: skip
+
+    def fit(k):
+        ld.cluster_analysis(source, number_of_components=components,
+                            algorithm=GaussianMixture(k, covariance_type="tied",
+                                                      random_state=0))  # fmt: skip
+        return ld.domain_test
+
+    test = fit(domains)
+    if domains < 2 or test["significant"]:
+        return domains
+    if not chosen:
+        message = (f"the {domains} domains asked for are not significant "
+                   f"({test['why']}): they may be noise or a gradient")  # fmt: skip
+        warnings.warn(message, UserWarning, stacklevel=3)
+        log(message)
+        return domains
+    choices["domains"]["value"] = 1
+    choices["domains"]["why"] = (f"no significant domain structure: the best "
+                                 f"partition ({domains} clusters) is {test['why']}")  # fmt: skip
+    fit(1)
+    ld._set_state("domain_test", test)
+    return 1
 
 
 def _physical(result: Analysis) -> None:
@@ -436,8 +469,9 @@ def _physical(result: Analysis) -> None:
         return
     if phys.axes_manager.navigation_size < result.domains + 1 or result.domains < 2:
         return  # one domain: nothing to compare
-    phys.cluster_analysis("signal", n_clusters=result.domains,
-                          algorithm=GaussianMixture(result.domains, random_state=0))  # fmt: skip
+    phys.cluster_analysis("signal", test=False,
+                          algorithm=GaussianMixture(result.domains, covariance_type="tied",
+                                                    random_state=0))  # fmt: skip
     result.physical = phys
     mine = np.asarray(ld.learning_results.cluster_labels).argmax(0)
     theirs = np.asarray(phys.learning_results.cluster_labels).argmax(0)
@@ -693,6 +727,18 @@ def _loadings_figure(result, view):
                                      "column, drawn over the column's Voronoi cell.")  # fmt: skip
 
 
+def _domain_confidence(ld):
+    """Each pixel's largest domain probability (first frame), None without
+    probabilities or with one domain."""
+    if ld._get_state("domain_probabilities") is None:
+        return None
+    probabilities = ld.get_domain_probabilities()
+    if probabilities.axes_manager.navigation_shape[-1] < 2:
+        return None
+    data = np.asarray(probabilities.data)
+    return np.nanmax(data.reshape((-1,) + data.shape[-3:])[0], axis=0)
+
+
 def _domains_figure(result, view):
     from matplotlib import colormaps
     from matplotlib.patches import Patch
@@ -706,7 +752,18 @@ def _domains_figure(result, view):
                        _matched(phys, truth_map if truth_map is not None else domain)))  # fmt: skip
     if truth_map is not None:
         panels.append(("planted domains (truth)", truth_map.astype(float)))
-    fig, axes = _grid(len(panels), size=4.5, aspect=view.aspect)
+    confidence = _domain_confidence(result.descriptors)
+    fig, axes = _grid(len(panels) + (confidence is not None), size=4.5,
+                      aspect=view.aspect)  # fmt: skip
+    if confidence is not None:
+        ax = axes[-1]
+        shown = ax.imshow(confidence, cmap="magma", vmin=0, vmax=1,
+                          extent=view.extent, interpolation="nearest")  # fmt: skip
+        ax.set_title("domain probability (largest)", fontsize=9)
+        ax.axis("off")
+        _scale_bar(ax, view.extent, view.units)
+        fig.colorbar(shown, ax=ax, label="probability", shrink=0.8)
+        axes = axes[:-1]
     tab10 = colormaps["tab10"]
     for ax, (title, m) in zip(axes, panels, strict=True):
         ax.imshow(m, cmap="tab10", vmin=-0.5, vmax=9.5, extent=view.extent,
@@ -720,6 +777,14 @@ def _domains_figure(result, view):
     caption = (f"Domain map: Gaussian-mixture clusters ({result.domains}) of the "
                "loadings, in categorical colours"
                + (", matched to the truth's" if truth_map is not None else ""))  # fmt: skip
+    test = result.descriptors.domain_test
+    if test is not None and test.get("stability") is not None:
+        caption += (f"; the partition into {test['n_domains']} is {test['why']}; "
+                    "stability: the median adjusted Rand index of the mixture "
+                    "refitted on 10 bootstrap resamples")  # fmt: skip
+    if confidence is not None:
+        caption += ("; the last panel: each window's probability of its domain "
+                    "(low on walls and where domains are not told apart)")  # fmt: skip
     if result.domain_agreement is not None:
         caption += (
             f"; adjusted Rand index {result.domain_agreement:.3f} against the truth"
@@ -864,6 +929,9 @@ def write_report(result: Analysis, out, title: str = "stemunmix report") -> Path
     for key, value in result.choices.items():
         if isinstance(value, dict):
             rows.append((f"{key} (chosen)", f"{value['value']}: {value['why']}"))
+    test = result.descriptors.domain_test
+    if test is not None and test.get("stability") is not None:
+        rows.append(("domain test", f"{test['n_domains']} domains: {test['why']}"))
     if result.domain_agreement is not None:
         rows.append(("domain agreement with the truth",
                      f"adjusted Rand index {result.domain_agreement:.3f}"))  # fmt: skip

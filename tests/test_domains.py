@@ -11,7 +11,12 @@ from stemunmix.core.neighbours import (
     displacement_descriptors,
     reference_cell,
 )
-from stemunmix.core.selection import count_domains, parallel_analysis
+from stemunmix.core.selection import (
+    count_domains,
+    domain_test,
+    parallel_analysis,
+    spatial_coherence,
+)
 from stemunmix.synthetic import perovskite
 
 
@@ -160,6 +165,9 @@ def test_analyze_picks_the_planted_number_of_domains(pattern):
                          log=lambda *a: None)  # fmt: skip
     assert result.domains == truth.n_domains
     assert result.domain_agreement > 0.95
+    test = result.descriptors.domain_test
+    assert test["significant"] and test["n_domains"] == truth.n_domains
+    assert test["stability"] >= 0.95 and test["coherence"] > 0.8
     recorded = result.descriptors.metadata.Signal.stemunmix.model_selection
     assert recorded.domains.value == truth.n_domains
     assert 5 <= recorded.window.value <= 25 and recorded.components.value >= 2
@@ -193,8 +201,8 @@ def test_every_report_figure_with_values_has_a_colourbar_or_scale_bar(tmp_path):
             labelled = bool(ax.get_xlabel()) and bool(ax.get_ylabel())
             colourbar = any(b._colorbar.mappable in ax.images for b in bars)
             assert scale or labelled or colourbar, (name, ax.get_title())
-            if name == "domain_map.png":
-                assert ax.get_legend() is not None, ax.get_title()
+            if name == "domain_map.png":  # categories: a legend; probability: a bar
+                assert ax.get_legend() is not None or colourbar, ax.get_title()
             checked += 1
     assert checked >= 5
 
@@ -231,3 +239,129 @@ def test_hyperspy_plots_show_columns_and_maps(stripes):
     import matplotlib.pyplot as plt
 
     plt.close("all")
+
+
+def _halves(rng, n=600, separation=6.0):
+    """Two Gaussian populations of loadings (2 features), the left and the
+    right half of a 30 x 20 grid of positions."""
+    i, j = np.meshgrid(np.arange(30), np.arange(n // 30))
+    positions = np.stack([i.ravel(), j.ravel()], 1).astype(float)
+    labels = (positions[:, 0] >= 15).astype(int)
+    x = rng.standard_normal((n, 2)) + separation * labels[:, None] * [1, 0]
+    return x, labels, positions
+
+
+def test_domain_test_tells_domains_from_noise_and_from_one_population():
+    from stemunmix.learn import GaussianMixture
+
+    rng = np.random.default_rng(0)
+    gmm = GaussianMixture(2, covariance_type="tied", random_state=0)
+    x, labels, positions = _halves(rng)
+    found = gmm.fit(x).labels_
+    real = domain_test(x, found, gmm, positions=positions)
+    assert real["significant"], real["why"]
+    assert real["stability"] > 0.95 and real["coherence"] > 0.9
+    assert real["silhouette"] > real["null_silhouette"] + 0.2
+    # The same two populations scattered over the grid: noise, not domains.
+    scattered = rng.permutation(len(x))
+    mixed = domain_test(x[scattered], found[scattered], gmm, positions=positions)
+    assert not mixed["significant"] and abs(mixed["coherence"]) < 0.1
+    assert "coherence" in mixed["why"]
+    # One elongated Gaussian cut in two (a gradient): contiguous, stable, and
+    # still one population, told by its silhouette against one Gaussian's.
+    one = rng.standard_normal((600, 2)) * [3.0, 1.0]
+    one = one[np.argsort(one[:, 0])]  # left to right along the grid's x
+    order = np.lexsort((positions[:, 1], positions[:, 0]))
+    cut = gmm.fit(one).labels_
+    gradient = domain_test(one, cut, gmm, positions=positions[order])
+    assert gradient["coherence"] > 0.5
+    assert not gradient["significant"], gradient
+    assert gradient["silhouette"] <= gradient["null_silhouette"] + 0.05
+
+
+def test_domain_test_refuses_bad_input_and_passes_one_domain():
+    from stemunmix.learn import GaussianMixture
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((50, 2))
+    gmm = GaussianMixture(2, random_state=0)
+    with pytest.raises(ValueError, match="labels"):
+        domain_test(x, np.zeros(49, int), gmm)
+    with pytest.raises(ValueError, match="positions"):
+        domain_test(x, np.zeros(50, int), gmm, positions=np.zeros((50, 3)))
+    one = domain_test(x, np.zeros(50, int), gmm)
+    assert not one["significant"] and one["why"].startswith("one domain")
+    # Coherence: 1 for contiguous halves, about 0 for scattered labels.
+    _, labels, positions = _halves(rng)
+    assert spatial_coherence(positions, labels) > 0.9
+    assert abs(spatial_coherence(positions, rng.permutation(labels))) < 0.1
+
+
+def test_cluster_analysis_gives_soft_domain_maps_and_a_test(stripes):
+    """The mixture's posterior per window, in HyperSpy's cluster order, as
+    maps on the image grid; the test of the partition in metadata; an
+    algorithm without probabilities (k-means) gives labels only."""
+    from stemunmix.learn import GaussianMixture
+
+    image, truth, columns = stripes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ld = image.local_descriptors(7, columns, classes="B", show_progressbar=False)
+    ld.decomposition(output_dimension=2, print_info=False)
+    ld.cluster_analysis("decomposition", number_of_components=2,
+                        algorithm=GaussianMixture(2, covariance_type="tied",
+                                                  random_state=0))  # fmt: skip
+    p = ld._per_column("probability")
+    labels = ld._per_column("cluster").argmax(1)
+    assert p.shape == (len(ld.columns), 2)
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
+    assert (p.argmax(1) == labels).mean() > 0.99
+    maps = ld.get_domain_probabilities(mode="points")
+    assert maps.axes_manager.navigation_shape == (2,)
+    assert maps.axes_manager.signal_shape == image.axes_manager.signal_shape
+    test = ld.metadata.Signal.stemunmix.domain_test.as_dictionary()
+    assert test == ld.domain_test and test["significant"], test
+    assert ld.learning_results.cluster_algorithm.__class__ is GaussianMixture
+    ld.cluster_analysis("decomposition", number_of_components=2,
+                        algorithm="kmeans", n_clusters=2, test=False)  # fmt: skip
+    assert ld.domain_test is None
+    with pytest.raises(ValueError, match="Gaussian mixture"):
+        ld.get_domain_probabilities()
+
+
+def test_a_null_image_is_not_split_into_domains():
+    """A synthetic crystal without domains, its windows forced onto 2
+    components: the best partition's clusters are scattered over the image,
+    so analyze reports one domain and says why; asked for 4, it warns."""
+    from stemunmix.report import analyze
+
+    image, truth = perovskite(shape=512, domains="none", seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = analyze(image, components=2, truth=truth, show_progressbar=False,
+                         log=lambda *a: None)  # fmt: skip
+    assert result.domains == 1
+    why = result.choices["domains"]["why"]
+    assert why.startswith("no significant domain structure"), why
+    assert result.descriptors.domain_test["n_domains"] >= 2
+    with pytest.warns(UserWarning, match="not significant"):
+        analyze(image, components=2, domains=4, scree=False,
+                show_progressbar=False, log=lambda *a: None)  # fmt: skip
+
+
+def test_real_srtio3_reports_no_domain_structure(real_data):
+    """SrTiO3 [110] is centrosymmetric: no domains, on the defaults and on
+    two components (where its loadings split in two, scattered)."""
+    import hyperspy.api as hs
+
+    from stemunmix.report import analyze
+
+    image = hs.load(real_data / "atomap_hist_STO110_ADF_full.hdf5", file_format="HSPY")
+    image = hs.signals.Signal2D(image.data.astype(np.float32))
+    for components in (None, 2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = analyze(image, components=components, show_progressbar=False,
+                             log=lambda *a: None)  # fmt: skip
+        assert result.domains == 1, result.choices["domains"]
+        assert "no significant" in result.choices["domains"]["why"]

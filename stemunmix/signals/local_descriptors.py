@@ -67,13 +67,63 @@ class LocalDescriptors(StemunmixSignal2D):
         finally:
             self.data = data
 
-    def cluster_analysis(self, cluster_source, *args, **kwargs):
+    def cluster_analysis(self, cluster_source, *args, test: bool = True, **kwargs):
         """HyperSpy's ``cluster_analysis``; on the lattice grid
-        (``navigation="lattice"``) the sites without a window are masked."""
+        (``navigation="lattice"``) the sites without a window are masked.
+
+        Beside HyperSpy's hard labels: where the algorithm has
+        ``predict_proba`` (a Gaussian mixture), each window's probability of
+        each domain (:meth:`get_domain_probabilities`); and with ``test=True``
+        (default) :func:`stemunmix.core.selection.domain_test` on the
+        clustered data: the partition's silhouette against one Gaussian's, its
+        stability under bootstrap resampling and whether it is significant,
+        in ``metadata.Signal.stemunmix.domain_test`` (:attr:`domain_test`).
+        """
         from hyperspy.signal import BaseSignal
 
         self._mask_missing_sites(kwargs)
-        return BaseSignal.cluster_analysis(self, cluster_source, *args, **kwargs)
+        if len(args) >= 7:  # the algorithm given by position: HyperSpy's alone
+            return BaseSignal.cluster_analysis(self, cluster_source, *args, **kwargs)
+        algorithm = kwargs.get("algorithm")
+        own = {k: kwargs.pop(k) for k in list(kwargs) if k not in _HYPERSPY_CLUSTER}
+        # Built as HyperSpy builds it, wrapped to keep the data it is fitted on
+        # (HyperSpy unfolds the signal, which changes its class meanwhile).
+        fitted = _Recording(self._get_cluster_algorithm(algorithm, **own))
+        kwargs["algorithm"] = fitted
+        out = BaseSignal.cluster_analysis(self, cluster_source, *args, **kwargs)
+        self.learning_results.cluster_algorithm = algorithm
+        probabilities, record = _domain_results(
+            self.learning_results.cluster_labels, fitted, test, self._nav_positions()
+        )
+        self._set_state("domain_probabilities", probabilities)
+        self._set_state("domain_test", record)
+        return fitted.estimator if out is fitted else out
+
+    def _nav_positions(self) -> np.ndarray:
+        """(navigation size, 2): each window's column [x, y] in pixels, in
+        navigation (array) order, NaN at a lattice site without one; frames
+        of a stack set far apart, so no frame neighbours another."""
+        columns = self.columns
+        xy = np.asarray(columns.xy, np.float64).copy()
+        if columns.nav_index is not None and len(xy):
+            frame = np.ravel_multi_index(
+                tuple(np.asarray(columns.nav_index).T[::-1]),
+                tuple(self._get_state("source").get("nav_shape")),
+            )
+            xy[:, 0] += frame * 10.0 * (np.ptp(xy) + 1)
+        sites = self.sites
+        if sites is None:
+            return xy
+        out = np.full((sites.size, 2), np.nan)
+        inside = sites.ravel() >= 0
+        out[inside] = xy[sites.ravel()[inside]]
+        return out
+
+    @property
+    def domain_test(self) -> dict | None:
+        """The last :meth:`cluster_analysis`'s test of its partition
+        (:func:`stemunmix.core.selection.domain_test`), None before one."""
+        return self._get_state("domain_test")
 
     @property
     def sites(self) -> np.ndarray | None:
@@ -121,15 +171,20 @@ class LocalDescriptors(StemunmixSignal2D):
             values = (
                 None if lr.cluster_labels is None else np.asarray(lr.cluster_labels).T
             )
+        elif source == "probability":
+            values = self._get_state("domain_probabilities")
+            values = None if values is None else np.asarray(values).T
         else:
             raise ValueError(
-                f"source must be 'decomposition', 'bss' or 'cluster', got {source!r}"
+                "source must be 'decomposition', 'bss', 'cluster' or 'probability', "
+                f"got {source!r}"
             )
         if values is None:
             raise ValueError(
                 f"no {source} results: run "
                 + {"decomposition": "decomposition()", "bss": "blind_source_separation()",
-                   "cluster": "cluster_analysis(...)"}[source]
+                   "cluster": "cluster_analysis(...)",
+                   "probability": "cluster_analysis(...) with a Gaussian mixture"}[source]
                 + " first"
             )  # fmt: skip
         values = np.asarray(values)
@@ -325,6 +380,20 @@ class LocalDescriptors(StemunmixSignal2D):
                                   checks.count("block", block, 16))  # fmt: skip
         return out.inav[0] if out.axes_manager.navigation_dimension == 1 else out
 
+    def get_domain_probabilities(self, mode: str = "voronoi", block: int = 2048):
+        """The soft domain map: each domain's probability at every pixel (the
+        Gaussian mixture's posterior of the window there, after
+        ``cluster_analysis``), NaN outside; navigation: the domains, in the
+        order of the cluster labels. Where no domain is above, say, 0.9 the
+        window lies between domains (a wall, or noise). ``mode`` and
+        ``block`` as in :meth:`get_loading_maps`."""
+        from stemunmix.core import checks
+
+        checks.one_of("mode", mode, ("voronoi", "points"))
+        values = self._per_column("probability")
+        return self._to_image_grid(values, mode, "domain", "domain probabilities",
+                                   checks.count("block", block, 16))  # fmt: skip
+
     def component_displacements(self, columns=None, source: str = "decomposition",
                                 radius: float | None = None) -> dict:  # fmt: skip
         """Each component as the column displacements it encodes, on the mean
@@ -375,6 +444,62 @@ class LocalDescriptors(StemunmixSignal2D):
         moves = component_moves(factors, spread, mean, sites, d,
                                 list(params.get("channels") or ["image"]), radius)  # fmt: skip
         return {"sites": sites, "displacements": moves}
+
+
+# cluster_analysis's own keywords; any other keyword builds the algorithm.
+_HYPERSPY_CLUSTER = {
+    "source_for_centers", "preprocessing", "preprocessing_kwargs",
+    "number_of_components", "navigation_mask", "signal_mask", "algorithm",
+    "return_info",
+}  # fmt: skip
+
+
+class _Recording:
+    """A clustering estimator that keeps the data it was fitted on."""
+
+    def __init__(self, estimator):
+        self.estimator, self.data = estimator, None
+
+    def fit(self, X, y=None):
+        self.data = X
+        self.estimator.fit(X)
+        self.labels_ = self.estimator.labels_
+        return self
+
+
+def _domain_results(cluster_labels, fitted, test: bool, positions):
+    """(probabilities (clusters, windows) in the rows of HyperSpy's
+    ``cluster_labels``, NaN where masked, or None without ``predict_proba``;
+    the domain test's record, or None without ``test``)."""
+    estimator, data = fitted.estimator, np.asarray(fitted.data)
+    labels = np.asarray(estimator.labels_)
+    rows = _cluster_rows(cluster_labels, labels)
+    probabilities = record = None
+    mask = np.asarray(cluster_labels).any(0)
+    if hasattr(estimator, "predict_proba"):
+        p = np.asarray(estimator.predict_proba(data), np.float32)[:, : len(rows)]
+        probabilities = np.full((len(rows), len(mask)), np.nan, np.float32)
+        probabilities[np.ix_(rows, np.flatnonzero(mask))] = p.T
+    if test:
+        from stemunmix.core.selection import domain_test
+
+        record = domain_test(data, labels, estimator, positions=positions[mask])
+        record.pop("stability_resamples", None)
+    return probabilities, record
+
+
+def _cluster_rows(cluster_labels, labels) -> np.ndarray:
+    """The row of HyperSpy's ``cluster_labels`` (sorted by size) that holds
+    each of the algorithm's labels 0..k-1 (an empty label takes a row left)."""
+    cluster_labels = np.asarray(cluster_labels, bool)
+    labels = np.asarray(labels)
+    inside = cluster_labels[:, cluster_labels.any(0)]
+    k = len(cluster_labels)
+    overlap = np.array([inside[:, labels == i].sum(1) for i in range(k)])
+    rows = overlap.argmax(1)
+    empty = overlap.max(1) == 0
+    rows[empty] = sorted(set(range(k)) - set(rows[~empty].tolist()))
+    return rows
 
 
 def _embedding_on_sites(embedding, sites, method):
