@@ -239,3 +239,25 @@ def test_error_records_become_metadata_arrays_and_warnings():
 def test_columns_refuse_impossible_uncertainties(kwargs, match):
     with pytest.raises(ValueError, match=match):
         Columns([[1.0, 2.0]], [0], ["A"], **kwargs)
+
+
+def test_the_error_model_is_the_same_lazy_and_eager():
+    """A lazy image gives the eager covariance, record and calibration."""
+    import warnings
+
+    from stemunmix.synthetic import perovskite
+
+    image, _ = perovskite(shape=384, domains="none", seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        eager = image.deepcopy()
+        lazy = image.as_lazy()
+        ce = eager.find_columns(show_progressbar=False)
+        cl = lazy.find_columns(show_progressbar=False)
+    assert len(ce) == len(cl) > 500
+    np.testing.assert_array_equal(ce.xy, cl.xy)
+    np.testing.assert_allclose(cl.covariance, ce.covariance, rtol=1e-12, atol=0)
+    re = eager.probabilities.metadata.Signal.stemunmix.find_columns.as_dictionary()
+    rl = lazy.probabilities.metadata.Signal.stemunmix.find_columns.as_dictionary()
+    for key in ("calibration", "scan_covariance", "correlated_A", "misfit_B"):
+        np.testing.assert_allclose(np.asarray(rl[key]), np.asarray(re[key]))
