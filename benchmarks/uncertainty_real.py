@@ -10,6 +10,10 @@
   class's median offset removed) in units of the combined sigma of the pixel
   terms (shot, misfit, correlated; the scan term is common to both detectors
   and cancels), per axis and class; with the scan term too, for contrast.
+  Whether the difference is a null at all: its correlation between
+  neighbouring columns (a smooth field, such as a local tilt that moves the
+  ABF columns against the ADF ones, is not noise), and the z spread once the
+  local median (2 spacings) is taken off.
 - PbTiO3/SrRuO3: the SrRuO3 cells (the middle layer, B at rows 92-147: the
   cell rows j = 5, 6 of docs/measurements.md) less their mean (the mistilt
   offset): the share beyond 3 sigma (significance > 3, 1.1 % by chance); the
@@ -96,8 +100,36 @@ def abf_minus_adf():
             sig = np.sqrt(np.diagonal(cov, 0, 1, 2))
             row[label] = [spread(diff[:, i] / sig[:, i]) for i in range(2)]
         row["scatter_px"] = [spread(diff[:, 0]), spread(diff[:, 1])]
+        row.update(smooth_part(a.xy[ri], diff, np.sqrt(np.diagonal(pixel, 0, 1, 2)),
+                               d_ab / 0.3))  # fmt: skip
         out[n] = row
     return out
+
+
+def smooth_part(xy, diff, sigma, spacing) -> dict:
+    """Is the ABF - ADF difference a null? Noise is independent from column
+    to column; a field that varies smoothly over the image (a local tilt,
+    which moves ABF columns against ADF ones) is not. The correlation of
+    each column's difference with the mean of its 8 nearest neighbours', and
+    the z spread of the pixel terms once the median of the neighbours within
+    2 spacings (the column itself left out) is taken off (sigma inflated by
+    sqrt(1 + pi / 2m) for a median of m)."""
+    from scipy.spatial import cKDTree
+
+    tree = cKDTree(xy)
+    _, near = tree.query(xy, 9)
+    mean = diff[near[:, 1:]].mean(1)
+    corr = [float(np.corrcoef(diff[:, i], mean[:, i])[0, 1]) for i in range(2)]
+    local = np.full_like(diff, np.nan)
+    m = np.zeros(len(xy))
+    for k, around in enumerate(tree.query_ball_point(xy, 2 * spacing)):
+        around = [j for j in around if j != k]
+        if len(around) >= 3:
+            local[k], m[k] = np.median(diff[around], 0), len(around)
+    inflate = np.sqrt(1 + np.pi / (2 * np.maximum(m, 1)))[:, None]
+    z = (diff - local) / (sigma * inflate)
+    return {"neighbour_correlation": corr,
+            "pixel_terms_less_local_median": [spread(z[:, 0]), spread(z[:, 1])]}  # fmt: skip
 
 
 def pto_sro():
@@ -179,7 +211,11 @@ def main():
         r = out["ABF - ADF"][n]
         print(f"ABF - ADF, {n} ({r['matched']} columns): z spread pixel terms "
               f"{r['pixel_terms'][0]:.2f} / {r['pixel_terms'][1]:.2f}, all terms "
-              f"{r['all_terms'][0]:.2f} / {r['all_terms'][1]:.2f}", flush=True)  # fmt: skip
+              f"{r['all_terms'][0]:.2f} / {r['all_terms'][1]:.2f}; neighbour "
+              f"correlation of the difference {r['neighbour_correlation'][0]:.2f} / "
+              f"{r['neighbour_correlation'][1]:.2f}; pixel terms less the local median "
+              f"{r['pixel_terms_less_local_median'][0]:.2f} / "
+              f"{r['pixel_terms_less_local_median'][1]:.2f}", flush=True)  # fmt: skip
     out["PbTiO3/SrRuO3"] = r = pto_sro()
     print(f"PbTiO3/SrRuO3: SrRuO3 {r['sro_cells']} cells, {r['sro_beyond_3_sigma']:.1%} "
           f"beyond 3 sigma after the offset {np.round(r['sro_offset_pm'], 1).tolist()} pm; "

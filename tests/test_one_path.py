@@ -137,3 +137,97 @@ def test_the_link_survives_save_and_load(pair, tmp_path):
     cols_b = back.find_columns()  # refined on the saved raw image: no warning
     np.testing.assert_allclose(cols_b.xy, cols_a.xy, atol=1e-9)
     assert back.metadata.Signal.stemunmix.find_columns.refine == "gaussian"
+
+
+def test_maps_made_with_other_arguments_are_reused_when_nothing_is_asked(
+    pair, forward_passes
+):
+    """After segment(scale=...) or segment(contrast=...), a plain
+    find_columns() or local_descriptors() takes those maps (None: not
+    asked); an argument that differs makes new ones."""
+    image, _ = pair
+    for kwargs in ({"scale": 1.0}, {"contrast": "bright"}):
+        im = image.deepcopy()
+        prob = im.segment(**kwargs)
+        forward_passes.clear()
+        im.find_columns()
+        _windows(im)
+        assert sum(forward_passes) == 0, kwargs
+        assert im.probabilities is prob
+    im.find_columns(scale=1.2)  # asked for another scale: new maps
+    assert sum(forward_passes) > 0
+    assert im.probabilities.metadata.Signal.stemunmix.segment.scale == 1.2
+
+
+def test_an_in_place_edit_makes_the_maps_stale(pair):
+    """A flip written into the image's own array: its maps and columns are
+    those of the old data, so they are not reused; new ones fit the new data."""
+    from scipy.spatial import cKDTree
+
+    image, _ = pair
+    im = image.deepcopy()
+    im.segment()
+    im.find_columns()
+    im.data[:] = np.ascontiguousarray(im.data[:, ::-1])
+    assert im.probabilities is None and im.columns is None
+    columns = im.find_columns()
+    fresh = image.deepcopy()
+    fresh.data = np.ascontiguousarray(fresh.data[:, ::-1])
+    truth = fresh.find_columns()
+    dist, idx = cKDTree(truth.xy).query(columns.xy)
+    assert len(columns) == len(truth)
+    assert np.median(dist) < 0.01
+    assert (truth.labels[idx] == columns.labels).mean() > 0.99
+
+
+def test_columns_follow_a_crop_and_a_rebin(pair):
+    """Columns owned through the maps follow isig crops and rebinning like
+    columns set by hand: on the same atoms, those outside left out, sigmas
+    in the new pixels."""
+    image, _ = pair
+    im = image.deepcopy()
+    columns = im.find_columns()
+    crop = im.isig[50:200, 30:230]
+    moved = crop.columns
+    assert moved is not None
+    inside = ((columns.x >= 49.5) & (columns.x < 199.5)
+              & (columns.y >= 29.5) & (columns.y < 229.5))  # fmt: skip
+    assert len(moved) == inside.sum() > 50
+    np.testing.assert_allclose(moved.xy, columns.xy[inside] - [50, 30], atol=1e-9)
+    by_hand = image.deepcopy()
+    by_hand.columns = columns
+    np.testing.assert_allclose(by_hand.isig[50:200, 30:230].columns.xy, moved.xy)
+    half = im.rebin(scale=(2, 2))
+    rebinned = half.columns
+    assert rebinned is not None and len(rebinned) > 0.9 * len(columns)
+    # each column on the same atom: the rebinned grid's own column fits agree
+    refit = half.deepcopy()
+    refit.metadata.Signal.stemunmix.__delattr__("probabilities")
+    from scipy.spatial import cKDTree
+
+    found = refit.find_columns()
+    dist, _ = cKDTree(found.xy).query(rebinned.xy)
+    assert np.median(dist) < 0.2
+    np.testing.assert_allclose(np.median(rebinned.sigma), np.median(columns.sigma) / 2,
+                               rtol=1e-9)  # fmt: skip
+
+
+def test_the_model_file_is_read_once_per_process(monkeypatch):
+    """load_model reads a file from disk once; each call still gets its own
+    network (changing one does not change the next)."""
+    import stemunmix.nn.model_io as mio
+
+    reads = []
+    real = torch.load
+    monkeypatch.setattr(
+        mio.torch, "load", lambda *a, **k: reads.append(1) or real(*a, **k)
+    )
+    monkeypatch.setattr(mio, "_READ", {})
+    a = mio.load_model("default")
+    b = mio.load_model("default")
+    assert len(reads) == 1 and a is not b
+    with torch.no_grad():
+        next(a.parameters()).add_(1.0)
+    c = mio.load_model("default")
+    assert torch.equal(next(c.parameters()), next(b.parameters()))
+    assert mio.bundled_card("oxygen")["class_names"] == ["A", "B", "O", "background"]

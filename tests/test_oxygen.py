@@ -206,3 +206,38 @@ def test_dark_image_lazy_equals_eager():
     assert len(eager) == len(lazy) > 100
     assert np.allclose(eager.xy, lazy.xy, atol=1e-6)
     assert np.array_equal(eager.labels, lazy.labels)
+
+
+def test_windows_on_oxygen_columns_of_a_dark_image_in_one_call():
+    """image.local_descriptors(d, classes="O") on a dark image: the class check
+    uses the model segment() picks for the contrast (read from its card, no
+    maps made for the check), as image.segment().local_descriptors does."""
+    import warnings
+
+    image, _ = perovskite(shape=256, projection="110", oxygen_ratio=0.5,
+                          intensity_ratio=0.7, contrast="dark", dip=0.3,
+                          dose=500, seed=3)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ld = image.local_descriptors(11, classes="O")
+        assert len(ld.columns) > 20 and set(ld.columns.labels) == {2}
+        with pytest.raises(ValueError, match="contrast"):
+            image.local_descriptors(11, classes="O", contrast="purple")
+        # bright asked for: the default model, which has no O class
+        with pytest.raises(ValueError, match="'O' is not one of"):
+            image.deepcopy().local_descriptors(11, classes="O", contrast="bright")
+
+
+def test_real_abf_windows_on_oxygen_columns(real_data):
+    import warnings
+
+    import hyperspy.api as hs
+
+    s = hs.load(real_data / "atomap_hist_STO110_ABF_full.hdf5", file_format="HSPY")
+    image = hs.signals.Signal2D(s.data[:384, :384].astype(np.float32))
+    image.set_signal_type("atomic_resolution")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ld = image.local_descriptors(11, classes="O")
+    assert image.probabilities.metadata.Signal.stemunmix.segment.model == "oxygen"
+    assert len(ld.columns) > 50

@@ -95,9 +95,13 @@ def test_state_survives_deepcopy_lazy_compute_and_slicing():
     lazy.compute()
     assert type(lazy) is AtomicResolutionImage and lazy.columns == s.columns
     assert s.inav[1].columns == s.columns
-    # A crop keeps the columns on the same atoms: pixel positions shift.
+    # A crop keeps the columns on the same atoms: pixel positions shift, and
+    # the column now left of the crop is left out.
     crop = s.isig[10:, 5:]
-    np.testing.assert_allclose(crop.columns.xy, s.columns.xy - [10, 5])
+    inside = (s.columns.xy >= [9.5, 4.5]).all(1)
+    assert inside.sum() == len(crop.columns) == len(s.columns) - 1
+    np.testing.assert_allclose(crop.columns.xy, s.columns.xy[inside] - [10, 5])
+    np.testing.assert_array_equal(crop.columns.labels, s.columns.labels[inside])
     # Rebinning by 2 halves pixel positions (pixel centres move with the bins).
     binned = s.rebin(scale=(1, 2, 2))
     offset, scale = binned._columns_frame()

@@ -7,6 +7,7 @@ file that holds anything else is refused without executing it.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -71,13 +72,7 @@ def load_model(name_or_path=None) -> DilatedUNet:
     (its model card). Loaded with ``torch.load(weights_only=True)``.
     """
     path = _resolve(name_or_path)
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for foreign/corrupt files
-        raise ValueError(
-            f"{path} is not a readable stemunmix model file (corrupt, truncated, "
-            f"or holding objects other than weights, which are refused): {exc}"
-        ) from None
+    blob = _read(path)
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise ValueError(
             f"{path} is not a stemunmix model file (no {FORMAT!r} tag); save "
@@ -101,10 +96,41 @@ def load_model(name_or_path=None) -> DilatedUNet:
             f"{path}: the model card is not a dictionary; re-save the model"
         )
     _check_card(path, card, model)
-    model.card = dict(card)
+    model.card = copy.deepcopy(card)  # the read file's own stays as read
     model.card.setdefault("name", path.stem)
     model.eval()
     return model
+
+
+# Files read in this process: (path, modification time, size) -> contents.
+# Each load_model call builds a fresh network from them (nothing shared to
+# mutate); a file rewritten on disk is read again.
+_READ: dict = {}
+
+
+def _read(path: Path) -> dict:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _READ:
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises several types for foreign/corrupt files
+            raise ValueError(
+                f"{path} is not a readable stemunmix model file (corrupt, truncated, "
+                f"or holding objects other than weights, which are refused): {exc}"
+            ) from None
+        _READ[key] = blob
+    return _READ[key]
+
+
+def bundled_card(name: str) -> dict:
+    """The model card of a bundled model, read from its JSON beside the
+    weights (no weights loaded): class names, training spacing, recipe."""
+    path = MODELS_DIR / f"{name}.json"
+    if not path.is_file():
+        bundled = sorted(p.stem for p in MODELS_DIR.glob("*.json"))
+        raise ValueError(f"no bundled model {name!r}; bundled: {bundled}")
+    return json.loads(path.read_text())
 
 
 def _check_card(path, card: dict, model) -> None:

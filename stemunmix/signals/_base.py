@@ -70,15 +70,30 @@ class StemunmixSignal2D(Signal2D):
         d = self._get_state("columns")
         if d is None:
             return self._own_columns()
-        columns = Columns.from_dict(d)
         offset, scale = self._columns_frame()
-        old_offset = np.asarray(d.get("frame_offset", offset), float)
-        old_scale = np.asarray(d.get("frame_scale", scale), float)
-        if not (
-            np.array_equal(old_offset, offset) and np.array_equal(old_scale, scale)
-        ):
-            columns.xy = (old_offset + old_scale * columns.xy - offset) / scale
-        return columns
+        return self._on_grid(
+            Columns.from_dict(d),
+            np.asarray(d.get("frame_offset", offset), float),
+            np.asarray(d.get("frame_scale", scale), float),
+        )
+
+    def _on_grid(self, columns, old_offset, old_scale) -> Columns:
+        """``columns`` found on a pixel grid of (offset, scale), [x, y], on this
+        signal's: positions, sigmas, covariances and lattice vectors moved
+        and scaled (a crop, a rebin), the columns now outside left out. The
+        one transform for columns whoever owns them."""
+        offset, scale = self._columns_frame()
+        if np.array_equal(old_offset, offset) and np.array_equal(old_scale, scale):
+            return columns
+        ratio = old_scale / scale
+        columns.xy = (old_offset + old_scale * columns.xy - offset) / scale
+        columns.sigma = columns.sigma * ratio
+        columns.covariance = columns.covariance * np.outer(ratio, ratio)
+        if columns.lattice_vectors is not None:
+            columns.lattice_vectors = columns.lattice_vectors * ratio
+        size = np.array(self.data.shape[-1:-3:-1], float)  # [x, y]
+        inside = np.all((columns.xy >= -0.5) & (columns.xy < size - 0.5), axis=1)
+        return columns if inside.all() else columns[inside]
 
     def _own_columns(self):
         """Columns a signal has through what it owns (an image: its maps')."""

@@ -149,6 +149,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
         record = _segment_record(model, plans, scale, tile, block, lattice_prior,
                                  contrast, spacing_px, store if lazy else None)  # fmt: skip
         record["contrast_used"] = used
+        record["data"] = engine.fingerprint(self.data) or "lazy"
         if vectors is not None:
             record["lattice_vectors"] = vectors
         if not lazy and engine.is_lazy(maps):
@@ -161,41 +162,77 @@ class AtomicResolutionImage(StemunmixSignal2D):
     def probabilities(self):
         """The ColumnProbabilities :meth:`segment` last made of this image (kept
         in its metadata, saved with it), or None where there are none or they
-        no longer fit the image (another shape or calibration: a crop)."""
+        no longer fit the image: another shape or calibration (a crop, a
+        rebin), or data changed since (an in-place edit of an in-memory
+        image, told by a checksum of its data; a lazy image's data are not
+        read for this)."""
+        prob = self._owned_maps()
+        return prob if prob is not None and self._maps_fit(prob) else None
+
+    def _owned_maps(self):
         prob = self._get_state("probabilities")
-        if prob is None or not hasattr(prob, "class_names"):
-            return None
+        return prob if prob is not None and hasattr(prob, "class_names") else None
+
+    def _maps_fit(self, prob) -> bool:
         fits = prob.data.shape[:-3] + prob.data.shape[-2:] == self.data.shape
         same = [
             (a.scale, a.offset) == (b.scale, b.offset)
             for a, b in zip(prob.axes_manager.signal_axes,
                             self.axes_manager.signal_axes, strict=True)
         ]  # fmt: skip
-        return prob if fits and all(same) else None
+        if not (fits and all(same)):
+            return False
+        made_of = prob._get_state("segment", {}).get("data", "lazy")
+        now = engine.fingerprint(self.data) if made_of != "lazy" else None
+        return now is None or now == made_of
 
     def _own_columns(self):
-        prob = self.probabilities
-        return None if prob is None else prob.columns
+        """The columns of this image's maps; after a crop or a rebin of the
+        image (maps of another grid) moved onto its grid, those outside left
+        out; None where the data changed in place (the maps are stale)."""
+        prob = self._owned_maps()
+        if prob is None or prob.columns is None:
+            return None
+        if self._maps_fit(prob):
+            return prob.columns
+        same_grid = prob.data.shape[-2:] == self.data.shape[-2:] and np.array_equal(
+            prob._columns_frame()[1], self._columns_frame()[1]
+        )
+        if same_grid:  # same shape and scale: the data were edited, not cropped
+            return None
+        return self._on_grid(prob.columns, *prob._columns_frame())
 
-    def _maps(self, model=None, scale="auto", spacing=None, contrast="auto",
+    def _maps(self, model=None, scale=None, spacing=None, contrast=None,
               show_progressbar=None):  # fmt: skip
-        """The maps this image owns when they come from the same model and
-        parameters, else new ones from :meth:`segment`."""
-        from stemunmix.nn.model_io import check_model
+        """The maps this image owns where they fit every argument given (None:
+        not asked, so any), else new ones from :meth:`segment` (None: its
+        default). The arguments are checked first either way."""
+        checked, spacing = _check_scale("auto" if scale is None else scale, spacing,
+                                        self.data.shape)  # fmt: skip
+        if contrast is not None:
+            _check_contrast(contrast)
+        prob = self.probabilities
+        if prob is not None and _made_with(prob, model, scale, spacing, contrast):
+            return prob
+        return self.segment(model=model, scale=checked, spacing=spacing,
+                            contrast=contrast or "auto",
+                            show_progressbar=show_progressbar)  # fmt: skip
+
+    def _class_names(self, model=None, contrast=None) -> list:
+        """The classes of the maps :meth:`_maps` would give, without making
+        them: the owned maps', the model's, or (read from its card) the
+        bundled model that segment() picks for the image's contrast."""
+        from stemunmix.nn import inference
+        from stemunmix.nn.model_io import bundled_card, check_model
 
         prob = self.probabilities
-        if prob is not None:
-            state = prob._get_state("segment", {})
-            # None: the model segment() chose by the contrast it found
-            chosen = CONTRAST_MODEL[state.get("contrast_used", "bright")]
-            wanted = _model_id(check_model(chosen if model is None else model)) | {
-                "scale": scale, "contrast": contrast,
-                "spacing": "measured" if spacing is None else float(spacing),
-            }  # fmt: skip
-            if all(state.get(k) == v for k, v in wanted.items()):
-                return prob
-        return self.segment(model=model, scale=scale, spacing=spacing,
-                            contrast=contrast, show_progressbar=show_progressbar)  # fmt: skip
+        if prob is not None and _made_with(prob, model, None, None, contrast):
+            return list(prob.class_names)
+        if model is not None:
+            return list(check_model(model).class_names)
+        used = inference.image_contrast(self.data, self.axes_manager.navigation_dimension,
+                                        contrast or "auto", None)  # fmt: skip
+        return list(bundled_card(CONTRAST_MODEL[used])["class_names"])
 
     def square_pixels(self):
         """This image resampled onto square pixels: the coarser signal axis is
@@ -234,20 +271,22 @@ class AtomicResolutionImage(StemunmixSignal2D):
     def find_columns(
         self,
         model=None,
-        scale="auto",
+        scale=None,
         threshold: float = 0.5,
         min_distance: float | None = None,
         refine: str = "gaussian",
         show_progressbar: bool | None = None,
         lattice: str | None = None,
         spacing: float | None = None,
-        contrast: str = "auto",
+        contrast: str | None = None,
     ):
         """Locate the columns on this image's maps (made by :meth:`segment` if
-        it has none from the same model and parameters): see
-        :meth:`ColumnProbabilities.find_columns`; ``spacing`` and ``contrast``
-        as in :meth:`segment`. Returns the Columns, which ``self.columns`` then
-        gives (they are kept with the maps this image owns).
+        it has none that fit the arguments given): see
+        :meth:`ColumnProbabilities.find_columns`; ``model``, ``scale``,
+        ``spacing`` and ``contrast`` as in :meth:`segment`, None meaning "as
+        the maps this image has" (segment's default where it has none).
+        Returns the Columns, which ``self.columns`` then gives (they are kept
+        with the maps this image owns).
         """
         from stemunmix.signals.column_probabilities import check_find_arguments
 
@@ -304,20 +343,23 @@ class AtomicResolutionImage(StemunmixSignal2D):
         spacing: float | None = None,
         navigation: str = "columns",
         centre: str = "column",
+        contrast: str | None = None,
     ):
         """A d x d window centred on every column (LocalDescriptors), cut from
         this image's maps (``source="probabilities"``) or from the image itself
         (``"image"``). The maps and columns are this image's own (segmented and
         found once if it has none). Lazy in, lazy out. See
-        :meth:`ColumnProbabilities.local_descriptors` for the arguments.
+        :meth:`ColumnProbabilities.local_descriptors` for the arguments;
+        ``model``, ``spacing`` and ``contrast`` as in :meth:`find_columns`.
         """
         from stemunmix.core import checks
-        from stemunmix.nn.model_io import check_model
         from stemunmix.signals import _descriptors
 
         check_image_axes(self, "local_descriptors")
         checks.one_of("centre", centre, _descriptors.CENTRES)
-        names = list(check_model(model).class_names)  # cheap: checks the arguments
+        if contrast is not None:
+            _check_contrast(contrast)
+        names = self._class_names(model, contrast)  # no maps made for the check
         _descriptors.check_arguments(
             d, edge, source, self.axes_manager.signal_axes, self.data.shape,
             [n for n in names if n != "background"], classes, channels, names,
@@ -332,9 +374,10 @@ class AtomicResolutionImage(StemunmixSignal2D):
                 self._lazy if lazy_output is None else lazy_output, {"source": "image"},
                 navigation=navigation, centre=centre,
             )  # fmt: skip
-        prob = self._maps(model, spacing=spacing, show_progressbar=show_progressbar)
+        prob = self._maps(model, spacing=spacing, contrast=contrast,
+                          show_progressbar=show_progressbar)  # fmt: skip
         if columns is None:
-            columns = self.find_columns(model, spacing=spacing,
+            columns = self.find_columns(model, spacing=spacing, contrast=contrast,
                                         show_progressbar=show_progressbar)  # fmt: skip
         return prob.local_descriptors(
             d, columns, classes, source, channels, edge,
@@ -342,6 +385,23 @@ class AtomicResolutionImage(StemunmixSignal2D):
             lazy_output=self._lazy if lazy_output is None else lazy_output,
             navigation=navigation, centre=centre,
         )  # fmt: skip
+
+
+def _made_with(prob, model, scale, spacing, contrast) -> bool:
+    """Whether maps were made with each argument given (None: not asked)."""
+    from stemunmix.nn.model_io import check_model
+
+    state = prob._get_state("segment", {})
+    if model is not None and any(
+        state.get(k) != v for k, v in _model_id(check_model(model)).items()
+    ):
+        return False
+    if scale is not None and state.get("scale") != scale:
+        return False
+    if spacing is not None and state.get("spacing") != float(spacing):
+        return False
+    return contrast is None or contrast in (state.get("contrast"),
+                                            state.get("contrast_used"))  # fmt: skip
 
 
 def _model_id(model) -> dict:
