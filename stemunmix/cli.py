@@ -63,9 +63,11 @@ def _calibrate(args, image) -> None:
         return
     units = {str(ax.units) for ax in axes}
     if units & {"<undefined>", "", "None", "px", "pixels"}:
-        print(f"{args.file} has no calibration (its pixels are "
-              f"'{axes[0].scale} {axes[0].units}'): figures are in pixels; give "
-              "--pixel-size NM for nm and pm")  # fmt: skip
+        print(
+            f"{args.file} has no calibration (its pixels are "
+            f"'{axes[0].scale} {axes[0].units}'): figures are in pixels; give "
+            "--pixel-size NM for nm and pm"
+        )
 
 
 def _check_against_image(args, image) -> None:
@@ -81,8 +83,9 @@ def _check_against_image(args, image) -> None:
     # --model, or both bundled models (segment chooses one by the contrast)
     models = [args.model] if args.model is not None else ["default", "oxygen"]
     try:
-        names = sorted({n for m in models for n in load_model(m).class_names
-                        if n != "background"})  # fmt: skip
+        names = sorted(
+            {n for m in models for n in load_model(m).class_names if n != "background"}
+        )
     except ValueError as exc:
         raise UserError(f"--model {args.model!r}: {exc}") from exc
     if args.classes != "all" and args.classes not in names:
@@ -96,9 +99,12 @@ def _train(args) -> int:
     import stemunmix
 
     model = stemunmix.train(
-        out=args.out, steps=args.steps, batch_size=args.batch_size,
-        seed=args.seed, device=args.device,
-    )  # fmt: skip
+        out=args.out,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+    )
     print(
         f"model written to {args.out}/model.pt; validation: {model.card['validation']}"
     )
@@ -121,11 +127,19 @@ def _demo(args) -> int:
 
     t0 = time.perf_counter()
     image, truth = perovskite(shape=args.size, domains="four_stripes", seed=args.seed)
-    print(f"synthetic La-BiFeO3-like image, {args.size} x {args.size} px, "
-          "four stripe domains")  # fmt: skip
-    result = analyze(image, window=args.window, method=args.method,
-                     components=args.components, domains=args.domains, truth=truth,
-                     show_progressbar=True)  # fmt: skip
+    print(
+        f"synthetic La-BiFeO3-like image, {args.size} x {args.size} px, "
+        "four stripe domains"
+    )
+    result = analyze(
+        image,
+        window=args.window,
+        method=args.method,
+        components=args.components,
+        domains=args.domains,
+        truth=truth,
+        show_progressbar=True,
+    )
     _report(result, Path(args.out), "stemunmix demo: four stripe domains", t0)
     return 0
 
@@ -206,20 +220,31 @@ def _analyze(args) -> int:
         _calibrate(args, image)
         print(f"{args.file}: {image}")
         try:
-            result = analyze(image, window=args.window, method=args.method,
-                             components=args.components, domains=args.domains,
-                             classes=None if args.classes == "all" else args.classes,
-                             scree=not args.no_scree, show_progressbar=True,
-                             model=args.model,
-                             store=Path(args.out) if lazy else None)  # fmt: skip
+            result = analyze(
+                image,
+                window=args.window,
+                method=args.method,
+                components=args.components,
+                domains=args.domains,
+                classes=None if args.classes == "all" else args.classes,
+                scree=not args.no_scree,
+                show_progressbar=True,
+                model=args.model,
+                store=Path(args.out) if lazy else None,
+            )
         except NoLatticeError as exc:
             raise UserError(
                 f"{args.file} shows no lattice of atomic columns stemunmix can use "
                 f"({exc}); give an atomic-resolution image with at least a few unit "
                 "cells"
             ) from exc
-        _report(result, Path(args.out), f"stemunmix analysis of {Path(args.file).name}",
-                t0, lazy=lazy)  # fmt: skip
+        _report(
+            result,
+            Path(args.out),
+            f"stemunmix analysis of {Path(args.file).name}",
+            t0,
+            lazy=lazy,
+        )
     finally:
         if client is not None:
             client.close()
@@ -228,17 +253,31 @@ def _analyze(args) -> int:
 
 def _unmixing_options(parser, window_type) -> None:
     """The options demo and analyze share: window, method, components, domains."""
-    parser.add_argument("--window", type=window_type, default=None,
-                        help="window size in pixels (default: chosen from the "
-                             "scree against window size)")  # fmt: skip
-    parser.add_argument("--method", choices=("pca", "nmf", "ica", "gmm"),
-                        default="pca", help="unmixing method (default pca)")  # fmt: skip
-    parser.add_argument("--components", type=_integer(1, 50), default=None,
-                        help="number of components, 1 to 50 (default: parallel "
-                             "analysis)")  # fmt: skip
-    parser.add_argument("--domains", type=_integer(1, 50), default=None,
-                        help="number of domains to cluster, 1 to 50 (default: "
-                             "the best silhouette)")  # fmt: skip
+    parser.add_argument(
+        "--window",
+        type=window_type,
+        default=None,
+        help="window size in pixels (default: chosen from the "
+        "scree against window size)",
+    )
+    parser.add_argument(
+        "--method",
+        choices=("pca", "nmf", "ica", "gmm"),
+        default="pca",
+        help="unmixing method (default pca)",
+    )
+    parser.add_argument(
+        "--components",
+        type=_integer(1, 50),
+        default=None,
+        help="number of components, 1 to 50 (default: parallel analysis)",
+    )
+    parser.add_argument(
+        "--domains",
+        type=_integer(1, 50),
+        default=None,
+        help="number of domains to cluster, 1 to 50 (default: the best silhouette)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -255,51 +294,92 @@ def _parser() -> argparse.ArgumentParser:
         "haadf.dm4 --out my-report; stemunmix analyze image.tif --pixel-size "
         "0.02. Run 'stemunmix COMMAND --help' for a command's options.",
     )
-    parser.add_argument("--version", action="version",
-                        version=f"stemunmix {__version__}")  # fmt: skip
+    parser.add_argument(
+        "--version", action="version", version=f"stemunmix {__version__}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="the whole analysis on a synthetic image")
     demo.add_argument("--out", default="stemunmix-demo", help="report folder")
-    demo.add_argument("--size", type=_integer(64, 8192), default=512,
-                      help="image size in pixels, 64 to 8192 (default 512)")  # fmt: skip
+    demo.add_argument(
+        "--size",
+        type=_integer(64, 8192),
+        default=512,
+        help="image size in pixels, 64 to 8192 (default 512)",
+    )
     _unmixing_options(demo, _integer(3, 63))
-    demo.add_argument("--seed", type=_integer(0), default=0,
-                      help="seed of the synthetic image (default 0)")  # fmt: skip
+    demo.add_argument(
+        "--seed",
+        type=_integer(0),
+        default=0,
+        help="seed of the synthetic image (default 0)",
+    )
     demo.set_defaults(run=_demo)
     an = sub.add_parser("analyze", help="the whole analysis on your image file")
     an.add_argument("file", help=f"an image file ({FORMATS})")
     _unmixing_options(an, _integer(3))
-    an.add_argument("--classes", default="B",
-                    help="column class the windows centre on, or 'all' (default B)")  # fmt: skip
+    an.add_argument(
+        "--classes",
+        default="B",
+        help="column class the windows centre on, or 'all' (default B)",
+    )
     an.add_argument("--out", default="stemunmix-report", help="report folder")
-    an.add_argument("--lazy", action="store_true",
-                    help="load lazily and keep the data out of memory (saves .zspy)")  # fmt: skip
-    an.add_argument("--scheduler", default=None,
-                    help="address of a dask scheduler to compute on (implies --lazy)")  # fmt: skip
-    an.add_argument("--no-scree", action="store_true",
-                    help="skip the explained variance against window size (the "
-                         "window is then half the column spacing)")  # fmt: skip
-    an.add_argument("--model", default=None,
-                    help="segmentation model: a bundled name (default, oxygen) or a "
-                         "model file; default: chosen by the contrast (oxygen for "
-                         "dark-column ABF/BF images); oxygen for iDPC")  # fmt: skip
-    an.add_argument("--pixel-size", type=_positive_float, default=None,
-                    help="pixel size in nm, for a file without a calibration "
-                         "(e.g. a TIFF); default: the file's")  # fmt: skip
+    an.add_argument(
+        "--lazy",
+        action="store_true",
+        help="load lazily and keep the data out of memory (saves .zspy)",
+    )
+    an.add_argument(
+        "--scheduler",
+        default=None,
+        help="address of a dask scheduler to compute on (implies --lazy)",
+    )
+    an.add_argument(
+        "--no-scree",
+        action="store_true",
+        help="skip the explained variance against window size (the "
+        "window is then half the column spacing)",
+    )
+    an.add_argument(
+        "--model",
+        default=None,
+        help="segmentation model: a bundled name (default, oxygen) or a "
+        "model file; default: chosen by the contrast (oxygen for "
+        "dark-column ABF/BF images); oxygen for iDPC",
+    )
+    an.add_argument(
+        "--pixel-size",
+        type=_positive_float,
+        default=None,
+        help="pixel size in nm, for a file without a calibration "
+        "(e.g. a TIFF); default: the file's",
+    )
     an.set_defaults(run=_analyze)
     train = sub.add_parser("train", help="train a segmentation model")
-    train.add_argument("--out", default="stemunmix-model",
-                       help="folder for model.pt and its card (default "
-                            "stemunmix-model)")  # fmt: skip
-    train.add_argument("--steps", type=_integer(1), default=4000,
-                       help="optimiser steps (default 4000)")  # fmt: skip
-    train.add_argument("--batch-size", type=_integer(1), default=8,
-                       help="synthetic patches per step (default 8)")  # fmt: skip
-    train.add_argument("--seed", type=_integer(0), default=0,
-                       help="seed of the synthetic training data (default 0)")  # fmt: skip
-    train.add_argument("--device", default=None,
-                       help="torch device, e.g. cpu or cuda (default: cuda "
-                            "where present)")  # fmt: skip
+    train.add_argument(
+        "--out",
+        default="stemunmix-model",
+        help="folder for model.pt and its card (default stemunmix-model)",
+    )
+    train.add_argument(
+        "--steps", type=_integer(1), default=4000, help="optimiser steps (default 4000)"
+    )
+    train.add_argument(
+        "--batch-size",
+        type=_integer(1),
+        default=8,
+        help="synthetic patches per step (default 8)",
+    )
+    train.add_argument(
+        "--seed",
+        type=_integer(0),
+        default=0,
+        help="seed of the synthetic training data (default 0)",
+    )
+    train.add_argument(
+        "--device",
+        default=None,
+        help="torch device, e.g. cpu or cuda (default: cuda where present)",
+    )
     train.set_defaults(run=_train)
     return parser
 

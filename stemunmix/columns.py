@@ -240,9 +240,9 @@ class Columns:
     @classmethod
     def from_atomap(cls, obj) -> Columns:
         """Columns from an Atomap Sublattice, a list of them, or an Atom_Lattice."""
-        from stemunmix.interop.atomap import from_atomap
+        from stemunmix.interop.atomap import read_atomap
 
-        return from_atomap(obj)
+        return cls(*read_atomap(obj))
 
     def as_markers(self, scale=(1.0, 1.0), offset=(0.0, 0.0), size=8, **kwargs):
         """HyperSpy ``Points`` markers at the columns, in calibrated units.
@@ -252,7 +252,7 @@ class Columns:
         """
         from hyperspy.api import plot
 
-        from stemunmix.interop.atomap import COLORS
+        from stemunmix.core.plotting import COLORS
 
         colors = [COLORS[k % len(COLORS)] for k in self.labels]
         return plot.markers.Points(
@@ -276,8 +276,9 @@ class Columns:
             cols_b, vectors = cols_b[full], vectors[full]
         return cols_b, vectors
 
-    def polarization_map(self, a="A", b="B", reference=None, grid="lattice",
-                         image=None):  # fmt: skip
+    def polarization_map(
+        self, a="A", b="B", reference=None, grid="lattice", image=None
+    ):
         """Per unit cell: the ``b`` column's displacement from the centre of
         its ``a`` cell, with its propagated uncertainty, as a Signal2D.
 
@@ -356,8 +357,9 @@ class Columns:
 
         return octahedral_map(self, o, b, grid, image)
 
-    def intensity_classes(self, name="A", n_classes: int = 2,
-                          quantity: str = "intensity", random_state=0) -> np.ndarray:  # fmt: skip
+    def intensity_classes(
+        self, name="A", n_classes: int = 2, quantity: str = "intensity", random_state=0
+    ) -> np.ndarray:
         """Classes of the ``name`` columns by a fitted quantity (StatSTEM's
         atom counting): a Gaussian mixture of ``n_classes`` on the columns'
         ``quantities[quantity]`` (default the integrated intensity), e.g.
@@ -389,8 +391,14 @@ class Columns:
         x = values[use][:, None]
         gmm = GaussianMixture(n_classes, random_state=random_state).fit(x)
         raw = gmm.predict(x)
-        rank = np.argsort(np.argsort([x[raw == k].mean() if (raw == k).any()
-                                      else np.inf for k in range(n_classes)]))  # fmt: skip
+        rank = np.argsort(
+            np.argsort(
+                [
+                    x[raw == k].mean() if (raw == k).any() else np.inf
+                    for k in range(n_classes)
+                ]
+            )
+        )
         out = np.full(len(self), -1, int)
         out[use] = rank[raw]
         return out
@@ -419,8 +427,16 @@ class Columns:
         out.metadata.General.title = title or f"{name} sites"
         return out
 
-    def plot_polarization(self, image=None, a="A", b="B", scale=None, ax=None,
-                          kind="quiver", reference=None):  # fmt: skip
+    def plot_polarization(
+        self,
+        image=None,
+        a="A",
+        b="B",
+        scale=None,
+        ax=None,
+        kind="quiver",
+        reference=None,
+    ):
         """The per-cell polarization (:meth:`polarization_map`) as a quiver
         over ``image`` (``kind="quiver"``) or as a colour map, hue the
         direction and brightness the length (``kind="hsv"``; on the image grid
@@ -440,8 +456,16 @@ class Columns:
         if image is not None:
             ax.imshow(np.asarray(getattr(image, "data", image)), cmap="gray")
         length = np.hypot(*vec.T)
-        q = ax.quiver(cols_b.x, cols_b.y, vec[:, 0], vec[:, 1], length,
-                      cmap="viridis", scale=scale, angles="xy")  # fmt: skip
+        q = ax.quiver(
+            cols_b.x,
+            cols_b.y,
+            vec[:, 0],
+            vec[:, 1],
+            length,
+            cmap="viridis",
+            scale=scale,
+            angles="xy",
+        )
         ax.set_aspect("equal")
         if image is None:
             ax.invert_yaxis()

@@ -193,9 +193,15 @@ def analyze(
 
     def windows(d):
         return prob.local_descriptors(
-            d, columns, classes=classes, image=image, source=source,
-            centre=centre, show_progressbar=False, lazy_output=lazy,
-        )  # fmt: skip
+            d,
+            columns,
+            classes=classes,
+            image=image,
+            source=source,
+            centre=centre,
+            show_progressbar=False,
+            lazy_output=lazy,
+        )
 
     try:
         prob, columns, stored = _segment_and_find(image, store, progress, model)
@@ -208,8 +214,9 @@ def analyze(
             )
             progress.done("scree against window size")
         if window is None:
-            window = _window_from_data(windows, spacing, scree_signal, normalize,
-                                       choices)  # fmt: skip
+            window = _window_from_data(
+                windows, spacing, scree_signal, normalize, choices
+            )
         progress.start("local descriptors")
         ld = windows(window)
         n = ld.axes_manager.navigation_size
@@ -222,8 +229,8 @@ def analyze(
             choices["components"] = {
                 "value": int(components),
                 "why": "parallel analysis: the PCA components above the 95th "
-                       "percentile of 5 shuffles of the windows' pixels",
-            }  # fmt: skip
+                "percentile of 5 shuffles of the windows' pixels",
+            }
         if n < components + 2:
             raise ValueError(
                 f"only {n} windows for {components} components; use a larger image, "
@@ -235,17 +242,37 @@ def analyze(
             domains = _domains_from_data(_loadings(ld, method, components), choices)
         domains = _cluster(ld, method, components, domains, chosen, choices, log)
         progress.done(method, f"{components} components, {domains} domains")
-        choices.update({"method": method, "source": source, "centre": centre,
-                        "normalize": str(normalize)})  # fmt: skip
+        choices.update(
+            {
+                "method": method,
+                "source": source,
+                "centre": centre,
+                "normalize": str(normalize),
+            }
+        )
         ld._set_state("model_selection", choices)
-        result = Analysis(image, prob, ld, method, components, domains, int(window),
-                          classes, timings=progress.timings, truth=truth,
-                          stored=stored, choices=choices, scree=scree_signal)  # fmt: skip
+        result = Analysis(
+            image,
+            prob,
+            ld,
+            method,
+            components,
+            domains,
+            int(window),
+            classes,
+            timings=progress.timings,
+            truth=truth,
+            stored=stored,
+            choices=choices,
+            scree=scree_signal,
+        )
         progress.start("physical descriptor")
         _physical(result)
         agree = result.physical_agreement
-        progress.done("physical descriptor", "" if agree is None else
-                      f"agreement with the learned domains {agree:.3f}")  # fmt: skip
+        progress.done(
+            "physical descriptor",
+            "" if agree is None else f"agreement with the learned domains {agree:.3f}",
+        )
     finally:
         progress.close()
     for key, value in choices.items():
@@ -253,13 +280,16 @@ def analyze(
             log(f"chosen {key}: {value['value']} ({value['why']})")
     if truth is not None:
         result.domain_agreement = domain_agreement(ld, truth)
-        log(f"domains: adjusted Rand index {result.domain_agreement:.3f} "
-            "against the truth")  # fmt: skip
+        log(
+            f"domains: adjusted Rand index {result.domain_agreement:.3f} "
+            "against the truth"
+        )
     return result
 
 
-def _check_choices(method, source, centre, normalize, components, domains,
-                   window) -> None:  # fmt: skip
+def _check_choices(
+    method, source, centre, normalize, components, domains, window
+) -> None:
     from stemunmix.core import checks
 
     checks.one_of("method", method, METHODS)
@@ -282,10 +312,16 @@ def _scree(prob, columns, image, spacing, classes, source, centre, normalize):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # windows dropped at the edge
         return prob.scree_by_window(
-            window_candidates(spacing), n_components=10, classes=classes,
-            columns=columns, image=image, source=source, centre=centre,
-            normalize=normalize, lazy_output=image._lazy,
-        )  # fmt: skip
+            window_candidates(spacing),
+            n_components=10,
+            classes=classes,
+            columns=columns,
+            image=image,
+            source=source,
+            centre=centre,
+            normalize=normalize,
+            lazy_output=image._lazy,
+        )
 
 
 class _Progress:
@@ -331,8 +367,9 @@ def _segment_and_find(image, store, progress, model=None):
             "no atomic columns found; check that this is an atomic-resolution image"
         )
     image.columns = columns
-    counts = {n: len(columns.select(n)) for n in columns.class_names
-              if n != "background"}  # fmt: skip
+    counts = {
+        n: len(columns.select(n)) for n in columns.class_names if n != "background"
+    }
     progress.done("find columns", ", ".join(f"{v} {k}" for k, v in counts.items()))
     return prob, columns, stored
 
@@ -342,18 +379,20 @@ def _window_from_data(windows, spacing, scree, normalize, choices) -> int:
     spacing without one), recorded with why in ``choices``."""
     half = int(round(0.5 * spacing)) | 1
     if scree is None:
-        choices["window"] = {"value": half, "why": f"half the {spacing:.1f} px "
-                             "column spacing (no scree computed)"}  # fmt: skip
+        choices["window"] = {
+            "value": half,
+            "why": f"half the {spacing:.1f} px column spacing (no scree computed)",
+        }
         return half
     n_floor = _components_above_noise(windows(half), normalize)
     window = choose_window(scree, n_floor)
     choices["window"] = {
         "value": int(window),
         "why": f"the most variance in the first {n_floor} components (those "
-               f"above the noise floor) on the scree against window size, d = "
-               f"{window_candidates(spacing)} px (0.3 to 1.2 x the "
-               f"{spacing:.1f} px column spacing)",
-    }  # fmt: skip
+        f"above the noise floor) on the scree against window size, d = "
+        f"{window_candidates(spacing)} px (0.3 to 1.2 x the "
+        f"{spacing:.1f} px column spacing)",
+    }
     return window
 
 
@@ -363,13 +402,17 @@ def _domains_from_data(loadings, choices) -> int:
     from stemunmix.core.selection import count_domains
 
     found = count_domains(loadings, max_domains=8)
-    why = ("the Gaussian mixture (2 to 8 clusters, one shared covariance) of the "
-           "loadings whose partition has the highest mean silhouette")  # fmt: skip
+    why = (
+        "the Gaussian mixture (2 to 8 clusters, one shared covariance) of the "
+        "loadings whose partition has the highest mean silhouette"
+    )
     if found["n_domains"] == 1 and found["silhouette"]:
         best = int(np.argmax(found["silhouette"]))
-        why = (f"no significant domain structure: no partition into 2 to 8 "
-               f"clusters reaches a silhouette of 0.25 (best "
-               f"{found['silhouette'][best]:.2f}, {best + 2} clusters)")  # fmt: skip
+        why = (
+            f"no significant domain structure: no partition into 2 to 8 "
+            f"clusters reaches a silhouette of 0.25 (best "
+            f"{found['silhouette'][best]:.2f}, {best + 2} clusters)"
+        )
     choices["domains"] = {
         "value": int(found["n_domains"]),
         "why": why,
@@ -396,8 +439,12 @@ def _decompose(ld, method, components) -> None:
     if method == "nmf":
         ld.decomposition(algorithm="NMF", output_dimension=components, print_info=False)
     else:
-        ld.decomposition(algorithm="SVD", output_dimension=components,
-                         centre="navigation", print_info=False)  # fmt: skip
+        ld.decomposition(
+            algorithm="SVD",
+            output_dimension=components,
+            centre="navigation",
+            print_info=False,
+        )
     if method == "ica":
         ld.blind_source_separation(components, print_info=False)
 
@@ -420,23 +467,29 @@ def _cluster(ld, method, components, domains, chosen, choices, log) -> int:
     source = "bss" if method == "ica" else "decomposition"
 
     def fit(k):
-        ld.cluster_analysis(source, number_of_components=components,
-                            algorithm=GaussianMixture(k, covariance_type="tied",
-                                                      random_state=0))  # fmt: skip
+        ld.cluster_analysis(
+            source,
+            number_of_components=components,
+            algorithm=GaussianMixture(k, covariance_type="tied", random_state=0),
+        )
         return ld.domain_test
 
     test = fit(domains)
     if domains < 2 or test["significant"]:
         return domains
     if not chosen:
-        message = (f"the {domains} domains asked for are not significant "
-                   f"({test['why']}): they may be noise or a gradient")  # fmt: skip
+        message = (
+            f"the {domains} domains asked for are not significant "
+            f"({test['why']}): they may be noise or a gradient"
+        )
         warnings.warn(message, UserWarning, stacklevel=3)
         log(message)
         return domains
     choices["domains"]["value"] = 1
-    choices["domains"]["why"] = (f"no significant domain structure: the best "
-                                 f"partition ({domains} clusters) is {test['why']}")  # fmt: skip
+    choices["domains"]["why"] = (
+        f"no significant domain structure: the best "
+        f"partition ({domains} clusters) is {test['why']}"
+    )
     fit(1)
     ld._set_state("domain_test", test)
     return 1
@@ -455,8 +508,11 @@ def _physical(result: Analysis) -> None:
 
     ld, columns = result.descriptors, result.columns
     names = sorted(set(ld.columns.labels.tolist()))
-    others = [n for k, n in enumerate(columns.class_names)
-              if k not in names and n != "background" and len(columns.select(n))]  # fmt: skip
+    others = [
+        n
+        for k, n in enumerate(columns.class_names)
+        if k not in names and n != "background" and len(columns.select(n))
+    ]
     if len(names) != 1 or not others or columns.nav_index is not None:
         return
     try:
@@ -469,9 +525,13 @@ def _physical(result: Analysis) -> None:
         return
     if phys.axes_manager.navigation_size < result.domains + 1 or result.domains < 2:
         return  # one domain: nothing to compare
-    phys.cluster_analysis("signal", test=False,
-                          algorithm=GaussianMixture(result.domains, covariance_type="tied",
-                                                    random_state=0))  # fmt: skip
+    phys.cluster_analysis(
+        "signal",
+        test=False,
+        algorithm=GaussianMixture(
+            result.domains, covariance_type="tied", random_state=0
+        ),
+    )
     result.physical = phys
     mine = np.asarray(ld.learning_results.cluster_labels).argmax(0)
     theirs = np.asarray(phys.learning_results.cluster_labels).argmax(0)
@@ -567,8 +627,14 @@ class _View:
     def of(cls, result):
         ax_x, ax_y = result.image.axes_manager.signal_axes
         extent, units = _extent(result.image)
-        return cls(_frame0(result.image.data), extent, units, (ax_x.scale, ax_y.scale),
-                   (ax_x.offset, ax_y.offset), _first_frame_columns(result.columns))  # fmt: skip
+        return cls(
+            _frame0(result.image.data),
+            extent,
+            units,
+            (ax_x.scale, ax_y.scale),
+            (ax_x.offset, ax_y.offset),
+            _first_frame_columns(result.columns),
+        )
 
     @property
     def aspect(self) -> float:
@@ -582,9 +648,15 @@ def _figures(
     into ``keep`` when given (the tests read them)."""
     view = _View.of(result)
     figures = []
-    for draw in (_columns_figure, _probabilities_figure, _scree_figure,
-                 _components_figure, _loadings_figure, _domains_figure,
-                 _polarization_figure):  # fmt: skip
+    for draw in (
+        _columns_figure,
+        _probabilities_figure,
+        _scree_figure,
+        _components_figure,
+        _loadings_figure,
+        _domains_figure,
+        _polarization_figure,
+    ):
         made = draw(result, view)
         if made is None:
             continue
@@ -600,7 +672,7 @@ def _figures(
 def _columns_figure(result, view):
     from matplotlib.patches import Rectangle
 
-    from stemunmix.interop.atomap import COLORS
+    from stemunmix.core.plotting import COLORS
 
     (h, w), extent, (sx, sy), (ox, oy) = (
         view.raw.shape,
@@ -619,10 +691,15 @@ def _columns_figure(result, view):
             sel = view.columns.select(name)
             if name == "background" or not len(sel):
                 continue
-            panel.scatter(sel.x * sx + ox, sel.y * sy + oy,
-                          s=10 if panel is ax else 40, facecolors="none",
-                          edgecolors=COLORS[k % len(COLORS)], linewidths=0.6,
-                          label=f"{name} ({len(sel)})")  # fmt: skip
+            panel.scatter(
+                sel.x * sx + ox,
+                sel.y * sy + oy,
+                s=10 if panel is ax else 40,
+                facecolors="none",
+                edgecolors=COLORS[k % len(COLORS)],
+                linewidths=0.6,
+                label=f"{name} ({len(sel)})",
+            )
         panel.set_xlabel(f"x ({view.units})")
         panel.set_ylabel(f"y ({view.units})")
     ax.set_xlim(extent[0], extent[1])
@@ -636,8 +713,16 @@ def _columns_figure(result, view):
         zoom.set_xlim(x0, x0 + side * sx)
         zoom.set_ylim(y0 + side * sy, y0)
         zoom.set_title("zoom: the middle of the strip", fontsize=9)
-        ax.add_patch(Rectangle((x0, y0), side * sx, side * sy, fill=False,
-                               edgecolor="yellow", linewidth=1))  # fmt: skip
+        ax.add_patch(
+            Rectangle(
+                (x0, y0),
+                side * sx,
+                side * sy,
+                fill=False,
+                edgecolor="yellow",
+                linewidth=1,
+            )
+        )
     return fig, "columns.png", "The image with the atomic columns found, by class."
 
 
@@ -667,8 +752,11 @@ def _scree_figure(result, view):
     ax.set_xlabel("window size d (px)")
     ax.set_ylabel("cumulative explained variance (PCA)")
     ax.legend(fontsize=7)
-    return (fig, "scree_window.png",
-            "Explained variance of the first components against window size.")  # fmt: skip
+    return (
+        fig,
+        "scree_window.png",
+        "Explained variance of the first components against window size.",
+    )
 
 
 def _components_figure(result, view):
@@ -703,9 +791,15 @@ def _components_figure(result, view):
         ax.axis("off")
         fig.colorbar(shown, ax=ax, shrink=0.8)
     channels = ld._get_state("local_descriptors", {}).get("channels")
-    return fig, "components.png", (
-        f"The {kind} as windows"
-        + (f" (channels side by side: {', '.join(channels)})" if channels else "") + ".")  # fmt: skip
+    return (
+        fig,
+        "components.png",
+        (
+            f"The {kind} as windows"
+            + (f" (channels side by side: {', '.join(channels)})" if channels else "")
+            + "."
+        ),
+    )
 
 
 def _loadings_figure(result, view):
@@ -717,14 +811,25 @@ def _loadings_figure(result, view):
     for i, (ax, m) in enumerate(zip(axes, mdata, strict=True)):
         signed = np.nanmin(m) < 0
         top = float(np.nanmax(np.abs(m))) or 1.0
-        shown = ax.imshow(m, cmap="RdBu_r" if signed else "viridis", extent=view.extent,
-                          vmin=-top if signed else 0, vmax=top)  # fmt: skip
+        shown = ax.imshow(
+            m,
+            cmap="RdBu_r" if signed else "viridis",
+            extent=view.extent,
+            vmin=-top if signed else 0,
+            vmax=top,
+        )
         ax.set_title(f"loading {i}")
         ax.axis("off")
         _scale_bar(ax, view.extent, view.units)
         fig.colorbar(shown, ax=ax, label="loading", shrink=0.8)
-    return fig, "loading_maps.png", ("Loading maps: each component's weight at every "
-                                     "column, drawn over the column's Voronoi cell.")  # fmt: skip
+    return (
+        fig,
+        "loading_maps.png",
+        (
+            "Loading maps: each component's weight at every "
+            "column, drawn over the column's Voronoi cell."
+        ),
+    )
 
 
 def _domain_confidence(ld):
@@ -748,17 +853,28 @@ def _domains_figure(result, view):
     panels = [("domains found (learned descriptor)", _matched(domain, truth_map))]
     if result.physical is not None:
         phys = _frame0(result.physical.get_domain_map().data)
-        panels.append(("physical descriptor (neighbour offsets)",
-                       _matched(phys, truth_map if truth_map is not None else domain)))  # fmt: skip
+        panels.append(
+            (
+                "physical descriptor (neighbour offsets)",
+                _matched(phys, truth_map if truth_map is not None else domain),
+            )
+        )
     if truth_map is not None:
         panels.append(("planted domains (truth)", truth_map.astype(float)))
     confidence = _domain_confidence(result.descriptors)
-    fig, axes = _grid(len(panels) + (confidence is not None), size=4.5,
-                      aspect=view.aspect)  # fmt: skip
+    fig, axes = _grid(
+        len(panels) + (confidence is not None), size=4.5, aspect=view.aspect
+    )
     if confidence is not None:
         ax = axes[-1]
-        shown = ax.imshow(confidence, cmap="magma", vmin=0, vmax=1,
-                          extent=view.extent, interpolation="nearest")  # fmt: skip
+        shown = ax.imshow(
+            confidence,
+            cmap="magma",
+            vmin=0,
+            vmax=1,
+            extent=view.extent,
+            interpolation="nearest",
+        )
         ax.set_title("domain probability (largest)", fontsize=9)
         ax.axis("off")
         _scale_bar(ax, view.extent, view.units)
@@ -766,32 +882,50 @@ def _domains_figure(result, view):
         axes = axes[:-1]
     tab10 = colormaps["tab10"]
     for ax, (title, m) in zip(axes, panels, strict=True):
-        ax.imshow(m, cmap="tab10", vmin=-0.5, vmax=9.5, extent=view.extent,
-                  interpolation="nearest")  # fmt: skip
+        ax.imshow(
+            m,
+            cmap="tab10",
+            vmin=-0.5,
+            vmax=9.5,
+            extent=view.extent,
+            interpolation="nearest",
+        )
         ax.set_title(title, fontsize=9)
         ax.axis("off")
         _scale_bar(ax, view.extent, view.units)
         present = sorted(int(v) for v in np.unique(m[np.isfinite(m)]))
-        ax.legend(handles=[Patch(color=tab10(v), label=f"domain {v}") for v in present],
-                  loc="lower left", fontsize=7, framealpha=0.8)  # fmt: skip
-    caption = (f"Domain map: Gaussian-mixture clusters ({result.domains}) of the "
-               "loadings, in categorical colours"
-               + (", matched to the truth's" if truth_map is not None else ""))  # fmt: skip
+        ax.legend(
+            handles=[Patch(color=tab10(v), label=f"domain {v}") for v in present],
+            loc="lower left",
+            fontsize=7,
+            framealpha=0.8,
+        )
+    caption = (
+        f"Domain map: Gaussian-mixture clusters ({result.domains}) of the "
+        "loadings, in categorical colours"
+        + (", matched to the truth's" if truth_map is not None else "")
+    )
     test = result.descriptors.domain_test
     if test is not None and test.get("stability") is not None:
-        caption += (f"; the partition into {test['n_domains']} is {test['why']}; "
-                    "stability: the median adjusted Rand index of the mixture "
-                    "refitted on 10 bootstrap resamples")  # fmt: skip
+        caption += (
+            f"; the partition into {test['n_domains']} is {test['why']}; "
+            "stability: the median adjusted Rand index of the mixture "
+            "refitted on 10 bootstrap resamples"
+        )
     if confidence is not None:
-        caption += ("; the last panel: each window's probability of its domain "
-                    "(low on walls and where domains are not told apart)")  # fmt: skip
+        caption += (
+            "; the last panel: each window's probability of its domain "
+            "(low on walls and where domains are not told apart)"
+        )
     if result.domain_agreement is not None:
         caption += (
             f"; adjusted Rand index {result.domain_agreement:.3f} against the truth"
         )
     if result.physical_agreement is not None:
-        caption += (f"; the physical descriptor's clusters (matched to the learned "
-                    f"ones) agree with them at {result.physical_agreement:.3f}")  # fmt: skip
+        caption += (
+            f"; the physical descriptor's clusters (matched to the learned "
+            f"ones) agree with them at {result.physical_agreement:.3f}"
+        )
     return fig, "domain_map.png", caption + "."
 
 
@@ -807,10 +941,15 @@ def _polarization_figure(result, view):
     h, w = view.raw.shape
     _scale_bar(ax, [0, w, h, 0], view.units, view.scale[0])
     ax.set_title("B displacement from the centre of its A neighbours")
-    return fig, "polarization.png", (
-        "Polarization: displacement of every B column from the centre of its A "
-        "cell (colour: pm on a calibrated image; arrows enlarged as the colourbar "
-        "says).")  # fmt: skip
+    return (
+        fig,
+        "polarization.png",
+        (
+            "Polarization: displacement of every B column from the centre of its A "
+            "cell (colour: pm on a calibrated image; arrows enlarged as the colourbar "
+            "says)."
+        ),
+    )
 
 
 def _scale_bar(ax, extent, units, per_data_unit: float = 1.0) -> None:
@@ -825,9 +964,16 @@ def _scale_bar(ax, extent, units, per_data_unit: float = 1.0) -> None:
     target = width / 5
     step = 10 ** np.floor(np.log10(target))
     length = max(v * step for v in (1, 2, 5) if v * step <= target)
-    bar = AnchoredSizeBar(ax.transData, length / per_data_unit, f"{length:g} {units}",
-                          "lower right", pad=0.3, color="white", frameon=False,
-                          size_vertical=width / per_data_unit / 150)  # fmt: skip
+    bar = AnchoredSizeBar(
+        ax.transData,
+        length / per_data_unit,
+        f"{length:g} {units}",
+        "lower right",
+        pad=0.3,
+        color="white",
+        frameon=False,
+        size_vertical=width / per_data_unit / 150,
+    )
     ax.add_artist(bar)
 
 
@@ -863,7 +1009,7 @@ def _matched(labels, reference):
 def _arrows_figure(pictures, scale, units):
     """Each component as arrows on the mean cell: the columns of every class
     where they sit in the window, and how far each moves in the component."""
-    from stemunmix.interop.atomap import COLORS
+    from stemunmix.core.plotting import COLORS
 
     moves = pictures["displacements"]
     n = len(next(iter(moves.values())))
@@ -877,14 +1023,26 @@ def _arrows_figure(pictures, scale, units):
             color = COLORS[c % len(COLORS)]
             ax.scatter(xy[:, 0], xy[:, 1], s=40, color=color, label=name)
             m = moves[name][k]
-            ax.quiver(xy[:, 0], xy[:, 1], m[:, 0] * gain, m[:, 1] * gain,
-                      angles="xy", scale_units="xy", scale=1, color=color, width=0.02)  # fmt: skip
+            ax.quiver(
+                xy[:, 0],
+                xy[:, 1],
+                m[:, 0] * gain,
+                m[:, 1] * gain,
+                angles="xy",
+                scale_units="xy",
+                scale=1,
+                color=color,
+                width=0.02,
+            )
         ax.set_xlim(-reach, reach)
         ax.set_ylim(reach, -reach)
         ax.set_aspect(1)
         size = float(np.hypot(*np.concatenate([moves[nm][k] for nm in moves]).T).max())
-        label = (f"{size * scale * 1000:.0f} pm" if units == "nm"
-                 else f"{size * scale:.3g} {units}")  # fmt: skip
+        label = (
+            f"{size * scale * 1000:.0f} pm"
+            if units == "nm"
+            else f"{size * scale:.3g} {units}"
+        )
         ax.set_title(f"{k}: up to {label}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -893,8 +1051,13 @@ def _arrows_figure(pictures, scale, units):
 
 
 def _arrows_caption(result):
-    what = ("NMF components" if result.method == "nmf" else
-            "independent components" if result.method == "ica" else "PCA components")  # fmt: skip
+    what = (
+        "NMF components"
+        if result.method == "nmf"
+        else "independent components"
+        if result.method == "ica"
+        else "PCA components"
+    )
     return (
         f"The {what} as the column displacements they encode: each column "
         "of the mean cell (dots, by class) and how far the component moves it "
@@ -912,20 +1075,37 @@ def write_report(result: Analysis, out, title: str = "stemunmix report") -> Path
     columns = result.columns
     ax = result.image.axes_manager.signal_axes[0]
     rows = [
-        ("image", f"{result.image.metadata.General.title or 'untitled'}, "
-                  f"{' x '.join(str(s) for s in result.image.data.shape)} px, "
-                  + (f"{ax.scale:.4g} {ax.units} per pixel"
-                     if str(ax.units) not in ("", "<undefined>", "px")
-                     else "uncalibrated (stemunmix analyze --pixel-size NM, or set "
-                          "the axes' scale and units)")),
-        ("columns found", ", ".join(f"{len(columns.select(n))} {n}"
-                                    for n in columns.class_names if n != "background")),
-        ("windows", f"{result.descriptors.axes_manager.navigation_size} of "
-                    f"{result.window} x {result.window} px, centred on "
-                    f"{result.classes or 'all'} columns"),
-        ("method", f"{result.method.upper()}, {result.components} components, "
-                   f"Gaussian mixture of {result.domains} domains"),
-    ]  # fmt: skip
+        (
+            "image",
+            f"{result.image.metadata.General.title or 'untitled'}, "
+            f"{' x '.join(str(s) for s in result.image.data.shape)} px, "
+            + (
+                f"{ax.scale:.4g} {ax.units} per pixel"
+                if str(ax.units) not in ("", "<undefined>", "px")
+                else "uncalibrated (stemunmix analyze --pixel-size NM, or set "
+                "the axes' scale and units)"
+            ),
+        ),
+        (
+            "columns found",
+            ", ".join(
+                f"{len(columns.select(n))} {n}"
+                for n in columns.class_names
+                if n != "background"
+            ),
+        ),
+        (
+            "windows",
+            f"{result.descriptors.axes_manager.navigation_size} of "
+            f"{result.window} x {result.window} px, centred on "
+            f"{result.classes or 'all'} columns",
+        ),
+        (
+            "method",
+            f"{result.method.upper()}, {result.components} components, "
+            f"Gaussian mixture of {result.domains} domains",
+        ),
+    ]
     for key, value in result.choices.items():
         if isinstance(value, dict):
             rows.append((f"{key} (chosen)", f"{value['value']}: {value['why']}"))
@@ -933,12 +1113,20 @@ def write_report(result: Analysis, out, title: str = "stemunmix report") -> Path
     if test is not None and test.get("stability") is not None:
         rows.append(("domain test", f"{test['n_domains']} domains: {test['why']}"))
     if result.domain_agreement is not None:
-        rows.append(("domain agreement with the truth",
-                     f"adjusted Rand index {result.domain_agreement:.3f}"))  # fmt: skip
+        rows.append(
+            (
+                "domain agreement with the truth",
+                f"adjusted Rand index {result.domain_agreement:.3f}",
+            )
+        )
     if result.physical_agreement is not None:
-        rows.append(("learned and physical descriptors",
-                     f"their domains agree at an adjusted Rand index of "
-                     f"{result.physical_agreement:.3f}"))  # fmt: skip
+        rows.append(
+            (
+                "learned and physical descriptors",
+                f"their domains agree at an adjusted Rand index of "
+                f"{result.physical_agreement:.3f}",
+            )
+        )
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
     rows.append(("timings", timing + f", report {time.perf_counter() - t0:.1f} s"))
     table = "\n".join(
@@ -981,8 +1169,11 @@ def save_results(result: Analysis, out, lazy: bool = False) -> list[Path]:
             # HyperSpy keeps scikit-learn estimators here, which no file holds.
             setattr(lr, key, repr(value))
     paths = []
-    for name, signal in (("image", result.image), ("probabilities", result.probabilities),
-                         ("descriptors", result.descriptors)):  # fmt: skip
+    for name, signal in (
+        ("image", result.image),
+        ("probabilities", result.probabilities),
+        ("descriptors", result.descriptors),
+    ):
         path = out / f"{name}.{ext}"
         read_from = result.stored.get(name)
         if read_from is None or Path(read_from).resolve() != path.resolve():

@@ -215,21 +215,56 @@ def perovskite(
     dip = checks.real("dip", dip, 0, 1, low_open=True)
 
     out = _core.render_perovskite(
-        shape, a_px, projection, rotation, intensity_ratio, dark_fraction,
-        dark_ratio, sigma, disp_px, directions, domains, wall_px, dose, read_noise,
-        drift, jitter, background, blur_px, seed, oxygen=oxygen_ratio, tilt=tilt,
+        shape,
+        a_px,
+        projection,
+        rotation,
+        intensity_ratio,
+        dark_fraction,
+        dark_ratio,
+        sigma,
+        disp_px,
+        directions,
+        domains,
+        wall_px,
+        dose,
+        read_noise,
+        drift,
+        jitter,
+        background,
+        blur_px,
+        seed,
+        oxygen=oxygen_ratio,
+        tilt=tilt,
         dip=dip if contrast == "dark" else None,
-    )  # fmt: skip
+    )
 
     parameters = dict(
-        shape=shape, pixel_size=pixel_size, lattice_parameter=lattice_parameter,
-        projection=projection, rotation=rotation, intensity_ratio=intensity_ratio,
-        dark_fraction=dark_fraction, dark_ratio=dark_ratio, column_width=column_width,
-        displacement=displacement, directions=directions, domains=domains,
-        wall_width=wall_width, dose=dose, read_noise=read_noise, drift=drift,
-        jitter=jitter, background=background, blur=blur, seed=seed,
-        oxygen_ratio=oxygen_ratio, tilt=tilt, contrast=contrast, dip=dip,
-    )  # fmt: skip
+        shape=shape,
+        pixel_size=pixel_size,
+        lattice_parameter=lattice_parameter,
+        projection=projection,
+        rotation=rotation,
+        intensity_ratio=intensity_ratio,
+        dark_fraction=dark_fraction,
+        dark_ratio=dark_ratio,
+        column_width=column_width,
+        displacement=displacement,
+        directions=directions,
+        domains=domains,
+        wall_width=wall_width,
+        dose=dose,
+        read_noise=read_noise,
+        drift=drift,
+        jitter=jitter,
+        background=background,
+        blur=blur,
+        seed=seed,
+        oxygen_ratio=oxygen_ratio,
+        tilt=tilt,
+        contrast=contrast,
+        dip=dip,
+    )
     image = _make_image(out["image"], pixel_size, parameters)
     names = ["A", "B"] if oxygen_ratio is None else ["A", "B", "O"]
     truth = SyntheticTruth(
@@ -306,10 +341,18 @@ def from_columns(
         shape, columns.xy, amplitude, sigma, drift, line_jitter
     )
     expected, data = _core.detect(clean, blur, background, dose, read_noise, rng)
-    parameters = {"pixel_size": pixel_size, "column_width": column_width,
-                  "background": background, "dose": dose, "read_noise": read_noise,
-                  "blur": blur * pixel_size, "drift": list(drift), "jitter": jitter,
-                  "seed": seed, "domains": "none"}  # fmt: skip
+    parameters = {
+        "pixel_size": pixel_size,
+        "column_width": column_width,
+        "background": background,
+        "dose": dose,
+        "read_noise": read_noise,
+        "blur": blur * pixel_size,
+        "drift": list(drift),
+        "jitter": jitter,
+        "seed": seed,
+        "domains": "none",
+    }
     image = _make_image(data.astype(np.float32), pixel_size, parameters)
     image.metadata.General.title = "Synthetic image of given columns"
     n = len(columns)
@@ -341,9 +384,10 @@ def _check_shape(shape) -> tuple[int, int]:
     if (
         isinstance(shape, (str, bytes))
         or not hasattr(shape, "__len__")
-        or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool)
-                   for s in shape)
-    ):  # fmt: skip
+        or not all(
+            isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in shape
+        )
+    ):
         raise TypeError(
             f"shape must be an int or two ints (rows, cols) in pixels, got {shape!r}"
         )

@@ -163,8 +163,11 @@ def run_image(
         y0, y1, x0, x1 = box
         out[frame][..., y0:y1, x0:x1] = step.fn(_numpy(region), frame, box, origin)
 
-    jobs = [(frame,) + r for frame in np.ndindex(nav_shape)
-            for r in _regions(step, data, frame, box_list)]  # fmt: skip
+    jobs = [
+        (frame,) + r
+        for frame in np.ndindex(nav_shape)
+        for r in _regions(step, data, frame, box_list)
+    ]
     _run(one, jobs, threads, progress)
     return out
 
@@ -193,8 +196,9 @@ def _in_place(step, data, nav_shape, frame_shape, box_list, progress):
             for box in (b for b in box_list if (b[0], b[1]) == (y0, y1)):
                 ry0, ry1, rx0, rx1 = step.region(frame, box, frame_shape)
                 region = band[..., ry0 - lo : ry1 - lo, rx0:rx1]
-                maps[..., y0:y1, box[2] : box[3]] = step.fn(region, frame, box,
-                                                            (ry0, rx0))  # fmt: skip
+                maps[..., y0:y1, box[2] : box[3]] = step.fn(
+                    region, frame, box, (ry0, rx0)
+                )
                 if progress is not None:
                     progress.update(1)
 
@@ -221,8 +225,16 @@ def _image_graph(step, data, lead, nav_shape, frame_shape, box_list, dtype):
     return da.stack(frames).reshape(nav_shape + tuple(lead) + frame_shape)
 
 
-def run_items(step: Step, data, nav_ndim: int, blocks_of, compute: bool = True,
-              threads: int = 1, progress=None, shape=None) -> list:  # fmt: skip
+def run_items(
+    step: Step,
+    data,
+    nav_ndim: int,
+    blocks_of,
+    compute: bool = True,
+    threads: int = 1,
+    progress=None,
+    shape=None,
+) -> list:
     """One result per block: ``blocks_of(frame)`` lists the boxes of a frame.
 
     Returns [(frame, box, result)] in frame then box order. Over dask input the
@@ -232,8 +244,11 @@ def run_items(step: Step, data, nav_ndim: int, blocks_of, compute: bool = True,
     if data is not None:
         shape = _first(data).shape[:nav_ndim] + _first(data).shape[-2:]
     nav_shape = tuple(shape[:-2])
-    jobs = [(frame,) + r for frame in np.ndindex(nav_shape)
-            for r in _regions(step, data, frame, blocks_of(frame))]  # fmt: skip
+    jobs = [
+        (frame,) + r
+        for frame in np.ndindex(nav_shape)
+        for r in _regions(step, data, frame, blocks_of(frame))
+    ]
     if not is_lazy(data):
         results = [None] * len(jobs)
 
@@ -246,8 +261,9 @@ def run_items(step: Step, data, nav_ndim: int, blocks_of, compute: bool = True,
     import dask
 
     fn = _delayed_step(step)
-    tasks = [fn(_whole(region), frame, box, origin)
-             for frame, box, origin, region in jobs]  # fmt: skip
+    tasks = [
+        fn(_whole(region), frame, box, origin) for frame, box, origin, region in jobs
+    ]
     if compute:
         tasks = dask.compute(*tasks)
         release_memory()
@@ -277,8 +293,9 @@ def _malloc_trim() -> int:
     import ctypes.util
 
     try:
-        return int(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-                   .malloc_trim(0))  # fmt: skip
+        return int(
+            ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        )
     except (OSError, AttributeError):  # not glibc
         return 0
 

@@ -20,13 +20,21 @@ def middle(shape, half: int = 256) -> tuple[slice, slice]:
     return slice(max(0, cy - half), cy + half), slice(max(0, cx - half), cx + half)
 
 
-def frame_sizes(prob, image, column_classes, min_distance, threshold, ab_distance,
-                patch: float = 0.5) -> dict:  # fmt: skip
+def frame_sizes(
+    prob,
+    image,
+    column_classes,
+    min_distance,
+    threshold,
+    ab_distance,
+    patch: float = 0.5,
+) -> dict:
     """:func:`column_sizes` measured on the :func:`middle` of a frame (maps
     ``prob`` and raw ``image`` already cut to it), the same for the eager and
     the block-by-block (lazy) search."""
-    xy = find_columns_frame(prob, column_classes, min_distance, threshold, None,
-                            "centroid")[0]  # fmt: skip
+    xy = find_columns_frame(
+        prob, column_classes, min_distance, threshold, None, "centroid"
+    )[0]
     return column_sizes(np.asarray(image, float), xy, ab_distance, patch)
 
 
@@ -95,8 +103,15 @@ def find_columns_frame(
         d = ab_distance if ab_distance else 2 * min_distance
         if sizes is None:
             rows, cols = middle(prob.shape)
-            sizes = frame_sizes(prob[:, rows, cols], image[rows, cols], column_classes,
-                                min_distance, threshold, d, patch)  # fmt: skip
+            sizes = frame_sizes(
+                prob[:, rows, cols],
+                image[rows, cols],
+                column_classes,
+                min_distance,
+                threshold,
+                d,
+                patch,
+            )
         fit = refine_gaussian(image, xy, **sizes, uncertainty=False)
         ok = fit["moved"] <= 0.5 * min_distance
         xy = np.where(ok[:, None], fit["xy"], xy)
@@ -126,8 +141,9 @@ def _resolve_duplicates(xy, scores, min_distance):
     return np.flatnonzero(~drop)
 
 
-def find_columns_region(prob, column_classes, min_distance, threshold, image, refine,
-                        sizes, core, origin):  # fmt: skip
+def find_columns_region(
+    prob, column_classes, min_distance, threshold, image, refine, sizes, core, origin
+):
     """:func:`find_columns_frame` on a region of a frame (its core plus a halo),
     keeping the columns whose starting centroid lies in ``core`` (y0, y1, x0,
     x1, frame pixels); ``origin`` (row, col) is the region's first pixel.
@@ -141,8 +157,9 @@ def find_columns_region(prob, column_classes, min_distance, threshold, image, re
     packs each column's fitted quantities and the terms of its uncertainty
     (:func:`unpack_fit`), NaN where the fit was not kept.
     """
-    xy, labels, scores = find_columns_frame(prob, column_classes, min_distance,
-                                            threshold, None, "centroid")  # fmt: skip
+    xy, labels, scores = find_columns_frame(
+        prob, column_classes, min_distance, threshold, None, "centroid"
+    )
     start = xy.copy()
     packed = np.full((len(xy), FIT_WIDTH), np.nan)
     if refine == "gaussian" and image is not None and len(xy):
@@ -153,9 +170,11 @@ def find_columns_region(prob, column_classes, min_distance, threshold, image, re
     shift = np.array([origin[1], origin[0]], float)
     xy, start = xy + shift, start + shift
     own = (
-        (start[:, 1] >= core[0]) & (start[:, 1] < core[1])
-        & (start[:, 0] >= core[2]) & (start[:, 0] < core[3])
-    )  # fmt: skip
+        (start[:, 1] >= core[0])
+        & (start[:, 1] < core[1])
+        & (start[:, 0] >= core[2])
+        & (start[:, 0] < core[3])
+    )
     return xy[own], labels[own], scores[own], start[own], packed[own]
 
 
@@ -166,9 +185,13 @@ FIT_WIDTH = len(FIT_KEYS) + 6 + 5
 def _pack(fit: dict) -> np.ndarray:
     n = len(fit["xy"])
     return np.concatenate(
-        [np.stack([fit[k] for k in FIT_KEYS], 1), fit["position_terms"].reshape(n, 6),
-         fit["noise_sums"].reshape(n, 5)], 1,
-    )  # fmt: skip
+        [
+            np.stack([fit[k] for k in FIT_KEYS], 1),
+            fit["position_terms"].reshape(n, 6),
+            fit["noise_sums"].reshape(n, 5),
+        ],
+        1,
+    )
 
 
 def unpack_fit(packed: np.ndarray) -> tuple[dict, np.ndarray, tuple]:
@@ -209,8 +232,17 @@ def region_halo(min_distance: float, sizes: dict, n_iter: int = 4) -> int:
     return int(np.ceil((n_iter + 2) * reach + 4 * min_distance))
 
 
-def find_columns(prob, image, nav_ndim: int, column_classes, threshold: float,
-                 refine: str, distances: dict, block: int, progress=None) -> dict:  # fmt: skip
+def find_columns(
+    prob,
+    image,
+    nav_ndim: int,
+    column_classes,
+    threshold: float,
+    refine: str,
+    distances: dict,
+    block: int,
+    progress=None,
+) -> dict:
     """Columns of every frame of ``prob`` (nav..., C, H, W) and the raw
     ``image`` (nav..., H, W, or None), numpy or dask, block by block through
     the engine: each block reads its region with the halo of
@@ -235,8 +267,10 @@ def find_columns(prob, image, nav_ndim: int, column_classes, threshold: float,
     rows, cols = middle(shape)
     # the error model's pixels: the middle PIXEL_CROP^2 of that middle
     e_rows, e_cols = middle(shape, PIXEL_CROP // 2)
-    inner = (slice(e_rows.start - rows.start, e_rows.stop - rows.start),
-             slice(e_cols.start - cols.start, e_cols.stop - cols.start))  # fmt: skip
+    inner = (
+        slice(e_rows.start - rows.start, e_rows.stop - rows.start),
+        slice(e_cols.start - cols.start, e_cols.stop - cols.start),
+    )
     if use_image:
         pieces = [(prob[f][:, rows, cols], image[f][rows, cols]) for f in frames]
         if engine.is_lazy((prob, image)):
@@ -245,8 +279,9 @@ def find_columns(prob, image, nav_ndim: int, column_classes, threshold: float,
             pieces = dask.compute(*pieces)
         for f, (p, r) in zip(frames, pieces, strict=True):
             dist, d_ab = distances[f]
-            sizes[f] = frame_sizes(np.asarray(p), r, column_classes, dist,
-                                   threshold, d_ab)  # fmt: skip
+            sizes[f] = frame_sizes(
+                np.asarray(p), r, column_classes, dist, threshold, d_ab
+            )
             crops[f] = np.array(np.asarray(r)[inner], copy=True)
 
     def region_of(frame, box):
@@ -261,13 +296,23 @@ def find_columns(prob, image, nav_ndim: int, column_classes, threshold: float,
 
     def run(region, frame, box, origin):
         p, raw = region if use_image else (region, None)
-        return find_columns_region(p, column_classes, distances[frame][0], threshold,
-                                   raw, refine, sizes[frame], box, origin)  # fmt: skip
+        return find_columns_region(
+            p,
+            column_classes,
+            distances[frame][0],
+            threshold,
+            raw,
+            refine,
+            sizes[frame],
+            box,
+            origin,
+        )
 
     step = engine.Step(run, region_of=region_of)
     data = (prob, image) if use_image else prob
-    parts = engine.run_items(step, data, nav_ndim, lambda f: engine.boxes(shape, block),
-                             progress=progress)  # fmt: skip
+    parts = engine.run_items(
+        step, data, nav_ndim, lambda f: engine.boxes(shape, block), progress=progress
+    )
     by_frame = {f: [] for f in frames}
     for frame, _, r in parts:
         by_frame[frame].append(list(r))
@@ -310,6 +355,8 @@ def on_frame(xy, shape) -> np.ndarray:
     """Whether each [x, y] position lies on a frame of ``shape`` (H, W)."""
     h, w = shape[-2:]
     return (
-        (xy[:, 0] >= -0.5) & (xy[:, 0] <= w - 0.5)
-        & (xy[:, 1] >= -0.5) & (xy[:, 1] <= h - 0.5)
-    )  # fmt: skip
+        (xy[:, 0] >= -0.5)
+        & (xy[:, 0] <= w - 0.5)
+        & (xy[:, 1] >= -0.5)
+        & (xy[:, 1] <= h - 0.5)
+    )

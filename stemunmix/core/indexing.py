@@ -84,8 +84,10 @@ def _neighbour_pairs(xy):
     k = min(7, n)
     _, idx = cKDTree(xy).query(xy, k=k, workers=-1)
     # int32: half the memory of the 4 M pairs of a 16384^2 image
-    return (np.repeat(np.arange(n, dtype=np.int32), k - 1),
-            idx[:, 1:].ravel().astype(np.int32))  # fmt: skip
+    return (
+        np.repeat(np.arange(n, dtype=np.int32), k - 1),
+        idx[:, 1:].ravel().astype(np.int32),
+    )
 
 
 def _bonds(xy, local, pairs, chunk: int = 1 << 18):
@@ -95,8 +97,10 @@ def _bonds(xy, local, pairs, chunk: int = 1 << 18):
     time: at once, the temporaries of the 4 M pairs of a 16384^2 image held
     0.35 GB."""
     src, dst = pairs
-    parts = [_unit_bonds(xy, local, src[lo : lo + chunk], dst[lo : lo + chunk])
-             for lo in range(0, len(src), chunk)]  # fmt: skip
+    parts = [
+        _unit_bonds(xy, local, src[lo : lo + chunk], dst[lo : lo + chunk])
+        for lo in range(0, len(src), chunk)
+    ]
     if not parts:
         return src, dst, np.zeros(0, np.int8), np.zeros(0)
     return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
@@ -108,8 +112,9 @@ def _unit_bonds(xy, local, src, dst):
     misfit = np.hypot(*(frac - step).T)
     unit = (np.abs(step).sum(1) == 1) & (misfit < TOLERANCE)
     # STEPS: +a, -a, +b, -b
-    which = np.where(step[:, 0] != 0, (step[:, 0] < 0).astype(int),
-                     2 + (step[:, 1] < 0).astype(int))  # fmt: skip
+    which = np.where(
+        step[:, 0] != 0, (step[:, 0] < 0).astype(int), 2 + (step[:, 1] < 0).astype(int)
+    )
     return src[unit], dst[unit], which[unit].astype(np.int8), misfit[unit]
 
 
@@ -119,8 +124,9 @@ def _fractional(basis: np.ndarray, d: np.ndarray) -> np.ndarray:
     ax, ay, bx, by = basis[:, 0, 0], basis[:, 0, 1], basis[:, 1, 0], basis[:, 1, 1]
     det = ax * by - ay * bx
     det = np.where(det == 0, 1e-12, det)
-    return np.stack([(by * d[:, 0] - bx * d[:, 1]) / det,
-                     (ax * d[:, 1] - ay * d[:, 0]) / det], 1)  # fmt: skip
+    return np.stack(
+        [(by * d[:, 0] - bx * d[:, 1]) / det, (ax * d[:, 1] - ay * d[:, 0]) / det], 1
+    )
 
 
 def _local_vectors(xy, src, dst, which, n, fallback):
@@ -200,8 +206,9 @@ def _sum_to_root(order, pred, root, xy, local) -> np.ndarray:
     kids = order[1:]
     step = np.zeros((n, 2), int)
     if len(kids):
-        frac = _fractional(0.5 * (local[kids] + local[parent[kids]]),
-                           xy[kids] - xy[parent[kids]])  # fmt: skip
+        frac = _fractional(
+            0.5 * (local[kids] + local[parent[kids]]), xy[kids] - xy[parent[kids]]
+        )
         step[kids] = np.round(frac).astype(int)
     for _ in range(int(np.ceil(np.log2(max(n, 2)))) + 1):
         step = step + step[parent]
@@ -210,8 +217,12 @@ def _sum_to_root(order, pred, root, xy, local) -> np.ndarray:
     return step[order]
 
 
-def index_columns(xy: np.ndarray, labels: np.ndarray, reference: int,
-                  vectors: np.ndarray | None = None):  # fmt: skip
+def index_columns(
+    xy: np.ndarray,
+    labels: np.ndarray,
+    reference: int,
+    vectors: np.ndarray | None = None,
+):
     """(i, j) of all columns (N, 2) int (from 0) and the lattice
     vectors [a, b] (2, 2) of the ``reference`` class (the A columns), or
     (None, None) where its lattice can't be measured.

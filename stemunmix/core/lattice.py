@@ -8,8 +8,13 @@ LATTICES = (None, "checkerboard")
 BOND = 1.2  # nearest unlike neighbours lie at 1, like ones at sqrt(2) A-B distances
 
 
-def checkerboard(xy: np.ndarray, labels: np.ndarray, scores: np.ndarray,
-                 ab_distance: float, pair: tuple[int, int]) -> np.ndarray:  # fmt: skip
+def checkerboard(
+    xy: np.ndarray,
+    labels: np.ndarray,
+    scores: np.ndarray,
+    ab_distance: float,
+    pair: tuple[int, int],
+) -> np.ndarray:
     """Labels of a two-sublattice projection (a perovskite along [001]) in which
     the columns of class ``pair[0]`` and ``pair[1]`` alternate along every
     nearest-neighbour bond.
@@ -55,8 +60,9 @@ def checkerboard(xy: np.ndarray, labels: np.ndarray, scores: np.ndarray,
         root = int(np.flatnonzero(patch_of == p)[0])
         best = None
         for g in (graph, tree):
-            order, parent = breadth_first_order(g, root, directed=False,
-                                                return_predecessors=True)  # fmt: skip
+            order, parent = breadth_first_order(
+                g, root, directed=False, return_predecessors=True
+            )
             colour = np.zeros(n, bool)
             for i in order[1:]:  # parents come before their children
                 colour[i] = not colour[parent[i]]
@@ -169,8 +175,9 @@ def lattice_halo(vectors: np.ndarray) -> int:
     return int(np.ceil(np.abs(_shifts(vectors)).max())) + 1
 
 
-def relabel(region: np.ndarray, vectors: np.ndarray, weight: float,
-            background: int) -> np.ndarray:  # fmt: skip
+def relabel(
+    region: np.ndarray, vectors: np.ndarray, weight: float, background: int
+) -> np.ndarray:
     """Class probabilities (C, H, W) with the column classes named with the
     help of the lattice.
 
@@ -198,8 +205,12 @@ def relabel(region: np.ndarray, vectors: np.ndarray, weight: float,
     for dx, dy in _shifts(vectors):
         ix, iy = int(np.floor(dx)), int(np.floor(dy))
         fx, fy = dx - ix, dy - iy
-        for oy, ox, c in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx),
-                          (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):  # fmt: skip
+        for oy, ox, c in (
+            (0, 0, (1 - fy) * (1 - fx)),
+            (0, 1, (1 - fy) * fx),
+            (1, 0, fy * (1 - fx)),
+            (1, 1, fy * fx),
+        ):
             if c == 0:
                 continue
             y0, x0 = m + iy + oy, m + ix + ox
@@ -267,8 +278,9 @@ def name_by_lattice(maps, names, spacings, weight: float, block: int):
 
     step = engine.Step(run, halo=halo)
     out = maps if not engine.is_lazy(maps) else None
-    maps = engine.run_image(step, maps, (len(names),), max(block, 2 * halo),
-                            len(nav_shape), out=out)  # fmt: skip
+    maps = engine.run_image(
+        step, maps, (len(names),), max(block, 2 * halo), len(nav_shape), out=out
+    )
     return maps, vectors
 
 
@@ -278,8 +290,13 @@ def _central(shape, size: int) -> tuple[slice, slice]:
     return slice(top, top + size), slice(left, left + size)
 
 
-def relabel_frame(maps: np.ndarray, vectors: np.ndarray, weight: float,
-                  background: int, rows: int = 256) -> None:  # fmt: skip
+def relabel_frame(
+    maps: np.ndarray,
+    vectors: np.ndarray,
+    weight: float,
+    background: int,
+    rows: int = 256,
+) -> None:
     """:func:`relabel` of a whole frame's maps (C, H, W), in place, in blocks
     of ``rows`` pixels (with their halo) through the engine, so memory stays
     one band of blocks."""
@@ -291,5 +308,11 @@ def relabel_frame(maps: np.ndarray, vectors: np.ndarray, weight: float,
         return out[:, y0 - origin[0] : y1 - origin[0], x0 - origin[1] : x1 - origin[1]]
 
     halo = lattice_halo(vectors)
-    engine.run_image(engine.Step(run, halo=halo), maps, (maps.shape[0],),
-                     max(rows, halo), 0, out=maps)  # fmt: skip
+    engine.run_image(
+        engine.Step(run, halo=halo),
+        maps,
+        (maps.shape[0],),
+        max(rows, halo),
+        0,
+        out=maps,
+    )

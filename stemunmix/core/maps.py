@@ -84,8 +84,16 @@ def point_map(xy, values, shape):
     return out[0] if squeeze else out
 
 
-def draw(per_frame: dict, nav_shape, shape, k: int, mode: str, spacing: float,
-         block: int, lazy: bool):  # fmt: skip
+def draw(
+    per_frame: dict,
+    nav_shape,
+    shape,
+    k: int,
+    mode: str,
+    spacing: float,
+    block: int,
+    lazy: bool,
+):
     """Maps (nav..., k, H, W) of per-column values through the engine.
 
     ``per_frame``: {frame: (xy, values (N, k))}. ``mode="voronoi"``: each pixel
@@ -104,14 +112,23 @@ def draw(per_frame: dict, nav_shape, shape, k: int, mode: str, spacing: float,
         xy, values = per_frame[frame]
         y0, y1, x0, x1 = box
         near = (
-            (xy[:, 0] >= x0 - reach - 1) & (xy[:, 0] <= x1 + reach)
-            & (xy[:, 1] >= y0 - reach - 1) & (xy[:, 1] <= y1 + reach)
-        )  # fmt: skip
+            (xy[:, 0] >= x0 - reach - 1)
+            & (xy[:, 0] <= x1 + reach)
+            & (xy[:, 1] >= y0 - reach - 1)
+            & (xy[:, 1] <= y1 + reach)
+        )
         local = xy[near] - np.array([x0, y0], float)
         out = np.full((k, y1 - y0, x1 - x0), np.nan, np.float32)
         if near.any():
             out[:] = fn(local, values[near].reshape(-1, k), (y1 - y0, x1 - x0), *extra)
         return out
 
-    return engine.run_image(engine.Step(run), None, (k,), block, len(nav_shape),
-                            shape=tuple(nav_shape) + tuple(shape), lazy=lazy)  # fmt: skip
+    return engine.run_image(
+        engine.Step(run),
+        None,
+        (k,),
+        block,
+        len(nav_shape),
+        shape=tuple(nav_shape) + tuple(shape),
+        lazy=lazy,
+    )

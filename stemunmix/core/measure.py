@@ -58,8 +58,13 @@ def site_fraction(xy_a, ij_a, xy_b, ij_b, shape) -> np.ndarray:
     b = cell[:, 2] - cell[:, 0]
     d = xy_b[ok] - cell[:, 0]
     det = a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0]
-    frac = np.stack([(b[:, 1] * d[:, 0] - b[:, 0] * d[:, 1]) / det,
-                     (a[:, 0] * d[:, 1] - a[:, 1] * d[:, 0]) / det], 1)  # fmt: skip
+    frac = np.stack(
+        [
+            (b[:, 1] * d[:, 0] - b[:, 0] * d[:, 1]) / det,
+            (a[:, 0] * d[:, 1] - a[:, 1] * d[:, 0]) / det,
+        ],
+        1,
+    )
     frac = frac[np.isfinite(frac).all(1)]
     if len(frac) == 0:
         return np.array([0.5, 0.5])
@@ -82,8 +87,17 @@ def _site_weights(site):
     return np.array([(1 - fa) * (1 - fb), fa * (1 - fb), (1 - fa) * fb, fa * fb])
 
 
-def polarization_cells(xy_a, sigma_a, ij_a, xy_b, sigma_b, ij_b, shape=None,
-                       site=None, return_covariance: bool = False):  # fmt: skip
+def polarization_cells(
+    xy_a,
+    sigma_a,
+    ij_a,
+    xy_b,
+    sigma_b,
+    ij_b,
+    shape=None,
+    site=None,
+    return_covariance: bool = False,
+):
     """Per cell: the B column's displacement from where the symmetric cell
     puts it, and its standard deviation.
 
@@ -137,13 +151,17 @@ def significance(value: np.ndarray, cov: np.ndarray) -> np.ndarray:
     c = np.asarray(cov, float)
     det = c[..., 0, 0] * c[..., 1, 1] - c[..., 0, 1] * c[..., 1, 0]
     with np.errstate(invalid="ignore", divide="ignore"):
-        q = (c[..., 1, 1] * v[..., 0] ** 2 - 2 * c[..., 0, 1] * v[..., 0] * v[..., 1]
-             + c[..., 0, 0] * v[..., 1] ** 2) / det  # fmt: skip
+        q = (
+            c[..., 1, 1] * v[..., 0] ** 2
+            - 2 * c[..., 0, 1] * v[..., 0] * v[..., 1]
+            + c[..., 0, 0] * v[..., 1] ** 2
+        ) / det
         return np.where(det > 0, np.sqrt(np.clip(q, 0, None)), np.nan)
 
 
-def region_polarization(xy_a, cov_a, ij_a, xy_b, cov_b, ij_b, region,
-                        reference=None, shape=None, site=None) -> dict:  # fmt: skip
+def region_polarization(
+    xy_a, cov_a, ij_a, xy_b, cov_b, ij_b, region, reference=None, shape=None, site=None
+) -> dict:
     """The mean displacement of the complete cells in ``region`` (bool
     (nj, ni)), less that of ``reference`` (a second mask) if given, with
     its covariance and significance.
@@ -187,9 +205,14 @@ def region_polarization(xy_a, cov_a, ij_a, xy_b, cov_b, ij_b, region,
         "k,kij->ij", coef_a**2, as_covariance(cov_a)
     )
     sig = float(significance(mean, cov))
-    return {"mean": mean, "covariance": cov, "sigma": np.sqrt(np.diag(cov)),
-            "significance": sig, "p_value": float(np.exp(-0.5 * sig**2)),
-            "cells": counts[0]}  # fmt: skip
+    return {
+        "mean": mean,
+        "covariance": cov,
+        "sigma": np.sqrt(np.diag(cov)),
+        "significance": sig,
+        "p_value": float(np.exp(-0.5 * sig**2)),
+        "cells": counts[0],
+    }
 
 
 def cell_vectors(xy_a, ij_a, shape) -> tuple[np.ndarray, np.ndarray]:
@@ -236,8 +259,9 @@ def strain_cells(xy_a, ij_a, shape=None, reference=None) -> dict:
     }
 
 
-def octahedral_cells(xy_b, sigma_b, ij_b, xy_o, sigma_o, shape=None,
-                     tolerance: float = 0.25) -> dict:  # fmt: skip
+def octahedral_cells(
+    xy_b, sigma_b, ij_b, xy_o, sigma_o, shape=None, tolerance: float = 0.25
+) -> dict:
     """The pure-O columns on the B-B bonds of every cell.
 
     For each cell (i, j) and each of its two bonds from the B column (i, j),
@@ -288,6 +312,10 @@ def octahedral_cells(xy_b, sigma_b, ij_b, xy_o, sigma_o, shape=None,
             )
             slope = 2 * length / (length**2 + 4 * across**2)
             sigma_tilt = np.degrees(slope * np.sqrt(var))
-        out[name] = {"displacement": disp, "tilt": tilt, "sigma_tilt": sigma_tilt,
-                     "midpoint": mid}  # fmt: skip
+        out[name] = {
+            "displacement": disp,
+            "tilt": tilt,
+            "sigma_tilt": sigma_tilt,
+            "midpoint": mid,
+        }
     return out

@@ -7,8 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def reference_cell(centre_xy, around_xy, reach: float | None = None,
-                   k_query: int = 12):  # fmt: skip
+def reference_cell(centre_xy, around_xy, reach: float | None = None, k_query: int = 12):
     """The offsets (K, 2) [x, y] of the ``around`` columns within ``reach``
     pixels (default 1.3 times the median distance to the nearest one) of a
     typical ``centre`` column: the median cell, in order of angle.
@@ -100,8 +99,9 @@ def window_sites(centre_xy, classes_xy: dict, d: int, centre_class=None) -> dict
     for name, xy in classes_xy.items():
         if len(xy) < 2:
             continue
-        ref = reference_cell(centre_xy, xy, reach=float(np.sqrt(2) * (half + 0.5)),
-                             k_query=32)  # fmt: skip
+        ref = reference_cell(
+            centre_xy, xy, reach=float(np.sqrt(2) * (half + 0.5)), k_query=32
+        )
         ref = ref.reshape(-1, 2)
         if name == centre_class:
             ref = np.vstack([np.zeros((1, 2)), ref[np.hypot(*ref.T) >= 1.0]])
@@ -128,8 +128,12 @@ def centroid_shifts(picture, reference, sites, radius: float) -> np.ndarray:
             return np.array([x0, y0], float)
         return np.array([(wts * xx[disc]).sum(), (wts * yy[disc]).sum()]) / wts.sum()
 
-    return np.array([centroid(picture, x, y) - centroid(reference, x, y)
-                     for x, y in np.asarray(sites, float)])  # fmt: skip
+    return np.array(
+        [
+            centroid(picture, x, y) - centroid(reference, x, y)
+            for x, y in np.asarray(sites, float)
+        ]
+    )
 
 
 def cell_centres(centre_xy, around_xy, reach: float | None = None):
@@ -140,8 +144,15 @@ def cell_centres(centre_xy, around_xy, reach: float | None = None):
     return np.asarray(centre_xy, float) + (offsets + ref[None]).mean(1), ok
 
 
-def component_moves(factors, spread, mean, sites: dict, d: int, channels: list,
-                    radius: float | None = None) -> dict:  # fmt: skip
+def component_moves(
+    factors,
+    spread,
+    mean,
+    sites: dict,
+    d: int,
+    channels: list,
+    radius: float | None = None,
+) -> dict:
     """How far each component moves each column of the mean window:
     {class: (n_components, M, 2) px}. ``factors`` (components, features) of
     windows (d, C d) with the ``channels`` side by side; ``spread`` the

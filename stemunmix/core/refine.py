@@ -65,10 +65,16 @@ def refine_gaussian(
     n = len(xy)
     if n == 0:
         empty = np.zeros(0)
-        return {"xy": xy.reshape(0, 2), "height": empty, "sigma": empty,
-                "background": empty, "rms": empty, "moved": empty,
-                "position_terms": np.zeros((0, 6)),
-                "noise_sums": np.zeros((0, 5))}  # fmt: skip
+        return {
+            "xy": xy.reshape(0, 2),
+            "height": empty,
+            "sigma": empty,
+            "background": empty,
+            "rms": empty,
+            "moved": empty,
+            "position_terms": np.zeros((0, 6)),
+            "noise_sums": np.zeros((0, 5)),
+        }
     radius = int(radius or max(2, np.ceil(1.5 * sigma)))
     h, w = image.shape
     centre = np.round(xy).astype(np.int64)
@@ -91,9 +97,21 @@ def refine_gaussian(
         for t in range(n_iter):
             previous[:] = params
             kernels["render"](previous, radius, model)
-            kernels["round"](image, model, previous, params, lam, centre, radius,
-                             0.3 * sigma, 3.0 * sigma, uncertainty and t == n_iter - 1,
-                             terms, sums, rms)  # fmt: skip
+            kernels["round"](
+                image,
+                model,
+                previous,
+                params,
+                lam,
+                centre,
+                radius,
+                0.3 * sigma,
+                3.0 * sigma,
+                uncertainty and t == n_iter - 1,
+                terms,
+                sums,
+                rms,
+            )
     return {
         "xy": params[:, 1:3].copy(),
         "height": params[:, 0].copy(),
@@ -226,8 +244,21 @@ def cost_of(image, target, x0, y0, m, a, cx, cy, s, b):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def lm_round(image, model, prev, params, lam, centre, radius, sig_lo, sig_hi,
-             collect, terms, sums, rms):  # fmt: skip
+def lm_round(
+    image,
+    model,
+    prev,
+    params,
+    lam,
+    centre,
+    radius,
+    sig_lo,
+    sig_hi,
+    collect,
+    terms,
+    sums,
+    rms,
+):
     """One damped Gauss-Newton step of every column (Jacobi: reads prev,
     whose Gaussians ``model`` holds summed, :func:`render`).
 
@@ -307,13 +338,28 @@ def lm_round(image, model, prev, params, lam, centre, radius, sig_lo, sig_hi,
             position_terms(jtj, jmu, terms[k])
             noise_sums(res, mus, inside, sums[k])
             rms[k] = np.sqrt(cost / max(count, 1))
-        take_step(image, target, x0, y0, m, prev, params, lam, k, jtj, jtr, cost,
-                  sig_lo, sig_hi)  # fmt: skip
+        take_step(
+            image,
+            target,
+            x0,
+            y0,
+            m,
+            prev,
+            params,
+            lam,
+            k,
+            jtj,
+            jtr,
+            cost,
+            sig_lo,
+            sig_hi,
+        )
 
 
 @numba.njit(cache=True, fastmath=True)
-def take_step(image, target, x0, y0, m, prev, params, lam, k, jtj, jtr, cost,
-              sig_lo, sig_hi):  # fmt: skip
+def take_step(
+    image, target, x0, y0, m, prev, params, lam, k, jtj, jtr, cost, sig_lo, sig_hi
+):
     """Column k's damped Gauss-Newton step from its normal equations (``jtj``
     damped in place): kept where it lowers the patch's cost, the damping
     eased; else the start kept, the damping raised."""

@@ -274,9 +274,12 @@ def square_pixels(data, scale):
     data = data.rechunk({axis: -1})
     chunks = list(data.chunks)
     chunks[axis] = (m,)
-    return da.map_blocks(lambda b: _interp_axis(np.asarray(b, np.float32), coords,
-                                                axis), data, chunks=tuple(chunks),
-                         dtype=np.float32), fine  # fmt: skip
+    return da.map_blocks(
+        lambda b: _interp_axis(np.asarray(b, np.float32), coords, axis),
+        data,
+        chunks=tuple(chunks),
+        dtype=np.float32,
+    ), fine
 
 
 def tile_windows(shape, tile: int, halo: int, multiple: int):

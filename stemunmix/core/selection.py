@@ -178,9 +178,14 @@ def domain_test(
     k = len(np.unique(labels))
     record = {"n_domains": int(k), "rows": int(len(x))}
     if k < 2 or len(x) <= k + 1:
-        record.update(silhouette=None, null_silhouette=None, stability=None,
-                      coherence=coherence,
-                      significant=False, why="one domain: nothing to test")  # fmt: skip
+        record.update(
+            silhouette=None,
+            null_silhouette=None,
+            stability=None,
+            coherence=coherence,
+            significant=False,
+            why="one domain: nothing to test",
+        )
         return record
 
     rng = np.random.default_rng(seed)
@@ -200,22 +205,35 @@ def domain_test(
             aris.append(float(adjusted_rand_score(labels, again)))
     stability = float(np.median(aris))
     checks = {
-        f"silhouette {silhouette:.2f} >= {MIN_SILHOUETTE}": silhouette >= MIN_SILHOUETTE,
-        f"silhouette {silhouette:.2f} above one Gaussian's {max(null):.2f}":
-            silhouette > max(null),
+        f"silhouette {silhouette:.2f} >= {MIN_SILHOUETTE}": silhouette
+        >= MIN_SILHOUETTE,
+        f"silhouette {silhouette:.2f} above one Gaussian's {max(null):.2f}": silhouette
+        > max(null),
         f"stability {stability:.2f} >= {MIN_STABILITY}": stability >= MIN_STABILITY,
-    }  # fmt: skip
+    }
     if coherence is not None:
         checks[f"coherence {coherence:.2f} >= {MIN_COHERENCE}"] = (
             coherence >= MIN_COHERENCE
         )
-    failed = [c.replace(">=", "<").replace("above", "not above")
-              for c, ok in checks.items() if not ok]  # fmt: skip
-    why = ("not significant: " + "; ".join(failed) if failed
-           else "significant: " + "; ".join(checks))  # fmt: skip
-    record.update(silhouette=silhouette, null_silhouette=float(max(null)),
-                  stability=stability, stability_resamples=aris, coherence=coherence,
-                  significant=not failed, why=why)  # fmt: skip
+    failed = [
+        c.replace(">=", "<").replace("above", "not above")
+        for c, ok in checks.items()
+        if not ok
+    ]
+    why = (
+        "not significant: " + "; ".join(failed)
+        if failed
+        else "significant: " + "; ".join(checks)
+    )
+    record.update(
+        silhouette=silhouette,
+        null_silhouette=float(max(null)),
+        stability=stability,
+        stability_resamples=aris,
+        coherence=coherence,
+        significant=not failed,
+        why=why,
+    )
     return record
 
 

@@ -18,11 +18,20 @@ import numpy as np
 
 PROJECTIONS = ("001", "110")
 DOMAIN_PATTERNS = ("none", "two_stripes", "three_stripes", "four_stripes", "quadrants")
-N_DOMAINS = {"none": 1, "two_stripes": 2, "three_stripes": 3, "four_stripes": 4,
-             "quadrants": 4}  # fmt: skip
+N_DOMAINS = {
+    "none": 1,
+    "two_stripes": 2,
+    "three_stripes": 3,
+    "four_stripes": 4,
+    "quadrants": 4,
+}
 # Polar directions (degrees, crystal frame) per domain: projected <111> of BiFeO3.
-DEFAULT_DIRECTIONS = {1: (45.0,), 2: (45.0, 225.0), 3: (45.0, 165.0, 285.0),
-                      4: (45.0, 135.0, 225.0, 315.0)}  # fmt: skip
+DEFAULT_DIRECTIONS = {
+    1: (45.0,),
+    2: (45.0, 225.0),
+    3: (45.0, 165.0, 285.0),
+    4: (45.0, 135.0, 225.0, 315.0),
+}
 
 
 def unit_cell(projection: str, a_px: float) -> tuple[np.ndarray, np.ndarray]:
@@ -44,8 +53,10 @@ def unit_cell(projection: str, a_px: float) -> tuple[np.ndarray, np.ndarray]:
 # B column whose octahedron holds it). Every pure-O column lies midway along a
 # B-B bond: [001] on the edges of the A square, [110] at the centre of the A
 # rectangle, between the B columns of its row.
-OXYGEN_SITES = {"001": [((0.5, 0.0), (0.5, 0.5)), ((0.0, 0.5), (0.5, 0.5))],
-                "110": [((0.5, 0.5), (0.0, 0.5))]}  # fmt: skip
+OXYGEN_SITES = {
+    "001": [((0.5, 0.0), (0.5, 0.5)), ((0.0, 0.5), (0.5, 0.5))],
+    "110": [((0.5, 0.5), (0.0, 0.5))],
+}
 
 
 def rotation_matrix(degrees: float) -> np.ndarray:

@@ -21,9 +21,11 @@ def on_image(xy: np.ndarray, shape) -> np.ndarray:
     h, w = shape[-2:]
     return (
         np.isfinite(xy).all(1)
-        & (xy[:, 0] >= 0) & (xy[:, 0] <= w - 1)
-        & (xy[:, 1] >= 0) & (xy[:, 1] <= h - 1)
-    )  # fmt: skip
+        & (xy[:, 0] >= 0)
+        & (xy[:, 0] <= w - 1)
+        & (xy[:, 1] >= 0)
+        & (xy[:, 1] <= h - 1)
+    )
 
 
 def inside_mask(xy: np.ndarray, shape, d: int) -> np.ndarray:
@@ -120,8 +122,16 @@ def _kernel():
     return _COMPILED[0]
 
 
-def gather(frames, xy: np.ndarray, frame_of: np.ndarray, d: int, edge: str,
-           block: int, lazy: bool, progress=None):  # fmt: skip
+def gather(
+    frames,
+    xy: np.ndarray,
+    frame_of: np.ndarray,
+    d: int,
+    edge: str,
+    block: int,
+    lazy: bool,
+    progress=None,
+):
     """The windows of every column through the engine, block by block.
 
     ``frames``: (nav..., C, H, W) numpy or dask; ``xy`` (N, 2) [x, y] pixels;
@@ -142,8 +152,11 @@ def gather(frames, xy: np.ndarray, frame_of: np.ndarray, d: int, edge: str,
     rows, cols = block_bounds(h, block), block_bounds(w, block)
     by = np.clip(np.searchsorted([r[0] for r in rows], xy[:, 1], "right") - 1, 0, None)
     bx = np.clip(np.searchsorted([c[0] for c in cols], xy[:, 0], "right") - 1, 0, None)
-    flat = (np.ravel_multi_index(tuple(frame_of.T), frames.shape[:nav_ndim])
-            if nav_ndim else np.zeros(len(xy), int))  # fmt: skip
+    flat = (
+        np.ravel_multi_index(tuple(frame_of.T), frames.shape[:nav_ndim])
+        if nav_ndim
+        else np.zeros(len(xy), int)
+    )
     order = np.lexsort((np.arange(len(xy)), bx, by, flat))
     groups = {}
     for i in order:
@@ -169,9 +182,13 @@ def gather(frames, xy: np.ndarray, frame_of: np.ndarray, d: int, edge: str,
 
         frames = da.from_array(frames, chunks=(1,) * nav_ndim + (-1, -1, -1))
     parts = engine.run_items(
-        step, frames, nav_ndim, lambda f: [b for g, b in groups if g == f],
-        compute=False, progress=progress,
-    )  # fmt: skip
+        step,
+        frames,
+        nav_ndim,
+        lambda f: [b for g, b in groups if g == f],
+        compute=False,
+        progress=progress,
+    )
     if not lazy:
         data = np.concatenate([p for _, _, p in parts]) if parts else None
         return order, data

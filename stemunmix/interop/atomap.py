@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from stemunmix.columns import Columns
+from stemunmix.core.plotting import COLORS
 
-COLORS = ["red", "blue", "green", "orange", "purple", "cyan"]
+if TYPE_CHECKING:  # arrays and duck typing at run time: no import circle
+    from stemunmix.columns import Columns
 
 
 # Fitted centres of columns cut by the frame edge may lie just outside it (the
@@ -25,9 +28,11 @@ def _check_columns(columns: Columns, shape) -> None:
     h, w = shape
     m = EDGE_MARGIN
     outside = (
-        (columns.x < -m) | (columns.x > w - 1 + m) | (columns.y < -m)
+        (columns.x < -m)
+        | (columns.x > w - 1 + m)
+        | (columns.y < -m)
         | (columns.y > h - 1 + m)
-    )  # fmt: skip
+    )
     if outside.any():
         raise ValueError(
             f"{int(outside.sum())} of {len(columns)} columns lie outside the "
@@ -80,7 +85,7 @@ def to_sublattices(columns: Columns, image=None, pixel_size=None, units=None):
                 color=COLORS[k % len(COLORS)],
                 pixel_size=pixel_size,
                 units=units,
-            )  # fmt: skip
+            )
         )
     return out
 
@@ -94,8 +99,9 @@ def to_atom_lattice(columns: Columns, image=None, pixel_size=None, units=None):
     return Atom_Lattice(image=data, name="stemunmix columns", sublattice_list=subs)
 
 
-def from_atomap(obj) -> Columns:
-    """Columns from a Sublattice, a list of Sublattices, or an Atom_Lattice."""
+def read_atomap(obj) -> tuple[np.ndarray, np.ndarray, list]:
+    """(xy (N, 2) [x, y] pixels, labels (N,), class names) of a Sublattice, a
+    list of Sublattices, or an Atom_Lattice."""
     subs = getattr(obj, "sublattice_list", obj)
     if hasattr(subs, "x_position"):
         subs = [subs]
@@ -117,7 +123,7 @@ def from_atomap(obj) -> Columns:
         pos = np.stack([np.asarray(sub.x_position), np.asarray(sub.y_position)], 1)
         xy.append(pos.reshape(-1, 2))
         labels.append(np.full(len(pos), k))
-    return Columns(np.concatenate(xy), np.concatenate(labels), names)
+    return np.concatenate(xy), np.concatenate(labels), names
 
 
 def _atomap():

@@ -84,10 +84,14 @@ class GaussianMixture(ClusterMixin, BaseEstimator):
         if not np.all(np.isfinite(sample)):
             raise ValueError("X contains NaN or inf; remove those rows first")
         gmm = SkGMM(
-            n_components=self.n_components, covariance_type=self.covariance_type,
-            tol=self.tol, reg_covar=self.reg_covar, max_iter=self.max_iter,
-            n_init=self.n_init, random_state=self.random_state,
-        )  # fmt: skip
+            n_components=self.n_components,
+            covariance_type=self.covariance_type,
+            tol=self.tol,
+            reg_covar=self.reg_covar,
+            max_iter=self.max_iter,
+            n_init=self.n_init,
+            random_state=self.random_state,
+        )
         # The mixture works on tiny (features x features) matrices and its
         # k-means start on few features: BLAS and OpenMP threads only add
         # overhead there (20x slower measured on 2 busy cores).

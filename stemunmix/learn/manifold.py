@@ -30,8 +30,14 @@ class ManifoldEmbedding(TransformerMixin, BaseEstimator):
     random_state : int, optional
     """
 
-    def __init__(self, method="isomap", n_components=2, max_samples=5000,
-                 n_neighbors=15, random_state=None):  # fmt: skip
+    def __init__(
+        self,
+        method="isomap",
+        n_components=2,
+        max_samples=5000,
+        n_neighbors=15,
+        random_state=None,
+    ):
         self.method = method
         self.n_components = n_components
         self.max_samples = max_samples
@@ -46,8 +52,11 @@ class ManifoldEmbedding(TransformerMixin, BaseEstimator):
         if self.method == "tsne":
             from sklearn.manifold import TSNE
 
-            return TSNE(n_components=self.n_components, random_state=self.random_state,
-                        init="pca")  # fmt: skip
+            return TSNE(
+                n_components=self.n_components,
+                random_state=self.random_state,
+                init="pca",
+            )
         if self.method == "umap":
             try:
                 import umap
@@ -55,8 +64,11 @@ class ManifoldEmbedding(TransformerMixin, BaseEstimator):
                 raise ImportError(
                     "method='umap' needs umap-learn: pip install umap-learn"
                 ) from None
-            return umap.UMAP(n_components=self.n_components, n_neighbors=self.n_neighbors,
-                             random_state=self.random_state)  # fmt: skip
+            return umap.UMAP(
+                n_components=self.n_components,
+                n_neighbors=self.n_neighbors,
+                random_state=self.random_state,
+            )
         raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
 
     def fit(self, X, y=None):
@@ -92,8 +104,11 @@ class ManifoldEmbedding(TransformerMixin, BaseEstimator):
         X = check_2d(X)
         if is_dask(X):
             X = X.rechunk({1: -1})
-            return X.map_blocks(self._transform_block,
-                                chunks=(X.chunks[0], (self.n_components,)), dtype=float)  # fmt: skip
+            return X.map_blocks(
+                self._transform_block,
+                chunks=(X.chunks[0], (self.n_components,)),
+                dtype=float,
+            )
         return self._transform_block(np.asarray(X))
 
     def fit_transform(self, X, y=None):

@@ -62,10 +62,17 @@ class NMF(TransformerMixin, BaseEstimator):
     n_iter_ : int, epochs run
     """
 
-    def __init__(self, n_components: int = 2, max_iter: int = 200,
-                 tol: float = 1e-4, inner: int = 10, init_samples: int = 20_000,
-                 max_memory: float = 1e9, presample: int = 100_000,
-                 random_state=None):  # fmt: skip
+    def __init__(
+        self,
+        n_components: int = 2,
+        max_iter: int = 200,
+        tol: float = 1e-4,
+        inner: int = 10,
+        init_samples: int = 20_000,
+        max_memory: float = 1e9,
+        presample: int = 100_000,
+        random_state=None,
+    ):
         self.n_components = n_components
         self.max_memory = max_memory
         self.presample = presample
@@ -148,9 +155,11 @@ class NMF(TransformerMixin, BaseEstimator):
         H = self.components_.astype(np.float64)
         sweeps = 8 * self.inner
         if is_dask(X):
-            return X.map_blocks(lambda x: _project(np.asarray(x, np.float32), H, sweeps),
-                                chunks=(X.chunks[0], (H.shape[0],)),
-                                dtype=np.float64)  # fmt: skip
+            return X.map_blocks(
+                lambda x: _project(np.asarray(x, np.float32), H, sweeps),
+                chunks=(X.chunks[0], (H.shape[0],)),
+                dtype=np.float64,
+            )
         X = np.asarray(X, np.float32)
         _check_nonnegative(X)
         return _project(X, H, sweeps)
@@ -167,8 +176,9 @@ class NMF(TransformerMixin, BaseEstimator):
         _check_nonnegative(x)
         # The k leading singular vectors only (randomized: a few passes of
         # k + 10 vectors, not the full SVD of the subsample).
-        _, s, vt = randomized_svd(x, k, n_oversamples=10, n_iter=4,
-                                  random_state=self.random_state or 0)  # fmt: skip
+        _, s, vt = randomized_svd(
+            x, k, n_oversamples=10, n_iter=4, random_state=self.random_state or 0
+        )
         H = np.empty((k, x.shape[1]))
         for j in range(k):
             v = vt[j]

@@ -32,9 +32,12 @@ def label_map(shape, xy, labels, radius, background) -> np.ndarray:
 
 
 def random_sample(
-    rng: np.random.Generator, size: int = 128, spacing_range=(11, 23), truth=False,
+    rng: np.random.Generator,
+    size: int = 128,
+    spacing_range=(11, 23),
+    truth=False,
     oxygen: bool = False,
-):  # fmt: skip
+):
     """One training image (normalised float32) and its class map (int64).
 
     ``oxygen=True``: the oxygen model's images (:func:`oxygen_contrast`), with
@@ -136,14 +139,24 @@ def oxygen_contrast(rng: np.random.Generator, spacing: float) -> dict:
         return dict(oxygen=rng.uniform(0, 0.05), sigma=rng.uniform(0.07, 0.24))
     if u < 0.65:
         # A bright field: ABF frames collect many counts a pixel.
-        return dict(oxygen=rng.uniform(0.3, 0.85), tilt=tilt, dip=rng.uniform(0.08, 0.6),
-                    dose=float(np.exp(rng.uniform(np.log(20), np.log(5000)))),
-                    intensity_ratio=rng.uniform(0.45, 1.1), sigma=rng.uniform(0.07, 0.16),
-                    o_visible=True)  # fmt: skip
-    return dict(oxygen=rng.uniform(0.2, 0.55), tilt=tilt,
-                intensity_ratio=rng.uniform(0.35, 1.0), sigma=rng.uniform(0.07, 0.16),
-                high_pass=rng.uniform(0, 0.9), high_pass_width=rng.uniform(0.4, 1.5),
-                o_visible=True)  # fmt: skip
+        return dict(
+            oxygen=rng.uniform(0.3, 0.85),
+            tilt=tilt,
+            dip=rng.uniform(0.08, 0.6),
+            dose=float(np.exp(rng.uniform(np.log(20), np.log(5000)))),
+            intensity_ratio=rng.uniform(0.45, 1.1),
+            sigma=rng.uniform(0.07, 0.16),
+            o_visible=True,
+        )
+    return dict(
+        oxygen=rng.uniform(0.2, 0.55),
+        tilt=tilt,
+        intensity_ratio=rng.uniform(0.35, 1.0),
+        sigma=rng.uniform(0.07, 0.16),
+        high_pass=rng.uniform(0, 0.9),
+        high_pass_width=rng.uniform(0.4, 1.5),
+        o_visible=True,
+    )
 
 
 def batch(rng: np.random.Generator, n: int, size: int = 128, oxygen: bool = False):

@@ -51,8 +51,9 @@ def spacing_crop(shape, max_size: int = 512) -> tuple[slice, slice]:
     return slice(top, top + max_size), slice(left, left + max_size)
 
 
-def scale_factor(image: np.ndarray, scale, training_spacing: float,
-                 spacing: float | None = None) -> tuple:  # fmt: skip
+def scale_factor(
+    image: np.ndarray, scale, training_spacing: float, spacing: float | None = None
+) -> tuple:
     """(factor, column spacing in pixels) of a frame.
 
     ``spacing`` given: the factor that brings it to ``training_spacing``; else
@@ -72,8 +73,9 @@ def scale_factor(image: np.ndarray, scale, training_spacing: float,
     return factor, found
 
 
-def image_contrast(data, nav_ndim: int, contrast: str = "auto",
-                   spacing: float | None = None) -> str:  # fmt: skip
+def image_contrast(
+    data, nav_ndim: int, contrast: str = "auto", spacing: float | None = None
+) -> str:
     """``"bright"`` or ``"dark"`` columns, for the whole stack: ``contrast``
     itself, or with ``"auto"`` the sign of each frame's column/background
     asymmetry (:func:`stemunmix.core.segmentation.contrast_asymmetry`) on its
@@ -142,8 +144,9 @@ def block_plan(shape, box, factor, model):
 
 
 @torch.no_grad()
-def predict_block(model, region, origin, shape, box, factor, lo, hi, tile,
-                  batch_size, device) -> np.ndarray:  # fmt: skip
+def predict_block(
+    model, region, origin, shape, box, factor, lo, hi, tile, batch_size, device
+) -> np.ndarray:
     """Class probabilities (C, y1 - y0, x1 - x0) of output ``box`` (y0, y1, x0,
     x1) of a frame of ``shape``, from ``region``: the frame's pixels
     :func:`block_plan` asks for, starting at ``origin`` (row, col).
@@ -157,8 +160,10 @@ def predict_block(model, region, origin, shape, box, factor, lo, hi, tile,
     region = np.asarray(region, np.float32)
     lo, hi = float(lo), float(hi)  # Python floats keep the arithmetic in float32
     if factor == 1:
-        work = region[py[2][0] - origin[0] : py[2][1] - origin[0],
-                      px[2][0] - origin[1] : px[2][1] - origin[1]]  # fmt: skip
+        work = region[
+            py[2][0] - origin[0] : py[2][1] - origin[0],
+            px[2][0] - origin[1] : px[2][1] - origin[1],
+        ]
     else:
         rows = np.clip(np.arange(*py[2]) / factor, 0, shape[0] - 1) - origin[0]
         cols = np.clip(np.arange(*px[2]) / factor, 0, shape[1] - 1) - origin[1]
@@ -180,8 +185,9 @@ def _run_network(model, work, lo, hi, tile, batch_size, device) -> np.ndarray:
     # A block's window is ``tile`` plus its halo, plus up to a few pixels of
     # alignment and interpolation margin when resampled: the slack keeps it
     # one network call instead of two nearly equal ones.
-    windows = seg.tile_windows(work.shape, tile + 2 * multiple, halo_for(model),
-                               multiple)  # fmt: skip
+    windows = seg.tile_windows(
+        work.shape, tile + 2 * multiple, halo_for(model), multiple
+    )
     out = np.empty((len(model.class_names),) + work.shape, np.float32)
     with threads.limited():
         _tiles(model, work, lo, hi, windows, batch_size, device, out)
@@ -222,16 +228,23 @@ def block_size(tile: int, factor: float) -> int:
 
 
 def predict(
-    model, image: np.ndarray, factor: float, tile: int, batch_size: int, device,
-    out: np.ndarray | None = None, block: int | None = None,
-) -> np.ndarray:  # fmt: skip
+    model,
+    image: np.ndarray,
+    factor: float,
+    tile: int,
+    batch_size: int,
+    device,
+    out: np.ndarray | None = None,
+    block: int | None = None,
+) -> np.ndarray:
     """Class probabilities (C, H, W) float32 of one image on its own pixel grid,
     computed block by block (``block`` x ``block`` image pixels each, default
     :func:`block_size`) by the engine, written into ``out`` when given (no
     second copy of a large result)."""
     check_size(image.shape, factor)
-    plan = FramePlan(factor=float(factor), spacing=None,
-                     range=seg.intensity_range(image))  # fmt: skip
+    plan = FramePlan(
+        factor=float(factor), spacing=None, range=seg.intensity_range(image)
+    )
     step = network_step(model, {(): plan}, image.shape, tile, batch_size, device)
     block = block or block_size(tile, factor)
     return engine.run_image(step, image, (len(model.class_names),), block, 0, out=out)
@@ -283,8 +296,9 @@ class FramePlan:
     range: tuple[float, float]  # intensity mapped to 0 and 1 (reversed: dark)
 
 
-def plan_frames(data, nav_ndim, scale, training_spacing, spacing=None,
-                contrast="bright") -> dict:  # fmt: skip
+def plan_frames(
+    data, nav_ndim, scale, training_spacing, spacing=None, contrast="bright"
+) -> dict:
     """A :class:`FramePlan` per frame of ``data`` (numpy or dask), from its
     central crop (spacing) and a regular subsample (intensity range, finite
     pixels); only those small pieces are read (computed, for dask). With
@@ -305,8 +319,9 @@ def plan_frames(data, nav_ndim, scale, training_spacing, spacing=None,
         raise ValueError("plan_frames: resolve contrast='auto' with image_contrast")
     for f, (small, sample) in zip(frames, pieces, strict=True):
         seg.check_finite(np.asarray(sample))
-        factor, found = scale_factor(np.asarray(small), scale, training_spacing,
-                                     spacing)  # fmt: skip
+        factor, found = scale_factor(
+            np.asarray(small), scale, training_spacing, spacing
+        )
         check_size(shape, factor)
         lo, hi = seg.intensity_range(sample)
         plans[f] = FramePlan(float(factor), found, (hi, lo) if dark else (lo, hi))
@@ -323,44 +338,76 @@ def network_step(model, plans, shape, tile, batch_size, device) -> engine.Step:
     def run(region, frame, box, origin):
         seg.check_finite(region)  # a lazy frame is read here for the first time
         p = plans[frame]
-        return predict_block(model, region, origin, shape, box, p.factor, *p.range,
-                             tile, batch_size, device)  # fmt: skip
+        return predict_block(
+            model,
+            region,
+            origin,
+            shape,
+            box,
+            p.factor,
+            *p.range,
+            tile,
+            batch_size,
+            device,
+        )
 
     # trim=False: a block's network buffers (0.5 GB) are reused by the next
     # one; returning them made a worker's blocks 1.4x slower.
     return engine.Step(run, region_of=region_of, trim=False)
 
 
-def segment(data, model, nav_ndim, scale, tile, batch_size, device, lazy,
-            spacing=None, contrast="bright", lattice_prior=0.0, progress=None,
-            store=None):  # fmt: skip
+@dataclass(frozen=True)
+class Settings:
+    """How maps are made, parsed once per ``segment`` call: the resampling
+    (``scale`` "auto" or a factor; ``spacing`` in pixels or None, measured),
+    the contrast used ("bright" or "dark"), the tiles, the device, the
+    lattice prior, and whether the result is lazy (computed into ``store``)."""
+
+    scale: str | float = "auto"
+    spacing: float | None = None
+    contrast: str = "bright"
+    tile: int = 1024
+    batch_size: int = 1
+    device: object = "cpu"
+    lattice_prior: float = 0.0
+    lazy: bool = False
+    store: str | None = None
+
+
+def segment(data, model, nav_ndim: int, settings: Settings, progress=None):
     """Probability maps (nav..., C, H, W) of ``data`` (nav..., H, W), numpy or
-    dask (``lazy``: a dask result either way), named with the lattice
-    (:func:`stemunmix.core.lattice.name_by_lattice`) when ``lattice_prior`` > 0.
-    Lazy maps are computed once into a zarr ``store`` (:func:`keep`) and read
-    from there, so later passes never run the network again.
+    dask (``settings.lazy``: a dask result either way), named with the lattice
+    (:func:`stemunmix.core.lattice.name_by_lattice`) when the lattice prior
+    is above 0. Lazy maps are computed once into a zarr ``settings.store``
+    (:func:`keep`) and read from there, so later passes never run the network
+    again.
 
     Returns (maps, plans per frame, block side, lattice vectors or None).
     """
     from stemunmix.core import lattice
 
+    o = settings
     training = float(model.card.get("training_spacing", 16.0))
-    plans = plan_frames(data, nav_ndim, scale, training, spacing, contrast)
-    block = block_size(tile, max(p.factor for p in plans.values()))
-    if lazy and not engine.is_lazy(data):
+    plans = plan_frames(data, nav_ndim, o.scale, training, o.spacing, o.contrast)
+    block = block_size(o.tile, max(p.factor for p in plans.values()))
+    if o.lazy and not engine.is_lazy(data):
         import dask.array as da
 
         data = da.from_array(data, chunks=(1,) * nav_ndim + (-1, -1))
-    step = network_step(model, plans, data.shape[-2:], tile, batch_size, device)
+    step = network_step(model, plans, data.shape[-2:], o.tile, o.batch_size, o.device)
     names = list(model.class_names)
-    maps = engine.run_image(step, data, (len(names),), block, nav_ndim,
-                            progress=progress)  # fmt: skip
+    maps = engine.run_image(
+        step, data, (len(names),), block, nav_ndim, progress=progress
+    )
     if engine.is_lazy(maps):
-        maps = keep(maps, block, store)
+        maps = keep(maps, block, o.store)
     vectors = None
-    if lattice_prior > 0 and len(names) >= 3:
-        spacings = {f: p.spacing if p.spacing is not None else training / p.factor
-                    for f, p in plans.items()}  # fmt: skip
-        maps, vectors = lattice.name_by_lattice(maps, names, spacings,
-                                                float(lattice_prior), block)  # fmt: skip
+    if o.lattice_prior > 0 and len(names) >= 3:
+        spacings = {
+            f: p.spacing if p.spacing is not None else training / p.factor
+            for f, p in plans.items()
+        }
+        maps, vectors = lattice.name_by_lattice(
+            maps, names, spacings, float(o.lattice_prior), block
+        )
     return maps, plans, block, vectors

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from stemunmix.nn import data
+import stemunmix.nn.data as data
 from stemunmix.nn.model_io import save_model
 from stemunmix.nn.unet import DilatedUNet
 
@@ -113,9 +113,12 @@ def train(
     """
     from stemunmix.core import checks
 
-    for name, value in (("steps", steps), ("batch_size", batch_size),
-                        ("validation_size", validation_size),
-                        ("checkpoint_every", checkpoint_every)):  # fmt: skip
+    for name, value in (
+        ("steps", steps),
+        ("batch_size", batch_size),
+        ("validation_size", validation_size),
+        ("checkpoint_every", checkpoint_every),
+    ):
         checks.count(name, value)
     checks.count("seed", seed, 0)
     checks.count("patch_size", patch_size, 32)
@@ -132,11 +135,18 @@ def train(
     names = OXYGEN_CLASSES if oxygen else ("A", "B", "background")
     class_weights = OXYGEN_WEIGHTS if oxygen else CLASS_WEIGHTS
     recipe = dict(
-        steps=steps, batch_size=batch_size, patch_size=patch_size,
-        learning_rate=learning_rate, seed=seed, validation_size=validation_size,
-        widths=list(widths), bottleneck=bottleneck, rates=list(rates),
-        class_weights=list(class_weights), training_spacing=data.TRAINING_SPACING,
-    )  # fmt: skip
+        steps=steps,
+        batch_size=batch_size,
+        patch_size=patch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        validation_size=validation_size,
+        widths=list(widths),
+        bottleneck=bottleneck,
+        rates=list(rates),
+        class_weights=list(class_weights),
+        training_spacing=data.TRAINING_SPACING,
+    )
     if oxygen:
         recipe["oxygen"] = True
     torch.manual_seed(seed)
@@ -162,12 +172,24 @@ def train(
     step = 0
     try:
         for step in tqdm(range(1, steps + 1), desc="training", disable=disable):
-            loss = _step(model, optimiser, schedule, weights, rng, batch_size,
-                         patch_size, dev, oxygen)  # fmt: skip
+            loss = _step(
+                model,
+                optimiser,
+                schedule,
+                weights,
+                rng,
+                batch_size,
+                patch_size,
+                dev,
+                oxygen,
+            )
             if step % checkpoint_every == 0 or step == steps:
                 # The weights first: nothing after this line can lose them.
-                entry = {"step": step, "loss": loss,
-                         "seconds": time.perf_counter() - t0}  # fmt: skip
+                entry = {
+                    "step": step,
+                    "loss": loss,
+                    "seconds": time.perf_counter() - t0,
+                }
                 if out is not None:
                     model.card = _card(recipe, log + [entry], dev)
                     save_model(model, out / "checkpoint.pt", model.card)
@@ -220,8 +242,9 @@ def _start_from(model, init) -> str:
     return str(source.card.get("name", init))
 
 
-def _step(model, optimiser, schedule, weights, rng, batch_size, patch_size, dev,
-          oxygen=False):  # fmt: skip
+def _step(
+    model, optimiser, schedule, weights, rng, batch_size, patch_size, dev, oxygen=False
+):
     """One optimiser step on a fresh batch; returns the loss."""
     images, labels = data.batch(rng, batch_size, patch_size, oxygen)
     # Random flips and quarter turns; the generator already covers rotations.

@@ -73,15 +73,20 @@ def _decode_in_strips(x, skip, decoder, head=None):
         r1 = min(height, r0 + STRIP_ROWS)
         a0, a1 = max(0, r0 - 2), min(height, r1 + 2)  # rows the convolutions read
         s0, s1 = max(0, a0 // 2 - 1), min(low, (a1 + 1) // 2 + 1)  # rows of x
-        up = F.interpolate(x[:, :, s0:s1], size=(2 * (s1 - s0), skip.shape[-1]),
-                           mode="bilinear")  # fmt: skip
+        up = F.interpolate(
+            x[:, :, s0:s1], size=(2 * (s1 - s0), skip.shape[-1]), mode="bilinear"
+        )
         y = torch.cat([up[:, :, a0 - 2 * s0 : a1 - 2 * s0], skip[:, :, a0:a1]], 1)
         y = decoder(y)[:, :, r0 - a0 : r1 - a0]
         if head is not None:
             y = head(y)
         if out is None:
-            out = torch.empty((*y.shape[:2], height, y.shape[-1]), dtype=y.dtype,
-                              device=y.device, memory_format=_layout(skip))  # fmt: skip
+            out = torch.empty(
+                (*y.shape[:2], height, y.shape[-1]),
+                dtype=y.dtype,
+                device=y.device,
+                memory_format=_layout(skip),
+            )
         out[:, :, r0:r1] = y
     return out
 

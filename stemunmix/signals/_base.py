@@ -197,8 +197,15 @@ def calibrated(axis) -> bool:
     return units not in ("", "<undefined>", "None", "px", "pixel", "pixels")
 
 
-UNITS = {"pm": 1e-3, "Å": 0.1, "A": 0.1, "angstrom": 0.1, "nm": 1.0, "µm": 1e3,
-         "um": 1e3}  # fmt: skip
+UNITS = {
+    "pm": 1e-3,
+    "Å": 0.1,
+    "A": 0.1,
+    "angstrom": 0.1,
+    "nm": 1.0,
+    "µm": 1e3,
+    "um": 1e3,
+}
 
 
 def window_pixels(d, axes, name: str = "d") -> tuple[int, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -11,15 +12,42 @@ from stemunmix.core.windows import EDGES, gather, inside_mask, on_image
 
 SOURCES = ("probabilities", "image")
 NAVIGATIONS = ("columns", "lattice")
+CENTRES = ("column", "cell")
 
 
-def check_arguments(d, edge, source, axes, shape, column_classes=None,
-                    classes=None, channels=None, channel_classes=None,
-                    navigation="columns", stack=False) -> dict:  # fmt: skip
+@dataclass(frozen=True)
+class Windows:
+    """The window arguments of ``local_descriptors``, parsed once per call
+    (:func:`check_arguments`): ``d`` in pixels and how it was read, the edge
+    rule, the source, the classes and channels (tuples of names, or None for
+    every column class), the navigation and where windows are centred."""
+
+    d: int
+    d_read: str
+    edge: str = "drop"
+    source: str = "probabilities"
+    classes: tuple | None = None
+    channels: tuple | None = None
+    navigation: str = "columns"
+    centre: str = "column"
+
+
+def check_arguments(
+    d,
+    edge,
+    source,
+    axes,
+    shape,
+    column_classes=None,
+    classes=None,
+    channels=None,
+    channel_classes=None,
+    navigation="columns",
+    stack=False,
+    centre="column",
+) -> Windows:
     """Validate the cheap arguments of ``local_descriptors`` before any
-    segmentation or column finding; returns them resolved: ``d`` (pixels),
-    ``d_read`` (how d was read), ``classes`` and ``channels`` (lists of names,
-    or None for the defaults).
+    segmentation or column finding; returns them parsed (:class:`Windows`).
 
     ``column_classes``: the classes columns can have (the model's, less
     background); ``channel_classes``: the classes windows can be cut from.
@@ -31,6 +59,7 @@ def check_arguments(d, edge, source, axes, shape, column_classes=None,
     checks.one_of("edge", edge, EDGES)
     checks.one_of("source", source, SOURCES)
     checks.one_of("navigation", navigation, NAVIGATIONS)
+    checks.one_of("centre", centre, CENTRES)
     if navigation == "lattice" and stack:
         raise ValueError(
             "navigation='lattice' takes one image, not a stack: pick a frame "
@@ -61,69 +90,67 @@ def check_arguments(d, edge, source, axes, shape, column_classes=None,
         channels = ["image"]
     elif channels is not None and channel_classes is not None:
         channels = checks.class_names("channels", channels, channel_classes)
-    return {"d": d_px, "d_read": how, "classes": classes, "channels": channels}
+    if isinstance(classes, str):
+        classes = [classes]
+    return Windows(
+        d=d_px, d_read=how, edge=edge, source=source,
+        classes=None if classes is None else tuple(classes),
+        channels=None if channels is None else tuple(channels),
+        navigation=navigation, centre=centre,
+    )  # fmt: skip
 
 
-def build(
-    frames,
-    channel_names,
-    columns: Columns,
-    d,
-    classes,
-    edge,
-    axes,
-    title,
-    lazy_output,
-    extra_metadata=None,
-    d_read=None,
-    block: int = 1024,
-    progress=None,
-    navigation: str = "columns",
-    centre: str = "column",
-):
+def build(frames, channel_names, columns: Columns, windows: Windows, axes, title,
+          lazy_output, extra_metadata=None, block: int = 1024, progress=None):  # fmt: skip
     """LocalDescriptors from ``frames`` (nav..., C, H, W) numpy/dask and columns.
 
     ``axes``: the signal axes (x, y) of the source image, for calibration;
     ``block``: image pixels per side of a block of windows (one task when
-    lazy; no effect on the values); ``centre``: each window centred on its
-    column or on the centre of its column's cell (:func:`cell_centred`). The
-    windows are gathered by :func:`stemunmix.core.windows.gather` on the
-    engine.
+    lazy; no effect on the values). Each window is centred on its column or
+    on the centre of its column's cell (``windows.centre``,
+    :func:`cell_centred`), gathered by :func:`stemunmix.core.windows.gather`
+    on the engine.
     """
     from stemunmix.signals.local_descriptors import (
         LazyLocalDescriptors,
         LocalDescriptors,
     )
 
-    checked = check_arguments(d, edge, "image", axes, frames.shape)
-    d, (h, w), nav_shape = checked["d"], frames.shape[-2:], frames.shape[:-3]
-    if navigation == "lattice":
+    w = windows
+    d, (h, wd), nav_shape = w.d, frames.shape[-2:], frames.shape[:-3]
+    classes = None if w.classes is None else list(w.classes)
+    if w.navigation == "lattice":
         _check_sites(columns)
-    columns, at, dropped = _window_centres(columns, classes, edge, (h, w), d, centre)
+    columns, at, dropped = _window_centres(columns, classes, w.edge, (h, wd), d,
+                                           w.centre)  # fmt: skip
     lazy = not isinstance(frames, np.ndarray) if lazy_output is None else lazy_output
-    frame_of = (columns.nav_index[:, ::-1] if nav_shape
-                else np.zeros((len(columns), 0), int))  # fmt: skip
-    order, data = gather(frames, at, frame_of, d, edge, block, lazy, progress)
+    frame_of = (
+        columns.nav_index[:, ::-1] if nav_shape else np.zeros((len(columns), 0), int)
+    )
+    order, data = gather(frames, at, frame_of, d, w.edge, block, lazy, progress)
     columns = columns[order]
     cls = LazyLocalDescriptors if lazy else LocalDescriptors
     sites = None
-    if navigation == "lattice":
+    if w.navigation == "lattice":
         data, columns, sites = _on_lattice(data, columns)
-    nav = [("column", len(columns), "")] if sites is None else [
-        (n, size, "site") for n, size in zip("ji", sites.shape, strict=True)]  # fmt: skip
-    nav_axes = [{"name": n, "size": size, "scale": 1, "offset": 0, "units": u,
-                 "navigate": True} for n, size, u in nav]  # fmt: skip
+    nav = (
+        [("column", len(columns), "")]
+        if sites is None
+        else [(n, size, "site") for n, size in zip("ji", sites.shape, strict=True)]
+    )
+    nav_axes = [
+        {"name": n, "size": size, "scale": 1, "offset": 0, "units": u, "navigate": True}
+        for n, size, u in nav
+    ]
     out = cls(data, axes=nav_axes + _window_axes(d, len(channel_names), axes))
     out.metadata.General.title = title
-    out._set_state("source", _source_state(axes, (h, w), nav_shape))
+    out._set_state("source", _source_state(axes, (h, wd), nav_shape))
     out.columns = columns
     if sites is not None:
         out._set_state("sites", sites)
-    params = {
-        "d": d, "d_read": checked["d_read"] if d_read is None else d_read,
-        "channels": list(channel_names), "edge": edge, "dropped": int(dropped),
-        "centre": "(d - 1) / 2", "navigation": navigation, "centred_on": centre,
-    }  # fmt: skip
+    params = {"d": d, "d_read": w.d_read, "channels": list(channel_names),
+              "edge": w.edge, "dropped": int(dropped), "centre": "(d - 1) / 2",
+              "navigation": w.navigation, "centred_on": w.centre}  # fmt: skip
     params.update(extra_metadata or {})
     out._set_state("local_descriptors", params)
     return out
@@ -132,9 +159,13 @@ def build(
 def _source_state(axes, shape, nav_shape) -> dict:
     """The source image's grid, kept so maps can be drawn back onto it."""
     x, y = axes
-    return {"shape": [int(v) for v in shape], "offset": [x.offset, y.offset],
-            "scale": [x.scale, y.scale], "units": [str(x.units), str(y.units)],
-            "nav_shape": list(nav_shape)}  # fmt: skip
+    return {
+        "shape": [int(v) for v in shape],
+        "offset": [x.offset, y.offset],
+        "scale": [x.scale, y.scale],
+        "units": [str(x.units), str(y.units)],
+        "nav_shape": list(nav_shape),
+    }
 
 
 def _window_centres(columns, classes, edge, shape, d, centre):
@@ -191,9 +222,6 @@ def _columns_for_windows(columns, classes, edge, shape, d):
     return columns, dropped
 
 
-CENTRES = ("column", "cell")
-
-
 def cell_centred(every, columns, edge, shape, d):
     """The windows' columns, the centres of their cells (the centroid of
     their neighbours of the other class, on the median cell) and how many
@@ -207,8 +235,11 @@ def cell_centred(every, columns, edge, shape, d):
             "centre='cell' centres each window on its column's cell: choose one "
             "class, e.g. classes='B'"
         )
-    others = [k for k, n in enumerate(every.class_names)
-              if k != names[0] and n != "background" and (every.labels == k).any()]  # fmt: skip
+    others = [
+        k
+        for k, n in enumerate(every.class_names)
+        if k != names[0] and n != "background" and (every.labels == k).any()
+    ]
     if not others:
         raise ValueError(
             "centre='cell' needs the columns of another class around these "
@@ -283,15 +314,28 @@ def _window_axes(d, n_channels, axes):
     side along x), centred on the column, calibrated as the image."""
     x, y = axes
     return [
-        {"name": "y", "size": d, "scale": y.scale, "offset": -(d - 1) / 2 * y.scale,
-         "units": y.units, "navigate": False},
-        {"name": "x", "size": n_channels * d, "scale": x.scale,
-         "offset": -(d - 1) / 2 * x.scale, "units": x.units, "navigate": False},
-    ]  # fmt: skip
+        {
+            "name": "y",
+            "size": d,
+            "scale": y.scale,
+            "offset": -(d - 1) / 2 * y.scale,
+            "units": y.units,
+            "navigate": False,
+        },
+        {
+            "name": "x",
+            "size": n_channels * d,
+            "scale": x.scale,
+            "offset": -(d - 1) / 2 * x.scale,
+            "units": x.units,
+            "navigate": False,
+        },
+    ]
 
 
-def scree_by_window(make_descriptors, d_values, n_components: int = 10,
-                    normalize: str | None = None):  # fmt: skip
+def scree_by_window(
+    make_descriptors, d_values, n_components: int = 10, normalize: str | None = None
+):
     """Explained variance of the first components against the window size.
 
     ``make_descriptors(d)`` builds the LocalDescriptors for size d. Returns a
@@ -317,8 +361,13 @@ def scree_by_window(make_descriptors, d_values, n_components: int = 10,
         x -= x.mean(0)
         s = np.linalg.svd(x, compute_uv=False) ** 2
         ratio = np.cumsum(s) / s.sum()
-        curves.append(np.pad(ratio[:n_components], (0, max(0, n_components - len(ratio))),
-                             mode="edge"))  # fmt: skip
+        curves.append(
+            np.pad(
+                ratio[:n_components],
+                (0, max(0, n_components - len(ratio))),
+                mode="edge",
+            )
+        )
     data = np.array(curves).T  # (component, d)
     axes = [
         {
@@ -369,18 +418,40 @@ def displacements(columns, centre, around, reach, axes, shape, title):
             "check the classes or give reach="
         )
     data = np.ascontiguousarray(offsets[ok].transpose(0, 2, 1))  # (N, 2, K)
-    out = LocalDescriptors(data, axes=[
-        {"name": "column", "size": int(ok.sum()), "navigate": True},
-        {"name": "xy", "size": 2, "scale": 1, "offset": 0, "units": "",
-         "navigate": False},
-        {"name": "neighbour", "size": len(ref), "scale": 1, "offset": 0,
-         "units": "", "navigate": False},
-    ])  # fmt: skip
+    out = LocalDescriptors(
+        data,
+        axes=[
+            {"name": "column", "size": int(ok.sum()), "navigate": True},
+            {
+                "name": "xy",
+                "size": 2,
+                "scale": 1,
+                "offset": 0,
+                "units": "",
+                "navigate": False,
+            },
+            {
+                "name": "neighbour",
+                "size": len(ref),
+                "scale": 1,
+                "offset": 0,
+                "units": "",
+                "navigate": False,
+            },
+        ],
+    )
     out.metadata.General.title = title
     out._set_state("source", _source_state(axes, shape, ()))
     out.columns = cols_c[ok]
-    out._set_state("local_descriptors", {
-        "kind": "displacements", "centre": str(centre), "around": str(around),
-        "reference": ref.tolist(), "units": "px", "dropped": int((~ok).sum()),
-    })  # fmt: skip
+    out._set_state(
+        "local_descriptors",
+        {
+            "kind": "displacements",
+            "centre": str(centre),
+            "around": str(around),
+            "reference": ref.tolist(),
+            "units": "px",
+            "dropped": int((~ok).sum()),
+        },
+    )
     return out

@@ -23,8 +23,16 @@ from stemunmix.core.measure import (
 
 POLARIZATION = ["x", "y", "sigma_x", "sigma_y", "significance", "covariance_xy"]
 STRAIN = ["exx", "eyy", "exy", "rotation"]
-OCTAHEDRA = ["a_x", "a_y", "a_tilt", "a_sigma_tilt", "b_x", "b_y", "b_tilt",
-             "b_sigma_tilt"]  # fmt: skip
+OCTAHEDRA = [
+    "a_x",
+    "a_y",
+    "a_tilt",
+    "a_sigma_tilt",
+    "b_x",
+    "b_y",
+    "b_tilt",
+    "b_sigma_tilt",
+]
 
 
 def _single(columns):
@@ -48,8 +56,12 @@ def _calibration(image):
     if hasattr(image, "axes_manager"):
         ax = image.axes_manager.signal_axes
         units = ax[0].units if isinstance(ax[0].units, str) and ax[0].units else "px"
-        return ((ax[1].size, ax[0].size), float(ax[0].scale), units,
-                (float(ax[0].offset), float(ax[1].offset)))  # fmt: skip
+        return (
+            (ax[1].size, ax[0].size),
+            float(ax[0].scale),
+            units,
+            (float(ax[0].offset), float(ax[1].offset)),
+        )
     return np.shape(image)[-2:], 1.0, "px", (0.0, 0.0)
 
 
@@ -78,9 +90,16 @@ def polarization(columns, a="A", b="B", reference=None, covariance=False):
         raise ValueError(f"reference must be None, 'mean' or a mask, got {reference!r}")
     ca, cb = columns.select(a), columns.select(b)
     shape = grid_shape(columns.ij)
-    disp, sigma, cov = polarization_cells(ca.xy, ca.covariance, ca.ij, cb.xy,
-                                          cb.covariance, cb.ij, shape,
-                                          return_covariance=True)  # fmt: skip
+    disp, sigma, cov = polarization_cells(
+        ca.xy,
+        ca.covariance,
+        ca.ij,
+        cb.xy,
+        cb.covariance,
+        cb.ij,
+        shape,
+        return_covariance=True,
+    )
     mask = _reference_mask(reference, shape, "reference")
     if reference is not None:
         sel = np.isfinite(disp).all(-1) & (True if mask is None else mask)
@@ -100,22 +119,36 @@ def polarization_region(columns, region, reference=None, a="A", b="B") -> dict:
     if region is None:
         raise TypeError(f"region must be a boolean mask of shape {shape} (j, i)")
     reference = _reference_mask(reference, shape, "reference")
-    return region_polarization(ca.xy, ca.covariance, ca.ij, cb.xy, cb.covariance,
-                               cb.ij, region, reference, shape)  # fmt: skip
+    return region_polarization(
+        ca.xy,
+        ca.covariance,
+        ca.ij,
+        cb.xy,
+        cb.covariance,
+        cb.ij,
+        region,
+        reference,
+        shape,
+    )
 
 
-def polarization_map(columns, a="A", b="B", reference=None, grid="lattice",
-                     image=None):  # fmt: skip
+def polarization_map(columns, a="A", b="B", reference=None, grid="lattice", image=None):
     disp, sigma, where, cov = polarization(columns, a, b, reference, covariance=True)
-    stack = np.concatenate([disp, sigma, significance(disp, cov)[..., None],
-                            cov[..., 0, 1, None]], -1)  # fmt: skip
+    stack = np.concatenate(
+        [disp, sigma, significance(disp, cov)[..., None], cov[..., 0, 1, None]], -1
+    )
     # lengths in the image's units; the significance a pure number; the
     # covariance an area (scaled twice below)
-    out = _signal(stack, where, grid, image, POLARIZATION,
-                  f"Polarization ({b} from the centre of its {a} cell)",
-                  [True, True, True, True, False, True],
-                  "image units (significance: |P| / sigma; covariance_xy: "
-                  "image units^2)")  # fmt: skip
+    out = _signal(
+        stack,
+        where,
+        grid,
+        image,
+        POLARIZATION,
+        f"Polarization ({b} from the centre of its {a} cell)",
+        [True, True, True, True, False, True],
+        "image units (significance: |P| / sigma; covariance_xy: image units^2)",
+    )
     if image is not None:
         out.data[5] *= _calibration(image)[1]
     return out
@@ -133,8 +166,9 @@ def strain_map(columns, a="A", reference=None, grid="lattice", image=None):
     stack = np.stack([strain[k] for k in STRAIN], -1)
     av, bv = cell_vectors(ca.xy, ca.ij, shape)
     centre = site_grid(ca.ij, ca.xy, shape) + 0.5 * (av + bv)
-    return _signal(stack, centre, grid, image, STRAIN,
-                   f"Strain of the {a} lattice", False)  # fmt: skip
+    return _signal(
+        stack, centre, grid, image, STRAIN, f"Strain of the {a} lattice", False
+    )
 
 
 def octahedral_map(columns, o="O", b="B", grid="lattice", image=None):
@@ -151,12 +185,22 @@ def octahedral_map(columns, o="O", b="B", grid="lattice", image=None):
     parts = []
     for k in ("a", "b"):
         c = cells[k]
-        parts += [c["displacement"][..., 0], c["displacement"][..., 1], c["tilt"],
-                  c["sigma_tilt"]]  # fmt: skip
-    return _signal(np.stack(parts, -1), site_grid(cb.ij, cb.xy, shape), grid, image,
-                   OCTAHEDRA, f"{o} columns on the {b}-{b} bonds",
-                   [not n.endswith("tilt") for n in OCTAHEDRA],
-                   "x, y: image units; tilt: degrees")  # fmt: skip
+        parts += [
+            c["displacement"][..., 0],
+            c["displacement"][..., 1],
+            c["tilt"],
+            c["sigma_tilt"],
+        ]
+    return _signal(
+        np.stack(parts, -1),
+        site_grid(cb.ij, cb.xy, shape),
+        grid,
+        image,
+        OCTAHEDRA,
+        f"{o} columns on the {b}-{b} bonds",
+        [not n.endswith("tilt") for n in OCTAHEDRA],
+        "x, y: image units; tilt: degrees",
+    )
 
 
 def _signal(stack, where, grid, image, names, title, lengths, units_note=None):
@@ -179,8 +223,9 @@ def _signal(stack, where, grid, image, names, title, lengths, units_note=None):
         ok = np.isfinite(where).all(-1) & np.isfinite(values).all(0)
         xy, vals = where[ok], values[:, ok].T
         spacing = _spacing(xy)
-        data = np.stack([voronoi_map(xy, vals[:, k], shape, spacing)
-                         for k in range(len(names))])  # fmt: skip
+        data = np.stack(
+            [voronoi_map(xy, vals[:, k], shape, spacing) for k in range(len(names))]
+        )
         axes_units, axes_scale, axes_offset = units, scale, offset
         axis_names = ("x", "y")
     else:
@@ -189,15 +234,17 @@ def _signal(stack, where, grid, image, names, title, lengths, units_note=None):
         axis_names = ("i", "j")
     out = hs.signals.Signal2D(data)
     out.axes_manager.navigation_axes[0].name = "quantity"
-    for ax, name, off in zip(out.axes_manager.signal_axes, axis_names, axes_offset,
-                             strict=True):  # fmt: skip
+    for ax, name, off in zip(
+        out.axes_manager.signal_axes, axis_names, axes_offset, strict=True
+    ):
         ax.name, ax.units, ax.scale, ax.offset = name, axes_units, axes_scale, off
     out.metadata.General.title = title
     out.metadata.set_item("Signal.quantities", list(names))
     if units_note is None:
         units_note = units if per.all() else "strain (rotation: rad)"
-    out.metadata.set_item("Signal.quantity_units",
-                          units_note.replace("image units", units))  # fmt: skip
+    out.metadata.set_item(
+        "Signal.quantity_units", units_note.replace("image units", units)
+    )
     return out
 
 
@@ -220,14 +267,23 @@ def hsv_image(dx, dy, max_length=None):
     top = max_length or (np.percentile(length[finite], 99) if finite.any() else 1.0)
     hue = (np.arctan2(dy, dx) / (2 * np.pi)) % 1.0
     value = np.clip(length / (top or 1.0), 0, 1)
-    rgb = hsv_to_rgb(np.stack([np.nan_to_num(hue), np.ones_like(hue),
-                               np.nan_to_num(value)], -1))  # fmt: skip
+    rgb = hsv_to_rgb(
+        np.stack([np.nan_to_num(hue), np.ones_like(hue), np.nan_to_num(value)], -1)
+    )
     rgb[~finite] = 0.0
     return rgb, top
 
 
-def plot_polarization(columns, image=None, a="A", b="B", kind="quiver",
-                      reference=None, scale=None, ax=None):  # fmt: skip
+def plot_polarization(
+    columns,
+    image=None,
+    a="A",
+    b="B",
+    kind="quiver",
+    reference=None,
+    scale=None,
+    ax=None,
+):
     import matplotlib.pyplot as plt
 
     from stemunmix.core import checks
@@ -267,15 +323,26 @@ def _quiver(ax, columns, image, disp, where, scale) -> None:
     if axes and str(axes[0].units) == "nm":
         per_px, unit = 1000.0 * float(axes[0].scale), "pm"
     vectors = columns.lattice_vectors
-    step = (float(np.hypot(*np.asarray(vectors).reshape(-1, 2).T).min())
-            if vectors is not None else 10.0)  # fmt: skip
+    step = (
+        float(np.hypot(*np.asarray(vectors).reshape(-1, 2).T).min())
+        if vectors is not None
+        else 10.0
+    )
     gain = None
     if scale is None and len(length) and np.median(length) > 0:
         gain = step / 3 / float(np.median(length))
         scale = 1 / gain
-    q = ax.quiver(where[ok][:, 0], where[ok][:, 1], disp[ok][:, 0], disp[ok][:, 1],
-                  length * per_px, cmap="viridis", scale=scale, angles="xy",
-                  scale_units="xy" if gain else None)  # fmt: skip
+    q = ax.quiver(
+        where[ok][:, 0],
+        where[ok][:, 1],
+        disp[ok][:, 0],
+        disp[ok][:, 1],
+        length * per_px,
+        cmap="viridis",
+        scale=scale,
+        angles="xy",
+        scale_units="xy" if gain else None,
+    )
     label = f"displacement ({unit})" + (f"; arrows x{gain:.0f}" if gain else "")
     ax.figure.colorbar(q, ax=ax, label=label)
     if image is None:

@@ -31,9 +31,12 @@ class AtomicResolutionImage(StemunmixSignal2D):
             and self.axes_manager.navigation_dimension == 0
         ):
             ax_x, ax_y = self.axes_manager.signal_axes
-            self.add_marker(found.as_markers((ax_x.scale, ax_y.scale),
-                                             (ax_x.offset, ax_y.offset), size=6),
-                            permanent=False)  # fmt: skip
+            self.add_marker(
+                found.as_markers(
+                    (ax_x.scale, ax_y.scale), (ax_x.offset, ax_y.offset), size=6
+                ),
+                permanent=False,
+            )
 
     def segment(
         self,
@@ -118,41 +121,24 @@ class AtomicResolutionImage(StemunmixSignal2D):
             ``local_descriptors`` and ``scree_by_window`` reuse them.
         """
         from stemunmix.nn import inference
-        from stemunmix.nn.data import TRAINING_SPACING
-        from stemunmix.nn.model_io import check_model
-        from stemunmix.nn.training import resolve_device
 
         check_image_axes(self, "segment")
-        scale, spacing_px = _check_scale(scale, spacing, self.data.shape)
-        _check_segment_knobs(contrast, batch_size, tile, lattice_prior, store)
-        if not self._lazy:
-            seg.check_finite(self.data)
-        nav_ndim = self.axes_manager.navigation_dimension
-        # the spacing a numeric scale implies, at the bundled models' training one
-        implied = spacing_px or (
-            None if isinstance(scale, str) else TRAINING_SPACING / scale
-        )
-        used = inference.image_contrast(self.data, nav_ndim, contrast, implied)
-        # The plain arguments first: this loads a file. Dark columns (ABF, BF)
-        # show the O columns, which only the oxygen model names.
-        model = check_model(model if model is not None else CONTRAST_MODEL[used])
-        _check_model_contrast(model, used)
-        dev = resolve_device(device)
-        lazy = self._lazy if lazy_output is None else bool(lazy_output)
+        model, settings = _parse_segment(self, model, scale, batch_size, device, tile,
+                                         lazy_output, lattice_prior, spacing,
+                                         contrast, store)  # fmt: skip
         with progress_bar(show_progressbar, "segment") as bar:
             maps, plans, block, vectors = inference.segment(
-                self.data, inference.for_inference(model).to(dev),
-                nav_ndim, scale, tile,
-                batch_size or (4 if dev.type == "cuda" else 1), dev, lazy,
-                spacing_px, used, float(lattice_prior), bar, store,
-            )  # fmt: skip
-        record = _segment_record(model, plans, scale, tile, block, lattice_prior,
-                                 contrast, spacing_px, store if lazy else None)  # fmt: skip
-        record["contrast_used"] = used
+                self.data,
+                inference.for_inference(model).to(settings.device),
+                self.axes_manager.navigation_dimension,
+                settings,
+                bar,
+            )
+        record = _segment_record(model, plans, block, settings, contrast)
         record["data"] = engine.fingerprint(self.data) or "lazy"
         if vectors is not None:
             record["lattice_vectors"] = vectors
-        if not lazy and engine.is_lazy(maps):
+        if not settings.lazy and engine.is_lazy(maps):
             maps = maps.compute()
         prob = _probabilities(self, maps, model.class_names, record)
         self._set_state("probabilities", prob)  # the image owns its maps
@@ -177,9 +163,12 @@ class AtomicResolutionImage(StemunmixSignal2D):
         fits = prob.data.shape[:-3] + prob.data.shape[-2:] == self.data.shape
         same = [
             (a.scale, a.offset) == (b.scale, b.offset)
-            for a, b in zip(prob.axes_manager.signal_axes,
-                            self.axes_manager.signal_axes, strict=True)
-        ]  # fmt: skip
+            for a, b in zip(
+                prob.axes_manager.signal_axes,
+                self.axes_manager.signal_axes,
+                strict=True,
+            )
+        ]
         if not (fits and all(same)):
             return False
         made_of = prob._get_state("segment", {}).get("data", "lazy")
@@ -202,21 +191,27 @@ class AtomicResolutionImage(StemunmixSignal2D):
             return None
         return self._on_grid(prob.columns, *prob._columns_frame())
 
-    def _maps(self, model=None, scale=None, spacing=None, contrast=None,
-              show_progressbar=None):  # fmt: skip
+    def _maps(
+        self, model=None, scale=None, spacing=None, contrast=None, show_progressbar=None
+    ):
         """The maps this image owns where they fit every argument given (None:
         not asked, so any), else new ones from :meth:`segment` (None: its
         default). The arguments are checked first either way."""
-        checked, spacing = _check_scale("auto" if scale is None else scale, spacing,
-                                        self.data.shape)  # fmt: skip
+        checked, spacing = _check_scale(
+            "auto" if scale is None else scale, spacing, self.data.shape
+        )
         if contrast is not None:
             _check_contrast(contrast)
         prob = self.probabilities
         if prob is not None and _made_with(prob, model, scale, spacing, contrast):
             return prob
-        return self.segment(model=model, scale=checked, spacing=spacing,
-                            contrast=contrast or "auto",
-                            show_progressbar=show_progressbar)  # fmt: skip
+        return self.segment(
+            model=model,
+            scale=checked,
+            spacing=spacing,
+            contrast=contrast or "auto",
+            show_progressbar=show_progressbar,
+        )
 
     def _class_names(self, model=None, contrast=None) -> list:
         """The classes of the maps :meth:`_maps` would give, without making
@@ -230,8 +225,9 @@ class AtomicResolutionImage(StemunmixSignal2D):
             return list(prob.class_names)
         if model is not None:
             return list(check_model(model).class_names)
-        used = inference.image_contrast(self.data, self.axes_manager.navigation_dimension,
-                                        contrast or "auto", None)  # fmt: skip
+        used = inference.image_contrast(
+            self.data, self.axes_manager.navigation_dimension, contrast or "auto", None
+        )
         return list(bundled_card(CONTRAST_MODEL[used])["class_names"])
 
     def square_pixels(self):
@@ -252,12 +248,21 @@ class AtomicResolutionImage(StemunmixSignal2D):
         for ax in out.axes_manager.signal_axes:
             ax.scale = float(np.sign(ax.scale) * fine)
         out.get_dimensions_from_data()
-        out.metadata.set_item("Signal.stemunmix.square_pixels",
-                              {"from_scale": list(scale), "to_scale": fine})  # fmt: skip
+        out.metadata.set_item(
+            "Signal.stemunmix.square_pixels",
+            {"from_scale": list(scale), "to_scale": fine},
+        )
         return out
 
-    def scree_by_window(self, d_values, n_components: int = 10, classes=None,
-                        source: str = "probabilities", model=None, **kwargs):  # fmt: skip
+    def scree_by_window(
+        self,
+        d_values,
+        n_components: int = 10,
+        classes=None,
+        source: str = "probabilities",
+        model=None,
+        **kwargs,
+    ):
         """Cumulative explained variance of the first ``n_components`` PCA
         components of the local descriptors, for each window size in
         ``d_values`` (pixels): the study's Fig. 1a. Returns a Signal1D over d.
@@ -265,8 +270,9 @@ class AtomicResolutionImage(StemunmixSignal2D):
         """
         prob = self._maps(model)
         columns = self.columns if self.columns is not None else self.find_columns(model)
-        return prob.scree_by_window(d_values, n_components, classes, source=source,
-                                    columns=columns, **kwargs)  # fmt: skip
+        return prob.scree_by_window(
+            d_values, n_components, classes, source=source, columns=columns, **kwargs
+        )
 
     def find_columns(
         self,
@@ -295,15 +301,19 @@ class AtomicResolutionImage(StemunmixSignal2D):
         )  # before the maps
         prob = self._maps(model, scale, spacing, contrast, show_progressbar)
         columns = prob.find_columns(
-            threshold=threshold, min_distance=min_distance, refine=refine,
-            show_progressbar=show_progressbar, lattice=lattice,
-        )  # fmt: skip
+            threshold=threshold,
+            min_distance=min_distance,
+            refine=refine,
+            show_progressbar=show_progressbar,
+            lattice=lattice,
+        )
         self.columns = None  # from now on the image's columns are its maps'
         self._set_state("find_columns", prob._get_state("find_columns"))
         return columns
 
-    def displacement_descriptors(self, columns=None, centre="B", around="A",
-                                 reach: float | None = None):  # fmt: skip
+    def displacement_descriptors(
+        self, columns=None, centre="B", around="A", reach: float | None = None
+    ):
         """The physical descriptor beside the learned windows: for every
         ``centre`` column, the offsets (pixels, [x, y]) of its ``around``
         neighbours from where the median cell puts them, as LocalDescriptors
@@ -317,17 +327,21 @@ class AtomicResolutionImage(StemunmixSignal2D):
         the neighbour distance in pixels (default 1.3 times the median
         nearest distance). A centre with a neighbour missing gets none.
         """
-        from stemunmix.signals import _descriptors
+        import stemunmix.signals._descriptors as _descriptors
 
         check_image_axes(self, "displacement_descriptors")
         columns = columns if columns is not None else self.columns
         if columns is None:
             columns = self.find_columns()
         return _descriptors.displacements(
-            columns, centre, around, reach, self.axes_manager.signal_axes,
+            columns,
+            centre,
+            around,
+            reach,
+            self.axes_manager.signal_axes,
             self.data.shape[-2:],
             f"Neighbour displacements of {self.metadata.General.title}",
-        )  # fmt: skip
+        )
 
     def local_descriptors(
         self,
@@ -352,39 +366,31 @@ class AtomicResolutionImage(StemunmixSignal2D):
         :meth:`ColumnProbabilities.local_descriptors` for the arguments;
         ``model``, ``spacing`` and ``contrast`` as in :meth:`find_columns`.
         """
-        from stemunmix.core import checks
-        from stemunmix.signals import _descriptors
+        import stemunmix.signals._descriptors as _descriptors
 
         check_image_axes(self, "local_descriptors")
-        checks.one_of("centre", centre, _descriptors.CENTRES)
         if contrast is not None:
             _check_contrast(contrast)
         names = self._class_names(model, contrast)  # no maps made for the check
-        _descriptors.check_arguments(
+        windows = _descriptors.check_arguments(
             d, edge, source, self.axes_manager.signal_axes, self.data.shape,
             [n for n in names if n != "background"], classes, channels, names,
-            navigation, self.axes_manager.navigation_dimension > 0,
+            navigation, self.axes_manager.navigation_dimension > 0, centre,
         )  # fmt: skip
+        lazy = self._lazy if lazy_output is None else lazy_output
         columns = columns if columns is not None else self.columns
         if source == "image" and columns is not None:  # no maps needed
-            return _descriptors.build(
-                self.data[..., None, :, :], ["image"], columns, d, classes, edge,
-                self.axes_manager.signal_axes,
-                f"Local descriptors of {self.metadata.General.title}",
-                self._lazy if lazy_output is None else lazy_output, {"source": "image"},
-                navigation=navigation, centre=centre,
-            )  # fmt: skip
-        prob = self._maps(model, spacing=spacing, contrast=contrast,
-                          show_progressbar=show_progressbar)  # fmt: skip
+            title = f"Local descriptors of {self.metadata.General.title}"
+            return _descriptors.build(self.data[..., None, :, :], ["image"], columns,
+                                      windows, self.axes_manager.signal_axes, title,
+                                      lazy, {"source": "image"})  # fmt: skip
+        asked = {"spacing": spacing, "contrast": contrast}
+        prob = self._maps(model, show_progressbar=show_progressbar, **asked)
         if columns is None:
-            columns = self.find_columns(model, spacing=spacing, contrast=contrast,
-                                        show_progressbar=show_progressbar)  # fmt: skip
-        return prob.local_descriptors(
-            d, columns, classes, source, channels, edge,
-            show_progressbar=show_progressbar,
-            lazy_output=self._lazy if lazy_output is None else lazy_output,
-            navigation=navigation, centre=centre,
-        )  # fmt: skip
+            columns = self.find_columns(
+                model, show_progressbar=show_progressbar, **asked
+            )
+        return prob._windows(windows, columns, self, show_progressbar, lazy)
 
 
 def _made_with(prob, model, scale, spacing, contrast) -> bool:
@@ -400,28 +406,66 @@ def _made_with(prob, model, scale, spacing, contrast) -> bool:
         return False
     if spacing is not None and state.get("spacing") != float(spacing):
         return False
-    return contrast is None or contrast in (state.get("contrast"),
-                                            state.get("contrast_used"))  # fmt: skip
+    return contrast is None or contrast in (
+        state.get("contrast"),
+        state.get("contrast_used"),
+    )
 
 
 def _model_id(model) -> dict:
     """The name and version of a model, as segment() records them."""
-    return {"model": model.card.get("name", "custom"),
-            "model_version": model.card.get("version", "unknown")}  # fmt: skip
+    return {
+        "model": model.card.get("name", "custom"),
+        "model_version": model.card.get("version", "unknown"),
+    }
 
 
-def _segment_record(model, plans, scale, tile, block, lattice_prior, contrast,
-                    spacing, store) -> dict:  # fmt: skip
-    """What segment() records in ``metadata.Signal.stemunmix.segment``."""
+def _parse_segment(image, model, scale, batch_size, device, tile, lazy_output,
+                   lattice_prior, spacing, contrast, store):  # fmt: skip
+    """segment()'s arguments, checked before any work and parsed once: (the
+    model, :class:`stemunmix.nn.inference.Settings`). The contrast is
+    measured here (central crops); it picks the model where none is given."""
+    from stemunmix.nn import inference
+    from stemunmix.nn.data import TRAINING_SPACING
+    from stemunmix.nn.model_io import check_model
+    from stemunmix.nn.training import resolve_device
+
+    scale, spacing = _check_scale(scale, spacing, image.data.shape)
+    _check_segment_knobs(contrast, batch_size, tile, lattice_prior, store)
+    if not image._lazy:
+        seg.check_finite(image.data)
+    # the spacing a numeric scale implies, at the bundled models' training one
+    implied = spacing or (None if isinstance(scale, str) else TRAINING_SPACING / scale)
+    used = inference.image_contrast(
+        image.data, image.axes_manager.navigation_dimension, contrast, implied
+    )
+    # Dark columns (ABF, BF) show the O columns, which only the oxygen model names.
+    model = check_model(model if model is not None else CONTRAST_MODEL[used])
+    _check_model_contrast(model, used)
+    dev = resolve_device(device)
+    lazy = image._lazy if lazy_output is None else bool(lazy_output)
+    return model, inference.Settings(
+        scale=scale, spacing=spacing, contrast=used, tile=int(tile),
+        batch_size=batch_size or (4 if dev.type == "cuda" else 1), device=dev,
+        lattice_prior=float(lattice_prior), lazy=lazy,
+        store=None if store is None or not lazy else str(store),
+    )  # fmt: skip
+
+
+def _segment_record(model, plans, block, settings, contrast) -> dict:
+    """What segment() records in ``metadata.Signal.stemunmix.segment``
+    (``contrast``: as asked; ``contrast_used``: as measured)."""
     frames = sorted(plans)
+    o = settings
     return _model_id(model) | {
         "training_spacing": model.card.get("training_spacing", 16.0),
-        "scale": scale, "tile": int(tile), "block": int(block),
-        "lattice_prior": float(lattice_prior), "contrast": contrast,
-        "spacing": "measured" if spacing is None else spacing,
+        "scale": o.scale, "tile": o.tile, "block": int(block),
+        "lattice_prior": o.lattice_prior, "contrast": contrast,
+        "contrast_used": o.contrast,
+        "spacing": "measured" if o.spacing is None else o.spacing,
         "measured_spacing": np.array([plans[f].spacing for f in frames]),
         "factor": np.array([plans[f].factor for f in frames]),
-        "store": "none" if store is None else str(store),
+        "store": "none" if o.store is None else o.store,
     }  # fmt: skip
 
 
@@ -438,8 +482,14 @@ def _probabilities(image, maps, class_names, record):
     )
 
     axes = [ax.get_axis_dictionary() for ax in image.axes_manager._axes]
-    class_axis = {"name": "class", "size": len(class_names),
-                  "navigate": True, "scale": 1, "offset": 0, "units": ""}  # fmt: skip
+    class_axis = {
+        "name": "class",
+        "size": len(class_names),
+        "navigate": True,
+        "scale": 1,
+        "offset": 0,
+        "units": "",
+    }
     axes.insert(len(axes) - 2, class_axis)
     cls = LazyColumnProbabilities if engine.is_lazy(maps) else ColumnProbabilities
     out = cls(maps, axes=axes)

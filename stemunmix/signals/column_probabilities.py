@@ -104,10 +104,20 @@ class ColumnProbabilities(StemunmixSignal2D):
         distances = self._column_distances(list(cations or classes), min_distance)
         block = self._segment_block() if self._lazy else max(self.data.shape[-2:])
         with progress_bar(show_progressbar, "find_columns") as bar:
-            found = find_columns(self.data, frames_image, len(nav_shape), classes,
-                                 threshold, refine, distances, block, bar)  # fmt: skip
-        columns, noise, errors = _assemble(found, names, self.data.shape, lattice,
-                                           cations, distances)  # fmt: skip
+            found = find_columns(
+                self.data,
+                frames_image,
+                len(nav_shape),
+                classes,
+                threshold,
+                refine,
+                distances,
+                block,
+                bar,
+            )
+        columns, noise, errors = _assemble(
+            found, names, self.data.shape, lattice, cations, distances
+        )
         if len(columns) == 0:
             warnings.warn(
                 "no columns found: no class probability reaches the threshold "
@@ -117,17 +127,28 @@ class ColumnProbabilities(StemunmixSignal2D):
         self._check_on_lattice(columns, nav_shape)
         self.metadata.set_item(
             "Signal.stemunmix.find_columns",
-            {"threshold": threshold, "refine": refine, "lattice": str(lattice),
-             "min_distance": "auto" if min_distance is None else float(min_distance),
-             **record_arrays(errors, names, nav_shape, noise)},
-        )  # fmt: skip
+            {
+                "threshold": threshold,
+                "refine": refine,
+                "lattice": str(lattice),
+                "min_distance": "auto" if min_distance is None else float(min_distance),
+                **record_arrays(errors, names, nav_shape, noise),
+            },
+        )
         for message in warnings_of(errors, names):
             warnings.warn(message, stacklevel=2)
         self.columns = columns
         return columns
 
-    def scree_by_window(self, d_values, n_components: int = 10, classes=None,
-                        source: str = "probabilities", normalize=None, **kwargs):  # fmt: skip
+    def scree_by_window(
+        self,
+        d_values,
+        n_components: int = 10,
+        classes=None,
+        source: str = "probabilities",
+        normalize=None,
+        **kwargs,
+    ):
         """Cumulative explained variance of the first ``n_components`` PCA
         components of the local descriptors, for each window size in
         ``d_values`` (pixels): the study's Fig. 1a. Returns a Signal1D over d.
@@ -137,10 +158,13 @@ class ColumnProbabilities(StemunmixSignal2D):
         from stemunmix.signals._descriptors import scree_by_window
 
         return scree_by_window(
-            lambda d: self.local_descriptors(d, classes=classes, source=source,
-                                             **kwargs),
-            d_values, n_components, normalize,
-        )  # fmt: skip
+            lambda d: self.local_descriptors(
+                d, classes=classes, source=source, **kwargs
+            ),
+            d_values,
+            n_components,
+            normalize,
+        )
 
     def _check_on_lattice(self, columns, nav_shape, minimum: float = 0.7) -> None:
         """Warn where a class's columns do not sit on the lattice segment()
@@ -229,8 +253,11 @@ class ColumnProbabilities(StemunmixSignal2D):
             )
         if self._get_state("segment", {}).get("contrast_used") == "dark":
             # float first: negating unsigned counts would wrap around
-            data = -(data.astype(np.float32) if hasattr(data, "dask")
-                     else np.asarray(data, np.float32))  # fmt: skip
+            data = -(
+                data.astype(np.float32)
+                if hasattr(data, "dask")
+                else np.asarray(data, np.float32)
+            )
         return data, refine
 
     def local_descriptors(
@@ -290,25 +317,30 @@ class ColumnProbabilities(StemunmixSignal2D):
             the cell; one class and one image. Columns without a full cell are
             left out, with a warning.
         """
-        from stemunmix.core import checks
-        from stemunmix.signals import _descriptors
+        import stemunmix.signals._descriptors as _descriptors
 
-        checks.one_of("centre", centre, _descriptors.CENTRES)
         names = self.class_names
-        column_classes = [n for n in names if n != "background"]
-        checked = _descriptors.check_arguments(
+        windows = _descriptors.check_arguments(
             d, edge, source, self.axes_manager.signal_axes, self.data.shape,
-            column_classes, classes, channels, names, navigation,
-            self.data.ndim > 3,
+            [n for n in names if n != "background"], classes, channels, names,
+            navigation, self.data.ndim > 3, centre,
         )  # fmt: skip
+        return self._windows(windows, columns, image, show_progressbar, lazy_output)
+
+    def _windows(self, windows, columns=None, image=None, show_progressbar=None,
+                 lazy_output=None):  # fmt: skip
+        """:meth:`local_descriptors` on arguments parsed once (a
+        ``_descriptors.Windows``)."""
+        import stemunmix.signals._descriptors as _descriptors
+
+        names = self.class_names
         if columns is None:
             columns = self.columns
         if columns is None:
             columns = self.find_columns(image=image, show_progressbar=show_progressbar)
-        if source == "probabilities":
-            channels = checked["channels"] or column_classes
-            idx = [names.index(c) for c in channels]
-            frames = self.data[..., idx, :, :]
+        if windows.source == "probabilities":
+            channels = list(windows.channels or [n for n in names if n != "background"])
+            frames = self.data[..., [names.index(c) for c in channels], :, :]
         else:
             channels = ["image"]
             raw, _ = self._raw_frames(image, "centroid")
@@ -318,15 +350,12 @@ class ColumnProbabilities(StemunmixSignal2D):
                     "AtomicResolutionImage> (these maps have none linked)"
                 )
             frames = raw[..., None, :, :]
+        lazy = self._lazy if lazy_output is None else lazy_output
+        title = f"Local descriptors of {self.metadata.General.title}"
         with progress_bar(show_progressbar, "local_descriptors") as bar:
-            return _descriptors.build(
-                frames, channels, columns, checked["d"], checked["classes"], edge,
-                self.axes_manager.signal_axes,
-                f"Local descriptors of {self.metadata.General.title}",
-                self._lazy if lazy_output is None else lazy_output,
-                {"source": source}, checked["d_read"], progress=bar,
-                navigation=navigation, centre=centre,
-            )  # fmt: skip
+            return _descriptors.build(frames, channels, columns, windows,
+                                      self.axes_manager.signal_axes, title, lazy,
+                                      {"source": windows.source}, progress=bar)  # fmt: skip
 
 
 def _cation_pair(names, classes, lattice=None):
@@ -380,10 +409,18 @@ def _assemble(found, names, shape, lattice, cations, distances):
     quantities = {k: np.concatenate([p[6][k] for p in parts]) for k in parts[0][6]}
     single = not nav_shape
     columns = Columns(
-        cat(0), cat(1), names, cat(2), None if single else cat(3), None,
-        quantities, cat(5), vectors[0] if single else np.array(vectors),
-        None if single else np.array(frames, int), covariance=cat(4),
-    )  # fmt: skip
+        cat(0),
+        cat(1),
+        names,
+        cat(2),
+        None if single else cat(3),
+        None,
+        quantities,
+        cat(5),
+        vectors[0] if single else np.array(vectors),
+        None if single else np.array(frames, int),
+        covariance=cat(4),
+    )
     return columns, noise, errors
 
 

@@ -18,8 +18,13 @@ class LocalDescriptors(StemunmixSignal2D):
 
     _signal_type = "local_descriptors"
 
-    def decomposition(self, normalize_poissonian_noise=False, algorithm="SVD",
-                      output_dimension=None, **kwargs):  # fmt: skip
+    def decomposition(
+        self,
+        normalize_poissonian_noise=False,
+        algorithm="SVD",
+        output_dimension=None,
+        **kwargs,
+    ):
         """HyperSpy's ``decomposition``, with defaults that make lazy as good
         as eager and both the same: ``algorithm="NMF"`` runs
         :class:`stemunmix.learn.NMF` (HALS; its keywords ``max_iter``,
@@ -37,8 +42,9 @@ class LocalDescriptors(StemunmixSignal2D):
         if algorithm == "NMF":
             if output_dimension is None:
                 raise ValueError("output_dimension must be given for NMF")
-            own = {k: kwargs.pop(k) for k in list(kwargs)
-                   if k in NMF._get_param_names()}  # fmt: skip
+            own = {
+                k: kwargs.pop(k) for k in list(kwargs) if k in NMF._get_param_names()
+            }
             algorithm = NMF(output_dimension, **({"random_state": 0} | own))
         if isinstance(algorithm, NMF):  # fitted here, projected by HyperSpy
             mask = kwargs.get("navigation_mask")
@@ -62,8 +68,9 @@ class LocalDescriptors(StemunmixSignal2D):
             # agree to 1e-12, where float32 windows leave them 2e-6 apart.
             self.data = data.astype(np.float64)
         try:
-            return impl(self, normalize_poissonian_noise, algorithm,
-                        output_dimension, **kwargs)  # fmt: skip
+            return impl(
+                self, normalize_poissonian_noise, algorithm, output_dimension, **kwargs
+            )
         finally:
             self.data = data
 
@@ -182,11 +189,14 @@ class LocalDescriptors(StemunmixSignal2D):
         if values is None:
             raise ValueError(
                 f"no {source} results: run "
-                + {"decomposition": "decomposition()", "bss": "blind_source_separation()",
-                   "cluster": "cluster_analysis(...)",
-                   "probability": "cluster_analysis(...) with a Gaussian mixture"}[source]
+                + {
+                    "decomposition": "decomposition()",
+                    "bss": "blind_source_separation()",
+                    "cluster": "cluster_analysis(...)",
+                    "probability": "cluster_analysis(...) with a Gaussian mixture",
+                }[source]
                 + " first"
-            )  # fmt: skip
+            )
         values = np.asarray(values)
         if len(values) != self.axes_manager.navigation_size:
             raise ValueError("learning results do not match the windows; rerun them")
@@ -210,18 +220,40 @@ class LocalDescriptors(StemunmixSignal2D):
         spacing = _typical_spacing(columns.xy)
         per_frame = {}
         for key in np.ndindex(nav_shape):
-            m = (np.all(columns.nav_index == np.array(key[::-1]), axis=1)
-                 if nav_shape else slice(None))  # fmt: skip
+            m = (
+                np.all(columns.nav_index == np.array(key[::-1]), axis=1)
+                if nav_shape
+                else slice(None)
+            )
             per_frame[key] = (columns.xy[m], values[m])
-        out = draw(per_frame, nav_shape, shape, values.shape[1], mode, spacing,
-                   block, self._lazy)  # fmt: skip
-        axes = [{"name": n, "size": s, "navigate": True}
-                for n, s in zip([f"frame{i}" for i in range(len(nav_shape))], nav_shape, strict=True)]  # fmt: skip
+        out = draw(
+            per_frame,
+            nav_shape,
+            shape,
+            values.shape[1],
+            mode,
+            spacing,
+            block,
+            self._lazy,
+        )
+        axes = [
+            {"name": n, "size": s, "navigate": True}
+            for n, s in zip(
+                [f"frame{i}" for i in range(len(nav_shape))], nav_shape, strict=True
+            )
+        ]
         axes.append({"name": name, "size": values.shape[1], "navigate": True})
         for i, ax in ((1, "y"), (0, "x")):
-            axes.append({"name": ax, "size": shape[1 - i], "scale": source["scale"][i],
-                         "offset": source["offset"][i], "units": source["units"][i],
-                         "navigate": False})  # fmt: skip
+            axes.append(
+                {
+                    "name": ax,
+                    "size": shape[1 - i],
+                    "scale": source["scale"][i],
+                    "offset": source["offset"][i],
+                    "units": source["units"][i],
+                    "navigate": False,
+                }
+            )
         signal = Signal2D(out, axes=axes)
         if self._lazy:
             signal = signal.as_lazy()
@@ -230,9 +262,12 @@ class LocalDescriptors(StemunmixSignal2D):
         return signal
 
     def get_loading_maps(
-        self, source: str = "decomposition", mode: str = "voronoi", components=None,
+        self,
+        source: str = "decomposition",
+        mode: str = "voronoi",
+        components=None,
         block: int = 2048,
-    ):  # fmt: skip
+    ):
         """Loadings of a learning result on the image grid.
 
         Parameters
@@ -263,8 +298,13 @@ class LocalDescriptors(StemunmixSignal2D):
             components = self.learning_results.output_dimension
         if components is not None:
             values = values[:, _pick_components(components, values.shape[1])]
-        return self._to_image_grid(values, mode, "component",
-                                   f"{source} loading maps", checks.count("block", block, 16))  # fmt: skip
+        return self._to_image_grid(
+            values,
+            mode,
+            "component",
+            f"{source} loading maps",
+            checks.count("block", block, 16),
+        )
 
     def plot_decomposition_results(self, *args, **kwargs):
         """HyperSpy's own on the lattice grid (``navigation="lattice"``: the
@@ -282,8 +322,11 @@ class LocalDescriptors(StemunmixSignal2D):
         from hyperspy.api import plot
         from hyperspy.signal import BaseSignal
 
-        own = (BaseSignal.plot_decomposition_results if source == "decomposition"
-               else BaseSignal.plot_cluster_results)  # fmt: skip
+        own = (
+            BaseSignal.plot_decomposition_results
+            if source == "decomposition"
+            else BaseSignal.plot_cluster_results
+        )
         if self.sites is not None or self._lazy or args or kwargs:
             return own(self, *args, **kwargs)
         if source == "decomposition":
@@ -295,9 +338,12 @@ class LocalDescriptors(StemunmixSignal2D):
         return factors, maps
 
     def plot_loading_maps(
-        self, source: str = "decomposition", mode: str = "voronoi", components=None,
+        self,
+        source: str = "decomposition",
+        mode: str = "voronoi",
+        components=None,
         **kwargs,
-    ):  # fmt: skip
+    ):
         """Plot :meth:`get_loading_maps` with ``hs.plot.plot_images``."""
         import hyperspy.api as hs
 
@@ -356,8 +402,9 @@ class LocalDescriptors(StemunmixSignal2D):
             raise ValueError(
                 f"source must be 'decomposition', 'bss' or 'signal', got {source!r}"
             )
-        learner = ManifoldEmbedding(method, n_components, max_samples,
-                                    random_state=random_state, **kwargs)  # fmt: skip
+        learner = ManifoldEmbedding(
+            method, n_components, max_samples, random_state=random_state, **kwargs
+        )
         embedding = learner.fit(x).transform(x)
         if self.sites is not None:  # back onto the lattice grid, NaN where no window
             return _embedding_on_sites(embedding, self.sites, method)
@@ -376,8 +423,9 @@ class LocalDescriptors(StemunmixSignal2D):
 
         checks.one_of("mode", mode, ("voronoi", "points"))
         labels = self._per_column("cluster").argmax(1).astype(np.float32)
-        out = self._to_image_grid(labels[:, None], mode, "map", "domain map",
-                                  checks.count("block", block, 16))  # fmt: skip
+        out = self._to_image_grid(
+            labels[:, None], mode, "map", "domain map", checks.count("block", block, 16)
+        )
         return out.inav[0] if out.axes_manager.navigation_dimension == 1 else out
 
     def get_domain_probabilities(self, mode: str = "voronoi", block: int = 2048):
@@ -391,11 +439,17 @@ class LocalDescriptors(StemunmixSignal2D):
 
         checks.one_of("mode", mode, ("voronoi", "points"))
         values = self._per_column("probability")
-        return self._to_image_grid(values, mode, "domain", "domain probabilities",
-                                   checks.count("block", block, 16))  # fmt: skip
+        return self._to_image_grid(
+            values,
+            mode,
+            "domain",
+            "domain probabilities",
+            checks.count("block", block, 16),
+        )
 
-    def component_displacements(self, columns=None, source: str = "decomposition",
-                                radius: float | None = None) -> dict:  # fmt: skip
+    def component_displacements(
+        self, columns=None, source: str = "decomposition", radius: float | None = None
+    ) -> dict:
         """Each component as the column displacements it encodes, on the mean
         cell (the study's Fig. 1b as arrows).
 
@@ -427,31 +481,46 @@ class LocalDescriptors(StemunmixSignal2D):
             k = len(params["reference"])
             disp = factors.reshape(len(factors), 2, k).transpose(0, 2, 1)
             name = params["around"]
-            return {"sites": {name: np.asarray(params["reference"], float)},
-                    "displacements": {name: disp * spread[:, None, None]}}  # fmt: skip
+            return {
+                "sites": {name: np.asarray(params["reference"], float)},
+                "displacements": {name: disp * spread[:, None, None]},
+            }
         columns = columns if columns is not None else self.columns
         d = int(params["d"])
         names = [n for n in columns.class_names if n != "background"]
         own = self.columns.class_names[int(np.bincount(self.columns.labels).argmax())]
-        sites = window_sites(self.columns.xy,
-                             {n: columns.select(n).xy for n in names}, d, own)  # fmt: skip
+        sites = window_sites(
+            self.columns.xy, {n: columns.select(n).xy for n in names}, d, own
+        )
         if not sites:
             raise ValueError("no columns of these classes fall inside the windows")
         data = self.data.reshape((-1,) + tuple(self.data.shape[-2:]))
         if self.sites is not None:  # the lattice grid's empty sites are zeros
             data = data[np.flatnonzero(self.sites.ravel() >= 0)]
         mean = np.asarray(data.mean(0).compute() if self._lazy else data.mean(0))
-        moves = component_moves(factors, spread, mean, sites, d,
-                                list(params.get("channels") or ["image"]), radius)  # fmt: skip
+        moves = component_moves(
+            factors,
+            spread,
+            mean,
+            sites,
+            d,
+            list(params.get("channels") or ["image"]),
+            radius,
+        )
         return {"sites": sites, "displacements": moves}
 
 
 # cluster_analysis's own keywords; any other keyword builds the algorithm.
 _HYPERSPY_CLUSTER = {
-    "source_for_centers", "preprocessing", "preprocessing_kwargs",
-    "number_of_components", "navigation_mask", "signal_mask", "algorithm",
+    "source_for_centers",
+    "preprocessing",
+    "preprocessing_kwargs",
+    "number_of_components",
+    "navigation_mask",
+    "signal_mask",
+    "algorithm",
     "return_info",
-}  # fmt: skip
+}
 
 
 class _Recording:
@@ -507,8 +576,9 @@ def _embedding_on_sites(embedding, sites, method):
     window, NaN at the others."""
     from hyperspy._signals.signal1d import Signal1D
 
-    embedding = np.asarray(embedding.compute() if hasattr(embedding, "compute")
-                           else embedding)  # fmt: skip
+    embedding = np.asarray(
+        embedding.compute() if hasattr(embedding, "compute") else embedding
+    )
     full = np.full((sites.size, embedding.shape[1]), np.nan)
     full[np.flatnonzero(sites.ravel() >= 0)] = embedding
     out = Signal1D(full.reshape(sites.shape + (embedding.shape[1],)))
