@@ -87,3 +87,24 @@ def test_dask_subsample_takes_the_rows_numpy_takes(batch_bytes):
     got = _subsample._take_rows(lazy, picked, batch_bytes=batch_bytes)
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, x[picked])
+
+
+@pytest.mark.parametrize("name", ["NMF", "GaussianMixture", "ManifoldEmbedding"])
+def test_learners_pass_scikit_learn_estimator_checks(name):
+    """Every check of scikit-learn's check_estimator (their tags declared:
+    NMF takes non-negative input only)."""
+    import warnings
+
+    from sklearn.utils.estimator_checks import check_estimator
+
+    from stemunmix import learn
+
+    est = {"NMF": learn.NMF(2, max_iter=50, random_state=0),
+           "GaussianMixture": learn.GaussianMixture(2, random_state=0),
+           "ManifoldEmbedding": learn.ManifoldEmbedding("isomap", 2, random_state=0)}[name]  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = check_estimator(est, on_fail=None)
+    failed = [(r["check_name"], str(r["exception"])[:200]) for r in results
+              if r["status"] == "failed"]  # fmt: skip
+    assert len(results) > 40 and not failed, failed

@@ -46,9 +46,24 @@ def _take_rows(x, rows, batch_bytes: float = 64e6) -> np.ndarray:
     return out
 
 
-def check_2d(x, name="X"):
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be 2D (samples, features), got shape {x.shape}")
-    if x.shape[0] == 0:
-        raise ValueError(f"{name} has no samples")
-    return x
+def check_2d(x, name="X", finite: bool = True):
+    """``x`` as (samples, features): a dask array checked by its shape (its
+    values are read later, chunk by chunk), anything else through
+    scikit-learn's ``check_array`` (numeric, 2D, dense, at least one sample
+    and feature; finite unless ``finite=False``), so the messages are
+    scikit-learn's own."""
+    if is_dask(x):
+        if x.ndim != 2:
+            raise ValueError(
+                f"{name} must be 2D (samples, features), got shape {x.shape}; "
+                "Reshape your data"
+            )
+        if x.shape[0] == 0:
+            raise ValueError(f"{name} has no samples")
+        return x
+    from sklearn.utils.validation import check_array
+
+    return check_array(
+        x, accept_sparse=False, dtype="numeric", ensure_all_finite=finite,
+        input_name=name,
+    )  # fmt: skip

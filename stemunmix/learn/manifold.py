@@ -44,11 +44,22 @@ class ManifoldEmbedding(TransformerMixin, BaseEstimator):
         self.n_neighbors = n_neighbors
         self.random_state = random_state
 
+    def _neighbours(self) -> int:
+        """n_neighbors, at most the fitted rows less one (tiny inputs)."""
+        rows = getattr(self, "_rows", None)
+        return (
+            self.n_neighbors
+            if rows is None
+            else max(1, min(self.n_neighbors, rows - 1))
+        )
+
     def _learner(self):
         if self.method == "isomap":
             from sklearn.manifold import Isomap
 
-            return Isomap(n_neighbors=self.n_neighbors, n_components=self.n_components)
+            return Isomap(
+                n_neighbors=self._neighbours(), n_components=self.n_components
+            )
         if self.method == "tsne":
             from sklearn.manifold import TSNE
 
@@ -66,7 +77,7 @@ class ManifoldEmbedding(TransformerMixin, BaseEstimator):
                 ) from None
             return umap.UMAP(
                 n_components=self.n_components,
-                n_neighbors=self.n_neighbors,
+                n_neighbors=self._neighbours(),
                 random_state=self.random_state,
             )
         raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
@@ -75,15 +86,18 @@ class ManifoldEmbedding(TransformerMixin, BaseEstimator):
         from sklearn.neighbors import NearestNeighbors
 
         X = check_2d(X)
-        learner = self._learner()
         sample = subsample(X, self.max_samples, self.random_state)
+        self._rows = len(sample)
+        learner = self._learner()
         if not np.all(np.isfinite(sample)):
             raise ValueError("X contains NaN or inf; remove those rows first")
         self.embedding_sample_ = learner.fit_transform(sample)
         self.learner_ = learner
         self.sample_ = sample
         if self.method == "tsne":
-            self.neighbors_ = NearestNeighbors(n_neighbors=self.n_neighbors).fit(sample)
+            self.neighbors_ = NearestNeighbors(n_neighbors=self._neighbours()).fit(
+                sample
+            )
         self.n_features_in_ = X.shape[1]
         return self
 

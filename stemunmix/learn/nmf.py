@@ -82,6 +82,11 @@ class NMF(TransformerMixin, BaseEstimator):
         self.init_samples = init_samples
         self.random_state = random_state
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True
+        return tags
+
     def fit(self, X, y=None):
         from stemunmix.core import checks
 
@@ -145,6 +150,7 @@ class NMF(TransformerMixin, BaseEstimator):
         self.loadings_ = W
         self.reconstruction_err_ = float(np.sqrt(err))
         self.n_iter_ = it
+        self.n_features_in_ = X.shape[1]
         return self
 
     def fit_transform(self, X, y=None):
@@ -152,6 +158,15 @@ class NMF(TransformerMixin, BaseEstimator):
 
     def transform(self, X):
         """Loadings of X (numpy in: numpy out; dask in: dask out, by chunks)."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "components_")
+        X = check_2d(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but NMF is expecting "
+                f"{self.n_features_in_} features as input"
+            )
         H = self.components_.astype(np.float64)
         sweeps = 8 * self.inner
         if is_dask(X):
@@ -239,6 +254,6 @@ def _project(x, H, sweeps):
 def _check_nonnegative(x):
     if np.min(x) < 0:
         raise ValueError(
-            "NMF needs non-negative data; these windows have negative values "
-            f"(min {np.min(x):.3g}): subtract the minimum first, or use SVD"
+            f"Negative values in data passed to NMF (min {np.min(x):.3g}): NMF "
+            "needs non-negative data; subtract the minimum first, or use SVD"
         )

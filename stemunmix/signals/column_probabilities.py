@@ -104,41 +104,37 @@ class ColumnProbabilities(StemunmixSignal2D):
         distances = self._column_distances(list(cations or classes), min_distance)
         block = self._segment_block() if self._lazy else max(self.data.shape[-2:])
         with progress_bar(show_progressbar, "find_columns") as bar:
-            found = find_columns(
-                self.data,
-                frames_image,
-                len(nav_shape),
-                classes,
-                threshold,
-                refine,
-                distances,
-                block,
-                bar,
-            )
+            found = find_columns(self.data, frames_image, len(nav_shape), classes,
+                                 threshold, refine, distances, block, bar)  # fmt: skip
         columns, noise, errors = _assemble(
             found, names, self.data.shape, lattice, cations, distances
         )
+        settings = {"threshold": threshold, "refine": refine, "lattice": str(lattice),
+                    "min_distance": "auto" if min_distance is None
+                    else float(min_distance)}  # fmt: skip
+        self._record_found(columns, settings, errors, noise)
+        self.columns = columns
+        return columns
+
+    def _record_found(self, columns, settings: dict, errors, noise) -> None:
+        """find_columns' settings and error model into metadata, and what the
+        user must hear: no columns, columns off the lattice, error-model
+        warnings."""
+        names, nav_shape = self.class_names, self.data.shape[:-3]
         if len(columns) == 0:
             warnings.warn(
                 "no columns found: no class probability reaches the threshold "
-                f"{threshold}; check the image and the model (or lower threshold)",
-                stacklevel=2,
+                f"{settings['threshold']}; check the image and the model (or lower "
+                "threshold)",
+                stacklevel=3,
             )
         self._check_on_lattice(columns, nav_shape)
         self.metadata.set_item(
             "Signal.stemunmix.find_columns",
-            {
-                "threshold": threshold,
-                "refine": refine,
-                "lattice": str(lattice),
-                "min_distance": "auto" if min_distance is None else float(min_distance),
-                **record_arrays(errors, names, nav_shape, noise),
-            },
+            settings | record_arrays(errors, names, nav_shape, noise),
         )
         for message in warnings_of(errors, names):
-            warnings.warn(message, stacklevel=2)
-        self.columns = columns
-        return columns
+            warnings.warn(message, stacklevel=3)
 
     def scree_by_window(
         self,

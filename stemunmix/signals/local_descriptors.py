@@ -47,15 +47,7 @@ class LocalDescriptors(StemunmixSignal2D):
             }
             algorithm = NMF(output_dimension, **({"random_state": 0} | own))
         if isinstance(algorithm, NMF):  # fitted here, projected by HyperSpy
-            mask = kwargs.get("navigation_mask")
-            x = self.data.reshape((self.axes_manager.navigation_size, -1))
-            if mask is not None:
-                # HyperSpy's convention: a signal in array order, numpy in axes order.
-                mask = (
-                    mask.data if hasattr(mask, "axes_manager") else np.asarray(mask).T
-                )
-                x = x[~np.asarray(mask, bool).ravel()]
-            algorithm = _Fitted(algorithm.fit(x))
+            algorithm = _Fitted(algorithm.fit(self._unmasked_rows(kwargs)))
         elif algorithm == "SVD" and self._lazy:
             kwargs.setdefault("svd_solver", "full")
         # HyperSpy's own, eager or lazy (the lazy twin puts this method first).
@@ -73,6 +65,17 @@ class LocalDescriptors(StemunmixSignal2D):
             )
         finally:
             self.data = data
+
+    def _unmasked_rows(self, kwargs):
+        """The windows as rows (navigation, pixels), less those HyperSpy's
+        ``navigation_mask`` in ``kwargs`` leaves out (a signal: array order;
+        numpy: axes order)."""
+        mask = kwargs.get("navigation_mask")
+        x = self.data.reshape((self.axes_manager.navigation_size, -1))
+        if mask is None:
+            return x
+        mask = mask.data if hasattr(mask, "axes_manager") else np.asarray(mask).T
+        return x[~np.asarray(mask, bool).ravel()]
 
     def cluster_analysis(self, cluster_source, *args, test: bool = True, **kwargs):
         """HyperSpy's ``cluster_analysis``; on the lattice grid
@@ -169,34 +172,18 @@ class LocalDescriptors(StemunmixSignal2D):
 
     def _per_column(self, source: str) -> np.ndarray:
         """(N, K) values per column of a learning result."""
+        from stemunmix.core import checks
+
+        checks.one_of("source", source, tuple(_LEARNED))
         lr = self.learning_results
-        if source == "decomposition":
-            values = lr.loadings
-        elif source == "bss":
-            values = lr.bss_loadings
-        elif source == "cluster":
-            values = (
-                None if lr.cluster_labels is None else np.asarray(lr.cluster_labels).T
-            )
-        elif source == "probability":
-            values = self._get_state("domain_probabilities")
-            values = None if values is None else np.asarray(values).T
-        else:
-            raise ValueError(
-                "source must be 'decomposition', 'bss', 'cluster' or 'probability', "
-                f"got {source!r}"
-            )
+        values = {
+            "decomposition": lambda: lr.loadings,
+            "bss": lambda: lr.bss_loadings,
+            "cluster": lambda: _transposed(lr.cluster_labels),
+            "probability": lambda: _transposed(self._get_state("domain_probabilities")),
+        }[source]()
         if values is None:
-            raise ValueError(
-                f"no {source} results: run "
-                + {
-                    "decomposition": "decomposition()",
-                    "bss": "blind_source_separation()",
-                    "cluster": "cluster_analysis(...)",
-                    "probability": "cluster_analysis(...) with a Gaussian mixture",
-                }[source]
-                + " first"
-            )
+            raise ValueError(f"no {source} results: run {_LEARNED[source]} first")
         values = np.asarray(values)
         if len(values) != self.axes_manager.navigation_size:
             raise ValueError("learning results do not match the windows; rerun them")
@@ -205,6 +192,8 @@ class LocalDescriptors(StemunmixSignal2D):
         return values
 
     def _to_image_grid(self, values, mode, name, title, block=2048):
+        """(N, K) values per column drawn on the source image's grid (one
+        map per k, per frame), calibrated as the source."""
         from hyperspy._signals.signal2d import Signal2D
 
         from stemunmix.core.maps import draw
@@ -214,47 +203,16 @@ class LocalDescriptors(StemunmixSignal2D):
         source = self._get_state("source")
         if source is None:
             raise ValueError("these windows carry no source image geometry")
-        shape = tuple(source["shape"])
+        shape, nav_shape = tuple(source["shape"]), tuple(source.get("nav_shape", []))
         columns = self.columns
-        nav_shape = tuple(source.get("nav_shape", []))
-        spacing = _typical_spacing(columns.xy)
         per_frame = {}
         for key in np.ndindex(nav_shape):
-            m = (
-                np.all(columns.nav_index == np.array(key[::-1]), axis=1)
-                if nav_shape
-                else slice(None)
-            )
+            m = (np.all(columns.nav_index == np.array(key[::-1]), axis=1)
+                 if nav_shape else slice(None))  # fmt: skip
             per_frame[key] = (columns.xy[m], values[m])
-        out = draw(
-            per_frame,
-            nav_shape,
-            shape,
-            values.shape[1],
-            mode,
-            spacing,
-            block,
-            self._lazy,
-        )
-        axes = [
-            {"name": n, "size": s, "navigate": True}
-            for n, s in zip(
-                [f"frame{i}" for i in range(len(nav_shape))], nav_shape, strict=True
-            )
-        ]
-        axes.append({"name": name, "size": values.shape[1], "navigate": True})
-        for i, ax in ((1, "y"), (0, "x")):
-            axes.append(
-                {
-                    "name": ax,
-                    "size": shape[1 - i],
-                    "scale": source["scale"][i],
-                    "offset": source["offset"][i],
-                    "units": source["units"][i],
-                    "navigate": False,
-                }
-            )
-        signal = Signal2D(out, axes=axes)
+        out = draw(per_frame, nav_shape, shape, values.shape[1], mode,
+                   _typical_spacing(columns.xy), block, self._lazy)  # fmt: skip
+        signal = Signal2D(out, axes=_grid_axes(source, name, values.shape[1]))
         if self._lazy:
             signal = signal.as_lazy()
             signal.data = out
@@ -467,7 +425,7 @@ class LocalDescriptors(StemunmixSignal2D):
         "displacements": {class: (n_components, M, 2) px}}.
         """
         from stemunmix.core import checks
-        from stemunmix.core.neighbours import component_moves, window_sites
+        from stemunmix.core.neighbours import component_moves
 
         checks.one_of("source", source, ("decomposition", "bss"))
         lr = self.learning_results
@@ -485,8 +443,20 @@ class LocalDescriptors(StemunmixSignal2D):
                 "sites": {name: np.asarray(params["reference"], float)},
                 "displacements": {name: disp * spread[:, None, None]},
             }
-        columns = columns if columns is not None else self.columns
         d = int(params["d"])
+        sites = self._window_sites(columns if columns is not None else self.columns, d)
+        data = self.data.reshape((-1,) + tuple(self.data.shape[-2:]))
+        if self.sites is not None:  # the lattice grid's empty sites are zeros
+            data = data[np.flatnonzero(self.sites.ravel() >= 0)]
+        mean = np.asarray(data.mean(0).compute() if self._lazy else data.mean(0))
+        channels = list(params.get("channels") or ["image"])
+        moves = component_moves(factors, spread, mean, sites, d, channels, radius)
+        return {"sites": sites, "displacements": moves}
+
+    def _window_sites(self, columns, d: int) -> dict:
+        """Where each class's columns sit in the mean window (``window_sites``)."""
+        from stemunmix.core.neighbours import window_sites
+
         names = [n for n in columns.class_names if n != "background"]
         own = self.columns.class_names[int(np.bincount(self.columns.labels).argmax())]
         sites = window_sites(
@@ -494,20 +464,7 @@ class LocalDescriptors(StemunmixSignal2D):
         )
         if not sites:
             raise ValueError("no columns of these classes fall inside the windows")
-        data = self.data.reshape((-1,) + tuple(self.data.shape[-2:]))
-        if self.sites is not None:  # the lattice grid's empty sites are zeros
-            data = data[np.flatnonzero(self.sites.ravel() >= 0)]
-        mean = np.asarray(data.mean(0).compute() if self._lazy else data.mean(0))
-        moves = component_moves(
-            factors,
-            spread,
-            mean,
-            sites,
-            d,
-            list(params.get("channels") or ["image"]),
-            radius,
-        )
-        return {"sites": sites, "displacements": moves}
+        return sites
 
 
 # cluster_analysis's own keywords; any other keyword builds the algorithm.
@@ -555,6 +512,33 @@ def _domain_results(cluster_labels, fitted, test: bool, positions):
         record = domain_test(data, labels, estimator, positions=positions[mask])
         record.pop("stability_resamples", None)
     return probabilities, record
+
+
+# What makes each learning result that _per_column reads.
+_LEARNED = {
+    "decomposition": "decomposition()",
+    "bss": "blind_source_separation()",
+    "cluster": "cluster_analysis(...)",
+    "probability": "cluster_analysis(...) with a Gaussian mixture",
+}
+
+
+def _transposed(values):
+    return None if values is None else np.asarray(values).T
+
+
+def _grid_axes(source: dict, name: str, n: int) -> list:
+    """HyperSpy axes of maps on the source image's grid: its frames, ``n``
+    maps named ``name``, then y and x calibrated as the source."""
+    nav_shape, shape = tuple(source.get("nav_shape", [])), tuple(source["shape"])
+    axes = [{"name": f"frame{i}", "size": s, "navigate": True}
+            for i, s in enumerate(nav_shape)]  # fmt: skip
+    axes.append({"name": name, "size": n, "navigate": True})
+    for i, ax in ((1, "y"), (0, "x")):
+        axes.append({"name": ax, "size": shape[1 - i], "scale": source["scale"][i],
+                     "offset": source["offset"][i], "units": source["units"][i],
+                     "navigate": False})  # fmt: skip
+    return axes
 
 
 def _cluster_rows(cluster_labels, labels) -> np.ndarray:
