@@ -44,6 +44,15 @@ class Columns:
     covariance : array_like, shape (N, 2, 2), optional
         Position covariance in pixels^2, [x, y]; ``sigma`` is then the square
         root of its diagonal. Default: ``sigma`` squared on the diagonal.
+
+    Examples
+    --------
+    >>> from stemunmix import Columns
+    >>> c = Columns([[10.0, 12.0], [20.5, 12.0]], labels=[0, 1], class_names=["A", "B"])
+    >>> len(c), c.select("B").xy.tolist()
+    (2, [[20.5, 12.0]])
+    >>> c.sigma.shape
+    (2, 2)
     """
 
     def __init__(

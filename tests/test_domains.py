@@ -179,7 +179,8 @@ def test_every_report_figure_with_values_has_a_colourbar_or_scale_bar(tmp_path):
     scale bar or its colourbar; categorical maps carry a legend."""
     from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
-    from stemunmix.report import _figures, analyze
+    from stemunmix.report import analyze
+    from stemunmix.report.figures import _figures
 
     image, truth = perovskite(shape=256, domains="two_stripes", seed=4)
     with warnings.catch_warnings():

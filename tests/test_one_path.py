@@ -231,3 +231,24 @@ def test_the_model_file_is_read_once_per_process(monkeypatch):
     c = mio.load_model("default")
     assert torch.equal(next(c.parameters()), next(b.parameters()))
     assert mio.bundled_card("oxygen")["class_names"] == ["A", "B", "O", "background"]
+
+
+def test_a_saved_analysed_image_stores_its_data_once(tmp_path):
+    """The image and the maps it owns in one file: the raw data once (the
+    maps' link to it is made again on load), the columns kept."""
+    import os
+
+    import hyperspy.api as hs
+
+    im, _ = perovskite(shape=512, seed=1)  # 1339 columns, about 280 B each
+    im.data = im.data.astype(np.float32)
+    prob = im.segment()
+    columns = im.find_columns()
+    path = tmp_path / "analysed.hspy"
+    im.save(path, compression=None)
+    assert os.path.getsize(path) <= 1.15 * (im.data.nbytes + prob.data.nbytes)
+    assert im.probabilities.image is not None  # the live link is kept
+    back = hs.load(path)
+    assert back.probabilities.image.data is back.data  # linked, not copied
+    assert back.columns == columns
+    np.testing.assert_array_equal(back.probabilities.data, prob.data)

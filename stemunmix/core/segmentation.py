@@ -156,7 +156,7 @@ def contrast_asymmetry(image: np.ndarray, spacing: float) -> float:
     img = np.asarray(image, np.float64)
     spacing = float(spacing)
     # Both blurs in one pass in Fourier space (periodic edges; only the
-    # histogram counts): a spatial blur over two spacings costs 0.2 s a crop.
+    # histogram counts): a spatial blur over two spacings is slow.
     fy = np.fft.fftfreq(img.shape[0])[:, None] ** 2
     fx = np.fft.rfftfreq(img.shape[1])[None, :] ** 2
     f2 = 2 * np.pi**2 * (fy + fx)

@@ -71,14 +71,11 @@ def count_domains(
     no partition reaches a silhouette of 0.25 (no substantial structure).
 
     The BIC and the ICL (BIC plus twice the entropy of the memberships) are
-    returned beside it: on stripe domains with tanh walls both added clusters
-    for the walls and for domains that are not Gaussian (the BIC 3 to 7 for
-    2 to 4 planted domains); the silhouette counted 2, 3 and 4.
+    returned beside it (on stripe domains with tanh walls both add clusters
+    for the walls and for domains that are not Gaussian).
 
     The clusters share one covariance (``"tied"``): domains differ in their
-    mean distortion, the scatter about it is the same noise in all of them
-    (on the 512^2 demo this raised the domain ARI from 0.90-0.93 to 0.97-0.99
-    and the bootstrap stability from 0.93-0.97 to 0.99-1.0).
+    mean distortion, the scatter about it is the same noise in all of them.
 
     Returns {"n_domains", "silhouette" (from 2 clusters), "bic", "icl" (from
     1 cluster)}.
@@ -151,9 +148,9 @@ def domain_test(
       ``MIN_STABILITY`` and (with positions) a coherence of at least
       ``MIN_COHERENCE``; ``why`` says which held and which did not.
 
-    Measured (benchmarks/domains_significance.py): the 512^2 demo silhouette
-    0.77 (one Gaussian 0.34), stability 1.00, coherence 0.89; real SrTiO3
-    [110] forced into 2 domains on 2 components: 0.41 (0.34), 0.90, -0.03.
+    Why coherence too: the loadings of a null can split into clusters that
+    are distinct and stable yet scattered over the image (noise is
+    independent from window to window); domains are contiguous.
     """
     from sklearn.metrics import adjusted_rand_score, silhouette_score
     from threadpoolctl import threadpool_limits
@@ -241,7 +238,19 @@ def spatial_coherence(positions, labels, neighbours: int = 4) -> float:
     """(agreement - chance) / (1 - chance): agreement, the share of each
     point's ``neighbours`` nearest points (by ``positions``) with its label;
     chance, the same for labels scattered at random (the sum of the squared
-    label shares). 0 for scattered labels, 1 for contiguous regions."""
+    label shares). 0 for scattered labels, 1 for contiguous regions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> grid = np.stack(np.meshgrid(np.arange(20), np.arange(10)), -1).reshape(-1, 2)
+    >>> halves = (grid[:, 0] >= 10).astype(int)
+    >>> round(spatial_coherence(grid, halves), 2)  # two halves: contiguous
+    0.95
+    >>> shuffled = np.random.default_rng(0).permutation(halves)
+    >>> abs(spatial_coherence(grid, shuffled)) < 0.1  # scattered as noise
+    True
+    """
     from scipy.spatial import cKDTree
 
     positions = np.asarray(positions, np.float64)
@@ -262,3 +271,31 @@ def _fresh(estimator, seed: int):
     if "random_state" in est.get_params():
         est.set_params(random_state=seed)
     return est
+
+
+# Window sizes tried, in column spacings (report.analyze's scree).
+WINDOW_FACTORS = (0.3, 0.4, 0.5, 0.65, 0.8, 1.0, 1.2)
+
+
+def column_spacing(columns, classes="B") -> float:
+    """Median nearest-neighbour distance (pixels) of the window class's
+    columns (all columns when there is none of that class)."""
+    from scipy.spatial import cKDTree
+
+    sel = columns
+    if classes is not None:
+        name = classes if isinstance(classes, (str, int)) else list(classes)[0]
+        try:
+            sel = columns.select(name)
+        except ValueError:
+            sel = columns
+    xy = sel.xy if len(sel) >= 2 else columns.xy
+    if len(xy) < 2:
+        raise ValueError("too few columns to choose a window size; pass window=")
+    dist, _ = cKDTree(xy).query(xy, k=2)
+    return float(np.median(dist[:, 1]))
+
+
+def window_candidates(spacing: float) -> list[int]:
+    """Odd window sizes from 0.3 to 1.2 column spacings (at least 5 px)."""
+    return sorted({max(5, int(round(f * spacing)) | 1) for f in WINDOW_FACTORS})

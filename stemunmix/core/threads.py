@@ -4,7 +4,7 @@ numba and torch share one OpenMP runtime: a numba parallel loop sets the
 calling thread's OpenMP thread count to numba's, and torch then runs with it.
 In a dask worker process (one task per core already, torch started on one
 thread) that made two threads per task, and two workers on two cores ran the
-network 1.5x slower. Every compiled step therefore runs inside
+network slower. Every compiled step therefore runs inside
 :func:`limited`.
 """
 

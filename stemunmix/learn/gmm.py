@@ -38,6 +38,18 @@ class GaussianMixture(ClusterMixin, BaseEstimator):
         Rows used for fitting; None uses all.
     random_state : int, optional
         Seeds the subsample and the mixture's initialisation.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from stemunmix.learn import GaussianMixture
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.concatenate([rng.normal(0, 1, (200, 2)), rng.normal(8, 1, (200, 2))])
+    >>> gmm = GaussianMixture(2, covariance_type="tied", random_state=0).fit(x)
+    >>> np.bincount(gmm.labels_).tolist()
+    [200, 200]
+    >>> gmm.predict_proba(x[:1]).round(3).max()
+    np.float64(1.0)
     """
 
     def __init__(

@@ -34,10 +34,8 @@ class NMF(TransformerMixin, BaseEstimator):
     inner : int
         HALS sweeps of the loadings of a chunk per epoch (the components get
         five times as many: they need no pass over the data). Many sweeps per
-        pass is what makes an epoch count: at 10, the windows of a 2048^2
-        image converge in under 100 epochs to a lower error than
-        scikit-learn's NMF reaches in 1000 iterations
-        (benchmarks/nmf_speed.py).
+        pass is what makes an epoch count (each pass over the data is the
+        expensive part).
     max_memory : float
         Bytes: a dask array whose float32 copy fits is read into memory once
         and fitted there (the same result, no pass over the lazy stack per

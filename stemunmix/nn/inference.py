@@ -18,8 +18,8 @@ def for_inference(model):
     """A copy of ``model`` for inference: eval mode, every BatchNorm folded into
     the convolution before it (the same function, one pass less over each
     activation, no BatchNorm output held in memory), and weights in
-    channels-last layout (oneDNN's fast convolutions on the CPU). Together
-    about 2x faster on the CPU, with the same probabilities to 1e-5 (tested). The
+    channels-last layout (oneDNN's fast convolutions on the CPU): faster, with
+    the same probabilities to 1e-5 (tested). The
     caller's model is left as it is (it may still be trained)."""
     import copy
 
@@ -352,7 +352,7 @@ def network_step(model, plans, shape, tile, batch_size, device) -> engine.Step:
         )
 
     # trim=False: a block's network buffers (0.5 GB) are reused by the next
-    # one; returning them made a worker's blocks 1.4x slower.
+    # one; returning them slows a worker's blocks down.
     return engine.Step(run, region_of=region_of, trim=False)
 
 

@@ -62,7 +62,7 @@ def _decode_in_strips(x, skip, decoder, head=None):
     """``decoder(_upsample_cat(x, skip))``, then ``head`` if given, computed
     ``STRIP_ROWS`` output rows at a time (inference): the upsampled and concatenated
     maps of a level, its widest tensors, are never whole in memory, and the
-    strips stay in the CPU's caches (a 1312^2 window ran 25 % faster).
+    strips stay in the CPU's caches.
 
     Each strip carries two rows of margin for the block's two 3x3
     convolutions and one row of ``x`` beyond what bilinear upsampling reads,

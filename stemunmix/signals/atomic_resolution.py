@@ -157,7 +157,25 @@ class AtomicResolutionImage(StemunmixSignal2D):
 
     def _owned_maps(self):
         prob = self._get_state("probabilities")
-        return prob if prob is not None and hasattr(prob, "class_names") else None
+        if prob is None or not hasattr(prob, "class_names"):
+            return None
+        if prob.image is None:  # saved by save() without it: link this image
+            prob._set_state("image", _raw_link(self))
+        return prob
+
+    def save(self, *args, **kwargs):
+        """HyperSpy's ``save``. The maps this image owns are saved with it
+        without a second copy of its data: their link to the raw image is
+        left out of the file and made again, to this image, on load."""
+        prob = self._get_state("probabilities")
+        raw = prob._get_state("image") if hasattr(prob, "class_names") else None
+        if raw is not None:
+            prob.metadata.Signal.stemunmix.__delattr__("image")
+        try:
+            return super().save(*args, **kwargs)
+        finally:
+            if raw is not None:
+                prob._set_state("image", raw)
 
     def _maps_fit(self, prob) -> bool:
         fits = prob.data.shape[:-3] + prob.data.shape[-2:] == self.data.shape
@@ -469,12 +487,23 @@ def _segment_record(model, plans, block, settings, contrast) -> dict:
     }  # fmt: skip
 
 
+def _raw_link(image):
+    """A plain signal over the image's own data (no copy), for its maps to
+    find the raw image by."""
+    from hyperspy.signals import LazySignal2D, Signal2D
+
+    raw = (LazySignal2D if image._lazy else Signal2D)(
+        image.data, axes=[ax.get_axis_dictionary() for ax in image.axes_manager._axes]
+    )
+    raw.metadata.General.title = image.metadata.General.title
+    return raw
+
+
 def _probabilities(image, maps, class_names, record):
     """ColumnProbabilities of ``maps`` on the axes of ``image``, with the
     segment record and a link to the raw image (a plain signal over the same
     data) in its metadata: refinement and image windows read it, and it is
     saved with the maps."""
-    from hyperspy.signals import LazySignal2D, Signal2D
 
     from stemunmix.signals.column_probabilities import (
         ColumnProbabilities,
@@ -498,11 +527,7 @@ def _probabilities(image, maps, class_names, record):
     )
     out.class_names = class_names
     out.metadata.set_item("Signal.stemunmix.segment", record)
-    raw = (LazySignal2D if image._lazy else Signal2D)(
-        image.data, axes=[ax.get_axis_dictionary() for ax in image.axes_manager._axes]
-    )
-    raw.metadata.General.title = image.metadata.General.title
-    out.metadata.set_item("Signal.stemunmix.image", raw)
+    out.metadata.set_item("Signal.stemunmix.image", _raw_link(image))
     columns = image._get_state("columns")
     if columns is not None:  # columns the user gave the image
         out.columns = image.columns

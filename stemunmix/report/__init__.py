@@ -1,0 +1,37 @@
+"""The whole analysis in one call, and its report (PNG figures, report.html
+and the results files).
+
+An edge of the package (DESIGN.md layer 3), in four rooms:
+
+- ``pipeline``: :func:`analyze`, the steps through the public signal methods
+  (what ``stemunmix demo`` and ``stemunmix analyze`` do is what a notebook
+  user can do step by step), and the :class:`Analysis` it returns;
+- ``choices``: what the pipeline chooses from the data where the user gives
+  nothing (window, components, domains), each with why; the rules
+  themselves are array functions in :mod:`stemunmix.core.selection`;
+- ``figures``: the report's figures (matplotlib ``Figure`` objects, no
+  pyplot);
+- ``page``: ``report.html`` and the saved signals.
+"""
+
+from stemunmix.report.choices import choose_window
+from stemunmix.report.page import save_results, save_signal, write_report
+from stemunmix.report.pipeline import (
+    METHODS,
+    Analysis,
+    analyze,
+    as_image,
+    domain_agreement,
+)
+
+__all__ = [
+    "METHODS",
+    "Analysis",
+    "analyze",
+    "as_image",
+    "choose_window",
+    "domain_agreement",
+    "save_results",
+    "save_signal",
+    "write_report",
+]

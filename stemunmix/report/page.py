@@ -1,0 +1,139 @@
+"""report.html and the saved signals of an analysis."""
+
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+
+from stemunmix.report.figures import _figures
+from stemunmix.report.pipeline import Analysis
+
+
+def write_report(result: Analysis, out, title: str = "stemunmix report") -> Path:
+    """Write the figures and ``report.html`` into the folder ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    figures = _figures(result, out)
+    columns = result.columns
+    ax = result.image.axes_manager.signal_axes[0]
+    rows = [
+        (
+            "image",
+            f"{result.image.metadata.General.title or 'untitled'}, "
+            f"{' x '.join(str(s) for s in result.image.data.shape)} px, "
+            + (
+                f"{ax.scale:.4g} {ax.units} per pixel"
+                if str(ax.units) not in ("", "<undefined>", "px")
+                else "uncalibrated (stemunmix analyze --pixel-size NM, or set "
+                "the axes' scale and units)"
+            ),
+        ),
+        (
+            "columns found",
+            ", ".join(
+                f"{len(columns.select(n))} {n}"
+                for n in columns.class_names
+                if n != "background"
+            ),
+        ),
+        (
+            "windows",
+            f"{result.descriptors.axes_manager.navigation_size} of "
+            f"{result.window} x {result.window} px, centred on "
+            f"{result.classes or 'all'} columns",
+        ),
+        (
+            "method",
+            f"{result.method.upper()}, {result.components} components, "
+            f"Gaussian mixture of {result.domains} domains",
+        ),
+    ]
+    for key, value in result.choices.items():
+        if isinstance(value, dict):
+            rows.append((f"{key} (chosen)", f"{value['value']}: {value['why']}"))
+    test = result.descriptors.domain_test
+    if test is not None and test.get("stability") is not None:
+        rows.append(("domain test", f"{test['n_domains']} domains: {test['why']}"))
+    if result.domain_agreement is not None:
+        rows.append(
+            (
+                "domain agreement with the truth",
+                f"adjusted Rand index {result.domain_agreement:.3f}",
+            )
+        )
+    if result.physical_agreement is not None:
+        rows.append(
+            (
+                "learned and physical descriptors",
+                f"their domains agree at an adjusted Rand index of "
+                f"{result.physical_agreement:.3f}",
+            )
+        )
+    timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+    rows.append(("timings", timing + f", report {time.perf_counter() - t0:.1f} s"))
+    table = "\n".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows
+    )
+    body = "\n".join(
+        f'<figure><img src="{html.escape(name)}" alt="{html.escape(caption)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        for name, caption in figures
+    )
+    from stemunmix import __version__
+
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
+th{{text-align:left;padding-right:1em}} img{{max-width:100%}}
+figure{{margin:2em 0}} figcaption{{color:#444}}</style></head>
+<body><h1>{html.escape(title)}</h1>
+<table>
+{table}
+</table>
+{body}
+<p><small>stemunmix {__version__}</small></p>
+</body></html>
+"""
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def save_results(result: Analysis, out, lazy: bool = False) -> list[Path]:
+    """Save the image (with its columns), the probability maps and the
+    descriptors (with their learning results) as .hspy, or .zspy when lazy."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ext = "zspy" if lazy else "hspy"
+    lr = result.descriptors.learning_results
+    for key, value in vars(lr).items():
+        if hasattr(value, "get_params"):
+            # HyperSpy keeps scikit-learn estimators here, which no file holds.
+            setattr(lr, key, repr(value))
+    paths = []
+    for name, signal in (
+        ("image", result.image),
+        ("probabilities", result.probabilities),
+        ("descriptors", result.descriptors),
+    ):
+        path = out / f"{name}.{ext}"
+        read_from = result.stored.get(name)
+        if read_from is None or Path(read_from).resolve() != path.resolve():
+            save_signal(signal, path)
+        paths.append(path)
+    return paths
+
+
+def save_signal(signal, path) -> None:
+    """``signal.save(path, overwrite=True)``, without the FutureWarning that
+    HyperSpy's zspy writer (rosettasciio) triggers in zarr 2 for the store it
+    uses: a library's internal choice, nothing a user can act on."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*NestedDirectoryStore", category=FutureWarning
+        )
+        signal.save(path, overwrite=True)

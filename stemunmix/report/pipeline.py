@@ -1,0 +1,447 @@
+"""analyze(): segment, find columns, cut windows, unmix and cluster, through
+the public signal methods; what it chose from the data is recorded."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stemunmix.core.selection import column_spacing
+from stemunmix.report.choices import (
+    _components_above_noise,
+    _domains_from_data,
+    _scree,
+    _window_from_data,
+)
+
+METHODS = ("pca", "nmf", "ica", "gmm")
+
+
+@dataclass
+class Analysis:
+    """Everything :func:`analyze` made, ready for :func:`write_report`."""
+
+    image: object  # AtomicResolutionImage (with .columns)
+    probabilities: object  # ColumnProbabilities
+    descriptors: object  # LocalDescriptors with learning results
+    method: str
+    components: int
+    domains: int
+    window: int
+    classes: str | list | None
+    scree: object | None = None  # Signal1D over window size
+    timings: dict = field(default_factory=dict)
+    truth: object | None = None  # SyntheticTruth, for the demo
+    domain_agreement: float | None = None  # adjusted Rand index against truth
+    stored: dict = field(default_factory=dict)  # name -> file written by analyze
+    choices: dict = field(default_factory=dict)  # what was chosen from the data, why
+    physical: object | None = None  # the neighbour-displacement descriptor, clustered
+    physical_agreement: float | None = None  # ARI, learned against physical labels
+    physical_truth_agreement: float | None = None  # ARI, physical against truth
+
+    @property
+    def columns(self):
+        return self.image.columns
+
+    @property
+    def learning_source(self) -> str:
+        return "bss" if self.method == "ica" else "decomposition"
+
+
+def as_image(signal):
+    """The signal as an AtomicResolutionImage, or a ValueError saying why not."""
+    from hyperspy.signal import BaseSignal
+
+    if not isinstance(signal, BaseSignal):
+        raise TypeError(
+            f"expected a HyperSpy signal, got {type(signal).__name__}; "
+            "load the file with hs.load"
+        )
+    dim = signal.axes_manager.signal_dimension
+    if dim != 2:
+        raise ValueError(
+            f"this is not an image (its signal has {dim} dimension(s), so "
+            "set_signal_type('atomic_resolution') leaves it as it is); stemunmix "
+            "needs a 2D atomic-resolution image, e.g. a HAADF or ADF frame: make "
+            "the two image axes the signal axes with signal.transpose(signal_axes=2)"
+        )
+    if signal.data.dtype.kind not in "iuf":
+        raise ValueError(
+            f"the image has {signal.data.dtype} pixels, so "
+            "set_signal_type('atomic_resolution') leaves it as it is; stemunmix "
+            "needs real numbers: take signal.real, signal.amplitude or signal.phase"
+        )
+    if signal.metadata.Signal.get_item("signal_type") != "atomic_resolution":
+        signal = signal.deepcopy() if not signal._lazy else signal
+        signal.set_signal_type("atomic_resolution")
+    return signal
+
+
+def analyze(
+    image,
+    window=None,
+    method: str = "pca",
+    components: int | None = None,
+    domains: int | None = None,
+    classes="B",
+    scree: bool = True,
+    truth=None,
+    show_progressbar: bool | None = None,
+    log=print,
+    store=None,
+    source: str = "image",
+    centre: str = "cell",
+    normalize: str | None = "mean",
+    model=None,
+) -> Analysis:
+    """Segment, find columns, cut windows, unmix and cluster, choosing what
+    the user leaves out from the data.
+
+    Parameters
+    ----------
+    image : Signal2D
+        Any 2D image (stacks: every frame; figures show the first).
+    window : int, optional
+        Window size in pixels; default chosen by :func:`choose_window` on the
+        scree against window size (``scree=True``), otherwise half the column
+        spacing.
+    method : {"pca", "nmf", "ica", "gmm"}
+        PCA (SVD of the centred windows), NMF, FastICA on a PCA, or a
+        Gaussian mixture on the PCA loadings; the domain map always comes
+        from a Gaussian mixture on the method's loadings.
+    components : int, optional
+        Number of components; default from parallel analysis
+        (:func:`stemunmix.core.selection.parallel_analysis`: the components
+        above the noise floor of shuffled windows).
+    domains : int, optional
+        Number of domains (Gaussian-mixture clusters); default from the
+        partition of the loadings with the highest silhouette
+        (:func:`stemunmix.core.selection.count_domains`).
+    classes : str or list
+        The columns the windows are centred on (default the B columns, whose
+        displacements carry the polarisation); ``None`` for all.
+    scree : bool
+        Also compute the explained variance against window size (needed to
+        choose the window from the data).
+    truth : SyntheticTruth, optional
+        For synthetic images: report the domain agreement with the truth.
+    store : path-like, optional
+        A folder. For a lazy image the network's maps are computed there once
+        (``maps.zarr``, segment's ``store=``) and read back; ignored for an
+        in-memory image.
+    model : str, path or module, optional
+        segment()'s: None chooses by the image's contrast (``"default"`` for
+        bright columns, ``"oxygen"`` for ABF/BF); ``"oxygen"`` for iDPC.
+    source, centre, normalize
+        The windows: cut from the ``"image"`` (default) or the
+        ``"probabilities"``; centred on the ``"cell"`` (default: the centre of
+        each column's cell, so a window shows its column's displacement) or
+        the ``"column"``; ``normalize="mean"`` (default; not for NMF) takes
+        each window less its own mean (intensity and background out).
+
+    What was chosen, and why, is in ``result.choices``, in the descriptors'
+    ``metadata.Signal.stemunmix.model_selection`` and in the report.
+    """
+
+    _check_choices(method, source, centre, normalize, components, domains, window)
+    if method == "nmf":
+        normalize = None  # NMF needs non-negative windows
+    image = as_image(image)
+    lazy = image._lazy
+    choices = {}
+    progress = _Progress(6 if scree else 5, show_progressbar, log)
+
+    def windows(d):
+        return prob.local_descriptors(
+            d,
+            columns,
+            classes=classes,
+            image=image,
+            source=source,
+            centre=centre,
+            show_progressbar=False,
+            lazy_output=lazy,
+        )
+
+    try:
+        prob, columns, stored = _segment_and_find(image, store, progress, model)
+        spacing = column_spacing(columns, classes)
+        scree_signal = None
+        if scree:
+            progress.start("scree against window size")
+            scree_signal = _scree(
+                prob, columns, image, spacing, classes, source, centre, normalize
+            )
+            progress.done("scree against window size")
+        if window is None:
+            window = _window_from_data(
+                windows, spacing, scree_signal, normalize, choices
+            )
+        progress.start("local descriptors")
+        ld = windows(window)
+        n = ld.axes_manager.navigation_size
+        if normalize == "mean":
+            ld.data = ld.data - ld.data.mean(axis=(-2, -1), keepdims=True)
+        progress.done("local descriptors", f"{n} windows of {window} x {window} px")
+        progress.start(method)
+        if components is None:
+            components = _components_above_noise(ld, None)
+            choices["components"] = {
+                "value": int(components),
+                "why": "parallel analysis: the PCA components above the 95th "
+                "percentile of 5 shuffles of the windows' pixels",
+            }
+        if n < components + 2:
+            raise ValueError(
+                f"only {n} windows for {components} components; use a larger image, "
+                "a smaller window, or fewer components"
+            )
+        _decompose(ld, method, components)
+        chosen = domains is None
+        if chosen:
+            domains = _domains_from_data(_loadings(ld, method, components), choices)
+        domains = _cluster(ld, method, components, domains, chosen, choices, log)
+        progress.done(method, f"{components} components, {domains} domains")
+        choices.update(
+            {
+                "method": method,
+                "source": source,
+                "centre": centre,
+                "normalize": str(normalize),
+            }
+        )
+        ld._set_state("model_selection", choices)
+        result = Analysis(
+            image,
+            prob,
+            ld,
+            method,
+            components,
+            domains,
+            int(window),
+            classes,
+            timings=progress.timings,
+            truth=truth,
+            stored=stored,
+            choices=choices,
+            scree=scree_signal,
+        )
+        progress.start("physical descriptor")
+        _physical(result)
+        agree = result.physical_agreement
+        progress.done(
+            "physical descriptor",
+            "" if agree is None else f"agreement with the learned domains {agree:.3f}",
+        )
+    finally:
+        progress.close()
+    for key, value in choices.items():
+        if isinstance(value, dict):
+            log(f"chosen {key}: {value['value']} ({value['why']})")
+    if truth is not None:
+        result.domain_agreement = domain_agreement(ld, truth)
+        log(
+            f"domains: adjusted Rand index {result.domain_agreement:.3f} "
+            "against the truth"
+        )
+    return result
+
+
+def _check_choices(
+    method, source, centre, normalize, components, domains, window
+) -> None:
+    from stemunmix.core import checks
+
+    checks.one_of("method", method, METHODS)
+    checks.one_of("source", source, ("image", "probabilities"))
+    checks.one_of("centre", centre, ("cell", "column"))
+    checks.one_of("normalize", normalize, (None, "mean"))
+    if components is not None:
+        checks.count("components", components, 1, 50)
+    if domains is not None:
+        checks.count("domains", domains, 1, 50)
+    if window is not None:
+        checks.count("window", window, 3)
+
+
+class _Progress:
+    """One progress bar over the steps of :func:`analyze`, their timings, and
+    a line per step (through the bar when it shows, else ``log``)."""
+
+    def __init__(self, total: int, show, log):
+        from hyperspy.defaults_parser import preferences
+        from tqdm.auto import tqdm
+
+        show = preferences.General.show_progressbar if show is None else show
+        self.bar = tqdm(total=total, desc="stemunmix", disable=not show, leave=False)
+        self.say = self.bar.write if show else log
+        self.timings = {}
+
+    def start(self, name):
+        self.timings[name] = time.perf_counter()
+        self.bar.set_description(name)
+
+    def done(self, name, text=""):
+        self.timings[name] = time.perf_counter() - self.timings[name]
+        self.bar.update(1)
+        self.say(f"{name}: {text}{' ' if text else ''}({self.timings[name]:.1f} s)")
+
+    def close(self):
+        self.bar.close()
+
+
+def _segment_and_find(image, store, progress, model=None):
+    """The maps (for a lazy image computed once into ``store``/maps.zarr when
+    given) and the columns, which the image then owns."""
+    progress.start("segment")
+    stored = {}
+    if image._lazy and store is not None:
+        Path(store).mkdir(parents=True, exist_ok=True)
+        stored["maps"] = Path(store) / "maps.zarr"
+    prob = image.segment(model, show_progressbar=False, store=stored.get("maps"))
+    progress.done("segment", f"{' / '.join(prob.class_names)} maps")
+    progress.start("find columns")
+    columns = prob.find_columns(image=image, show_progressbar=False)
+    if len(columns) == 0:
+        raise ValueError(
+            "no atomic columns found; check that this is an atomic-resolution image"
+        )
+    image.columns = columns
+    counts = {
+        n: len(columns.select(n)) for n in columns.class_names if n != "background"
+    }
+    progress.done("find columns", ", ".join(f"{v} {k}" for k, v in counts.items()))
+    return prob, columns, stored
+
+
+def _decompose(ld, method, components) -> None:
+    if method == "nmf":
+        ld.decomposition(algorithm="NMF", output_dimension=components, print_info=False)
+    else:
+        ld.decomposition(
+            algorithm="SVD",
+            output_dimension=components,
+            centre="navigation",
+            print_info=False,
+        )
+    if method == "ica":
+        ld.blind_source_separation(components, print_info=False)
+
+
+def _loadings(ld, method, components) -> np.ndarray:
+    source = "bss" if method == "ica" else "decomposition"
+    return ld._per_column(source)[:, :components]
+
+
+def _cluster(ld, method, components, domains, chosen, choices, log) -> int:
+    """The Gaussian mixture (one shared covariance) on the method's loadings,
+    in ``ld.learning_results``, and its test (``ld.domain_test``). A partition
+    chosen from the data that is not significant becomes one domain (the
+    test of the partition stays in ``ld.domain_test``); one the user asked
+    for is kept, with a warning. Returns the number of domains."""
+    import warnings
+
+    from stemunmix.learn import GaussianMixture
+
+    source = "bss" if method == "ica" else "decomposition"
+
+    def fit(k):
+        ld.cluster_analysis(
+            source,
+            number_of_components=components,
+            algorithm=GaussianMixture(k, covariance_type="tied", random_state=0),
+        )
+        return ld.domain_test
+
+    test = fit(domains)
+    if domains < 2 or test["significant"]:
+        return domains
+    if not chosen:
+        message = (
+            f"the {domains} domains asked for are not significant "
+            f"({test['why']}): they may be noise or a gradient"
+        )
+        warnings.warn(message, UserWarning, stacklevel=3)
+        log(message)
+        return domains
+    choices["domains"]["value"] = 1
+    choices["domains"]["why"] = (
+        f"no significant domain structure: the best "
+        f"partition ({domains} clusters) is {test['why']}"
+    )
+    fit(1)
+    ld._set_state("domain_test", test)
+    return 1
+
+
+def _physical(result: Analysis) -> None:
+    """The physical descriptor (each window column's neighbour offsets on the
+    median cell), clustered into as many domains, and its agreement with the
+    learned domains (and with the truth, where there is one)."""
+    import warnings
+
+    from scipy.spatial import cKDTree
+    from sklearn.metrics import adjusted_rand_score
+
+    from stemunmix.learn import GaussianMixture
+
+    ld, columns = result.descriptors, result.columns
+    names = sorted(set(ld.columns.labels.tolist()))
+    others = [
+        n
+        for k, n in enumerate(columns.class_names)
+        if k not in names and n != "background" and len(columns.select(n))
+    ]
+    if len(names) != 1 or not others or columns.nav_index is not None:
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            phys = result.image.displacement_descriptors(
+                columns, centre=columns.class_names[names[0]], around=others[0]
+            )
+    except ValueError:
+        return
+    if phys.axes_manager.navigation_size < result.domains + 1 or result.domains < 2:
+        return  # one domain: nothing to compare
+    phys.cluster_analysis(
+        "signal",
+        test=False,
+        algorithm=GaussianMixture(
+            result.domains, covariance_type="tied", random_state=0
+        ),
+    )
+    result.physical = phys
+    mine = np.asarray(ld.learning_results.cluster_labels).argmax(0)
+    theirs = np.asarray(phys.learning_results.cluster_labels).argmax(0)
+    dist, idx = cKDTree(ld.columns.xy).query(phys.columns.xy)
+    near = dist < 0.5
+    if near.sum() > result.domains:
+        result.physical_agreement = float(
+            adjusted_rand_score(theirs[near], mine[idx[near]])
+        )
+    if result.truth is not None:
+        result.physical_truth_agreement = domain_agreement(phys, result.truth)
+
+
+def domain_agreement(descriptors, truth) -> float:
+    """Adjusted Rand index of the cluster labels against the planted domains
+    (each window's column matched to the nearest true column of its class)."""
+    from scipy.spatial import cKDTree
+    from sklearn.metrics import adjusted_rand_score
+
+    cols = descriptors.columns
+    labels = np.asarray(descriptors.learning_results.cluster_labels).argmax(0)
+    names = truth.columns.class_names
+    true_label = np.empty(len(cols), int)
+    for k, name in enumerate(cols.class_names):
+        mine = cols.labels == k
+        if not mine.any():
+            continue
+        ref = truth.columns.labels == names.index(name)
+        _, idx = cKDTree(truth.columns.xy[ref]).query(cols.xy[mine])
+        true_label[mine] = truth.domain[ref][idx]
+    return float(adjusted_rand_score(true_label, labels))
