@@ -379,62 +379,16 @@ class Columns:
         quantity (not fitted). Map it with :meth:`site_map`, e.g.
         ``columns.site_map(classes == 0, "A")`` for a dopant map.
         """
-        from stemunmix.core import checks
-        from stemunmix.learn import GaussianMixture
+        from stemunmix.signals._measurements import intensity_classes
 
-        n_classes = checks.count("n_classes", n_classes, 2)
-        if quantity not in self.quantities:
-            raise ValueError(
-                f"quantity {quantity!r} is not among these columns' quantities "
-                f"{sorted(self.quantities)}; find_columns(refine='gaussian') "
-                "fits height, intensity, width, background and residual"
-            )
-        own = self.labels == self.class_index(name)
-        values = self.quantities[quantity]
-        use = own & np.isfinite(values)
-        if use.sum() < 2 * n_classes:
-            raise ValueError(
-                f"{int(use.sum())} {name} columns with a fitted {quantity}: too "
-                f"few for {n_classes} classes"
-            )
-        x = values[use][:, None]
-        gmm = GaussianMixture(n_classes, random_state=random_state).fit(x)
-        raw = gmm.predict(x)
-        rank = np.argsort(
-            np.argsort(
-                [
-                    x[raw == k].mean() if (raw == k).any() else np.inf
-                    for k in range(n_classes)
-                ]
-            )
-        )
-        out = np.full(len(self), -1, int)
-        out[use] = rank[raw]
-        return out
+        return intensity_classes(self, name, n_classes, quantity, random_state)
 
     def site_map(self, values, name="A", title: str | None = None):
         """Per-column ``values`` (N,) of the ``name`` columns on the lattice
         grid: a Signal2D with axes ``i`` and ``j``, NaN at sites without one."""
-        import hyperspy.api as hs
+        from stemunmix.signals._measurements import site_map
 
-        from stemunmix.core.measure import site_grid
-        from stemunmix.signals._measurements import _single
-
-        _single(self)
-        values = np.asarray(values, float)
-        if values.shape != (len(self),):
-            raise ValueError(
-                f"values must have shape ({len(self)},), got {values.shape}"
-            )
-        own = self.labels == self.class_index(name)
-        ok = (self.ij >= 0).all(1)
-        shape = tuple(self.ij[ok].max(0)[::-1] + 1)
-        grid = site_grid(self.ij[own], values[own], shape)
-        out = hs.signals.Signal2D(grid)
-        for ax, n in zip(out.axes_manager.signal_axes, "ij", strict=True):
-            ax.name, ax.units = n, "site"
-        out.metadata.General.title = title or f"{name} sites"
-        return out
+        return site_map(self, values, name, title)
 
     def plot_polarization(
         self,

@@ -328,6 +328,10 @@ def scan_term(xy, ij, pixel_cov, min_sites: int = 20) -> dict:
     NaN and a zero term with fewer than ``min_sites`` complete sites.
     """
     lap, _, pred = _laplacian_and_prediction(xy, ij, pixel_cov)
+    return _scan_of(lap, pred, min_sites)
+
+
+def _scan_of(lap, pred, min_sites: int = 20) -> dict:
     if len(lap) < min_sites:
         return {
             "covariance": np.zeros((2, 2)),
@@ -401,6 +405,10 @@ def lattice_shrink(xy, ij, pixel_cov, min_sites: int = 50) -> tuple:
     error bar below what the lattice shows. (1, 1) with fewer than
     ``min_sites`` complete sites."""
     lap, _, pred = _laplacian_and_prediction(xy, ij, pixel_cov)
+    return _shrink_of(lap, pred, min_sites)
+
+
+def _shrink_of(lap, pred, min_sites: int = 50) -> tuple:
     if len(lap) < min_sites:
         return (1.0, 1.0)
     spread = robust_spread(lap - np.median(lap, 0), pred)
@@ -415,6 +423,10 @@ def split_half_calibration(xy, ij, pixel_cov, min_sites: int = 20) -> tuple:
     the two halves (of i, so that the halves share no column). Near 1 where
     the error model holds across the field."""
     lap, centre, pred = _laplacian_and_prediction(xy, ij, pixel_cov)
+    return _split_half_of(lap, centre, pred, ij, min_sites)
+
+
+def _split_half_of(lap, centre, pred, ij, min_sites: int = 20) -> tuple:
     half = np.asarray(ij)[centre, 0] % 2 == 0  # disjoint columns of sites
     if min(half.sum(), (~half).sum()) < min_sites:
         return (np.nan, np.nan)
@@ -475,23 +487,30 @@ def frame_covariance(
     cov = np.array(shot, float, copy=True)
     cov[lost] = np.nan
     classes = [int(k) for k in np.unique(labels)]
-    lattice = {}
+    lattice, ref_lattice = {}, None
     for k in classes:
         sel = labels == k
         f = factors.get(k, pooled)
         cov[sel] = scale_covariance(
             cov[sel], *(f["misfit"] * c for c in f["correlated"])
         )
-        lattice[k] = lattice_shrink(xy[sel], ij[sel], cov[sel])
+        # The Laplacian once per class; its predicted covariance is linear
+        # in the columns', so the shrink scales it as it scales them.
+        lap, centre, pred = _laplacian_and_prediction(xy[sel], ij[sel], cov[sel])
+        lattice[k] = _shrink_of(lap, pred)
         cov[sel] = scale_covariance(cov[sel], *lattice[k])
-    sel = labels == reference
-    scan = scan_term(xy[sel], ij[sel], cov[sel])
+        if k == reference:
+            ref_lattice = (lap, centre, scale_covariance(pred, *lattice[k]))
+    if ref_lattice is None:
+        ref_lattice = (np.zeros((0, 2)), np.zeros(0, int), np.zeros((0, 2, 2)))
+    lap, centre, pred = ref_lattice
+    scan = _scan_of(lap, pred)
     record = {
         "factors": factors,
         "scan": scan["covariance"],
         "sites": scan["sites"],
         "calibration_pixel": scan["calibration"],
-        "calibration": split_half_calibration(xy[sel], ij[sel], cov[sel]),
+        "calibration": _split_half_of(lap, centre, pred, ij[labels == reference]),
         "lattice": lattice,
         "undetected": {k: int((lost & (labels == k)).sum()) for k in classes},
         "counts": {k: int((labels == k).sum()) for k in classes},

@@ -347,3 +347,64 @@ def _quiver(ax, columns, image, disp, where, scale) -> None:
     ax.figure.colorbar(q, ax=ax, label=label)
     if image is None:
         ax.invert_yaxis()
+
+
+def intensity_classes(columns, name, n_classes, quantity, random_state) -> np.ndarray:
+    """:meth:`stemunmix.Columns.intensity_classes`: a Gaussian mixture of the
+    ``name`` columns' fitted ``quantity``, classes ranked by their mean."""
+    from stemunmix.core import checks
+    from stemunmix.learn import GaussianMixture
+
+    n_classes = checks.count("n_classes", n_classes, 2)
+    if quantity not in columns.quantities:
+        raise ValueError(
+            f"quantity {quantity!r} is not among these columns' quantities "
+            f"{sorted(columns.quantities)}; find_columns(refine='gaussian') "
+            "fits height, intensity, width, background and residual"
+        )
+    own = columns.labels == columns.class_index(name)
+    values = columns.quantities[quantity]
+    use = own & np.isfinite(values)
+    if use.sum() < 2 * n_classes:
+        raise ValueError(
+            f"{int(use.sum())} {name} columns with a fitted {quantity}: too "
+            f"few for {n_classes} classes"
+        )
+    x = values[use][:, None]
+    gmm = GaussianMixture(n_classes, random_state=random_state).fit(x)
+    raw = gmm.predict(x)
+    rank = np.argsort(
+        np.argsort(
+            [
+                x[raw == k].mean() if (raw == k).any() else np.inf
+                for k in range(n_classes)
+            ]
+        )
+    )
+    out = np.full(len(columns), -1, int)
+    out[use] = rank[raw]
+    return out
+
+
+def site_map(columns, values, name, title):
+    """:meth:`stemunmix.Columns.site_map`: per-column values of the ``name``
+    columns on the lattice grid, NaN at sites without one."""
+    import hyperspy.api as hs
+
+    from stemunmix.core.measure import site_grid
+
+    _single(columns)
+    values = np.asarray(values, float)
+    if values.shape != (len(columns),):
+        raise ValueError(
+            f"values must have shape ({len(columns)},), got {values.shape}"
+        )
+    own = columns.labels == columns.class_index(name)
+    ok = (columns.ij >= 0).all(1)
+    shape = tuple(columns.ij[ok].max(0)[::-1] + 1)
+    grid = site_grid(columns.ij[own], values[own], shape)
+    out = hs.signals.Signal2D(grid)
+    for ax, n in zip(out.axes_manager.signal_axes, "ij", strict=True):
+        ax.name, ax.units = n, "site"
+    out.metadata.General.title = title or f"{name} sites"
+    return out
