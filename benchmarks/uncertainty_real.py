@@ -6,6 +6,8 @@
   polarization is measurement error only; the robust spread (1.4826 x MAD)
   of z = (P - median P) / sigma per axis should be 1 (over the cells with a
   sigma: a cell whose B column is not detected on the raw image has none).
+  Unstrained single crystals too: the same for each strain quantity against
+  its propagated sigma.
 - The ABF and ADF images of one scan: the ABF - ADF column differences (each
   class's median offset removed) in units of the combined sigma of the pixel
   terms (shot, misfit, correlated; the scan term is common to both detectors
@@ -65,7 +67,10 @@ def null_polarization(name):
     cols = columns_of(image)
     p = cols.polarization_map().data
     z = (p[:2] - np.nanmedian(p[:2], (1, 2), keepdims=True)) / p[2:4]
+    strain = cols.strain_map().data  # exx, eyy, exy, rotation, then their sigmas
+    zs = [(strain[k] - np.nanmedian(strain[k])) / strain[4 + k] for k in range(4)]
     return {"cells": int(np.isfinite(p[0]).sum()),
+            "strain_z_spread": [spread(z) for z in zs],
             "cells_with_sigma": int(np.isfinite(p[2]).sum()),
             "z_spread": [spread(z[0]), spread(z[1])],
             "median_sigma_px": np.nanmedian(p[2:4], (1, 2)).tolist(),
@@ -205,7 +210,9 @@ def main():
         print(f"{name}: {r['cells']} cells ({r['cells_with_sigma']} with a sigma), "
               f"polarization z spread "
               f"{r['z_spread'][0]:.2f} / {r['z_spread'][1]:.2f} (x / y); calibration "
-              f"{np.round(r['error_model']['calibration'], 2).tolist()}", flush=True)  # fmt: skip
+              f"{np.round(r['error_model']['calibration'], 2).tolist()}; strain z "
+              f"spread (exx, eyy, exy, rotation) "
+              f"{np.round(r['strain_z_spread'], 2).tolist()}", flush=True)  # fmt: skip
     out["ABF - ADF"] = abf_minus_adf()
     for n in "AB":
         r = out["ABF - ADF"][n]

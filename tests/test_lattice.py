@@ -402,8 +402,10 @@ def test_strain_and_hsv_on_the_image_grid(polar):
     matplotlib.use("Agg")
     image, _, cols = polar
     s = cols.strain_map(grid="image", image=image)
-    assert s.data.shape == (4, 512, 512)
-    assert s.metadata.Signal.quantities == ["exx", "eyy", "exy", "rotation"]
+    assert s.data.shape == (8, 512, 512)
+    assert s.metadata.Signal.quantities == ["exx", "eyy", "exy", "rotation",
+                                            "sigma_exx", "sigma_eyy", "sigma_exy",
+                                            "sigma_rotation"]  # fmt: skip
     lattice = cols.strain_map()
     # The same values, painted (as float32): every finite value on the image is a cell's.
     cells = lattice.data[0][np.isfinite(lattice.data[0])].astype(np.float32)
@@ -536,3 +538,26 @@ def test_bonds_judged_in_chunks_equal_all_at_once():
     assert 0.6 * len(pairs[0]) < len(whole[0]) < len(pairs[0])  # some pairs fail
     for a, b in zip(whole, parts, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_strain_sigma_matches_the_scatter_of_an_unstrained_lattice():
+    """A regular lattice (no strain): each cell's strain is measurement error
+    only, and its propagated sigma explains it (robust z spread 0.8-1.25 for
+    exx, eyy, exy and the rotation); the sigmas follow the strain values."""
+    image, _ = _strain_step(200, step=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cols = image.find_columns(show_progressbar=False)
+    s = cols.strain_map()
+    assert s.data.shape[0] == 8 and len(s.metadata.Signal.quantities) == 8
+    for k in range(4):
+        v, sigma = s.data[k], s.data[4 + k]
+        ok = np.isfinite(v) & np.isfinite(sigma)
+        assert ok.sum() > 400
+        z = (v[ok] - np.median(v[ok])) / sigma[ok]
+        spread = 1.4826 * np.median(np.abs(z - np.median(z)))
+        assert 0.8 <= spread <= 1.25, (k, spread)
+    # Unknown column uncertainties leave the strain but not its sigma.
+    blind = Columns(cols.xy, cols.labels, cols.class_names, ij=cols.ij)
+    d = blind.strain_map().data
+    assert np.isfinite(d[0]).sum() > 400 and not np.isfinite(d[4]).any()

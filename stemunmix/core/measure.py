@@ -224,7 +224,7 @@ def cell_vectors(xy_a, ij_a, shape) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def strain_cells(xy_a, ij_a, shape=None, reference=None) -> dict:
+def strain_cells(xy_a, ij_a, shape=None, reference=None, sigma_a=None) -> dict:
     """Strain of the A lattice per cell against a reference cell.
 
     The deformation gradient F of a cell maps the reference vectors onto the
@@ -234,6 +234,13 @@ def strain_cells(xy_a, ij_a, shape=None, reference=None) -> dict:
     (nj, ni) mask of cells whose median vectors are the reference, or None for
     the median of all cells. Returns {"exx", "eyy", "exy", "rotation"}
     (nj, ni), image axes, NaN where a cell is incomplete.
+
+    With ``sigma_a`` ((N, 2) sigmas or (N, 2, 2) covariances of the A
+    columns) also ``sigma_exx``, ``sigma_eyy``, ``sigma_exy`` and
+    ``sigma_rotation``: each quantity is linear in the four corners'
+    positions, so its variance is the corners' covariances through those
+    weights (the columns' errors independent; the reference, a median over
+    many cells, taken as exact). NaN where a corner's uncertainty is unknown.
     """
     ij_a = np.asarray(ij_a, int)
     if shape is None:
@@ -247,15 +254,41 @@ def strain_cells(xy_a, ij_a, shape=None, reference=None) -> dict:
             "with all four corners of some cells found"
         )
     ref = np.stack([np.median(a[sel], 0), np.median(b[sel], 0)], 1)  # columns a0, b0
+    g = np.linalg.inv(ref)
     cells = np.stack([a, b], -1)  # (nj, ni, 2, 2), columns a, b
-    f = cells @ np.linalg.inv(ref)
+    f = cells @ g
     eye = np.eye(2)
     eps = 0.5 * (f + np.swapaxes(f, -1, -2)) - eye
-    return {
+    out = {
         "exx": eps[..., 0, 0],
         "eyy": eps[..., 1, 1],
         "exy": eps[..., 0, 1],
         "rotation": 0.5 * (f[..., 1, 0] - f[..., 0, 1]),
+    }
+    if sigma_a is not None:
+        cov = corners(as_covariance(sigma_a).reshape(-1, 4), ij_a, shape)
+        cov = cov.reshape(tuple(shape) + (4, 2, 2))
+        for name, u in _strain_weights(g).items():  # u (4 corners, 2)
+            var = np.einsum("kp,jikpq,kq->ji", u, cov, u)
+            out[f"sigma_{name}"] = np.where(good, np.sqrt(var), np.nan)
+    return out
+
+
+# How a cell's a and b vectors take its four corners (origin, +i, +j, +i+j).
+_EDGE_A = np.array([-0.5, 0.5, -0.5, 0.5])
+_EDGE_B = np.array([-0.5, -0.5, 0.5, 0.5])
+
+
+def _strain_weights(g) -> dict:
+    """Each strain quantity as sum_k u_k . corner_k: u (4, 2) per quantity,
+    from F = [a b] g with g the inverse of the reference vectors."""
+    gamma = _EDGE_A[:, None] * g[0][None] + _EDGE_B[:, None] * g[1][None]  # (4, 2)
+    zero = np.zeros(4)
+    return {
+        "exx": np.stack([gamma[:, 0], zero], 1),
+        "eyy": np.stack([zero, gamma[:, 1]], 1),
+        "exy": 0.5 * np.stack([gamma[:, 1], gamma[:, 0]], 1),
+        "rotation": 0.5 * np.stack([-gamma[:, 1], gamma[:, 0]], 1),
     }
 
 

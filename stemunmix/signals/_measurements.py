@@ -23,6 +23,8 @@ from stemunmix.core.measure import (
 
 POLARIZATION = ["x", "y", "sigma_x", "sigma_y", "significance", "covariance_xy"]
 STRAIN = ["exx", "eyy", "exy", "rotation"]
+# Appended after the quantities (DESIGN.md: the first keep their order).
+STRAIN_SIGMA = ["sigma_exx", "sigma_eyy", "sigma_exy", "sigma_rotation"]
 OCTAHEDRA = [
     "a_x",
     "a_y",
@@ -162,13 +164,14 @@ def strain_map(columns, a="A", reference=None, grid="lattice", image=None):
         raise ValueError(f"no {a} column has a lattice site")
     shape = grid_shape(columns.ij)
     mask = _reference_mask(reference, shape, "reference")
-    strain = strain_cells(ca.xy, ca.ij, shape, mask)
-    stack = np.stack([strain[k] for k in STRAIN], -1)
+    strain = strain_cells(ca.xy, ca.ij, shape, mask, sigma_a=ca.covariance)
+    stack = np.stack([strain[k] for k in STRAIN + STRAIN_SIGMA], -1)
     av, bv = cell_vectors(ca.xy, ca.ij, shape)
     centre = site_grid(ca.ij, ca.xy, shape) + 0.5 * (av + bv)
     return _signal(
-        stack, centre, grid, image, STRAIN, f"Strain of the {a} lattice", False
-    )
+        stack, centre, grid, image, STRAIN + STRAIN_SIGMA,
+        f"Strain of the {a} lattice", False,
+    )  # fmt: skip
 
 
 def octahedral_map(columns, o="O", b="B", grid="lattice", image=None):
