@@ -286,7 +286,9 @@ def _domain_confidence(ld):
     if probabilities.axes_manager.navigation_shape[-1] < 2:
         return None
     data = np.asarray(probabilities.data)
-    return np.nanmax(data.reshape((-1,) + data.shape[-3:])[0], axis=0)
+    first = data.reshape((-1,) + data.shape[-3:])[0]
+    best = np.max(np.where(np.isfinite(first), first, -np.inf), axis=0)
+    return np.where(np.isfinite(best), best, np.nan)  # NaN off the columns
 
 
 def _domains_figure(result, view):

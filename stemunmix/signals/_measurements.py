@@ -168,10 +168,8 @@ def strain_map(columns, a="A", reference=None, grid="lattice", image=None):
     stack = np.stack([strain[k] for k in STRAIN + STRAIN_SIGMA], -1)
     av, bv = cell_vectors(ca.xy, ca.ij, shape)
     centre = site_grid(ca.ij, ca.xy, shape) + 0.5 * (av + bv)
-    return _signal(
-        stack, centre, grid, image, STRAIN + STRAIN_SIGMA,
-        f"Strain of the {a} lattice", False,
-    )  # fmt: skip
+    names, title = STRAIN + STRAIN_SIGMA, f"Strain of the {a} lattice"
+    return _signal(stack, centre, grid, image, names, title, False)
 
 
 def octahedral_map(columns, o="O", b="B", grid="lattice", image=None):
