@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from stemunmix.core.plotting import COLORS
 
-if TYPE_CHECKING:  # arrays and duck typing at run time: no import circle
-    from stemunmix.columns import Columns
+# Columns arrive duck-typed (xy, labels, class_names, nav_index): this module
+# never imports stemunmix.columns, whose methods call it.
 
 
 # Fitted centres of columns cut by the frame edge may lie just outside it (the
@@ -17,7 +15,7 @@ if TYPE_CHECKING:  # arrays and duck typing at run time: no import circle
 EDGE_MARGIN = 5.0
 
 
-def _check_columns(columns: Columns, shape) -> None:
+def _check_columns(columns, shape) -> None:
     """Atomap works on one frame, with every column inside it (up to
     ``EDGE_MARGIN`` pixels beyond its edge)."""
     if columns.nav_index is not None and len(np.unique(columns.nav_index, axis=0)) > 1:
@@ -67,7 +65,7 @@ def _frame(image, columns, pixel_size, units):
     return image, pixel_size or 1.0, units or "pixel"
 
 
-def to_sublattices(columns: Columns, image=None, pixel_size=None, units=None):
+def to_sublattices(columns, image=None, pixel_size=None, units=None):
     """One ``atomap.Sublattice`` per class that has columns, named by class."""
     Sublattice = _atomap().Sublattice
 
@@ -90,7 +88,7 @@ def to_sublattices(columns: Columns, image=None, pixel_size=None, units=None):
     return out
 
 
-def to_atom_lattice(columns: Columns, image=None, pixel_size=None, units=None):
+def to_atom_lattice(columns, image=None, pixel_size=None, units=None):
     """An ``atomap.Atom_Lattice`` holding :func:`to_sublattices`."""
     Atom_Lattice = _atomap().Atom_Lattice
 

@@ -71,6 +71,21 @@ def check_arguments(
             f"d = {d_px} pixels does not fit in the image ({h} x {w}); use a window "
             "of about 1.2 column spacings"
         )
+    classes = _check_classes(classes, column_classes, navigation)
+    channels = _check_channels(channels, channel_classes, source)
+    return Windows(
+        d=d_px, d_read=how, edge=edge, source=source,
+        classes=None if classes is None else tuple(classes),
+        channels=None if channels is None else tuple(channels),
+        navigation=navigation, centre=centre,
+    )  # fmt: skip
+
+
+def _check_classes(classes, column_classes, navigation):
+    """``classes`` as a list of names among ``column_classes`` (None: all);
+    one class on the lattice grid."""
+    from stemunmix.core import checks
+
     if classes is not None and column_classes is not None:
         classes = checks.class_names("classes", classes, column_classes)
     if navigation == "lattice" and column_classes is not None:
@@ -81,23 +96,24 @@ def check_arguments(
                 f"the columns of {list(wanted)} share their sites: choose one "
                 "class, e.g. classes='B'"
             )
+    return [classes] if isinstance(classes, str) else classes
+
+
+def _check_channels(channels, channel_classes, source):
+    """The channels windows are cut from: ``["image"]`` for the image, class
+    names among ``channel_classes`` for the maps (None: every column class)."""
+    from stemunmix.core import checks
+
     if source == "image":
         if channels not in (None, ["image"], "image"):
             raise ValueError(
                 "channels: source='image' has one channel, 'image'; leave "
                 "channels=None, or use source='probabilities' for class channels"
             )
-        channels = ["image"]
-    elif channels is not None and channel_classes is not None:
-        channels = checks.class_names("channels", channels, channel_classes)
-    if isinstance(classes, str):
-        classes = [classes]
-    return Windows(
-        d=d_px, d_read=how, edge=edge, source=source,
-        classes=None if classes is None else tuple(classes),
-        channels=None if channels is None else tuple(channels),
-        navigation=navigation, centre=centre,
-    )  # fmt: skip
+        return ["image"]
+    if channels is not None and channel_classes is not None:
+        return checks.class_names("channels", channels, channel_classes)
+    return channels
 
 
 def build(frames, channel_names, columns: Columns, windows: Windows, axes, title,
@@ -133,16 +149,10 @@ def build(frames, channel_names, columns: Columns, windows: Windows, axes, title
     sites = None
     if w.navigation == "lattice":
         data, columns, sites = _on_lattice(data, columns)
-    nav = (
-        [("column", len(columns), "")]
-        if sites is None
-        else [(n, size, "site") for n, size in zip("ji", sites.shape, strict=True)]
+    grid_axes = _nav_axes(len(columns), sites) + _window_axes(
+        d, len(channel_names), axes
     )
-    nav_axes = [
-        {"name": n, "size": size, "scale": 1, "offset": 0, "units": u, "navigate": True}
-        for n, size, u in nav
-    ]
-    out = cls(data, axes=nav_axes + _window_axes(d, len(channel_names), axes))
+    out = cls(data, axes=grid_axes)
     out.metadata.General.title = title
     out._set_state("source", _source_state(axes, (h, wd), nav_shape))
     out.columns = columns
@@ -151,9 +161,21 @@ def build(frames, channel_names, columns: Columns, windows: Windows, axes, title
     params = {"d": d, "d_read": w.d_read, "channels": list(channel_names),
               "edge": w.edge, "dropped": int(dropped), "centre": "(d - 1) / 2",
               "navigation": w.navigation, "centred_on": w.centre}  # fmt: skip
-    params.update(extra_metadata or {})
-    out._set_state("local_descriptors", params)
+    out._set_state("local_descriptors", params | (extra_metadata or {}))
     return out
+
+
+def _nav_axes(n_columns: int, sites) -> list:
+    """One axis of columns, or the lattice grid's j and i (``sites``)."""
+    nav = (
+        [("column", n_columns, "")]
+        if sites is None
+        else [(n, size, "site") for n, size in zip("ji", sites.shape, strict=True)]
+    )
+    return [
+        {"name": n, "size": size, "scale": 1, "offset": 0, "units": u, "navigate": True}
+        for n, size, u in nav
+    ]
 
 
 def _source_state(axes, shape, nav_shape) -> dict:
