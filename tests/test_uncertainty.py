@@ -7,6 +7,7 @@ import pytest
 from stemunmix import Columns
 from stemunmix.core import uncertainty as U
 from stemunmix.core.measure import (
+    octahedral_cells,
     polarization_cells,
     region_polarization,
     significance,
@@ -118,6 +119,30 @@ def test_polarization_covariance_and_significance_hold_by_monte_carlo():
     np.testing.assert_allclose(cov[cell], 1.25 * cov_col, rtol=1e-12)
     sig = significance(disp[:, 3, 4], cov[cell][None])
     assert 0.003 < np.mean(sig > 3) < 0.03  # exp(-4.5) = 1.1 %
+
+
+def test_tilt_sigma_uses_the_full_covariance_by_monte_carlo():
+    # B columns on a square grid, O columns on the bond midpoints along a;
+    # correlated column errors, so a diagonal sigma would misstate the
+    # variance across a bond that is not along an axis (the grid is rotated).
+    rng = np.random.default_rng(7)
+    ij, _, _ = _lattice(6)
+    rot = np.array([[np.cos(0.5), -np.sin(0.5)], [np.sin(0.5), np.cos(0.5)]])
+    xy_b = (ij * 10.0) @ rot.T
+    xy_o = (ij * 10.0 + [5.0, 0.0]) @ rot.T
+    cov_col = np.array([[0.05, 0.04], [0.04, 0.05]])
+    chol = np.linalg.cholesky(cov_col)
+    covs = np.tile(cov_col, (len(ij), 1, 1))
+    tilts = []
+    for _ in range(600):
+        b = xy_b + rng.standard_normal(xy_b.shape) @ chol.T
+        o = xy_o + rng.standard_normal(xy_o.shape) @ chol.T
+        tilts.append(octahedral_cells(b, covs, ij, o, covs)["a"]["tilt"][2, 2])
+    sigma = octahedral_cells(xy_b, covs, ij, xy_o, covs)["a"]["sigma_tilt"][2, 2]
+    assert np.std(tilts) == pytest.approx(sigma, rel=0.1)
+    sig = np.sqrt([[0.05, 0.05]] * len(ij))
+    diagonal = octahedral_cells(xy_b, sig, ij, xy_o, sig)
+    assert abs(diagonal["a"]["sigma_tilt"][2, 2] / sigma - 1) > 0.2
 
 
 def test_region_mean_counts_a_shared_corner_once():

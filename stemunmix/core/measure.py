@@ -304,7 +304,10 @@ def octahedral_cells(
     displacement from the midpoint [x, y] (pixels), and the octahedral tilt
     ``atan(2 d / L)`` in degrees, d the displacement across the bond (positive
     counter-clockwise from the bond as displayed, y down), L the bond length,
-    with its standard deviation propagated from the columns' ``sigma``.
+    with its standard deviation propagated from the columns' uncertainty:
+    ``sigma_b``, ``sigma_o`` are (N, 2) standard deviations or (N, 2, 2)
+    covariances; the variance of d is n^T C n of the O column plus a quarter
+    of each B column's (n the bond's unit normal; the columns independent).
 
     Returns {"a": {...}, "b": {...}}, each with ``displacement`` (nj, ni, 2),
     ``tilt`` and ``sigma_tilt`` (nj, ni) and ``midpoint`` (nj, ni, 2).
@@ -312,9 +315,11 @@ def octahedral_cells(
     from scipy.spatial import cKDTree
 
     b_grid = site_grid(ij_b, xy_b, shape)
-    s_grid = site_grid(ij_b, sigma_b, shape)
     shape = b_grid.shape[:2]
-    xy_o, sigma_o = np.asarray(xy_o, float), np.asarray(sigma_o, float)
+    s_grid = site_grid(ij_b, as_covariance(sigma_b).reshape(-1, 4), shape)
+    s_grid = s_grid.reshape(tuple(shape) + (2, 2))
+    xy_o = np.asarray(xy_o, float)
+    cov_o = as_covariance(sigma_o).reshape(-1, 2, 2)
     tree = cKDTree(xy_o) if len(xy_o) else None
     out = {}
     for name, (di, dj) in (("a", (1, 0)), ("b", (0, 1))):
@@ -327,22 +332,24 @@ def octahedral_cells(
         length = np.hypot(bond[..., 0], bond[..., 1])
         mid = 0.5 * (start + end)
         disp = np.full_like(mid, np.nan)
-        s_o = np.full_like(mid, np.nan)
+        s_o = np.full(tuple(shape) + (2, 2), np.nan)
         ok = np.isfinite(mid).all(-1)
         if tree is not None and ok.any():
             dist, near = tree.query(mid[ok])
             hit = dist <= tolerance * length[ok]
             rows = np.flatnonzero(ok.ravel())[hit]
             disp.reshape(-1, 2)[rows] = xy_o[near[hit]] - mid[ok][hit]
-            s_o.reshape(-1, 2)[rows] = sigma_o[near[hit]]
+            s_o.reshape(-1, 2, 2)[rows] = cov_o[near[hit]]
         with np.errstate(invalid="ignore", divide="ignore"):
             normal = np.stack([bond[..., 1], -bond[..., 0]], -1) / length[..., None]
             across = (disp * normal).sum(-1)
             tilt = np.degrees(np.arctan2(2 * across, length))
+
             # var of d: the O column's, plus a quarter of each B column's
-            var = ((normal * s_o) ** 2).sum(-1) + 0.25 * (
-                ((normal * s_grid) ** 2).sum(-1) + ((normal * s_end) ** 2).sum(-1)
-            )
+            def along(c):
+                return np.einsum("...p,...pq,...q->...", normal, c, normal)
+
+            var = along(s_o) + 0.25 * (along(s_grid) + along(s_end))
             slope = 2 * length / (length**2 + 4 * across**2)
             sigma_tilt = np.degrees(slope * np.sqrt(var))
         out[name] = {

@@ -182,7 +182,7 @@ def octahedral_map(columns, o="O", b="B", grid="lattice", image=None):
             "(segment(model='oxygen'), the default for ABF/BF images)"
         )
     shape = grid_shape(columns.ij)
-    cells = octahedral_cells(cb.xy, cb.sigma, cb.ij, co.xy, co.sigma, shape)
+    cells = octahedral_cells(cb.xy, cb.covariance, cb.ij, co.xy, co.covariance, shape)
     parts = []
     for k in ("a", "b"):
         c = cells[k]
