@@ -292,6 +292,11 @@ def _strain_weights(g) -> dict:
     }
 
 
+def _along(n, cov):
+    """n^T C n per cell: the variance along unit vectors ``n`` (..., 2)."""
+    return np.einsum("...p,...pq,...q->...", n, cov, n)
+
+
 def octahedral_cells(
     xy_b, sigma_b, ij_b, xy_o, sigma_o, shape=None, tolerance: float = 0.25
 ) -> dict:
@@ -346,10 +351,9 @@ def octahedral_cells(
             tilt = np.degrees(np.arctan2(2 * across, length))
 
             # var of d: the O column's, plus a quarter of each B column's
-            def along(c):
-                return np.einsum("...p,...pq,...q->...", normal, c, normal)
-
-            var = along(s_o) + 0.25 * (along(s_grid) + along(s_end))
+            var = _along(normal, s_o) + 0.25 * (
+                _along(normal, s_grid) + _along(normal, s_end)
+            )
             slope = 2 * length / (length**2 + 4 * across**2)
             sigma_tilt = np.degrees(slope * np.sqrt(var))
         out[name] = {
