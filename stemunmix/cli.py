@@ -111,36 +111,56 @@ def _train(args) -> int:
     return 0
 
 
-def _report(result, out: Path, title: str, t0: float, lazy: bool = False) -> None:
+def _report(result, stage, title: str, lazy: bool = False) -> list[str]:
+    """The report and the results into the staging folder; their names."""
     from stemunmix.report import save_results, write_report
 
-    page = write_report(result, out, title=title)
-    saved = save_results(result, out, lazy=lazy)
-    print(f"report: {page}")
-    print(f"results: {', '.join(str(p) for p in saved)}")
+    page = write_report(result, stage.path, title=title)
+    saved = save_results(result, stage.path, lazy=lazy)
+    return [page.name] + [p.name for p in saved]
+
+
+def _written(out, names, t0: float) -> None:
+    out = Path(out)
+    print(f"report: {out / names[0]}")
+    print(f"results: {', '.join(str(out / n) for n in names[1:])}")
     print(f"total time {time.perf_counter() - t0:.1f} s")
+
+
+def _say_replaced(out, stage) -> None:
+    if stage.replaced:
+        print(
+            f"--out {out}: replacing an earlier run's results "
+            f"({', '.join(stage.replaced)}) once this run has written all of its own"
+        )
 
 
 def _demo(args) -> int:
     from stemunmix.report import analyze
+    from stemunmix.report.folder import results_folder
     from stemunmix.synthetic import perovskite
 
     t0 = time.perf_counter()
-    image, truth = perovskite(shape=args.size, domains="four_stripes", seed=args.seed)
-    print(
-        f"synthetic La-BiFeO3-like image, {args.size} x {args.size} px, "
-        "four stripe domains"
-    )
-    result = analyze(
-        image,
-        window=args.window,
-        method=args.method,
-        components=args.components,
-        domains=args.domains,
-        truth=truth,
-        show_progressbar=True,
-    )
-    _report(result, Path(args.out), "stemunmix demo: four stripe domains", t0)
+    with results_folder(args.out) as stage:
+        _say_replaced(args.out, stage)
+        image, truth = perovskite(
+            shape=args.size, domains="four_stripes", seed=args.seed
+        )
+        print(
+            f"synthetic La-BiFeO3-like image, {args.size} x {args.size} px, "
+            "four stripe domains"
+        )
+        result = analyze(
+            image,
+            window=args.window,
+            method=args.method,
+            components=args.components,
+            domains=args.domains,
+            truth=truth,
+            show_progressbar=True,
+        )
+        names = _report(result, stage, "stemunmix demo: four stripe domains")
+    _written(args.out, names, t0)
     return 0
 
 
@@ -155,9 +175,12 @@ def _load(path: str, lazy: bool, distributed: bool = False):
     workers with the graph, up to ``SHIP_LIMIT`` bytes."""
     import hyperspy.api as hs
 
+    from stemunmix.report.folder import check_file
+
     p = Path(path)
     if not p.exists():
         raise UserError(f"cannot read {path}: no such file")
+    check_file(p)
     zarr = p.suffix.lower() == ".zspy"
     if distributed and not zarr:
         lazy = False
@@ -198,10 +221,20 @@ def _load(path: str, lazy: bool, distributed: bool = False):
 
 
 def _analyze(args) -> int:
+    from stemunmix.report.folder import results_folder
+
+    t0 = time.perf_counter()
+    with results_folder(args.out) as stage:
+        _say_replaced(args.out, stage)
+        names = _analyze_into(args, stage)
+    _written(args.out, names, t0)
+    return 0
+
+
+def _analyze_into(args, stage) -> list[str]:
     from stemunmix.core.segmentation import NoLatticeError
     from stemunmix.report import analyze
 
-    t0 = time.perf_counter()
     lazy = args.lazy or args.scheduler is not None
     client = None
     if args.scheduler is not None:
@@ -230,7 +263,7 @@ def _analyze(args) -> int:
                 scree=not args.no_scree,
                 show_progressbar=True,
                 model=args.model,
-                store=Path(args.out) if lazy else None,
+                store=stage.path if lazy else None,
             )
         except NoLatticeError as exc:
             raise UserError(
@@ -238,17 +271,12 @@ def _analyze(args) -> int:
                 f"({exc}); give an atomic-resolution image with at least a few unit "
                 "cells"
             ) from exc
-        _report(
-            result,
-            Path(args.out),
-            f"stemunmix analysis of {Path(args.file).name}",
-            t0,
-            lazy=lazy,
+        return _report(
+            result, stage, f"stemunmix analysis of {Path(args.file).name}", lazy=lazy
         )
     finally:
         if client is not None:
             client.close()
-    return 0
 
 
 def _unmixing_options(parser, window_type) -> None:

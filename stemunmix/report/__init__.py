@@ -11,10 +11,18 @@ An edge of the package (DESIGN.md layer 3), in four rooms:
   themselves are array functions in :mod:`stemunmix.core.selection`;
 - ``figures``: the report's figures (matplotlib ``Figure`` objects, no
   pyplot);
-- ``page``: ``report.html`` and the saved signals.
+- ``page``: ``report.html`` and the saved signals;
+- ``folder``: the results folder, written whole or not at all (staged,
+  ``manifest.json`` last, swapped into place, locked), checked on load.
 """
 
 from stemunmix.report.choices import choose_window
+from stemunmix.report.folder import (
+    ResultsError,
+    check_results,
+    load_results,
+    results_folder,
+)
 from stemunmix.report.page import save_results, save_signal, write_report
 from stemunmix.report.pipeline import (
     METHODS,
@@ -27,6 +35,10 @@ from stemunmix.report.pipeline import (
 __all__ = [
     "METHODS",
     "Analysis",
+    "ResultsError",
+    "check_results",
+    "load_results",
+    "results_folder",
     "analyze",
     "as_image",
     "choose_window",
