@@ -70,6 +70,30 @@ def _calibrate(args, image) -> None:
         )
 
 
+def _one_frame(args, image):
+    """--frame K of a stack; a stack without it is refused, naming --frame."""
+    import numpy as np
+
+    nav = tuple(int(k) for k in image.axes_manager.navigation_shape)
+    n = int(np.prod(nav)) if nav else 1
+    if args.frame is None:
+        if nav:
+            raise UserError(
+                f"{args.file} holds a stack of {n} frames (navigation shape {nav}); "
+                f"stemunmix analyze takes one image: choose one with --frame K "
+                f"(0 to {n - 1})"
+            )
+        return image
+    if args.frame >= n:
+        raise UserError(
+            f"--frame {args.frame}: {args.file} holds {n} frame(s); use 0 to {n - 1}"
+        )
+    if not nav:
+        return image
+    index = np.unravel_index(args.frame, nav[::-1])[::-1]
+    return image.inav[tuple(int(k) for k in index)]
+
+
 def _check_against_image(args, image) -> None:
     """--window and --classes against the image and the model, before any work."""
     from stemunmix.nn.model_io import load_model
@@ -248,7 +272,7 @@ def _analyze_into(args, stage) -> list[str]:
                 "check the address (e.g. tcp://host:8786)"
             ) from exc
     try:
-        image = _load(args.file, lazy, distributed=client is not None)
+        image = _one_frame(args, _load(args.file, lazy, distributed=client is not None))
         _check_against_image(args, image)
         _calibrate(args, image)
         print(f"{args.file}: {image}")
@@ -351,6 +375,13 @@ def _parser() -> argparse.ArgumentParser:
         help="column class the windows centre on, or 'all' (default B)",
     )
     an.add_argument("--out", default="stemunmix-report", help="report folder")
+    an.add_argument(
+        "--frame",
+        type=_integer(0),
+        default=None,
+        help="the frame of a stack to analyze (0 is the first; flat index for a "
+        "stack of more than one navigation axis)",
+    )
     an.add_argument(
         "--lazy",
         action="store_true",

@@ -317,9 +317,12 @@ def from_columns(
         )
     if len(columns) == 0:
         raise ValueError("columns is empty: give at least one column to render")
+    _check_positions(columns.xy)
     if shape is None:
         shape = tuple(int(np.ceil(v)) + 1 for v in columns.xy.max(0)[::-1])
+        _check_size("shape=None", shape, columns.xy)
     shape = _check_shape(shape)
+    _check_size("shape", shape)
     pixel_size = _positive("pixel_size", pixel_size)
     sigma = _positive("column_width", column_width) / pixel_size
     if dose is not None:
@@ -330,7 +333,7 @@ def from_columns(
     drift = _check_drift(drift, shape)
     _check_seed(seed)
     default = {"A": 1.0, "B": 0.25}
-    heights = {**default, **(heights or {})}
+    heights = {**default, **_check_heights(heights, columns.class_names)}
     per_class = np.array([heights.get(n, 0.1) for n in columns.class_names], float)
     amplitude = per_class[columns.labels]
     rng = np.random.default_rng(seed)
@@ -392,6 +395,68 @@ def _check_shape(shape) -> tuple[int, int]:
             f"shape must be an int or two ints (rows, cols) in pixels, got {shape!r}"
         )
     return int(shape[0]), int(shape[1])
+
+
+def _check_positions(xy) -> None:
+    bad = np.flatnonzero(~np.isfinite(xy).all(1) | (xy < -0.5).any(1))
+    if len(bad):
+        k = int(bad[0])
+        raise ValueError(
+            f"columns: {len(bad)} column(s) outside the image, the first "
+            f"(index {k}) at [x, y] = {xy[k].round(2).tolist()} px; positions "
+            "are pixels from the image's top-left corner (>= 0): shift them, "
+            "e.g. columns.xy - columns.xy.min(0), or leave those columns out"
+        )
+
+
+# Above this many bytes (the image and its working copies) from_columns
+# refuses rather than allocating: a half of this machine's memory.
+def _memory_budget() -> float:
+    import os
+
+    try:
+        return 0.5 * os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return float(2**34)
+
+
+def _check_size(name, shape, xy=None) -> None:
+    need = 4 * 8 * float(shape[0]) * float(shape[1])  # four float64 arrays
+    if need <= _memory_budget():
+        return
+    where = ""
+    if xy is not None:
+        k = int(np.argmax(xy.max(1)))
+        where = (
+            f" (the column farthest out, index {k}, lies at "
+            f"[x, y] = {xy[k].round(1).tolist()} px)"
+        )
+    raise ValueError(
+        f"{name}: an image of {shape[0]} x {shape[1]} px needs about "
+        f"{need / 2**30:.0f} GiB, more than this machine can hold{where}; give "
+        "a smaller shape, or check the positions (pixels, not nm)"
+    )
+
+
+def _check_heights(heights, names) -> dict:
+    from collections.abc import Mapping
+
+    if heights is None:
+        return {}
+    if not isinstance(heights, Mapping):
+        raise TypeError(
+            f"heights must be a dict {{class name: height}}, got "
+            f"{type(heights).__name__} {heights!r}; e.g. heights={{'A': 1.0, "
+            "'B': 0.25}"
+        )
+    out = {}
+    for name, h in heights.items():
+        if name not in names:
+            raise ValueError(
+                f"heights: {name!r} is not a class of the columns ({list(names)})"
+            )
+        out[name] = checks.real(f"heights[{name!r}]", h, low=0)
+    return out
 
 
 def _check_seed(seed) -> None:

@@ -17,3 +17,23 @@ def real_data():
     if not REAL_DATA.is_dir():
         pytest.skip(f"real microscope data not found at {REAL_DATA}")
     return REAL_DATA
+
+
+@pytest.fixture
+def forward_passes():
+    """The segmentation network's forward passes (any copy), one entry per
+    call with the number of tiles in its batch: ``== []`` asserts that a
+    check came before any network work."""
+    import torch
+
+    from stemunmix.nn.unet import DilatedUNet
+
+    calls = []
+
+    def hook(module, args, output):
+        if isinstance(module, DilatedUNet):
+            calls.append(args[0].shape[0])
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    yield calls
+    handle.remove()

@@ -18,20 +18,6 @@ from stemunmix.nn.unet import DilatedUNet
 from stemunmix.synthetic import perovskite
 
 
-@pytest.fixture
-def forward_passes():
-    """Counts forward passes of any segmentation network (every copy)."""
-    calls = []
-
-    def hook(module, args, output):
-        if isinstance(module, DilatedUNet):
-            calls.append(1)
-
-    handle = torch.nn.modules.module.register_module_forward_hook(hook)
-    yield calls
-    handle.remove()
-
-
 @pytest.fixture(scope="module")
 def small():
     return perovskite(shape=256, seed=0)

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from stemunmix.learn import GaussianMixture
-from stemunmix.nn.unet import DilatedUNet
 from stemunmix.synthetic import perovskite
 
 
@@ -18,19 +17,6 @@ def pair():
     lazy = image.as_lazy()
     lazy.data = lazy.data.rechunk((150, 130))
     return image, lazy
-
-
-@pytest.fixture
-def forward_passes():
-    calls = []
-
-    def hook(module, args, output):
-        if isinstance(module, DilatedUNet):
-            calls.append(args[0].shape[0])  # tiles in the batch
-
-    handle = torch.nn.modules.module.register_module_forward_hook(hook)
-    yield calls
-    handle.remove()
 
 
 def _value(result):

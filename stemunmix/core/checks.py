@@ -77,3 +77,42 @@ def class_names(name: str, value, known) -> list[str]:
     if not out:
         raise ValueError(f"{name} must name at least one of the column classes {known}")
     return out
+
+
+# Packages whose frames a warning skips to reach the user's own line.
+_INNER = ("stemunmix", "hyperspy", "dask", "concurrent")
+
+
+def _inner_paths() -> tuple:
+    import importlib.util
+    import os
+    import threading
+
+    paths = [threading.__file__]
+    for name in _INNER:
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            paths += [os.path.join(p, "") for p in spec.submodule_search_locations]
+    return tuple(paths)
+
+
+def warn(message: str, category=UserWarning) -> None:
+    """``warnings.warn`` pointing at the user's line: the first frame on the
+    stack outside stemunmix (and HyperSpy, dask and thread machinery, which
+    call into it), whatever the depth of the call inside the package."""
+    import sys
+    import warnings
+
+    inner = _inner_paths()
+    level, frame = 1, sys._getframe(0)
+    while frame is not None and frame.f_code.co_filename.startswith(inner):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
+
+
+def note(message: str) -> None:
+    """An informational message (nothing for the user to act on): the
+    ``stemunmix`` logger at INFO, not a warning."""
+    import logging
+
+    logging.getLogger("stemunmix").info(message)

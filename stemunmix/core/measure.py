@@ -11,13 +11,39 @@ from __future__ import annotations
 
 import numpy as np
 
+# A lattice grid larger than this many cells per site present (and than
+# MIN_GRID_CELLS) holds a site far from the others: refused, not allocated.
+GRID_CELLS_PER_SITE = 16
+MIN_GRID_CELLS = 10**6
+
 
 def grid_shape(*ij) -> tuple[int, int]:
     """(nj, ni): the lattice grid that holds every indexed site of the given
-    (N, 2) ``ij`` arrays (-1: unindexed, left out); (0, 0) without one."""
+    (N, 2) ``ij`` arrays (-1: unindexed, left out); (0, 0) without one.
+
+    A grid far larger than the sites present (more than
+    :data:`GRID_CELLS_PER_SITE` cells per site, and :data:`MIN_GRID_CELLS`)
+    is refused with a ValueError naming the site farthest from the others
+    (its index in the ``ij`` given, concatenated): one outlier would
+    otherwise make maps of gigabytes.
+    """
     both = np.concatenate([np.asarray(v, int).reshape(-1, 2) for v in ij])
-    both = both[(both >= 0).all(1)]
-    return tuple(int(v) for v in both.max(0)[::-1] + 1) if len(both) else (0, 0)
+    ok = (both >= 0).all(1)
+    if not ok.any():
+        return (0, 0)
+    shape = tuple(int(v) for v in both[ok].max(0)[::-1] + 1)
+    cells = float(shape[0]) * float(shape[1])
+    if cells > max(MIN_GRID_CELLS, GRID_CELLS_PER_SITE * ok.sum()):
+        centre = np.median(both[ok], 0)
+        far = np.abs(both - centre).max(1)
+        k = int(np.argmax(np.where(ok, far, -1)))
+        raise ValueError(
+            f"ij: the lattice sites span a grid of {shape[1]} x {shape[0]} cells "
+            f"for {int(ok.sum())} sites; site {k} at ij = {both[k].tolist()} lies "
+            f"far from the others (median ij {centre.round().astype(int).tolist()}): "
+            "leave that column out (columns[mask]) or set its ij to -1 (unindexed)"
+        )
+    return shape
 
 
 def site_grid(ij: np.ndarray, values: np.ndarray, shape=None) -> np.ndarray:
@@ -254,6 +280,15 @@ def strain_cells(xy_a, ij_a, shape=None, reference=None, sigma_a=None) -> dict:
             "with all four corners of some cells found"
         )
     ref = np.stack([np.median(a[sel], 0), np.median(b[sel], 0)], 1)  # columns a0, b0
+    area = abs(np.linalg.det(ref))
+    if not area > 1e-6 * max(np.sum(ref**2), 1e-300):
+        raise ValueError(
+            f"the reference cells have no area (median cell vectors a = "
+            f"{ref[:, 0].round(3).tolist()}, b = {ref[:, 1].round(3).tolist()} px): "
+            "the columns' lattice indices ij do not match their positions; give "
+            "ij that index the lattice (as find_columns does) or a reference of "
+            "real cells"
+        )
     g = np.linalg.inv(ref)
     cells = np.stack([a, b], -1)  # (nj, ni, 2, 2), columns a, b
     f = cells @ g

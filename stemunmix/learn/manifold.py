@@ -82,10 +82,27 @@ class ManifoldEmbedding(TransformerMixin, BaseEstimator):
             )
         raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
 
+    def _check_components(self, features: int) -> None:
+        k = self.n_components
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"n_components must be a positive int, got {k!r}")
+        most = min(features, 3) if self.method == "tsne" else features
+        if k > most:
+            why = (
+                "t-SNE embeds in at most 3 dimensions"
+                if self.method == "tsne" and features > 3
+                else f"X has {features} features"
+            )
+            raise ValueError(
+                f"n_components={k} is more than the embedding can hold ({why}); "
+                f"use at most {most}"
+            )
+
     def fit(self, X, y=None):
         from sklearn.neighbors import NearestNeighbors
 
         X = check_2d(X)
+        self._check_components(X.shape[1])
         sample = subsample(X, self.max_samples, self.random_state)
         self._rows = len(sample)
         learner = self._learner()

@@ -58,7 +58,8 @@ def scale_factor(
 
     ``spacing`` given: the factor that brings it to ``training_spacing``; else
     ``scale="auto"`` measures the spacing on the central crop, and a numeric
-    ``scale`` implies the spacing ``training_spacing / scale``.
+    ``scale`` implies the spacing ``training_spacing / scale`` (the crop is
+    still checked for a lattice: :class:`NoLatticeError` without one).
     """
     crop = image[spacing_crop(image.shape)]
     if spacing is not None:
@@ -68,6 +69,9 @@ def scale_factor(
         factor = training_spacing / found
         factor = 1.0 if abs(factor - 1) < 0.03 else factor
     else:
+        # The scale sets the spacing; the crop must still show a lattice (a
+        # noise image is refused as it is with scale="auto").
+        seg.measure_spacing(crop)
         factor = float(scale)
         found = training_spacing / factor
     return factor, found
@@ -76,40 +80,66 @@ def scale_factor(
 def image_contrast(
     data, nav_ndim: int, contrast: str = "auto", spacing: float | None = None
 ) -> str:
-    """``"bright"`` or ``"dark"`` columns, for the whole stack: ``contrast``
-    itself, or with ``"auto"`` the sign of each frame's column/background
-    asymmetry (:func:`stemunmix.core.segmentation.contrast_asymmetry`) on its
-    central crop (at ``spacing``, else the one measured there), the only
-    pixels read. Frames that disagree are refused."""
-    if contrast != "auto":
-        return contrast
-    crop = spacing_crop(data.shape[-2:])
-    frames = list(np.ndindex(data.shape[:nav_ndim]))
-    crops = [data[f][crop] for f in frames]
-    if engine.is_lazy(data):
-        import dask
-
-        crops = dask.compute(*crops)
-    found = set()
-    for small in crops:
+    """``"bright"`` or ``"dark"`` columns, for the whole stack: with
+    ``"auto"`` the sign of each frame's column/background asymmetry
+    (:func:`stemunmix.core.segmentation.contrast_asymmetry`) on its central
+    crop (at ``spacing``, else the one measured there), the only pixels read;
+    frames that disagree are refused. A ``contrast`` given is used as it is,
+    with a warning (the measured asymmetry named) where the image plainly
+    shows the other one."""
+    found = {}
+    for small in _central_crops(data, nav_ndim):
         small = np.asarray(small, np.float64)
         if not np.all(np.isfinite(small)) or not np.ptp(small) > 0:
-            found.add("bright")  # plan_frames names what is wrong with it
-            continue
+            continue  # plan_frames names what is wrong with it
         try:
             d = spacing if spacing is not None else seg.measure_spacing(small)
         except seg.NoLatticeError:  # plan_frames says what is wrong with it
-            found.add("bright")
             continue
-        dark = seg.contrast_asymmetry(small, d) < seg.DARK_ASYMMETRY
-        found.add("dark" if dark else "bright")
+        ratio = seg.contrast_asymmetry(small, d)
+        found.setdefault("dark" if ratio < seg.DARK_ASYMMETRY else "bright", ratio)
+    if contrast != "auto":
+        _check_forced(contrast, found)
+        return contrast
     if len(found) > 1:
         raise ValueError(
             "contrast='auto' finds bright columns in some frames and dark ones "
             "(ABF, BF) in others; segment them apart, or pass contrast='bright' "
             "or 'dark' for all"
         )
-    return found.pop() if found else "bright"
+    return next(iter(found), "bright")
+
+
+# A forced contrast the image plainly contradicts: bright-column images
+# measure 1.8-3.6 (the real HAADF/ADF), dark ones 0.57 (the real ABF).
+PLAINLY_BRIGHT = 1.25
+
+
+def _check_forced(contrast: str, found: dict) -> None:
+    import warnings
+
+    ratio = found.get("dark" if contrast == "bright" else "bright")
+    if ratio is None or (contrast == "dark" and ratio < PLAINLY_BRIGHT):
+        return
+    shows = "bright columns (HAADF, ADF)" if contrast == "dark" else "dark columns"
+    warnings.warn(
+        f"contrast={contrast!r}, but the image shows {shows}: its column/"
+        f"background asymmetry is {ratio:.2f} (bright columns measure above 1, "
+        f"dark ones below {seg.DARK_ASYMMETRY}); the columns found may be the "
+        "spaces between them: leave contrast='auto' unless you know better",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+def _central_crops(data, nav_ndim: int) -> list:
+    crop = spacing_crop(data.shape[-2:])
+    crops = [data[f][crop] for f in np.ndindex(data.shape[:nav_ndim])]
+    if engine.is_lazy(data):
+        import dask
+
+        crops = list(dask.compute(*crops))
+    return crops
 
 
 def _axis_plan(c0, c1, n, factor, halo, multiple):

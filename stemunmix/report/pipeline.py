@@ -103,7 +103,10 @@ def analyze(
     Parameters
     ----------
     image : Signal2D
-        Any 2D image (stacks: every frame; figures show the first).
+        One 2D image. A stack is refused before any work, with what works:
+        one frame (``image.inav[k]``; ``stemunmix analyze FILE --frame k``),
+        or the steps themselves, which take every frame
+        (``image.find_columns()``, ``local_descriptors(d, centre="column")``).
     window : int, optional
         Window size in pixels; default chosen by :func:`choose_window` on the
         scree against window size (``scree=True``), otherwise half the column
@@ -150,6 +153,7 @@ def analyze(
     if method == "nmf":
         normalize = None  # NMF needs non-negative windows
     image = as_image(image)
+    _check_against_image(image, window, components, normalize)
     lazy = image._lazy
     choices = {}
     progress = _Progress(6 if scree else 5, show_progressbar, log)
@@ -180,6 +184,7 @@ def analyze(
             window = _window_from_data(
                 windows, spacing, scree_signal, normalize, choices
             )
+            _check_components(window, components, normalize)
         progress.start("local descriptors")
         ld = windows(window)
         n = ld.axes_manager.navigation_size
@@ -265,6 +270,39 @@ def _check_choices(
         checks.count("domains", domains, 1, 50)
     if window is not None:
         checks.count("window", window, 3)
+
+
+def _check_against_image(image, window, components, normalize) -> None:
+    """One image, and a window and components that fit it, before any work."""
+    nav = image.axes_manager.navigation_shape
+    if len(nav) > 0:
+        n = int(np.prod(nav))
+        raise ValueError(
+            f"image: analyze takes one image, this is a stack of {n} frames "
+            f"(navigation shape {tuple(int(k) for k in nav)}); analyze one frame, "
+            "analyze(image.inav[k]) (stemunmix analyze FILE --frame k), or run the "
+            "steps, which take every frame: image.find_columns(), then "
+            "image.local_descriptors(d, centre='column')"
+        )
+    h, w = (int(k) for k in image.axes_manager.signal_shape[::-1])
+    if window is not None and window >= min(h, w):
+        raise ValueError(
+            f"window: {window} px does not fit in the image ({h} x {w} px); use "
+            "about 1.2 column spacings, or leave window out (chosen from the data)"
+        )
+    _check_components(window, components, normalize)
+
+
+def _check_components(window, components, normalize) -> None:
+    if window is None or components is None:
+        return
+    free = int(window) ** 2 - (1 if normalize == "mean" else 0)
+    if components > free:
+        raise ValueError(
+            f"components: {components} is more than a {window} x {window} "
+            f"window's {free} independent pixels; use at most {free}, a larger "
+            "window, or leave components out (chosen from the data)"
+        )
 
 
 class _Progress:

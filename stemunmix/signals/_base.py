@@ -199,13 +199,22 @@ def calibrated(axis) -> bool:
 
 UNITS = {
     "pm": 1e-3,
-    "Å": 0.1,
+    "\u00c5": 0.1,  # the letter; the Angstrom sign U+212B is normalised to it
     "A": 0.1,
     "angstrom": 0.1,
     "nm": 1.0,
-    "µm": 1e3,
+    "\u03bcm": 1e3,  # Greek mu; the micro sign U+00B5 is normalised to it
     "um": 1e3,
+    "mm": 1e6,
+    "m": 1e9,
 }
+
+
+def _unit(text: str) -> str:
+    """A unit as :data:`UNITS` spells it (Unicode compatibility forms)."""
+    import unicodedata
+
+    return unicodedata.normalize("NFKC", str(text)).strip()
 
 
 def window_pixels(d, axes, name: str = "d") -> tuple[int, str]:
@@ -225,6 +234,11 @@ def window_pixels(d, axes, name: str = "d") -> tuple[int, str]:
             raise ValueError(
                 f'{name} = {d!r}: give a size such as 24 (pixels), "24 px" or "0.5 nm"'
             ) from None
+        if unit == "":
+            raise TypeError(
+                f'{name} = {d!r}: a string needs its unit, e.g. "{d.strip()} px" '
+                f'or "0.5 nm"; or pass the int {d.strip()} for pixels'
+            )
         if unit == "px":
             if value != int(value) or value < 3:
                 raise ValueError(
@@ -258,13 +272,14 @@ def _from_units(value, unit, axes, name, given):
             "the axes (axes_manager[-1].scale = ..., .units = 'nm')"
         )
     axis_unit = str(axes[0].units)
-    if unit and unit != axis_unit:
-        if unit not in UNITS or axis_unit not in UNITS:
+    unit, axis_key = _unit(unit), _unit(axis_unit)
+    if unit and unit != axis_key:
+        if unit not in UNITS or axis_key not in UNITS:
             raise ValueError(
                 f"{name} = {given!r}: cannot convert {unit!r} to the axes' units "
                 f"{axis_unit!r}; give the size in {axis_unit} or in px"
             )
-        value = value * UNITS[unit] / UNITS[axis_unit]
+        value = value * UNITS[unit] / UNITS[axis_key]
     scales = [abs(float(ax.scale)) for ax in axes]
     if abs(scales[0] - scales[1]) > SQUARE_TOLERANCE * max(scales):
         raise ValueError(

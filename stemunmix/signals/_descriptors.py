@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stemunmix.columns import Columns
+from stemunmix.core.measure import grid_shape
 from stemunmix.core.windows import EDGES, gather, inside_mask, on_image
 
 SOURCES = ("probabilities", "image")
@@ -308,7 +309,7 @@ def _on_lattice(data, columns):
     and the grid of column index per site (-1: none)."""
     _check_sites(columns)
     ij = columns.ij - columns.ij.min(0)
-    ni, nj = ij.max(0) + 1
+    nj, ni = grid_shape(ij)
     flat = ij[:, 1] * ni + ij[:, 0]
     if len(np.unique(flat)) != len(flat):
         raise ValueError(

@@ -90,6 +90,11 @@ def polarization(columns, a="A", b="B", reference=None, covariance=False):
         raise TypeError("reference must be None, 'mean' or a boolean mask array")
     if isinstance(reference, str) and reference != "mean":
         raise ValueError(f"reference must be None, 'mean' or a mask, got {reference!r}")
+    if columns.class_index(a) == columns.class_index(b):
+        raise ValueError(
+            f"a and b name the same class ({a!r}): the polarization is the b "
+            "columns' displacement from the cell of the a columns; e.g. a='A', b='B'"
+        )
     ca, cb = columns.select(a), columns.select(b)
     shape = grid_shape(columns.ij)
     disp, sigma, cov = polarization_cells(
@@ -102,6 +107,14 @@ def polarization(columns, a="A", b="B", reference=None, covariance=False):
         shape,
         return_covariance=True,
     )
+    if not np.isfinite(disp).all(-1).any():
+        raise ValueError(
+            f"no complete cell: the polarization needs {b!r} columns with all four "
+            f"{a!r} corners on the lattice, and these columns hold {len(ca)} {a!r} "
+            f"and {len(cb)} {b!r} (indexed: {int((ca.ij >= 0).all(1).sum())} and "
+            f"{int((cb.ij >= 0).all(1).sum())}); find the columns on an image of "
+            "several unit cells"
+        )
     mask = _reference_mask(reference, shape, "reference")
     if reference is not None:
         sel = np.isfinite(disp).all(-1) & (True if mask is None else mask)
@@ -221,6 +234,7 @@ def _signal(stack, where, grid, image, names, title, lengths, units_note=None):
             raise ValueError("grid='image' needs image= (the image, for its shape)")
         from stemunmix.core.maps import voronoi_map
 
+        _check_on_image(where, shape)
         ok = np.isfinite(where).all(-1) & np.isfinite(values).all(0)
         xy, vals = where[ok], values[:, ok].T
         spacing = _spacing(xy)
@@ -247,6 +261,21 @@ def _signal(stack, where, grid, image, names, title, lengths, units_note=None):
         "Signal.quantity_units", units_note.replace("image units", units)
     )
     return out
+
+
+def _check_on_image(where, shape) -> None:
+    """The cells' positions lie on the image given (within a pixel)."""
+    xy = where[np.isfinite(where).all(-1)]
+    if len(xy) == 0:
+        return
+    h, w = (int(v) for v in shape)
+    lo, hi = xy.min(0), xy.max(0)
+    if lo.min() < -1 or hi[0] > w or hi[1] > h:
+        raise ValueError(
+            f"image: the columns span x {lo[0]:.0f} to {hi[0]:.0f}, y {lo[1]:.0f} "
+            f"to {hi[1]:.0f} px, outside this {h} x {w} px image; give the image "
+            "the columns were found on"
+        )
 
 
 def _spacing(xy):
@@ -401,8 +430,7 @@ def site_map(columns, values, name, title):
             f"values must have shape ({len(columns)},), got {values.shape}"
         )
     own = columns.labels == columns.class_index(name)
-    ok = (columns.ij >= 0).all(1)
-    shape = tuple(columns.ij[ok].max(0)[::-1] + 1)
+    shape = grid_shape(columns.ij)
     grid = site_grid(columns.ij[own], values[own], shape)
     out = hs.signals.Signal2D(grid)
     for ax, n in zip(out.axes_manager.signal_axes, "ij", strict=True):

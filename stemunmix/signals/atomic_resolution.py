@@ -243,9 +243,11 @@ class AtomicResolutionImage(StemunmixSignal2D):
             return list(prob.class_names)
         if model is not None:
             return list(check_model(model).class_names)
-        used = inference.image_contrast(
-            self.data, self.axes_manager.navigation_dimension, contrast or "auto", None
-        )
+        used = contrast if contrast in ("bright", "dark") else None
+        if used is None:
+            used = inference.image_contrast(
+                self.data, self.axes_manager.navigation_dimension, "auto", None
+            )
         return list(bundled_card(CONTRAST_MODEL[used])["class_names"])
 
     def square_pixels(self):
