@@ -238,9 +238,7 @@ def name_by_lattice(maps, names, spacings, weight: float, block: int):
 
     ``spacings``: the column spacing (pixels) per frame index.
     """
-    import warnings
-
-    from stemunmix.core import engine
+    from stemunmix.core import checks, engine
 
     background = names.index("background")
     nav_shape, shape = maps.shape[:-3], maps.shape[-2:]
@@ -256,10 +254,9 @@ def name_by_lattice(maps, names, spacings, weight: float, block: int):
     for f, piece in zip(frames, pieces, strict=True):
         found = translations(np.asarray(piece), spacings[f])
         if found is None:
-            warnings.warn(
+            checks.warn(
                 f"segment: frame {f} shows too few {names[first]} columns to "
                 "measure its lattice; its columns are named by the network alone",
-                stacklevel=4,
             )
         else:
             vectors[f] = found

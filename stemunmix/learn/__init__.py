@@ -8,5 +8,6 @@ lazy, and on their own.
 from stemunmix.learn.gmm import GaussianMixture
 from stemunmix.learn.manifold import ManifoldEmbedding
 from stemunmix.learn.nmf import NMF
+from stemunmix.learn.svd import GramSVD
 
-__all__ = ["GaussianMixture", "ManifoldEmbedding", "NMF"]
+__all__ = ["GaussianMixture", "GramSVD", "ManifoldEmbedding", "NMF"]

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from stemunmix.core import engine, threads
+from stemunmix.core import checks, engine, threads
 from stemunmix.core import segmentation as seg
 
 MIN_SIZE = 32  # pixels, after resampling: about two unit cells
@@ -116,19 +116,15 @@ PLAINLY_BRIGHT = 1.25
 
 
 def _check_forced(contrast: str, found: dict) -> None:
-    import warnings
-
     ratio = found.get("dark" if contrast == "bright" else "bright")
     if ratio is None or (contrast == "dark" and ratio < PLAINLY_BRIGHT):
         return
     shows = "bright columns (HAADF, ADF)" if contrast == "dark" else "dark columns"
-    warnings.warn(
+    checks.warn(
         f"contrast={contrast!r}, but the image shows {shows}: its column/"
         f"background asymmetry is {ratio:.2f} (bright columns measure above 1, "
         f"dark ones below {seg.DARK_ASYMMETRY}); the columns found may be the "
         "spaces between them: leave contrast='auto' unless you know better",
-        UserWarning,
-        stacklevel=4,
     )
 
 

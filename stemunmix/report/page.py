@@ -107,11 +107,6 @@ def save_results(result: Analysis, out, lazy: bool = False) -> list[Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ext = "zspy" if lazy else "hspy"
-    lr = result.descriptors.learning_results
-    for key, value in vars(lr).items():
-        if hasattr(value, "get_params"):
-            # HyperSpy keeps scikit-learn estimators here, which no file holds.
-            setattr(lr, key, repr(value))
     paths = []
     for name, signal in (
         ("image", result.image),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stemunmix.core import checks
 from stemunmix.core.selection import column_spacing
 from stemunmix.report.choices import (
     _components_above_noise,
@@ -172,6 +173,7 @@ def analyze(
 
     try:
         prob, columns, stored = _segment_and_find(image, store, progress, model)
+        _check_enough(image, columns, classes)
         spacing = column_spacing(columns, classes)
         scree_signal = None
         if scree:
@@ -293,6 +295,27 @@ def _check_against_image(image, window, components, normalize) -> None:
     _check_components(window, components, normalize)
 
 
+# Fewer windows than this leave nothing to unmix or cluster.
+MIN_WINDOWS = 20
+
+
+def _check_enough(image, columns, classes) -> None:
+    """Enough columns of the window class for an analysis, said in cells."""
+    names = [n for n in columns.class_names if n != "background"]
+    wanted = names if classes is None else [classes]
+    wanted = [n for n in wanted if n in columns.class_names]
+    n = int(np.isin(columns.labels, [columns.class_index(c) for c in wanted]).sum())
+    if n >= MIN_WINDOWS:
+        return
+    h, w = (int(k) for k in image.axes_manager.signal_shape[::-1])
+    raise ValueError(
+        f"image: {h} x {w} px holds {n} {'/'.join(wanted)} columns ({len(columns)} "
+        f"in all), too few cells to unmix (at least {MIN_WINDOWS} windows); give "
+        "a larger field of view, or, if columns were missed, the column spacing: "
+        "image.segment(spacing=<pixels>) before analyze"
+    )
+
+
 def _check_components(window, components, normalize) -> None:
     if window is None or components is None:
         return
@@ -380,7 +403,6 @@ def _cluster(ld, method, components, domains, chosen, choices, log) -> int:
     chosen from the data that is not significant becomes one domain (the
     test of the partition stays in ``ld.domain_test``); one the user asked
     for is kept, with a warning. Returns the number of domains."""
-    import warnings
 
     from stemunmix.learn import GaussianMixture
 
@@ -402,7 +424,7 @@ def _cluster(ld, method, components, domains, chosen, choices, log) -> int:
             f"the {domains} domains asked for are not significant "
             f"({test['why']}): they may be noise or a gradient"
         )
-        warnings.warn(message, UserWarning, stacklevel=3)
+        checks.warn(message)
         log(message)
         return domains
     choices["domains"]["value"] = 1

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from stemunmix.columns import Columns
+from stemunmix.core import checks
 from stemunmix.core.measure import grid_shape
 from stemunmix.core.windows import EDGES, gather, inside_mask, on_image
 
@@ -138,8 +138,8 @@ def build(frames, channel_names, columns: Columns, windows: Windows, axes, title
     classes = None if w.classes is None else list(w.classes)
     if w.navigation == "lattice":
         _check_sites(columns)
-    columns, at, dropped = _window_centres(columns, classes, w.edge, (h, wd), d,
-                                           w.centre)  # fmt: skip
+    columns, at, left_out = _window_centres(columns, classes, w.edge, (h, wd), d,
+                                            w.centre)  # fmt: skip
     lazy = not isinstance(frames, np.ndarray) if lazy_output is None else lazy_output
     frame_of = (
         columns.nav_index[:, ::-1] if nav_shape else np.zeros((len(columns), 0), int)
@@ -160,7 +160,8 @@ def build(frames, channel_names, columns: Columns, windows: Windows, axes, title
     if sites is not None:
         out._set_state("sites", sites)
     params = {"d": d, "d_read": w.d_read, "channels": list(channel_names),
-              "edge": w.edge, "dropped": int(dropped), "centre": "(d - 1) / 2",
+              "edge": w.edge, "dropped": sum(left_out.values()),
+              "left_out": left_out, "centre": "(d - 1) / 2",
               "navigation": w.navigation, "centred_on": w.centre}  # fmt: skip
     out._set_state("local_descriptors", params | (extra_metadata or {}))
     return out
@@ -193,13 +194,15 @@ def _source_state(axes, shape, nav_shape) -> dict:
 
 def _window_centres(columns, classes, edge, shape, d, centre):
     """The columns that get a window, where each window is centred (the
-    column, or its cell: :func:`cell_centred`) and how many were left out."""
+    column, or its cell: :func:`cell_centred`) and how many were left out,
+    by reason: {"edge": window across the edge (or off the image),
+    "no_cell": no full cell of neighbours}."""
     every = columns
     columns, dropped = _columns_for_windows(columns, classes, edge, shape, d)
     if centre != "cell":
-        return columns, columns.xy, dropped
+        return columns, columns.xy, {"edge": int(dropped), "no_cell": 0}
     columns, at, more = cell_centred(every, columns, edge, shape, d)
-    return columns, at, dropped + more
+    return columns, at, {"edge": int(dropped), "no_cell": int(more)}
 
 
 def _columns_for_windows(columns, classes, edge, shape, d):
@@ -222,10 +225,9 @@ def _columns_for_windows(columns, classes, edge, shape, d):
     if edge == "nearest" and off.any():
         # Padding by the edge value is for windows that cross the edge; a
         # column off the image has no pixels of its own to describe.
-        warnings.warn(
+        checks.warn(
             f"edge='nearest': {int(off.sum())} of {n_before} columns lie outside "
-            f"the {h} x {w} image and were left out",
-            stacklevel=4,
+            f"the {h} x {w} image and were left out"
         )
         columns = columns[~off]
     if edge == "drop":
@@ -237,10 +239,9 @@ def _columns_for_windows(columns, classes, edge, shape, d):
         )
     dropped = n_before - len(columns)
     if dropped and edge == "drop":
-        warnings.warn(
+        checks.note(
             f"edge='drop': {dropped} of {n_before} columns whose {d} x {d} window "
-            "crosses the image edge were left out",
-            stacklevel=4,
+            "crosses the image edge were left out"
         )
     return columns, dropped
 
@@ -270,18 +271,25 @@ def cell_centred(every, columns, edge, shape, d):
         )
     _one_image(columns, "centre='cell'")
     around = every[every.labels == others[0]]
-    at, ok = cell_centres(columns.xy, around.xy)
+    try:
+        at, ok = cell_centres(columns.xy, around.xy)
+    except ValueError:
+        raise ValueError(
+            f"centre='cell': no column has a full cell of "
+            f"{every.class_names[others[0]]} neighbours ({len(columns)} window "
+            f"columns, {len(around)} around them): the image holds too few cells; "
+            "give a larger field of view, or centre='column'"
+        ) from None
     if edge == "drop":
         ok &= inside_mask(at, shape, d)
     if not ok.any():
         raise ValueError("no column has a full cell of neighbours: use centre='column'")
     left = int((~ok).sum())
     if left:
-        warnings.warn(
+        checks.note(
             f"centre='cell': {left} of {len(ok)} columns without a full cell of "
             f"{every.class_names[others[0]]} neighbours (or whose window would "
-            "cross the edge) were left out",
-            stacklevel=4,
+            "cross the edge) were left out"
         )
     return columns[ok], at[ok], left
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from hyperspy._signals.lazy import LazySignal
 
@@ -122,11 +120,10 @@ class ColumnProbabilities(StemunmixSignal2D):
         warnings."""
         names, nav_shape = self.class_names, self.data.shape[:-3]
         if len(columns) == 0:
-            warnings.warn(
+            checks.warn(
                 "no columns found: no class probability reaches the threshold "
                 f"{settings['threshold']}; check the image and the model (or lower "
                 "threshold)",
-                stacklevel=3,
             )
         self._check_on_lattice(columns, nav_shape)
         self.metadata.set_item(
@@ -134,7 +131,7 @@ class ColumnProbabilities(StemunmixSignal2D):
             settings | record_arrays(errors, names, nav_shape, noise),
         )
         for message in warnings_of(errors, names):
-            warnings.warn(message, stacklevel=3)
+            checks.warn(message)
 
     def scree_by_window(
         self,
@@ -180,13 +177,12 @@ class ColumnProbabilities(StemunmixSignal2D):
                 xy = frame.xy[frame.labels == k]
                 share = on_lattice(xy, vectors[idx]) if len(xy) >= 12 else 1.0
                 if share < minimum:
-                    warnings.warn(
+                    checks.warn(
                         f"find_columns: only {share:.0%} of the "
                         f"{columns.class_names[k]} columns of frame {idx} have "
                         "another one lattice translation away: they may not be "
                         "atomic columns of a crystal; check the image (and the "
                         "threshold)",
-                        stacklevel=3,
                     )
 
     def _column_distances(self, classes, min_distance) -> dict:
@@ -232,12 +228,11 @@ class ColumnProbabilities(StemunmixSignal2D):
             image = self.image
         if image is None:
             if refine == "gaussian":
-                warnings.warn(
+                checks.warn(
                     "find_columns: refine='gaussian' needs the raw image, and these "
                     "maps have none linked: the columns are probability centroids. "
                     "Pass image=<the AtomicResolutionImage>, or refine='centroid' "
                     "to choose it",
-                    stacklevel=3,
                 )
             return None, "centroid"
         data = image.data if hasattr(image, "axes_manager") else np.asarray(image)

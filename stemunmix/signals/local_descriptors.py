@@ -18,6 +18,22 @@ class LocalDescriptors(StemunmixSignal2D):
 
     _signal_type = "local_descriptors"
 
+    def save(self, *args, **kwargs):
+        """HyperSpy's ``save``. The fitted estimators HyperSpy keeps in
+        ``learning_results`` (``decomposition_algorithm``,
+        ``cluster_algorithm``...), which no file format holds, are written as
+        their text (``repr``), so the save logs no error; everything else is
+        saved as HyperSpy saves it, and the signal is left as it was."""
+        lr = self.learning_results
+        objects = {k: v for k, v in vars(lr).items() if _is_estimator(v)}
+        try:
+            for k, v in objects.items():
+                setattr(lr, k, repr(v))
+            return super().save(*args, **kwargs)
+        finally:
+            for k, v in objects.items():
+                setattr(lr, k, v)
+
     def decomposition(
         self,
         normalize_poissonian_noise=False,
@@ -32,11 +48,14 @@ class LocalDescriptors(StemunmixSignal2D):
         lazy windows one pass over them per epoch, converged like the batch
         NMF, instead of HyperSpy's one-pass MiniBatchNMF, which loses about
         half the signal. A :class:`stemunmix.learn.NMF` passed as
-        ``algorithm=`` is fitted the same way. Lazy ``"SVD"`` uses
-        ``svd_solver="full"`` (exact: the windows are tall and skinny) unless
-        another solver is given. Any other algorithm is HyperSpy's own.
+        ``algorithm=`` is fitted the same way. Lazy ``"SVD"`` runs
+        :class:`stemunmix.learn.svd.GramSVD` (exact: the windows are tall and
+        skinny; eager's components, signs and explained variance) unless a
+        ``svd_solver``, a ``signal_mask`` or Poisson normalisation is given.
+        Any other algorithm is HyperSpy's own.
         """
         from stemunmix.learn.nmf import NMF
+        from stemunmix.learn.svd import GramSVD
 
         self._mask_missing_sites(kwargs, as_signal=True)
         if algorithm == "NMF":
@@ -48,8 +67,16 @@ class LocalDescriptors(StemunmixSignal2D):
             algorithm = NMF(output_dimension, **({"random_state": 0} | own))
         if isinstance(algorithm, NMF):  # fitted here, projected by HyperSpy
             algorithm = _Fitted(algorithm.fit(self._unmasked_rows(kwargs)))
-        elif algorithm == "SVD" and self._lazy:
-            kwargs.setdefault("svd_solver", "full")
+        elif (
+            algorithm == "SVD"
+            and self._lazy
+            and output_dimension is not None
+            and (not normalize_poissonian_noise and _exact_svd_applies(kwargs))
+        ):
+            # Exact in one pass (HyperSpy's "full" is deprecated, its
+            # "randomized" approximate: 28% off in a trailing component).
+            svd = GramSVD(output_dimension, centre=kwargs.pop("centre", None))
+            algorithm = _Fitted(svd.fit(self._unmasked_rows(kwargs)))
         # HyperSpy's own, eager or lazy (the lazy twin puts this method first).
         from hyperspy.signal import BaseSignal
 
@@ -609,6 +636,17 @@ class LazyLocalDescriptors(LazySignal, LocalDescriptors):
 
     decomposition = LocalDescriptors.decomposition
     cluster_analysis = LocalDescriptors.cluster_analysis
+    save = LocalDescriptors.save
+
+
+def _exact_svd_applies(kwargs) -> bool:
+    """Lazy SVD through :class:`stemunmix.learn.svd.GramSVD`: unless the user
+    asked for a solver, a signal mask or Poisson normalisation."""
+    return "svd_solver" not in kwargs and kwargs.get("signal_mask") is None
+
+
+def _is_estimator(value) -> bool:
+    return hasattr(value, "get_params") or isinstance(value, _Fitted)
 
 
 class _Fitted:
@@ -619,6 +657,9 @@ class _Fitted:
     def __init__(self, estimator):
         self.estimator = estimator
         self.components_ = estimator.components_
+        for name in ("explained_variance_", "mean_"):  # HyperSpy reads these
+            if getattr(estimator, name, None) is not None:
+                setattr(self, name, getattr(estimator, name))
 
     def partial_fit(self, X):
         return self
