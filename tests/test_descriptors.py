@@ -58,8 +58,7 @@ def image_and_columns():
 
 def test_local_descriptors_layout(image_and_columns):
     image, _ = image_and_columns
-    with pytest.warns(UserWarning, match="edge='drop'"):
-        ld = image.local_descriptors(20, classes="B")
+    ld = image.local_descriptors(20, classes="B")
     assert type(ld) is LocalDescriptors
     n = ld.axes_manager.navigation_size
     assert ld.data.shape == (n, 20, 40)  # A and B maps side by side

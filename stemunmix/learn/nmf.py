@@ -244,7 +244,9 @@ def _hals_rows(xht, hht, W, sweeps):
 def _project(x, H, sweeps):
     """Non-negative loadings of rows ``x`` on fixed components ``H``."""
     hht = H @ H.T
-    xht = (x @ np.ascontiguousarray(H.T, x.dtype)).astype(np.float64)
+    # In float64: a float32 product's rounding depends on the rows around a
+    # row (BLAS blocking), and each row's loadings must not.
+    xht = np.asarray(x, np.float64) @ H.T
     W = np.maximum(np.linalg.lstsq(hht, xht.T, rcond=None)[0].T, _EPS)
     return _hals_rows(xht, hht, W, sweeps)
 

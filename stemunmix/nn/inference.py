@@ -71,8 +71,9 @@ def scale_factor(
     else:
         # The scale sets the spacing; the crop must still show a lattice (a
         # noise image is refused as it is with scale="auto").
-        seg.measure_spacing(crop)
         factor = float(scale)
+        check_size(image.shape, factor)
+        seg.measure_spacing(crop)
         found = training_spacing / factor
     return factor, found
 

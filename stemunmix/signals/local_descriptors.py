@@ -54,10 +54,32 @@ class LocalDescriptors(StemunmixSignal2D):
         ``svd_solver``, a ``signal_mask`` or Poisson normalisation is given.
         Any other algorithm is HyperSpy's own.
         """
+        self._mask_missing_sites(kwargs, as_signal=True)
+        algorithm = self._algorithm(
+            algorithm, output_dimension, normalize_poissonian_noise, kwargs
+        )
+        # HyperSpy's own, eager or lazy (the lazy twin puts this method first).
+        from hyperspy.signal import BaseSignal
+
+        impl = LazySignal.decomposition if self._lazy else BaseSignal.decomposition
+        data = self.data
+        if algorithm == "SVD":
+            # In float64: LAPACK (eager) and GramSVD (lazy, in float64) then
+            # agree to 1e-12, where float32 windows leave them 2e-6 apart.
+            self.data = data.astype(np.float64)
+        try:
+            return impl(
+                self, normalize_poissonian_noise, algorithm, output_dimension, **kwargs
+            )
+        finally:
+            self.data = data
+
+    def _algorithm(self, algorithm, output_dimension, poisson, kwargs):
+        """Our NMF and exact lazy SVD, fitted here (HyperSpy projects them);
+        any other algorithm as given. Pops the keywords it consumes."""
         from stemunmix.learn.nmf import NMF
         from stemunmix.learn.svd import GramSVD
 
-        self._mask_missing_sites(kwargs, as_signal=True)
         if algorithm == "NMF":
             if output_dimension is None:
                 raise ValueError("output_dimension must be given for NMF")
@@ -71,27 +93,13 @@ class LocalDescriptors(StemunmixSignal2D):
             algorithm == "SVD"
             and self._lazy
             and output_dimension is not None
-            and (not normalize_poissonian_noise and _exact_svd_applies(kwargs))
+            and (not poisson and _exact_svd_applies(kwargs))
         ):
             # Exact in one pass (HyperSpy's "full" is deprecated, its
             # "randomized" approximate: 28% off in a trailing component).
             svd = GramSVD(output_dimension, centre=kwargs.pop("centre", None))
             algorithm = _Fitted(svd.fit(self._unmasked_rows(kwargs)))
-        # HyperSpy's own, eager or lazy (the lazy twin puts this method first).
-        from hyperspy.signal import BaseSignal
-
-        impl = LazySignal.decomposition if self._lazy else BaseSignal.decomposition
-        data = self.data
-        if algorithm == "SVD":
-            # In float64: LAPACK (eager) and dask's tall-skinny QR (lazy) then
-            # agree to 1e-12, where float32 windows leave them 2e-6 apart.
-            self.data = data.astype(np.float64)
-        try:
-            return impl(
-                self, normalize_poissonian_noise, algorithm, output_dimension, **kwargs
-            )
-        finally:
-            self.data = data
+        return algorithm
 
     def _unmasked_rows(self, kwargs):
         """The windows as rows (navigation, pixels), less those HyperSpy's
