@@ -159,3 +159,20 @@ def test_signal_methods_stay_thin():
 def test_the_formatter_owns_the_layout():
     skips = sum(p.read_text().count("# fmt: skip") for p in PACKAGE.rglob("*.py"))
     assert skips <= 20, f"{skips} '# fmt: skip' in the package (at most 20)"
+
+
+def test_the_front_doors_use_public_names_only():
+    """The report and the command line are what a user could write: no
+    private attribute of stemunmix's objects (HyperSpy's ``_lazy`` aside)."""
+    private = []
+    for path in [*sorted((PACKAGE / "report").glob("*.py")), PACKAGE / "cli.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and node.attr != "_lazy"
+                and not (isinstance(node.value, ast.Name) and node.value.id == "self")
+            ):
+                private.append(f"{path.name}:{node.lineno} .{node.attr}")
+    assert not private, private

@@ -312,8 +312,8 @@ def test_cluster_analysis_gives_soft_domain_maps_and_a_test(stripes):
     ld.cluster_analysis("decomposition", number_of_components=2,
                         algorithm=GaussianMixture(2, covariance_type="tied",
                                                   random_state=0))  # fmt: skip
-    p = ld._per_column("probability")
-    labels = ld._per_column("cluster").argmax(1)
+    p = ld.per_column("probability")
+    labels = ld.per_column("cluster").argmax(1)
     assert p.shape == (len(ld.columns), 2)
     np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-5)
     assert (p.argmax(1) == labels).mean() > 0.99

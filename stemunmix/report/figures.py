@@ -235,7 +235,7 @@ def _components_figure(result, view):
         ax.set_title(f"{i}")
         ax.axis("off")
         fig.colorbar(shown, ax=ax, shrink=0.8)
-    channels = ld._get_state("local_descriptors", {}).get("channels")
+    channels = ld.metadata.get_item("Signal.stemunmix.local_descriptors.channels")
     return (
         fig,
         "components.png",
@@ -280,7 +280,7 @@ def _loadings_figure(result, view):
 def _domain_confidence(ld):
     """Each pixel's largest domain probability (first frame), None without
     probabilities or with one domain."""
-    if ld._get_state("domain_probabilities") is None:
+    if ld.domain_probabilities is None:
         return None
     probabilities = ld.get_domain_probabilities()
     if probabilities.axes_manager.navigation_shape[-1] < 2:

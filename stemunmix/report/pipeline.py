@@ -220,7 +220,7 @@ def analyze(
                 "normalize": str(normalize),
             }
         )
-        ld._set_state("model_selection", choices)
+        ld.metadata.set_item("Signal.stemunmix.model_selection", choices)
         result = Analysis(
             image,
             prob,
@@ -394,7 +394,7 @@ def _decompose(ld, method, components) -> None:
 
 def _loadings(ld, method, components) -> np.ndarray:
     source = "bss" if method == "ica" else "decomposition"
-    return ld._per_column(source)[:, :components]
+    return ld.per_column(source)[:, :components]
 
 
 def _cluster(ld, method, components, domains, chosen, choices, log) -> int:
@@ -433,7 +433,7 @@ def _cluster(ld, method, components, domains, chosen, choices, log) -> int:
         f"partition ({domains} clusters) is {test['why']}"
     )
     fit(1)
-    ld._set_state("domain_test", test)
+    ld.metadata.set_item("Signal.stemunmix.domain_test", test)
     return 1
 
 

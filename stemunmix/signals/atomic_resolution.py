@@ -314,19 +314,11 @@ class AtomicResolutionImage(StemunmixSignal2D):
         Returns the Columns, which ``self.columns`` then gives (they are kept
         with the maps this image owns).
         """
-        from stemunmix.signals.column_probabilities import check_find_arguments
+        from stemunmix.signals.column_probabilities import FindSettings
 
-        check_find_arguments(
-            threshold, min_distance, refine, lattice
-        )  # before the maps
+        settings = FindSettings.parse(threshold, min_distance, refine, lattice)
         prob = self._maps(model, scale, spacing, contrast, show_progressbar)
-        columns = prob.find_columns(
-            threshold=threshold,
-            min_distance=min_distance,
-            refine=refine,
-            show_progressbar=show_progressbar,
-            lattice=lattice,
-        )
+        columns = prob._find_columns(None, settings, show_progressbar)
         self.columns = None  # from now on the image's columns are its maps'
         self._set_state("find_columns", prob._get_state("find_columns"))
         return columns

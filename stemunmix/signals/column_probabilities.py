@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from hyperspy._signals.lazy import LazySignal
 
@@ -89,11 +91,15 @@ class ColumnProbabilities(StemunmixSignal2D):
             [x, y] pixels, labels into ``class_names``, the probability as
             score, ``nav_index`` for stacks. Also stored in ``self.columns``.
         """
+        settings = FindSettings.parse(threshold, min_distance, refine, lattice)
+        return self._find_columns(image, settings, show_progressbar)
+
+    def _find_columns(self, image, settings, show_progressbar) -> Columns:
+        """:meth:`find_columns` with its arguments parsed (``FindSettings``)."""
         from stemunmix.core.find import find_columns
 
-        threshold, min_distance = check_find_arguments(
-            threshold, min_distance, refine, lattice
-        )
+        threshold, min_distance = settings.threshold, settings.min_distance
+        refine, lattice = settings.refine, settings.lattice
         names = self.class_names
         classes = [k for k, n in enumerate(names) if n != "background"]
         cations = _cation_pair(names, classes, lattice)
@@ -415,20 +421,28 @@ def _assemble(found, names, shape, lattice, cations, distances):
     return columns, noise, errors
 
 
-def check_find_arguments(threshold, min_distance, refine, lattice):
-    """The cheap arguments of ``find_columns``, checked before any work;
-    returns (threshold, min_distance) as floats (min_distance may be None)."""
-    from stemunmix.core.find import REFINE
-    from stemunmix.core.lattice import LATTICES
+@dataclass(frozen=True)
+class FindSettings:
+    """``find_columns``' cheap arguments, checked once, before any work."""
 
-    checks.one_of("refine", refine, REFINE)
-    checks.one_of("lattice", lattice, LATTICES)
-    threshold = checks.real("threshold", threshold, 0, 1, low_open=True)
-    if threshold == 1:
-        raise ValueError("threshold must be a probability in (0, 1), got 1")
-    if min_distance is not None:
-        min_distance = checks.real("min_distance", min_distance, 1)
-    return threshold, min_distance
+    threshold: float
+    min_distance: float | None
+    refine: str
+    lattice: str | None
+
+    @classmethod
+    def parse(cls, threshold, min_distance, refine, lattice) -> FindSettings:
+        from stemunmix.core.find import REFINE
+        from stemunmix.core.lattice import LATTICES
+
+        checks.one_of("refine", refine, REFINE)
+        checks.one_of("lattice", lattice, LATTICES)
+        threshold = checks.real("threshold", threshold, 0, 1, low_open=True)
+        if threshold == 1:
+            raise ValueError("threshold must be a probability in (0, 1), got 1")
+        if min_distance is not None:
+            min_distance = checks.real("min_distance", min_distance, 1)
+        return cls(threshold, min_distance, refine, lattice)
 
 
 class LazyColumnProbabilities(LazySignal, ColumnProbabilities):

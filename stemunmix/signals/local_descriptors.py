@@ -200,13 +200,23 @@ class LocalDescriptors(StemunmixSignal2D):
         return np.asarray(source["offset"], float), np.asarray(source["scale"], float)
 
     @property
+    def domain_probabilities(self) -> np.ndarray | None:
+        """(K, N) each window's probability of each domain from the last
+        ``cluster_analysis`` with a Gaussian mixture; None without one."""
+        return self._get_state("domain_probabilities")
+
+    @property
     def source_shape(self) -> tuple[int, ...] | None:
         """Shape (rows, cols) of the image the windows were cut from."""
         source = self._get_state("source")
         return None if source is None else tuple(int(v) for v in source["shape"])
 
-    def _per_column(self, source: str) -> np.ndarray:
-        """(N, K) values per column of a learning result."""
+    def per_column(self, source: str) -> np.ndarray:
+        """(N, K) values of a learning result, one row per column of
+        ``.columns`` (in its order; on a lattice grid, the sites with a
+        window): ``source`` is ``"decomposition"`` (the loadings), ``"bss"``,
+        ``"cluster"`` (one-hot cluster labels) or ``"probability"`` (each
+        window's domain probabilities, from ``cluster_analysis``)."""
         from stemunmix.core import checks
 
         checks.one_of("source", source, tuple(_LEARNED))
@@ -286,7 +296,7 @@ class LocalDescriptors(StemunmixSignal2D):
         from stemunmix.core import checks
 
         checks.one_of("mode", mode, ("voronoi", "points"))
-        values = self._per_column(source)
+        values = self.per_column(source)
         if components is None and source == "decomposition":
             components = self.learning_results.output_dimension
         if components is not None:
@@ -386,7 +396,7 @@ class LocalDescriptors(StemunmixSignal2D):
             if self.sites is not None:
                 x = x[np.flatnonzero(self.sites.ravel() >= 0)]
         elif source in ("decomposition", "bss"):
-            x = self._per_column(source)
+            x = self.per_column(source)
             if number_of_components is None and source == "decomposition":
                 number_of_components = self.learning_results.output_dimension
             if number_of_components is not None:
@@ -415,7 +425,7 @@ class LocalDescriptors(StemunmixSignal2D):
         from stemunmix.core import checks
 
         checks.one_of("mode", mode, ("voronoi", "points"))
-        labels = self._per_column("cluster").argmax(1).astype(np.float32)
+        labels = self.per_column("cluster").argmax(1).astype(np.float32)
         out = self._to_image_grid(
             labels[:, None], mode, "map", "domain map", checks.count("block", block, 16)
         )
@@ -431,7 +441,7 @@ class LocalDescriptors(StemunmixSignal2D):
         from stemunmix.core import checks
 
         checks.one_of("mode", mode, ("voronoi", "points"))
-        values = self._per_column("probability")
+        values = self.per_column("probability")
         return self._to_image_grid(
             values,
             mode,
@@ -466,9 +476,9 @@ class LocalDescriptors(StemunmixSignal2D):
         lr = self.learning_results
         factors = lr.factors if source == "decomposition" else lr.bss_factors
         if factors is None:
-            self._per_column(source)  # raises, naming what to run first
+            self.per_column(source)  # raises, naming what to run first
         factors = np.asarray(factors, float).T  # (components, features)
-        spread = np.nanstd(self._per_column(source), axis=0)
+        spread = np.nanstd(self.per_column(source), axis=0)
         params = self._get_state("local_descriptors", {})
         if params.get("kind") == "displacements":
             k = len(params["reference"])
@@ -549,7 +559,7 @@ def _domain_results(cluster_labels, fitted, test: bool, positions):
     return probabilities, record
 
 
-# What makes each learning result that _per_column reads.
+# What makes each learning result that per_column reads.
 _LEARNED = {
     "decomposition": "decomposition()",
     "bss": "blind_source_separation()",
