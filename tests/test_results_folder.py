@@ -175,3 +175,18 @@ def test_a_folder_without_its_manifest_is_incomplete(tmp_path):
     (out / MANIFEST).unlink()
     with pytest.raises(ResultsError, match="no manifest.json"):
         check_results(out)
+
+
+def test_what_an_earlier_run_left_is_named_before_it_is_replaced(tmp_path, capsys):
+    from stemunmix.cli import _say_replaced
+
+    out = tmp_path / "d"
+    assert _write(tmp_path, out, "A").returncode == 0
+    with results_folder(out) as stage:
+        assert "report.html" in stage.replaced and "image.zspy" in stage.replaced
+        _say_replaced(out, stage)
+        (stage.path / "report.html").write_text("B")
+    said = capsys.readouterr().out
+    assert "replacing an earlier run's results" in said and "image.zspy" in said
+    # replaced whole: nothing of the earlier run is left beside the new one
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "report.html"]
