@@ -61,8 +61,9 @@ def _calibrate(args, image) -> None:
         for ax in axes:
             ax.scale, ax.units = args.pixel_size, "nm"
         return
-    units = {str(ax.units) for ax in axes}
-    if units & {"<undefined>", "", "None", "px", "pixels"}:
+    from stemunmix.core.checks import calibrated
+
+    if not all(calibrated(ax) for ax in axes):
         print(
             f"{args.file} has no calibration (its pixels are "
             f"'{axes[0].scale} {axes[0].units}'): figures are in pixels; give "
@@ -210,7 +211,8 @@ def _load(path: str, lazy: bool, distributed: bool = False):
         lazy = False
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+            # the readers' own notes on the file's format, not stemunmix's
+            warnings.filterwarnings("ignore", module="(hyperspy|rsciio|h5py|zarr)")
             try:
                 signal = hs.load(p, lazy=lazy)
             except Exception:

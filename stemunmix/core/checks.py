@@ -116,3 +116,11 @@ def note(message: str) -> None:
     import logging
 
     logging.getLogger("stemunmix").info(message)
+
+
+def calibrated(axis) -> bool:
+    """Whether an axis (anything with ``.units``, such as a HyperSpy axis)
+    carries units: HyperSpy's default '<undefined>', an empty string and
+    pixels are none. The one test every step uses."""
+    units = str(axis.units)
+    return units not in ("", "<undefined>", "None", "px", "pixel", "pixels")

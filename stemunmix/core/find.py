@@ -8,6 +8,7 @@ from scipy.ndimage import map_coordinates
 from stemunmix.core.peaks import find_peaks
 from stemunmix.core.refine import noise_model, refine_gaussian
 from stemunmix.core.uncertainty import PIXEL_CROP, shot_covariance
+from stemunmix.core.windows import on_frame
 
 REFINE = ("gaussian", "centroid")
 
@@ -349,14 +350,3 @@ def _gather(mine: list, shape) -> tuple:
                 order, out[0] = order[on], out[0][on]
     out[1] = out[1].astype(int, copy=False)
     return tuple(out)
-
-
-def on_frame(xy, shape) -> np.ndarray:
-    """Whether each [x, y] position lies on a frame of ``shape`` (H, W)."""
-    h, w = shape[-2:]
-    return (
-        (xy[:, 0] >= -0.5)
-        & (xy[:, 0] <= w - 0.5)
-        & (xy[:, 1] >= -0.5)
-        & (xy[:, 1] <= h - 0.5)
-    )

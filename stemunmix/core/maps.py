@@ -4,6 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 
+# How far (in column spacings) a map reaches from its nearest column before
+# it is NaN: every per-column map on the image grid uses it.
+MAP_REACH = 1.5
+
+
+def map_reach(xy) -> float:
+    """The distance (pixels) beyond which a per-column map is NaN:
+    :data:`MAP_REACH` column spacings (1.5 pixels for fewer than 2 columns)."""
+    from stemunmix.core.neighbours import nearest_spacing
+
+    return MAP_REACH * nearest_spacing(xy)
+
 
 def voronoi_map(xy, values, shape, max_distance: float):
     """Each pixel takes the values of its nearest column (its Voronoi cell).

@@ -7,6 +7,19 @@ from __future__ import annotations
 import numpy as np
 
 
+def nearest_spacing(xy, default: float = 1.0) -> float:
+    """The median distance (pixels) from each of the points ``xy`` (N, 2) to
+    its nearest other one: the column spacing; ``default`` for fewer than
+    two points. The one definition every step uses."""
+    from scipy.spatial import cKDTree
+
+    xy = np.asarray(xy, float).reshape(-1, 2)
+    if len(xy) < 2:
+        return float(default)
+    dist, _ = cKDTree(xy).query(xy, k=2)
+    return float(np.median(dist[:, 1]))
+
+
 def reference_cell(centre_xy, around_xy, reach: float | None = None, k_query: int = 12):
     """The offsets (K, 2) [x, y] of the ``around`` columns within ``reach``
     pixels (default 1.3 times the median distance to the nearest one) of a

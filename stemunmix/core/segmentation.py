@@ -6,6 +6,8 @@ import functools
 
 import numpy as np
 
+from stemunmix.core.engine import is_lazy
+
 
 def intensity_range(
     image: np.ndarray, low: float = 1.0, high: float = 99.0, max_samples=4_000_000
@@ -267,7 +269,7 @@ def square_pixels(data, scale):
     n = data.shape[axis]
     m = int(np.floor((n - 1) * coarse / fine + 1e-9)) + 1
     coords = np.arange(m) * fine / coarse
-    if isinstance(data, np.ndarray):
+    if not is_lazy(data):
         return _interp_axis(np.asarray(data, np.float32), coords, axis), fine
     import dask.array as da
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stemunmix.core.neighbours import nearest_spacing
+
 
 def _rows(x, max_samples: int, seed: int) -> np.ndarray:
     x = np.asarray(x, np.float64).reshape(len(x), -1)
@@ -280,8 +282,6 @@ WINDOW_FACTORS = (0.3, 0.4, 0.5, 0.65, 0.8, 1.0, 1.2)
 def column_spacing(columns, classes="B") -> float:
     """Median nearest-neighbour distance (pixels) of the window class's
     columns (all columns when there is none of that class)."""
-    from scipy.spatial import cKDTree
-
     sel = columns
     if classes is not None:
         name = classes if isinstance(classes, (str, int)) else list(classes)[0]
@@ -292,8 +292,7 @@ def column_spacing(columns, classes="B") -> float:
     xy = sel.xy if len(sel) >= 2 else columns.xy
     if len(xy) < 2:
         raise ValueError("too few columns to choose a window size; pass window=")
-    dist, _ = cKDTree(xy).query(xy, k=2)
-    return float(np.median(dist[:, 1]))
+    return nearest_spacing(xy)
 
 
 def window_candidates(spacing: float) -> list[int]:

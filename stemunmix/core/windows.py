@@ -15,17 +15,19 @@ from stemunmix.core import threads
 EDGES = ("drop", "nearest")
 
 
-def on_image(xy: np.ndarray, shape) -> np.ndarray:
-    """Columns whose centre lies on the image (pixel centres 0..W-1, 0..H-1)."""
+def on_frame(xy: np.ndarray, shape) -> np.ndarray:
+    """(N,) bool: the [x, y] positions on a frame of ``shape`` (..., H, W),
+    i.e. within its pixels' area, -0.5 to W - 0.5 and -0.5 to H - 0.5 (pixel
+    centres at 0..W-1); NaN is off. The one test every step uses."""
     xy = np.asarray(xy, float).reshape(-1, 2)
     h, w = shape[-2:]
-    return (
-        np.isfinite(xy).all(1)
-        & (xy[:, 0] >= 0)
-        & (xy[:, 0] <= w - 1)
-        & (xy[:, 1] >= 0)
-        & (xy[:, 1] <= h - 1)
-    )
+    with np.errstate(invalid="ignore"):
+        return (
+            (xy[:, 0] >= -0.5)
+            & (xy[:, 0] <= w - 0.5)
+            & (xy[:, 1] >= -0.5)
+            & (xy[:, 1] <= h - 0.5)
+        )
 
 
 def inside_mask(xy: np.ndarray, shape, d: int) -> np.ndarray:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from stemunmix.core.engine import is_lazy
+
 
 def is_dask(x) -> bool:
-    return type(x).__module__.startswith("dask")
+    """Whether ``x`` (numpy or dask, as ``check_2d`` leaves it) is lazy: the
+    engine's one test (:func:`stemunmix.core.engine.is_lazy`)."""
+    return is_lazy(x)
 
 
 def subsample(x, max_samples: int | None, random_state) -> np.ndarray:

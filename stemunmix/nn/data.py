@@ -12,7 +12,6 @@ from scipy.spatial import cKDTree
 from stemunmix.core.segmentation import normalize
 from stemunmix.core.synthetic import render_perovskite
 
-TRAINING_SPACING = 16.0  # pixels between nearest equivalent columns
 # A-B distance is spacing / sqrt(2) in both projections; label disks use a
 # quarter of it, so the disks never touch.
 DISK_FRACTION = 0.25 / np.sqrt(2)

@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from stemunmix.core import checks, engine, threads
 from stemunmix.core import segmentation as seg
+from stemunmix.nn.model_io import training_spacing
 
 MIN_SIZE = 32  # pixels, after resampling: about two unit cells
 
@@ -414,7 +415,7 @@ def segment(data, model, nav_ndim: int, settings: Settings, progress=None):
     from stemunmix.core import lattice
 
     o = settings
-    training = float(model.card.get("training_spacing", 16.0))
+    training = training_spacing(model)
     plans = plan_frames(data, nav_ndim, o.scale, training, o.spacing, o.contrast)
     block = block_size(o.tile, max(p.factor for p in plans.values()))
     if o.lazy and not engine.is_lazy(data):

@@ -15,6 +15,16 @@ import torch
 
 from stemunmix.nn.unet import DilatedUNet
 
+# Pixels between nearest equivalent columns in the bundled models' training
+# images (a card without "training_spacing" was trained at it).
+TRAINING_SPACING = 16.0
+
+
+def training_spacing(model) -> float:
+    """The column spacing (pixels) ``model`` was trained at, from its card."""
+    return float(model.card.get("training_spacing", TRAINING_SPACING))
+
+
 FORMAT = "stemunmix-segmentation-model"
 FORMAT_VERSION = 1
 MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
@@ -142,7 +152,7 @@ def _check_card(path, card: dict, model) -> None:
             f"network outputs {len(model.class_names)} ({list(model.class_names)}); "
             "the file is inconsistent: re-save it with save_model"
         )
-    spacing = card.get("training_spacing", 16.0)
+    spacing = card.get("training_spacing", TRAINING_SPACING)
     if (
         isinstance(spacing, bool)
         or not isinstance(spacing, (int, float))

@@ -16,7 +16,7 @@ import torch
 from torch.nn import functional as F
 
 import stemunmix.nn.data as data
-from stemunmix.nn.model_io import save_model
+from stemunmix.nn.model_io import TRAINING_SPACING, save_model
 from stemunmix.nn.unet import DilatedUNet
 
 CLASS_WEIGHTS = (3.0, 3.0, 1.0)  # columns are a few % of the pixels
@@ -145,7 +145,7 @@ def train(
         bottleneck=bottleneck,
         rates=list(rates),
         class_weights=list(class_weights),
-        training_spacing=data.TRAINING_SPACING,
+        training_spacing=TRAINING_SPACING,
     )
     if oxygen:
         recipe["oxygen"] = True
@@ -268,7 +268,7 @@ def _card(recipe, log, device) -> dict:
         "class_names": list(
             OXYGEN_CLASSES if recipe.get("oxygen") else ("A", "B", "background")
         ),
-        "training_spacing": data.TRAINING_SPACING,
+        "training_spacing": TRAINING_SPACING,
         "recipe": recipe,
         "validation": log[-1] if log else {},
         "trained_on": f"{device.type} ({platform.machine()}), torch {torch.__version__}",

@@ -21,7 +21,7 @@ def choose_window(scree, n_components: int) -> int:
     return int(d[int(np.argmax(row))])
 
 
-def _window_from_data(windows, spacing, scree, normalize, choices) -> int:
+def _window_from_data(windows, spacing, scree, choices) -> int:
     """The window size by :func:`choose_window` on the scree (half the
     spacing without one), recorded with why in ``choices``."""
     half = int(round(0.5 * spacing)) | 1
@@ -31,7 +31,7 @@ def _window_from_data(windows, spacing, scree, normalize, choices) -> int:
             "why": f"half the {spacing:.1f} px column spacing (no scree computed)",
         }
         return half
-    n_floor = _components_above_noise(windows(half), normalize)
+    n_floor = _components_above_noise(windows(half))
     window = choose_window(scree, n_floor)
     choices["window"] = {
         "value": int(window),
@@ -68,16 +68,15 @@ def _domains_from_data(loadings, choices) -> int:
     return found["n_domains"]
 
 
-def _components_above_noise(ld, normalize) -> int:
-    """Parallel analysis on (a subsample of) the windows, 2 to 10 components."""
+def _components_above_noise(ld) -> int:
+    """Parallel analysis on (a subsample of) the windows (as the analysis
+    made them: normalised there, if at all), 2 to 10 components."""
     from stemunmix.core.selection import parallel_analysis
 
     n = ld.axes_manager.navigation_size
     data = ld.data.reshape((n, -1))
     pick = np.sort(np.random.default_rng(0).choice(n, min(n, 5000), replace=False))
     x = np.asarray(data[pick].compute() if ld._lazy else data[pick], np.float64)
-    if normalize == "mean":
-        x = x - x.mean(1, keepdims=True)
     found = parallel_analysis(x, max_components=10)
     return int(np.clip(found["n_components"], 2, 10))
 
@@ -85,18 +84,14 @@ def _components_above_noise(ld, normalize) -> int:
 def _scree(prob, columns, image, spacing, classes, source, centre, normalize):
     """The scree against window size (``scree_by_window``, the study's Fig.
     1a) of windows like the analysis's, over :func:`window_candidates`."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # windows dropped at the edge
-        return prob.scree_by_window(
-            window_candidates(spacing),
-            n_components=10,
-            classes=classes,
-            columns=columns,
-            image=image,
-            source=source,
-            centre=centre,
-            normalize=normalize,
-            lazy_output=image._lazy,
-        )
+    return prob.scree_by_window(
+        window_candidates(spacing),
+        n_components=10,
+        classes=classes,
+        columns=columns,
+        image=image,
+        source=source,
+        centre=centre,
+        normalize=normalize,
+        lazy_output=image._lazy,
+    )

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stemunmix.core.checks import calibrated
+
 if TYPE_CHECKING:
     from stemunmix.report.pipeline import Analysis
 
@@ -30,9 +32,7 @@ def _extent(image):
     ax_x, ax_y = image.axes_manager.signal_axes
     x0, y0 = ax_x.offset - ax_x.scale / 2, ax_y.offset - ax_y.scale / 2
     return [x0, x0 + ax_x.size * ax_x.scale, y0 + ax_y.size * ax_y.scale, y0], (
-        ax_x.units
-        if isinstance(ax_x.units, str) and ax_x.units not in ("", "<undefined>")
-        else "px"
+        ax_x.units if calibrated(ax_x) else "px"
     )
 
 

@@ -6,6 +6,7 @@ import html
 import time
 from pathlib import Path
 
+from stemunmix.core.checks import calibrated
 from stemunmix.report.figures import _figures
 from stemunmix.report.pipeline import Analysis
 
@@ -25,7 +26,7 @@ def write_report(result: Analysis, out, title: str = "stemunmix report") -> Path
             f"{' x '.join(str(s) for s in result.image.data.shape)} px, "
             + (
                 f"{ax.scale:.4g} {ax.units} per pixel"
-                if str(ax.units) not in ("", "<undefined>", "px")
+                if calibrated(ax)
                 else "uncalibrated (stemunmix analyze --pixel-size NM, or set "
                 "the axes' scale and units)"
             ),

@@ -169,6 +169,7 @@ def analyze(
             centre=centre,
             show_progressbar=False,
             lazy_output=lazy,
+            normalize=normalize,
         )
 
     try:
@@ -183,19 +184,15 @@ def analyze(
             )
             progress.done("scree against window size")
         if window is None:
-            window = _window_from_data(
-                windows, spacing, scree_signal, normalize, choices
-            )
+            window = _window_from_data(windows, spacing, scree_signal, choices)
             _check_components(window, components, normalize)
         progress.start("local descriptors")
         ld = windows(window)
         n = ld.axes_manager.navigation_size
-        if normalize == "mean":
-            ld.data = ld.data - ld.data.mean(axis=(-2, -1), keepdims=True)
         progress.done("local descriptors", f"{n} windows of {window} x {window} px")
         progress.start(method)
         if components is None:
-            components = _components_above_noise(ld, None)
+            components = _components_above_noise(ld)
             choices["components"] = {
                 "value": int(components),
                 "why": "parallel analysis: the PCA components above the 95th "
@@ -441,7 +438,6 @@ def _physical(result: Analysis) -> None:
     """The physical descriptor (each window column's neighbour offsets on the
     median cell), clustered into as many domains, and its agreement with the
     learned domains (and with the truth, where there is one)."""
-    import warnings
 
     from scipy.spatial import cKDTree
     from sklearn.metrics import adjusted_rand_score
@@ -458,11 +454,9 @@ def _physical(result: Analysis) -> None:
     if len(names) != 1 or not others or columns.nav_index is not None:
         return
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            phys = result.image.displacement_descriptors(
-                columns, centre=columns.class_names[names[0]], around=others[0]
-            )
+        phys = result.image.displacement_descriptors(
+            columns, centre=columns.class_names[names[0]], around=others[0]
+        )
     except ValueError:
         return
     if phys.axes_manager.navigation_size < result.domains + 1 or result.domains < 2:

@@ -14,6 +14,8 @@ from hyperspy._signals.lazy import LazySignal
 from hyperspy._signals.signal2d import Signal2D
 
 from stemunmix.columns import Columns
+from stemunmix.core.checks import calibrated
+from stemunmix.core.windows import on_frame
 
 STATE = "Signal.stemunmix"
 
@@ -91,8 +93,7 @@ class StemunmixSignal2D(Signal2D):
         columns.covariance = columns.covariance * np.outer(ratio, ratio)
         if columns.lattice_vectors is not None:
             columns.lattice_vectors = columns.lattice_vectors * ratio
-        size = np.array(self.data.shape[-1:-3:-1], float)  # [x, y]
-        inside = np.all((columns.xy >= -0.5) & (columns.xy < size - 0.5), axis=1)
+        inside = on_frame(columns.xy, self.data.shape)
         return columns if inside.all() else columns[inside]
 
     def _own_columns(self):
@@ -189,12 +190,6 @@ def check_image_axes(signal, method: str, square: bool = True) -> None:
             "pixels: resample first with image.square_pixels(), which "
             "interpolates the coarser axis onto the finer pixel size"
         )
-
-
-def calibrated(axis) -> bool:
-    """Whether an axis carries units (HyperSpy's default is '<undefined>')."""
-    units = str(axis.units)
-    return units not in ("", "<undefined>", "None", "px", "pixel", "pixels")
 
 
 UNITS = {

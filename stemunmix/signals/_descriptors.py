@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from stemunmix.columns import Columns
-from stemunmix.core import checks
+from stemunmix.core import checks, engine
 from stemunmix.core.measure import grid_shape
-from stemunmix.core.windows import EDGES, gather, inside_mask, on_image
+from stemunmix.core.windows import EDGES, gather, inside_mask, on_frame
 
 SOURCES = ("probabilities", "image")
 NAVIGATIONS = ("columns", "lattice")
@@ -31,6 +31,7 @@ class Windows:
     channels: tuple | None = None
     navigation: str = "columns"
     centre: str = "column"
+    normalize: str | None = None
 
 
 def check_arguments(
@@ -46,6 +47,7 @@ def check_arguments(
     navigation="columns",
     stack=False,
     centre="column",
+    normalize=None,
 ) -> Windows:
     """Validate the cheap arguments of ``local_descriptors`` before any
     segmentation or column finding; returns them parsed (:class:`Windows`).
@@ -61,6 +63,7 @@ def check_arguments(
     checks.one_of("source", source, SOURCES)
     checks.one_of("navigation", navigation, NAVIGATIONS)
     checks.one_of("centre", centre, CENTRES)
+    checks.one_of("normalize", normalize, (None, "mean"))
     if navigation == "lattice" and stack:
         raise ValueError(
             "navigation='lattice' takes one image, not a stack: pick a frame "
@@ -78,7 +81,7 @@ def check_arguments(
         d=d_px, d_read=how, edge=edge, source=source,
         classes=None if classes is None else tuple(classes),
         channels=None if channels is None else tuple(channels),
-        navigation=navigation, centre=centre,
+        navigation=navigation, centre=centre, normalize=normalize,
     )  # fmt: skip
 
 
@@ -140,11 +143,13 @@ def build(frames, channel_names, columns: Columns, windows: Windows, axes, title
         _check_sites(columns)
     columns, at, left_out = _window_centres(columns, classes, w.edge, (h, wd), d,
                                             w.centre)  # fmt: skip
-    lazy = not isinstance(frames, np.ndarray) if lazy_output is None else lazy_output
+    lazy = engine.is_lazy(frames) if lazy_output is None else lazy_output
     frame_of = (
         columns.nav_index[:, ::-1] if nav_shape else np.zeros((len(columns), 0), int)
     )
     order, data = gather(frames, at, frame_of, d, w.edge, block, lazy, progress)
+    if w.normalize == "mean":  # each window less its own mean
+        data = data - data.mean(axis=(-2, -1), keepdims=True)
     columns = columns[order]
     cls = LazyLocalDescriptors if lazy else LocalDescriptors
     sites = None
@@ -162,6 +167,7 @@ def build(frames, channel_names, columns: Columns, windows: Windows, axes, title
     params = {"d": d, "d_read": w.d_read, "channels": list(channel_names),
               "edge": w.edge, "dropped": sum(left_out.values()),
               "left_out": left_out, "centre": "(d - 1) / 2",
+              "normalize": str(w.normalize),
               "navigation": w.navigation, "centred_on": w.centre}  # fmt: skip
     out._set_state("local_descriptors", params | (extra_metadata or {}))
     return out
@@ -221,7 +227,7 @@ def _columns_for_windows(columns, classes, edge, shape, d):
             raise ValueError(f"classes {absent} have no columns; present: {names}")
         columns = columns[np.isin(columns.labels, idx)]
     n_before = len(columns)
-    off = ~on_image(columns.xy, (h, w))
+    off = ~on_frame(columns.xy, (h, w))
     if edge == "nearest" and off.any():
         # Padding by the edge value is for windows that cross the edge; a
         # column off the image has no pixels of its own to describe.
@@ -329,7 +335,7 @@ def _on_lattice(data, columns):
     sites = np.full(nj * ni, -1, int)
     sites[flat] = np.arange(len(flat))
     zero = np.zeros((1,) + data.shape[1:], data.dtype)
-    if isinstance(data, np.ndarray):
+    if not engine.is_lazy(data):
         padded = np.concatenate([data, zero])
     else:
         import dask.array as da

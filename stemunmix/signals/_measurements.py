@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from stemunmix.core.checks import calibrated
 from stemunmix.core.measure import (
     cell_vectors,
     grid_shape,
@@ -57,7 +58,7 @@ def _calibration(image):
         return None, 1.0, "px", (0.0, 0.0)
     if hasattr(image, "axes_manager"):
         ax = image.axes_manager.signal_axes
-        units = ax[0].units if isinstance(ax[0].units, str) and ax[0].units else "px"
+        units = str(ax[0].units) if calibrated(ax[0]) else "px"
         return (
             (ax[1].size, ax[0].size),
             float(ax[0].scale),
@@ -232,14 +233,14 @@ def _signal(stack, where, grid, image, names, title, lengths, units_note=None):
     if grid == "image":
         if shape is None:
             raise ValueError("grid='image' needs image= (the image, for its shape)")
-        from stemunmix.core.maps import voronoi_map
+        from stemunmix.core.maps import map_reach, voronoi_map
 
         _check_on_image(where, shape)
         ok = np.isfinite(where).all(-1) & np.isfinite(values).all(0)
         xy, vals = where[ok], values[:, ok].T
-        spacing = _spacing(xy)
+        reach = map_reach(xy)
         data = np.stack(
-            [voronoi_map(xy, vals[:, k], shape, spacing) for k in range(len(names))]
+            [voronoi_map(xy, vals[:, k], shape, reach) for k in range(len(names))]
         )
         axes_units, axes_scale, axes_offset = units, scale, offset
         axis_names = ("x", "y")
@@ -264,27 +265,19 @@ def _signal(stack, where, grid, image, names, title, lengths, units_note=None):
 
 
 def _check_on_image(where, shape) -> None:
-    """The cells' positions lie on the image given (within a pixel)."""
+    """The cells' positions lie on the image given."""
+    from stemunmix.core.windows import on_frame
+
     xy = where[np.isfinite(where).all(-1)]
-    if len(xy) == 0:
+    if len(xy) == 0 or on_frame(xy, shape).all():
         return
-    h, w = (int(v) for v in shape)
     lo, hi = xy.min(0), xy.max(0)
-    if lo.min() < -1 or hi[0] > w or hi[1] > h:
-        raise ValueError(
-            f"image: the columns span x {lo[0]:.0f} to {hi[0]:.0f}, y {lo[1]:.0f} "
-            f"to {hi[1]:.0f} px, outside this {h} x {w} px image; give the image "
-            "the columns were found on"
-        )
-
-
-def _spacing(xy):
-    from scipy.spatial import cKDTree
-
-    if len(xy) < 2:
-        return 1.0
-    d, _ = cKDTree(xy).query(xy, k=2)
-    return float(np.median(d[:, 1]))
+    h, w = (int(v) for v in shape)
+    raise ValueError(
+        f"image: the columns span x {lo[0]:.0f} to {hi[0]:.0f}, y {lo[1]:.0f} "
+        f"to {hi[1]:.0f} px, outside this {h} x {w} px image; give the image "
+        "the columns were found on"
+    )
 
 
 def hsv_image(dx, dy, max_length=None):

@@ -370,6 +370,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
         navigation: str = "columns",
         centre: str = "column",
         contrast: str | None = None,
+        normalize: str | None = None,
     ):
         """A d x d window centred on every column (LocalDescriptors), cut from
         this image's maps (``source="probabilities"``) or from the image itself
@@ -388,6 +389,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
             d, edge, source, self.axes_manager.signal_axes, self.data.shape,
             [n for n in names if n != "background"], classes, channels, names,
             navigation, self.axes_manager.navigation_dimension > 0, centre,
+            normalize,
         )  # fmt: skip
         lazy = self._lazy if lazy_output is None else lazy_output
         columns = columns if columns is not None else self.columns
@@ -438,8 +440,7 @@ def _parse_segment(image, model, scale, batch_size, device, tile, lazy_output,
     model, :class:`stemunmix.nn.inference.Settings`). The contrast is
     measured here (central crops); it picks the model where none is given."""
     from stemunmix.nn import inference
-    from stemunmix.nn.data import TRAINING_SPACING
-    from stemunmix.nn.model_io import check_model
+    from stemunmix.nn.model_io import TRAINING_SPACING, check_model
     from stemunmix.nn.training import resolve_device
 
     scale, spacing = _check_scale(scale, spacing, image.data.shape)
@@ -467,10 +468,12 @@ def _parse_segment(image, model, scale, batch_size, device, tile, lazy_output,
 def _segment_record(model, plans, block, settings, contrast) -> dict:
     """What segment() records in ``metadata.Signal.stemunmix.segment``
     (``contrast``: as asked; ``contrast_used``: as measured)."""
+    from stemunmix.nn.model_io import training_spacing
+
     frames = sorted(plans)
     o = settings
     return _model_id(model) | {
-        "training_spacing": model.card.get("training_spacing", 16.0),
+        "training_spacing": training_spacing(model),
         "scale": o.scale, "tile": o.tile, "block": int(block),
         "lattice_prior": o.lattice_prior, "contrast": contrast,
         "contrast_used": o.contrast,

@@ -8,7 +8,7 @@ import numpy as np
 from hyperspy._signals.lazy import LazySignal
 
 from stemunmix.columns import Columns
-from stemunmix.core import checks
+from stemunmix.core import checks, engine
 from stemunmix.core.find import unpack_fit
 from stemunmix.core.indexing import index_columns
 from stemunmix.core.lattice import checkerboard
@@ -252,7 +252,7 @@ class ColumnProbabilities(StemunmixSignal2D):
             # float first: negating unsigned counts would wrap around
             data = -(
                 data.astype(np.float32)
-                if hasattr(data, "dask")
+                if engine.is_lazy(data)
                 else np.asarray(data, np.float32)
             )
         return data, refine
@@ -270,6 +270,7 @@ class ColumnProbabilities(StemunmixSignal2D):
         lazy_output: bool | None = None,
         navigation: str = "columns",
         centre: str = "column",
+        normalize: str | None = None,
     ):
         """A d x d window centred on every column (LocalDescriptors).
 
@@ -312,7 +313,11 @@ class ColumnProbabilities(StemunmixSignal2D):
             the other class on the median cell (for B windows, the four A
             corners in [001]), so a window shows its column's displacement from
             the cell; one class and one image. Columns without a full cell are
-            left out, with a warning.
+            left out (recorded in the metadata's ``left_out``).
+        normalize : {None, "mean"}
+            ``"mean"``: each window less its own mean (over its pixels and
+            channels), which takes intensity and background out; recorded in
+            the metadata.
         """
         import stemunmix.signals._descriptors as _descriptors
 
@@ -320,7 +325,7 @@ class ColumnProbabilities(StemunmixSignal2D):
         windows = _descriptors.check_arguments(
             d, edge, source, self.axes_manager.signal_axes, self.data.shape,
             [n for n in names if n != "background"], classes, channels, names,
-            navigation, self.data.ndim > 3, centre,
+            navigation, self.data.ndim > 3, centre, normalize,
         )  # fmt: skip
         return self._windows(windows, columns, image, show_progressbar, lazy_output)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from hyperspy._signals.lazy import LazySignal
 
+from stemunmix.core.engine import is_lazy
 from stemunmix.signals._base import StemunmixSignal2D
 
 
@@ -241,7 +242,7 @@ class LocalDescriptors(StemunmixSignal2D):
         map per k, per frame), calibrated as the source."""
         from hyperspy._signals.signal2d import Signal2D
 
-        from stemunmix.core.maps import draw
+        from stemunmix.core.maps import draw, map_reach
 
         if mode not in ("voronoi", "points"):
             raise ValueError(f"mode must be 'voronoi' or 'points', got {mode!r}")
@@ -256,7 +257,7 @@ class LocalDescriptors(StemunmixSignal2D):
                  if nav_shape else slice(None))  # fmt: skip
             per_frame[key] = (columns.xy[m], values[m])
         out = draw(per_frame, nav_shape, shape, values.shape[1], mode,
-                   _typical_spacing(columns.xy), block, self._lazy)  # fmt: skip
+                   map_reach(columns.xy), block, self._lazy)  # fmt: skip
         signal = Signal2D(out, axes=_grid_axes(source, name, values.shape[1]))
         if self._lazy:
             signal = signal.as_lazy()
@@ -415,7 +416,7 @@ class LocalDescriptors(StemunmixSignal2D):
         out.axes_manager.navigation_axes[0].name = "column"
         out.axes_manager.signal_axes[0].name = method
         out.metadata.General.title = f"{method} embedding"
-        if not self._lazy and hasattr(embedding, "compute"):
+        if not self._lazy and is_lazy(embedding):
             out = out.as_lazy()
         return out
 
@@ -605,9 +606,7 @@ def _embedding_on_sites(embedding, sites, method):
     window, NaN at the others."""
     from hyperspy._signals.signal1d import Signal1D
 
-    embedding = np.asarray(
-        embedding.compute() if hasattr(embedding, "compute") else embedding
-    )
+    embedding = np.asarray(embedding.compute() if is_lazy(embedding) else embedding)
     full = np.full((sites.size, embedding.shape[1]), np.nan)
     full[np.flatnonzero(sites.ravel() >= 0)] = embedding
     out = Signal1D(full.reshape(sites.shape + (embedding.shape[1],)))
@@ -638,15 +637,6 @@ def _pick_components(components, available: int) -> list[int]:
             f"has (0..{available - 1})"
         )
     return pick
-
-
-def _typical_spacing(xy) -> float:
-    from scipy.spatial import cKDTree
-
-    if len(xy) < 2:
-        return 1.0
-    dist, _ = cKDTree(xy).query(xy, k=2)
-    return float(np.median(dist[:, 1])) * 1.5
 
 
 class LazyLocalDescriptors(LazySignal, LocalDescriptors):
