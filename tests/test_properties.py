@@ -13,7 +13,7 @@ from stemunmix import Columns
 from stemunmix.core.maps import point_map, voronoi_map
 from stemunmix.core.peaks import find_peaks
 from stemunmix.core.refine import refine_gaussian
-from stemunmix.core.windows import extract_windows, inside_mask, on_image
+from stemunmix.core.windows import extract_windows, inside_mask, on_frame
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
@@ -162,4 +162,4 @@ def test_columns_constructor_accepts_or_refuses_clearly(xy, n_classes):
     cols = Columns(xy, labels, names)
     assert len(cols) == len(xy)
     assert Columns.from_dict(cols.to_dict()) == cols
-    assert on_image(cols.xy, (10, 10)).shape == (len(xy),)
+    assert on_frame(cols.xy, (10, 10)).shape == (len(xy),)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import map_coordinates
 
+from stemunmix.core import engine
 from stemunmix.core.peaks import find_peaks
 from stemunmix.core.refine import noise_model, refine_gaussian
 from stemunmix.core.uncertainty import PIXEL_CROP, shot_covariance
@@ -258,7 +259,6 @@ def find_columns(
     without the image) and its first pixel ``origin`` (row, col), where the
     error model measures the pixel noise.
     """
-    from stemunmix.core import engine
 
     frames = list(np.ndindex(prob.shape[:nav_ndim]))
     shape = prob.shape[-2:]

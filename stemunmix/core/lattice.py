@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from stemunmix.core import checks, engine
+from stemunmix.core.peaks import find_peaks
+
 LATTICES = (None, "checkerboard")
 BOND = 1.2  # nearest unlike neighbours lie at 1, like ones at sqrt(2) A-B distances
 
@@ -107,8 +110,6 @@ def translations(prob: np.ndarray, spacing: float, min_columns: int = 12):
     rounded to 0.001 px.
     """
     from scipy.spatial import cKDTree
-
-    from stemunmix.core.peaks import find_peaks
 
     if not (np.isfinite(spacing) and spacing > 2):
         raise ValueError(f"spacing must be a column spacing > 2 pixels, got {spacing}")
@@ -238,7 +239,6 @@ def name_by_lattice(maps, names, spacings, weight: float, block: int):
 
     ``spacings``: the column spacing (pixels) per frame index.
     """
-    from stemunmix.core import checks, engine
 
     background = names.index("background")
     nav_shape, shape = maps.shape[:-3], maps.shape[-2:]
@@ -297,7 +297,6 @@ def relabel_frame(
     """:func:`relabel` of a whole frame's maps (C, H, W), in place, in blocks
     of ``rows`` pixels (with their halo) through the engine, so memory stays
     one band of blocks."""
-    from stemunmix.core import engine
 
     def run(region, frame, box, origin):
         y0, y1, x0, x1 = box

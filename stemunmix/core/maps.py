@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from stemunmix.core import engine
+from stemunmix.core.neighbours import nearest_spacing
+
 # How far (in column spacings) a map reaches from its nearest column before
 # it is NaN: every per-column map on the image grid uses it.
 MAP_REACH = 1.5
@@ -12,7 +15,6 @@ MAP_REACH = 1.5
 def map_reach(xy) -> float:
     """The distance (pixels) beyond which a per-column map is NaN:
     :data:`MAP_REACH` column spacings (1.5 pixels for fewer than 2 columns)."""
-    from stemunmix.core.neighbours import nearest_spacing
 
     return MAP_REACH * nearest_spacing(xy)
 
@@ -114,7 +116,6 @@ def draw(
     the columns within reach of it, so any block size (and lazy, one task per
     block) gives the same map.
     """
-    from stemunmix.core import engine
 
     reach = spacing if mode == "voronoi" else 1.0
     extra = (spacing,) if mode == "voronoi" else ()

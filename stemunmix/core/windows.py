@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from stemunmix.core import threads
+from stemunmix.core import engine, threads
+from stemunmix.core.blocks import block_bounds
 
 EDGES = ("drop", "nearest")
 
@@ -145,8 +146,6 @@ def gather(
     the channels side by side; numpy, or dask with one task per block when
     ``lazy``.
     """
-    from stemunmix.core import engine
-    from stemunmix.core.blocks import block_bounds
 
     nav_ndim = frame_of.shape[1]
     h, w = frames.shape[-2:]

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from stemunmix.core import checks
+from stemunmix.core.engine import release_memory
 from stemunmix.learn._subsample import check_2d, is_dask, subsample
 
 _EPS = 1e-12
@@ -86,7 +88,6 @@ class NMF(TransformerMixin, BaseEstimator):
         return tags
 
     def fit(self, X, y=None):
-        from stemunmix.core import checks
 
         X = check_2d(X)
         k = checks.count("n_components", self.n_components, 1, min(X.shape))
@@ -97,8 +98,6 @@ class NMF(TransformerMixin, BaseEstimator):
         presample = checks.count("presample", self.presample, 0)
         H = None
         if is_dask(X):  # the steps before leave freed memory behind: return it
-            from stemunmix.core.engine import release_memory
-
             release_memory()
         if is_dask(X) and 4 * X.shape[0] * X.shape[1] <= budget:
             # Small enough: read once (float32), chunk by chunk into one array

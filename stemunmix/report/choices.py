@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stemunmix.core.selection import window_candidates
+from stemunmix.core.selection import count_domains, parallel_analysis, window_candidates
 
 
 def choose_window(scree, n_components: int) -> int:
@@ -46,7 +46,6 @@ def _window_from_data(windows, spacing, scree, choices) -> int:
 def _domains_from_data(loadings, choices) -> int:
     """The number of domains by :func:`stemunmix.core.selection.count_domains`,
     recorded with why in ``choices``."""
-    from stemunmix.core.selection import count_domains
 
     found = count_domains(loadings, max_domains=8)
     why = (
@@ -71,7 +70,6 @@ def _domains_from_data(loadings, choices) -> int:
 def _components_above_noise(ld) -> int:
     """Parallel analysis on (a subsample of) the windows (as the analysis
     made them: normalised there, if at all), 2 to 10 components."""
-    from stemunmix.core.selection import parallel_analysis
 
     n = ld.axes_manager.navigation_size
     data = ld.data.reshape((n, -1))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stemunmix.core.checks import calibrated
+from stemunmix.core.plotting import COLORS
 
 if TYPE_CHECKING:
     from stemunmix.report.pipeline import Analysis
@@ -116,8 +117,6 @@ def _figures(
 
 def _columns_figure(result, view):
     from matplotlib.patches import Rectangle
-
-    from stemunmix.core.plotting import COLORS
 
     (h, w), extent, (sx, sy), (ox, oy) = (
         view.raw.shape,
@@ -456,7 +455,6 @@ def _matched(labels, reference):
 def _arrows_figure(pictures, scale, units):
     """Each component as arrows on the mean cell: the columns of every class
     where they sit in the window, and how far each moves in the component."""
-    from stemunmix.core.plotting import COLORS
 
     moves = pictures["displacements"]
     n = len(next(iter(moves.values())))

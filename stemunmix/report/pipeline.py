@@ -11,6 +11,7 @@ import numpy as np
 
 from stemunmix.core import checks
 from stemunmix.core.selection import column_spacing
+from stemunmix.learn import GaussianMixture
 from stemunmix.report.choices import (
     _components_above_noise,
     _domains_from_data,
@@ -257,7 +258,6 @@ def analyze(
 def _check_choices(
     method, source, centre, normalize, components, domains, window
 ) -> None:
-    from stemunmix.core import checks
 
     checks.one_of("method", method, METHODS)
     checks.one_of("source", source, ("image", "probabilities"))
@@ -401,8 +401,6 @@ def _cluster(ld, method, components, domains, chosen, choices, log) -> int:
     test of the partition stays in ``ld.domain_test``); one the user asked
     for is kept, with a warning. Returns the number of domains."""
 
-    from stemunmix.learn import GaussianMixture
-
     source = "bss" if method == "ica" else "decomposition"
 
     def fit(k):
@@ -441,8 +439,6 @@ def _physical(result: Analysis) -> None:
 
     from scipy.spatial import cKDTree
     from sklearn.metrics import adjusted_rand_score
-
-    from stemunmix.learn import GaussianMixture
 
     ld, columns = result.descriptors, result.columns
     names = sorted(set(ld.columns.labels.tolist()))

@@ -9,6 +9,7 @@ import numpy as np
 from stemunmix.columns import Columns
 from stemunmix.core import checks, engine
 from stemunmix.core.measure import grid_shape
+from stemunmix.core.neighbours import cell_centres, displacement_descriptors
 from stemunmix.core.windows import EDGES, gather, inside_mask, on_frame
 
 SOURCES = ("probabilities", "image")
@@ -55,7 +56,6 @@ def check_arguments(
     ``column_classes``: the classes columns can have (the model's, less
     background); ``channel_classes``: the classes windows can be cut from.
     """
-    from stemunmix.core import checks
     from stemunmix.signals._base import window_pixels
 
     d_px, how = window_pixels(d, axes)
@@ -88,7 +88,6 @@ def check_arguments(
 def _check_classes(classes, column_classes, navigation):
     """``classes`` as a list of names among ``column_classes`` (None: all);
     one class on the lattice grid."""
-    from stemunmix.core import checks
 
     if classes is not None and column_classes is not None:
         classes = checks.class_names("classes", classes, column_classes)
@@ -106,7 +105,6 @@ def _check_classes(classes, column_classes, navigation):
 def _check_channels(channels, channel_classes, source):
     """The channels windows are cut from: ``["image"]`` for the image, class
     names among ``channel_classes`` for the maps (None: every column class)."""
-    from stemunmix.core import checks
 
     if source == "image":
         if channels not in (None, ["image"], "image"):
@@ -257,7 +255,6 @@ def cell_centred(every, columns, edge, shape, d):
     their neighbours of the other class, on the median cell) and how many
     were left out (no full cell; for ``edge="drop"``, a cell window crossing
     the edge), with a warning when any were."""
-    from stemunmix.core.neighbours import cell_centres
 
     names = sorted(set(columns.labels.tolist()))
     if len(names) != 1:
@@ -380,7 +377,6 @@ def scree_by_window(
     value = cumulative explained variance ratio (PCA by SVD, centred);
     ``normalize="mean"`` takes each window less its own mean first.
     """
-    from stemunmix.core import checks
 
     checks.one_of("normalize", normalize, (None, "mean"))
     from hyperspy._signals.signal1d import Signal1D
@@ -433,8 +429,6 @@ def displacements(columns, centre, around, reach, axes, shape, title):
     Signal axes: ``xy`` (x, y) and ``neighbour`` (in order of angle on the
     median cell). The columns with a neighbour missing (the edge, vacancies)
     get none; the learners and the maps take it like a window stack."""
-    from stemunmix.core import checks
-    from stemunmix.core.neighbours import displacement_descriptors
     from stemunmix.signals.local_descriptors import LocalDescriptors
 
     if columns is None or len(columns) == 0:

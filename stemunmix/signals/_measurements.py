@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from stemunmix.core import checks
 from stemunmix.core.checks import calibrated
+from stemunmix.core.maps import map_reach, voronoi_map
 from stemunmix.core.measure import (
     cell_vectors,
     grid_shape,
@@ -21,6 +23,7 @@ from stemunmix.core.measure import (
     site_grid,
     strain_cells,
 )
+from stemunmix.core.windows import on_frame
 
 POLARIZATION = ["x", "y", "sigma_x", "sigma_y", "significance", "covariance_xy"]
 STRAIN = ["exx", "eyy", "exy", "rotation"]
@@ -233,7 +236,6 @@ def _signal(stack, where, grid, image, names, title, lengths, units_note=None):
     if grid == "image":
         if shape is None:
             raise ValueError("grid='image' needs image= (the image, for its shape)")
-        from stemunmix.core.maps import map_reach, voronoi_map
 
         _check_on_image(where, shape)
         ok = np.isfinite(where).all(-1) & np.isfinite(values).all(0)
@@ -266,7 +268,6 @@ def _signal(stack, where, grid, image, names, title, lengths, units_note=None):
 
 def _check_on_image(where, shape) -> None:
     """The cells' positions lie on the image given."""
-    from stemunmix.core.windows import on_frame
 
     xy = where[np.isfinite(where).all(-1)]
     if len(xy) == 0 or on_frame(xy, shape).all():
@@ -308,8 +309,6 @@ def plot_polarization(
     ax=None,
 ):
     import matplotlib.pyplot as plt
-
-    from stemunmix.core import checks
 
     checks.one_of("kind", kind, ("quiver", "hsv"))
     disp, _, where = polarization(columns, a, b, reference)
@@ -375,7 +374,6 @@ def _quiver(ax, columns, image, disp, where, scale) -> None:
 def intensity_classes(columns, name, n_classes, quantity, random_state) -> np.ndarray:
     """:meth:`stemunmix.Columns.intensity_classes`: a Gaussian mixture of the
     ``name`` columns' fitted ``quantity``, classes ranked by their mean."""
-    from stemunmix.core import checks
     from stemunmix.learn import GaussianMixture
 
     n_classes = checks.count("n_classes", n_classes, 2)
@@ -413,8 +411,6 @@ def site_map(columns, values, name, title):
     """:meth:`stemunmix.Columns.site_map`: per-column values of the ``name``
     columns on the lattice grid, NaN at sites without one."""
     import hyperspy.api as hs
-
-    from stemunmix.core.measure import site_grid
 
     _single(columns)
     values = np.asarray(values, float)

@@ -7,6 +7,7 @@ from hyperspy._signals.lazy import LazySignal
 
 from stemunmix.core import checks, engine
 from stemunmix.core import segmentation as seg
+from stemunmix.core.segmentation import square_pixels
 from stemunmix.signals._base import StemunmixSignal2D, check_image_axes, progress_bar
 
 
@@ -257,7 +258,6 @@ class AtomicResolutionImage(StemunmixSignal2D):
         scan at another sampling) must go through this before :meth:`segment`.
         Returns a new image (lazy for a lazy one); columns are not carried over.
         """
-        from stemunmix.core.segmentation import square_pixels
 
         check_image_axes(self, "square_pixels", square=False)
         axes = self.axes_manager.signal_axes

@@ -9,9 +9,10 @@ from hyperspy._signals.lazy import LazySignal
 
 from stemunmix.columns import Columns
 from stemunmix.core import checks, engine
-from stemunmix.core.find import unpack_fit
+from stemunmix.core.find import REFINE, find_columns, unpack_fit
 from stemunmix.core.indexing import index_columns
-from stemunmix.core.lattice import checkerboard
+from stemunmix.core.lattice import LATTICES, checkerboard, on_lattice
+from stemunmix.core.segmentation import measure_spacing
 from stemunmix.core.uncertainty import frame_covariance, record_arrays, warnings_of
 from stemunmix.signals._base import StemunmixSignal2D, progress_bar
 
@@ -96,7 +97,6 @@ class ColumnProbabilities(StemunmixSignal2D):
 
     def _find_columns(self, image, settings, show_progressbar) -> Columns:
         """:meth:`find_columns` with its arguments parsed (``FindSettings``)."""
-        from stemunmix.core.find import find_columns
 
         threshold, min_distance = settings.threshold, settings.min_distance
         refine, lattice = settings.refine, settings.lattice
@@ -169,7 +169,6 @@ class ColumnProbabilities(StemunmixSignal2D):
         """Warn where a class's columns do not sit on the lattice segment()
         measured (:func:`stemunmix.core.lattice.on_lattice`): real crystals
         measure 0.99-1.0 (0.85 for the B columns of the low-dose SrTiO3)."""
-        from stemunmix.core.lattice import on_lattice
 
         vectors = self._get_state("segment", {}).get("lattice_vectors")
         if vectors is None:
@@ -196,7 +195,6 @@ class ColumnProbabilities(StemunmixSignal2D):
         when given, else from the column spacing segment() recorded (or
         measured on the column maps): A-B = spacing / sqrt(2), min_distance
         half of it."""
-        from stemunmix.core.segmentation import measure_spacing
 
         nav_shape = self.data.shape[:-3]
         spacing = self._get_state("segment", {}).get("measured_spacing")
@@ -437,8 +435,6 @@ class FindSettings:
 
     @classmethod
     def parse(cls, threshold, min_distance, refine, lattice) -> FindSettings:
-        from stemunmix.core.find import REFINE
-        from stemunmix.core.lattice import LATTICES
 
         checks.one_of("refine", refine, REFINE)
         checks.one_of("lattice", lattice, LATTICES)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 from hyperspy._signals.lazy import LazySignal
 
+from stemunmix.core import checks
 from stemunmix.core.engine import is_lazy
+from stemunmix.core.maps import draw, map_reach
+from stemunmix.core.neighbours import component_moves, window_sites
+from stemunmix.core.selection import domain_test
 from stemunmix.signals._base import StemunmixSignal2D
 
 
@@ -218,7 +222,6 @@ class LocalDescriptors(StemunmixSignal2D):
         window): ``source`` is ``"decomposition"`` (the loadings), ``"bss"``,
         ``"cluster"`` (one-hot cluster labels) or ``"probability"`` (each
         window's domain probabilities, from ``cluster_analysis``)."""
-        from stemunmix.core import checks
 
         checks.one_of("source", source, tuple(_LEARNED))
         lr = self.learning_results
@@ -241,8 +244,6 @@ class LocalDescriptors(StemunmixSignal2D):
         """(N, K) values per column drawn on the source image's grid (one
         map per k, per frame), calibrated as the source."""
         from hyperspy._signals.signal2d import Signal2D
-
-        from stemunmix.core.maps import draw, map_reach
 
         if mode not in ("voronoi", "points"):
             raise ValueError(f"mode must be 'voronoi' or 'points', got {mode!r}")
@@ -294,7 +295,6 @@ class LocalDescriptors(StemunmixSignal2D):
             Navigation: the components (and frames of a stack); signal: the
             source image's grid with its calibration.
         """
-        from stemunmix.core import checks
 
         checks.one_of("mode", mode, ("voronoi", "points"))
         values = self.per_column(source)
@@ -423,7 +423,6 @@ class LocalDescriptors(StemunmixSignal2D):
     def get_domain_map(self, mode: str = "voronoi", block: int = 2048):
         """Cluster label of every pixel (after ``cluster_analysis``), NaN outside;
         ``mode`` and ``block`` as in :meth:`get_loading_maps`."""
-        from stemunmix.core import checks
 
         checks.one_of("mode", mode, ("voronoi", "points"))
         labels = self.per_column("cluster").argmax(1).astype(np.float32)
@@ -439,7 +438,6 @@ class LocalDescriptors(StemunmixSignal2D):
         order of the cluster labels. Where no domain is above, say, 0.9 the
         window lies between domains (a wall, or noise). ``mode`` and
         ``block`` as in :meth:`get_loading_maps`."""
-        from stemunmix.core import checks
 
         checks.one_of("mode", mode, ("voronoi", "points"))
         values = self.per_column("probability")
@@ -470,8 +468,6 @@ class LocalDescriptors(StemunmixSignal2D):
         Returns {"sites": {class: (M, 2) [x, y] px from the window centre},
         "displacements": {class: (n_components, M, 2) px}}.
         """
-        from stemunmix.core import checks
-        from stemunmix.core.neighbours import component_moves
 
         checks.one_of("source", source, ("decomposition", "bss"))
         lr = self.learning_results
@@ -501,7 +497,6 @@ class LocalDescriptors(StemunmixSignal2D):
 
     def _window_sites(self, columns, d: int) -> dict:
         """Where each class's columns sit in the mean window (``window_sites``)."""
-        from stemunmix.core.neighbours import window_sites
 
         names = [n for n in columns.class_names if n != "background"]
         own = self.columns.class_names[int(np.bincount(self.columns.labels).argmax())]
@@ -553,8 +548,6 @@ def _domain_results(cluster_labels, fitted, test: bool, positions):
         probabilities = np.full((len(rows), len(mask)), np.nan, np.float32)
         probabilities[np.ix_(rows, np.flatnonzero(mask))] = p.T
     if test:
-        from stemunmix.core.selection import domain_test
-
         record = domain_test(data, labels, estimator, positions=positions[mask])
         record.pop("stability_resamples", None)
     return probabilities, record
@@ -619,7 +612,6 @@ def _embedding_on_sites(embedding, sites, method):
 
 def _pick_components(components, available: int) -> list[int]:
     """Indices of ``components`` (the first n, or a list) among ``available``."""
-    from stemunmix.core import checks
 
     if np.isscalar(components):
         n = checks.count("components", components)
