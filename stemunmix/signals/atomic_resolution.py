@@ -43,6 +43,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
         self,
         model=None,
         scale="auto",
+        *,
         batch_size: int | None = None,
         device=None,
         tile: int = 1024,
@@ -278,6 +279,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
         self,
         d_values,
         n_components: int = 10,
+        *,
         classes=None,
         source: str = "probabilities",
         model=None,
@@ -291,13 +293,19 @@ class AtomicResolutionImage(StemunmixSignal2D):
         prob = self._maps(model)
         columns = self.columns if self.columns is not None else self.find_columns(model)
         return prob.scree_by_window(
-            d_values, n_components, classes, source=source, columns=columns, **kwargs
+            d_values,
+            n_components,
+            classes=classes,
+            source=source,
+            columns=columns,
+            **kwargs,
         )
 
     def find_columns(
         self,
         model=None,
         scale=None,
+        *,
         threshold: float = 0.5,
         min_distance: float | None = None,
         refine: str = "gaussian",
@@ -359,6 +367,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
         self,
         d,
         columns=None,
+        *,
         classes=None,
         source: str = "probabilities",
         channels=None,

@@ -52,6 +52,7 @@ class ColumnProbabilities(StemunmixSignal2D):
     def find_columns(
         self,
         image=None,
+        *,
         threshold: float = 0.5,
         min_distance: float | None = None,
         refine: str = "gaussian",
@@ -143,6 +144,7 @@ class ColumnProbabilities(StemunmixSignal2D):
         self,
         d_values,
         n_components: int = 10,
+        *,
         classes=None,
         source: str = "probabilities",
         normalize=None,
@@ -259,6 +261,7 @@ class ColumnProbabilities(StemunmixSignal2D):
         self,
         d,
         columns: Columns | None = None,
+        *,
         classes=None,
         source: str = "probabilities",
         channels=None,
