@@ -180,6 +180,9 @@ def test_columns_follow_a_crop_and_a_rebin(pair):
               & (columns.y >= 29.5) & (columns.y < 229.5))  # fmt: skip
     assert len(moved) == inside.sum() > 50
     np.testing.assert_allclose(moved.xy, columns.xy[inside] - [50, 30], atol=1e-9)
+    # the crop links the image's maps (and their raw image): no copy of them
+    assert crop._owned_maps() is im.probabilities
+    assert crop._owned_maps().image is im.probabilities.image
     by_hand = image.deepcopy()
     by_hand.columns = columns
     np.testing.assert_allclose(by_hand.isig[50:200, 30:230].columns.xy, moved.xy)

@@ -20,6 +20,27 @@ from stemunmix.core.windows import on_frame
 STATE = "Signal.stemunmix"
 
 
+class Linked:
+    """A signal held in another's metadata by reference. Copies of the holder
+    (a crop, a rebin, ``deepcopy``) share it rather than copy its data: an
+    image's maps and the maps' raw image are read, never changed in place,
+    once made. Saved as the signal itself (:meth:`StemunmixSignal2D.save`)."""
+
+    __slots__ = ("signal",)
+
+    def __init__(self, signal):
+        self.signal = signal
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def __copy__(self):
+        return self
+
+    def __repr__(self):
+        return f"<linked {self.signal!r}>"
+
+
 class StemunmixSignal2D(Signal2D):
     """Base of the stemunmix signals; not meant to be used directly."""
 
@@ -43,6 +64,35 @@ class StemunmixSignal2D(Signal2D):
             )
 
     # --- state in metadata -------------------------------------------------------
+
+    def _get_linked(self, key: str):
+        """A signal linked in the state (:class:`Linked`), or None; one read
+        back from a file (saved as the signal itself) is linked again."""
+        value = self._get_state(key)
+        if isinstance(value, Linked):
+            return value.signal
+        if hasattr(value, "axes_manager"):
+            self._set_state(key, Linked(value))
+            return value
+        return None
+
+    def _set_linked(self, key: str, signal) -> None:
+        self._set_state(key, Linked(signal))
+
+    def save(self, *args, **kwargs):
+        """HyperSpy's ``save``, with the signals this one links (its maps, its
+        raw image) written as nested signals, once each, and linked again
+        after."""
+        node = self.metadata.get_item(STATE) if self.metadata.has_item(STATE) else None
+        items = node.as_dictionary().items() if node is not None else ()
+        links = {k: v for k, v in items if isinstance(v, Linked)}
+        try:
+            for k, v in links.items():
+                self._set_state(k, v.signal)
+            return super().save(*args, **kwargs)
+        finally:
+            for k, v in links.items():
+                self._set_state(k, v)
 
     def _get_state(self, key: str, default=None):
         path = f"{STATE}.{key}"

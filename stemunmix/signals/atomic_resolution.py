@@ -143,7 +143,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
         if not settings.lazy and engine.is_lazy(maps):
             maps = maps.compute()
         prob = _probabilities(self, maps, model.class_names, record)
-        self._set_state("probabilities", prob)  # the image owns its maps
+        self._set_linked("probabilities", prob)  # the image owns its maps
         return prob
 
     @property
@@ -158,18 +158,18 @@ class AtomicResolutionImage(StemunmixSignal2D):
         return prob if prob is not None and self._maps_fit(prob) else None
 
     def _owned_maps(self):
-        prob = self._get_state("probabilities")
+        prob = self._get_linked("probabilities")
         if prob is None or not hasattr(prob, "class_names"):
             return None
         if prob.image is None:  # saved by save() without it: link this image
-            prob._set_state("image", _raw_link(self))
+            prob._set_linked("image", _raw_link(self))
         return prob
 
     def save(self, *args, **kwargs):
         """HyperSpy's ``save``. The maps this image owns are saved with it
         without a second copy of its data: their link to the raw image is
         left out of the file and made again, to this image, on load."""
-        prob = self._get_state("probabilities")
+        prob = self._get_linked("probabilities")
         raw = prob._get_state("image") if hasattr(prob, "class_names") else None
         if raw is not None:
             prob.metadata.Signal.stemunmix.__delattr__("image")
@@ -429,10 +429,7 @@ def _made_with(prob, model, scale, spacing, contrast) -> bool:
         return False
     if spacing is not None and state.get("spacing") != float(spacing):
         return False
-    return contrast is None or contrast in (
-        state.get("contrast"),
-        state.get("contrast_used"),
-    )
+    return contrast is None or contrast in (state.get("contrast"), prob.contrast)
 
 
 def _model_id(model) -> dict:
@@ -533,7 +530,7 @@ def _probabilities(image, maps, class_names, record):
     )
     out.class_names = class_names
     out.metadata.set_item("Signal.stemunmix.segment", record)
-    out.metadata.set_item("Signal.stemunmix.image", _raw_link(image))
+    out._set_linked("image", _raw_link(image))
     columns = image._get_state("columns")
     if columns is not None:  # columns the user gave the image
         out.columns = image.columns

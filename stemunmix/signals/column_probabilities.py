@@ -219,11 +219,17 @@ class ColumnProbabilities(StemunmixSignal2D):
         return state.get("block", state.get("tile", 1024))
 
     @property
+    def contrast(self) -> str:
+        """The columns' contrast these maps were made for, as segment()
+        measured or was told it: ``"bright"`` or ``"dark"`` (ABF, BF; the
+        raw image is negated for the column fit)."""
+        return self._get_state("segment", {}).get("contrast_used", "bright")
+
+    @property
     def image(self):
         """The raw image these maps were segmented from (a plain signal linked
         in ``metadata.Signal.stemunmix.image``, saved with the maps), or None."""
-        raw = self._get_state("image")
-        return raw if hasattr(raw, "axes_manager") else None
+        return self._get_linked("image")
 
     def _raw_frames(self, image, refine):
         """(raw image data (nav..., y, x) or None, the refinement it allows):
@@ -248,7 +254,7 @@ class ColumnProbabilities(StemunmixSignal2D):
                 f"image has shape {tuple(data.shape)}, but these maps need {want} "
                 "(the frames they were segmented from)"
             )
-        if self._get_state("segment", {}).get("contrast_used") == "dark":
+        if self.contrast == "dark":
             # float first: negating unsigned counts would wrap around
             data = -(
                 data.astype(np.float32)
