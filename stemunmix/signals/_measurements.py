@@ -12,7 +12,7 @@ import numpy as np
 
 from stemunmix.core import checks
 from stemunmix.core.checks import calibrated
-from stemunmix.core.maps import map_reach, voronoi_map
+from stemunmix.core.maps import draw, map_reach
 from stemunmix.core.measure import (
     cell_vectors,
     grid_shape,
@@ -240,10 +240,10 @@ def _signal(stack, where, grid, image, names, title, lengths, units_note=None):
         _check_on_image(where, shape)
         ok = np.isfinite(where).all(-1) & np.isfinite(values).all(0)
         xy, vals = where[ok], values[:, ok].T
+        # the one map-drawing path (the engine, block by block)
+        frames = {(): (xy, vals)}
         reach = map_reach(xy)
-        data = np.stack(
-            [voronoi_map(xy, vals[:, k], shape, reach) for k in range(len(names))]
-        )
+        data = draw(frames, (), shape, len(names), "voronoi", reach, 2048, False)
         axes_units, axes_scale, axes_offset = units, scale, offset
         axis_names = ("x", "y")
     else:
