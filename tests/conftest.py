@@ -37,3 +37,11 @@ def forward_passes():
     handle = torch.nn.modules.module.register_module_forward_hook(hook)
     yield calls
     handle.remove()
+
+
+@pytest.fixture(scope="module")
+def small():
+    """A 256^2 synthetic perovskite and its truth (a fresh one per module)."""
+    from stemunmix.synthetic import perovskite
+
+    return perovskite(shape=256, seed=0)

@@ -1,73 +1,19 @@
-"""Bad input at every public entry point: a clear, typed error that names the
-parameter and the fix, raised before the network runs (counted with a global
-forward hook), or a correct result; never a silent wrong one."""
+"""Bad input to the signals (segment, find_columns, local_descriptors and the
+learning results): a clear, typed error that names the parameter and the
+fix, raised before the network runs (counted with a global forward hook),
+or a correct result; never a silent wrong one."""
 
 import warnings
 
 import hyperspy.api as hs
 import numpy as np
 import pytest
-import torch
+from helpers import image as _image
+from helpers import refused as _refused
 
-import stemunmix
 from stemunmix import Columns
-from stemunmix.cli import main
 from stemunmix.core.peaks import match
-from stemunmix.nn.model_io import save_model
-from stemunmix.nn.unet import DilatedUNet
 from stemunmix.synthetic import perovskite
-
-
-@pytest.fixture(scope="module")
-def small():
-    return perovskite(shape=256, seed=0)
-
-
-def _image(data, scale=(1.0, 1.0), units="<undefined>"):
-    s = hs.signals.Signal2D(np.asarray(data, np.float32))
-    s.set_signal_type("atomic_resolution")
-    for ax, sc in zip(s.axes_manager.signal_axes, scale, strict=True):
-        ax.scale, ax.units = sc, units
-    return s
-
-
-def _refused(call, error, *words):
-    """``call()`` raises ``error`` whose message holds every one of ``words``."""
-    with pytest.raises(error) as info:
-        call()
-    msg = str(info.value)
-    for w in words:
-        assert w in msg, f"{w!r} not in: {msg}"
-    return msg
-
-
-# --- the five defects of the issue -------------------------------------------
-
-
-def test_window_kernel_never_reads_outside_the_image(small):
-    image, _ = small
-    lo, hi = float(image.data.min()), float(image.data.max())
-    far = Columns([[100, 100], [1000, 1000], [-5000, 3]])
-    for d in (9, 101):  # 101 crashed the interpreter
-        with pytest.warns(UserWarning, match="2 of 3 columns lie outside"):
-            ld = image.local_descriptors(d, columns=far, source="image", edge="nearest")
-        assert ld.axes_manager.navigation_size == 1
-        assert lo <= ld.data.min() and ld.data.max() <= hi
-        np.testing.assert_array_equal(ld.columns.xy, [[100, 100]])
-
-
-def test_window_kernel_clamps_positions_far_outside():
-    from stemunmix.core.windows import extract_windows
-
-    image = np.arange(20 * 30, dtype=np.float32).reshape(20, 30)
-    xy = np.array([[1e6, 1e6], [-1e6, 5.0], [15.2, -1e9]])
-    for edge in ("nearest", "drop"):
-        win = extract_windows(image, xy, 5, edge)
-        assert image.min() <= win.min() and win.max() <= image.max()
-    # "nearest" far outside is the corner/edge value, as padding says.
-    win = extract_windows(image, xy[:1], 5, "nearest")
-    np.testing.assert_allclose(win, image[-1, -1])
-    _refused(lambda: extract_windows(image, [[np.nan, 3]], 5), ValueError, "xy", "NaN")
 
 
 def test_non_square_pixels_refused_then_resampled(forward_passes):
@@ -137,74 +83,6 @@ def test_dark_contrast_option(forward_passes):
     stack = _image(np.stack([image.data, image.data.max() - image.data]))
     _refused(stack.segment, ValueError, "bright columns in some frames")
 
-
-def test_train_checks_up_front(tmp_path):
-    for kw, word in [
-        (dict(validation_size=0), "validation_size"),
-        (dict(checkpoint_every=0), "checkpoint_every"),
-        (dict(steps=0), "steps"),
-        (dict(learning_rate=0.0), "learning_rate"),
-        (dict(patch_size=36), "patch_size"),
-        (dict(seed=-1), "seed"),
-    ]:
-        _refused(
-            lambda kw=kw: stemunmix.train(out=tmp_path / "m", **kw), ValueError, word
-        )
-    _refused(lambda: stemunmix.train(steps=1.5), TypeError, "steps")
-    (tmp_path / "file").write_text("x")
-    _refused(
-        lambda: stemunmix.train(out=tmp_path / "file"), ValueError, "out", "folder"
-    )
-    assert not (tmp_path / "m").exists()  # refused before anything was written
-
-
-def test_training_never_loses_finished_work(tmp_path, monkeypatch):
-    from stemunmix.nn import training
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("validation failed")
-
-    monkeypatch.setattr(training, "evaluate", broken)
-    with pytest.raises(RuntimeError, match="validation failed"):
-        stemunmix.train(out=tmp_path, steps=2, batch_size=1, patch_size=32,
-                        validation_size=1, checkpoint_every=2,
-                        widths=(4, 8, 8), bottleneck=8)  # fmt: skip
-    # The weights of the finished steps were written before validation ran.
-    model = stemunmix.load_model(tmp_path / "checkpoint.pt")
-    assert model.card["validation"]["step"] == 2
-    assert (
-        stemunmix.load_model(tmp_path / "interrupted.pt").card["recipe"]["steps"] == 2
-    )
-
-
-# --- model files -------------------------------------------------------------
-
-
-def _saved(tmp_path, **card):
-    torch.manual_seed(0)
-    model = DilatedUNet(widths=(4, 8, 8), bottleneck=8)
-    path = save_model(model, tmp_path / "m.pt", {"training_spacing": 16.0} | card)
-    return path
-
-
-@pytest.mark.parametrize("spacing", [0, -3.0, "16", float("nan")])
-def test_model_card_with_impossible_spacing_refused_at_load(tmp_path, spacing):
-    path = _saved(tmp_path, training_spacing=spacing)
-    _refused(lambda: stemunmix.load_model(path), ValueError, "training_spacing")
-
-
-def test_model_card_with_the_wrong_class_count_refused_at_load(tmp_path):
-    path = _saved(tmp_path, class_names=["A", "B", "O", "background"])
-    _refused(lambda: stemunmix.load_model(path), ValueError, "class", "3")
-
-
-@pytest.mark.parametrize("bad", [3, 2.5, ["a"], object()])
-def test_load_model_wrong_type(bad):
-    with pytest.raises(TypeError, match="name_or_path"):
-        stemunmix.load_model(bad)
-
-
-# --- segment, find_columns, local_descriptors: checked before the network ----
 
 SEGMENT_CASES = [
     (dict(scale="big"), ValueError, "scale"),
@@ -343,9 +221,6 @@ def test_large_spacing_finds_no_spurious_columns():
     assert on_edge.all(), xy
 
 
-# --- learning results, synthetic images, Columns ------------------------------
-
-
 def test_loading_maps_name_the_number_of_components(small):
     image, _ = small
     ld = image.local_descriptors(16, columns=Columns(np.random.default_rng(0).
@@ -357,121 +232,6 @@ def test_loading_maps_name_the_number_of_components(small):
     _refused(lambda: ld.get_loading_maps(components=2.5), TypeError, "components")
     _refused(lambda: ld.get_loading_maps(mode="contour"), ValueError, "mode")
     assert ld.get_loading_maps(components=2).axes_manager.navigation_size == 2
-
-
-@pytest.mark.parametrize(
-    "kwargs, error, word",
-    [
-        (dict(seed="x"), TypeError, "seed"),
-        (dict(seed=-1), TypeError, "seed"),
-        (dict(shape=256.0), TypeError, "shape"),
-        (dict(shape="256"), TypeError, "shape"),
-        (dict(shape=(64, 64, 3)), ValueError, "shape"),
-        (dict(rotation="x"), TypeError, "rotation"),
-        (dict(rotation=float("inf")), ValueError, "rotation"),
-        (dict(dose=-1), ValueError, "dose"),
-        (dict(pixel_size=0), ValueError, "pixel_size"),
-        (dict(drift="ab"), TypeError, "drift"),
-        (dict(directions=[1, "a", 2, 3]), TypeError, "directions"),
-    ],
-)
-def test_perovskite_names_the_parameter(kwargs, error, word):
-    _refused(lambda: perovskite(**kwargs), error, word)
-
-
-@pytest.mark.parametrize(
-    "args, error, word",
-    [
-        (([[np.nan, 1]],), ValueError, "NaN"),
-        (([1, 2, 3],), ValueError, "(N, 2)"),
-        (([[1, 2]], [0.5]), ValueError, "labels"),
-        (([[1, 2]], [3], ["A"]), ValueError, "labels"),
-        (([[1, 2]], [0], "A"), TypeError, "class_names"),
-        (([[1, 2]], [0], ["A"], [1, 2]), ValueError, "scores"),
-    ],
-)
-def test_columns_constructor(args, error, word):
-    _refused(lambda: Columns(*args), error, word)
-
-
-def test_analyze_names_what_set_signal_type_left_alone():
-    from stemunmix.report import analyze
-
-    line = hs.signals.Signal1D(np.ones(100))
-    line.set_signal_type("atomic_resolution")  # HyperSpy: silently nothing
-    assert not hasattr(line, "segment")
-    _refused(lambda: analyze(line), ValueError, "not an image", "set_signal_type")
-    cube = hs.signals.BaseSignal(np.ones((8, 8, 8))).transpose(signal_axes=3)
-    _refused(lambda: analyze(cube), ValueError, "3 dimension", "transpose")
-    hologram = hs.signals.ComplexSignal2D(np.ones((64, 64), complex))
-    _refused(lambda: analyze(hologram), ValueError, "complex", "signal.real")
-    _refused(lambda: analyze(np.ones((64, 64))), TypeError, "hs.load")
-
-
-# --- the command line: options named, checked before any work ----------------
-
-
-@pytest.fixture
-def small_file(tmp_path):
-    image, _ = perovskite(shape=128, seed=0)
-    path = tmp_path / "small.hspy"
-    image.save(path)
-    return path
-
-
-@pytest.mark.parametrize(
-    "argv, start",
-    [
-        (["analyze", "FILE", "--window", "0"], "stemunmix analyze: argument --window"),
-        (["analyze", "FILE", "--window", "500"], "stemunmix analyze: --window 500"),
-        (["analyze", "FILE", "--classes", "X"], "stemunmix analyze: --classes 'X'"),
-        (
-            ["analyze", "FILE", "--components", "0"],
-            "stemunmix analyze: argument --comp",
-        ),
-        (
-            ["analyze", "FILE", "--domains", "x"],
-            "stemunmix analyze: argument --domains",
-        ),
-        (
-            ["analyze", "FILE", "--method", "svd"],
-            "stemunmix analyze: argument --method",
-        ),
-        (["demo", "--window", "-3"], "stemunmix demo: argument --window"),
-        (["demo", "--size", "-10"], "stemunmix demo: argument --size"),
-        (["demo", "--seed", "-1"], "stemunmix demo: argument --seed"),
-        (["train", "--batch-size", "0"], "stemunmix train: argument --batch-size"),
-    ],
-)
-def test_cli_names_the_option(small_file, capsys, forward_passes, argv, start):
-    argv = [str(small_file) if a == "FILE" else a for a in argv]
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith(start), err
-    assert "\n" not in err and "Traceback" not in err
-    assert " d " not in err and "d=" not in err  # no Python argument names
-    assert forward_passes == []
-
-
-def test_cli_names_a_line_profile(tmp_path, capsys, forward_passes):
-    path = tmp_path / "line.hspy"
-    hs.signals.Signal1D(np.ones(100)).save(path)
-    assert main(["analyze", str(path)]) == 2
-    assert "holds no image" in capsys.readouterr().err
-    assert forward_passes == []
-
-
-def test_cli_shows_stemunmix_warnings(tmp_path, capsys, monkeypatch):
-    """The CLI no longer silences every warning: stemunmix's own reach the user."""
-    from stemunmix import report
-
-    def analyze(*args, **kwargs):
-        warnings.warn("stemunmix: the user should know", UserWarning, stacklevel=2)
-        raise ValueError("stop here")
-
-    monkeypatch.setattr(report, "analyze", analyze)
-    with pytest.warns(UserWarning, match="the user should know"):
-        assert main(["demo", "--size", "64", "--out", str(tmp_path)]) == 2
 
 
 def test_columns_off_the_lattice_carry_a_warning(small):
