@@ -352,6 +352,14 @@ def _parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"stemunmix {__version__}"
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _demo_command(sub)
+    _analyze_command(sub)
+    _train_command(sub)
+    return parser
+
+
+def _demo_command(sub) -> None:
+    """``stemunmix demo`` and its options."""
     demo = sub.add_parser("demo", help="the whole analysis on a synthetic image")
     demo.add_argument("--out", default="stemunmix-demo", help="report folder")
     demo.add_argument(
@@ -368,6 +376,10 @@ def _parser() -> argparse.ArgumentParser:
         help="seed of the synthetic image (default 0)",
     )
     demo.set_defaults(run=_demo)
+
+
+def _analyze_command(sub) -> None:
+    """``stemunmix analyze FILE`` and its options."""
     an = sub.add_parser("analyze", help="the whole analysis on your image file")
     an.add_argument("file", help=f"an image file ({FORMATS})")
     _unmixing_options(an, _integer(3))
@@ -415,6 +427,10 @@ def _parser() -> argparse.ArgumentParser:
         "(e.g. a TIFF); default: the file's",
     )
     an.set_defaults(run=_analyze)
+
+
+def _train_command(sub) -> None:
+    """``stemunmix train`` and its options."""
     train = sub.add_parser("train", help="train a segmentation model")
     train.add_argument(
         "--out",
@@ -442,7 +458,6 @@ def _parser() -> argparse.ArgumentParser:
         help="torch device, e.g. cpu or cuda (default: cuda where present)",
     )
     train.set_defaults(run=_train)
-    return parser
 
 
 def main(argv=None) -> int:

@@ -17,6 +17,40 @@ def write_report(result: Analysis, out, title: str = "stemunmix report") -> Path
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     figures = _figures(result, out)
+    rows = _summary_rows(result)
+    timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
+    rows.append(("timings", timing + f", report {time.perf_counter() - t0:.1f} s"))
+    table = "\n".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows
+    )
+    body = "\n".join(
+        f'<figure><img src="{html.escape(name)}" alt="{html.escape(caption)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        for name, caption in figures
+    )
+    from stemunmix import __version__
+
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
+th{{text-align:left;padding-right:1em}} img{{max-width:100%}}
+figure{{margin:2em 0}} figcaption{{color:#444}}</style></head>
+<body><h1>{html.escape(title)}</h1>
+<table>
+{table}
+</table>
+{body}
+<p><small>stemunmix {__version__}</small></p>
+</body></html>
+"""
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _summary_rows(result: Analysis) -> list[tuple[str, str]]:
+    """The table at the top of the page: the image, the columns, the windows,
+    the method, what was chosen and why, the tests and agreements."""
     columns = result.columns
     ax = result.image.axes_manager.signal_axes[0]
     rows = [
@@ -72,34 +106,7 @@ def write_report(result: Analysis, out, title: str = "stemunmix report") -> Path
                 f"{result.physical_agreement:.3f}",
             )
         )
-    timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
-    rows.append(("timings", timing + f", report {time.perf_counter() - t0:.1f} s"))
-    table = "\n".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows
-    )
-    body = "\n".join(
-        f'<figure><img src="{html.escape(name)}" alt="{html.escape(caption)}">'
-        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-        for name, caption in figures
-    )
-    from stemunmix import __version__
-
-    page = f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
-th{{text-align:left;padding-right:1em}} img{{max-width:100%}}
-figure{{margin:2em 0}} figcaption{{color:#444}}</style></head>
-<body><h1>{html.escape(title)}</h1>
-<table>
-{table}
-</table>
-{body}
-<p><small>stemunmix {__version__}</small></p>
-</body></html>
-"""
-    path = out / "report.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+    return rows
 
 
 def save_results(result: Analysis, out, lazy: bool = False) -> list[Path]:

@@ -192,23 +192,7 @@ def analyze(
         n = ld.axes_manager.navigation_size
         progress.done("local descriptors", f"{n} windows of {window} x {window} px")
         progress.start(method)
-        if components is None:
-            components = _components_above_noise(ld)
-            choices["components"] = {
-                "value": int(components),
-                "why": "parallel analysis: the PCA components above the 95th "
-                "percentile of 5 shuffles of the windows' pixels",
-            }
-        if n < components + 2:
-            raise ValueError(
-                f"only {n} windows for {components} components; use a larger image, "
-                "a smaller window, or fewer components"
-            )
-        _decompose(ld, method, components)
-        chosen = domains is None
-        if chosen:
-            domains = _domains_from_data(_loadings(ld, method, components), choices)
-        domains = _cluster(ld, method, components, domains, chosen, choices, log)
+        components, domains = _unmix(ld, method, components, domains, choices, log)
         progress.done(method, f"{components} components, {domains} domains")
         choices.update(
             {
@@ -243,16 +227,46 @@ def analyze(
         )
     finally:
         progress.close()
-    for key, value in choices.items():
+    _say_choices(result, log)
+    return result
+
+
+def _unmix(ld, method, components, domains, choices, log) -> tuple[int, int]:
+    """The decomposition and the domains of the windows ``ld``, the number
+    of components and of domains chosen from the data where not given
+    (recorded with why in ``choices``). Returns (components, domains)."""
+    n = ld.axes_manager.navigation_size
+    if components is None:
+        components = _components_above_noise(ld)
+        choices["components"] = {
+            "value": int(components),
+            "why": "parallel analysis: the PCA components above the 95th "
+            "percentile of 5 shuffles of the windows' pixels",
+        }
+    if n < components + 2:
+        raise ValueError(
+            f"only {n} windows for {components} components; use a larger image, "
+            "a smaller window, or fewer components"
+        )
+    _decompose(ld, method, components)
+    chosen = domains is None
+    if chosen:
+        domains = _domains_from_data(_loadings(ld, method, components), choices)
+    domains = _cluster(ld, method, components, domains, chosen, choices, log)
+    return components, domains
+
+
+def _say_choices(result, log) -> None:
+    """What was chosen and why, and the agreement with a synthetic truth."""
+    for key, value in result.choices.items():
         if isinstance(value, dict):
             log(f"chosen {key}: {value['value']} ({value['why']})")
-    if truth is not None:
-        result.domain_agreement = domain_agreement(ld, truth)
+    if result.truth is not None:
+        result.domain_agreement = domain_agreement(result.descriptors, result.truth)
         log(
             f"domains: adjusted Rand index {result.domain_agreement:.3f} "
             "against the truth"
         )
-    return result
 
 
 def _check_choices(
