@@ -460,6 +460,23 @@ def _train_command(sub) -> None:
     train.set_defaults(run=_train)
 
 
+def _one_line(command: str):
+    """A ``warnings.showwarning`` for the terminal: each warning one line,
+    "stemunmix COMMAND: warning: ...", written through the progress bars
+    (no source path, no code line)."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = f"stemunmix {command}: warning: {message}"
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(text, file=sys.stderr)
+        except ImportError:  # pragma: no cover
+            print(text, file=sys.stderr)
+
+    return show
+
+
 def main(argv=None) -> int:
     parser = _parser()
     try:
@@ -470,7 +487,10 @@ def main(argv=None) -> int:
         print(f"stemunmix {command}".strip() + f": {exc}", file=sys.stderr)
         return 2
     try:
-        return args.run(args)
+        with warnings.catch_warnings():
+            if warnings.showwarning is getattr(warnings, "_showwarning_orig", None):
+                warnings.showwarning = _one_line(args.command)
+            return args.run(args)
     except (UserError, ValueError, TypeError, OSError) as exc:
         print(f"stemunmix {args.command}: {exc}", file=sys.stderr)
         return 2

@@ -124,3 +124,29 @@ def calibrated(axis) -> bool:
     pixels are none. The one test every step uses."""
     units = str(axis.units)
     return units not in ("", "<undefined>", "None", "px", "pixel", "pixels")
+
+
+# Lengths in nm per unit, as the axes of microscope files spell them.
+UNITS = {
+    "pm": 1e-3,
+    "\u00c5": 0.1,  # the letter; the Angstrom sign U+212B is normalised to it
+    "A": 0.1,
+    "angstrom": 0.1,
+    "nm": 1.0,
+    "\u03bcm": 1e3,  # Greek mu; the micro sign U+00B5 is normalised to it
+    "um": 1e3,
+    "mm": 1e6,
+    "m": 1e9,
+}
+
+
+def unit_key(text: str) -> str:
+    """A unit as :data:`UNITS` spells it (Unicode compatibility forms)."""
+    import unicodedata
+
+    return unicodedata.normalize("NFKC", str(text)).strip()
+
+
+def nm_per_unit(units) -> float | None:
+    """How many nm one of ``units`` is (None: not a length stemunmix knows)."""
+    return UNITS.get(unit_key(units))

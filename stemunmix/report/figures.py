@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stemunmix.core.checks import calibrated
+from stemunmix.core.checks import calibrated, nm_per_unit
 from stemunmix.core.plotting import COLORS
 
 if TYPE_CHECKING:
@@ -73,12 +73,15 @@ class _View:
     def of(cls, result):
         ax_x, ax_y = result.image.axes_manager.signal_axes
         extent, units = _extent(result.image)
+        # Lengths in nm whatever the file's unit (a TIFF in m: not "1e-8 m").
+        f = nm_per_unit(units) if units != "px" else None
+        f, units = (f, "nm") if f is not None else (1.0, units)
         return cls(
             _frame0(result.image.data),
-            extent,
+            [v * f for v in extent],
             units,
-            (ax_x.scale, ax_y.scale),
-            (ax_x.offset, ax_y.offset),
+            (ax_x.scale * f, ax_y.scale * f),
+            (ax_x.offset * f, ax_y.offset * f),
             _first_frame_columns(result.columns),
         )
 

@@ -14,7 +14,8 @@ from hyperspy._signals.lazy import LazySignal
 from hyperspy._signals.signal2d import Signal2D
 
 from stemunmix.columns import Columns
-from stemunmix.core.checks import calibrated
+from stemunmix.core.checks import UNITS, calibrated
+from stemunmix.core.checks import unit_key as _unit
 from stemunmix.core.windows import on_frame
 
 STATE = "Signal.stemunmix"
@@ -240,26 +241,6 @@ def check_image_axes(signal, method: str, square: bool = True) -> None:
             "pixels: resample first with image.square_pixels(), which "
             "interpolates the coarser axis onto the finer pixel size"
         )
-
-
-UNITS = {
-    "pm": 1e-3,
-    "\u00c5": 0.1,  # the letter; the Angstrom sign U+212B is normalised to it
-    "A": 0.1,
-    "angstrom": 0.1,
-    "nm": 1.0,
-    "\u03bcm": 1e3,  # Greek mu; the micro sign U+00B5 is normalised to it
-    "um": 1e3,
-    "mm": 1e6,
-    "m": 1e9,
-}
-
-
-def _unit(text: str) -> str:
-    """A unit as :data:`UNITS` spells it (Unicode compatibility forms)."""
-    import unicodedata
-
-    return unicodedata.normalize("NFKC", str(text)).strip()
 
 
 def window_pixels(d, axes, name: str = "d") -> tuple[int, str]:

@@ -233,3 +233,28 @@ def test_analyze_an_abf_image_finds_the_o_columns(real_data, tmp_path, capsys):
                  "--domains", "2", "--out", str(tmp_path / "abf")])  # fmt: skip
     assert code == 0
     assert "A / B / O / background maps" in capsys.readouterr().out
+
+
+def test_the_cli_writes_each_warning_as_one_line(capsys):
+    from stemunmix.cli import _one_line
+
+    show = _one_line("analyze")
+    show(UserWarning("17 of 40 columns are not detected"), UserWarning, "/x/y.py", 3)
+    err = capsys.readouterr().err
+    assert err == "stemunmix analyze: warning: 17 of 40 columns are not detected\n"
+
+
+def test_report_axes_in_nm_for_a_file_in_metres():
+    from stemunmix.report.figures import _View
+    from stemunmix.report.pipeline import Analysis
+
+    from stemunmix import Columns
+
+    image, _ = perovskite(shape=64, seed=0)
+    image.columns = Columns([[5.0, 5.0]], [0], ["A", "B"])
+    for ax in image.axes_manager.signal_axes:
+        ax.units, ax.scale = "m", ax.scale * 1e-9
+    view = _View.of(Analysis(image, None, None, "pca", 2, 2, 7, "B"))
+    assert view.units == "nm"
+    np.testing.assert_allclose(view.scale, (0.02, 0.02))
+    np.testing.assert_allclose(view.extent[1], 64 * 0.02 - 0.01)
