@@ -245,10 +245,9 @@ def test_the_cli_writes_each_warning_as_one_line(capsys):
 
 
 def test_report_axes_in_nm_for_a_file_in_metres():
+    from stemunmix import Columns
     from stemunmix.report.figures import _View
     from stemunmix.report.pipeline import Analysis
-
-    from stemunmix import Columns
 
     image, _ = perovskite(shape=64, seed=0)
     image.columns = Columns([[5.0, 5.0]], [0], ["A", "B"])
