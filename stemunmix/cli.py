@@ -460,6 +460,15 @@ def _train_command(sub) -> None:
     train.set_defaults(run=_train)
 
 
+def _shown_on_the_terminal() -> bool:
+    """Whether warnings go to Python's own display (not recorded by a caller
+    such as ``warnings.catch_warnings(record=True)`` or a test harness)."""
+    impl = getattr(warnings, "_showwarnmsg_impl", None)
+    return warnings.showwarning is getattr(warnings, "_showwarning_orig", None) and (
+        getattr(impl, "__module__", None) == "warnings"
+    )
+
+
 def _one_line(command: str):
     """A ``warnings.showwarning`` for the terminal: each warning one line,
     "stemunmix COMMAND: warning: ...", written through the progress bars
@@ -488,7 +497,7 @@ def main(argv=None) -> int:
         return 2
     try:
         with warnings.catch_warnings():
-            if warnings.showwarning is getattr(warnings, "_showwarning_orig", None):
+            if _shown_on_the_terminal():
                 warnings.showwarning = _one_line(args.command)
             return args.run(args)
     except (UserError, ValueError, TypeError, OSError) as exc:
