@@ -23,7 +23,7 @@ from stemunmix.report.folder import (
     load_results,
     results_folder,
 )
-from stemunmix.report.page import save_results, save_signal, write_report
+from stemunmix.report.page import save_results, save_signal, summary, write_report
 from stemunmix.report.pipeline import (
     METHODS,
     Analysis,
@@ -45,5 +45,6 @@ __all__ = [
     "domain_agreement",
     "save_results",
     "save_signal",
+    "summary",
     "write_report",
 ]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 MANIFEST = "manifest.json"
 # What a results folder holds; anything else is the user's and is not replaced.
-_OURS_NAMES = {"report.html", MANIFEST, "maps.zarr"} | {
+_OURS_NAMES = {"report.html", "results.json", MANIFEST, "maps.zarr"} | {
     f"{n}.{e}"
     for n in ("image", "probabilities", "descriptors")
     for e in ("hspy", "zspy")

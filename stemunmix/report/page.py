@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import html
+import json
 import time
 from pathlib import Path
+
+import numpy as np
 
 from stemunmix.core.checks import calibrated
 from stemunmix.report.figures import _figures
@@ -12,10 +15,14 @@ from stemunmix.report.pipeline import Analysis
 
 
 def write_report(result: Analysis, out, title: str = "stemunmix report") -> Path:
-    """Write the figures and ``report.html`` into the folder ``out``."""
+    """Write the figures, ``report.html`` and ``results.json`` (the numbers
+    of the page, for scripts: :func:`summary`) into the folder ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    (out / "results.json").write_text(
+        json.dumps(summary(result), indent=1, default=_plain), encoding="utf-8"
+    )
     figures = _figures(result, out)
     rows = _summary_rows(result)
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
@@ -46,6 +53,49 @@ figure{{margin:2em 0}} figcaption{{color:#444}}</style></head>
     path = out / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def summary(result: Analysis) -> dict:
+    """The numbers of an analysis as plain JSON-able values: the image and
+    its calibration, the columns per class and their lattice vectors, the
+    windows, the method, what was chosen from the data and why, the test of
+    the domains, the agreements and the timings (what ``results.json``
+    holds)."""
+    image, columns, ld = result.image, result.columns, result.descriptors
+    ax = image.axes_manager.signal_axes[0]
+    names = [n for n in columns.class_names if n != "background"]
+    return {
+        "image": {
+            "title": image.metadata.General.title or "",
+            "shape": [int(s) for s in image.data.shape],
+            "pixel_size": float(ax.scale) if calibrated(ax) else None,
+            "units": str(ax.units) if calibrated(ax) else "px",
+        },
+        "columns": {n: len(columns.select(n)) for n in names},
+        "lattice_vectors_px": columns.lattice_vectors,
+        "windows": {
+            "count": int(ld.axes_manager.navigation_size),
+            "size_px": int(result.window),
+            "centred_on": result.classes,
+        },
+        "method": result.method,
+        "components": int(result.components),
+        "domains": int(result.domains),
+        "choices": result.choices,
+        "domain_test": ld.domain_test,
+        "domain_agreement_with_truth": result.domain_agreement,
+        "physical_agreement": result.physical_agreement,
+        "timings_s": result.timings,
+    }
+
+
+def _plain(value):
+    """numpy values and arrays as JSON (NaN stays a float NaN)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return str(value)
 
 
 def _summary_rows(result: Analysis) -> list[tuple[str, str]]:

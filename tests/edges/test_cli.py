@@ -43,6 +43,23 @@ def test_demo_writes_a_report_with_its_figures(demo):
     assert found is not None
 
 
+def test_demo_numbers_are_machine_readable(demo):
+    """results.json holds the page's numbers: a script needs no HTML."""
+    import json
+
+    code, out, text = demo
+    numbers = json.loads((out / "results.json").read_text())
+    ari = float(re.search(r"adjusted Rand index ([0-9.]+)", text).group(1))
+    assert round(numbers["domain_agreement_with_truth"], 3) == ari
+    assert numbers["domains"] == numbers["domain_test"]["n_domains"] >= 2
+    assert numbers["columns"]["A"] > 500 and numbers["columns"]["B"] > 500
+    assert (
+        numbers["windows"]["count"] == hs.load(out / "descriptors.hspy").data.shape[0]
+    )
+    assert numbers["image"]["units"] == "nm" and numbers["image"]["shape"] == [512, 512]
+    assert len(numbers["lattice_vectors_px"]) == 2
+
+
 def test_demo_results_reload_in_hyperspy(demo):
     _, out, _ = demo
     image = hs.load(out / "image.hspy")
