@@ -11,7 +11,9 @@ An edge of the package (DESIGN.md layer 3), in four rooms:
   themselves are array functions in :mod:`stemunmix.core.selection`;
 - ``figures``: the report's figures (matplotlib ``Figure`` objects, no
   pyplot);
-- ``page``: ``report.html`` and the saved signals;
+- ``differences``: what each domain differs in (displacement, intensity,
+  width), with sigma and significance;
+- ``page``: ``report.html``, ``results.json`` and the saved signals;
 - ``folder``: the results folder, written whole or not at all (staged,
   ``manifest.json`` last, swapped into place, locked), checked on load.
 """

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from stemunmix.core.checks import calibrated
+from stemunmix.report.differences import domain_differences
 from stemunmix.report.figures import _figures
 from stemunmix.report.pipeline import Analysis
 
@@ -83,10 +84,39 @@ def summary(result: Analysis) -> dict:
         "domains": int(result.domains),
         "choices": result.choices,
         "domain_test": ld.domain_test,
+        "domain_differences": domain_differences(result),
         "domain_agreement_with_truth": result.domain_agreement,
         "physical_agreement": result.physical_agreement,
         "timings_s": result.timings,
     }
+
+
+def _differs(row: dict) -> str:
+    """One domain's differences from the others, in words with sigma."""
+    unit = "pm" if "displacement_pm" in row else "px"
+    parts = []
+    if row.get("displacement_significance") is not None:
+        (x, y), (sx, sy) = row[f"displacement_{unit}"], row["displacement_sigma"]
+        parts.append(
+            f"mean displacement ({x:.1f} +- {sx:.1f}, {y:.1f} +- {sy:.1f}) {unit}, "
+            f"{row['displacement_significance']:.1f} sigma"
+        )
+    for name in ("height", "width"):
+        d = row.get(name)
+        if d is not None and d["significance"] is not None and d["relative"]:
+            parts.append(
+                f"{name} {100 * d['relative']:+.1f} % ({d['significance']:.1f} sigma)"
+            )
+    if row["structural"]:
+        verdict = "a structural domain (its displacement differs)"
+    elif row["differs_in"]:
+        verdict = (
+            f"not a structural domain: it differs only in {', '.join(row['differs_in'])} "
+            "(thickness, contamination or the scan)"
+        )
+    else:
+        verdict = "no difference beyond the noise"
+    return f"{verdict}; " + "; ".join(parts) + f" ({row['windows']} windows)"
 
 
 def _plain(value):
@@ -141,6 +171,8 @@ def _summary_rows(result: Analysis) -> list[tuple[str, str]]:
     test = result.descriptors.domain_test
     if test is not None and test.get("stability") is not None:
         rows.append(("domain test", f"{test['n_domains']} domains: {test['why']}"))
+    for row in domain_differences(result):
+        rows.append((f"domain {row['domain']} differs in", _differs(row)))
     if result.domain_agreement is not None:
         rows.append(
             (

@@ -58,6 +58,9 @@ def test_demo_numbers_are_machine_readable(demo):
     )
     assert numbers["image"]["units"] == "nm" and numbers["image"]["shape"] == [512, 512]
     assert len(numbers["lattice_vectors_px"]) == 2
+    differences = numbers["domain_differences"]
+    assert len(differences) == numbers["domains"]
+    assert all(d["structural"] for d in differences)  # stripes of polarization
 
 
 def test_demo_results_reload_in_hyperspy(demo):

@@ -1,0 +1,42 @@
+"""What each domain differs in (report/differences.py): a structural domain
+differs in displacement; one that differs only in intensity is named so."""
+
+import warnings
+
+from stemunmix.report import analyze
+from stemunmix.report.differences import domain_differences
+from stemunmix.report.page import _differs
+from stemunmix.synthetic import perovskite
+
+
+def _analysis(image, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return analyze(image, show_progressbar=False, log=lambda *a: None, **kwargs)
+
+
+def test_stripe_domains_differ_in_displacement():
+    image, truth = perovskite(shape=384, seed=0, domains="two_stripes")
+    rows = domain_differences(_analysis(image, domains=2))
+    assert len(rows) == 2
+    for row in rows:
+        assert row["structural"] and "displacement" in row["differs_in"]
+        assert row["displacement_significance"] > 20
+        assert row["height"]["significance"] < 5  # same columns, same dose
+        assert "a structural domain" in _differs(row)
+
+
+def test_an_intensity_step_is_not_a_structural_domain():
+    image, _ = perovskite(shape=384, seed=3, domains="none")
+    image.data[:, 192:] *= 1.5  # thicker on the right: brighter, same lattice
+    rows = domain_differences(_analysis(image, domains=2))
+    assert len(rows) == 2
+    for row in rows:
+        assert row["differs_in"] == ["height"] and not row["structural"]
+        assert row["displacement_significance"] < 5
+        assert "not a structural domain" in _differs(row)
+
+
+def test_one_domain_has_nothing_to_compare():
+    image, _ = perovskite(shape=256, seed=3, domains="none")
+    assert domain_differences(_analysis(image, domains=1)) == []
