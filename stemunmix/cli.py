@@ -175,15 +175,7 @@ def _demo(args) -> int:
             f"synthetic La-BiFeO3-like image, {args.size} x {args.size} px, "
             "four stripe domains"
         )
-        result = analyze(
-            image,
-            window=args.window,
-            method=args.method,
-            components=args.components,
-            domains=args.domains,
-            truth=truth,
-            show_progressbar=True,
-        )
+        result = analyze(image, truth=truth, **_unmixing(args))
         names = _report(result, stage, "stemunmix demo: four stripe domains")
     _written(args.out, names, t0)
     return 0
@@ -281,15 +273,11 @@ def _analyze_into(args, stage) -> list[str]:
         try:
             result = analyze(
                 image,
-                window=args.window,
-                method=args.method,
-                components=args.components,
-                domains=args.domains,
                 classes=None if args.classes == "all" else args.classes,
                 scree=not args.no_scree,
-                show_progressbar=True,
                 model=args.model,
                 store=stage.path if lazy else None,
+                **_unmixing(args),
             )
         except NoLatticeError as exc:
             raise UserError(
@@ -303,6 +291,17 @@ def _analyze_into(args, stage) -> list[str]:
     finally:
         if client is not None:
             client.close()
+
+
+def _unmixing(args) -> dict:
+    """analyze()'s arguments from the options demo and analyze share."""
+    return {
+        "window": args.window,
+        "method": args.method,
+        "components": args.components,
+        "domains": args.domains,
+        "show_progressbar": True,
+    }
 
 
 def _unmixing_options(parser, window_type) -> None:

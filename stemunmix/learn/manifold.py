@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from stemunmix.core import checks
 from stemunmix.learn._subsample import check_2d, is_dask, subsample
 
 METHODS = ("isomap", "tsne", "umap")
@@ -83,9 +84,7 @@ class ManifoldEmbedding(TransformerMixin, BaseEstimator):
         raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
 
     def _check_components(self, features: int) -> None:
-        k = self.n_components
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"n_components must be a positive int, got {k!r}")
+        k = checks.count("n_components", self.n_components)
         most = min(features, 3) if self.method == "tsne" else features
         if k > most:
             why = (

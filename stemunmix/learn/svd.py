@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from stemunmix.core import checks
 from stemunmix.learn._subsample import check_2d, is_dask
 
 
@@ -48,9 +49,7 @@ class GramSVD(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         X = check_2d(X)
-        k = self.n_components
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"n_components must be a positive int, got {k!r}")
+        k = checks.count("n_components", self.n_components)
         if k > min(X.shape):
             raise ValueError(
                 f"n_components={k} is more than the data's rank can be "

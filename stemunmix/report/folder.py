@@ -218,20 +218,26 @@ def check_results(folder) -> dict:
             f"{MANIFEST}, written last by a run that finished; run the analysis "
             "again"
         )
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-        files = dict(record["files"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ResultsError(
-            f"{path} is damaged ({exc}); run the analysis again"
-        ) from exc
-    damaged = _damaged(folder, files)
+    record = _read_manifest(path)
+    damaged = _damaged(folder, record["files"])
     if damaged:
         raise ResultsError(
             f"{folder}: damaged results: "
             + "; ".join(f"{top} ({why})" for top, why in damaged.items())
             + "; run the analysis again"
         )
+    return record
+
+
+def _read_manifest(path: Path) -> dict:
+    """The manifest at ``path``, or a ResultsError naming it as damaged."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+        record["files"] = dict(record["files"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ResultsError(
+            f"{path} is damaged ({exc}); run the analysis again"
+        ) from exc
     return record
 
 
@@ -273,11 +279,7 @@ def check_file(path) -> None:
     manifest = folder / MANIFEST
     if not manifest.exists():
         return
-    try:
-        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
-    except (ValueError, KeyError, TypeError):
-        return
-    why = _damaged(folder, files).get(path.name)
+    why = _damaged(folder, _read_manifest(manifest)["files"]).get(path.name)
     if why is not None:
         raise ResultsError(
             f"{path} is damaged ({why}); the manifest of {folder} records it "

@@ -21,11 +21,13 @@ def write_report(result: Analysis, out, title: str = "stemunmix report") -> Path
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    differences = domain_differences(result)
     (out / "results.json").write_text(
-        json.dumps(summary(result), indent=1, default=_plain), encoding="utf-8"
+        json.dumps(summary(result, differences), indent=1, default=_plain),
+        encoding="utf-8",
     )
     figures = _figures(result, out)
-    rows = _summary_rows(result)
+    rows = _summary_rows(result, differences)
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
     rows.append(("timings", timing + f", report {time.perf_counter() - t0:.1f} s"))
     table = "\n".join(
@@ -56,13 +58,15 @@ figure{{margin:2em 0}} figcaption{{color:#444}}</style></head>
     return path
 
 
-def summary(result: Analysis) -> dict:
+def summary(result: Analysis, differences: list | None = None) -> dict:
     """The numbers of an analysis as plain JSON-able values: the image and
     its calibration, the columns per class and their lattice vectors, the
     windows, the method, what was chosen from the data and why, the test of
     the domains, the agreements and the timings (what ``results.json``
-    holds)."""
+    holds; ``differences``: :func:`domain_differences` made already)."""
     image, columns, ld = result.image, result.columns, result.descriptors
+    if differences is None:
+        differences = domain_differences(result)
     ax = image.axes_manager.signal_axes[0]
     names = [n for n in columns.class_names if n != "background"]
     return {
@@ -84,7 +88,7 @@ def summary(result: Analysis) -> dict:
         "domains": int(result.domains),
         "choices": result.choices,
         "domain_test": ld.domain_test,
-        "domain_differences": domain_differences(result),
+        "domain_differences": differences,
         "domain_agreement_with_truth": result.domain_agreement,
         "physical_agreement": result.physical_agreement,
         "timings_s": result.timings,
@@ -128,7 +132,7 @@ def _plain(value):
     return str(value)
 
 
-def _summary_rows(result: Analysis) -> list[tuple[str, str]]:
+def _summary_rows(result: Analysis, differences: list) -> list[tuple[str, str]]:
     """The table at the top of the page: the image, the columns, the windows,
     the method, what was chosen and why, the tests and agreements."""
     columns = result.columns
@@ -171,7 +175,7 @@ def _summary_rows(result: Analysis) -> list[tuple[str, str]]:
     test = result.descriptors.domain_test
     if test is not None and test.get("stability") is not None:
         rows.append(("domain test", f"{test['n_domains']} domains: {test['why']}"))
-    for row in domain_differences(result):
+    for row in differences:
         rows.append((f"domain {row['domain']} differs in", _differs(row)))
     if result.domain_agreement is not None:
         rows.append(

@@ -251,29 +251,7 @@ def window_pixels(d, axes, name: str = "d") -> tuple[int, str]:
     need calibrated, square pixels. Returns (pixels, a sentence saying which).
     """
     if isinstance(d, str):
-        import re
-
-        m = re.fullmatch(r"\s*([-+0-9.eE]+)\s*(\S*)\s*", d)
-        try:
-            value, unit = float(m.group(1)), m.group(2)
-        except (AttributeError, ValueError):
-            raise ValueError(
-                f'{name} = {d!r}: give a size such as 24 (pixels), "24 px" or "0.5 nm"'
-            ) from None
-        if unit == "":
-            raise TypeError(
-                f'{name} = {d!r}: a string needs its unit, e.g. "{d.strip()} px" '
-                f'or "0.5 nm"; or pass the int {d.strip()} for pixels'
-            )
-        if unit == "px":
-            if value != int(value) or value < 3:
-                raise ValueError(
-                    f"{name} = {d!r}: a size in px must be a whole number >= 3"
-                )
-            return int(value), f"{name} = {d!r} read as {int(value)} pixels"
-        else:
-            d = _from_units(value, unit, axes, name, d)
-            return d
+        return _from_text(d, axes, name)
     if isinstance(d, (bool, np.bool_)) or not isinstance(
         d, (int, float, np.integer, np.floating)
     ):
@@ -286,6 +264,29 @@ def window_pixels(d, axes, name: str = "d") -> tuple[int, str]:
     if d < 3:
         raise ValueError(f"{name} must be at least 3 pixels, got {d}")
     return int(d), f"{name} = {d} pixels"
+
+
+def _from_text(d: str, axes, name: str) -> tuple[int, str]:
+    """:func:`window_pixels` of a size given with its unit ("24 px", "0.5 nm")."""
+    import re
+
+    m = re.fullmatch(r"\s*([-+0-9.eE]+)\s*(\S*)\s*", d)
+    try:
+        value, unit = float(m.group(1)), m.group(2)
+    except (AttributeError, ValueError):
+        raise ValueError(
+            f'{name} = {d!r}: give a size such as 24 (pixels), "24 px" or "0.5 nm"'
+        ) from None
+    if unit == "":
+        raise TypeError(
+            f'{name} = {d!r}: a string needs its unit, e.g. "{d.strip()} px" '
+            f'or "0.5 nm"; or pass the int {d.strip()} for pixels'
+        )
+    if unit != "px":
+        return _from_units(value, unit, axes, name, d)
+    if value != int(value) or value < 3:
+        raise ValueError(f"{name} = {d!r}: a size in px must be a whole number >= 3")
+    return int(value), f"{name} = {d!r} read as {int(value)} pixels"
 
 
 def _from_units(value, unit, axes, name, given):

@@ -162,13 +162,25 @@ def build(frames, channel_names, columns: Columns, windows: Windows, axes, title
     out.columns = columns
     if sites is not None:
         out._set_state("sites", sites)
-    params = {"d": d, "d_read": w.d_read, "channels": list(channel_names),
-              "edge": w.edge, "dropped": sum(left_out.values()),
-              "left_out": left_out, "centre": "(d - 1) / 2",
-              "normalize": str(w.normalize),
-              "navigation": w.navigation, "centred_on": w.centre}  # fmt: skip
+    params = _record(w, channel_names, left_out)
     out._set_state("local_descriptors", params | (extra_metadata or {}))
     return out
+
+
+def _record(w: Windows, channel_names, left_out: dict) -> dict:
+    """What ``metadata.Signal.stemunmix.local_descriptors`` records."""
+    return {
+        "d": w.d,
+        "d_read": w.d_read,
+        "channels": list(channel_names),
+        "edge": w.edge,
+        "dropped": sum(left_out.values()),
+        "left_out": left_out,
+        "centre": "(d - 1) / 2",
+        "normalize": str(w.normalize),
+        "navigation": w.navigation,
+        "centred_on": w.centre,
+    }
 
 
 def _nav_axes(n_columns: int, sites) -> list:

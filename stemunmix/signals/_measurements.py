@@ -87,18 +87,7 @@ def polarization(columns, a="A", b="B", reference=None, covariance=False):
     """(displacement (nj, ni, 2), sigma (nj, ni, 2), B positions (nj, ni, 2)),
     and with ``covariance`` the displacement's covariance (nj, ni, 2, 2)
     fourth (the reference's own uncertainty not included)."""
-    _single(columns)
-    if not (
-        reference is None or isinstance(reference, str) or hasattr(reference, "shape")
-    ):
-        raise TypeError("reference must be None, 'mean' or a boolean mask array")
-    if isinstance(reference, str) and reference != "mean":
-        raise ValueError(f"reference must be None, 'mean' or a mask, got {reference!r}")
-    if columns.class_index(a) == columns.class_index(b):
-        raise ValueError(
-            f"a and b name the same class ({a!r}): the polarization is the b "
-            "columns' displacement from the cell of the a columns; e.g. a='A', b='B'"
-        )
+    _check_polarization(columns, a, b, reference)
     ca, cb = columns.select(a), columns.select(b)
     shape = grid_shape(columns.ij)
     disp, sigma, cov = polarization_cells(
@@ -112,13 +101,7 @@ def polarization(columns, a="A", b="B", reference=None, covariance=False):
         return_covariance=True,
     )
     if not np.isfinite(disp).all(-1).any():
-        raise ValueError(
-            f"no complete cell: the polarization needs {b!r} columns with all four "
-            f"{a!r} corners on the lattice, and these columns hold {len(ca)} {a!r} "
-            f"and {len(cb)} {b!r} (indexed: {int((ca.ij >= 0).all(1).sum())} and "
-            f"{int((cb.ij >= 0).all(1).sum())}); find the columns on an image of "
-            "several unit cells"
-        )
+        _no_complete_cell(ca, cb, a, b)
     mask = _reference_mask(reference, shape, "reference")
     if reference is not None:
         sel = np.isfinite(disp).all(-1) & (True if mask is None else mask)
@@ -128,6 +111,31 @@ def polarization(columns, a="A", b="B", reference=None, covariance=False):
     if covariance:
         return disp, sigma, site_grid(cb.ij, cb.xy, shape), cov
     return disp, sigma, site_grid(cb.ij, cb.xy, shape)
+
+
+def _check_polarization(columns, a, b, reference) -> None:
+    _single(columns)
+    if not (
+        reference is None or isinstance(reference, str) or hasattr(reference, "shape")
+    ):
+        raise TypeError("reference must be None, 'mean' or a boolean mask array")
+    if isinstance(reference, str) and reference != "mean":
+        raise ValueError(f"reference must be None, 'mean' or a mask, got {reference!r}")
+    if columns.class_index(a) == columns.class_index(b):
+        raise ValueError(
+            f"a and b name the same class ({a!r}): the polarization is the b "
+            "columns' displacement from the cell of the a columns; e.g. a='A', b='B'"
+        )
+
+
+def _no_complete_cell(ca, cb, a, b):
+    raise ValueError(
+        f"no complete cell: the polarization needs {b!r} columns with all four "
+        f"{a!r} corners on the lattice, and these columns hold {len(ca)} {a!r} "
+        f"and {len(cb)} {b!r} (indexed: {int((ca.ij >= 0).all(1).sum())} and "
+        f"{int((cb.ij >= 0).all(1).sum())}); find the columns on an image of "
+        "several unit cells"
+    )
 
 
 def polarization_region(columns, region, reference=None, a="A", b="B") -> dict:

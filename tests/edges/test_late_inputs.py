@@ -8,6 +8,7 @@ import warnings
 import hyperspy.api as hs
 import numpy as np
 import pytest
+from helpers import refused as _refused
 
 from stemunmix import Columns
 from stemunmix.cli import main
@@ -25,16 +26,6 @@ def found():
         warnings.simplefilter("ignore")
         image.find_columns()
     return image
-
-
-def _refused(call, error, *words):
-    with pytest.raises(error) as info:
-        call()
-    msg = str(info.value)
-    for w in words:
-        assert w in msg, f"{w!r} not in: {msg}"
-    assert "np.int64" not in msg and "np.float64" not in msg, msg
-    return msg
 
 
 # --- stacks, and analyze's own arguments before any work ----------------------

@@ -120,7 +120,7 @@ def test_a_folder_of_the_users_files_is_refused_not_replaced(tmp_path):
     assert (out / "scan.tif").read_bytes() == b"data"
 
 
-@pytest.mark.parametrize("kind", ["file", "unwritable"])
+@pytest.mark.parametrize("kind", ["file", "parent_is_file", "unwritable"])
 def test_out_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys, kind,
                                                                monkeypatch):  # fmt: skip
     import stemunmix.report as report
@@ -128,6 +128,9 @@ def test_out_that_cannot_be_written_is_refused_before_any_work(tmp_path, capsys,
     out = tmp_path / "out"
     if kind == "file":
         out.write_text("")
+    elif kind == "parent_is_file":  # refused for any user, root included
+        (tmp_path / "f").write_text("")
+        out = tmp_path / "f" / "out"
     else:
         tmp_path.chmod(0o500)
         if os.access(tmp_path, os.W_OK):  # root writes anyway
