@@ -57,7 +57,7 @@ def columns_of(image):
 def error_record(image):
     md = image.probabilities.metadata.Signal.stemunmix.find_columns
     return {k: np.asarray(v).tolist() for k, v in md.as_dictionary().items()
-            if k.startswith(("misfit", "correlated", "scan", "calibration"))}  # fmt: skip
+            if k.startswith(("misfit", "correlated", "lattice_", "scan", "calibration"))}  # fmt: skip
 
 
 def null_polarization(name):
@@ -88,10 +88,10 @@ def abf_minus_adf():
         s.set_signal_type("atomic_resolution")
         cols[k] = columns_of(s)
         out[f"{k}_error_model"] = error_record(s)
-        scan = np.asarray(s.probabilities.metadata.Signal.stemunmix.find_columns
-                          .scan_covariance)[0]  # fmt: skip
-        cols[k] = (cols[k], scan)
-    (adf, scan_adf), (abf, scan_abf) = cols["ADF"], cols["ABF"]
+        md = s.probabilities.metadata.Signal.stemunmix.find_columns
+        cols[k] = (cols[k], np.asarray(md.scan_covariance)[0],  # own + lines
+                   np.asarray(md.scan_lines)[0])  # fmt: skip
+    (adf, scan_adf, lines_adf), (abf, scan_abf, lines_abf) = cols["ADF"], cols["ABF"]
     for n in "AB":
         a, b = adf.select(n), abf.select(n)
         d_ab = 0.3 * np.median(np.hypot(*np.asarray(adf.lattice_vectors).T))
@@ -101,7 +101,9 @@ def abf_minus_adf():
         total = a.covariance[ri] + b.covariance[gi]
         pixel = total - scan_adf - scan_abf
         row = {"matched": len(ri)}
-        for label, cov in (("pixel_terms", pixel), ("all_terms", total)):
+        own = total - lines_adf - lines_abf
+        for label, cov in (("pixel_terms", pixel), ("all_terms", total),
+                           ("all_but_lines", own)):  # fmt: skip
             sig = np.sqrt(np.diagonal(cov, 0, 1, 2))
             row[label] = [spread(diff[:, i] / sig[:, i]) for i in range(2)]
         row["scatter_px"] = [spread(diff[:, 0]), spread(diff[:, 1])]
@@ -154,6 +156,15 @@ def pto_sro():
     strong = pto & ok & (np.hypot(*np.moveaxis(disp, -1, 0)) * pm > 15)
     sig_pto = significance(disp, cov)[strong]
     region = cols.polarization_region(sro & ok)
+    local = {}
+    for name, mask in (("sro", sro & ok), ("pto", pto & ok)):
+        rest, inflate = less_local_median(disp, mask)
+        z = rest / (sigma * inflate[..., None])
+        local[f"{name}_less_local_median_z_spread"] = [spread(z[..., i][mask])
+                                                      for i in range(2)]  # fmt: skip
+        local[f"{name}_less_local_median_beyond_3_sigma"] = float(
+            np.mean(significance(rest / inflate[..., None], cov)[mask] > 3)
+        )
     return {"sro_cells": int((sro & ok).sum()),
             "sro_offset_pm": (offset * pm).tolist(),
             "sro_beyond_3_sigma": float(np.mean(sig_sro > 3)),
@@ -164,7 +175,26 @@ def pto_sro():
             "sro_region_mean_pm": (region["mean"] * pm).tolist(),
             "sro_region_sigma_pm": (region["sigma"] * pm).tolist(),
             "sro_region_significance": region["significance"],
+            **local,
             "error_model": error_record(image)}  # fmt: skip
+
+
+def less_local_median(disp, mask, half=4):
+    """Is a region a null? ``disp`` (nj, ni, 2) less, per cell of ``mask``,
+    the median of the other cells of its row within ``half`` cells (a
+    coherent patch of real displacement, several cells wide, is taken off;
+    noise is not), and the factor sqrt(1 + pi / 2m) by which that median of
+    m cells inflates the noise."""
+    rest = np.full_like(disp, np.nan)
+    inflate = np.ones(disp.shape[:2])
+    for r in np.unique(np.nonzero(mask)[0]):
+        idx = np.flatnonzero(mask[r])
+        for n, i in enumerate(idx):
+            others = np.delete(idx[max(0, n - half) : n + half + 1], min(n, half))
+            if len(others) >= 3:
+                rest[r, i] = disp[r, i] - np.median(disp[r, others], 0)
+                inflate[r, i] = np.sqrt(1 + np.pi / (2 * len(others)))
+    return rest, inflate
 
 
 def cost(repeats=3):
@@ -218,7 +248,8 @@ def main():
         r = out["ABF - ADF"][n]
         print(f"ABF - ADF, {n} ({r['matched']} columns): z spread pixel terms "
               f"{r['pixel_terms'][0]:.2f} / {r['pixel_terms'][1]:.2f}, all terms "
-              f"{r['all_terms'][0]:.2f} / {r['all_terms'][1]:.2f}; neighbour "
+              f"{r['all_terms'][0]:.2f} / {r['all_terms'][1]:.2f}, all but the "
+              f"line noise {r['all_but_lines'][0]:.2f} / {r['all_but_lines'][1]:.2f}; neighbour "
               f"correlation of the difference {r['neighbour_correlation'][0]:.2f} / "
               f"{r['neighbour_correlation'][1]:.2f}; pixel terms less the local median "
               f"{r['pixel_terms_less_local_median'][0]:.2f} / "
@@ -231,6 +262,11 @@ def main():
           f"{np.round(r['sro_region_mean_pm'], 2).tolist()} +- "
           f"{np.round(r['sro_region_sigma_pm'], 2).tolist()} pm, significance "
           f"{r['sro_region_significance']:.1f}", flush=True)  # fmt: skip
+    print("  less the local median of the row (9 cells): SrRuO3 "
+          f"{100 * r['sro_less_local_median_beyond_3_sigma']:.1f}% beyond 3 sigma, "
+          f"z spread {np.round(r['sro_less_local_median_z_spread'], 2).tolist()}; "
+          f"PbTiO3 {100 * r['pto_less_local_median_beyond_3_sigma']:.1f}%, z spread "
+          f"{np.round(r['pto_less_local_median_z_spread'], 2).tolist()}", flush=True)  # fmt: skip
     out["cost"] = cost()
     print(f"error model / rest of find_columns: {out['cost']['error_model_over_rest']:.1%} "
           "(median of 3)", flush=True)  # fmt: skip

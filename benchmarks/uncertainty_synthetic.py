@@ -81,6 +81,7 @@ def one_case(columns, size, draws, spec):
     names = columns.class_names
     err = {n: [] for n in "AB"}
     sig = {n: [] for n in "AB"}
+    cells = {}  # quantity -> {cell key: [(value, sigma), ...]}
     crb = None
     for draw in range(draws):
         image, ref, expected = render(columns, size, 1000 + draw, **spec)
@@ -96,6 +97,7 @@ def one_case(columns, size, draws, spec):
             ok = (dist < 0.25 * spacing) & inner & np.isfinite(mine.sigma).all(1)
             err[n].append(mine.xy[ok] - truth[idx[ok]])
             sig[n].append(mine.sigma[ok])
+        per_cell(found, ref, size, spacing, cells)
         if draw == 0 and not {"jitter", "tails", "drift"} & set(spec):
             t = type("T", (), {"expected": expected, "columns": ref})
             crb = crb_displacement(t, COLUMN_WIDTH / PIXEL_SIZE, 1.0)[1]
@@ -111,6 +113,56 @@ def one_case(columns, size, draws, spec):
         if crb is not None:
             out[n]["crb_px"] = crb[n]
             out[n]["reported_over_crb"] = (reported / crb[n]).tolist()
+    out["cells"] = cell_ratios(cells)
+    return out
+
+
+def per_cell(found, ref, size, spacing, cells):
+    """Add one draw's per-cell polarization (x, y) and strain (exx, eyy,
+    exy) with their sigmas to ``cells``, each cell keyed by the true column
+    nearest its B column (polarization) or its origin A column (strain)."""
+    from stemunmix.core.measure import site_grid
+
+    names = ref.class_names
+    p = found.polarization_map().data  # x, y, sigma_x, sigma_y, ...
+    st = found.strain_map().data  # exx, eyy, exy, rotation, then sigmas
+    ca, cb = found.select("A"), found.select("B")
+    shape = p.shape[1:]
+    for key_cls, where, values in (
+        ("B", site_grid(cb.ij, cb.xy, shape), [(p[0], p[2], "Px"), (p[1], p[3], "Py")]),
+        ("A", site_grid(ca.ij, ca.xy, shape),
+         [(st[k], st[4 + k], n) for k, n in enumerate(("exx", "eyy", "exy"))]),
+    ):  # fmt: skip
+        truth = ref.xy[ref.labels == names.index(key_cls)]
+        w = where.reshape(-1, 2)
+        ok = np.isfinite(w).all(1)
+        ok &= ((w > spacing) & (w < size - 1 - spacing)).all(1)
+        dist, idx = cKDTree(truth).query(w[ok])
+        rows = np.flatnonzero(ok)[dist < 0.25 * spacing]
+        keys = idx[dist < 0.25 * spacing]
+        for v, sg, name in values:
+            v, sg = v.reshape(-1)[rows], sg.reshape(-1)[rows]
+            book = cells.setdefault(name, {})
+            for k, a, b in zip(keys, v, sg, strict=True):
+                if np.isfinite(a) and np.isfinite(b):
+                    book.setdefault(int(k), []).append((a, b))
+
+
+def cell_ratios(cells, min_draws=5):
+    """Per quantity: the RMS of the reported sigma over the RMS deviation of
+    each cell from its own mean over the draws (n / (n - 1) corrected)."""
+    out = {}
+    for name, book in cells.items():
+        dev, sig = [], []
+        for rows in book.values():
+            if len(rows) < min_draws:
+                continue
+            v = np.array(rows)
+            dev.append((v[:, 0] - v[:, 0].mean()) * np.sqrt(len(v) / (len(v) - 1)))
+            sig.append(v[:, 1])
+        if dev:
+            dev, sig = np.concatenate(dev), np.concatenate(sig)
+            out[name] = float(np.sqrt(np.mean(sig**2)) / np.sqrt(np.mean(dev**2)))
     return out
 
 
@@ -134,6 +186,8 @@ def main():
                 line += (f", reported / CRB {row['reported_over_crb'][0]:.2f} / "
                          f"{row['reported_over_crb'][1]:.2f}")  # fmt: skip
             print(line, flush=True)
+        print(f"{name:22s} per cell, reported / observed: "
+              + ", ".join(f"{k} {v:.2f}" for k, v in r["cells"].items()), flush=True)  # fmt: skip
     (HERE / "results" / "uncertainty_synthetic.json").write_text(
         json.dumps(out, indent=1)
     )

@@ -44,6 +44,13 @@ class Columns:
     covariance : array_like, shape (N, 2, 2), optional
         Position covariance in pixels^2, [x, y]; ``sigma`` is then the square
         root of its diagonal. Default: ``sigma`` squared on the diagonal.
+    line_covariance : array_like, shape (N, 2, 2), optional
+        The part of ``covariance`` that is scan-line noise, shared with the
+        columns on the same scan lines of the same frame (pixels^2, diagonal;
+        ``find_columns`` measures it). Measurements add the covariances it
+        makes between their columns
+        (:func:`stemunmix.core.measure.line_cross`). Default zero: the
+        columns' errors independent.
 
     Examples
     --------
@@ -69,6 +76,7 @@ class Columns:
         lattice_frames=None,
         *,
         covariance=None,
+        line_covariance=None,
     ):
         xy = np.asarray(xy, dtype=float)
         if xy.size == 0:
@@ -107,6 +115,7 @@ class Columns:
         self.scores = scores
         self.nav_index = nav_index
         self.covariance, self.sigma = _uncertainty(sigma, covariance, n)
+        self.line_covariance = _line_covariance(line_covariance, n)
         self.quantities = {
             str(k): _per_column(v, n, f"quantities[{k!r}]", (), float, np.nan)
             for k, v in (quantities or {}).items()
@@ -153,6 +162,9 @@ class Columns:
             and same_ij
             and np.array_equal(self.sigma, other.sigma, equal_nan=True)
             and np.array_equal(self.covariance, other.covariance, equal_nan=True)
+            and np.array_equal(
+                self.line_covariance, other.line_covariance, equal_nan=True
+            )
             and self.quantities.keys() == other.quantities.keys()
             and all(
                 np.array_equal(v, other.quantities[k], equal_nan=True)
@@ -175,6 +187,7 @@ class Columns:
             self.lattice_vectors,
             self.lattice_frames,
             covariance=self.covariance[index],
+            line_covariance=self.line_covariance[index],
         )
 
     @property
@@ -449,6 +462,7 @@ class Columns:
             d["nav_index"] = self.nav_index.copy()
         d["sigma"] = self.sigma.copy()
         d["covariance"] = self.covariance.copy()
+        d["line_covariance"] = self.line_covariance.copy()
         if self.quantities:
             d["quantities"] = {k: v.copy() for k, v in self.quantities.items()}
         if self.ij is not None:
@@ -476,6 +490,9 @@ class Columns:
             covariance=None
             if d.get("covariance") is None
             else np.asarray(d["covariance"], float).reshape(n, 2, 2),
+            line_covariance=None
+            if d.get("line_covariance") is None
+            else np.asarray(d["line_covariance"], float).reshape(n, 2, 2),
         )
 
 
@@ -506,6 +523,20 @@ def _uncertainty(sigma, covariance, n) -> tuple[np.ndarray, np.ndarray]:
             "square root of the covariance's diagonal)"
         )
     return cov, from_cov
+
+
+def _line_covariance(value, n) -> np.ndarray:
+    """(n, 2, 2) line-shared covariances (zero if None), diagonal >= 0."""
+    if value is None:
+        return np.zeros((n, 2, 2))
+    cov = _per_column(value, n, "line_covariance", (2, 2), float, 0.0)
+    diag = np.diagonal(cov, 0, 1, 2)
+    if (diag < 0).any() or np.isnan(cov).any():
+        raise ValueError(
+            "line_covariance must be (N, 2, 2) covariances in pixels^2 with "
+            "variances >= 0 and no NaN (zero where a column has no line noise)"
+        )
+    return cov
 
 
 def _per_column(value, n, name, tail, dtype, fill):

@@ -108,6 +108,64 @@ def as_covariance(values) -> np.ndarray:
     return cov
 
 
+def line_cross(y1, shared1, y2, shared2) -> np.ndarray:
+    """(..., 2, 2) covariance between the positions of two columns of one
+    frame from the scan lines they share.
+
+    ``shared`` (..., 3) per column: [w, sx, sy], its fitted Gaussian width
+    (px) and the standard deviations of its line-shared scan term along x
+    and y (:attr:`stemunmix.columns.Columns.line_covariance`). A fitted
+    position averages the shifts of the lines under the column, each line
+    weighted by its share of the position's information (a Gaussian of std
+    w / sqrt(2) across the lines), so two columns whose centres are dy apart
+    share the fraction rho = sqrt(2 w1 w2 / (w1^2 + w2^2))
+    exp(-dy^2 / (w1^2 + w2^2)) of their line noise (1 for one column; the
+    same rho is used on both axes). 0 where a width or term is unknown."""
+    s1, s2 = np.asarray(shared1, float), np.asarray(shared2, float)
+    w1, w2 = s1[..., 0], s2[..., 0]
+    q = w1**2 + w2**2
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        dy = np.asarray(y1, float) - np.asarray(y2, float)
+        rho = np.sqrt(2 * w1 * w2 / q) * np.exp(-(dy**2) / q)
+    rho = np.where(np.isfinite(rho), rho, 0.0)
+    out = np.zeros(rho.shape + (2, 2))
+    for a in range(2):
+        out[..., a, a] = np.nan_to_num(rho * s1[..., 1 + a] * s2[..., 1 + a])
+    return out
+
+
+def _pairs_cross(y, shared, coef, axes=None) -> np.ndarray:
+    """(2, 2): sum over i != j of c_i c_j (:func:`line_cross` of columns i,
+    j) for a linear combination sum_i c_i x_i of the columns with
+    positions' y ``y`` (M,), ``shared`` (M, 3) and coefficients ``coef``
+    (M,) (scalars on both axes, or (M, 2) per axis): the part of its
+    variance the independent columns' covariances miss. Only pairs closer
+    than 5 widths in y are summed (beyond, rho < exp(-12))."""
+    from scipy.spatial import cKDTree
+
+    y, shared = np.asarray(y, float), np.asarray(shared, float)
+    coef = np.asarray(coef, float)
+    keep = np.isfinite(y) & np.isfinite(shared).all(1) & (shared[:, 1:] > 0).any(1)
+    if coef.ndim == 1:
+        keep &= coef != 0
+        coef = np.repeat(coef[:, None], 2, 1)
+    else:
+        keep &= (coef != 0).any(1)
+    y, shared, coef = y[keep], shared[keep], coef[keep]
+    if len(y) < 2:
+        return np.zeros((2, 2))
+    reach = 5 * float(np.max(shared[:, 0]))
+    pairs = cKDTree(y[:, None]).query_pairs(reach, output_type="ndarray")
+    if len(pairs) == 0:
+        return np.zeros((2, 2))
+    i, j = pairs[:, 0], pairs[:, 1]
+    x = line_cross(y[i], shared[i], y[j], shared[j])  # (P, 2, 2), diagonal
+    out = np.zeros((2, 2))
+    for a in range(2):
+        out[a, a] = 2 * np.sum(coef[i, a] * coef[j, a] * x[:, a, a])
+    return out
+
+
 def _site_weights(site):
     fa, fb = site
     return np.array([(1 - fa) * (1 - fb), fa * (1 - fb), (1 - fa) * fb, fa * fb])
@@ -123,6 +181,8 @@ def polarization_cells(
     shape=None,
     site=None,
     return_covariance: bool = False,
+    shared_a=None,
+    shared_b=None,
 ):
     """Per cell: the B column's displacement from where the symmetric cell
     puts it, and its standard deviation.
@@ -134,7 +194,11 @@ def polarization_cells(
     column's uncertainty is unknown. ``sigma_a``, ``sigma_b``:
     (N, 2) standard deviations or (N, 2, 2) covariances of the columns; the
     displacement's covariance is the B column's plus the weighted corners'
-    (weights squared), the columns' errors independent.
+    (weights squared), plus, with ``shared_a`` and ``shared_b`` ((N, 3)
+    per column, :func:`line_cross`), the covariances between the five
+    columns through the scan lines they share (the two A corners on one
+    row of the cell share their lines; the errors are otherwise
+    independent).
 
     Returns (displacement (nj, ni, 2), sigma (nj, ni, 2)), pixels [x, y], and
     with ``return_covariance`` the covariance (nj, ni, 2, 2) third.
@@ -160,12 +224,36 @@ def polarization_cells(
     b_cov = site_grid(ij_b, as_covariance(sigma_b).reshape(-1, 4), shape)
     disp = b - np.where(complete[..., None], expected, np.nan)
     cov = (b_cov + expected_cov).reshape(tuple(shape) + (2, 2))
+    if shared_a is not None and shared_b is not None:
+        cov = cov + _cell_cross(pos, b, w, shared_a, ij_a, shared_b, ij_b, shape)
     cov = np.where(np.isfinite(disp).all(-1)[..., None, None], cov, np.nan)
     sigma = np.sqrt(np.diagonal(cov, 0, -2, -1))
     sigma = np.where(np.isfinite(disp), sigma, np.nan)
     if return_covariance:
         return disp, sigma, cov
     return disp, sigma
+
+
+def _cell_cross(pos, b, w, shared_a, ij_a, shared_b, ij_b, shape) -> np.ndarray:
+    """(nj, ni, 2, 2): what the scan lines the columns of each cell share
+    add to its displacement's covariance (B less the weighted corners):
+    -2 w_k X(B, A_k) + 2 w_k w_l X(A_k, A_l), X of :func:`line_cross`."""
+    sa = corners(np.asarray(shared_a, float), ij_a, shape)  # (nj, ni, 4, 3)
+    sb = site_grid(ij_b, np.asarray(shared_b, float), shape)
+    out = np.zeros(tuple(shape) + (2, 2))
+    used = np.flatnonzero(w > 0)
+    for n, k in enumerate(used):
+        out -= 2 * w[k] * line_cross(b[..., 1], sb, pos[..., k, 1], sa[..., k, :])
+        for m in used[n + 1 :]:
+            out += (
+                2
+                * w[k]
+                * w[m]
+                * line_cross(
+                    pos[..., k, 1], sa[..., k, :], pos[..., m, 1], sa[..., m, :]
+                )
+            )
+    return out
 
 
 def significance(value: np.ndarray, cov: np.ndarray) -> np.ndarray:
@@ -186,7 +274,18 @@ def significance(value: np.ndarray, cov: np.ndarray) -> np.ndarray:
 
 
 def region_polarization(
-    xy_a, cov_a, ij_a, xy_b, cov_b, ij_b, region, reference=None, shape=None, site=None
+    xy_a,
+    cov_a,
+    ij_a,
+    xy_b,
+    cov_b,
+    ij_b,
+    region,
+    reference=None,
+    shape=None,
+    site=None,
+    shared_a=None,
+    shared_b=None,
 ) -> dict:
     """The mean displacement of the complete cells in ``region`` (bool
     (nj, ni)), less that of ``reference`` (a second mask) if given, with
@@ -194,7 +293,10 @@ def region_polarization(
 
     The mean is a linear combination of the columns' positions (a corner
     shared by neighbouring cells counts once, with its summed weight), so its
-    covariance is exact for independent columns: sum c_k^2 C_k.
+    covariance is sum c_k^2 C_k for independent columns, plus with
+    ``shared_a`` and ``shared_b`` (:func:`line_cross`) the covariances of
+    the columns that share scan lines: a row of cells shares its line
+    noise, which averaging along the row does not beat.
 
     Returns {"mean": (2,), "covariance": (2, 2), "sigma": (2,),
     "significance": sqrt(m^T C^-1 m), "p_value": exp(-significance^2 / 2)
@@ -230,6 +332,14 @@ def region_polarization(
     cov = np.einsum("k,kij->ij", coef_b**2, as_covariance(cov_b)) + np.einsum(
         "k,kij->ij", coef_a**2, as_covariance(cov_a)
     )
+    if shared_a is not None and shared_b is not None:
+        cov = cov + _pairs_cross(
+            np.concatenate(
+                [np.asarray(xy_b, float)[:, 1], np.asarray(xy_a, float)[:, 1]]
+            ),
+            np.concatenate([np.asarray(shared_b, float), np.asarray(shared_a, float)]),
+            np.concatenate([coef_b, coef_a]),
+        )
     sig = float(significance(mean, cov))
     return {
         "mean": mean,
@@ -250,7 +360,9 @@ def cell_vectors(xy_a, ij_a, shape) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def strain_cells(xy_a, ij_a, shape=None, reference=None, sigma_a=None) -> dict:
+def strain_cells(
+    xy_a, ij_a, shape=None, reference=None, sigma_a=None, shared_a=None
+) -> dict:
     """Strain of the A lattice per cell against a reference cell.
 
     The deformation gradient F of a cell maps the reference vectors onto the
@@ -267,6 +379,9 @@ def strain_cells(xy_a, ij_a, shape=None, reference=None, sigma_a=None) -> dict:
     positions, so its variance is the corners' covariances through those
     weights (the columns' errors independent; the reference, a median over
     many cells, taken as exact). NaN where a corner's uncertainty is unknown.
+    With ``shared_a`` ((N, 3), :func:`line_cross`) the corners' covariances
+    through the scan lines they share are added: the line noise of two
+    corners on one row cancels in the edge between them.
     """
     ij_a = np.asarray(ij_a, int)
     if shape is None:
@@ -303,9 +418,28 @@ def strain_cells(xy_a, ij_a, shape=None, reference=None, sigma_a=None) -> dict:
     if sigma_a is not None:
         cov = corners(as_covariance(sigma_a).reshape(-1, 4), ij_a, shape)
         cov = cov.reshape(tuple(shape) + (4, 2, 2))
+        cross = _corner_cross(xy_a, ij_a, shape, shared_a)
         for name, u in _strain_weights(g).items():  # u (4 corners, 2)
             var = np.einsum("kp,jikpq,kq->ji", u, cov, u)
+            for (k, m), x in cross.items():  # x (nj, ni, 2): diagonal
+                var = var + 2 * np.einsum("p,jip,p->ji", u[k], x, u[m])
             out[f"sigma_{name}"] = np.where(good, np.sqrt(var), np.nan)
+    return out
+
+
+def _corner_cross(xy_a, ij_a, shape, shared_a) -> dict:
+    """{(k, m): (nj, ni, 2)} for corner pairs k < m of every cell: the
+    diagonal of their :func:`line_cross` covariance (zero where unknown);
+    empty without ``shared_a``."""
+    if shared_a is None:
+        return {}
+    pos = corners(np.asarray(xy_a, float), ij_a, shape)
+    sa = corners(np.asarray(shared_a, float), ij_a, shape)
+    out = {}
+    for k in range(4):
+        for m in range(k + 1, 4):
+            x = line_cross(pos[..., k, 1], sa[..., k, :], pos[..., m, 1], sa[..., m, :])
+            out[(k, m)] = np.diagonal(x, 0, -2, -1)
     return out
 
 
@@ -333,7 +467,15 @@ def _along(n, cov):
 
 
 def octahedral_cells(
-    xy_b, sigma_b, ij_b, xy_o, sigma_o, shape=None, tolerance: float = 0.25
+    xy_b,
+    sigma_b,
+    ij_b,
+    xy_o,
+    sigma_o,
+    shape=None,
+    tolerance: float = 0.25,
+    shared_b=None,
+    shared_o=None,
 ) -> dict:
     """The pure-O columns on the B-B bonds of every cell.
 
@@ -347,7 +489,9 @@ def octahedral_cells(
     with its standard deviation propagated from the columns' uncertainty:
     ``sigma_b``, ``sigma_o`` are (N, 2) standard deviations or (N, 2, 2)
     covariances; the variance of d is n^T C n of the O column plus a quarter
-    of each B column's (n the bond's unit normal; the columns independent).
+    of each B column's (n the bond's unit normal), and with ``shared_b``
+    and ``shared_o`` ((N, 3), :func:`line_cross`) the covariances of the
+    three columns through the scan lines they share.
 
     Returns {"a": {...}, "b": {...}}, each with ``displacement`` (nj, ni, 2),
     ``tilt`` and ``sigma_tilt`` (nj, ni) and ``midpoint`` (nj, ni, 2).
@@ -361,6 +505,10 @@ def octahedral_cells(
     xy_o = np.asarray(xy_o, float)
     cov_o = as_covariance(sigma_o).reshape(-1, 2, 2)
     tree = cKDTree(xy_o) if len(xy_o) else None
+    lines = shared_b is not None and shared_o is not None
+    if lines:
+        sh_b = site_grid(ij_b, np.asarray(shared_b, float), shape)
+        sh_o_all = np.asarray(shared_o, float).reshape(-1, 3)
     out = {}
     for name, (di, dj) in (("a", (1, 0)), ("b", (0, 1))):
         start = b_grid
@@ -368,6 +516,10 @@ def octahedral_cells(
         s_end = np.full_like(s_grid, np.nan)
         end[: shape[0] - dj, : shape[1] - di] = b_grid[dj:, di:]
         s_end[: shape[0] - dj, : shape[1] - di] = s_grid[dj:, di:]
+        sh_o = np.full(tuple(shape) + (3,), np.nan)
+        if lines:
+            sh_end = np.full_like(sh_b, np.nan)
+            sh_end[: shape[0] - dj, : shape[1] - di] = sh_b[dj:, di:]
         bond = end - start
         length = np.hypot(bond[..., 0], bond[..., 1])
         mid = 0.5 * (start + end)
@@ -380,6 +532,8 @@ def octahedral_cells(
             rows = np.flatnonzero(ok.ravel())[hit]
             disp.reshape(-1, 2)[rows] = xy_o[near[hit]] - mid[ok][hit]
             s_o.reshape(-1, 2, 2)[rows] = cov_o[near[hit]]
+            if lines:
+                sh_o.reshape(-1, 3)[rows] = sh_o_all[near[hit]]
         with np.errstate(invalid="ignore", divide="ignore"):
             normal = np.stack([bond[..., 1], -bond[..., 0]], -1) / length[..., None]
             across = (disp * normal).sum(-1)
@@ -389,6 +543,14 @@ def octahedral_cells(
             var = _along(normal, s_o) + 0.25 * (
                 _along(normal, s_grid) + _along(normal, s_end)
             )
+            if lines:  # d = n . (O - (B1 + B2) / 2)
+                y_o = mid[..., 1] + disp[..., 1]
+                var = var + _along(
+                    normal,
+                    0.5 * line_cross(start[..., 1], sh_b, end[..., 1], sh_end)
+                    - line_cross(y_o, sh_o, start[..., 1], sh_b)
+                    - line_cross(y_o, sh_o, end[..., 1], sh_end),
+                )
             slope = 2 * length / (length**2 + 4 * across**2)
             sigma_tilt = np.degrees(slope * np.sqrt(var))
         out[name] = {

@@ -40,6 +40,9 @@ MAD = 1.4826  # robust standard deviation of a normal distribution per MAD
 LAPLACIAN_GAIN = 1.5  # variance of that second difference of iid positions
 MIN_SNR = 3.0  # fitted height over its standard error: below, not detected
 PIXEL_CROP = 256  # side of the frame's middle the pixel terms are measured on
+# The pixel terms shrink at most to this share of their variance (a lattice
+# smoother than they predict: a fit held near the network's regular guess).
+MIN_SHRINK = 0.25
 
 
 def shot_covariance(terms: np.ndarray, noise: tuple[float, float]) -> np.ndarray:
@@ -286,13 +289,17 @@ def scale_covariance(cov: np.ndarray, fx: float, fy: float) -> np.ndarray:
     return cov * f[:, None] * f[None, :]
 
 
-def laplacian(xy, ij, values=None):
+def laplacian(xy, ij, values=None, along: str = "b"):
     """The lattice's second difference across the scan lines of positions
     ``xy`` (N, 2) on sites ``ij`` (N, 2): x_(i,j) - the mean of x at
     (i, j -+ 1), (M, 2) for the M sites with both neighbours, and the index
     of each such site's column. With ``values`` (N, 2, 2) covariances, also
-    the covariance it has when the columns are independent."""
+    the covariance it has when the columns are independent. ``along="a"``:
+    the second difference along the scan lines instead, x_(i,j) less the
+    mean at (i -+ 1, j), neighbours that share the site's scan lines."""
     ij = np.asarray(ij, int)
+    if along == "a":
+        ij = ij[:, ::-1]
     ok = (ij >= 0).all(1)
     idx = np.flatnonzero(ok)
     if len(idx) == 0:
@@ -346,10 +353,10 @@ def _scan_of(lap, pred, min_sites: int = 20) -> dict:
     }
 
 
-def _laplacian_and_prediction(xy, ij, pixel_cov):
+def _laplacian_and_prediction(xy, ij, pixel_cov, along: str = "b"):
     """:func:`laplacian` with its predicted covariance, where both are finite."""
     lap, centre, pred = laplacian(
-        np.asarray(xy, float), ij, np.asarray(pixel_cov, float)
+        np.asarray(xy, float), ij, np.asarray(pixel_cov, float), along
     )
     good = np.isfinite(lap).all(1) & np.isfinite(pred).all((1, 2))
     return lap[good], centre[good], pred[good]
@@ -397,22 +404,47 @@ def robust_spread(v: np.ndarray, cov: np.ndarray) -> tuple[float, float]:
 
 def lattice_shrink(xy, ij, pixel_cov, min_sites: int = 50) -> tuple:
     """Per axis, the factor (at most 1) on the pixel terms' variance that
-    brings the robust spread of a sublattice's Laplacian (:func:`laplacian`),
+    brings the robust spread of a sublattice's second difference along the
+    scan lines (:func:`laplacian` ``along="a"``: line noise cancels there),
     in units of its sigma, to 1 where it is below 1: the pixel terms then
     over-predict the columns' scatter (a fit that stays near its start, the
     network's lattice-regular guess; noise the residuals overstate). Real
     structure only adds to the Laplacian, so the factor never shrinks an
     error bar below what the lattice shows. (1, 1) with fewer than
     ``min_sites`` complete sites."""
-    lap, _, pred = _laplacian_and_prediction(xy, ij, pixel_cov)
+    lap, _, pred = _laplacian_and_prediction(xy, ij, pixel_cov, "a")
     return _shrink_of(lap, pred, min_sites)
 
 
-def _shrink_of(lap, pred, min_sites: int = 50) -> tuple:
+def _shrink_of(lap, pred, min_sites: int = 50, extra=(0.0, 0.0)) -> tuple:
+    """Per axis the factor k in [:data:`MIN_SHRINK`, 1] on ``pred`` that
+    brings the robust spread of lap / sqrt(k pred + extra) to 1 where it is
+    below 1 at k = 1 (1 with fewer than ``min_sites`` sites)."""
     if len(lap) < min_sites:
         return (1.0, 1.0)
-    spread = robust_spread(lap - np.median(lap, 0), pred)
-    return tuple(float(min(1.0, v) ** 2) for v in spread)
+    lap = lap - np.median(lap, 0)
+    out = []
+    for a in range(2):
+        v, p, e = lap[:, a], pred[:, a, a], float(extra[a])
+
+        def spread(k, v=v, p=p, e=e):
+            z = v / np.sqrt(k * p + e)
+            z = z[np.isfinite(z)]
+            return MAD * np.median(np.abs(z - np.median(z))) if len(z) else np.nan
+
+        if not spread(1.0) < 1:
+            out.append(1.0)
+        elif e == 0:
+            out.append(max(MIN_SHRINK, float(spread(1.0)) ** 2))
+        elif spread(MIN_SHRINK) < 1:
+            out.append(MIN_SHRINK)
+        else:
+            lo, hi = MIN_SHRINK, 1.0  # spread(lo) >= 1 > spread(hi)
+            for _ in range(30):
+                mid = 0.5 * (lo + hi)
+                lo, hi = (mid, hi) if spread(mid) >= 1 else (lo, mid)
+            out.append(0.5 * (lo + hi))
+    return tuple(out)
 
 
 def split_half_calibration(xy, ij, pixel_cov, min_sites: int = 20) -> tuple:
@@ -453,11 +485,18 @@ def frame_covariance(
     :func:`shot_covariance` under ``noise`` (gain, var0); ``vectors``: the
     lattice of the ``reference`` class, whose columns measure the scan term.
 
-    Columns :func:`undetected` on the raw image get a NaN covariance. The
-    record holds, per class index, the ``misfit`` and ``correlated``
-    ``factors``, the ``lattice`` shrink (:func:`lattice_shrink`), the
-    ``undetected`` and all columns (``counts``), and the frame's ``scan``
-    covariance, the number of ``sites`` it was measured on and the
+    Columns :func:`undetected` on the raw image get a NaN covariance. What
+    moves whole columns is measured on the reference lattice in two parts,
+    each added to every column: ``own``, what moves each column on its own
+    (the excess of the lattice's second difference along the scan lines,
+    where line noise cancels, over the pixel terms), and ``lines``, the
+    line noise (the further excess across the lines), which the columns on
+    the same scan lines share (:func:`stemunmix.core.measure.line_cross`).
+    The record holds, per class index, the ``misfit`` and ``correlated``
+    ``factors`` and the ``lattice`` shrink (:func:`lattice_shrink`, given
+    the own term), the ``undetected`` and all columns (``counts``), and the
+    frame's ``scan`` covariance (own + lines), its ``own`` and ``lines``
+    parts, the number of ``sites`` the line term was measured on and the
     calibration figures (:func:`scan_term`, :func:`split_half_calibration`).
     """
     xy, labels, ij = np.asarray(xy, float), np.asarray(labels, int), np.asarray(ij)
@@ -487,35 +526,44 @@ def frame_covariance(
     cov = np.array(shot, float, copy=True)
     cov[lost] = np.nan
     classes = [int(k) for k in np.unique(labels)]
-    lattice, ref_lattice = {}, None
     for k in classes:
         sel = labels == k
         f = factors.get(k, pooled)
         cov[sel] = scale_covariance(
             cov[sel], *(f["misfit"] * c for c in f["correlated"])
         )
-        # The Laplacian once per class; its predicted covariance is linear
-        # in the columns', so the shrink scales it as it scales them.
-        lap, centre, pred = _laplacian_and_prediction(xy[sel], ij[sel], cov[sel])
-        lattice[k] = _shrink_of(lap, pred)
+    # Along the scan lines (a) line noise cancels: what scatters there is the
+    # pixel terms and what moves each column on its own. The reference class
+    # measures that "own" term (the other classes carry the displacements to
+    # be measured, so their lattices are no null); every class's pixel terms
+    # shrink where, with the own term, they over-predict their lattice.
+    order = sorted(classes, key=lambda k: k != reference)
+    lattice, own = {}, np.zeros((2, 2))
+    for k in order:
+        sel = labels == k
+        lap, _, pred = _laplacian_and_prediction(xy[sel], ij[sel], cov[sel], "a")
+        lattice[k] = _shrink_of(lap, pred, extra=LAPLACIAN_GAIN * np.diag(own))
         cov[sel] = scale_covariance(cov[sel], *lattice[k])
-        if k == reference:
-            ref_lattice = (lap, centre, scale_covariance(pred, *lattice[k]))
-    if ref_lattice is None:
-        ref_lattice = (np.zeros((0, 2)), np.zeros(0, int), np.zeros((0, 2, 2)))
-    lap, centre, pred = ref_lattice
-    scan = _scan_of(lap, pred)
+        if k == reference and len(lap) >= 50:
+            own = _excess(lap - np.median(lap, 0), scale_covariance(pred, *lattice[k]))
+    cov += own
+    # Across the scan lines (b) of the reference: the line noise beyond that.
+    ref = labels == reference
+    lap, centre, pred = _laplacian_and_prediction(xy[ref], ij[ref], cov[ref])
+    lines = _scan_of(lap, pred)
     record = {
         "factors": factors,
-        "scan": scan["covariance"],
-        "sites": scan["sites"],
-        "calibration_pixel": scan["calibration"],
-        "calibration": _split_half_of(lap, centre, pred, ij[labels == reference]),
+        "scan": own + lines["covariance"],
+        "own": own,
+        "lines": lines["covariance"],
+        "sites": lines["sites"],
+        "calibration_pixel": lines["calibration"],
+        "calibration": _split_half_of(lap, centre, pred, ij[ref]),
         "lattice": lattice,
         "undetected": {k: int((lost & (labels == k)).sum()) for k in classes},
         "counts": {k: int((labels == k).sum()) for k in classes},
     }
-    return cov + scan["covariance"], record
+    return cov + lines["covariance"], record
 
 
 def record_arrays(errors: dict, names, nav_shape, noise: dict) -> dict:
@@ -526,7 +574,10 @@ def record_arrays(errors: dict, names, nav_shape, noise: dict) -> dict:
     ``misfit_<class>`` and ``correlated_<class>`` (x, y) factors,
     ``lattice_<class>`` (x, y) the shrink of a class's pixel terms,
     ``undetected_<class>`` the columns too faint to measure (sigma NaN),
-    ``scan_covariance`` (2, 2) px^2 and ``scan_sites``, ``calibration``
+    ``scan_covariance`` (2, 2) px^2 what moves whole columns (own +
+    lines), ``scan_own`` its part that moves each column on its own,
+    ``scan_lines`` its part shared along the scan lines, and
+    ``scan_sites``, ``calibration``
     (x, y): the reference lattice's robust spread in units of its sigma on
     the held-out half of its sites (near 1 where the error model holds) and
     ``calibration_pixel`` the same with the pixel terms alone."""
@@ -553,6 +604,8 @@ def record_arrays(errors: dict, names, nav_shape, noise: dict) -> dict:
         )
     for key, name, fill in (
         ("scan", "scan_covariance", np.full((2, 2), np.nan)),
+        ("own", "scan_own", np.full((2, 2), np.nan)),
+        ("lines", "scan_lines", np.full((2, 2), np.nan)),
         ("sites", "scan_sites", 0),
         ("calibration", "calibration", nan2),
         ("calibration_pixel", "calibration_pixel", nan2),

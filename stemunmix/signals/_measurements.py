@@ -83,6 +83,21 @@ def _reference_mask(reference, shape, name):
     return mask
 
 
+def shared(columns):
+    """(N, 3) [width, sx, sy] of each column for
+    :func:`stemunmix.core.measure.line_cross` (its fitted width, else the
+    median width of the class, else 2 px; the standard deviations of its
+    line-shared scan term), or None where no column has line noise."""
+    lines = columns.line_covariance
+    if not (np.diagonal(lines, 0, 1, 2) > 0).any():
+        return None
+    width = columns.quantities.get("width", np.full(len(columns), np.nan))
+    width = np.where(np.isfinite(width) & (width > 0), width, np.nan)
+    fill = np.nanmedian(width) if np.isfinite(width).any() else 2.0
+    width = np.where(np.isfinite(width), width, fill)
+    return np.column_stack([width, np.sqrt(np.diagonal(lines, 0, 1, 2))])
+
+
 def polarization(columns, a="A", b="B", reference=None, covariance=False):
     """(displacement (nj, ni, 2), sigma (nj, ni, 2), B positions (nj, ni, 2)),
     and with ``covariance`` the displacement's covariance (nj, ni, 2, 2)
@@ -99,6 +114,8 @@ def polarization(columns, a="A", b="B", reference=None, covariance=False):
         cb.ij,
         shape,
         return_covariance=True,
+        shared_a=shared(ca),
+        shared_b=shared(cb),
     )
     if not np.isfinite(disp).all(-1).any():
         _no_complete_cell(ca, cb, a, b)
@@ -156,6 +173,8 @@ def polarization_region(columns, region, reference=None, a="A", b="B") -> dict:
         region,
         reference,
         shape,
+        shared_a=shared(ca),
+        shared_b=shared(cb),
     )
 
 
@@ -189,7 +208,9 @@ def strain_map(columns, a="A", reference=None, grid="lattice", image=None):
         raise ValueError(f"no {a} column has a lattice site")
     shape = grid_shape(columns.ij)
     mask = _reference_mask(reference, shape, "reference")
-    strain = strain_cells(ca.xy, ca.ij, shape, mask, sigma_a=ca.covariance)
+    strain = strain_cells(
+        ca.xy, ca.ij, shape, mask, sigma_a=ca.covariance, shared_a=shared(ca)
+    )
     stack = np.stack([strain[k] for k in STRAIN + STRAIN_SIGMA], -1)
     av, bv = cell_vectors(ca.xy, ca.ij, shape)
     centre = site_grid(ca.ij, ca.xy, shape) + 0.5 * (av + bv)
@@ -207,7 +228,16 @@ def octahedral_map(columns, o="O", b="B", grid="lattice", image=None):
             "(segment(model='oxygen'), the default for ABF/BF images)"
         )
     shape = grid_shape(columns.ij)
-    cells = octahedral_cells(cb.xy, cb.covariance, cb.ij, co.xy, co.covariance, shape)
+    cells = octahedral_cells(
+        cb.xy,
+        cb.covariance,
+        cb.ij,
+        co.xy,
+        co.covariance,
+        shape,
+        shared_b=shared(cb),
+        shared_o=shared(co),
+    )
     parts = []
     for k in ("a", "b"):
         c = cells[k]

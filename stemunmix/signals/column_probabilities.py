@@ -396,7 +396,7 @@ def _assemble(found, names, shape, lattice, cations, distances):
         if "A" in names
         else [k for k, n in enumerate(names) if n != "background"][0]
     )
-    parts, noise, errors, vectors, frames = [], {}, {}, [], []
+    parts, noise, errors, vectors, frames, lines = [], {}, {}, [], [], []
     for idx in np.ndindex(nav_shape):
         xy, labels, scores, fits, middle = found[idx]
         if lattice == "checkerboard":
@@ -412,6 +412,8 @@ def _assemble(found, names, shape, lattice, cations, distances):
             )
         vectors.append(vec)
         frames.append(idx[::-1])
+        frame_lines = errors.get(idx, {}).get("lines", np.zeros((2, 2)))
+        lines.append(np.broadcast_to(frame_lines, (len(xy), 2, 2)))
         nav = np.tile(np.array(idx[::-1], int), (len(xy), 1))
         parts.append((xy, labels, scores, nav, cov, ij, quantities))
     cat = lambda i: np.concatenate([p[i] for p in parts])  # noqa: E731
@@ -429,6 +431,7 @@ def _assemble(found, names, shape, lattice, cations, distances):
         vectors[0] if single else np.array(vectors),
         None if single else np.array(frames, int),
         covariance=cat(4),
+        line_covariance=np.concatenate(lines),
     )
     return columns, noise, errors
 

@@ -7,10 +7,12 @@ import pytest
 from stemunmix import Columns
 from stemunmix.core import uncertainty as U
 from stemunmix.core.measure import (
+    line_cross,
     octahedral_cells,
     polarization_cells,
     region_polarization,
     significance,
+    strain_cells,
 )
 from stemunmix.core.refine import noise_model, refine_gaussian
 
@@ -175,11 +177,18 @@ def test_columns_covariance_survives_selection_and_dict():
     rng = np.random.default_rng(6)
     m = rng.normal(size=(5, 2, 2))
     cov = m @ np.swapaxes(m, 1, 2)
-    c = Columns(rng.uniform(0, 50, (5, 2)), [0, 1, 0, 1, 0], covariance=cov)
+    lines = np.zeros((5, 2, 2))
+    lines[:, 0, 0] = np.arange(5) * 0.01
+    c = Columns(rng.uniform(0, 50, (5, 2)), [0, 1, 0, 1, 0], covariance=cov,
+                line_covariance=lines)  # fmt: skip
     np.testing.assert_allclose(c.sigma, np.sqrt(np.diagonal(cov, 0, 1, 2)))
     np.testing.assert_array_equal(c.select("B").covariance, cov[[1, 3]])
+    np.testing.assert_array_equal(c.select("B").line_covariance, lines[[1, 3]])
     back = Columns.from_dict(c.to_dict())
     assert back == c
+    assert back != Columns.from_dict({**c.to_dict(), "line_covariance": None})
+    with pytest.raises(ValueError, match="line_covariance"):
+        Columns(c.xy, line_covariance=-lines)
     plain = Columns(c.xy, sigma=np.full((5, 2), 0.2))
     np.testing.assert_allclose(plain.covariance[:, 0, 0], 0.04)
     np.testing.assert_array_equal(plain.covariance[:, 0, 1], 0)
@@ -284,5 +293,103 @@ def test_the_error_model_is_the_same_lazy_and_eager():
     np.testing.assert_allclose(cl.covariance, ce.covariance, rtol=1e-12, atol=0)
     re = eager.probabilities.metadata.Signal.stemunmix.find_columns.as_dictionary()
     rl = lazy.probabilities.metadata.Signal.stemunmix.find_columns.as_dictionary()
-    for key in ("calibration", "scan_covariance", "correlated_A", "misfit_B"):
+    for key in (
+        "calibration",
+        "scan_covariance",
+        "scan_lines",
+        "correlated_A",
+        "misfit_B",
+    ):
         np.testing.assert_allclose(np.asarray(rl[key]), np.asarray(re[key]))
+    np.testing.assert_array_equal(cl.line_covariance, ce.line_covariance)
+
+
+def test_line_jitter_is_told_from_what_moves_columns_alone():
+    # Line jitter along the fast scan moves every column on a line alike: it
+    # is measured as line noise (across the lines), not as each column's own,
+    # and the columns carry it for the measurements to correlate.
+    import warnings
+
+    from stemunmix.synthetic import perovskite
+
+    image, _ = perovskite(shape=384, domains="none", jitter=0.3, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cols = image.find_columns(show_progressbar=False)
+    md = image.probabilities.metadata.Signal.stemunmix.find_columns
+    lines, own = np.asarray(md.scan_lines)[0], np.asarray(md.scan_own)[0]
+    assert lines[0, 0] > 4 * own[0, 0]
+    assert lines[0, 0] > 4 * lines[1, 1]  # jitter along x only
+    np.testing.assert_allclose(
+        cols.line_covariance, np.broadcast_to(lines, (len(cols), 2, 2))
+    )
+    np.testing.assert_allclose(np.asarray(md.scan_covariance)[0], own + lines)
+
+
+def _line_noise(xy, width, jitter, rng):
+    """Each column's shift from scan-line noise: iid shifts of every line
+    (``jitter`` px on x and on y), averaged over the lines under the column
+    with the weights of its position's information (a Gaussian of std
+    width / sqrt(2) across the lines)."""
+    lines = np.arange(int(xy[:, 1].min()) - 20, int(xy[:, 1].max()) + 21)
+    shifts = rng.normal(0, jitter, (len(lines), 2))
+    g = np.exp(-((lines[None] - xy[:, 1:2]) ** 2) / width**2)
+    g /= g.sum(1, keepdims=True)
+    return g @ shifts, (g**2).sum(1) * jitter**2  # shifts (N, 2), variance (N,)
+
+
+def test_line_noise_is_shared_by_the_columns_on_the_same_lines():
+    one = np.array([2.0, 0.3, 0.1])
+    np.testing.assert_allclose(line_cross(5.0, one, 5.0, one), np.diag([0.09, 0.01]))
+    assert line_cross(5.0, one, 7.0, one)[0, 0] == pytest.approx(0.09 * np.exp(-4 / 8))
+    assert line_cross(5.0, one, 40.0, one)[0, 0] < 1e-12
+    # unknown widths or terms share nothing
+    assert not line_cross(5.0, np.array([np.nan, 0.3, 0.1]), 5.0, one).any()
+
+
+def test_shared_line_noise_propagates_by_monte_carlo():
+    # A rotated lattice whose columns carry own noise plus scan-line noise:
+    # the corners of a cell's edge along a share their lines, so the line
+    # noise cancels in exx, and every column of a row of cells shares it,
+    # so a region's mean does not average it away.
+    rng = np.random.default_rng(11)
+    ij, xy_a, xy_b = _lattice(8, spacing=12.0)
+    rot = np.array([[np.cos(0.05), -np.sin(0.05)], [np.sin(0.05), np.cos(0.05)]])
+    xy_a, xy_b = (xy_a + 20) @ rot.T, (xy_b + 20) @ rot.T
+    width, jitter, own = 2.5, 0.3, 0.03
+    both = np.concatenate([xy_a, xy_b])
+    _, line_var = _line_noise(both, width, jitter, rng)
+    cov = np.zeros((len(both), 2, 2))
+    cov[:, 0, 0] = cov[:, 1, 1] = own**2 + line_var
+    shared = np.column_stack(
+        [np.full(len(both), width), np.sqrt(line_var), np.sqrt(line_var)]
+    )
+    n = len(ij)
+    region = np.zeros((8, 8), bool)
+    region[2:4, 1:7] = True
+    p, e, m = [], [], []
+    for _ in range(500):
+        shift, _ = _line_noise(both, width, jitter, rng)
+        moved = both + shift + rng.normal(0, own, both.shape)
+        a, b = moved[:n], moved[n:]
+        p.append(
+            polarization_cells(a, cov[:n], ij, b, cov[n:], ij, site=(0.5, 0.5))[0][3, 4]
+        )
+        e.append(strain_cells(a, ij)["exx"][3, 4])
+        m.append(region_polarization(a, cov[:n], ij, b, cov[n:], ij, region,
+                                     site=(0.5, 0.5))["mean"])  # fmt: skip
+    args = (xy_a, cov[:n], ij, xy_b, cov[n:], ij)
+    lines = dict(shared_a=shared[:n], shared_b=shared[n:])
+    sig_p = polarization_cells(*args, site=(0.5, 0.5), **lines)[1][3, 4]
+    sig_e = strain_cells(xy_a, ij, sigma_a=cov[:n], shared_a=shared[:n])["sigma_exx"][
+        3, 4
+    ]
+    sig_m = region_polarization(*args, region, site=(0.5, 0.5), **lines)["sigma"]
+    np.testing.assert_allclose(np.std(p, 0), sig_p, rtol=0.1)
+    assert np.std(e) == pytest.approx(sig_e, rel=0.1)
+    np.testing.assert_allclose(np.std(m, 0), sig_m, rtol=0.12)
+    # Taken as independent, the columns misstate exx and the region mean
+    alone_e = strain_cells(xy_a, ij, sigma_a=cov[:n])["sigma_exx"][3, 4]
+    alone_m = region_polarization(*args, region, site=(0.5, 0.5))["sigma"]
+    assert alone_e / np.std(e) > 1.5
+    assert (np.std(m, 0) / alone_m > 1.5).all()
