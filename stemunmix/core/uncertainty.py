@@ -43,6 +43,14 @@ PIXEL_CROP = 256  # side of the frame's middle the pixel terms are measured on
 # The pixel terms shrink at most to this share of their variance (a lattice
 # smoother than they predict: a fit held near the network's regular guess).
 MIN_SHRINK = 0.25
+# A robust spread (MAD) of M normal values scatters by about 1.16 / sqrt(M)
+# of its value: the lattice tests change a term only beyond two of those.
+MAD_ERROR = 1.16
+
+
+def _gate(m: int) -> float:
+    """How far from 1 a robust spread of ``m`` values must be to count."""
+    return 2 * MAD_ERROR / np.sqrt(max(m, 1))
 
 
 def shot_covariance(terms: np.ndarray, noise: tuple[float, float]) -> np.ndarray:
@@ -365,8 +373,10 @@ def _laplacian_and_prediction(xy, ij, pixel_cov, along: str = "b"):
 def _excess(lap, pred) -> np.ndarray:
     """Diagonal 2 x 2: per axis the variance s >= 0 with robust spread of
     lap / sqrt(pred + LAPLACIAN_GAIN s) equal to 1 (the spread falls as s
-    grows): found on a grid of candidates, refined once on a finer grid
-    inside the bracket, three times (to about 1e-4 of s)."""
+    grows), where the spread with s = 0 exceeds 1 by more than its own
+    scatter (:func:`_gate`; 0 otherwise): found on a grid of candidates,
+    refined once on a finer grid inside the bracket, three times (to about
+    1e-4 of s)."""
     out = np.zeros((2, 2))
     for a in range(2):
         v, p = lap[:, a], pred[:, a, a]
@@ -375,7 +385,7 @@ def _excess(lap, pred) -> np.ndarray:
             z = v / np.sqrt(p + LAPLACIAN_GAIN * s[:, None])
             return MAD * np.median(np.abs(z - np.median(z, 1, keepdims=True)), 1)
 
-        if not spread(np.zeros(1))[0] > 1:
+        if not spread(np.zeros(1))[0] > 1 + _gate(len(v)):
             continue
         hi = float(np.median(v * v)) + float(np.median(p))
         while spread(np.array([hi]))[0] > 1:
@@ -419,7 +429,8 @@ def lattice_shrink(xy, ij, pixel_cov, min_sites: int = 50) -> tuple:
 def _shrink_of(lap, pred, min_sites: int = 50, extra=(0.0, 0.0)) -> tuple:
     """Per axis the factor k in [:data:`MIN_SHRINK`, 1] on ``pred`` that
     brings the robust spread of lap / sqrt(k pred + extra) to 1 where it is
-    below 1 at k = 1 (1 with fewer than ``min_sites`` sites)."""
+    below 1 at k = 1 by more than its own scatter (:func:`_gate`); 1 with
+    fewer than ``min_sites`` sites."""
     if len(lap) < min_sites:
         return (1.0, 1.0)
     lap = lap - np.median(lap, 0)
@@ -432,7 +443,7 @@ def _shrink_of(lap, pred, min_sites: int = 50, extra=(0.0, 0.0)) -> tuple:
             z = z[np.isfinite(z)]
             return MAD * np.median(np.abs(z - np.median(z))) if len(z) else np.nan
 
-        if not spread(1.0) < 1:
+        if not spread(1.0) < 1 - _gate(len(v)):
             out.append(1.0)
         elif e == 0:
             out.append(max(MIN_SHRINK, float(spread(1.0)) ** 2))
