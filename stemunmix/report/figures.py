@@ -3,119 +3,44 @@ its caption."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stemunmix.core.checks import calibrated, nm_per_unit
 from stemunmix.core.plotting import COLORS
+from stemunmix.report import cells
+from stemunmix.report.drawing import (
+    _frame0,
+    _grid,
+    _scale_bar,
+    _subplots,
+    _View,
+)
 
 if TYPE_CHECKING:
     from stemunmix.report.pipeline import Analysis
 
 
-def _frame0(data):
-    data = np.asarray(data)
-    while data.ndim > 2:
-        data = data[0]
-    return data
-
-
-def _first_frame_columns(columns):
-    if columns.nav_index is None:
-        return columns
-    return columns[np.all(columns.nav_index == 0, axis=1)]
-
-
-def _extent(image):
-    ax_x, ax_y = image.axes_manager.signal_axes
-    x0, y0 = ax_x.offset - ax_x.scale / 2, ax_y.offset - ax_y.scale / 2
-    return [x0, x0 + ax_x.size * ax_x.scale, y0 + ax_y.size * ax_y.scale, y0], (
-        ax_x.units if calibrated(ax_x) else "px"
-    )
-
-
-def _subplots(rows=1, cols=1, figsize=(6, 4), squeeze=True):
-    """A figure and its axes with no pyplot: nothing global (the user's
-    backend, open figures) is touched, and the file is written by Agg."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize)
-    return fig, fig.subplots(rows, cols, squeeze=squeeze)
-
-
-def _grid(n, size=3.2, max_cols=4, aspect=1.0):
-    cols = min(n, max_cols)
-    rows = int(np.ceil(n / cols))
-    fig, axes = _subplots(
-        rows, cols, figsize=(size * cols, size * rows * aspect + 0.4), squeeze=False
-    )
-    for ax in axes.ravel()[n:]:
-        ax.axis("off")
-    return fig, axes.ravel()[:n]
-
-
-@dataclass
-class _View:
-    """What every report figure draws on: the first frame, its calibration
-    and its columns."""
-
-    raw: np.ndarray
-    extent: list
-    units: str
-    scale: tuple  # (x, y) per pixel
-    offset: tuple
-    columns: object
-
-    @classmethod
-    def of(cls, result):
-        ax_x, ax_y = result.image.axes_manager.signal_axes
-        extent, units = _extent(result.image)
-        # Lengths in nm whatever the file's unit (a TIFF in m: not "1e-8 m").
-        f = nm_per_unit(units) if units != "px" else None
-        f, units = (f, "nm") if f is not None else (1.0, units)
-        return cls(
-            _frame0(result.image.data),
-            [v * f for v in extent],
-            units,
-            (ax_x.scale * f, ax_y.scale * f),
-            (ax_x.offset * f, ax_y.offset * f),
-            _first_frame_columns(result.columns),
-        )
-
-    @property
-    def aspect(self) -> float:
-        return self.raw.shape[0] / self.raw.shape[1]
-
-
 def _figures(
     result: Analysis, out: Path, keep: list | None = None
-) -> list[tuple[str, str]]:
-    """Write the PNGs; returns [(file name, caption)]; the Figure objects go
-    into ``keep`` when given (the tests read them)."""
+) -> list[tuple[str, str, str]]:
+    """Write the PNGs; returns [(section, file name, caption)] in the page's
+    order (:data:`SECTIONS`); the Figure objects go into ``keep`` when given
+    (the tests read them)."""
     view = _View.of(result)
     figures = []
-    for draw in (
-        _columns_figure,
-        _probabilities_figure,
-        _scree_figure,
-        _components_figure,
-        _loadings_figure,
-        _domains_figure,
-        _polarization_figure,
-        _cells_figure,
-    ):
-        made = draw(result, view)
-        if made is None:
-            continue
-        fig, name, caption = made
-        fig.tight_layout()
-        fig.savefig(out / name, dpi=110)
-        figures.append((name, caption))
-        if keep is not None:
-            keep.append((name, fig))
+    for section, draws in SECTIONS:
+        for draw in draws:
+            made = draw(result, view)
+            if made is None:
+                continue
+            fig, name, caption = made
+            fig.tight_layout()
+            fig.savefig(out / name, dpi=110)
+            figures.append((section, name, caption))
+            if keep is not None:
+                keep.append((name, fig))
     return figures
 
 
@@ -379,97 +304,6 @@ def _domains_figure(result, view):
     return fig, "domain_map.png", caption + "."
 
 
-def _polarization_figure(result, view):
-    columns = view.columns
-    if not ({"A", "B"} <= set(columns.class_names) and len(columns.select("B"))):
-        return None
-    fig, ax = _subplots(figsize=(7, 7 * view.aspect + 0.5))
-    image = result.image
-    columns.plot_polarization(
-        image if image.axes_manager.navigation_dimension == 0 else view.raw, ax=ax
-    )
-    h, w = view.raw.shape
-    _scale_bar(ax, [0, w, h, 0], view.units, view.scale[0])
-    ax.set_title("B displacement from the centre of its A neighbours")
-    return (
-        fig,
-        "polarization.png",
-        (
-            "Polarization: displacement of every B column from the centre of its A "
-            "cell (colour: pm on a calibrated image; arrows enlarged as the colourbar "
-            "says)."
-        ),
-    )
-
-
-def _cells_figure(result, view):
-    """Per cell on the lattice grid: the polarization as direction (hue) and
-    length (value), its length in pm (or px) and its significance |P| /
-    sigma, from ``Columns.polarization_map`` (the error model's sigma)."""
-    columns = view.columns
-    if not ({"A", "B"} <= set(columns.class_names) and len(columns.select("B"))):
-        return None
-    try:
-        cells = columns.polarization_map()
-    except ValueError:  # no complete cell: nothing per cell to show
-        return None
-    from stemunmix.signals._measurements import hsv_image
-
-    q = cells.metadata.Signal.quantities
-    dx, dy = cells.data[q.index("x")], cells.data[q.index("y")]
-    per_px = 1000 * view.scale[0] if view.units == "nm" else 1.0
-    unit = "pm" if view.units == "nm" else "px"
-    length = np.hypot(dx, dy) * per_px  # the lattice grid's values are pixels
-    sig = cells.data[q.index("significance")]
-    fig, axes = _subplots(1, 3, figsize=(13, 4.6 * view.aspect + 0.8))
-    axes[0].imshow(hsv_image(dx, dy)[0], interpolation="nearest")
-    axes[0].set_title("direction (hue) and length (value)")
-    for ax, data, title, label in (
-        (axes[1], length, f"length ({unit})", unit),
-        (axes[2], sig, "significance |P| / sigma", "sigma"),
-    ):
-        shown = ax.imshow(data, cmap="viridis", interpolation="nearest")
-        fig.colorbar(shown, ax=ax, label=label, shrink=0.8)
-        ax.set_title(title)
-    for ax in axes:
-        ax.set_xlabel("cell i")
-        ax.set_ylabel("cell j")
-    ok = np.isfinite(sig)
-    beyond = float(np.mean(sig[ok] > 3)) if ok.any() else float("nan")
-    caption = (
-        f"Polarization per cell on the lattice (B from where its A cell puts "
-        f"it, {int(ok.sum())} cells with a sigma): {beyond:.0%} beyond 3 sigma "
-        f"(1.1 % by chance without a displacement); median length "
-        f"{np.nanmedian(length):.1f} {unit}."
-    )
-    return fig, "cells.png", caption
-
-
-def _scale_bar(ax, extent, units, per_data_unit: float = 1.0) -> None:
-    """A scale bar of a round length (about a fifth of the width), in the
-    image's units (nm, or px when uncalibrated); ``per_data_unit``: those
-    units per data unit of ``ax`` (the pixel size when it is drawn in pixels)."""
-    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
-
-    width = abs(extent[1] - extent[0]) * per_data_unit
-    if not width > 0:
-        return
-    target = width / 5
-    step = 10 ** np.floor(np.log10(target))
-    length = max(v * step for v in (1, 2, 5) if v * step <= target)
-    bar = AnchoredSizeBar(
-        ax.transData,
-        length / per_data_unit,
-        f"{length:g} {units}",
-        "lower right",
-        pad=0.3,
-        color="white",
-        frameon=False,
-        size_vertical=width / per_data_unit / 150,
-    )
-    ax.add_artist(bar)
-
-
 def _matched(labels, reference):
     """``labels`` (a map, NaN outside) renumbered to the ``reference`` map's
     labels they overlap most (the Hungarian assignment), so matched domains
@@ -556,3 +390,15 @@ def _arrows_caption(result):
         "(arrows, enlarged; the title gives the largest move for a typical "
         "loading)."
     )
+
+
+# The page's sections and the figures of each, in order (report/page.py).
+SECTIONS = (
+    ("summary", (_columns_figure,)),
+    ("measurements", (cells.cells_figure, cells.strain_figure, cells.tilt_figure)),
+    (
+        "descriptor",
+        (_scree_figure, _components_figure, _loadings_figure, _domains_figure),
+    ),
+    ("quality", (cells.quality_figure, _probabilities_figure)),
+)

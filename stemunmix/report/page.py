@@ -9,46 +9,60 @@ from pathlib import Path
 
 import numpy as np
 
-from stemunmix.core.checks import calibrated
+from stemunmix.core.checks import calibrated, nm_per_unit
+from stemunmix.report.cells import measurements
 from stemunmix.report.differences import domain_differences
+from stemunmix.report.drawing import _View
 from stemunmix.report.figures import _figures
 from stemunmix.report.pipeline import Analysis
+
+SECTION_TITLES = {
+    "summary": "Summary",
+    "measurements": "Measurements per cell",
+    "descriptor": "The learned descriptor",
+    "quality": "Quality control",
+}
 
 
 def write_report(result: Analysis, out, title: str = "stemunmix report") -> Path:
     """Write the figures, ``report.html`` and ``results.json`` (the numbers
-    of the page, for scripts: :func:`summary`) into the folder ``out``."""
+    of the page, for scripts: :func:`summary`) into the folder ``out``.
+
+    The page's sections, in order: the summary (the image, its columns and
+    lattice, the error model, and the answer to "is there a significant
+    distortion, how large, where"), the measurements per cell (polarization
+    with its sigma and significance, strain, octahedral tilt), the learned
+    descriptor (scree, components, loadings, domains and what each differs
+    in) and quality control (sites filled, columns off the lattice or too
+    faint, vacancies, the fit's residual, windows left out)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     differences = domain_differences(result)
+    numbers = measurements(result, _View.of(result))
     (out / "results.json").write_text(
-        json.dumps(summary(result, differences), indent=1, default=_plain),
+        json.dumps(summary(result, differences, numbers), indent=1, default=_plain),
         encoding="utf-8",
     )
     figures = _figures(result, out)
-    rows = _summary_rows(result, differences)
+    rows = _section_rows(result, differences, numbers)
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
-    rows.append(("timings", timing + f", report {time.perf_counter() - t0:.1f} s"))
-    table = "\n".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows
+    rows["quality"].append(
+        ("timings", timing + f", report {time.perf_counter() - t0:.1f} s")
     )
     body = "\n".join(
-        f'<figure><img src="{html.escape(name)}" alt="{html.escape(caption)}">'
-        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-        for name, caption in figures
+        _section(key, heading, rows[key], figures, numbers["answer"])
+        for key, heading in SECTION_TITLES.items()
     )
     from stemunmix import __version__
 
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
-th{{text-align:left;padding-right:1em}} img{{max-width:100%}}
-figure{{margin:2em 0}} figcaption{{color:#444}}</style></head>
+th{{text-align:left;padding-right:1em;vertical-align:top}} img{{max-width:100%}}
+figure{{margin:2em 0}} figcaption{{color:#444}} p.answer{{font-size:1.1em}}</style>
+</head>
 <body><h1>{html.escape(title)}</h1>
-<table>
-{table}
-</table>
 {body}
 <p><small>stemunmix {__version__}</small></p>
 </body></html>
@@ -58,15 +72,45 @@ figure{{margin:2em 0}} figcaption{{color:#444}}</style></head>
     return path
 
 
-def summary(result: Analysis, differences: list | None = None) -> dict:
+def _section(key, heading, rows, figures, answer) -> str:
+    """One section of the page: its heading, (the summary's answer), its
+    table and its figures."""
+    parts = [f'<section id="{key}"><h2>{html.escape(heading)}</h2>']
+    if key == "summary":
+        parts.append(f'<p class="answer">{html.escape(answer)}</p>')
+    if rows:
+        parts.append(
+            "<table>\n"
+            + "\n".join(
+                f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>"
+                for k, v in rows
+            )
+            + "\n</table>"
+        )
+    parts += [
+        f'<figure><img src="{html.escape(name)}" alt="{html.escape(caption)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        for section, name, caption in figures
+        if section == key
+    ]
+    return "\n".join(parts) + "\n</section>"
+
+
+def summary(
+    result: Analysis, differences: list | None = None, numbers: dict | None = None
+) -> dict:
     """The numbers of an analysis as plain JSON-able values: the image and
     its calibration, the columns per class and their lattice vectors, the
     windows, the method, what was chosen from the data and why, the test of
-    the domains, the agreements and the timings (what ``results.json``
-    holds; ``differences``: :func:`domain_differences` made already)."""
+    the domains, the agreements and the timings, and the measurements per
+    cell and quality control (:func:`stemunmix.report.cells.measurements`)
+    (what ``results.json`` holds; ``differences``, ``numbers``: made
+    already)."""
     image, columns, ld = result.image, result.columns, result.descriptors
     if differences is None:
         differences = domain_differences(result)
+    if numbers is None:
+        numbers = measurements(result, _View.of(result))
     ax = image.axes_manager.signal_axes[0]
     names = [n for n in columns.class_names if n != "background"]
     return {
@@ -92,6 +136,7 @@ def summary(result: Analysis, differences: list | None = None) -> dict:
         "domain_agreement_with_truth": result.domain_agreement,
         "physical_agreement": result.physical_agreement,
         "timings_s": result.timings,
+        **numbers,
     }
 
 
@@ -132,9 +177,18 @@ def _plain(value):
     return str(value)
 
 
-def _summary_rows(result: Analysis, differences: list) -> list[tuple[str, str]]:
-    """The table at the top of the page: the image, the columns, the windows,
-    the method, what was chosen and why, the tests and agreements."""
+def _section_rows(result: Analysis, differences: list, numbers: dict) -> dict:
+    """The tables of the page's sections: {section: [(name, value)]}."""
+    return {
+        "summary": _summary_rows(result, numbers),
+        "measurements": _measurement_rows(numbers),
+        "descriptor": _descriptor_rows(result, differences),
+        "quality": _quality_rows(numbers["quality"]),
+    }
+
+
+def _summary_rows(result: Analysis, numbers: dict) -> list[tuple[str, str]]:
+    """The image, its columns and lattice, and the error model."""
     columns = result.columns
     ax = result.image.axes_manager.signal_axes[0]
     rows = [
@@ -157,6 +211,92 @@ def _summary_rows(result: Analysis, differences: list) -> list[tuple[str, str]]:
                 if n != "background"
             ),
         ),
+    ]
+    lattice = _lattice_text(result)
+    if lattice:
+        rows.append(("lattice", lattice))
+    model = numbers["error_model"]
+    if model is not None:
+        cx, cy = model["calibration"]
+        rows.append(
+            (
+                "error model",
+                f"noise variance = {model['noise_gain']:.3g} x signal + "
+                f"{model['noise_variance0']:.3g}; columns move on their own by "
+                f"{_sd(model.get('scan_own'))} px and with the scan lines by "
+                f"{_sd(model.get('scan_lines'))} px (x, y); held-out "
+                f"calibration {cx:.2f} / {cy:.2f} (x / y; 1 where the error "
+                "bars hold: docs/measurements.md)",
+            )
+        )
+    return rows
+
+
+def _sd(variances) -> str:
+    if variances is None:
+        return "?"
+    return " / ".join(f"{np.sqrt(max(v, 0)):.3f}" for v in variances)
+
+
+def _lattice_text(result: Analysis) -> str | None:
+    """The two lattice vectors' lengths (pm on a calibrated image) and the
+    angle between them."""
+    vectors = result.columns.lattice_vectors
+    if vectors is None:
+        return None
+    v = np.asarray(vectors, float).reshape(-1, 2, 2)[0]
+    if not np.isfinite(v).all():
+        return None
+    ax = result.image.axes_manager.signal_axes[0]
+    f = nm_per_unit(str(ax.units)) if calibrated(ax) else None
+    scale, unit = (1000 * ax.scale * f, "pm") if f else (1.0, "px")
+    a, b = np.hypot(*v.T) * scale
+    angle = np.degrees(np.arccos(np.clip(v[0] @ v[1] / np.prod(np.hypot(*v.T)), -1, 1)))
+    return f"|a| = {a:.1f} {unit}, |b| = {b:.1f} {unit}, angle {angle:.1f} degrees"
+
+
+def _measurement_rows(numbers: dict) -> list[tuple[str, str]]:
+    rows = []
+    pol = numbers["polarization"]
+    if pol is not None and pol["cells_with_sigma"]:
+        u = pol["unit"]
+        rows.append(
+            (
+                "polarization",
+                f"{pol['beyond_3_sigma']:.1%} of {pol['cells_with_sigma']} cells "
+                f"beyond 3 sigma; median length {pol['median_length']:.1f} {u}, "
+                f"median sigma {pol['median_sigma']:.1f} {u}",
+            )
+        )
+    strain = numbers["strain"]
+    for name in ("exx", "eyy", "exy", "rotation"):
+        q = (strain or {}).get(name)
+        if q is not None:
+            beyond = q["beyond_3_sigma"]
+            rows.append(
+                (
+                    f"{name} (against {strain['reference']})",
+                    f"spread {q['spread']:.2f} {q['unit']} (median sigma "
+                    f"{q['median_sigma']:.2f} {q['unit']})"
+                    + ("" if beyond is None else f", {beyond:.1%} beyond 3 sigma"),
+                )
+            )
+    for bond, t in (numbers["octahedral_tilt"] or {}).items():
+        rows.append(
+            (
+                f"octahedral tilt, {bond}-bonds",
+                f"median |tilt| {t['median_abs_tilt']:.2f} deg (sigma "
+                f"{t['median_sigma']:.2f} deg), {t['beyond_3_sigma']:.0%} of "
+                f"{t['bonds']} beyond 3 sigma",
+            )
+        )
+    return rows
+
+
+def _descriptor_rows(result: Analysis, differences: list) -> list[tuple[str, str]]:
+    """The windows, the method, what was chosen and why, the tests and
+    agreements, and what each domain differs in."""
+    rows = [
         (
             "windows",
             f"{result.descriptors.axes_manager.navigation_size} of "
@@ -190,6 +330,35 @@ def _summary_rows(result: Analysis, differences: list) -> list[tuple[str, str]]:
                 "learned and physical descriptors",
                 f"their domains agree at an adjusted Rand index of "
                 f"{result.physical_agreement:.3f}",
+            )
+        )
+    return rows
+
+
+def _quality_rows(quality: dict) -> list[tuple[str, str]]:
+    rows = []
+    for name, c in quality["classes"].items():
+        parts = [f"{c['columns']} columns"]
+        if c["off_lattice"] is not None:
+            parts.append(f"{c['off_lattice']} off the lattice")
+        if c["undetected"] is not None:
+            parts.append(f"{c['undetected']} too faint to measure (sigma NaN)")
+        rows.append((f"{name} columns", ", ".join(parts)))
+    if "sites_filled" in quality:
+        rows.append(
+            (
+                "A lattice",
+                f"{quality['sites_filled']:.1%} of its sites inside the frame "
+                f"hold a column; {quality['vacancies']} vacancies (empty sites "
+                "with four filled neighbours)",
+            )
+        )
+    left = quality.get("windows_left_out")
+    if left:
+        rows.append(
+            (
+                "windows left out",
+                ", ".join(f"{n} ({why})" for why, n in left.items() if n) or "none",
             )
         )
     return rows

@@ -1,4 +1,5 @@
 import contextlib
+import html
 import io
 import re
 import shutil
@@ -277,3 +278,33 @@ def test_report_axes_in_nm_for_a_file_in_metres():
     assert view.units == "nm"
     np.testing.assert_allclose(view.scale, (0.02, 0.02))
     np.testing.assert_allclose(view.extent[1], 64 * 0.02 - 0.01)
+
+
+def test_the_report_leads_with_the_answer_then_measurements(demo):
+    """Sections in the order a microscopist reads them; the summary answers
+    "is there a significant distortion" with numbers from the error model."""
+    import json
+
+    _, out, _ = demo
+    page = (out / "report.html").read_text()
+    heads = re.findall(r"<h2>([^<]+)</h2>", page)
+    assert heads == ["Summary", "Measurements per cell", "The learned descriptor",
+                     "Quality control"]  # fmt: skip
+    order = [page.index(f'src="{n}"') for n in ("columns.png", "cells.png",
+             "strain.png", "domain_map.png", "quality.png")]  # fmt: skip
+    assert order == sorted(order)
+    assert "polarization.png" not in page  # the raw-offset panel is gone
+    numbers = json.loads((out / "results.json").read_text())
+    pol = numbers["polarization"]
+    # the demo plants 20 pm in every domain: every cell beyond 3 sigma
+    assert pol["significant"] and pol["beyond_3_sigma"] > 0.95
+    assert 15 < pol["median_length"] < 25 and pol["unit"] == "pm"
+    assert pol["median_sigma"] < 5
+    assert numbers["answer"].startswith("Yes:") and "pm" in numbers["answer"]
+    assert html.escape(numbers["answer"]) in page
+    q = numbers["quality"]
+    assert q["sites_filled"] > 0.95 and q["vacancies"] == 0
+    assert q["classes"]["A"]["off_lattice"] == 0
+    assert set(numbers["strain"]) >= {"exx", "eyy", "exy", "rotation"}
+    assert numbers["strain"]["exx"]["spread"] < 1  # % : an unstrained crystal
+    assert numbers["error_model"]["calibration"][0] == pytest.approx(1, abs=0.3)

@@ -40,3 +40,20 @@ def test_an_intensity_step_is_not_a_structural_domain():
 def test_one_domain_has_nothing_to_compare():
     image, _ = perovskite(shape=256, seed=3, domains="none")
     assert domain_differences(_analysis(image, domains=1)) == []
+
+
+def test_a_centrosymmetric_image_answers_no_distortion():
+    """A crystal without displacement: the summary says so, and its share of
+    cells beyond 3 sigma is near chance (1.1 %)."""
+    from stemunmix.report.cells import answer, polarization_numbers
+
+    image, _ = perovskite(shape=384, domains="none", displacement=0.0, seed=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        image.find_columns(show_progressbar=False)
+    view = type("V", (), {"columns": image.columns, "units": "nm",
+                          "scale": (image.axes_manager[0].scale, 0)})()  # fmt: skip
+    pol = polarization_numbers(image.columns, view)
+    assert pol["cells_with_sigma"] > 100
+    assert pol["beyond_3_sigma"] < 0.04 and not pol["significant"]
+    assert answer(pol, None, None).startswith("No significant distortion")

@@ -1,0 +1,482 @@
+"""The report's measurements per cell: what the error model says is
+significant, as numbers (the page's summary and ``results.json``) and as
+figures (polarization, strain, octahedral tilt, quality control).
+
+Lengths are pm on a calibrated image (px otherwise); every share "beyond 3
+sigma" is against the columns' error model (1.1 % of cells by chance for a
+2D displacement, 0.27 % for one number)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stemunmix.report.drawing import _subplots
+
+CHANCE_2D = float(np.exp(-4.5))  # a 2D displacement beyond 3 sigma by chance
+MAD = 1.4826
+
+
+def _pm_per_px(view) -> float | None:
+    """pm per pixel on a calibrated image (lengths in nm there), else None."""
+    return 1000 * view.scale[0] if view.units == "nm" else None
+
+
+def _has(columns, *names) -> bool:
+    return set(names) <= set(columns.class_names) and all(
+        len(columns.select(n)) for n in names
+    )
+
+
+def _quantity(signal, name):
+    return np.asarray(signal.data)[signal.metadata.Signal.quantities.index(name)]
+
+
+def _polarization(columns):
+    """The per-cell polarization map, or None where no cell is complete."""
+    if not _has(columns, "A", "B") or columns.ij is None:
+        return None
+    try:
+        return columns.polarization_map()
+    except ValueError:
+        return None
+
+
+def polarization_numbers(columns, view) -> dict | None:
+    """Is there a significant displacement, how large, where: the cells with
+    a sigma, the share beyond 3 sigma (and whether that share is beyond
+    chance: a binomial test at p < 0.001), the median length and sigma, the
+    field's mean with its sigma and significance (a uniform offset: mistilt,
+    scan or a uniform polarization), and the cells (i, j) the significant
+    ones span."""
+    from scipy.stats import binom
+
+    cells = _polarization(columns)
+    if cells is None:
+        return None
+    f = _pm_per_px(view) or 1.0
+    dx, dy = _quantity(cells, "x"), _quantity(cells, "y")
+    sx, sy = _quantity(cells, "sigma_x"), _quantity(cells, "sigma_y")
+    sig = _quantity(cells, "significance")
+    ok = np.isfinite(sig)
+    n, k = int(ok.sum()), int((sig[ok] > 3).sum())
+    out = {
+        "unit": "pm" if _pm_per_px(view) else "px",
+        "cells": int(np.isfinite(dx).sum()),
+        "cells_with_sigma": n,
+        "beyond_3_sigma": k / n if n else None,
+        "significant": bool(n and binom.sf(k - 1, n, CHANCE_2D) < 1e-3),
+        "median_length": float(np.nanmedian(np.hypot(dx, dy)) * f),
+        "median_sigma": float(np.nanmedian(0.5 * (sx + sy)) * f) if n else None,
+    }
+    if n:
+        region = columns.polarization_region(ok)
+        out["field_mean"] = (np.asarray(region["mean"]) * f).tolist()
+        out["field_sigma"] = (np.asarray(region["sigma"]) * f).tolist()
+        out["field_significance"] = float(region["significance"])
+    if k:
+        j, i = np.nonzero(ok & (sig > 3))
+        out["significant_cells_span"] = {
+            "i": [int(i.min()), int(i.max())],
+            "j": [int(j.min()), int(j.max())],
+        }
+    return out
+
+
+STRAIN = ("exx", "eyy", "exy", "rotation")
+
+
+def strain_numbers(columns) -> dict | None:
+    """Per strain quantity against the median cell of the field: the median
+    and the robust spread (1.4826 MAD) over the cells, and the share of cells
+    beyond 3 sigma of the median (0.27 % by chance); exx, eyy, exy in %,
+    the rotation in degrees."""
+    if not _has(columns, "A") or columns.ij is None:
+        return None
+    try:
+        strain = columns.strain_map()
+    except ValueError:
+        return None
+    out = {"reference": "the median cell of the field"}
+    for name in STRAIN:
+        v, s = _quantity(strain, name), _quantity(strain, f"sigma_{name}")
+        ok = np.isfinite(v)
+        if not ok.any():
+            continue
+        f = np.degrees(1.0) if name == "rotation" else 100.0
+        med = float(np.median(v[ok]))
+        z = np.abs(v - med) / s
+        out[name] = {
+            "unit": "degrees" if name == "rotation" else "%",
+            "median": med * f,
+            "spread": float(MAD * np.median(np.abs(v[ok] - med)) * f),
+            "median_sigma": float(np.nanmedian(s[ok]) * f),
+            "beyond_3_sigma": float(np.mean(z[np.isfinite(z)] > 3))
+            if np.isfinite(z).any()
+            else None,
+        }
+    return out
+
+
+def tilt_numbers(columns) -> dict | None:
+    """The octahedral tilt per bond direction where O columns were found: the
+    median |tilt| and its median sigma (degrees), and the share of bonds
+    beyond 3 sigma of zero."""
+    if not _has(columns, "O", "B") or columns.ij is None:
+        return None
+    try:
+        tilt = columns.octahedral_map()
+    except ValueError:
+        return None
+    out = {}
+    for bond in "ab":
+        t, s = _quantity(tilt, f"{bond}_tilt"), _quantity(tilt, f"{bond}_sigma_tilt")
+        ok = np.isfinite(t) & np.isfinite(s)
+        if ok.any():
+            out[bond] = {
+                "bonds": int(ok.sum()),
+                "median_abs_tilt": float(np.median(np.abs(t[ok]))),
+                "median_sigma": float(np.median(s[ok])),
+                "beyond_3_sigma": float(np.mean(np.abs(t[ok]) > 3 * s[ok])),
+            }
+    return out or None
+
+
+def _sites(a, shape) -> dict:
+    """The A lattice's sites inside the frame (half a cell from its edge,
+    placed by the affine fit xy = origin + i a + j b of the A columns): the
+    share that hold a column, and the vacancies (empty ones whose four
+    neighbours hold one)."""
+    ok = (a.ij >= 0).all(1)
+    if ok.sum() < 3:
+        return {}
+    ij, xy = a.ij[ok], a.xy[ok]
+    design = np.column_stack([np.ones(len(ij)), ij])
+    coef, *_ = np.linalg.lstsq(design, xy, rcond=None)  # origin, a, b
+    half = 0.5 * float(np.hypot(*coef[1:].T).max())
+    lo = ij.min(0) - 2
+    filled = np.zeros(tuple(ij.max(0) - lo + 3), bool)
+    filled[tuple((ij - lo).T)] = True
+    gi, gj = np.meshgrid(
+        *(np.arange(n) + o for n, o in zip(filled.shape, lo, strict=True)),
+        indexing="ij",
+    )
+    where = np.stack([np.ones_like(gi), gi, gj], -1) @ coef
+    h, w = shape
+    inside = (where >= half).all(-1) & (where[..., 0] <= w - 1 - half)
+    inside &= where[..., 1] <= h - 1 - half
+    around = np.zeros_like(filled)
+    around[1:-1, 1:-1] = (
+        filled[:-2, 1:-1] & filled[2:, 1:-1] & filled[1:-1, :-2] & filled[1:-1, 2:]
+    )
+    if not inside.any():
+        return {}
+    return {
+        "sites_filled": float(filled[inside].mean()),
+        "vacancies": int((inside & ~filled & around).sum()),
+    }
+
+
+def quality_numbers(result, columns, shape) -> dict:
+    """Quality control: per class the columns found, those off the lattice
+    (no site), those too faint to measure on the raw image (sigma NaN); the
+    share of the A lattice's sites inside the frame that hold a column, and
+    the vacancies (:func:`_sites`); the windows left out of the descriptors,
+    by reason."""
+    fc = result.probabilities.metadata.get_item("Signal.stemunmix.find_columns")
+    out = {"classes": {}}
+    for name in columns.class_names:
+        if name == "background":
+            continue
+        sel = columns.select(name)
+        faint = None if fc is None else fc.get_item(f"undetected_{name}")
+        out["classes"][name] = {
+            "columns": len(sel),
+            "off_lattice": None if sel.ij is None else int((sel.ij < 0).any(1).sum()),
+            "undetected": None if faint is None else int(np.ravel(faint)[0]),
+        }
+    if _has(columns, "A") and columns.ij is not None:
+        out.update(_sites(columns.select("A"), shape))
+    ld = result.descriptors.metadata.get_item("Signal.stemunmix.local_descriptors")
+    left = None if ld is None else ld.get_item("left_out")
+    if left is not None:
+        left = left.as_dictionary() if hasattr(left, "as_dictionary") else dict(left)
+        out["windows_left_out"] = {str(k): int(v) for k, v in left.items()}
+    return out
+
+
+def error_model_numbers(result) -> dict | None:
+    """The error model of the first frame (find_columns' record): the noise
+    model, the held-out calibration figure (1 where the error bars hold),
+    and the terms beyond shot noise (px^2 or factors)."""
+    fc = result.probabilities.metadata.get_item("Signal.stemunmix.find_columns")
+    if fc is None or fc.get_item("calibration") is None:
+        return None
+
+    def first(key):  # the record's arrays lead with the frames
+        v = fc.get_item(key)
+        return None if v is None else np.asarray(v, float)[0]
+
+    out = {
+        "noise_gain": float(first("noise_gain")),
+        "noise_variance0": float(first("noise_variance0")),
+        "calibration": first("calibration").tolist(),
+    }
+    for key in ("scan_own", "scan_lines"):
+        v = first(key)
+        if v is not None:
+            out[key] = np.diag(v).tolist()
+    for name in result.columns.class_names:
+        for term in ("misfit", "correlated"):
+            v = first(f"{term}_{name}")
+            if v is not None:
+                out[f"{term}_{name}"] = np.asarray(v).tolist()
+    return out
+
+
+def answer(pol: dict | None, strain: dict | None, tilt: dict | None) -> str:
+    """The summary's answer to "is there a significant distortion, how large,
+    where, how sure", in one paragraph with numbers and sigma."""
+    if pol is None:
+        return (
+            "No per-cell polarization: it needs A and B columns on an indexed "
+            "lattice with complete cells."
+        )
+    u = pol["unit"]
+    if not pol["cells_with_sigma"]:
+        return (
+            f"{pol['cells']} cells, none with an error bar (their columns are "
+            "too faint on the raw image to measure): no significance can be given."
+        )
+    share = pol["beyond_3_sigma"]
+    verdict = "Yes" if pol["significant"] else "No significant distortion"
+    text = (
+        f"{verdict}: {share:.1%} of {pol['cells_with_sigma']} cells have a B "
+        f"displacement beyond 3 sigma of zero ({CHANCE_2D:.1%} expected by "
+        f"chance). Median length {pol['median_length']:.1f} {u}, median sigma "
+        f"{pol['median_sigma']:.1f} {u}."
+    )
+    if "field_mean" in pol:
+        (mx, my), (sx, sy) = pol["field_mean"], pol["field_sigma"]
+        text += (
+            f" The field's mean displacement is ({mx:.1f} +- {sx:.1f}, {my:.1f} "
+            f"+- {sy:.1f}) {u}, {pol['field_significance']:.1f} sigma (a uniform "
+            "offset: specimen mistilt, the scan, or a uniform polarization)."
+        )
+    span = pol.get("significant_cells_span")
+    if span and pol["significant"]:
+        text += (
+            f" The significant cells span cells i = {span['i'][0]}-{span['i'][1]}, "
+            f"j = {span['j'][0]}-{span['j'][1]} (maps below)."
+        )
+    if strain and "exx" in strain:
+        parts = [
+            f"{n} {strain[n]['spread']:.2f} {strain[n]['unit']}"
+            for n in STRAIN
+            if n in strain
+        ]
+        text += (
+            f" Strain against {strain['reference']}: cell-to-cell spread "
+            + ", ".join(parts)
+            + "."
+        )
+    if tilt:
+        parts = [
+            f"{b}-bonds median |tilt| {v['median_abs_tilt']:.1f} deg (sigma "
+            f"{v['median_sigma']:.1f} deg, {v['beyond_3_sigma']:.0%} beyond 3 sigma)"
+            for b, v in tilt.items()
+        ]
+        text += " Octahedral tilt: " + "; ".join(parts) + "."
+    return text
+
+
+def measurements(result, view) -> dict:
+    """Every number of the measurements and quality-control sections."""
+    columns = view.columns
+    pol, strain = polarization_numbers(columns, view), strain_numbers(columns)
+    tilt = tilt_numbers(columns)
+    return {
+        "answer": answer(pol, strain, tilt),
+        "polarization": pol,
+        "strain": strain,
+        "octahedral_tilt": tilt,
+        "error_model": error_model_numbers(result),
+        "quality": quality_numbers(result, columns, view.raw.shape),
+    }
+
+
+# --- figures ---------------------------------------------------------------
+
+
+def _lattice_panel(fig, ax, data, title, label, cmap="viridis", symmetric=False):
+    """One map on the lattice grid (cells i, j) with its colourbar."""
+    kw = {"cmap": cmap, "interpolation": "nearest"}
+    if symmetric:
+        top = (
+            float(np.nanpercentile(np.abs(data), 99)) if np.isfinite(data).any() else 1
+        )
+        kw.update(vmin=-(top or 1.0), vmax=top or 1.0)
+    shown = ax.imshow(data, **kw)
+    fig.colorbar(shown, ax=ax, label=label, shrink=0.8)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("cell i")
+    ax.set_ylabel("cell j")
+
+
+def _quiver(ax, dx, dy, unit):
+    """Arrows of the displacement on the lattice grid, in ``unit``, with a
+    key of a round length near the median."""
+    j, i = np.mgrid[: dx.shape[0], : dx.shape[1]]
+    ok = np.isfinite(dx) & np.isfinite(dy)
+    length = np.hypot(dx[ok], dy[ok])
+    typical = float(np.median(length)) if ok.any() else 1.0
+    scale = (typical or 1.0) / 0.8  # the median arrow: 0.8 cells
+    ax.quiver(
+        i[ok],
+        j[ok],
+        dx[ok],
+        dy[ok],
+        angles="xy",
+        scale_units="xy",
+        scale=scale,
+        width=0.004,
+    )
+    step = 10 ** np.floor(np.log10(typical or 1.0))
+    key = max(v * step for v in (1, 2, 5) if v * step <= max(typical, step))
+    ax.set_xlim(-1, dx.shape[1])
+    ax.set_ylim(dx.shape[0], -1)
+    ax.set_aspect("equal")
+    ax.set_title(
+        f"displacement (arrow: {key:g} {unit} = {key / scale:.2f} cells)", fontsize=9
+    )
+    ax.set_xlabel("cell i")
+    ax.set_ylabel("cell j")
+
+
+def cells_figure(result, view):
+    """Per cell: the polarization's direction and length (HSV), as arrows in
+    pm, its sigma and its significance |P| / sigma."""
+    from stemunmix.signals._measurements import hsv_image
+
+    cells = _polarization(view.columns)
+    if cells is None:
+        return None
+    f = _pm_per_px(view) or 1.0
+    unit = "pm" if _pm_per_px(view) else "px"
+    dx, dy = _quantity(cells, "x") * f, _quantity(cells, "y") * f
+    sigma = 0.5 * (_quantity(cells, "sigma_x") + _quantity(cells, "sigma_y")) * f
+    sig = _quantity(cells, "significance")
+    aspect = dx.shape[0] / max(dx.shape[1], 1)
+    fig, axes = _subplots(2, 2, figsize=(11, 2 * (4.4 * aspect + 0.9)))
+    axes = axes.ravel()
+    axes[0].imshow(hsv_image(dx, dy)[0], interpolation="nearest")
+    axes[0].set_title("direction (hue) and length (value)", fontsize=9)
+    axes[0].set_xlabel("cell i")
+    axes[0].set_ylabel("cell j")
+    _quiver(axes[1], dx, dy, unit)
+    _lattice_panel(fig, axes[2], sigma, f"sigma ({unit}, mean of x and y)", unit)
+    _lattice_panel(fig, axes[3], sig, "significance |P| / sigma", "sigma")
+    ok = np.isfinite(sig)
+    beyond = float(np.mean(sig[ok] > 3)) if ok.any() else float("nan")
+    caption = (
+        f"Polarization per cell on the lattice (the B column from where its A "
+        f"cell puts it; {int(ok.sum())} cells with a sigma from the error "
+        f"model): {beyond:.0%} beyond 3 sigma ({CHANCE_2D:.1%} by chance "
+        f"without a displacement); median length "
+        f"{np.nanmedian(np.hypot(dx, dy)):.1f} {unit}."
+    )
+    return fig, "cells.png", caption
+
+
+def strain_figure(result, view):
+    """exx, eyy, exy (%) and the rotation (degrees) of the A lattice per
+    cell against the median cell."""
+    columns = view.columns
+    if not _has(columns, "A") or columns.ij is None:
+        return None
+    try:
+        strain = columns.strain_map()
+    except ValueError:
+        return None
+    aspect = strain.data.shape[1] / max(strain.data.shape[2], 1)
+    fig, axes = _subplots(2, 2, figsize=(11, 2 * (4.4 * aspect + 0.9)))
+    for ax, name in zip(axes.ravel(), STRAIN, strict=True):
+        v = _quantity(strain, name)
+        if name == "rotation":  # less its median: a rotation of the whole field
+            v, unit = np.degrees(v - np.nanmedian(v)), "degrees"
+        else:
+            v, unit = 100 * v, "%"
+        _lattice_panel(
+            fig, ax, v, f"{name} ({unit})", unit, cmap="RdBu_r", symmetric=True
+        )
+    return (
+        fig,
+        "strain.png",
+        "Strain of the A lattice per cell against the median cell of the field "
+        "(exx, eyy, exy in %; the rotation in degrees, less its median); "
+        "results.json gives each one's spread, sigma and share beyond 3 sigma.",
+    )
+
+
+def tilt_figure(result, view):
+    """The octahedral tilt per bond direction where O columns were found."""
+    columns = view.columns
+    if not _has(columns, "O", "B") or columns.ij is None:
+        return None
+    try:
+        tilt = columns.octahedral_map()
+    except ValueError:
+        return None
+    bonds = [b for b in "ab" if np.isfinite(_quantity(tilt, f"{b}_tilt")).any()]
+    if not bonds:
+        return None
+    aspect = tilt.data.shape[1] / max(tilt.data.shape[2], 1)
+    fig, axes = _subplots(
+        len(bonds), 2, figsize=(11, len(bonds) * (4.4 * aspect + 0.9)), squeeze=False
+    )
+    for row, b in zip(axes, bonds, strict=True):
+        t, s = _quantity(tilt, f"{b}_tilt"), _quantity(tilt, f"{b}_sigma_tilt")
+        _lattice_panel(
+            fig,
+            row[0],
+            t,
+            f"{b}-bond tilt (degrees)",
+            "degrees",
+            cmap="RdBu_r",
+            symmetric=True,
+        )
+        _lattice_panel(fig, row[1], np.abs(t) / s, f"{b}-bond |tilt| / sigma", "sigma")
+    return (
+        fig,
+        "tilt.png",
+        "Octahedral tilt from the O columns on the B-B bonds (atan(2 d / L), d "
+        "the O column's offset across the bond), and its significance.",
+    )
+
+
+def quality_figure(result, view):
+    """The fit's residual (RMS of each column's patch over its height) on the
+    lattice, per class, and the A sites filled."""
+    columns = view.columns
+    if columns.ij is None or "residual" not in columns.quantities:
+        return None
+    names = [n for n in columns.class_names if n != "background" and _has(columns, n)]
+    if not names:
+        return None
+    q = columns.quantities
+    with np.errstate(invalid="ignore", divide="ignore"):
+        relative = q["residual"] / np.abs(q["height"])
+    maps = [(n, columns.site_map(relative, n).data) for n in names]
+    aspect = maps[0][1].shape[0] / max(maps[0][1].shape[1], 1)
+    fig, axes = _subplots(
+        1, len(maps), figsize=(5.5 * len(maps), 4.4 * aspect + 1), squeeze=False
+    )
+    for ax, (n, m) in zip(axes[0], maps, strict=True):
+        _lattice_panel(fig, ax, m, f"{n} sites: fit residual / height", "ratio")
+    return (
+        fig,
+        "quality.png",
+        "Quality of the fit per lattice site: the RMS residual of each column's "
+        "patch over its fitted height (high where the Gaussian model misses: "
+        "overlap, defects, contamination); empty sites are vacancies or "
+        "columns off the lattice.",
+    )
