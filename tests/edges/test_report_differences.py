@@ -57,3 +57,32 @@ def test_a_centrosymmetric_image_answers_no_distortion():
     assert pol["cells_with_sigma"] > 100
     assert pol["beyond_3_sigma"] < 0.04 and not pol["significant"]
     assert answer(pol, None, None).startswith("No significant distortion")
+
+
+def test_a_few_outlying_cells_are_not_a_distortion():
+    from stemunmix.report.cells import answer
+
+    pol = {"unit": "pm", "cells": 700, "cells_with_sigma": 700,
+           "beyond_3_sigma": 0.035, "significant": False, "isolated_cells": True,
+           "median_length": 4.0, "median_sigma": 4.0}  # fmt: skip
+    assert answer(pol, None, None).startswith("Only isolated cells")
+
+
+def test_real_centrosymmetric_srtio3_reports_no_distortion(real_data):
+    """SrTiO3 [110] is centrosymmetric: its summary must not claim a
+    distortion (a few cells beyond 3 sigma are outliers)."""
+    import hyperspy.api as hs
+
+    from stemunmix.report.cells import answer, polarization_numbers
+
+    s = hs.load(real_data / "atomap_hist_STO110_ADF_full.hdf5", file_format="HSPY")
+    s.set_signal_type("atomic_resolution")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        s.find_columns(show_progressbar=False)
+    view = type("V", (), {"units": "px", "scale": (1.0, 1.0)})()
+    pol = polarization_numbers(s.columns, view)
+    assert pol["cells_with_sigma"] > 600
+    assert not pol["significant"] and pol["beyond_3_sigma"] < 0.055
+    assert not answer(pol, None, None).startswith("Yes")
+    assert pol["field_significance"] < 3  # no uniform offset either
