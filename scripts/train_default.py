@@ -19,10 +19,11 @@ from stemunmix.nn.model_io import MODELS_DIR
 RECIPE = dict(steps=5000, batch_size=8, patch_size=128, learning_rate=3e-3, seed=0)
 
 
-def regenerate(name: str, recipe: dict, doc: str) -> None:
+def regenerate(name: str, recipe: dict, doc: str, contrast: str) -> None:
     """Train the bundled model ``name`` from ``recipe`` (``--steps``,
     ``--device`` and ``--out`` from the command line) and copy it and its
-    card into stemunmix/models."""
+    card into stemunmix/models, the card naming the ``contrast`` segment()
+    picks it for (the model registry, nn/model_io.registry)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--steps", type=int, default=recipe["steps"])
     parser.add_argument("--device", default=None)
@@ -32,10 +33,10 @@ def regenerate(name: str, recipe: dict, doc: str) -> None:
                             **(recipe | {"steps": args.steps}))  # fmt: skip
     MODELS_DIR.mkdir(exist_ok=True)
     shutil.copy(Path(args.out) / "model.pt", MODELS_DIR / f"{name}.pt")
-    card = dict(model.card, name=name)
+    card = dict(model.card, name=name, contrast=contrast)
     (MODELS_DIR / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
     print(json.dumps(card["validation"], indent=1))
 
 
 if __name__ == "__main__":
-    regenerate("default", RECIPE, __doc__)
+    regenerate("default", RECIPE, __doc__, "bright")

@@ -18,4 +18,4 @@ RECIPE = dict(steps=3000, batch_size=8, patch_size=128, learning_rate=2e-3, seed
               oxygen=True, init="default")  # fmt: skip
 
 if __name__ == "__main__":
-    regenerate("oxygen", RECIPE, __doc__)
+    regenerate("oxygen", RECIPE, __doc__, "dark")

@@ -135,12 +135,50 @@ def _read(path: Path) -> dict:
 
 def bundled_card(name: str) -> dict:
     """The model card of a bundled model, read from its JSON beside the
-    weights (no weights loaded): class names, training spacing, recipe."""
+    weights (no weights loaded): class names, contrast, training spacing,
+    recipe (read once per process; a copy)."""
     path = MODELS_DIR / f"{name}.json"
     if not path.is_file():
         bundled = sorted(p.stem for p in MODELS_DIR.glob("*.json"))
         raise ValueError(f"no bundled model {name!r}; bundled: {bundled}")
-    return json.loads(path.read_text())
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size)
+    if key not in _CARDS:
+        _CARDS[key] = json.loads(path.read_text())
+    return copy.deepcopy(_CARDS[key])
+
+
+_CARDS: dict = {}
+
+
+def registry() -> dict:
+    """The bundled models, read from their cards (no weights loaded):
+    {name: {"class_names", "contrast", "training_spacing"}}. A model card's
+    ``contrast`` ("bright": HAADF/ADF, "dark": ABF/BF) makes it the model
+    ``segment`` uses for that contrast; a new contrast is a new model and
+    card (scripts/train_default.py's ``regenerate``)."""
+    out = {}
+    for path in sorted(MODELS_DIR.glob("*.json")):
+        card = bundled_card(path.stem)
+        out[path.stem] = {
+            "class_names": list(card["class_names"]),
+            "contrast": card.get("contrast"),
+            "training_spacing": float(card.get("training_spacing", TRAINING_SPACING)),
+        }
+    return out
+
+
+def model_for_contrast(contrast: str) -> str:
+    """The bundled model for images of ``contrast`` (its card's
+    ``contrast``; the default model where two claim one)."""
+    names = [n for n, e in registry().items() if e["contrast"] == contrast]
+    if not names:
+        known = sorted({e["contrast"] for e in registry().values()} - {None})
+        raise ValueError(
+            f"contrast {contrast!r}: no bundled model is for it (the models' "
+            f"cards name {known}); pass model= a model trained for it"
+        )
+    return DEFAULT_NAME if DEFAULT_NAME in names else names[0]
 
 
 def _check_card(path, card: dict, model) -> None:

@@ -238,7 +238,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
         them: the owned maps', the model's, or (read from its card) the
         bundled model that segment() picks for the image's contrast."""
         from stemunmix.nn import inference
-        from stemunmix.nn.model_io import bundled_card, check_model
+        from stemunmix.nn.model_io import bundled_card, check_model, model_for_contrast
 
         prob = self.probabilities
         if prob is not None and _made_with(prob, model, None, None, contrast):
@@ -250,7 +250,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
             used = inference.image_contrast(
                 self.data, self.axes_manager.navigation_dimension, "auto", None
             )
-        return list(bundled_card(CONTRAST_MODEL[used])["class_names"])
+        return list(bundled_card(model_for_contrast(used))["class_names"])
 
     def square_pixels(self):
         """This image resampled onto square pixels: the coarser signal axis is
@@ -446,7 +446,7 @@ def _parse_segment(image, model, scale, batch_size, device, tile, lazy_output,
     model, :class:`stemunmix.nn.inference.Settings`). The contrast is
     measured here (central crops); it picks the model where none is given."""
     from stemunmix.nn import inference
-    from stemunmix.nn.model_io import TRAINING_SPACING, check_model
+    from stemunmix.nn.model_io import TRAINING_SPACING, check_model, model_for_contrast
     from stemunmix.nn.training import resolve_device
 
     scale, spacing = _check_scale(scale, spacing, image.data.shape)
@@ -459,7 +459,7 @@ def _parse_segment(image, model, scale, batch_size, device, tile, lazy_output,
         image.data, image.axes_manager.navigation_dimension, contrast, implied
     )
     # Dark columns (ABF, BF) show the O columns, which only the oxygen model names.
-    model = check_model(model if model is not None else CONTRAST_MODEL[used])
+    model = check_model(model if model is not None else model_for_contrast(used))
     _check_model_contrast(model, used)
     dev = resolve_device(device)
     lazy = image._lazy if lazy_output is None else bool(lazy_output)
@@ -554,9 +554,7 @@ def _check_scale(scale, spacing=None, shape=None):
     return scale, spacing
 
 
-CONTRASTS = ("auto", "bright", "dark")
-# The bundled model segment() uses by default for each contrast.
-CONTRAST_MODEL = {"bright": "default", "dark": "oxygen"}
+CONTRASTS = ("auto", "bright", "dark")  # the bundled model of each: its card
 
 
 def _check_segment_knobs(contrast, batch_size, tile, lattice_prior, store) -> None:

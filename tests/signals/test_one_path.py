@@ -241,3 +241,27 @@ def test_a_saved_analysed_image_stores_its_data_once(tmp_path):
     assert back.probabilities.image.data is back.data  # linked, not copied
     assert back.columns == columns
     np.testing.assert_array_equal(back.probabilities.data, prob.data)
+
+
+def test_the_model_registry_is_read_from_the_cards(tmp_path, monkeypatch):
+    """segment's model for each contrast comes from the bundled cards (no
+    weights loaded); a card for a new contrast is all the registry needs."""
+    import json
+    import shutil
+
+    import stemunmix.nn.model_io as mio
+
+    reg = mio.registry()
+    assert (
+        reg["default"]["contrast"] == "bright" and reg["oxygen"]["contrast"] == "dark"
+    )
+    assert reg["oxygen"]["class_names"] == ["A", "B", "O", "background"]
+    assert mio.model_for_contrast("dark") == "oxygen"
+    with pytest.raises(ValueError, match="no bundled model is for it"):
+        mio.model_for_contrast("idpc")
+    for p in mio.MODELS_DIR.glob("*.json"):
+        shutil.copy(p, tmp_path / p.name)
+    card = json.loads((tmp_path / "oxygen.json").read_text())
+    (tmp_path / "idpc.json").write_text(json.dumps(card | {"contrast": "idpc"}))
+    monkeypatch.setattr(mio, "MODELS_DIR", tmp_path)
+    assert mio.model_for_contrast("idpc") == "idpc"
