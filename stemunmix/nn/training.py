@@ -111,20 +111,15 @@ def train(
     -------
     DilatedUNet in eval mode, with ``.card`` (recipe and validation scores).
     """
-    from stemunmix.core import checks
-
-    for name, value in (
-        ("steps", steps),
-        ("batch_size", batch_size),
-        ("validation_size", validation_size),
-        ("checkpoint_every", checkpoint_every),
-    ):
-        checks.count(name, value)
-    checks.count("seed", seed, 0)
-    checks.count("patch_size", patch_size, 32)
-    if patch_size % 8:
-        raise ValueError(f"patch_size must be a multiple of 8, >= 32, got {patch_size}")
-    checks.real("learning_rate", learning_rate, 0, 1, low_open=True)
+    _check_train(
+        steps,
+        batch_size,
+        validation_size,
+        checkpoint_every,
+        seed,
+        patch_size,
+        learning_rate,
+    )
     dev = resolve_device(device)
     if out is not None:
         out = Path(out)
@@ -150,24 +145,65 @@ def train(
     if oxygen:
         recipe["oxygen"] = True
     torch.manual_seed(seed)
-    rng = np.random.default_rng([seed, 0])
     model = DilatedUNet(names, widths, bottleneck, rates)
     if init is not None:
         recipe["init"] = _start_from(model, init)
     model = model.to(dev)
-    optimiser = torch.optim.AdamW(model.parameters(), lr=learning_rate)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimiser, max_lr=learning_rate, total_steps=steps, pct_start=0.1
-    )
-    weights = torch.tensor(class_weights, device=dev)
-    val = validation_set(seed, validation_size, patch_size, oxygen)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    log, t0 = [], time.perf_counter()
+    disable = None if show_progressbar is None else not show_progressbar
+    log = _fit(model, recipe, dev, out, checkpoint_every, disable)
+    model.eval()
+    model.card = _card(recipe, log, dev)
+    if out is not None:
+        save_model(model, out / "model.pt", model.card)
+    return model
 
+
+def _check_train(
+    steps,
+    batch_size,
+    validation_size,
+    checkpoint_every,
+    seed,
+    patch_size,
+    learning_rate,
+) -> None:
+    """train()'s numbers, before any work."""
+    from stemunmix.core import checks
+
+    for name, value in (
+        ("steps", steps),
+        ("batch_size", batch_size),
+        ("validation_size", validation_size),
+        ("checkpoint_every", checkpoint_every),
+    ):
+        checks.count(name, value)
+    checks.count("seed", seed, 0)
+    checks.count("patch_size", patch_size, 32)
+    if patch_size % 8:
+        raise ValueError(f"patch_size must be a multiple of 8, >= 32, got {patch_size}")
+    checks.real("learning_rate", learning_rate, 0, 1, low_open=True)
+
+
+def _fit(model, recipe, dev, out, checkpoint_every, disable) -> list:
+    """The training loop of :func:`train`: AdamW, one-cycle schedule, a
+    checkpoint with its validation scores every ``checkpoint_every`` steps
+    (the weights written first), the finished steps kept on interruption.
+    Returns the log."""
     from tqdm.auto import tqdm
 
-    disable = None if show_progressbar is None else not show_progressbar
+    steps, oxygen = recipe["steps"], recipe.get("oxygen", False)
+    rng = np.random.default_rng([recipe["seed"], 0])
+    optimiser = torch.optim.AdamW(model.parameters(), lr=recipe["learning_rate"])
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, max_lr=recipe["learning_rate"], total_steps=steps, pct_start=0.1
+    )
+    weights = torch.tensor(recipe["class_weights"], device=dev)
+    val = validation_set(
+        recipe["seed"], recipe["validation_size"], recipe["patch_size"], oxygen
+    )
+    log, t0 = [], time.perf_counter()
     model.train()
     step = 0
     try:
@@ -178,26 +214,13 @@ def train(
                 schedule,
                 weights,
                 rng,
-                batch_size,
-                patch_size,
+                recipe["batch_size"],
+                recipe["patch_size"],
                 dev,
                 oxygen,
             )
             if step % checkpoint_every == 0 or step == steps:
-                # The weights first: nothing after this line can lose them.
-                entry = {
-                    "step": step,
-                    "loss": loss,
-                    "seconds": time.perf_counter() - t0,
-                }
-                if out is not None:
-                    model.card = _card(recipe, log + [entry], dev)
-                    save_model(model, out / "checkpoint.pt", model.card)
-                log.append(entry | evaluate(model, val, dev))
-                if out is not None:
-                    model.card = _card(recipe, log, dev)
-                    save_model(model, out / "checkpoint.pt", model.card)
-                    (out / "log.json").write_text(json.dumps(log, indent=1))
+                _checkpoint(model, recipe, log, step, loss, t0, val, dev, out)
     except BaseException:
         # Interrupted or failed: keep the finished steps beside the last
         # checkpoint, then let the error through.
@@ -206,11 +229,21 @@ def train(
             save_model(model, out / "interrupted.pt", _card(recipe, log, dev))
             (out / "log.json").write_text(json.dumps(log, indent=1))
         raise
-    model.eval()
-    model.card = _card(recipe, log, dev)
+    return log
+
+
+def _checkpoint(model, recipe, log, step, loss, t0, val, dev, out) -> None:
+    """One checkpoint: the weights first (nothing after can lose them), then
+    the validation scores into ``log`` and, with ``out``, onto disk."""
+    entry = {"step": step, "loss": loss, "seconds": time.perf_counter() - t0}
     if out is not None:
-        save_model(model, out / "model.pt", model.card)
-    return model
+        model.card = _card(recipe, log + [entry], dev)
+        save_model(model, out / "checkpoint.pt", model.card)
+    log.append(entry | evaluate(model, val, dev))
+    if out is not None:
+        model.card = _card(recipe, log, dev)
+        save_model(model, out / "checkpoint.pt", model.card)
+        (out / "log.json").write_text(json.dumps(log, indent=1))
 
 
 def _start_from(model, init) -> str:

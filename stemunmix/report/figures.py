@@ -219,12 +219,10 @@ def _domain_confidence(ld):
     return np.where(np.isfinite(best), best, np.nan)  # NaN off the columns
 
 
-def _domains_figure(result, view):
-    from matplotlib import colormaps
-    from matplotlib.patches import Patch
-
+def _domain_panels(result, truth_map) -> list:
+    """(title, map) of the learned domains, the physical descriptor's (matched
+    to the truth's or the learned colours) and the planted truth."""
     domain = _frame0(result.descriptors.get_domain_map().data)
-    truth_map = None if result.truth is None else np.asarray(result.truth.domain_map)
     panels = [("domains found (learned descriptor)", _matched(domain, truth_map))]
     if result.physical is not None:
         phys = _frame0(result.physical.get_domain_map().data)
@@ -236,6 +234,15 @@ def _domains_figure(result, view):
         )
     if truth_map is not None:
         panels.append(("planted domains (truth)", truth_map.astype(float)))
+    return panels
+
+
+def _domains_figure(result, view):
+    from matplotlib import colormaps
+    from matplotlib.patches import Patch
+
+    truth_map = None if result.truth is None else np.asarray(result.truth.domain_map)
+    panels = _domain_panels(result, truth_map)
     confidence = _domain_confidence(result.descriptors)
     fig, axes = _grid(
         len(panels) + (confidence is not None), size=4.5, aspect=view.aspect
@@ -275,6 +282,10 @@ def _domains_figure(result, view):
             fontsize=7,
             framealpha=0.8,
         )
+    return fig, "domain_map.png", _domains_caption(result, truth_map, confidence)
+
+
+def _domains_caption(result, truth_map, confidence) -> str:
     caption = (
         f"Domain map: Gaussian-mixture clusters ({result.domains}) of the "
         "loadings, in categorical colours"
@@ -301,7 +312,7 @@ def _domains_figure(result, view):
             f"; the physical descriptor's clusters (matched to the learned "
             f"ones) agree with them at {result.physical_agreement:.3f}"
         )
-    return fig, "domain_map.png", caption + "."
+    return caption + "."
 
 
 def _matched(labels, reference):
