@@ -129,6 +129,45 @@ def strain_numbers(columns) -> dict | None:
     return out
 
 
+def intensity_numbers(columns) -> dict | None:
+    """Intensity classes of each cation class where the data hold more than
+    one: a Gaussian mixture of 1 to 3 components on the columns' integrated
+    intensity, the number chosen by BIC, kept only where the components are
+    separated (Ashman's D > 2 between each neighbouring pair: two bumps, not
+    a gradient of thickness cut in two). Per class: the number, the share of
+    columns in each and their mean intensities."""
+    from sklearn.mixture import GaussianMixture
+
+    out = {}
+    for name in columns.class_names:
+        if name in ("background", "O") or not _has(columns, name):
+            continue
+        v = columns.select(name).quantities.get("intensity")
+        if v is None:
+            continue
+        v = np.asarray(v, float)
+        v = v[np.isfinite(v)].reshape(-1, 1)
+        if len(v) < 30:
+            continue
+        fits = [GaussianMixture(k, random_state=0).fit(v) for k in (1, 2, 3)]
+        best = min(fits, key=lambda g: g.bic(v))
+        order = np.argsort(best.means_.ravel())
+        means = best.means_.ravel()[order]
+        sds = np.sqrt(best.covariances_.ravel()[order])
+        separated = all(
+            np.sqrt(2) * abs(means[i + 1] - means[i]) / np.hypot(sds[i], sds[i + 1]) > 2
+            for i in range(len(means) - 1)
+        )
+        if best.n_components > 1 and separated:
+            label = np.argsort(order)[best.predict(v)]
+            out[name] = {
+                "classes": int(best.n_components),
+                "shares": np.bincount(label, minlength=len(means)) / len(v),
+                "mean_intensities": means,
+            }
+    return out or None
+
+
 def tilt_numbers(columns) -> dict | None:
     """The octahedral tilt per bond direction where O columns were found: the
     median |tilt| and its median sigma (degrees), and the share of bonds
@@ -318,6 +357,7 @@ def measurements(result, view) -> dict:
         "polarization": pol,
         "strain": strain,
         "octahedral_tilt": tilt,
+        "intensity_classes": intensity_numbers(columns),
         "error_model": error_model_numbers(result),
         "quality": quality_numbers(result, columns, view.raw.shape),
     }
@@ -498,4 +538,33 @@ def quality_figure(result, view):
         "patch over its fitted height (high where the Gaussian model misses: "
         "overlap, defects, contamination); empty sites are vacancies or "
         "columns off the lattice.",
+    )
+
+
+def intensity_figure(result, view):
+    """The intensity classes on the lattice, for each cation class where the
+    mixture finds more than one (:func:`intensity_numbers`)."""
+    columns = view.columns
+    found = intensity_numbers(columns) if columns.ij is not None else None
+    if not found:
+        return None
+    fig, axes = _subplots(1, len(found), figsize=(5.5 * len(found), 5), squeeze=False)
+    for ax, (name, info) in zip(axes[0], found.items(), strict=True):
+        classes = columns.intensity_classes(name, info["classes"]).astype(float)
+        classes[classes < 0] = np.nan
+        m = columns.site_map(classes, name).data
+        _lattice_panel(
+            fig,
+            ax,
+            m,
+            f"{name} sites: intensity class (0 faintest)",
+            "class",
+            cmap="viridis",
+        )
+    return (
+        fig,
+        "intensity.png",
+        "Intensity classes of the columns (a Gaussian mixture on the integrated "
+        "intensity, its size by BIC, kept where the classes are separated: "
+        "dopants, vacancies or thickness steps).",
     )

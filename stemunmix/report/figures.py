@@ -406,7 +406,15 @@ def _arrows_caption(result):
 # The page's sections and the figures of each, in order (report/page.py).
 SECTIONS = (
     ("summary", (_columns_figure,)),
-    ("measurements", (cells.cells_figure, cells.strain_figure, cells.tilt_figure)),
+    (
+        "measurements",
+        (
+            cells.cells_figure,
+            cells.strain_figure,
+            cells.tilt_figure,
+            cells.intensity_figure,
+        ),
+    ),
     (
         "descriptor",
         (_scree_figure, _components_figure, _loadings_figure, _domains_figure),

@@ -281,6 +281,18 @@ def _measurement_rows(numbers: dict) -> list[tuple[str, str]]:
                     + ("" if beyond is None else f", {beyond:.1%} beyond 3 sigma"),
                 )
             )
+    for name, c in (numbers["intensity_classes"] or {}).items():
+        rows.append(
+            (
+                f"{name} intensity classes",
+                ", ".join(
+                    f"{share:.0%} at {mean:.3g}"
+                    for share, mean in zip(
+                        c["shares"], c["mean_intensities"], strict=True
+                    )
+                ),
+            )
+        )
     for bond, t in (numbers["octahedral_tilt"] or {}).items():
         rows.append(
             (

@@ -308,3 +308,8 @@ def test_the_report_leads_with_the_answer_then_measurements(demo):
     assert set(numbers["strain"]) >= {"exx", "eyy", "exy", "rotation"}
     assert numbers["strain"]["exx"]["spread"] < 1  # % : an unstrained crystal
     assert numbers["error_model"]["calibration"][0] == pytest.approx(1, abs=0.3)
+    # the demo plants 10 % darker A sites (La on Bi): one class of them
+    dark = numbers["intensity_classes"]["A"]
+    assert dark["classes"] == 2 and 0.05 < dark["shares"][0] < 0.15
+    assert "B" not in numbers["intensity_classes"]
+    assert 'src="intensity.png"' in page

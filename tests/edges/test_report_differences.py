@@ -73,7 +73,7 @@ def test_real_centrosymmetric_srtio3_reports_no_distortion(real_data):
     distortion (a few cells beyond 3 sigma are outliers)."""
     import hyperspy.api as hs
 
-    from stemunmix.report.cells import answer, polarization_numbers
+    from stemunmix.report.cells import answer, intensity_numbers, polarization_numbers
 
     s = hs.load(real_data / "atomap_hist_STO110_ADF_full.hdf5", file_format="HSPY")
     s.set_signal_type("atomic_resolution")
@@ -86,3 +86,4 @@ def test_real_centrosymmetric_srtio3_reports_no_distortion(real_data):
     assert not pol["significant"] and pol["beyond_3_sigma"] < 0.055
     assert not answer(pol, None, None).startswith("Yes")
     assert pol["field_significance"] < 3  # no uniform offset either
+    assert intensity_numbers(s.columns) is None  # one kind of column per site
