@@ -168,6 +168,76 @@ def intensity_numbers(columns) -> dict | None:
     return out or None
 
 
+def region_numbers(columns, view, intensity: dict | None) -> list | None:
+    """Per region, the mean polarization with its sigma (the error model's,
+    with the columns' shared scan lines) and significance, its direction and
+    length: the regions are the cells whose four A corners are all of one
+    intensity class (:func:`intensity_numbers`: two materials, a doped
+    layer), named by that class. None where the A sites hold one class."""
+    from stemunmix.core.measure import corners, grid_shape
+
+    if not intensity or "A" not in intensity or _polarization(columns) is None:
+        return None
+    n = intensity["A"]["classes"]
+    own = columns.labels == columns.class_index("A")
+    ca = columns.select("A")
+    kind = columns.intensity_classes("A", n)[own].astype(float)
+    kind[kind < 0] = np.nan
+    corner = corners(kind[:, None], ca.ij, grid_shape(columns.ij))[..., 0]
+    f = _pm_per_px(view) or 1.0
+    out = []
+    for k in range(n):
+        mask = (corner == k).all(-1)
+        try:
+            r = columns.polarization_region(mask)
+        except ValueError:  # no complete cell of this class
+            continue
+        mean = np.asarray(r["mean"]) * f
+        out.append(
+            {
+                "region": f"cells on A sites of intensity class {k} "
+                f"({'faintest' if k == 0 else 'brightest' if k == n - 1 else 'middle'})",
+                "cells": int(r["cells"]),
+                "mean": mean.tolist(),
+                "sigma": (np.asarray(r["sigma"]) * f).tolist(),
+                "length": float(np.hypot(*mean)),
+                "direction_degrees": float(np.degrees(np.arctan2(mean[1], mean[0]))),
+                "significance": float(r["significance"]),
+                "polar": bool(r["significance"] > 3),
+            }
+        )
+    return out or None
+
+
+def row_numbers(columns, view) -> list | None:
+    """Per row of cells (lattice index j, with at least 3 complete cells):
+    the mean polarization with its sigma (the columns of a row share their
+    scan lines, which the sigma counts) and significance: the profile of a
+    layered film or an interface."""
+    cells = _polarization(columns)
+    if cells is None:
+        return None
+    ok = np.isfinite(_quantity(cells, "significance"))
+    f = _pm_per_px(view) or 1.0
+    out = []
+    for j in range(ok.shape[0]):
+        if ok[j].sum() < 3:
+            continue
+        mask = np.zeros_like(ok)
+        mask[j] = ok[j]
+        r = columns.polarization_region(mask)
+        out.append(
+            {
+                "j": j,
+                "cells": int(r["cells"]),
+                "mean": (np.asarray(r["mean"]) * f).tolist(),
+                "sigma": (np.asarray(r["sigma"]) * f).tolist(),
+                "significance": float(r["significance"]),
+            }
+        )
+    return out or None
+
+
 def tilt_numbers(columns) -> dict | None:
     """The octahedral tilt per bond direction where O columns were found: the
     median |tilt| and its median sigma (degrees), and the share of bonds
@@ -284,7 +354,9 @@ def error_model_numbers(result) -> dict | None:
     return out
 
 
-def answer(pol: dict | None, strain: dict | None, tilt: dict | None) -> str:
+def answer(
+    pol: dict | None, strain: dict | None, tilt: dict | None, regions=None, rows=None
+) -> str:
     """The summary's answer to "is there a significant distortion, how large,
     where, how sure", in one paragraph with numbers and sigma."""
     if pol is None:
@@ -326,6 +398,24 @@ def answer(pol: dict | None, strain: dict | None, tilt: dict | None) -> str:
             f" The significant cells span cells i = {span['i'][0]}-{span['i'][1]}, "
             f"j = {span['j'][0]}-{span['j'][1]} (maps below)."
         )
+    for r in regions or []:
+        (mx, my), (sx, sy) = r["mean"], r["sigma"]
+        text += (
+            f" The {r['cells']} {r['region']}: "
+            + ("polar" if r["polar"] else "not polar")
+            + f", mean ({mx:.1f} +- {sx:.1f}, {my:.1f} +- {sy:.1f}) {u}, "
+            f"{r['length']:.1f} {u} at {r['direction_degrees']:.0f} degrees from "
+            f"+x (y down), {r['significance']:.1f} sigma."
+        )
+    if rows and len(rows) > 1:
+        polar = [r["j"] for r in rows if r["significance"] > 3]
+        calm = [r["j"] for r in rows if r["significance"] <= 3]
+        text += (
+            f" Per row of cells (the row's mean against zero, 3 sigma): rows "
+            f"j = {_runs(polar) or 'none'} differ from zero, j = "
+            f"{_runs(calm) or 'none'} do not (a smooth mistilt or bending field "
+            "moves rows too; it is not in the error bars)."
+        )
     if strain and "exx" in strain:
         parts = [
             f"{n} {strain[n]['spread']:.2f} {strain[n]['unit']}"
@@ -347,17 +437,33 @@ def answer(pol: dict | None, strain: dict | None, tilt: dict | None) -> str:
     return text
 
 
+def _runs(values) -> str:
+    """Integers as runs: [1, 2, 3, 7] -> "1-3, 7"."""
+    out, start = [], None
+    for k, v in enumerate(values):
+        if start is None:
+            start = v
+        if k + 1 == len(values) or values[k + 1] != v + 1:
+            out.append(f"{start}" if start == v else f"{start}-{v}")
+            start = None
+    return ", ".join(out)
+
+
 def measurements(result, view) -> dict:
     """Every number of the measurements and quality-control sections."""
     columns = view.columns
     pol, strain = polarization_numbers(columns, view), strain_numbers(columns)
-    tilt = tilt_numbers(columns)
+    tilt, intensity = tilt_numbers(columns), intensity_numbers(columns)
+    regions = region_numbers(columns, view, intensity)
+    rows = row_numbers(columns, view)
     return {
-        "answer": answer(pol, strain, tilt),
+        "answer": answer(pol, strain, tilt, regions, rows),
         "polarization": pol,
+        "regions": regions,
+        "rows": rows,
         "strain": strain,
         "octahedral_tilt": tilt,
-        "intensity_classes": intensity_numbers(columns),
+        "intensity_classes": intensity,
         "error_model": error_model_numbers(result),
         "quality": quality_numbers(result, columns, view.raw.shape),
     }
@@ -567,4 +673,35 @@ def intensity_figure(result, view):
         "Intensity classes of the columns (a Gaussian mixture on the integrated "
         "intensity, its size by BIC, kept where the classes are separated: "
         "dopants, vacancies or thickness steps).",
+    )
+
+
+def rows_figure(result, view):
+    """The mean polarization of each row of cells with its +- 1 sigma: the
+    profile across a layered film or an interface."""
+    rows = row_numbers(view.columns, view)
+    if not rows or len(rows) < 2:
+        return None
+    unit = "pm" if _pm_per_px(view) else "px"
+    j = np.array([r["j"] for r in rows])
+    mean, sigma = (
+        np.array([r["mean"] for r in rows]),
+        np.array([r["sigma"] for r in rows]),
+    )
+    fig, ax = _subplots(figsize=(6.5, 4))
+    for a, name in enumerate("xy"):
+        ax.errorbar(
+            j, mean[:, a], yerr=sigma[:, a], fmt="o-", ms=4, capsize=3, label=f"P{name}"
+        )
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.set_xlabel("row of cells j")
+    ax.set_ylabel(f"mean displacement ({unit})")
+    ax.legend(fontsize=8)
+    ax.set_title("Polarization per row of cells (+- 1 sigma)", fontsize=9)
+    return (
+        fig,
+        "rows.png",
+        "The mean polarization of each row of cells with its sigma (the error "
+        "model's; the cells of a row share their scan lines, which the sigma "
+        "counts): a row differs from zero where its bar does not reach it.",
     )

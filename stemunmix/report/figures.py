@@ -410,6 +410,7 @@ SECTIONS = (
         "measurements",
         (
             cells.cells_figure,
+            cells.rows_figure,
             cells.strain_figure,
             cells.tilt_figure,
             cells.intensity_figure,

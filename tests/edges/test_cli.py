@@ -312,4 +312,6 @@ def test_the_report_leads_with_the_answer_then_measurements(demo):
     dark = numbers["intensity_classes"]["A"]
     assert dark["classes"] == 2 and 0.05 < dark["shares"][0] < 0.15
     assert "B" not in numbers["intensity_classes"]
-    assert 'src="intensity.png"' in page
+    assert 'src="intensity.png"' in page and 'src="rows.png"' in page
+    rows = numbers["rows"]
+    assert len(rows) > 20 and all(r["sigma"][0] > 0 for r in rows)
