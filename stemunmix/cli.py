@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import sys
 import time
 import warnings
@@ -300,7 +302,7 @@ def _unmixing(args) -> dict:
         "method": args.method,
         "components": args.components,
         "domains": args.domains,
-        "show_progressbar": True,
+        "show_progressbar": not args.quiet,
     }
 
 
@@ -330,6 +332,16 @@ def _unmixing_options(parser, window_type) -> None:
         type=_integer(1, 50),
         default=None,
         help="number of domains to cluster, 1 to 50 (default: the best silhouette)",
+    )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print summary.json to standard output (and nothing else there)",
+    )
+    parser.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress bars and no messages (warnings and errors still show)",
     )
 
 
@@ -485,6 +497,18 @@ def _one_line(command: str):
     return show
 
 
+def _run(args) -> int:
+    """The command, its messages kept off standard output with ``--quiet``
+    or ``--json`` (which then prints the summary.json it wrote)."""
+    if not (getattr(args, "quiet", False) or getattr(args, "json", False)):
+        return args.run(args)
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = args.run(args)
+    if args.json and code == 0:
+        sys.stdout.write((Path(args.out) / "summary.json").read_text(encoding="utf-8"))
+    return code
+
+
 def main(argv=None) -> int:
     parser = _parser()
     try:
@@ -498,7 +522,7 @@ def main(argv=None) -> int:
         with warnings.catch_warnings():
             if _shown_on_the_terminal():
                 warnings.showwarning = _one_line(args.command)
-            return args.run(args)
+            return _run(args)
     except (UserError, ValueError, TypeError, OSError) as exc:
         print(f"stemunmix {args.command}: {exc}", file=sys.stderr)
         return 2

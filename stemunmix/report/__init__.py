@@ -13,7 +13,7 @@ An edge of the package (DESIGN.md layer 3), in four rooms:
   pyplot);
 - ``differences``: what each domain differs in (displacement, intensity,
   width), with sigma and significance;
-- ``page``: ``report.html``, ``results.json`` and the saved signals;
+- ``page``: ``report.html``, ``summary.json`` and the saved signals;
 - ``folder``: the results folder, written whole or not at all (staged,
   ``manifest.json`` last, swapped into place, locked), checked on load.
 """

@@ -1,5 +1,5 @@
 """The report's measurements per cell: what the error model says is
-significant, as numbers (the page's summary and ``results.json``) and as
+significant, as numbers (the page's summary and ``summary.json``) and as
 figures (polarization, strain, octahedral tilt, quality control).
 
 Lengths are pm on a calibrated image (px otherwise); every share "beyond 3
@@ -578,7 +578,7 @@ def strain_figure(result, view):
         "strain.png",
         "Strain of the A lattice per cell against the median cell of the field "
         "(exx, eyy, exy in %; the rotation in degrees, less its median); "
-        "results.json gives each one's spread, sigma and share beyond 3 sigma.",
+        "summary.json gives each one's spread, sigma and share beyond 3 sigma.",
     )
 
 
@@ -705,3 +705,98 @@ def rows_figure(result, view):
         "model's; the cells of a row share their scan lines, which the sigma "
         "counts): a row differs from zero where its bar does not reach it.",
     )
+
+
+# --- tables ------------------------------------------------------------------
+
+
+def write_tables(view, out) -> list[str]:
+    """``columns.csv`` (one row per column of the first frame: position and
+    its covariance in px, class, lattice site, fitted quantities) and
+    ``cells.csv`` (one row per cell of the lattice with any value: the
+    polarization with its sigma and significance, strain with its sigma,
+    and the octahedral tilt with its sigma, in the units of the headers).
+    Returns the names written."""
+    import csv
+
+    columns = view.columns
+    cov = columns.covariance
+    ij = columns.ij if columns.ij is not None else np.full((len(columns), 2), -1)
+    head = [
+        "x_px",
+        "y_px",
+        "sigma_x_px",
+        "sigma_y_px",
+        "covariance_xy_px2",
+        "class",
+        "i",
+        "j",
+        *columns.quantities,
+    ]
+    rows = zip(
+        columns.xy[:, 0],
+        columns.xy[:, 1],
+        columns.sigma[:, 0],
+        columns.sigma[:, 1],
+        cov[:, 0, 1],
+        (columns.class_names[k] for k in columns.labels),
+        ij[:, 0],
+        ij[:, 1],
+        *columns.quantities.values(),
+        strict=True,
+    )
+    with open(out / "columns.csv", "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(head)
+        w.writerows(rows)
+    names = ["columns.csv"]
+    table = _cell_table(columns, view)
+    if table:
+        with open(out / "cells.csv", "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["i", "j", *table])
+            values = np.stack(list(table.values()), -1)  # (nj, ni, K)
+            keep = np.isfinite(values).any(-1)
+            for j, i in zip(*np.nonzero(keep), strict=True):
+                w.writerow([i, j, *values[j, i]])
+        names.append("cells.csv")
+    return names
+
+
+def _cell_table(columns, view) -> dict:
+    """{header: (nj, ni) values} of every per-cell measurement on one grid."""
+    f = _pm_per_px(view) or 1.0
+    unit = "pm" if _pm_per_px(view) else "px"
+    out = {}
+    cells = _polarization(columns)
+    if cells is not None:
+        for q, name in (
+            ("x", "Px"),
+            ("y", "Py"),
+            ("sigma_x", "sigma_Px"),
+            ("sigma_y", "sigma_Py"),
+        ):
+            out[f"{name}_{unit}"] = _quantity(cells, q) * f
+        out["significance"] = _quantity(cells, "significance")
+    try:
+        strain = columns.strain_map() if _has(columns, "A") else None
+    except ValueError:
+        strain = None
+    if strain is not None:
+        for q in STRAIN:
+            scale, u = (np.degrees(1.0), "deg") if q == "rotation" else (100.0, "pct")
+            out[f"{q}_{u}"] = _quantity(strain, q) * scale
+            out[f"sigma_{q}_{u}"] = _quantity(strain, f"sigma_{q}") * scale
+    if _has(columns, "O", "B"):
+        try:
+            tilt = columns.octahedral_map()
+        except ValueError:
+            tilt = None
+        for b in "ab" if tilt is not None else "":
+            out[f"{b}_tilt_deg"] = _quantity(tilt, f"{b}_tilt")
+            out[f"{b}_sigma_tilt_deg"] = _quantity(tilt, f"{b}_sigma_tilt")
+    shapes = {v.shape for v in out.values()}
+    if len(shapes) > 1:  # grids of different extent: crop to the common part
+        nj, ni = (min(s[k] for s in shapes) for k in range(2))
+        out = {k: v[:nj, :ni] for k, v in out.items()}
+    return out

@@ -23,7 +23,15 @@ from pathlib import Path
 
 MANIFEST = "manifest.json"
 # What a results folder holds; anything else is the user's and is not replaced.
-_OURS_NAMES = {"report.html", "results.json", MANIFEST, "maps.zarr"} | {
+_OURS_NAMES = {
+    "report.html",
+    "summary.json",
+    "results.json",  # written by stemunmix before 2026-12-02
+    "columns.csv",
+    "cells.csv",
+    MANIFEST,
+    "maps.zarr",
+} | {
     f"{n}.{e}"
     for n in ("image", "probabilities", "descriptors")
     for e in ("hspy", "zspy")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from stemunmix.core.checks import calibrated, nm_per_unit
-from stemunmix.report.cells import measurements
+from stemunmix.report.cells import measurements, write_tables
 from stemunmix.report.differences import domain_differences
 from stemunmix.report.drawing import _View
 from stemunmix.report.figures import _figures
@@ -25,8 +25,10 @@ SECTION_TITLES = {
 
 
 def write_report(result: Analysis, out, title: str = "stemunmix report") -> Path:
-    """Write the figures, ``report.html`` and ``results.json`` (the numbers
-    of the page, for scripts: :func:`summary`) into the folder ``out``.
+    """Write the figures, ``report.html``, ``summary.json`` (the numbers
+    of the page, for scripts: :func:`summary`), ``columns.csv`` and
+    ``cells.csv`` (:func:`stemunmix.report.cells.write_tables`) into the
+    folder ``out``.
 
     The page's sections, in order: the summary (the image, its columns and
     lattice, the error model, and the answer to "is there a significant
@@ -40,10 +42,11 @@ def write_report(result: Analysis, out, title: str = "stemunmix report") -> Path
     t0 = time.perf_counter()
     differences = domain_differences(result)
     numbers = measurements(result, _View.of(result))
-    (out / "results.json").write_text(
+    (out / "summary.json").write_text(
         json.dumps(summary(result, differences, numbers), indent=1, default=_plain),
         encoding="utf-8",
     )
+    write_tables(_View.of(result), out)
     figures = _figures(result, out)
     rows = _section_rows(result, differences, numbers)
     timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.timings.items())
@@ -104,7 +107,7 @@ def summary(
     windows, the method, what was chosen from the data and why, the test of
     the domains, the agreements and the timings, and the measurements per
     cell and quality control (:func:`stemunmix.report.cells.measurements`)
-    (what ``results.json`` holds; ``differences``, ``numbers``: made
+    (what ``summary.json`` holds; ``differences``, ``numbers``: made
     already)."""
     image, columns, ld = result.image, result.columns, result.descriptors
     if differences is None:

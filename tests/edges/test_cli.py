@@ -45,11 +45,11 @@ def test_demo_writes_a_report_with_its_figures(demo):
 
 
 def test_demo_numbers_are_machine_readable(demo):
-    """results.json holds the page's numbers: a script needs no HTML."""
+    """summary.json holds the page's numbers: a script needs no HTML."""
     import json
 
     code, out, text = demo
-    numbers = json.loads((out / "results.json").read_text())
+    numbers = json.loads((out / "summary.json").read_text())
     ari = float(re.search(r"adjusted Rand index ([0-9.]+)", text).group(1))
     assert round(numbers["domain_agreement_with_truth"], 3) == ari
     assert numbers["domains"] == numbers["domain_test"]["n_domains"] >= 2
@@ -294,7 +294,7 @@ def test_the_report_leads_with_the_answer_then_measurements(demo):
              "strain.png", "domain_map.png", "quality.png")]  # fmt: skip
     assert order == sorted(order)
     assert "polarization.png" not in page  # the raw-offset panel is gone
-    numbers = json.loads((out / "results.json").read_text())
+    numbers = json.loads((out / "summary.json").read_text())
     pol = numbers["polarization"]
     # the demo plants 20 pm in every domain: every cell beyond 3 sigma
     assert pol["significant"] and pol["beyond_3_sigma"] > 0.95
@@ -315,3 +315,41 @@ def test_the_report_leads_with_the_answer_then_measurements(demo):
     assert 'src="intensity.png"' in page and 'src="rows.png"' in page
     rows = numbers["rows"]
     assert len(rows) > 20 and all(r["sigma"][0] > 0 for r in rows)
+
+
+def test_the_tables_agree_with_the_saved_signals(demo):
+    """columns.csv and cells.csv parse, and hold what the saved image's
+    columns and the summary say."""
+    import csv
+    import json
+
+    _, out, _ = demo
+    with open(out / "columns.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    cols = hs.load(out / "image.hspy").columns
+    assert len(rows) == len(cols)
+    xy = np.array([[float(r["x_px"]), float(r["y_px"])] for r in rows])
+    np.testing.assert_allclose(xy, cols.xy)
+    np.testing.assert_allclose([float(r["sigma_x_px"]) for r in rows], cols.sigma[:, 0])
+    assert {r["class"] for r in rows} == {"A", "B"}
+    with open(out / "cells.csv", newline="") as f:
+        cells = list(csv.DictReader(f))
+    numbers = json.loads((out / "summary.json").read_text())
+    length = [np.hypot(float(c["Px_pm"]), float(c["Py_pm"])) for c in cells
+              if c["Px_pm"] != "nan"]  # fmt: skip
+    assert len(length) == numbers["polarization"]["cells"]
+    assert np.median(length) == pytest.approx(numbers["polarization"]["median_length"])
+    assert "exx_pct" in cells[0] and "sigma_exx_pct" in cells[0]
+
+
+def test_json_and_quiet_keep_standard_output_for_the_summary(tmp_path):
+    import json
+
+    text, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(text), contextlib.redirect_stderr(err):
+        code = main(["demo", "--size", "256", "--out", str(tmp_path / "d"), "--json",
+                     "--quiet"])  # fmt: skip
+    assert code == 0
+    numbers = json.loads(text.getvalue())  # nothing but the summary
+    assert numbers == json.loads((tmp_path / "d" / "summary.json").read_text())
+    assert "training" not in err.getvalue() and "%|" not in err.getvalue()
