@@ -3,6 +3,8 @@ differs in displacement; one that differs only in intensity is named so."""
 
 import warnings
 
+import numpy as np
+
 from stemunmix.report import analyze
 from stemunmix.report.differences import domain_differences
 from stemunmix.report.page import _differs
@@ -98,3 +100,29 @@ def test_real_centrosymmetric_srtio3_reports_no_distortion(real_data):
     # page says so beside them.
     rows = row_numbers(s.columns, view)
     assert len(rows) > 15 and all(0 < r["sigma"][0] < 0.2 for r in rows)
+
+
+def test_each_stripe_domain_differs_by_its_planted_displacement():
+    """The four-stripe demo: each domain's listed displacement against the
+    others is the planted one (the planted displacement of the B column at
+    each of its windows, against the other domains'), within 2 sigma."""
+    from scipy.spatial import cKDTree
+
+    image, truth = perovskite(shape=512, domains="four_stripes", seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = analyze(image, truth=truth, show_progressbar=False,
+                         log=lambda *a: None)  # fmt: skip
+    rows = domain_differences(result)
+    assert len(rows) == 4
+    labels = result.descriptors.per_column("cluster").argmax(1)
+    b = truth.columns.labels == 1
+    pm = 1000 * image.axes_manager[0].scale
+    _, near = cKDTree(truth.columns.xy[b]).query(result.descriptors.columns.xy)
+    planted = truth.displacement[b][near] * pm
+    for row in rows:
+        mine = labels == row["domain"]
+        want = planted[mine].mean(0) - planted[~mine].mean(0)
+        z = (np.asarray(row["displacement_pm"]) - want) / row["displacement_sigma"]
+        assert (np.abs(z) < 2).all(), (row["domain"], z)
+        assert np.hypot(*want) > 15  # each differs by about 20 pm
