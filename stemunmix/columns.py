@@ -317,10 +317,13 @@ class Columns:
 
         Parameters
         ----------
-        reference : None, "mean" or bool array (nj, ni)
+        reference : None, "mean", bool array or HyperSpy ROI
             Subtract the median displacement of all complete cells ("mean": a
-            mistilt or scan offset) or of the cells of a mask on the lattice
-            grid (a reference region); None: as measured.
+            mistilt or scan offset) or of the cells of a reference region: a
+            mask on the lattice grid (nj, ni), a mask on the image grid
+            (H, W), or an ROI (``hs.roi.RectangularROI``, ``CircleROI``,
+            ``PolygonROI``; in ``image``'s units when given, else pixels)
+            holding the cells whose B column lies inside; None: as measured.
         grid : {"lattice", "image"}
             Signal axes ``i`` and ``j`` (one pixel per cell), or the image's
             own grid (each cell's value over the pixels nearest its B column;
@@ -332,11 +335,16 @@ class Columns:
 
         return polarization_map(self, a, b, reference, grid, image)
 
-    def polarization_region(self, region, reference=None, a="A", b="B") -> dict:
+    def polarization_region(
+        self, region, reference=None, a="A", b="B", image=None
+    ) -> dict:
         """Whether a region's mean polarization is non-zero.
 
         ``region`` (and ``reference``, optional): boolean masks (nj, ni) on
-        the lattice grid of :meth:`polarization_map`. Returns the mean
+        the lattice grid of :meth:`polarization_map`, boolean masks on the
+        image grid (H, W), or HyperSpy ROIs (``hs.roi.RectangularROI``,
+        ``CircleROI``, ``PolygonROI``; in the units of ``image`` when given,
+        else pixels), holding the cells whose B column lies inside. Returns the mean
         displacement of the region's complete cells (less the reference's),
         pixels [x, y], its ``covariance`` (2, 2) and ``sigma`` (2,) from
         the columns' :attr:`covariance` (a corner shared by cells counted
@@ -346,12 +354,14 @@ class Columns:
         """
         from stemunmix.signals._measurements import polarization_region
 
-        return polarization_region(self, region, reference, a, b)
+        return polarization_region(self, region, reference, a, b, image)
 
     def strain_map(self, a="A", reference=None, grid="lattice", image=None):
         """Strain of the ``a`` lattice per cell (exx, eyy, exy, rotation in
-        radians), against the median cell or the median of a boolean
-        ``reference`` mask (nj, ni) of cells, as a Signal2D with navigation
+        radians), against the median cell or the median of a ``reference``
+        region (a boolean mask (nj, ni) of cells, a mask on the image grid,
+        or a HyperSpy ROI, as in :meth:`polarization_map`; the cells whose
+        centre lies inside), as a Signal2D with navigation
         axis ``quantity``; NaN where a cell lacks a corner. ``grid`` and
         ``image`` as in :meth:`polarization_map`."""
         from stemunmix.signals._measurements import strain_map

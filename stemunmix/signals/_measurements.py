@@ -71,16 +71,74 @@ def _calibration(image):
     return np.shape(image)[-2:], 1.0, "px", (0.0, 0.0)
 
 
-def _reference_mask(reference, shape, name):
+def _reference_mask(reference, shape, name, where=None, image=None):
+    """None, or the boolean (nj, ni) mask of the cells a region names: a
+    boolean mask on the lattice grid (j, i); a boolean mask on the image
+    grid (H, W); or a HyperSpy ROI (``hs.roi.RectangularROI``,
+    ``CircleROI``, ``PolygonROI``: in the image's calibrated units with
+    ``image``, in pixels without). For the last two, the cells whose
+    position ``where`` (nj, ni, 2, pixels [x, y]) lies inside."""
     if reference is None or isinstance(reference, str):
         return None
+    from hyperspy.roi import BaseROI
+
+    if isinstance(reference, BaseROI):
+        if where is None:
+            raise TypeError(f"{name}: an ROI needs the cells' positions")
+        reference = _roi_pixels(reference, image, where)
     mask = np.asarray(reference)
-    if mask.dtype != bool or mask.shape != tuple(shape):
-        raise ValueError(
-            f"{name} must be None, 'mean' or a boolean mask of shape {tuple(shape)} "
-            f"on the lattice grid (j, i), got {mask.dtype} {mask.shape}"
-        )
-    return mask
+    if mask.dtype == bool and mask.shape == tuple(shape):
+        return mask
+    if mask.dtype == bool and mask.ndim == 2 and where is not None:
+        return _cells_inside(mask, where)
+    raise ValueError(
+        f"{name} must be None, 'mean', a boolean mask of shape {tuple(shape)} on "
+        "the lattice grid (j, i), a boolean mask on the image grid (H, W) or a "
+        f"HyperSpy ROI (hs.roi.RectangularROI, ...), got {mask.dtype} {mask.shape}"
+    )
+
+
+def _roi_pixels(roi, image, where) -> np.ndarray:
+    """The (H, W) pixels inside ``roi``: the ROI applied to a signal of
+    pixel numbers calibrated like ``image`` (pixels without one, covering
+    ``where``)."""
+    import hyperspy.api as hs
+
+    if image is not None:
+        h, w = image.axes_manager.signal_shape[::-1]
+    else:
+        top = np.nanmax(np.asarray(where, float).reshape(-1, 2), 0)
+        w, h = (int(np.ceil(v)) + 2 for v in top)
+    numbers = hs.signals.Signal2D(np.arange(h * w, dtype=float).reshape(h, w))
+    if image is not None:
+        for mine, theirs in zip(
+            numbers.axes_manager.signal_axes,
+            image.axes_manager.signal_axes,
+            strict=True,
+        ):
+            mine.scale, mine.offset, mine.units = (
+                theirs.scale,
+                theirs.offset,
+                theirs.units,
+            )
+    inside = np.asarray(roi(numbers, axes=numbers.axes_manager.signal_axes).data, float)
+    mask = np.zeros(h * w, bool)
+    mask[inside[np.isfinite(inside)].astype(np.int64)] = True
+    return mask.reshape(h, w)
+
+
+def _cells_inside(mask, where) -> np.ndarray:
+    """(nj, ni) bool: the cells whose position ``where`` (pixels [x, y])
+    falls on a True pixel of ``mask`` (H, W)."""
+    where = np.asarray(where, float)
+    ok = np.isfinite(where).all(-1)
+    col = np.where(ok, np.round(where[..., 0]), -1).astype(int)
+    row = np.where(ok, np.round(where[..., 1]), -1).astype(int)
+    h, w = mask.shape
+    ok &= (row >= 0) & (row < h) & (col >= 0) & (col < w)
+    out = np.zeros(where.shape[:-1], bool)
+    out[ok] = mask[row[ok], col[ok]]
+    return out
 
 
 def shared(columns):
@@ -98,7 +156,7 @@ def shared(columns):
     return np.column_stack([width, np.sqrt(np.diagonal(lines, 0, 1, 2))])
 
 
-def polarization(columns, a="A", b="B", reference=None, covariance=False):
+def polarization(columns, a="A", b="B", reference=None, covariance=False, image=None):
     """(displacement (nj, ni, 2), sigma (nj, ni, 2), B positions (nj, ni, 2)),
     and with ``covariance`` the displacement's covariance (nj, ni, 2, 2)
     fourth (the reference's own uncertainty not included)."""
@@ -119,23 +177,30 @@ def polarization(columns, a="A", b="B", reference=None, covariance=False):
     )
     if not np.isfinite(disp).all(-1).any():
         _no_complete_cell(ca, cb, a, b)
-    mask = _reference_mask(reference, shape, "reference")
+    where = site_grid(cb.ij, cb.xy, shape)
+    mask = _reference_mask(reference, shape, "reference", where, image)
     if reference is not None:
         sel = np.isfinite(disp).all(-1) & (True if mask is None else mask)
         if not sel.any():
             raise ValueError("reference holds no complete cell with a B column")
         disp = disp - np.median(disp[sel], 0)
     if covariance:
-        return disp, sigma, site_grid(cb.ij, cb.xy, shape), cov
-    return disp, sigma, site_grid(cb.ij, cb.xy, shape)
+        return disp, sigma, where, cov
+    return disp, sigma, where
 
 
 def _check_polarization(columns, a, b, reference) -> None:
     _single(columns)
+    from hyperspy.roi import BaseROI
+
     if not (
-        reference is None or isinstance(reference, str) or hasattr(reference, "shape")
+        reference is None
+        or isinstance(reference, (str, BaseROI))
+        or hasattr(reference, "shape")
     ):
-        raise TypeError("reference must be None, 'mean' or a boolean mask array")
+        raise TypeError(
+            "reference must be None, 'mean', a boolean mask array or a HyperSpy ROI"
+        )
     if isinstance(reference, str) and reference != "mean":
         raise ValueError(f"reference must be None, 'mean' or a mask, got {reference!r}")
     if columns.class_index(a) == columns.class_index(b):
@@ -155,14 +220,20 @@ def _no_complete_cell(ca, cb, a, b):
     )
 
 
-def polarization_region(columns, region, reference=None, a="A", b="B") -> dict:
+def polarization_region(
+    columns, region, reference=None, a="A", b="B", image=None
+) -> dict:
     _single(columns)
     ca, cb = columns.select(a), columns.select(b)
     shape = grid_shape(columns.ij)
-    region = _reference_mask(region, shape, "region")
+    where = site_grid(cb.ij, cb.xy, shape)
+    region = _reference_mask(region, shape, "region", where, image)
     if region is None:
-        raise TypeError(f"region must be a boolean mask of shape {shape} (j, i)")
-    reference = _reference_mask(reference, shape, "reference")
+        raise TypeError(
+            f"region must be a boolean mask of shape {shape} (j, i), one on the "
+            "image grid, or a HyperSpy ROI"
+        )
+    reference = _reference_mask(reference, shape, "reference", where, image)
     return region_polarization(
         ca.xy,
         ca.covariance,
@@ -179,7 +250,9 @@ def polarization_region(columns, region, reference=None, a="A", b="B") -> dict:
 
 
 def polarization_map(columns, a="A", b="B", reference=None, grid="lattice", image=None):
-    disp, sigma, where, cov = polarization(columns, a, b, reference, covariance=True)
+    disp, sigma, where, cov = polarization(
+        columns, a, b, reference, covariance=True, image=image
+    )
     stack = np.concatenate(
         [disp, sigma, significance(disp, cov)[..., None], cov[..., 0, 1, None]], -1
     )
@@ -207,13 +280,13 @@ def strain_map(columns, a="A", reference=None, grid="lattice", image=None):
     if not ok.any():
         raise ValueError(f"no {a} column has a lattice site")
     shape = grid_shape(columns.ij)
-    mask = _reference_mask(reference, shape, "reference")
+    av, bv = cell_vectors(ca.xy, ca.ij, shape)
+    centre = site_grid(ca.ij, ca.xy, shape) + 0.5 * (av + bv)
+    mask = _reference_mask(reference, shape, "reference", centre, image)
     strain = strain_cells(
         ca.xy, ca.ij, shape, mask, sigma_a=ca.covariance, shared_a=shared(ca)
     )
     stack = np.stack([strain[k] for k in STRAIN + STRAIN_SIGMA], -1)
-    av, bv = cell_vectors(ca.xy, ca.ij, shape)
-    centre = site_grid(ca.ij, ca.xy, shape) + 0.5 * (av + bv)
     names, title = STRAIN + STRAIN_SIGMA, f"Strain of the {a} lattice"
     return _signal(stack, centre, grid, image, names, title, False)
 

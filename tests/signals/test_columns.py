@@ -337,3 +337,42 @@ def test_checkerboard_needs_two_cation_classes():
     assert _cation_pair(three, [1, 2, 3]) is None
     with pytest.raises(ValueError, match="lattice=None"):
         _cation_pair(three, [1, 2, 3], "checkerboard")
+
+
+def test_regions_are_masks_or_hyperspy_rois():
+    """A region (polarization_region) or reference (polarization_map,
+    strain_map) is a lattice mask, an image-grid mask, or a HyperSpy ROI
+    in the image's units; all three name the same cells."""
+    import warnings
+
+    import hyperspy.api as hs
+
+    from stemunmix.synthetic import perovskite
+
+    image, _ = perovskite(shape=256, domains="two_stripes", seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cols = image.find_columns(show_progressbar=False)
+    h, w = image.data.shape
+    ax = image.axes_manager.signal_axes[0]
+    pixels = np.zeros((h, w), bool)
+    pixels[:, : w // 2] = True
+    roi = hs.roi.RectangularROI(left=ax.offset, top=ax.offset, right=ax.offset +
+                                ax.scale * (w // 2), bottom=ax.offset + ax.scale * h)  # fmt: skip
+    from stemunmix.core.measure import grid_shape, site_grid
+
+    b = cols.select("B")
+    where = site_grid(b.ij, b.xy, grid_shape(cols.ij))
+    lattice = np.isfinite(where[..., 0]) & (np.nan_to_num(where[..., 0]) < w // 2 - 0.5)
+    r1 = cols.polarization_region(lattice)
+    r2 = cols.polarization_region(pixels)
+    r3 = cols.polarization_region(roi, image=image)
+    assert r1["cells"] == r2["cells"] == r3["cells"] > 50
+    np.testing.assert_allclose(r2["mean"], r1["mean"])
+    np.testing.assert_allclose(r3["mean"], r1["mean"])
+    a = cols.polarization_map(reference=roi, image=image).data
+    b2 = cols.polarization_map(reference=lattice, image=image).data
+    np.testing.assert_allclose(a[:2], b2[:2], equal_nan=True)
+    assert np.isfinite(cols.strain_map(reference=roi, image=image).data[0]).any()
+    with pytest.raises(ValueError, match="HyperSpy ROI"):
+        cols.polarization_region(np.zeros((3, 3), int))
