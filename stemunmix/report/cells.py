@@ -398,7 +398,7 @@ def answer(
             f" The significant cells span cells i = {span['i'][0]}-{span['i'][1]}, "
             f"j = {span['j'][0]}-{span['j'][1]} (maps below)."
         )
-    for r in regions or []:
+    for r in regions if regions and len(regions) > 1 else []:
         (mx, my), (sx, sy) = r["mean"], r["sigma"]
         text += (
             f" The {r['cells']} {r['region']}: "
@@ -410,11 +410,17 @@ def answer(
     if rows and len(rows) > 1:
         polar = [r["j"] for r in rows if r["significance"] > 3]
         calm = [r["j"] for r in rows if r["significance"] <= 3]
+        said = (
+            "every row differs from zero"
+            if not calm
+            else "no row differs from zero"
+            if not polar
+            else f"rows j = {_runs(polar)} differ from zero, j = {_runs(calm)} do not"
+        )
         text += (
-            f" Per row of cells (the row's mean against zero, 3 sigma): rows "
-            f"j = {_runs(polar) or 'none'} differ from zero, j = "
-            f"{_runs(calm) or 'none'} do not (a smooth mistilt or bending field "
-            "moves rows too; it is not in the error bars)."
+            f" Per row of cells (the row's mean against zero, 3 sigma): {said} "
+            "(a smooth mistilt or bending field moves rows too; it is not in the "
+            "error bars)."
         )
     if strain and "exx" in strain:
         parts = [
