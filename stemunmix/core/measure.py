@@ -329,8 +329,11 @@ def region_polarization(
         for c in np.flatnonzero(w > 0):
             np.add.at(coef_a, idx_a[cells][:, c].astype(int), -sign * w[c] / n)
     mean = coef_b @ np.asarray(xy_b, float) + coef_a @ np.asarray(xy_a, float)
-    cov = np.einsum("k,kij->ij", coef_b**2, as_covariance(cov_b)) + np.einsum(
-        "k,kij->ij", coef_a**2, as_covariance(cov_a)
+    # only the columns the mean uses: another column's unknown (NaN)
+    # covariance times a zero weight must not make the sum NaN
+    ub, ua = coef_b != 0, coef_a != 0
+    cov = np.einsum("k,kij->ij", coef_b[ub] ** 2, as_covariance(cov_b)[ub]) + np.einsum(
+        "k,kij->ij", coef_a[ua] ** 2, as_covariance(cov_a)[ua]
     )
     if shared_a is not None and shared_b is not None:
         cov = cov + _pairs_cross(

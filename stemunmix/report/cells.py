@@ -54,6 +54,8 @@ def polarization_numbers(columns, view) -> dict | None:
     ones span."""
     from scipy.stats import binom
 
+    from stemunmix.core.measure import significance
+
     cells = _polarization(columns)
     if cells is None:
         return None
@@ -85,6 +87,17 @@ def polarization_numbers(columns, view) -> dict | None:
         out["field_mean"] = (np.asarray(region["mean"]) * f).tolist()
         out["field_sigma"] = (np.asarray(region["sigma"]) * f).tolist()
         out["field_significance"] = float(region["significance"])
+        # the same cells less the field's mean (a uniform offset removed)
+        cov = np.stack(
+            [
+                np.stack([sx**2, _quantity(cells, "covariance_xy")], -1),
+                np.stack([_quantity(cells, "covariance_xy"), sy**2], -1),
+            ],
+            -2,
+        )
+        rest = np.stack([dx, dy], -1) - np.asarray(region["mean"])
+        z = significance(rest, cov)
+        out["beyond_3_sigma_of_mean"] = float(np.mean(z[ok] > 3))
     if k:
         j, i = np.nonzero(ok & (sig > 3))
         out["significant_cells_span"] = {
@@ -371,8 +384,16 @@ def answer(
             "too faint on the raw image to measure): no significance can be given."
         )
     share = pol["beyond_3_sigma"]
+    uniform = (
+        pol["significant"]
+        and pol.get("beyond_3_sigma_of_mean", 1.0) <= ISOLATED * CHANCE_2D
+    )
     verdict = (
-        "Yes"
+        "A uniform offset only (specimen mistilt, a site the symmetric cell "
+        "does not describe, or a uniform polarization: tell them apart with a "
+        "reference region), nothing that varies across the field beyond a few cells"
+        if uniform
+        else "Yes"
         if pol["significant"]
         else "Only isolated cells (defects, contamination, or where the error "
         "model is exceeded), no distortion of the crystal"
@@ -390,7 +411,9 @@ def answer(
         text += (
             f" The field's mean displacement is ({mx:.1f} +- {sx:.1f}, {my:.1f} "
             f"+- {sy:.1f}) {u}, {pol['field_significance']:.1f} sigma (a uniform "
-            "offset: specimen mistilt, the scan, or a uniform polarization)."
+            "offset: specimen mistilt, the scan, or a uniform polarization); "
+            f"against that mean, {pol['beyond_3_sigma_of_mean']:.1%} of the cells "
+            "are beyond 3 sigma."
         )
     span = pol.get("significant_cells_span")
     if span and pol["significant"]:

@@ -393,3 +393,18 @@ def test_shared_line_noise_propagates_by_monte_carlo():
     alone_m = region_polarization(*args, region, site=(0.5, 0.5))["sigma"]
     assert alone_e / np.std(e) > 1.5
     assert (np.std(m, 0) / alone_m > 1.5).all()
+
+
+def test_a_region_mean_ignores_unknown_columns_outside_it():
+    """A column too faint to measure (NaN covariance) outside the region
+    leaves the region's sigma alone; inside it, the sigma is unknown."""
+    ij, xy_a, xy_b = _lattice(6)
+    cov = np.tile(np.eye(2) * 0.01, (len(ij), 1, 1))
+    lost = cov.copy()
+    far = np.flatnonzero((ij == 5).all(1))[0]  # the last site, outside
+    lost[far] = np.nan
+    region = np.zeros((6, 6), bool)
+    region[1:3, 1:3] = True
+    r = region_polarization(xy_a, lost, ij, xy_b, lost, ij, region, site=(0.5, 0.5))
+    full = region_polarization(xy_a, cov, ij, xy_b, cov, ij, region, site=(0.5, 0.5))
+    np.testing.assert_allclose(r["sigma"], full["sigma"])

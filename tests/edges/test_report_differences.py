@@ -126,3 +126,16 @@ def test_each_stripe_domain_differs_by_its_planted_displacement():
         z = (np.asarray(row["displacement_pm"]) - want) / row["displacement_sigma"]
         assert (np.abs(z) < 2).all(), (row["domain"], z)
         assert np.hypot(*want) > 15  # each differs by about 20 pm
+
+
+def test_a_uniform_offset_is_named_so():
+    from stemunmix.report.cells import answer
+
+    pol = {"unit": "px", "cells": 700, "cells_with_sigma": 700,
+           "beyond_3_sigma": 0.99, "significant": True, "isolated_cells": False,
+           "median_length": 1.3, "median_sigma": 0.2, "field_mean": [0.5, 1.2],
+           "field_sigma": [0.01, 0.01], "field_significance": 150.0,
+           "beyond_3_sigma_of_mean": 0.045}  # fmt: skip
+    assert answer(pol, None, None).startswith("A uniform offset only")
+    pol["beyond_3_sigma_of_mean"] = 0.4
+    assert answer(pol, None, None).startswith("Yes")
