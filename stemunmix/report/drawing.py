@@ -24,10 +24,21 @@ def _first_frame_columns(columns):
     return columns[np.all(columns.nav_index == 0, axis=1)]
 
 
+def _pixel_frame(image) -> tuple:
+    """(scale x, scale y, offset x, offset y) the figures draw in: the
+    axes' own on a calibrated image, pixels (1, 1, 0, 0) on one that is not
+    (a scale without a length unit is no calibration)."""
+    ax_x, ax_y = image.axes_manager.signal_axes
+    if calibrated(ax_x):
+        return ax_x.scale, ax_y.scale, ax_x.offset, ax_y.offset
+    return 1.0, 1.0, 0.0, 0.0
+
+
 def _extent(image):
     ax_x, ax_y = image.axes_manager.signal_axes
-    x0, y0 = ax_x.offset - ax_x.scale / 2, ax_y.offset - ax_y.scale / 2
-    return [x0, x0 + ax_x.size * ax_x.scale, y0 + ax_y.size * ax_y.scale, y0], (
+    sx, sy, ox, oy = _pixel_frame(image)
+    x0, y0 = ox - sx / 2, oy - sy / 2
+    return [x0, x0 + ax_x.size * sx, y0 + ax_y.size * sy, y0], (
         ax_x.units if calibrated(ax_x) else "px"
     )
 
@@ -66,7 +77,7 @@ class _View:
 
     @classmethod
     def of(cls, result):
-        ax_x, ax_y = result.image.axes_manager.signal_axes
+        sx, sy, ox, oy = _pixel_frame(result.image)
         extent, units = _extent(result.image)
         # Lengths in nm whatever the file's unit (a TIFF in m: not "1e-8 m").
         f = nm_per_unit(units) if units != "px" else None
@@ -75,8 +86,8 @@ class _View:
             _frame0(result.image.data),
             [v * f for v in extent],
             units,
-            (ax_x.scale * f, ax_y.scale * f),
-            (ax_x.offset * f, ax_y.offset * f),
+            (sx * f, sy * f),
+            (ox * f, oy * f),
             _first_frame_columns(result.columns),
         )
 

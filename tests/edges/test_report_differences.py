@@ -139,3 +139,21 @@ def test_a_uniform_offset_is_named_so():
     assert answer(pol, None, None).startswith("A uniform offset only")
     pol["beyond_3_sigma_of_mean"] = 0.4
     assert answer(pol, None, None).startswith("Yes")
+
+
+def test_an_uncalibrated_image_is_drawn_in_pixels():
+    """A scale without a length unit is no calibration: the figures' axes
+    span the pixels, not the scaled range."""
+    import hyperspy.api as hs
+
+    from stemunmix.report.drawing import _View
+
+    image = hs.signals.Signal2D(np.zeros((100, 120)))
+    for ax in image.axes_manager.signal_axes:
+        ax.scale = 0.01  # units left undefined
+    from stemunmix import Columns
+
+    result = type("R", (), {"image": image, "columns": Columns([[5.0, 5.0]])})()
+    view = _View.of(result)
+    assert view.units == "px" and view.scale == (1.0, 1.0)
+    assert view.extent == [-0.5, 119.5, 99.5, -0.5]
