@@ -44,6 +44,26 @@ def _polarization(columns):
         return None
 
 
+def _strain(columns):
+    """The A lattice's strain map, or None where it cannot be measured."""
+    if not _has(columns, "A") or columns.ij is None:
+        return None
+    try:
+        return columns.strain_map()
+    except ValueError:
+        return None
+
+
+def _tilt(columns):
+    """The octahedral map where O columns were found, else None."""
+    if not _has(columns, "O", "B") or columns.ij is None:
+        return None
+    try:
+        return columns.octahedral_map()
+    except ValueError:
+        return None
+
+
 def polarization_numbers(columns, view) -> dict | None:
     """Is there a significant displacement, how large, where: the cells with
     a sigma, the share beyond 3 sigma (``significant``: beyond chance by a
@@ -115,11 +135,8 @@ def strain_numbers(columns) -> dict | None:
     and the robust spread (1.4826 MAD) over the cells, and the share of cells
     beyond 3 sigma of the median (0.27 % by chance); exx, eyy, exy in %,
     the rotation in degrees."""
-    if not _has(columns, "A") or columns.ij is None:
-        return None
-    try:
-        strain = columns.strain_map()
-    except ValueError:
+    strain = _strain(columns)
+    if strain is None:
         return None
     out = {"reference": "the median cell of the field"}
     for name in STRAIN:
@@ -255,11 +272,8 @@ def tilt_numbers(columns) -> dict | None:
     """The octahedral tilt per bond direction where O columns were found: the
     median |tilt| and its median sigma (degrees), and the share of bonds
     beyond 3 sigma of zero."""
-    if not _has(columns, "O", "B") or columns.ij is None:
-        return None
-    try:
-        tilt = columns.octahedral_map()
-    except ValueError:
+    tilt = _tilt(columns)
+    if tilt is None:
         return None
     out = {}
     for bond in "ab":
@@ -377,35 +391,55 @@ def answer(
             "No per-cell polarization: it needs A and B columns on an indexed "
             "lattice with complete cells."
         )
-    u = pol["unit"]
     if not pol["cells_with_sigma"]:
         return (
             f"{pol['cells']} cells, none with an error bar (their columns are "
             "too faint on the raw image to measure): no significance can be given."
         )
-    share = pol["beyond_3_sigma"]
+    u = pol["unit"]
+    text = (
+        f"{_verdict(pol)}: {pol['beyond_3_sigma']:.1%} of {pol['cells_with_sigma']} "
+        f"cells have a B displacement beyond 3 sigma of zero ({CHANCE_2D:.1%} "
+        f"expected by chance). Median length {pol['median_length']:.1f} {u}, "
+        f"median sigma {pol['median_sigma']:.1f} {u}."
+    )
+    return text + "".join(
+        (
+            _field_text(pol),
+            _regions_text(regions, u),
+            _rows_text(rows),
+            _strain_text(strain),
+            _tilt_text(tilt),
+        )
+    )
+
+
+def _verdict(pol: dict) -> str:
+    """Yes; a uniform offset only (significant against zero, not against
+    the field's mean); isolated cells; or no significant distortion."""
     uniform = (
         pol["significant"]
         and pol.get("beyond_3_sigma_of_mean", 1.0) <= ISOLATED * CHANCE_2D
     )
-    verdict = (
-        "A uniform offset only (specimen mistilt, a site the symmetric cell "
-        "does not describe, or a uniform polarization: tell them apart with a "
-        "reference region), nothing that varies across the field beyond a few cells"
-        if uniform
-        else "Yes"
-        if pol["significant"]
-        else "Only isolated cells (defects, contamination, or where the error "
-        "model is exceeded), no distortion of the crystal"
-        if pol["isolated_cells"]
-        else "No significant distortion"
-    )
-    text = (
-        f"{verdict}: {share:.1%} of {pol['cells_with_sigma']} cells have a B "
-        f"displacement beyond 3 sigma of zero ({CHANCE_2D:.1%} expected by "
-        f"chance). Median length {pol['median_length']:.1f} {u}, median sigma "
-        f"{pol['median_sigma']:.1f} {u}."
-    )
+    if uniform:
+        return (
+            "A uniform offset only (specimen mistilt, a site the symmetric cell "
+            "does not describe, or a uniform polarization: tell them apart with "
+            "a reference region), nothing that varies across the field beyond "
+            "a few cells"
+        )
+    if pol["significant"]:
+        return "Yes"
+    if pol["isolated_cells"]:
+        return (
+            "Only isolated cells (defects, contamination, or where the error "
+            "model is exceeded), no distortion of the crystal"
+        )
+    return "No significant distortion"
+
+
+def _field_text(pol: dict) -> str:
+    u, text = pol["unit"], ""
     if "field_mean" in pol:
         (mx, my), (sx, sy) = pol["field_mean"], pol["field_sigma"]
         text += (
@@ -421,7 +455,14 @@ def answer(
             f" The significant cells span cells i = {span['i'][0]}-{span['i'][1]}, "
             f"j = {span['j'][0]}-{span['j'][1]} (maps below)."
         )
-    for r in regions if regions and len(regions) > 1 else []:
+    return text
+
+
+def _regions_text(regions, u) -> str:
+    if not regions or len(regions) < 2:
+        return ""
+    text = ""
+    for r in regions:
         (mx, my), (sx, sy) = r["mean"], r["sigma"]
         text += (
             f" The {r['cells']} {r['region']}: "
@@ -430,40 +471,52 @@ def answer(
             f"{r['length']:.1f} {u} at {r['direction_degrees']:.0f} degrees from "
             f"+x (y down), {r['significance']:.1f} sigma."
         )
-    if rows and len(rows) > 1:
-        polar = [r["j"] for r in rows if r["significance"] > 3]
-        calm = [r["j"] for r in rows if r["significance"] <= 3]
-        said = (
-            "every row differs from zero"
-            if not calm
-            else "no row differs from zero"
-            if not polar
-            else f"rows j = {_runs(polar)} differ from zero, j = {_runs(calm)} do not"
-        )
-        text += (
-            f" Per row of cells (the row's mean against zero, 3 sigma): {said} "
-            "(a smooth mistilt or bending field moves rows too; it is not in the "
-            "error bars)."
-        )
-    if strain and "exx" in strain:
-        parts = [
-            f"{n} {strain[n]['spread']:.2f} {strain[n]['unit']}"
-            for n in STRAIN
-            if n in strain
-        ]
-        text += (
-            f" Strain against {strain['reference']}: cell-to-cell spread "
-            + ", ".join(parts)
-            + "."
-        )
-    if tilt:
-        parts = [
-            f"{b}-bonds median |tilt| {v['median_abs_tilt']:.1f} deg (sigma "
-            f"{v['median_sigma']:.1f} deg, {v['beyond_3_sigma']:.0%} beyond 3 sigma)"
-            for b, v in tilt.items()
-        ]
-        text += " Octahedral tilt: " + "; ".join(parts) + "."
     return text
+
+
+def _rows_text(rows) -> str:
+    if not rows or len(rows) < 2:
+        return ""
+    polar = [r["j"] for r in rows if r["significance"] > 3]
+    calm = [r["j"] for r in rows if r["significance"] <= 3]
+    said = (
+        "every row differs from zero"
+        if not calm
+        else "no row differs from zero"
+        if not polar
+        else f"rows j = {_runs(polar)} differ from zero, j = {_runs(calm)} do not"
+    )
+    return (
+        f" Per row of cells (the row's mean against zero, 3 sigma): {said} "
+        "(a smooth mistilt or bending field moves rows too; it is not in the "
+        "error bars)."
+    )
+
+
+def _strain_text(strain) -> str:
+    if not strain or "exx" not in strain:
+        return ""
+    parts = [
+        f"{n} {strain[n]['spread']:.2f} {strain[n]['unit']}"
+        for n in STRAIN
+        if n in strain
+    ]
+    return (
+        f" Strain against {strain['reference']}: cell-to-cell spread "
+        + ", ".join(parts)
+        + "."
+    )
+
+
+def _tilt_text(tilt) -> str:
+    if not tilt:
+        return ""
+    parts = [
+        f"{b}-bonds median |tilt| {v['median_abs_tilt']:.1f} deg (sigma "
+        f"{v['median_sigma']:.1f} deg, {v['beyond_3_sigma']:.0%} beyond 3 sigma)"
+        for b, v in tilt.items()
+    ]
+    return " Octahedral tilt: " + "; ".join(parts) + "."
 
 
 def _runs(values) -> str:
@@ -585,11 +638,8 @@ def strain_figure(result, view):
     """exx, eyy, exy (%) and the rotation (degrees) of the A lattice per
     cell against the median cell."""
     columns = view.columns
-    if not _has(columns, "A") or columns.ij is None:
-        return None
-    try:
-        strain = columns.strain_map()
-    except ValueError:
+    strain = _strain(columns)
+    if strain is None:
         return None
     aspect = strain.data.shape[1] / max(strain.data.shape[2], 1)
     fig, axes = _subplots(2, 2, figsize=(11, 2 * (4.4 * aspect + 0.9)))
@@ -614,11 +664,8 @@ def strain_figure(result, view):
 def tilt_figure(result, view):
     """The octahedral tilt per bond direction where O columns were found."""
     columns = view.columns
-    if not _has(columns, "O", "B") or columns.ij is None:
-        return None
-    try:
-        tilt = columns.octahedral_map()
-    except ValueError:
+    tilt = _tilt(columns)
+    if tilt is None:
         return None
     bonds = [b for b in "ab" if np.isfinite(_quantity(tilt, f"{b}_tilt")).any()]
     if not bonds:
@@ -807,21 +854,15 @@ def _cell_table(columns, view) -> dict:
         ):
             out[f"{name}_{unit}"] = _quantity(cells, q) * f
         out["significance"] = _quantity(cells, "significance")
-    try:
-        strain = columns.strain_map() if _has(columns, "A") else None
-    except ValueError:
-        strain = None
+    strain = _strain(columns)
     if strain is not None:
         for q in STRAIN:
             scale, u = (np.degrees(1.0), "deg") if q == "rotation" else (100.0, "pct")
             out[f"{q}_{u}"] = _quantity(strain, q) * scale
             out[f"sigma_{q}_{u}"] = _quantity(strain, f"sigma_{q}") * scale
-    if _has(columns, "O", "B"):
-        try:
-            tilt = columns.octahedral_map()
-        except ValueError:
-            tilt = None
-        for b in "ab" if tilt is not None else "":
+    tilt = _tilt(columns)
+    if tilt is not None:
+        for b in "ab":
             out[f"{b}_tilt_deg"] = _quantity(tilt, f"{b}_tilt")
             out[f"{b}_sigma_tilt_deg"] = _quantity(tilt, f"{b}_sigma_tilt")
     shapes = {v.shape for v in out.values()}
