@@ -602,7 +602,7 @@ def _quiver(ax, dx, dy, unit):
 def cells_figure(result, view):
     """Per cell: the polarization's direction and length (HSV), as arrows in
     pm, its sigma and its significance |P| / sigma."""
-    from stemunmix.signals._measurements import hsv_image
+    from stemunmix.signals._measurements import hsv_image, hsv_key
 
     cells = _polarization(view.columns)
     if cells is None:
@@ -615,7 +615,9 @@ def cells_figure(result, view):
     aspect = dx.shape[0] / max(dx.shape[1], 1)
     fig, axes = _subplots(2, 2, figsize=(11, 2 * (4.4 * aspect + 0.9)))
     axes = axes.ravel()
-    axes[0].imshow(hsv_image(dx, dy)[0], interpolation="nearest")
+    rgb, top = hsv_image(dx, dy)
+    axes[0].imshow(rgb, interpolation="nearest")
+    hsv_key(axes[0], top, unit)
     axes[0].set_title("direction (hue) and length (value)", fontsize=9)
     axes[0].set_xlabel("cell i")
     axes[0].set_ylabel("cell j")

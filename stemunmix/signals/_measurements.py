@@ -409,6 +409,24 @@ def hsv_image(dx, dy, max_length=None):
     return rgb, top
 
 
+def hsv_key(ax, top, unit=""):
+    """A colour wheel beside ``ax``, where a colour bar would be: the colour
+    of each direction and length of an HSV map drawn with ``imshow`` (rows
+    down), full at ``top``; white outside the disc."""
+    from mpl_toolkits.axes_grid1 import make_axes_locatable
+
+    r = np.linspace(-1, 1, 65)
+    dx, dy = np.meshgrid(r, r)
+    rgb, _ = hsv_image(dx, dy, max_length=1.0)
+    rgb[np.hypot(dx, dy) > 1] = 1.0
+    key = make_axes_locatable(ax).append_axes("right", size="12%", pad=0.1)
+    key.imshow(rgb, extent=(-1, 1, 1, -1), interpolation="bilinear")
+    key.set_xticks([])
+    key.set_yticks([])
+    key.set_xlabel(f"full: {top:.3g} {unit}".strip(), fontsize=7)
+    return key
+
+
 def plot_polarization(
     columns,
     image=None,
@@ -439,6 +457,7 @@ def plot_polarization(
         ax.set_ylabel("j")
     if kind == "hsv":
         ax.set_title(f"hue: direction, brightness: length (full at {top:.3g})")
+        hsv_key(ax, top)
     ax.set_aspect("equal")
     return ax
 

@@ -422,6 +422,29 @@ def test_strain_and_hsv_on_the_image_grid(polar):
         cols.plot_polarization(kind="arrows")
 
 
+def test_the_hsv_key_shows_the_colour_of_each_direction():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from stemunmix.signals._measurements import hsv_image, hsv_key
+
+    _, ax = plt.subplots()
+    key = hsv_key(ax, 12.0, "pm")
+    wheel = key.images[0].get_array()
+    n = wheel.shape[0]
+    # Right of the centre at the rim: a full-length +x displacement; below
+    # it (rows down, as the maps are drawn): +y.
+    for (row, col), (dx, dy) in {(n // 2, n - 2): (1, 0), (n - 2, n // 2): (0, 1),
+                                 (n // 2, 1): (-1, 0)}.items():  # fmt: skip
+        expected = hsv_image(np.array([dx]), np.array([dy]), max_length=1.0)[0][0]
+        assert np.allclose(wheel[row, col], expected, atol=0.08)
+    assert np.allclose(wheel[0, 0], 1.0)  # outside the disc
+    assert key.get_xlabel() == "full: 12 pm"
+    plt.close("all")
+
+
 def test_a_stack_indexes_every_frame():
     import hyperspy.api as hs
 
