@@ -39,6 +39,10 @@ MAD = 1.4826  # robust standard deviation of a normal distribution per MAD
 # column against its A corners (on other lines) in full.
 LAPLACIAN_GAIN = 1.5  # variance of that second difference of iid positions
 MIN_SNR = 3.0  # fitted height over its standard error: below, not detected
+# The pixel factors of a class are measured on its columns of at least this
+# height SNR, where it has FACTOR_COLUMNS of them in the crop.
+FACTOR_SNR = 10.0
+FACTOR_COLUMNS = 8
 PIXEL_CROP = 256  # side of the frame's middle the pixel terms are measured on
 # The pixel terms shrink at most to this share of their variance (a lattice
 # smoother than they predict: a fit held near the network's regular guess).
@@ -234,6 +238,7 @@ def pixel_factors(
     measured=None,
     max_lag: int | None = None,
     per_class: int = 24,
+    min_columns: int = 1,
 ) -> dict:
     """The ``misfit`` and ``correlated`` factors of every class, measured on
     ``image`` (a crop of a frame) with the columns fitted there (``xy``,
@@ -245,7 +250,8 @@ def pixel_factors(
     None leaves it in), and the ratio of each axis' position variance under
     the residuals' autocorrelation to that of independent pixels of the same
     variance (the median over at most ``per_class`` columns of the class,
-    evenly spread over the crop's; only those ``measured``, default all). Classes with no column whose patch lies
+    evenly spread over the crop's; only those ``measured``, default all).
+    Classes with fewer than ``min_columns`` such columns whose patch lies
     inside the crop are left out.
     """
     radius = int(radius)
@@ -272,7 +278,7 @@ def pixel_factors(
     keep = [
         i[np.unique(np.linspace(0, len(i) - 1, per_class).astype(int))]
         for i in keep
-        if len(i)
+        if len(i) >= min_columns
     ]
     keep = np.concatenate(keep) if keep else np.zeros(0, int)
     params, labels = params[keep], labels[keep]
@@ -519,7 +525,7 @@ def frame_covariance(
     lost = undetected(quantities, noise)
     factors = {}
     if inside.any() and np.isfinite(noise[1]):
-        factors = pixel_factors(
+        args = (
             crop,
             local[inside],
             labels[inside],
@@ -531,8 +537,15 @@ def frame_covariance(
             noise,
             vectors if len(ref) else None,
             local[ref[0]] if len(ref) else None,
-            measured=~lost[inside],
         )
+        # The factors are measured on columns whose fit is in its linear
+        # regime; a class with too few of those takes the other classes'
+        # (a faint column's fit stays near its start: measured on the real
+        # low-dose SrTiO3's Ti, the correlated factor read half the Sr one).
+        bright = ~undetected(quantities, noise, FACTOR_SNR)[inside]
+        factors = pixel_factors(*args, measured=bright, min_columns=FACTOR_COLUMNS)
+        if not factors:  # a faint image: every detected column measures
+            factors = pixel_factors(*args, measured=~lost[inside])
     pooled = _pooled(factors)
     cov = np.array(shot, float, copy=True)
     cov[lost] = np.nan

@@ -80,6 +80,35 @@ def test_correlated_factor_matches_monte_carlo_scatter():
     assert np.sqrt(np.median(shot[:, 0, 0])) < 0.85 * observed[0]
 
 
+def test_a_class_with_few_bright_columns_takes_the_others_factors():
+    """The factors are measured on columns of at least FACTOR_SNR: a class
+    with fewer than FACTOR_COLUMNS of them (the faint Ti of a low-dose
+    SrTiO3) is left out of the measured ones and takes the pooled factors."""
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[:96, :96]
+    xy = np.array([[x, y] for x in range(16, 90, 16) for y in range(16, 90, 16)], float)
+    labels = (np.arange(len(xy)) % 5 == 0).astype(int)  # 5 columns of class 1
+    height = np.where(labels == 1, 9.0, 300.0)  # SNR about 7 and 230
+    clean = 20 + sum(
+        a * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 8)
+        for (x, y), a in zip(xy, height, strict=True)
+    )
+    img = rng.poisson(clean).astype(float)
+    fit = refine_gaussian(img, xy, 2.0, 5)
+    noise = noise_model(fit["noise_sums"])
+    fitted = {"height": fit["height"], "width": fit["sigma"],
+              "background": fit["background"]}  # fmt: skip
+    bright = ~U.undetected(fitted, noise, U.FACTOR_SNR)
+    assert bright[labels == 0].all() and not bright[labels == 1].any()
+    args = (img, fit["xy"], labels, fitted, 5, noise, None, None)
+    every = U.pixel_factors(*args, min_columns=1)
+    assert set(every) == {0, 1}
+    strict = U.pixel_factors(*args, measured=bright, min_columns=U.FACTOR_COLUMNS)
+    assert set(strict) == {0}
+    assert U._pooled(strict) == {"misfit": strict[0]["misfit"],
+                                 "correlated": strict[0]["correlated"]}  # fmt: skip
+
+
 @pytest.mark.parametrize("jitter", [0.0, 0.1, 0.3])
 def test_scan_term_recovers_planted_column_jitter(jitter):
     ij, xy, _ = _lattice(40, jitter=np.hypot(jitter, 0.05), seed=3)
