@@ -7,6 +7,7 @@ from scipy.ndimage import map_coordinates
 
 from stemunmix.core import engine
 from stemunmix.core.peaks import find_peaks
+from stemunmix.core.presence import on_mask
 from stemunmix.core.refine import noise_model, refine_gaussian
 from stemunmix.core.uncertainty import PIXEL_CROP, shot_covariance
 from stemunmix.core.windows import on_frame
@@ -144,7 +145,16 @@ def _resolve_duplicates(xy, scores, min_distance):
 
 
 def find_columns_region(
-    prob, column_classes, min_distance, threshold, image, refine, sizes, core, origin
+    prob,
+    column_classes,
+    min_distance,
+    threshold,
+    image,
+    refine,
+    sizes,
+    core,
+    origin,
+    presence=None,
 ):
     """:func:`find_columns_frame` on a region of a frame (its core plus a halo),
     keeping the columns whose starting centroid lies in ``core`` (y0, y1, x0,
@@ -157,11 +167,16 @@ def find_columns_region(
     Returns (xy, labels, scores, centroids, fit) in frame pixels; centroids
     order the columns as the whole-frame call does; ``fit`` (N, FIT_WIDTH)
     packs each column's fitted quantities and the terms of its uncertainty
-    (:func:`unpack_fit`), NaN where the fit was not kept.
+    (:func:`unpack_fit`), NaN where the fit was not kept. ``presence``:
+    (mask, bin) of the frame (:mod:`stemunmix.core.presence`), the columns
+    off the lattice left out before they are fitted; None keeps all.
     """
     xy, labels, scores = find_columns_frame(
         prob, column_classes, min_distance, threshold, None, "centroid"
     )
+    if presence is not None and len(xy):
+        on = on_mask(xy + np.array([origin[1], origin[0]], float), *presence)
+        xy, labels, scores = xy[on], labels[on], scores[on]
     start = xy.copy()
     packed = np.full((len(xy), FIT_WIDTH), np.nan)
     if refine == "gaussian" and image is not None and len(xy):
@@ -244,6 +259,7 @@ def find_columns(
     distances: dict,
     block: int,
     progress=None,
+    presence: dict | None = None,
 ) -> dict:
     """Columns of every frame of ``prob`` (nav..., C, H, W) and the raw
     ``image`` (nav..., H, W, or None), numpy or dask, block by block through
@@ -257,8 +273,11 @@ def find_columns(
     packed as :func:`unpack_fit` reads them; ``middle``: the fit's ``sizes``,
     the raw image's ``crop`` on the frame's middle PIXEL_CROP^2 pixels (None
     without the image) and its first pixel ``origin`` (row, col), where the
-    error model measures the pixel noise.
+    error model measures the pixel noise. ``presence``: {frame: (mask,
+    bin)}, where the lattice is (:mod:`stemunmix.core.presence`); columns
+    are searched there only.
     """
+    presence = presence or {}
 
     frames = list(np.ndindex(prob.shape[:nav_ndim]))
     shape = prob.shape[-2:]
@@ -307,6 +326,7 @@ def find_columns(
             sizes[frame],
             box,
             origin,
+            presence.get(frame),
         )
 
     step = engine.Step(run, region_of=region_of)

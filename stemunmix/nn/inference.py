@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from stemunmix.core import checks, engine, threads
+from stemunmix.core import checks, engine, presence, threads
 from stemunmix.core import segmentation as seg
 from stemunmix.nn.model_io import training_spacing
 
@@ -53,7 +53,11 @@ def spacing_crop(shape, max_size: int = 512) -> tuple[slice, slice]:
 
 
 def scale_factor(
-    image: np.ndarray, scale, training_spacing: float, spacing: float | None = None
+    image: np.ndarray,
+    scale,
+    training_spacing: float,
+    spacing: float | None = None,
+    frame=None,
 ) -> tuple:
     """(factor, column spacing in pixels) of a frame.
 
@@ -66,7 +70,7 @@ def scale_factor(
     if spacing is not None:
         found, factor = float(spacing), training_spacing / float(spacing)
     elif isinstance(scale, str):
-        found = seg.measure_spacing(crop)
+        found = _spacing(crop, image if frame is None else frame)
         factor = training_spacing / found
         factor = 1.0 if abs(factor - 1) < 0.03 else factor
     else:
@@ -74,9 +78,35 @@ def scale_factor(
         # noise image is refused as it is with scale="auto").
         factor = float(scale)
         check_size(image.shape, factor)
-        seg.measure_spacing(crop)
+        _spacing(crop, image if frame is None else frame)
         found = training_spacing / factor
     return factor, found
+
+
+def _spacing(crop, frame) -> float:
+    """The column spacing measured on the central ``crop``; where it shows
+    no lattice (a crystal off centre, in vacuum or on a support), the
+    median over the quarters and the overlapping tiles of a quarter's size
+    of the whole ``frame`` that show one (read only then)."""
+    try:
+        return seg.measure_spacing(crop)
+    except seg.NoLatticeError:
+        frame = np.asarray(frame, np.float64)
+        if frame.shape == crop.shape and min(frame.shape) < 128:
+            raise
+    h, w = frame.shape
+    side = max(64, min(h, w) // 4)
+    found = []
+    for top in range(0, max(1, h - side + 1), side // 2):
+        for left in range(0, max(1, w - side + 1), side // 2):
+            tile = frame[top : top + side, left : left + side]
+            try:
+                found.append(seg.measure_spacing(tile))
+            except (seg.NoLatticeError, ValueError):
+                continue
+    if not found:
+        return seg.measure_spacing(crop)  # says why there is no lattice
+    return float(np.median(found))
 
 
 def image_contrast(
@@ -322,6 +352,8 @@ class FramePlan:
     factor: float  # resampling factor to the training spacing
     spacing: float | None  # column spacing, pixels (measured or given)
     range: tuple[float, float]  # intensity mapped to 0 and 1 (reversed: dark)
+    presence: np.ndarray | None = None  # where the lattice is, on bins of
+    bin: int = 1  # this many pixels (core.presence.frame_presence)
 
 
 def plan_frames(
@@ -345,14 +377,26 @@ def plan_frames(
     plans, dark = {}, contrast == "dark"
     if contrast == "auto":
         raise ValueError("plan_frames: resolve contrast='auto' with image_contrast")
+    found = {}
     for f, (small, sample) in zip(frames, pieces, strict=True):
         seg.check_finite(np.asarray(sample))
-        factor, found = scale_factor(
-            np.asarray(small), scale, training_spacing, spacing
+        found[f] = scale_factor(
+            np.asarray(small), scale, training_spacing, spacing, data[f]
         )
-        check_size(shape, factor)
-        lo, hi = seg.intensity_range(sample)
-        plans[f] = FramePlan(float(factor), found, (hi, lo) if dark else (lo, hi))
+        check_size(shape, found[f][0])
+    masks, bins = presence.frame_presence(
+        data, nav_ndim, {f: v[1] for f, v in found.items()}
+    )
+    for f, (_, sample) in zip(frames, pieces, strict=True):
+        # The intensity range of the crystal, not of the vacuum or support
+        # around it (a small particle would be scaled as noise).
+        rows, cols = np.mgrid[: sample.shape[0], : sample.shape[1]] * step
+        where = np.column_stack([cols.ravel(), rows.ravel()])
+        on = presence.on_mask(where, masks[f], bins[f]).reshape(sample.shape)
+        sample = np.asarray(sample)
+        lo, hi = seg.intensity_range(sample[on][None] if on.sum() > 100 else sample)
+        span = (hi, lo) if dark else (lo, hi)
+        plans[f] = FramePlan(float(found[f][0]), found[f][1], span, masks[f], bins[f])
     return plans
 
 

@@ -424,6 +424,7 @@ def hsv_key(ax, top, unit=""):
     key.set_xticks([])
     key.set_yticks([])
     key.set_xlabel(f"full: {top:.3g} {unit}".strip(), fontsize=7)
+    key.set_ylabel("hue: direction", fontsize=7)
     return key
 
 

@@ -137,7 +137,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
                 bar,
             )
         record = _segment_record(model, plans, block, settings, contrast)
-        record["data"] = engine.fingerprint(self.data) or "lazy"
+        record |= _data_record(self, plans)
         if vectors is not None:
             record["lattice_vectors"] = vectors
         if not settings.lazy and engine.is_lazy(maps):
@@ -488,6 +488,28 @@ def _segment_record(model, plans, block, settings, contrast) -> dict:
         "factor": np.array([plans[f].factor for f in frames]),
         "store": "none" if o.store is None else o.store,
     }  # fmt: skip
+
+
+def _data_record(image, plans) -> dict:
+    """What segment() records of the data: its fingerprint (the maps' cache
+    key) and where the lattice is (``presence``: a mask per frame on bins of
+    ``presence_bin`` pixels, :mod:`stemunmix.core.presence`, on frames of
+    ``presence_shape``), which find_columns honours."""
+    masks = np.stack([plans[f].presence for f in sorted(plans)])
+    masks = masks.reshape(image.data.shape[:-2] + masks.shape[-2:])
+    for f in sorted(plans):
+        if not plans[f].presence.any():
+            checks.warn(
+                f"segment: frame {f}: no lattice found (no region correlates "
+                "with itself a column spacing away): find_columns will find "
+                "no columns there"
+            )
+    return {
+        "data": engine.fingerprint(image.data) or "lazy",
+        "presence": masks,
+        "presence_bin": np.array([int(plans[f].bin) for f in sorted(plans)]),
+        "presence_shape": np.array(image.data.shape[-2:]),
+    }
 
 
 def _raw_link(image):

@@ -12,6 +12,12 @@ from stemunmix.core import checks, engine
 from stemunmix.core.find import REFINE, find_columns, unpack_fit
 from stemunmix.core.indexing import index_columns
 from stemunmix.core.lattice import LATTICES, checkerboard, on_lattice
+from stemunmix.core.presence import (
+    edge_band,
+    faint_at_edge,
+    off_lattice_at_edge,
+    on_mask,
+)
 from stemunmix.core.segmentation import measure_spacing
 from stemunmix.core.uncertainty import frame_covariance, record_arrays, warnings_of
 from stemunmix.signals._base import StemunmixSignal2D, progress_bar
@@ -108,11 +114,13 @@ class ColumnProbabilities(StemunmixSignal2D):
         nav_shape = self.data.shape[:-3]
         distances = self._column_distances(list(cations or classes), min_distance)
         block = self._segment_block() if self._lazy else max(self.data.shape[-2:])
+        where = self._presence() or {}
+        masks = {f: w[:2] for f, w in where.items()}
         with progress_bar(show_progressbar, "find_columns") as bar:
             found = find_columns(self.data, frames_image, len(nav_shape), classes,
-                                 threshold, refine, distances, block, bar)  # fmt: skip
+                                 threshold, refine, distances, block, bar, masks)  # fmt: skip
         columns, noise, errors = _assemble(
-            found, names, self.data.shape, lattice, cations, distances
+            found, names, self.data.shape, lattice, cations, distances, where
         )
         settings = {"threshold": threshold, "refine": refine, "lattice": str(lattice),
                     "min_distance": "auto" if min_distance is None
@@ -120,6 +128,25 @@ class ColumnProbabilities(StemunmixSignal2D):
         self._record_found(columns, settings, errors, noise)
         self.columns = columns
         return columns
+
+    def _presence(self) -> dict | None:
+        """{frame: (mask, bin)}: where segment() found the lattice, or None
+        (maps made elsewhere, or cropped or rebinned since: columns are
+        searched everywhere)."""
+        state = self._get_state("segment", {})
+        masks, factor = state.get("presence"), state.get("presence_bin")
+        shape = tuple(np.asarray(state.get("presence_shape", ())).tolist())
+        if masks is None or factor is None or shape != self.data.shape[-2:]:
+            return None
+        masks = np.asarray(masks, bool)
+        factor = np.asarray(factor, int).reshape(-1)
+        spacing = np.asarray(state.get("measured_spacing"), float).reshape(-1)
+        out = {}
+        for k, f in enumerate(np.ndindex(masks.shape[:-2])):
+            b = int(factor[min(k, len(factor) - 1)])
+            s = float(spacing[min(k, len(spacing) - 1)]) / b
+            out[f] = (masks[f], b, edge_band(masks[f], s))
+        return out
 
     def _record_found(self, columns, settings: dict, errors, noise) -> None:
         """find_columns' settings and error model into metadata, and what the
@@ -384,12 +411,14 @@ def _cation_pair(names, classes, lattice=None):
     return None
 
 
-def _assemble(found, names, shape, lattice, cations, distances):
+def _assemble(found, names, shape, lattice, cations, distances, where=None):
     """Columns of every frame in one container, with their fitted quantities,
     position covariances (:func:`stemunmix.core.uncertainty.frame_covariance`)
-    and lattice sites, named on the checkerboard when asked. Also returns
-    each frame's noise model {frame: (gain, var0)} and error-model record
-    {frame: dict}."""
+    and lattice sites, named on the checkerboard when asked; those the raw
+    image does not show on the edge of where the lattice is (``where``
+    {frame: (mask, bin, edge band)}) left out. Also returns each frame's
+    noise model {frame: (gain, var0)} and error-model record {frame: dict}."""
+    where = where or {}
     nav_shape = shape[:-3]
     reference = (
         names.index("A")
@@ -402,10 +431,23 @@ def _assemble(found, names, shape, lattice, cations, distances):
         if lattice == "checkerboard":
             labels = checkerboard(xy, labels, scores, distances[idx][1], cations)
         quantities, cov, noise[idx] = unpack_fit(fits)
+        if idx in where:
+            keep = ~faint_at_edge(
+                xy, quantities, noise[idx], where[idx][2], where[idx][1]
+            )
+            xy, labels, scores, cov = xy[keep], labels[keep], scores[keep], cov[keep]
+            quantities = {k: v[keep] for k, v in quantities.items()}
         ij, vec = index_columns(xy, labels, reference)
         if ij is None:
             ij = np.full((len(xy), 2), -1, int)
             vec = np.full((2, 2), np.nan)
+        if idx in where:
+            band = on_mask(xy, where[idx][2], where[idx][1])
+            keep = ~off_lattice_at_edge(xy, labels, band, vec)
+            xy, labels, scores, cov, ij = (
+                v[keep] for v in (xy, labels, scores, cov, ij)
+            )
+            quantities = {k: v[keep] for k, v in quantities.items()}
         if middle["crop"] is not None and len(xy):
             cov, errors[idx] = frame_covariance(
                 middle, xy, labels, quantities, cov, noise[idx], ij, vec, reference

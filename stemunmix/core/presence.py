@@ -1,0 +1,228 @@
+"""Where the crystal is: a lattice-presence map of a frame (numpy only).
+
+A crystal repeats: the image around a point correlates with itself shifted
+by a lattice translation. Vacuum (no signal), shot noise, an amorphous
+support and contamination do not. The score of a pixel is the largest local
+correlation coefficient of the image with itself shifted by one column
+spacing, over directions every few degrees (any orientation, so the grains
+of a twinned particle all count), each product averaged over a Gaussian of
+about a spacing. It is computed on the frame binned to about
+:data:`PIXELS_PER_SPACING` pixels per spacing, which is cheap at any size
+and needs only a coarse copy of the frame (read blockwise when lazy).
+
+The mask keeps the pixels whose score stands clear of what a frame without
+a lattice reads (:data:`NULL_SCORE`), widened by half a spacing so that the
+columns on a crystal's edge stay in.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+PIXELS_PER_SPACING = 6.0  # the binned frame's sampling of a column spacing
+ANGLES = 64  # directions all round (5.6 degrees apart: a frame's edge
+# has a neighbour a spacing away on one side only)
+MIN_POWER = 0.05  # a crystal's band-pass power is at least this share of the median
+DILATE = 0.25  # the mask widened by this many spacings
+EDGE = 2.0  # the edge band, in spacings
+FINE = 0.2  # the neighbourhood a pixel's score is taken over, in spacings
+BAND = 0.5  # the local mean taken out, over this many spacings (a step in
+# the mean, at a crystal's edge, leaves no tail that repeats a spacing away)
+# What a frame of shot noise or an amorphous texture scores (the median
+# 0.12-0.17, its 99.5th percentile 0.29-0.40 on 256^2 frames); a lattice's
+# top scores must pass DETECT to count as one (real crystals: 0.90-1.00).
+NULL_SCORE = 0.25
+DETECT = 0.5
+# The crystal must show this share of the highest scores to be told from a
+# lattice-free frame: the 99.5th percentile decides whether there is one.
+TOP = 99.5
+
+
+def bin_factor(spacing: float) -> int:
+    """Pixels per bin side so that a spacing spans about
+    :data:`PIXELS_PER_SPACING` bins (at least 1)."""
+    return max(1, int(spacing // PIXELS_PER_SPACING))
+
+
+def binned(frame, factor: int):
+    """``frame`` (H, W), numpy or dask, averaged over ``factor`` x ``factor``
+    bins (the ragged edge dropped)."""
+    h, w = (s // factor * factor for s in frame.shape)
+    f = frame[:h, :w]
+    shape = (h // factor, factor, w // factor, factor)
+    return f.reshape(shape).mean((1, 3))
+
+
+def score(coarse: np.ndarray, spacing: float, fine: float = FINE) -> tuple:
+    """Lattice scores of the binned frame ``coarse`` whose column spacing is
+    ``spacing`` bins: ((h, w) over a spacing, (h, w) over ``fine``
+    spacings). Each is the local correlation of the frame with itself
+    shifted by a spacing, in the direction (of :data:`ANGLES` all round)
+    where the correlation over a spacing is highest; the fine one is sharp
+    at a crystal's edge (a pixel outside it correlates with nothing), the
+    coarse one steady at low dose. 0 where the band-pass power is under
+    :data:`MIN_POWER` of the crystal's (vacuum, the tail of an edge)."""
+    img = np.asarray(coarse, float)
+    img = ndimage.gaussian_filter(img, 0.1 * spacing)  # shot noise out
+    s = float(spacing)
+    d = img - ndimage.gaussian_filter(img, BAND * s)
+    square = d * d
+    floor = 1e-6 * float(square.max()) + np.finfo(float).tiny
+    best = np.full(img.shape, -np.inf)
+    sharp = np.zeros(img.shape)
+    for theta in np.arange(ANGLES) * 2 * np.pi / ANGLES:
+        shift = (-s * np.sin(theta), -s * np.cos(theta))
+        moved = ndimage.shift(d, shift, order=1, mode="nearest")
+        product = d * moved
+        # Over the mean power of the two, not their geometric mean: a smooth
+        # tail that decays over a spacing (beside a crystal's edge) is the
+        # same shape at both ends and would correlate fully.
+        power = 0.5 * (square + moved * moved)
+        wide, narrow = (
+            ndimage.gaussian_filter(product, w)
+            / np.maximum(ndimage.gaussian_filter(power, w), floor)
+            for w in (s, fine * s)
+        )
+        better = wide > best
+        best[better] = wide[better]
+        sharp[better] = narrow[better]
+    # What carries a small share of the crystal's power is no crystal.
+    local = ndimage.gaussian_filter(square, fine * s)
+    strong = best > 0.5
+    typical = float(np.median(local[strong])) if strong.any() else float(local.max())
+    weak = local <= max(MIN_POWER * typical, floor)
+    best[weak], sharp[weak] = 0.0, 0.0
+    return best, sharp
+
+
+def mask_of(scores: tuple, spacing: float, null: float = NULL_SCORE):
+    """(h, w) bool: where the lattice is, on the grid of ``scores``
+    (:func:`score`). The region scoring over a spacing above a threshold
+    halfway between the null score and the crystal's own (its :data:`TOP`
+    percentile), holes filled and specks smaller than a cell left out; at
+    its edge (within a spacing) only the pixels whose fine score passes the
+    same threshold, widened by :data:`DILATE` spacings. All False when the
+    top scores do not pass :data:`DETECT` (no lattice in the frame)."""
+    wide, narrow = scores
+    top = float(np.percentile(wide, TOP)) if wide.size else 0.0
+    if not top > DETECT:
+        return np.zeros(wide.shape, bool)
+    cut = 0.5 * (null + top)
+    region = ndimage.binary_fill_holes(wide > cut)
+    # Opened on the frame mirrored at its border: a crystal up to the border
+    # keeps its corners, and a speck at the border is no larger for it.
+    r = max(1, int(round(0.5 * spacing)))
+    region = ndimage.binary_opening(np.pad(region, r, mode="reflect"), _disc(r))
+    region = region[r:-r, r:-r]
+    inner = ndimage.binary_erosion(region, _disc(2 * spacing))
+    keep = region & (inner | (narrow > cut))
+    return ndimage.binary_dilation(keep, _disc(DILATE * spacing))
+
+
+def _disc(radius: float) -> np.ndarray:
+    r = max(1, int(round(radius)))
+    return np.hypot(*np.mgrid[-r : r + 1, -r : r + 1]) <= r
+
+
+def on_mask(xy: np.ndarray, mask: np.ndarray, factor: int) -> np.ndarray:
+    """(N,) bool: whether each position [x, y] (frame pixels) falls on a
+    True bin of ``mask`` (bins of ``factor`` pixels; beyond the binned
+    frame's ragged edge, the last bin)."""
+    xy = np.asarray(xy, float).reshape(-1, 2)
+    finite = np.isfinite(xy).all(1)
+    cell = np.floor(np.where(finite[:, None], xy, 0) / factor).astype(int)
+    col = np.clip(cell[:, 0], 0, mask.shape[1] - 1)
+    row = np.clip(cell[:, 1], 0, mask.shape[0] - 1)
+    return mask[row, col] & finite
+
+
+MAX_BINS = 2048  # the stored mask's longest side, in bins
+MIN_SPACINGS = 8  # a frame narrower than this many spacings is kept whole
+
+
+def frame_presence(data, nav_ndim: int, spacings: dict) -> tuple:
+    """(masks (nav..., h, w) bool, bins (nav...) int) of every frame of
+    ``data`` (nav..., H, W; numpy or dask: only a binned copy of each frame
+    is read): where the lattice is, each frame at its own spacing
+    (``spacings`` {frame: pixels}) on bins of its own :func:`bin_factor`
+    (coarser where it would need more than :data:`MAX_BINS` bins a side),
+    so that a frame of a stack gets the mask it gets alone; the masks of
+    finer bins set the shape, the others padded with their edge. A frame's
+    mask is all True where its spacing is under 3 bins (the lattice too fine
+    to be told from noise at that scale) or it spans fewer than
+    :data:`MIN_SPACINGS` spacings (too few cells to tell a crystal's edge
+    from its middle)."""
+    from stemunmix.core import engine
+
+    shape = data.shape[-2:]
+    frames = list(np.ndindex(data.shape[:nav_ndim]))
+    factors = {
+        f: max(bin_factor(spacings[f]), int(np.ceil(max(shape) / MAX_BINS)))
+        for f in frames
+    }
+    coarse = [binned(data[f], factors[f]) for f in frames]
+    if engine.is_lazy(data):
+        import dask
+
+        coarse = dask.compute(*coarse)
+    size = (shape[0] // min(factors.values()), shape[1] // min(factors.values()))
+    masks = np.ones(data.shape[:nav_ndim] + size, bool)
+    bins = np.zeros(data.shape[:nav_ndim], int)
+    for f, c in zip(frames, coarse, strict=True):
+        bins[f] = factors[f]
+        s = spacings[f] / factors[f]
+        if s < 3 or min(shape) < MIN_SPACINGS * spacings[f]:
+            continue
+        m = mask_of(score(np.asarray(c, float), s), s)
+        pad = [(0, size[0] - m.shape[0]), (0, size[1] - m.shape[1])]
+        masks[f] = np.pad(m, pad, mode="edge")
+    return masks, bins
+
+
+def edge_band(mask: np.ndarray, spacing: float) -> np.ndarray:
+    """(h, w) bool: the mask's pixels within :data:`EDGE` ``spacing`` (bins)
+    of where the lattice ends (not of the frame's border, beyond which it
+    may go on): the mask's own reach beyond a crystal's edge."""
+    inner = ndimage.binary_erosion(mask, _disc(EDGE * spacing), border_value=1)
+    return mask & ~inner
+
+
+def faint_at_edge(xy, quantities: dict, noise, band: np.ndarray, factor: int):
+    """(N,) bool: the columns on the ``band`` (:func:`edge_band`, bins of
+    ``factor`` pixels) that the raw image does not show
+    (:func:`stemunmix.core.uncertainty.undetected`): beside a crystal's
+    edge the network finds peaks in the vacuum or support that the mask's
+    resolution (about a spacing) lets in; inside, a faint column is kept."""
+    from stemunmix.core.uncertainty import undetected
+
+    if not len(xy) or not band.any():
+        return np.zeros(len(xy), bool)
+    return on_mask(xy, band, factor) & undetected(quantities, noise)
+
+
+def off_lattice_at_edge(xy, labels, in_band, vectors, tolerance: float = 0.2):
+    """(N,) bool: the columns on the edge band (``in_band``) that sit off the
+    lattice the columns inside continue: more than ``tolerance`` (a share
+    of the cell, along a or b) from every site one lattice translation
+    (``vectors`` (2, 2) [a, b], pixels) apart from the nearest inner column
+    of their class. Peaks of an amorphous support beside a crystal fall
+    anywhere; the crystal's own edge columns continue its lattice. A class
+    with no inner column, or NaN vectors, keeps its columns."""
+    from scipy.spatial import cKDTree
+
+    xy, labels = np.asarray(xy, float), np.asarray(labels)
+    drop = np.zeros(len(xy), bool)
+    vectors = np.asarray(vectors, float)
+    if not in_band.any() or not np.isfinite(vectors).all():
+        return drop
+    inverse = np.linalg.inv(vectors.T)  # pixels -> (along a, along b)
+    for c in np.unique(labels):
+        inner = np.flatnonzero((labels == c) & ~in_band)
+        edge = np.flatnonzero((labels == c) & in_band)
+        if not len(inner) or not len(edge):
+            continue
+        _, near = cKDTree(xy[inner]).query(xy[edge])
+        frac = (xy[edge] - xy[inner[near]]) @ inverse.T
+        drop[edge] = (np.abs(frac - np.round(frac)) > tolerance).any(1)
+    return drop

@@ -1,0 +1,94 @@
+"""Where the crystal is: the lattice-presence map (core/presence.py)."""
+
+import numpy as np
+from scipy import ndimage
+
+from stemunmix.core import presence as P
+
+SPACING = 16.0
+
+
+def _lattice(size, rotation=10.0, seed=0):
+    """A square lattice of Gaussian columns (spacing 16 px) with shot noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size].astype(float)
+    t = np.radians(rotation)
+    u = (xx * np.cos(t) + yy * np.sin(t)) / SPACING
+    v = (-xx * np.sin(t) + yy * np.cos(t)) / SPACING
+    du, dv = (u - np.round(u)) * SPACING, (v - np.round(v)) * SPACING
+    clean = 10 + 200 * np.exp(-(du**2 + dv**2) / (2 * 2.0**2))
+    return rng.poisson(clean).astype(float)
+
+
+def _mask(frame):
+    masks, factor = P.frame_presence(frame, 0, {(): SPACING})
+    return masks, factor
+
+
+def test_a_crystal_in_a_corner_is_found_and_nothing_else():
+    rng = np.random.default_rng(1)
+    frame = rng.poisson(10.0, (384, 384)).astype(float)
+    frame[:128, :128] = _lattice(128)
+    mask, factor = _mask(frame)
+    yy, xx = np.mgrid[:384, :384]
+    on = P.on_mask(np.column_stack([xx.ravel(), yy.ravel()]), mask, factor)
+    on = on.reshape(384, 384)
+    crystal = np.zeros((384, 384), bool)
+    crystal[:128, :128] = True
+    assert on[crystal].mean() > 0.99
+    # beyond a spacing of the crystal, nothing
+    far = ~ndimage.binary_dilation(crystal, iterations=int(SPACING))
+    assert on[far].mean() < 0.002
+
+
+def test_a_frame_without_a_lattice_has_no_mask():
+    rng = np.random.default_rng(2)
+    noise = rng.poisson(50.0, (256, 256)).astype(float)
+    texture = ndimage.gaussian_filter(rng.standard_normal((256, 256)), 1.5)
+    for frame in (noise, 50 + 10 * texture / texture.std(), np.zeros((256, 256))):
+        mask, _ = _mask(frame)
+        assert not mask.any()
+
+
+def test_a_lattice_edge_to_edge_is_kept_whole():
+    mask, _ = _mask(_lattice(256, rotation=33.0))
+    assert mask.all()
+
+
+def test_lazy_frames_give_the_eager_mask():
+    import dask.array as da
+
+    frame = _lattice(256)
+    frame[:, 160:] = 10.0
+    eager, f1 = P.frame_presence(frame[None], 1, {(0,): SPACING})
+    lazy, f2 = P.frame_presence(da.from_array(frame[None], chunks=(1, 64, 64)), 1,
+                                {(0,): SPACING})  # fmt: skip
+    assert f1 == f2
+    np.testing.assert_array_equal(eager, lazy)
+    assert 0.5 < eager.mean() < 0.75
+
+
+def test_on_mask_reads_bins_and_refuses_nan():
+    mask = np.zeros((4, 4), bool)
+    mask[1, 2] = True
+    xy = np.array([[8.5, 4.0], [2.0, 2.0], [np.nan, 4.0], [100.0, 5.0]])
+    np.testing.assert_array_equal(P.on_mask(xy, mask, 4), [True, False, False, False])
+
+
+def test_edge_columns_off_the_lattice_are_dropped():
+    vectors = np.array([[16.0, 0.0], [0.0, 16.0]])
+    ij = np.array([(i, j) for i in range(8) for j in range(8)], float)
+    lattice = ij @ vectors + 8
+    rng = np.random.default_rng(3)
+    strays = rng.uniform(128, 150, (30, 2))
+    strays = strays[
+        (np.abs((strays - 8) / 16 - np.round((strays - 8) / 16)) > 0.25).any(1)
+    ]
+    xy = np.vstack([lattice, strays])
+    labels = np.zeros(len(xy), int)
+    band = (xy > 100).any(1)  # the outer columns of the lattice and the strays
+    drop = P.off_lattice_at_edge(xy, labels, band, vectors)
+    assert not drop[: len(lattice)].any()
+    assert drop[len(lattice) :].all()
+    # NaN vectors (no lattice indexed): nothing is judged
+    assert not P.off_lattice_at_edge(xy, labels, band, np.full((2, 2), np.nan)).any()
