@@ -59,28 +59,31 @@ def scale_factor(
     spacing: float | None = None,
     frame=None,
 ) -> tuple:
-    """(factor, column spacing in pixels) of a frame.
+    """(factor, column spacing in pixels, the spacing the image shows) of
+    a frame.
 
     ``spacing`` given: the factor that brings it to ``training_spacing``; else
     ``scale="auto"`` measures the spacing on the central crop, and a numeric
     ``scale`` implies the spacing ``training_spacing / scale`` (the crop is
-    still checked for a lattice: :class:`NoLatticeError` without one).
+    still checked for a lattice: :class:`NoLatticeError` without one; the
+    spacing measured there is the third value, where the lattice is
+    looked for).
     """
     crop = image[spacing_crop(image.shape)]
     if spacing is not None:
         found, factor = float(spacing), training_spacing / float(spacing)
-    elif isinstance(scale, str):
+        return factor, found, found
+    if isinstance(scale, str):
         found = _spacing(crop, image if frame is None else frame)
         factor = training_spacing / found
         factor = 1.0 if abs(factor - 1) < 0.03 else factor
-    else:
-        # The scale sets the spacing; the crop must still show a lattice (a
-        # noise image is refused as it is with scale="auto").
-        factor = float(scale)
-        check_size(image.shape, factor)
-        _spacing(crop, image if frame is None else frame)
-        found = training_spacing / factor
-    return factor, found
+        return factor, found, found
+    # The scale sets the spacing; the crop must still show a lattice (a
+    # noise image is refused as it is with scale="auto").
+    factor = float(scale)
+    check_size(image.shape, factor)
+    shown = _spacing(crop, image if frame is None else frame)
+    return factor, training_spacing / factor, shown
 
 
 def _spacing(crop, frame) -> float:
@@ -353,7 +356,8 @@ class FramePlan:
     spacing: float | None  # column spacing, pixels (measured or given)
     range: tuple[float, float]  # intensity mapped to 0 and 1 (reversed: dark)
     presence: np.ndarray | None = None  # where the lattice is, on bins of
-    bin: int = 1  # this many pixels (core.presence.frame_presence)
+    bin: int = 1  # this many pixels (core.presence.frame_presence), at the
+    shown: float | None = None  # spacing the frame shows (pixels)
 
 
 def plan_frames(
@@ -385,7 +389,7 @@ def plan_frames(
         )
         check_size(shape, found[f][0])
     masks, bins = presence.frame_presence(
-        data, nav_ndim, {f: v[1] for f, v in found.items()}
+        data, nav_ndim, {f: v[2] for f, v in found.items()}
     )
     for f, (_, sample) in zip(frames, pieces, strict=True):
         # The intensity range of the crystal, not of the vacuum or support
@@ -396,7 +400,8 @@ def plan_frames(
         sample = np.asarray(sample)
         lo, hi = seg.intensity_range(sample[on][None] if on.sum() > 100 else sample)
         span = (hi, lo) if dark else (lo, hi)
-        plans[f] = FramePlan(float(found[f][0]), found[f][1], span, masks[f], bins[f])
+        factor, spacing, shown = found[f]
+        plans[f] = FramePlan(float(factor), spacing, span, masks[f], bins[f], shown)
     return plans
 
 

@@ -494,7 +494,8 @@ def _data_record(image, plans) -> dict:
     """What segment() records of the data: its fingerprint (the maps' cache
     key) and where the lattice is (``presence``: a mask per frame on bins of
     ``presence_bin`` pixels, :mod:`stemunmix.core.presence`, on frames of
-    ``presence_shape``), which find_columns honours."""
+    ``presence_shape``, at the spacing the frame shows, ``presence_spacing``),
+    which find_columns honours."""
     masks = np.stack([plans[f].presence for f in sorted(plans)])
     masks = masks.reshape(image.data.shape[:-2] + masks.shape[-2:])
     for f in sorted(plans):
@@ -508,6 +509,7 @@ def _data_record(image, plans) -> dict:
         "data": engine.fingerprint(image.data) or "lazy",
         "presence": masks,
         "presence_bin": np.array([int(plans[f].bin) for f in sorted(plans)]),
+        "presence_spacing": np.array([plans[f].shown for f in sorted(plans)]),
         "presence_shape": np.array(image.data.shape[-2:]),
     }
 

@@ -140,7 +140,8 @@ class ColumnProbabilities(StemunmixSignal2D):
             return None
         masks = np.asarray(masks, bool)
         factor = np.asarray(factor, int).reshape(-1)
-        spacing = np.asarray(state.get("measured_spacing"), float).reshape(-1)
+        spacing = state.get("presence_spacing", state.get("measured_spacing"))
+        spacing = np.asarray(spacing, float).reshape(-1)
         out = {}
         for k, f in enumerate(np.ndindex(masks.shape[:-2])):
             b = int(factor[min(k, len(factor) - 1)])

@@ -1,0 +1,73 @@
+"""A crystal in a corner of the frame: columns on it, none in the vacuum."""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from stemunmix.columns import Columns
+from stemunmix.signals import AtomicResolutionImage
+from stemunmix.synthetic import from_columns, perovskite
+
+SPACING = 0.396 / 0.02  # the perovskite's lattice parameter over its pixel
+
+
+@pytest.fixture(scope="module")
+def corner():
+    """A 128 px crystal (its columns rendered whole) in the corner of a 384
+    px frame whose rest is shot noise at the crystal's background."""
+    _, truth = perovskite(shape=168, dose=None, seed=5, domains="none")
+    c = truth.columns
+    inside = ((c.xy >= 0) & (c.xy < 128)).all(1)
+    cols = Columns(c.xy[inside], c.labels[inside], c.class_names)
+    image, _ = from_columns(cols, shape=384, dose=100, seed=5)
+    return AtomicResolutionImage(image.data.astype(np.float32)), cols.xy
+
+
+def _found(image):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return image.find_columns(show_progressbar=False)
+
+
+def test_columns_are_found_on_the_crystal_only(corner):
+    image, truth = corner
+    image = image.deepcopy()
+    found = _found(image)
+    d, _ = cKDTree(found.xy).query(truth)
+    assert np.mean(d < 0.25 * SPACING) >= 0.97
+    dd, _ = cKDTree(truth).query(found.xy)
+    # 7 of 90 when the search ignores the mask (the range still taken on it)
+    assert np.sum(dd > 0.5 * SPACING) <= 1
+    md = image.probabilities.metadata.Signal.stemunmix.segment
+    mask = np.asarray(md.presence)
+    assert 0.05 < mask.mean() < 0.2  # the crystal is 11 % of the frame
+    assert tuple(np.asarray(md.presence_shape)) == (384, 384)
+
+
+def test_the_mask_is_honoured_lazily(corner):
+    image, _ = corner
+    eager = _found(image.deepcopy())
+    lazy_image = image.as_lazy()
+    lazy_image.data = lazy_image.data.rechunk((192, 192))
+    lazy = _found(lazy_image)
+    np.testing.assert_array_equal(lazy.xy, eager.xy)
+    np.testing.assert_array_equal(lazy.labels, eager.labels)
+
+
+def test_maps_cropped_after_segment_search_everywhere(corner):
+    image, _ = corner
+    image = image.deepcopy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prob = image.segment(show_progressbar=False)
+    assert prob._presence() is not None
+    assert prob.isig[:200, :200]._presence() is None
+
+
+def test_no_lattice_anywhere_is_said():
+    rng = np.random.default_rng(0)
+    noise = AtomicResolutionImage(rng.poisson(50.0, (256, 256)).astype(np.float32))
+    with pytest.raises(ValueError, match="no lattice found"):
+        noise.segment(show_progressbar=False)
