@@ -289,10 +289,11 @@ def tilt_numbers(columns) -> dict | None:
     return out or None
 
 
-def _sites(a, shape) -> dict:
+def _sites(a, shape, mask=None) -> dict:
     """The A lattice's sites inside the frame (half a cell from its edge,
-    placed by the affine fit xy = origin + i a + j b of the A columns): the
-    share that hold a column, and the vacancies (empty ones whose four
+    placed by the affine fit xy = origin + i a + j b of the A columns) and
+    on the lattice-presence ``mask`` (bool (H, W), None: everywhere):
+    the share that hold a column, and the vacancies (empty ones whose four
     neighbours hold one)."""
     ok = (a.ij >= 0).all(1)
     if ok.sum() < 3:
@@ -312,6 +313,9 @@ def _sites(a, shape) -> dict:
     h, w = shape
     inside = (where >= half).all(-1) & (where[..., 0] <= w - 1 - half)
     inside &= where[..., 1] <= h - 1 - half
+    if mask is not None:
+        px = np.clip(np.round(where).astype(int), 0, [w - 1, h - 1])
+        inside &= mask[px[..., 1], px[..., 0]]
     around = np.zeros_like(filled)
     around[1:-1, 1:-1] = (
         filled[:-2, 1:-1] & filled[2:, 1:-1] & filled[1:-1, :-2] & filled[1:-1, 2:]
@@ -342,8 +346,15 @@ def quality_numbers(result, columns, shape) -> dict:
             "off_lattice": None if sel.ij is None else int((sel.ij < 0).any(1).sum()),
             "undetected": None if faint is None else int(np.ravel(faint)[0]),
         }
+    where = _presence(result)
     if _has(columns, "A") and columns.ij is not None:
-        out.update(_sites(columns.select("A"), shape))
+        out.update(_sites(columns.select("A"), shape, where))
+    if where is not None:
+        out["lattice_presence"] = {
+            "share_of_frame": float(where.mean()),
+            "left_out": "where the image shows no lattice (vacuum, an amorphous "
+            "support, contamination): no columns searched there",
+        }
     ld = result.descriptors.metadata.get_item("Signal.stemunmix.local_descriptors")
     left = None if ld is None else ld.get_item("left_out")
     if left is not None:
@@ -693,6 +704,45 @@ def tilt_figure(result, view):
         "tilt.png",
         "Octahedral tilt from the O columns on the B-B bonds (atan(2 d / L), d "
         "the O column's offset across the bond), and its significance.",
+    )
+
+
+def _presence(result):
+    """The first frame's lattice-presence mask on its own pixel grid (bool
+    (H, W)), or None where segment() recorded none."""
+    md = result.probabilities.metadata.get_item("Signal.stemunmix.segment")
+    if md is None or md.get_item("presence") is None:
+        return None
+    masks = np.asarray(md.get_item("presence"), bool)
+    bins = np.asarray(md.get_item("presence_bin"), int).reshape(-1)
+    mask = masks.reshape((-1,) + masks.shape[-2:])[0]
+    b = int(bins[0])
+    h, w = result.probabilities.data.shape[-2:]
+    rows = np.minimum(np.arange(h) // b, mask.shape[0] - 1)
+    cols = np.minimum(np.arange(w) // b, mask.shape[1] - 1)
+    return mask[np.ix_(rows, cols)]
+
+
+def presence_figure(result, view):
+    """The image with what the lattice-presence mask leaves out shaded; only
+    where it leaves out anything."""
+    where = _presence(result)
+    if where is None or where.mean() > 0.995:
+        return None
+    fig, ax = _subplots(figsize=(7, 7 * view.aspect + 0.5))
+    ax.imshow(view.raw, cmap="gray", extent=view.extent)
+    shade = np.zeros(where.shape + (4,))
+    shade[~where] = (0.9, 0.2, 0.1, 0.45)
+    ax.imshow(shade, extent=view.extent)
+    ax.set_xlabel(f"x ({view.units})")
+    ax.set_ylabel(f"y ({view.units})")
+    ax.set_title("Where the lattice is (shaded: left out)", fontsize=10)
+    return (
+        fig,
+        "presence.png",
+        f"Where the image shows a lattice ({where.mean():.0%} of the frame): the "
+        "shaded rest (vacuum, an amorphous support, contamination) correlates "
+        "with nothing a column spacing away, and no columns were searched there.",
     )
 
 

@@ -420,5 +420,5 @@ SECTIONS = (
         "descriptor",
         (_scree_figure, _components_figure, _loadings_figure, _domains_figure),
     ),
-    ("quality", (cells.quality_figure, _probabilities_figure)),
+    ("quality", (cells.presence_figure, cells.quality_figure, _probabilities_figure)),
 )

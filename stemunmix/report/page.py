@@ -218,6 +218,16 @@ def _summary_rows(result: Analysis, numbers: dict) -> list[tuple[str, str]]:
     lattice = _lattice_text(result)
     if lattice:
         rows.append(("lattice", lattice))
+    where = numbers["quality"].get("lattice_presence")
+    if where is not None and where["share_of_frame"] < 0.995:
+        rows.append(
+            (
+                "where the lattice is",
+                f"{where['share_of_frame']:.0%} of the frame; the rest shows no "
+                "lattice (vacuum, an amorphous support, contamination) and no "
+                "columns were searched there (Quality control)",
+            )
+        )
     model = numbers["error_model"]
     if model is not None:
         cx, cy = model["calibration"]
