@@ -21,12 +21,14 @@ import numpy as np
 from scipy import ndimage
 
 PIXELS_PER_SPACING = 6.0  # the binned frame's sampling of a column spacing
-ANGLES = 64  # directions all round (5.6 degrees apart: a frame's edge
+ANGLES = 48  # directions all round (5.6 degrees apart: a frame's edge
 # has a neighbour a spacing away on one side only)
 MIN_POWER = 0.05  # a crystal's band-pass power is at least this share of the median
 DILATE = 0.25  # the mask widened by this many spacings
 EDGE = 2.0  # the edge band, in spacings
 MIN_GAP = 9.0  # a region left out spans at least this many cells (spacing^2)
+WIDE = 1.75  # the wide average: a box this many spacings either side (the
+# area of a Gaussian of a spacing)
 FINE = 0.2  # the neighbourhood a pixel's score is taken over, in spacings
 BAND = 0.5  # the local mean taken out, over this many spacings (a step in
 # the mean, at a crystal's edge, leaves no tail that repeats a spacing away)
@@ -64,48 +66,111 @@ def score(coarse: np.ndarray, spacing: float, fine: float = FINE) -> tuple:
     at a crystal's edge (a pixel outside it correlates with nothing), the
     coarse one steady at low dose. 0 where the band-pass power is under
     :data:`MIN_POWER` of the crystal's (vacuum, the tail of an edge)."""
-    img = np.asarray(coarse, float)
-    img = ndimage.gaussian_filter(img, 0.1 * spacing)  # shot noise out
-    s = float(spacing)
-    d = img - ndimage.gaussian_filter(img, BAND * s)
-    square = d * d
-    floor = 1e-6 * float(square.max()) + np.finfo(float).tiny
-    best = np.full(img.shape, -np.inf)
-    sharp = np.zeros(img.shape)
-    for theta in np.arange(ANGLES) * 2 * np.pi / ANGLES:
-        shift = (-s * np.sin(theta), -s * np.cos(theta))
-        moved = ndimage.shift(d, shift, order=1, mode="nearest")
-        product = d * moved
-        # Over the mean power of the two, not their geometric mean: a smooth
-        # tail that decays over a spacing (beside a crystal's edge) is the
-        # same shape at both ends and would correlate fully.
-        power = 0.5 * (square + moved * moved)
-        wide, narrow = (
-            ndimage.gaussian_filter(product, w)
-            / np.maximum(ndimage.gaussian_filter(power, w), floor)
-            for w in (s, fine * s)
+    field = _Field(coarse, spacing)
+    return field.wide, field.sharp(np.ones(field.wide.shape, bool), fine)
+
+
+class _Field:
+    """A binned frame band-passed (the local mean over :data:`BAND` spacings
+    out), its wide score and, per pixel, the direction that gives it; the
+    fine score is computed where it is asked for (the edge of a region)."""
+
+    def __init__(self, coarse, spacing: float):
+        img = ndimage.gaussian_filter(np.asarray(coarse, np.float32), 0.1 * spacing)
+        self.s = s = float(spacing)
+        self.d = d = img - ndimage.gaussian_filter(img, BAND * s)
+        self.square = d * d
+        self.floor = 1e-6 * float(self.square.max()) + np.finfo(np.float32).tiny
+        self.shifts = [
+            (-s * np.sin(t), -s * np.cos(t))
+            for t in np.arange(ANGLES) * 2 * np.pi / ANGLES
+        ]
+        # A box of WIDE spacings either side (running sums: the cost does not
+        # grow with the spacing); the moved frame's power is the frame's,
+        # averaged once and moved.
+        box = 2 * int(round(WIDE * s)) + 1
+
+        def average(a):
+            return ndimage.uniform_filter(a, box)
+
+        power = average(self.square)
+        wide = np.full(d.shape, -np.inf, np.float32)
+        self.which = np.zeros(d.shape, np.int16)
+        for k, shift in enumerate(self.shifts):
+            c = self._correlation(shift, average, power)
+            better = c > wide
+            wide[better], self.which[better] = c[better], k
+        # What carries a small share of the crystal's power is no crystal.
+        self.local = ndimage.gaussian_filter(self.square, FINE * s)
+        strong = wide > 0.5
+        typical = float(np.median(self.local[strong])) if strong.any() else 0.0
+        self.weak = self.local <= max(
+            MIN_POWER * (typical or float(self.local.max())), self.floor
         )
-        better = wide > best
-        best[better] = wide[better]
-        sharp[better] = narrow[better]
-    # What carries a small share of the crystal's power is no crystal.
-    local = ndimage.gaussian_filter(square, fine * s)
-    strong = best > 0.5
-    typical = float(np.median(local[strong])) if strong.any() else float(local.max())
-    weak = local <= max(MIN_POWER * typical, floor)
-    best[weak], sharp[weak] = 0.0, 0.0
-    return best, sharp
+        wide[self.weak] = 0.0
+        self.wide = wide
+
+    def _correlation(self, shift, average, power):
+        """The local correlation a ``shift`` away (``average``: the local
+        mean; ``power``: that of the squared frame), over the mean power of
+        the two ends, not their geometric mean: a smooth tail that decays
+        over a spacing (beside a crystal's edge) is the same shape at both
+        ends and would correlate fully."""
+        # the power is smooth: moved by whole bins
+        whole = tuple(float(np.round(v)) for v in shift)
+        ends = np.maximum(0.5 * (power + _moved(power, whole)), self.floor)
+        return average(self.d * _moved(self.d, shift)) / ends
+
+    def sharp(self, where: np.ndarray, fine: float = FINE) -> np.ndarray:
+        """The fine score (over ``fine`` spacings) in the wide score's
+        direction, on the pixels ``where``; 0 elsewhere."""
+        out = np.zeros(self.d.shape, np.float32)
+
+        def average(a):
+            return ndimage.gaussian_filter(a, fine * self.s)
+
+        power = average(self.square)
+        for k in np.unique(self.which[where]):
+            on = where & (self.which == k)
+            out[on] = self._correlation(self.shifts[k], average, power)[on]
+        out[self.weak] = 0.0
+        return out
 
 
-def mask_of(scores: tuple, spacing: float, null: float = NULL_SCORE):
+def _moved(a: np.ndarray, shift) -> np.ndarray:
+    """``a`` shifted by ``shift`` (rows, columns; the value at p is a's at p
+    - shift), bilinear, the edge repeated beyond the frame: four slices of
+    the padded array (ndimage.shift's spline machinery costs as much as
+    the filters here)."""
+    dy, dx = -float(shift[0]), -float(shift[1])
+    pad = int(np.ceil(max(abs(dy), abs(dx)))) + 1
+    p = np.pad(a, pad, mode="edge")
+    iy, ix = int(np.floor(dy)), int(np.floor(dx))
+    fy, fx = dy - iy, dx - ix
+    h, w = a.shape
+
+    def at(oy, ox):
+        return p[pad + oy : pad + oy + h, pad + ox : pad + ox + w]
+
+    if fy == 0 and fx == 0:  # whole bins: one slice
+        return at(iy, ix)
+
+    top = (1 - fx) * at(iy, ix) + fx * at(iy, ix + 1)
+    bottom = (1 - fx) * at(iy + 1, ix) + fx * at(iy + 1, ix + 1)
+    return (1 - fy) * top + fy * bottom
+
+
+def mask_of(scores, spacing: float, null: float = NULL_SCORE):
     """(h, w) bool: where the lattice is, on the grid of ``scores``
-    (:func:`score`). The region scoring over a spacing above a threshold
-    halfway between the null score and the crystal's own (its :data:`TOP`
-    percentile), holes filled and specks smaller than a cell left out; at
-    its edge (within a spacing) only the pixels whose fine score passes the
-    same threshold, widened by :data:`DILATE` spacings. All False when the
+    (:func:`score`'s pair, or a :class:`_Field`, whose fine score is then
+    computed on the edge band only). The region scoring over a spacing above
+    a threshold halfway between the null score and the crystal's own (its
+    :data:`TOP` percentile), holes filled and specks smaller than a cell left
+    out; at its edge (within two spacings) only the pixels whose fine score
+    passes the same threshold, widened by :data:`DILATE` spacings; regions
+    left out smaller than :data:`MIN_GAP` cells put back. All False when the
     top scores do not pass :data:`DETECT` (no lattice in the frame)."""
-    wide, narrow = scores
+    wide = scores.wide if isinstance(scores, _Field) else scores[0]
     top = float(np.percentile(wide, TOP)) if wide.size else 0.0
     if not top > DETECT:
         return np.zeros(wide.shape, bool)
@@ -116,8 +181,13 @@ def mask_of(scores: tuple, spacing: float, null: float = NULL_SCORE):
     r = max(1, int(round(0.5 * spacing)))
     region = ndimage.binary_opening(np.pad(region, r, mode="reflect"), _disc(r))
     region = region[r:-r, r:-r]
-    inner = ndimage.binary_erosion(region, _disc(2 * spacing))
-    keep = region & (inner | (narrow > cut))
+    inner = ndimage.binary_erosion(region, _disc(2 * spacing), border_value=1)
+    edge = region & ~inner
+    if edge.any():
+        narrow = scores.sharp(edge) if isinstance(scores, _Field) else scores[1]
+        keep = inner | (edge & (narrow > cut))
+    else:
+        keep = region
     keep = ndimage.binary_dilation(keep, _disc(DILATE * spacing))
     # What is left out must be larger than a few cells to be no crystal: a
     # patch of noise or contamination on a crystal, at its border too.
@@ -184,7 +254,7 @@ def frame_presence(data, nav_ndim: int, spacings: dict) -> tuple:
         s = spacings[f] / factors[f]
         if s < 3 or min(shape) < MIN_SPACINGS * spacings[f]:
             continue
-        m = mask_of(score(np.asarray(c, float), s), s)
+        m = mask_of(_Field(c, s), s)
         pad = [(0, size[0] - m.shape[0]), (0, size[1] - m.shape[1])]
         masks[f] = np.pad(m, pad, mode="edge")
     return masks, bins
