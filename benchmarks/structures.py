@@ -13,7 +13,8 @@
    defaults: the share of the crystal's columns found (within a quarter of
    a spacing; target >= 0.99) and the share of all columns found more than
    half a spacing from every crystal column (target <= 0.01).
-2. The real images in ../shared/data/real: the share of each frame the
+2. What the mask costs: a 2048^2 perovskite frame, median of 3.
+3. The real images in ../shared/data/real: the share of each frame the
    lattice-presence mask keeps (they are crystal edge to edge: 1 expected).
 
 Writes benchmarks/results/structures.json.
@@ -102,6 +103,21 @@ def real_masks():
     return out
 
 
+def mask_cost(repeats=3):
+    """Median seconds of the presence mask of a 2048^2 frame of a perovskite
+    (19.8 px spacing): what it adds to segment()."""
+    from stemunmix.core.presence import frame_presence
+    from stemunmix.synthetic import perovskite
+
+    image, _ = perovskite(shape=2048, seed=1, domains="none")
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        frame_presence(image.data, 0, {(): 0.396 / 0.02})
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
 def main():
     out = {"commit": commit(), "date": time.strftime("%Y-%m-%d"), "corner": {}}
     for kind in KINDS:
@@ -112,6 +128,9 @@ def main():
                   f"{r['crystal_columns']}, outside {r['outside']} "
                   f"({r['outside_share']:.1%}), mask {r['mask_share']:.3f} "
                   "of the frame", flush=True)  # fmt: skip
+    out["cost_2048_s"] = mask_cost()
+    print(f"the mask of a 2048^2 frame (spacing 19.8 px): {out['cost_2048_s']:.2f} s "
+          "(median of 3)", flush=True)  # fmt: skip
     out["real"] = real_masks()
     for name, share in out["real"].items():
         print(f"real {name}: the mask keeps {share:.3f} of the frame", flush=True)
