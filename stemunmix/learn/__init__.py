@@ -8,6 +8,13 @@ lazy, and on their own.
 from stemunmix.learn.gmm import GaussianMixture
 from stemunmix.learn.manifold import ManifoldEmbedding
 from stemunmix.learn.nmf import NMF
+from stemunmix.learn.rvae import RotationInvariantVAE
 from stemunmix.learn.svd import GramSVD
 
-__all__ = ["GaussianMixture", "GramSVD", "ManifoldEmbedding", "NMF"]
+__all__ = [
+    "GaussianMixture",
+    "GramSVD",
+    "ManifoldEmbedding",
+    "NMF",
+    "RotationInvariantVAE",
+]
