@@ -1,0 +1,124 @@
+"""The rotation-invariant VAE on variants, stripes and its speed.
+
+    python benchmarks/rvae.py
+
+1. Four polar variants a quarter turn apart (15 x 15 windows of a B column
+   displaced 1.5 px in one of four directions in a frame of four A columns,
+   noise 0.1 of the A height; 4000 windows): k-means (4) on (cos, sin) of
+   the angle latent against the variants (ARI; target >= 0.95) and the
+   correlation of each decoded window with its input (median; target >=
+   0.9).
+2. The four-stripe synthetic (512^2, seeds 0-2, dose 100): the image windows
+   (15 px) around the B columns, the latents, a 4-cluster k-means on (cos,
+   sin) of the angle and the content latents against the planted domain of
+   each window's column (ARI; target >= 0.98).
+3. Speed: 10 000 windows of 15 x 15 fitted (the defaults; target <= 60 s
+   on this 2-core CPU), median of 3.
+
+Writes benchmarks/results/rvae.json.
+"""
+
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from _results import commit
+from scipy.spatial import cKDTree
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
+
+from stemunmix.learn import RotationInvariantVAE
+
+HERE = Path(__file__).resolve().parent
+
+
+def variants(n, d=15, shift=1.5, noise=0.1, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:d, :d] - d // 2
+    labels = rng.integers(0, 4, n)
+    out = np.empty((n, d * d))
+    for i, k in enumerate(labels):
+        t = k * np.pi / 2
+        dx, dy = shift * np.cos(t), shift * np.sin(t)
+        img = 0.6 * np.exp(-((xx - dx) ** 2 + (yy - dy) ** 2) / 4.5)
+        for cx, cy in ((-7, -7), (7, -7), (-7, 7), (7, 7)):
+            img += np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 4.5)
+        out[i] = (img + noise * rng.standard_normal(img.shape)).ravel()
+    return out, labels
+
+
+def angle_clusters(Z, k, content=False):
+    a = Z[:, 0]
+    features = [np.cos(a), np.sin(a)]
+    if content:
+        c = Z[:, 3:]
+        features += list(((c - c.mean(0)) / (c.std(0) + 1e-12)).T)
+    return KMeans(k, n_init=10, random_state=0).fit_predict(np.column_stack(features))
+
+
+def on_variants():
+    X, y = variants(4000)
+    model = RotationInvariantVAE(random_state=0).fit(X)
+    Z = model.transform(X)
+    decoded = model.inverse_transform(Z)
+    r = [np.corrcoef(a, b)[0, 1] for a, b in zip(decoded, X, strict=True)]
+    return {
+        "ari": float(adjusted_rand_score(y, angle_clusters(Z, 4))),
+        "decoded_r_median": float(np.median(r)),
+        "decoded_r_min": float(np.min(r)),
+    }
+
+
+def on_stripes(seed):
+    from stemunmix.synthetic import perovskite
+
+    image, truth = perovskite(shape=512, domains="four_stripes", dose=100, seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ld = image.local_descriptors(15, classes="B", source="image",
+                                     show_progressbar=False)  # fmt: skip
+    windows = np.asarray(ld.data).reshape(len(ld.columns), -1)
+    true_b = truth.columns.xy
+    _, nearest = cKDTree(true_b).query(ld.columns.xy)
+    planted = truth.domain[nearest]
+    out = {}
+    for name, content in (("angle", False), ("angle and content", True)):
+        model = RotationInvariantVAE(random_state=0)
+        Z = model.fit_transform(windows)
+        out[name] = float(adjusted_rand_score(planted, angle_clusters(Z, 4, content)))
+    out["windows"] = len(windows)
+    return out
+
+
+def speed(repeats=3):
+    X, _ = variants(10_000, seed=1)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        RotationInvariantVAE(random_state=0).fit(X)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times)), times
+
+
+def main():
+    out = {"commit": commit(), "date": time.strftime("%Y-%m-%d")}
+    out["variants"] = v = on_variants()
+    print(f"four variants a quarter turn apart: ARI {v['ari']:.3f}, decoded r median "
+          f"{v['decoded_r_median']:.3f} (min {v['decoded_r_min']:.3f})", flush=True)  # fmt: skip
+    out["stripes"] = {}
+    for seed in (0, 1, 2):
+        s = out["stripes"][seed] = on_stripes(seed)
+        print(f"four stripes 512^2 seed {seed} ({s['windows']} B windows): ARI from "
+              f"the angle {s['angle']:.3f}, from the angle and content "
+              f"{s['angle and content']:.3f}", flush=True)  # fmt: skip
+    median, times = speed()
+    out["speed_10k_s"] = {"median": median, "runs": times}
+    print(f"fit of 10000 windows of 15 x 15: median {median:.1f} s (runs "
+          + ", ".join(f"{t:.1f}" for t in times) + ")", flush=True)  # fmt: skip
+    (HERE / "results" / "rvae.json").write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
