@@ -420,6 +420,45 @@ class LocalDescriptors(StemunmixSignal2D):
             out = out.as_lazy()
         return out
 
+    def invariant_latents(self, n_latent: int = 2, channel=None, **kwargs):
+        """Latents of the windows from a rotation- and shift-invariant VAE
+        (:class:`stemunmix.learn.RotationInvariantVAE`; ``kwargs`` go to it):
+        the angle of each window's content, its shift and ``n_latent``
+        content latents.
+
+        ``channel``: the window channel learned from (a name of
+        ``metadata.Signal.stemunmix.local_descriptors.channels`` or its
+        index; default the first). Returns a Signal1D like
+        :meth:`manifold_learning`'s (navigation: the lattice sites, NaN
+        without a window, or the columns; signal: ``latent_names_``), to plot
+        or to pass as ``cluster_source``; the fitted model is kept for
+        :meth:`latent_traversal`. The cosine and sine of the angle follow
+        the latents (``cos_angle``, ``sin_angle``): cluster on those, not on
+        the angle itself, which wraps at +-pi (``out.isig[-2:]``).
+        """
+        from stemunmix.learn import RotationInvariantVAE
+
+        x, rows = _one_channel(self, channel)
+        model = RotationInvariantVAE(n_latent=n_latent, **kwargs)
+        latents = model.fit(x).transform(x)
+        self._invariant_model = model
+        return _latents_signal(latents, self.sites, model.latent_names_, rows)
+
+    def latent_traversal(self, latent, values):
+        """Windows decoded with ``latent`` (a name of the model's
+        ``latent_names_``) set to each of ``values``, the others at their
+        prior's centre: a Signal2D stack (values | d x d), after
+        :meth:`invariant_latents`."""
+        from hyperspy._signals.signal2d import Signal2D
+
+        model = getattr(self, "_invariant_model", None)
+        if model is None:
+            raise ValueError("latent_traversal: run invariant_latents() first")
+        out = Signal2D(model.traversal(latent, values))
+        out.axes_manager.navigation_axes[0].name = str(latent)
+        out.metadata.General.title = f"traversal of {latent}"
+        return out
+
     def get_domain_map(self, mode: str = "voronoi", block: int = 2048):
         """Cluster label of every pixel (after ``cluster_analysis``), NaN outside;
         ``mode`` and ``block`` as in :meth:`get_loading_maps`."""
@@ -607,6 +646,52 @@ def _embedding_on_sites(embedding, sites, method):
         ax.name = name
     out.axes_manager.signal_axes[0].name = method
     out.metadata.General.title = f"{method} embedding"
+    return out
+
+
+def _one_channel(ld, channel):
+    """(windows (rows, d * d) of one channel, as numpy or dask, and the rows:
+    the indices of the navigation positions that hold a window)."""
+    md = ld.metadata.get_item("Signal.stemunmix.local_descriptors")
+    names = list(md.get_item("channels")) if md is not None else ["window"]
+    if channel is None:
+        k = 0
+    elif isinstance(channel, str) and channel in names:
+        k = names.index(channel)
+    elif isinstance(channel, (int, np.integer)) and 0 <= channel < len(names):
+        k = int(channel)
+    else:
+        raise ValueError(
+            f"channel must be one of {names} or its index, got {channel!r}"
+        )
+    d = ld.data.shape[-2]
+    x = ld.data[..., :, k * d : (k + 1) * d].reshape(-1, d * d)
+    rows = np.arange(x.shape[0])
+    if ld.sites is not None:
+        rows = np.flatnonzero(ld.sites.ravel() >= 0)
+        x = x[rows]
+    return x, rows
+
+
+def _latents_signal(latents, sites, names, rows):
+    """The latents, then the cosine and sine of the angle (what to cluster
+    on: the angle wraps at +-pi), as a Signal1D on the lattice grid (NaN at
+    sites without a window) or along the columns; ``quantities`` names
+    them."""
+    from hyperspy._signals.signal1d import Signal1D
+
+    latents = np.asarray(latents)
+    angle = latents[:, :1]
+    latents = np.hstack([latents, np.cos(angle), np.sin(angle)])
+    names = list(names) + ["cos_angle", "sin_angle"]
+    if sites is not None:
+        out = _embedding_on_sites(latents, sites, "latent")
+    else:
+        out = Signal1D(np.asarray(latents))
+        out.axes_manager.navigation_axes[0].name = "column"
+    out.axes_manager.signal_axes[0].name = "latent"
+    out.metadata.set_item("Signal.quantities", list(names))
+    out.metadata.General.title = "invariant latents (" + ", ".join(names) + ")"
     return out
 
 

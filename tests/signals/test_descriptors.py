@@ -317,3 +317,31 @@ def test_manifold_learning_gives_a_cluster_source(image_and_columns):
     assert domain_agreement(ld, truth) > 0.9
     with pytest.raises(ValueError, match="source"):
         ld.manifold_learning(source="loadings")
+
+
+def test_invariant_latents_cluster_the_four_stripes_through_hyperspy():
+    """The latents as a signal HyperSpy clusters on (the cosine and sine of
+    the angle), the traversals as an image stack."""
+    from sklearn.metrics import adjusted_rand_score
+
+    image, truth = perovskite(shape=512, domains="four_stripes", seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ld = image.local_descriptors(15, classes="B", source="image",
+                                     show_progressbar=False)  # fmt: skip
+    with pytest.raises(ValueError, match="invariant_latents"):
+        ld.latent_traversal("angle", [0.0])
+    with pytest.raises(ValueError, match="channel"):
+        ld.invariant_latents(channel="O")
+    latents = ld.invariant_latents()
+    names = latents.metadata.Signal.quantities
+    assert names[:3] == ["angle", "shift_x", "shift_y"]
+    assert names[-2:] == ["cos_angle", "sin_angle"]
+    assert latents.data.shape == (len(ld.columns), len(names))
+    ld.cluster_analysis(latents.isig[-2:], n_clusters=4, algorithm="kmeans",
+                        test=False)  # fmt: skip
+    labels = ld.learning_results.cluster_labels.argmax(0)
+    _, near = cKDTree(truth.columns.xy).query(ld.columns.xy)
+    assert adjusted_rand_score(truth.domain[near], labels) > 0.9  # 0.956
+    stack = ld.latent_traversal("angle", np.linspace(-np.pi, np.pi, 5))
+    assert stack.data.shape == (5, 15, 15)
