@@ -33,7 +33,7 @@ def regenerate(name: str, recipe: dict, doc: str, contrast: str) -> None:
                             **(recipe | {"steps": args.steps}))  # fmt: skip
     MODELS_DIR.mkdir(exist_ok=True)
     shutil.copy(Path(args.out) / "model.pt", MODELS_DIR / f"{name}.pt")
-    card = dict(model.card, name=name, contrast=contrast)
+    card = dict(model.card, name=name, contrast=contrast, structures=["perovskite"])
     (MODELS_DIR / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
     print(json.dumps(card["validation"], indent=1))
 

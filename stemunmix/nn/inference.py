@@ -438,7 +438,8 @@ class Settings:
     """How maps are made, parsed once per ``segment`` call: the resampling
     (``scale`` "auto" or a factor; ``spacing`` in pixels or None, measured),
     the contrast used ("bright" or "dark"), the tiles, the device, the
-    lattice prior, and whether the result is lazy (computed into ``store``)."""
+    lattice prior, whether the result is lazy (computed into ``store``), and
+    the structure used (it decides the classes, after the network)."""
 
     scale: str | float = "auto"
     spacing: float | None = None
@@ -449,6 +450,7 @@ class Settings:
     lattice_prior: float = 0.0
     lazy: bool = False
     store: str | None = None
+    structure: str = "perovskite"
 
 
 def segment(data, model, nav_ndim: int, settings: Settings, progress=None):

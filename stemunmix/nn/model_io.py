@@ -153,7 +153,8 @@ _CARDS: dict = {}
 
 def registry() -> dict:
     """The bundled models, read from their cards (no weights loaded):
-    {name: {"class_names", "contrast", "training_spacing"}}. A model card's
+    {name: {"class_names", "contrast", "training_spacing", "structures"}}.
+    A model card's
     ``contrast`` ("bright": HAADF/ADF, "dark": ABF/BF) makes it the model
     ``segment`` uses for that contrast; a new contrast is a new model and
     card (scripts/train_default.py's ``regenerate``)."""
@@ -164,8 +165,21 @@ def registry() -> dict:
             "class_names": list(card["class_names"]),
             "contrast": card.get("contrast"),
             "training_spacing": float(card.get("training_spacing", TRAINING_SPACING)),
+            "structures": list(card.get("structures", STRUCTURES_KNOWN)),
         }
     return out
+
+
+# What a card that names none knows: the bundled models were trained on
+# perovskites ([001] and [110]).
+STRUCTURES_KNOWN = ("perovskite",)
+
+
+def structures_of(model) -> list:
+    """The structures ``model`` was trained on (its card's ``structures``;
+    perovskites where the card names none)."""
+    card = getattr(model, "card", None) or {}
+    return list(card.get("structures", STRUCTURES_KNOWN))
 
 
 def model_for_contrast(contrast: str) -> str:

@@ -53,6 +53,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
         spacing: float | None = None,
         contrast: str = "auto",
         store=None,
+        structure: str = "auto",
     ):
         """Per-class probability maps of the atomic columns.
 
@@ -112,6 +113,15 @@ class AtomicResolutionImage(StemunmixSignal2D):
         store : path, optional
             Lazy output: the zarr folder the maps are computed into once
             (default a temporary one).
+        structure : {"auto", "perovskite", "one species", "dumbbell", "2D"}
+            The kind of lattice, which decides the classes: the model's, and
+            a model lists the structures it was trained on in its card
+            (``structures``). ``"auto"`` (default): the model's first (the
+            bundled models: ``"perovskite"``, classes A, B and O where they
+            have it). Another structure needs a model trained on it: it is
+            refused, with the structures the model knows. Recorded as
+            ``structure`` (asked) and ``structure_used`` in
+            ``metadata.Signal.stemunmix.segment``.
 
         Returns
         -------
@@ -127,7 +137,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
         check_image_axes(self, "segment")
         model, settings = _parse_segment(self, model, scale, batch_size, device, tile,
                                          lazy_output, lattice_prior, spacing,
-                                         contrast, store)  # fmt: skip
+                                         contrast, store, structure)  # fmt: skip
         with progress_bar(show_progressbar, "segment") as bar:
             maps, plans, block, vectors = inference.segment(
                 self.data,
@@ -136,7 +146,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
                 settings,
                 bar,
             )
-        record = _segment_record(model, plans, block, settings, contrast)
+        record = _segment_record(model, plans, block, settings, (contrast, structure))
         record |= _data_record(self, plans)
         if vectors is not None:
             record["lattice_vectors"] = vectors
@@ -441,7 +451,7 @@ def _model_id(model) -> dict:
 
 
 def _parse_segment(image, model, scale, batch_size, device, tile, lazy_output,
-                   lattice_prior, spacing, contrast, store):  # fmt: skip
+                   lattice_prior, spacing, contrast, store, structure="auto"):  # fmt: skip
     """segment()'s arguments, checked before any work and parsed once: (the
     model, :class:`stemunmix.nn.inference.Settings`). The contrast is
     measured here (central crops); it picks the model where none is given."""
@@ -451,6 +461,7 @@ def _parse_segment(image, model, scale, batch_size, device, tile, lazy_output,
 
     scale, spacing = _check_scale(scale, spacing, image.data.shape)
     _check_segment_knobs(contrast, batch_size, tile, lattice_prior, store)
+    checks.one_of("structure", structure, STRUCTURES)
     if not image._lazy:
         seg.check_finite(image.data)
     # the spacing a numeric scale implies, at the bundled models' training one
@@ -461,19 +472,48 @@ def _parse_segment(image, model, scale, batch_size, device, tile, lazy_output,
     # Dark columns (ABF, BF) show the O columns, which only the oxygen model names.
     model = check_model(model if model is not None else model_for_contrast(used))
     _check_model_contrast(model, used)
+    structure = _structure_used(model, structure)
     dev = resolve_device(device)
     lazy = image._lazy if lazy_output is None else bool(lazy_output)
     return model, inference.Settings(
         scale=scale, spacing=spacing, contrast=used, tile=int(tile),
         batch_size=batch_size or (4 if dev.type == "cuda" else 1), device=dev,
         lattice_prior=float(lattice_prior), lazy=lazy,
-        store=None if store is None or not lazy else str(store),
+        store=None if store is None or not lazy else str(store), structure=structure,
     )  # fmt: skip
 
 
-def _segment_record(model, plans, block, settings, contrast) -> dict:
+# The kinds of lattice segment() knows by name; a model's card lists those
+# it was trained on (the bundled models: perovskites).
+STRUCTURES = ("auto", "perovskite", "one species", "dumbbell", "2D")
+
+
+def _structure_used(model, structure: str) -> str:
+    """The structure segment() uses: with ``"auto"`` the first the model
+    was trained on; one given must be among them (a network trained on
+    perovskites splits one species into A and B, and puts B columns between
+    its atoms: measured on fcc [110] particles, 86-323 columns off the
+    atoms)."""
+    from stemunmix.nn.model_io import structures_of
+
+    known = structures_of(model)
+    if structure == "auto":
+        return known[0]
+    if structure not in known:
+        name = (getattr(model, "card", None) or {}).get("name", "given")
+        raise ValueError(
+            f"structure={structure!r}: the {name} model was trained on {known} "
+            "only; pass model= one trained for it (stemunmix.train on images "
+            "of that structure), or structure='auto'"
+        )
+    return structure
+
+
+def _segment_record(model, plans, block, settings, asked) -> dict:
     """What segment() records in ``metadata.Signal.stemunmix.segment``
-    (``contrast``: as asked; ``contrast_used``: as measured)."""
+    (``contrast`` and ``structure``: as asked; ``contrast_used`` as
+    measured, ``structure_used`` as resolved)."""
+    contrast, structure = asked
     from stemunmix.nn.model_io import training_spacing
 
     frames = sorted(plans)
@@ -483,6 +523,7 @@ def _segment_record(model, plans, block, settings, contrast) -> dict:
         "scale": o.scale, "tile": o.tile, "block": int(block),
         "lattice_prior": o.lattice_prior, "contrast": contrast,
         "contrast_used": o.contrast,
+        "structure": structure, "structure_used": o.structure,
         "spacing": "measured" if o.spacing is None else o.spacing,
         "measured_spacing": np.array([plans[f].spacing for f in frames]),
         "factor": np.array([plans[f].factor for f in frames]),

@@ -71,3 +71,17 @@ def test_no_lattice_anywhere_is_said():
     noise = AtomicResolutionImage(rng.poisson(50.0, (256, 256)).astype(np.float32))
     with pytest.raises(ValueError, match="no lattice found"):
         noise.segment(show_progressbar=False)
+
+
+def test_the_structure_is_recorded_and_one_the_model_does_not_know_refused(corner):
+    image, _ = corner
+    image = image.deepcopy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prob = image.segment(show_progressbar=False)
+    md = prob.metadata.Signal.stemunmix.segment
+    assert (md.structure, md.structure_used) == ("auto", "perovskite")
+    with pytest.raises(ValueError, match=r"trained on \['perovskite'\] only"):
+        image.segment(structure="one species", show_progressbar=False)
+    with pytest.raises(ValueError, match="structure"):
+        image.segment(structure="fcc", show_progressbar=False)
