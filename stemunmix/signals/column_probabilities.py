@@ -130,9 +130,10 @@ class ColumnProbabilities(StemunmixSignal2D):
         return columns
 
     def _presence(self) -> dict | None:
-        """{frame: (mask, bin)}: where segment() found the lattice, or None
-        (maps made elsewhere, or cropped or rebinned since: columns are
-        searched everywhere)."""
+        """{frame: (mask, bin, edge band)}: where segment() found the
+        lattice (:mod:`stemunmix.core.presence`), or None (maps made
+        elsewhere, or cropped or rebinned since: columns are searched
+        everywhere)."""
         state = self._get_state("segment", {})
         masks, factor = state.get("presence"), state.get("presence_bin")
         shape = tuple(np.asarray(state.get("presence_shape", ())).tolist())
