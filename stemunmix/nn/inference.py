@@ -15,7 +15,29 @@ from stemunmix.nn.model_io import training_spacing
 MIN_SIZE = 32  # pixels, after resampling: about two unit cells
 
 
+_PREPARED: dict = {}  # id(model) -> (weak reference, weight versions, prepared copy)
+
+
 def for_inference(model):
+    """:func:`prepare` once per model and state of its weights: a model
+    segment() is called with again (the bundled one, every call) is not
+    copied and folded again; one trained in between (its weights changed in
+    place) is."""
+    import weakref
+
+    versions = tuple(p._version for p in model.parameters())
+    versions += tuple(b._version for b in model.buffers())
+    entry = _PREPARED.get(id(model))
+    if entry is not None and entry[0]() is model and entry[1] == versions:
+        return entry[2]
+    prepared = prepare(model)
+    for key in [k for k, e in _PREPARED.items() if e[0]() is None]:
+        del _PREPARED[key]
+    _PREPARED[id(model)] = (weakref.ref(model), versions, prepared)
+    return prepared
+
+
+def prepare(model):
     """A copy of ``model`` for inference: eval mode, every BatchNorm folded into
     the convolution before it (the same function, one pass less over each
     activation, no BatchNorm output held in memory), and weights in

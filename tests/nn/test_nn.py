@@ -201,3 +201,34 @@ def test_inference_copy_folds_batchnorm_and_keeps_the_function():
         ref = model.eval().predict_proba(x)
         torch.testing.assert_close(fused.predict_proba(x), ref, atol=1e-5, rtol=0)
     assert fused.card == model.card and fused.class_names == model.class_names
+
+
+def test_a_model_is_prepared_once_per_state_of_its_weights():
+    """segment() prepares (copies, folds) a model once; trained in between,
+    again."""
+    import torch
+
+    from stemunmix import load_model
+    from stemunmix.nn.inference import for_inference
+
+    model = load_model()
+    first = for_inference(model)
+    assert for_inference(model) is first
+    with torch.no_grad():
+        next(model.parameters()).mul_(1.0)  # an in-place step, as training takes
+    assert for_inference(model) is not first
+
+
+def test_the_spacing_of_a_crop_is_measured_once():
+    from stemunmix.core import segmentation as seg
+
+    image, _ = perovskite(shape=256, seed=3)
+    data = image.data.astype(np.float32)
+    seg._MEASURED.clear()
+    a = seg.measure_spacing(data)
+    assert len(seg._MEASURED) == 1
+    assert seg.measure_spacing(data.astype(np.float64)) == a  # same pixels: reused
+    assert len(seg._MEASURED) == 1
+    assert a == seg.spacing_of(data)
+    with pytest.raises(seg.NoLatticeError):
+        seg.measure_spacing(np.random.default_rng(0).poisson(5.0, (256, 256)))
