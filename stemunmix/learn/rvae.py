@@ -103,9 +103,6 @@ class RotationInvariantVAE(TransformerMixin, BaseEstimator):
         Passes over the fitted rows.
     batch_size : int
     learning_rate : float
-    angle_prior : float
-        Standard deviation (radians) of the angle's prior; large (default pi)
-        lets the angle take any orientation.
     shift_prior : float
         Standard deviation of the shift's prior, in half-windows (default
         0.1: a tenth of the half-window).
@@ -138,7 +135,6 @@ class RotationInvariantVAE(TransformerMixin, BaseEstimator):
         epochs=30,
         batch_size=128,
         learning_rate=3e-3,
-        angle_prior=np.pi,
         shift_prior=0.1,
         max_samples=20000,
         equivariance=10.0,
@@ -151,7 +147,6 @@ class RotationInvariantVAE(TransformerMixin, BaseEstimator):
         self.epochs = epochs
         self.batch_size = batch_size
         self.learning_rate = learning_rate
-        self.angle_prior = angle_prior
         self.shift_prior = shift_prior
         self.max_samples = max_samples
         self.equivariance = equivariance
@@ -176,12 +171,16 @@ class RotationInvariantVAE(TransformerMixin, BaseEstimator):
         checks.count("hidden", self.hidden)
         checks.count("epochs", self.epochs)
         checks.count("batch_size", self.batch_size)
-        for name in ("learning_rate", "angle_prior", "shift_prior"):
+        for name, low in (
+            ("learning_rate", 0),
+            ("shift_prior", 0),
+            ("equivariance", None),
+        ):
             value = getattr(self, name)
-            if not (
-                isinstance(value, (int, float)) and np.isfinite(value) and value > 0
-            ):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+            ok = isinstance(value, (int, float)) and np.isfinite(value)
+            if not (ok and (value > 0 if low == 0 else value >= 0)):
+                what = "a positive number" if low == 0 else "a number >= 0"
+                raise ValueError(f"{name} must be {what}, got {value!r}")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
 

@@ -92,6 +92,7 @@ def test_traversal_and_labels():
         ({"epochs": 0}, np.zeros((10, 9)), "epochs"),
         ({"learning_rate": -1.0}, np.zeros((10, 9)), "learning_rate"),
         ({"device": "tpu"}, np.zeros((10, 9)), "device"),
+        ({"equivariance": -1.0}, np.zeros((10, 9)), "equivariance"),
     ],
 )
 def test_bad_input_is_refused(kwargs, X, match):
