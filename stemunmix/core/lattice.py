@@ -6,6 +6,7 @@ import numpy as np
 
 from stemunmix.core import checks, engine
 from stemunmix.core.peaks import find_peaks
+from stemunmix.core.segmentation import central
 
 LATTICES = (None, "checkerboard")
 BOND = 1.2  # nearest unlike neighbours lie at 1, like ones at sqrt(2) A-B distances
@@ -244,7 +245,7 @@ def name_by_lattice(maps, names, spacings, weight: float, block: int):
     nav_shape, shape = maps.shape[:-3], maps.shape[-2:]
     first = next(k for k in range(len(names)) if k != background)
     frames = list(np.ndindex(nav_shape))
-    crops = [_central(shape, max(512, int(20 * spacings[f]))) for f in frames]
+    crops = [central(shape, max(512, int(20 * spacings[f]))) for f in frames]
     pieces = [maps[f + (first,) + crop] for f, crop in zip(frames, crops, strict=True)]
     if engine.is_lazy(maps):
         import dask
@@ -279,12 +280,6 @@ def name_by_lattice(maps, names, spacings, weight: float, block: int):
         step, maps, (len(names),), max(block, 2 * halo), len(nav_shape), out=out
     )
     return maps, vectors
-
-
-def _central(shape, size: int) -> tuple[slice, slice]:
-    h, w = shape
-    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
-    return slice(top, top + size), slice(left, left + size)
 
 
 def relabel_frame(

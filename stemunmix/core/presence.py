@@ -1,24 +1,29 @@
-"""Where the crystal is: a lattice-presence map of a frame (numpy only).
+"""Where the crystal is: a lattice-presence mask of a frame (numpy only).
 
 A crystal repeats: the image around a point correlates with itself shifted
 by a lattice translation. Vacuum (no signal), shot noise, an amorphous
-support and contamination do not. The score of a pixel is the largest local
-correlation coefficient of the image with itself shifted by one column
-spacing, over directions every few degrees (any orientation, so the grains
-of a twinned particle all count), each product averaged over a Gaussian of
-about a spacing. It is computed on the frame binned to about
-:data:`PIXELS_PER_SPACING` pixels per spacing, which is cheap at any size
-and needs only a coarse copy of the frame (read blockwise when lazy).
+support and contamination do not. The score of a pixel is the local
+correlation of the band-passed frame with itself shifted by one column
+spacing, in the direction (of :data:`ANGLES` all round: any orientation, so
+the grains of a twinned particle all count) where it is highest over a box
+of :data:`WIDE` spacings; at a region's edge it is also taken over
+:data:`FINE` of a spacing, which is sharp there. It is computed on the frame
+binned to about :data:`PIXELS_PER_SPACING` pixels per spacing, cheap at any
+size and needing only a coarse copy of the frame (read blockwise when lazy).
 
-The mask keeps the pixels whose score stands clear of what a frame without
-a lattice reads (:data:`NULL_SCORE`), widened by half a spacing so that the
-columns on a crystal's edge stay in.
+The mask (:func:`mask_of`) keeps the region whose score stands clear of what
+a frame without a lattice reads (:data:`NULL_SCORE`), widened by
+:data:`DILATE` of a spacing so that the columns on a crystal's edge stay in.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from stemunmix.core import engine
+from stemunmix.core.uncertainty import undetected
 
 PIXELS_PER_SPACING = 6.0  # the binned frame's sampling of a column spacing
 ANGLES = 48  # directions all round (5.6 degrees apart: a frame's edge
@@ -57,19 +62,6 @@ def binned(frame, factor: int):
     return f.reshape(shape).mean((1, 3))
 
 
-def score(coarse: np.ndarray, spacing: float, fine: float = FINE) -> tuple:
-    """Lattice scores of the binned frame ``coarse`` whose column spacing is
-    ``spacing`` bins: ((h, w) over a spacing, (h, w) over ``fine``
-    spacings). Each is the local correlation of the frame with itself
-    shifted by a spacing, in the direction (of :data:`ANGLES` all round)
-    where the correlation over a spacing is highest; the fine one is sharp
-    at a crystal's edge (a pixel outside it correlates with nothing), the
-    coarse one steady at low dose. 0 where the band-pass power is under
-    :data:`MIN_POWER` of the crystal's (vacuum, the tail of an edge)."""
-    field = _Field(coarse, spacing)
-    return field.wide, field.sharp(np.ones(field.wide.shape, bool), fine)
-
-
 class _Field:
     """A binned frame band-passed (the local mean over :data:`BAND` spacings
     out), its wide score and, per pixel, the direction that gives it; the
@@ -101,11 +93,11 @@ class _Field:
             better = c > wide
             wide[better], self.which[better] = c[better], k
         # What carries a small share of the crystal's power is no crystal.
-        self.local = ndimage.gaussian_filter(self.square, FINE * s)
+        local = ndimage.gaussian_filter(self.square, FINE * s)
         strong = wide > 0.5
-        typical = float(np.median(self.local[strong])) if strong.any() else 0.0
-        self.weak = self.local <= max(
-            MIN_POWER * (typical or float(self.local.max())), self.floor
+        typical = float(np.median(local[strong])) if strong.any() else 0.0
+        self.weak = local <= max(
+            MIN_POWER * (typical or float(local.max())), self.floor
         )
         wide[self.weak] = 0.0
         self.wide = wide
@@ -160,21 +152,21 @@ def _moved(a: np.ndarray, shift) -> np.ndarray:
     return (1 - fy) * top + fy * bottom
 
 
-def mask_of(scores, spacing: float, null: float = NULL_SCORE):
-    """(h, w) bool: where the lattice is, on the grid of ``scores``
-    (:func:`score`'s pair, or a :class:`_Field`, whose fine score is then
-    computed on the edge band only). The region scoring over a spacing above
-    a threshold halfway between the null score and the crystal's own (its
-    :data:`TOP` percentile), holes filled and specks smaller than a cell left
-    out; at its edge (within two spacings) only the pixels whose fine score
-    passes the same threshold, widened by :data:`DILATE` spacings; regions
-    left out smaller than :data:`MIN_GAP` cells put back. All False when the
-    top scores do not pass :data:`DETECT` (no lattice in the frame)."""
-    wide = scores.wide if isinstance(scores, _Field) else scores[0]
+def mask_of(field: _Field, spacing: float):
+    """(h, w) bool: where the lattice is, on the grid of ``field`` (a binned
+    frame whose spacing is ``spacing`` bins). The region scoring over the
+    wide box above a threshold halfway between :data:`NULL_SCORE` and the
+    crystal's own score (its :data:`TOP` percentile), holes filled and
+    specks smaller than a cell left out; at its edge (within two spacings)
+    only the pixels whose fine score passes the same threshold, widened by
+    :data:`DILATE` spacings; regions left out smaller than :data:`MIN_GAP`
+    cells put back. All False when the top scores do not pass
+    :data:`DETECT` (no lattice in the frame)."""
+    wide = field.wide
     top = float(np.percentile(wide, TOP)) if wide.size else 0.0
     if not top > DETECT:
         return np.zeros(wide.shape, bool)
-    cut = 0.5 * (null + top)
+    cut = 0.5 * (NULL_SCORE + top)
     region = ndimage.binary_fill_holes(wide > cut)
     # Opened on the frame mirrored at its border: a crystal up to the border
     # keeps its corners, and a speck at the border is no larger for it.
@@ -184,8 +176,7 @@ def mask_of(scores, spacing: float, null: float = NULL_SCORE):
     inner = ndimage.binary_erosion(region, _disc(2 * spacing), border_value=1)
     edge = region & ~inner
     if edge.any():
-        narrow = scores.sharp(edge) if isinstance(scores, _Field) else scores[1]
-        keep = inner | (edge & (narrow > cut))
+        keep = inner | (edge & (field.sharp(edge) > cut))
     else:
         keep = region
     keep = ndimage.binary_dilation(keep, _disc(DILATE * spacing))
@@ -233,8 +224,6 @@ def frame_presence(data, nav_ndim: int, spacings: dict) -> tuple:
     to be told from noise at that scale) or it spans fewer than
     :data:`MIN_SPACINGS` spacings (too few cells to tell a crystal's edge
     from its middle)."""
-    from stemunmix.core import engine
-
     shape = data.shape[-2:]
     frames = list(np.ndindex(data.shape[:nav_ndim]))
     factors = {
@@ -274,8 +263,6 @@ def faint_at_edge(xy, quantities: dict, noise, band: np.ndarray, factor: int):
     (:func:`stemunmix.core.uncertainty.undetected`): beside a crystal's
     edge the network finds peaks in the vacuum or support that the mask's
     resolution (about a spacing) lets in; inside, a faint column is kept."""
-    from stemunmix.core.uncertainty import undetected
-
     if not len(xy) or not band.any():
         return np.zeros(len(xy), bool)
     return on_mask(xy, band, factor) & undetected(quantities, noise)
@@ -293,8 +280,6 @@ def off_lattice_at_edge(xy, labels, in_band, vectors, tolerance: float = 0.12):
     beside the crystal were 12 / 5 / 4 at tolerances 0.25 / 0.15 / 0.1, the
     crystal's recall the same. A class with no inner column, or NaN
     vectors, keeps its columns."""
-    from scipy.spatial import cKDTree
-
     xy, labels = np.asarray(xy, float), np.asarray(labels)
     drop = np.zeros(len(xy), bool)
     vectors = np.asarray(vectors, float)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 
 import numpy as np
 
@@ -52,6 +53,14 @@ def normalize(image: np.ndarray, low: float = 1.0, high: float = 99.0) -> np.nda
     return ((np.asarray(image, np.float32) - lo) / (hi - lo)).astype(np.float32)
 
 
+def central(shape, size: int) -> tuple[slice, slice]:
+    """The slices of the central ``size`` x ``size`` crop of a frame of
+    ``shape`` (all of a smaller one): where the spacing is measured."""
+    h, w = shape[-2:]
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return slice(top, top + size), slice(left, left + size)
+
+
 _MEASURED: dict = {}  # (shape, max_size, digest) -> spacing, the last few
 
 
@@ -59,12 +68,8 @@ def measure_spacing(image: np.ndarray, max_size: int = 512) -> float:
     """:func:`spacing_of` once per crop: segment() reads the central crop of
     each frame twice (the contrast, then the plan), and the crop's digest
     (about 1 ms for 512^2) costs less than measuring it again."""
-    import hashlib
-
-    h, w = np.shape(image)[-2:]
-    top, left = max(0, (h - max_size) // 2), max(0, (w - max_size) // 2)
     img = np.ascontiguousarray(
-        np.asarray(image)[top : top + max_size, left : left + max_size], np.float64
+        np.asarray(image)[central(np.shape(image), max_size)], np.float64
     )  # the central crop spacing_of reads, and only that
     key = (img.shape, max_size, hashlib.blake2b(img.tobytes(), digest_size=16).digest())
     if key not in _MEASURED:
@@ -73,6 +78,37 @@ def measure_spacing(image: np.ndarray, max_size: int = 512) -> float:
             _MEASURED.pop(next(iter(_MEASURED)))
         _MEASURED[key] = value
     return _MEASURED[key]
+
+
+def frame_spacing(frame, crop=None, max_size: int = 512) -> float:
+    """The column spacing of a frame (numpy or dask): on its central crop
+    (``crop`` where already read); where that shows no lattice (a crystal
+    off centre, in vacuum or on a support), the median over the overlapping
+    tiles of a quarter of the frame that show one (the whole frame read
+    only then)."""
+    if crop is None:
+        crop = np.asarray(frame[central(frame.shape, max_size)])
+    try:
+        return measure_spacing(crop, max_size)
+    except NoLatticeError:
+        if (
+            tuple(np.shape(frame)) == tuple(np.shape(crop))
+            and min(np.shape(crop)) < 128
+        ):
+            raise
+    frame = np.asarray(frame, np.float64)
+    h, w = frame.shape
+    side = max(64, min(h, w) // 4)
+    found = []
+    for top in range(0, max(1, h - side + 1), side // 2):
+        for left in range(0, max(1, w - side + 1), side // 2):
+            try:
+                found.append(spacing_of(frame[top : top + side, left : left + side]))
+            except (NoLatticeError, ValueError):
+                continue
+    if not found:
+        return measure_spacing(crop, max_size)  # says why there is no lattice
+    return float(np.median(found))
 
 
 def spacing_of(image: np.ndarray, max_size: int = 512) -> float:
@@ -85,10 +121,7 @@ def spacing_of(image: np.ndarray, max_size: int = 512) -> float:
     """
     from scipy.ndimage import maximum_filter
 
-    img = np.asarray(image, dtype=np.float64)
-    h, w = img.shape
-    top, left = max(0, (h - max_size) // 2), max(0, (w - max_size) // 2)
-    img = img[top : top + max_size, left : left + max_size]
+    img = np.asarray(image, dtype=np.float64)[central(np.shape(image), max_size)]
     if not np.isfinite(img).all():
         raise ValueError("image contains NaN or inf pixels; replace them first")
     if not np.ptp(img) > 0:

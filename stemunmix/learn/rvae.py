@@ -239,7 +239,7 @@ class RotationInvariantVAE(TransformerMixin, BaseEstimator):
         self.decoder_.to(device)
         self.side_ = side
         self.n_labels_ = n_labels
-        self.grid_ = _grid(side).to(device)
+        self.device_ = device
         params = list(self.encoder_.parameters()) + list(self.decoder_.parameters())
         optimiser = torch.optim.Adam(params, lr=self.learning_rate)
         generator = torch.Generator().manual_seed(int(self.random_state))
@@ -415,8 +415,8 @@ class RotationInvariantVAE(TransformerMixin, BaseEstimator):
                 xb = torch.from_numpy((rows - self.mean_) / self.scale_)
                 lb = None if lab is None else torch.from_numpy(lab)
                 mean, _ = self._encode(
-                    xb.to(self.grid_.device),
-                    None if lb is None else lb.to(self.grid_.device),
+                    xb.to(self.device_),
+                    None if lb is None else lb.to(self.device_),
                 )
                 out.append(self._named(mean).cpu().numpy().astype(float))
         return np.concatenate(out) if out else np.zeros((0, 3 + int(self.n_latent)))
@@ -439,8 +439,8 @@ class RotationInvariantVAE(TransformerMixin, BaseEstimator):
             )
         lab = None if y is None else torch.from_numpy(self._labels(y, len(Z)))
         with torch.no_grad():
-            z = torch.from_numpy(Z).to(self.grid_.device)
-            out = self._decode(z, None if lab is None else lab.to(self.grid_.device))
+            z = torch.from_numpy(Z).to(self.device_)
+            out = self._decode(z, None if lab is None else lab.to(self.device_))
         return out.cpu().numpy().astype(float) * self.scale_ + self.mean_
 
     def score(self, X, y=None):
@@ -452,11 +452,9 @@ class RotationInvariantVAE(TransformerMixin, BaseEstimator):
         with torch.no_grad():
             for rows, lab in self._batches(X, y):
                 xb = torch.from_numpy((rows - self.mean_) / self.scale_).to(
-                    self.grid_.device
+                    self.device_
                 )
-                lb = (
-                    None if lab is None else torch.from_numpy(lab).to(self.grid_.device)
-                )
+                lb = None if lab is None else torch.from_numpy(lab).to(self.device_)
                 total += float(self._loss(xb, lb, sample=False)) * len(rows)
                 n += len(rows)
         return -total / max(n, 1)
@@ -481,14 +479,6 @@ class RotationInvariantVAE(TransformerMixin, BaseEstimator):
         return self.inverse_transform(Z, labels).reshape(
             len(values), self.side_, self.side_
         )
-
-
-def _grid(side: int):
-    import torch
-
-    r = torch.linspace(-1.0, 1.0, side)
-    yy, xx = torch.meshgrid(r, r, indexing="ij")
-    return torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
 
 
 def _epochs(n: int, verbose: bool):

@@ -69,9 +69,7 @@ def halo_for(model) -> int:
 
 def spacing_crop(shape, max_size: int = 512) -> tuple[slice, slice]:
     """The central crop of a frame that :func:`scale_factor` measures."""
-    h, w = shape
-    top, left = max(0, (h - max_size) // 2), max(0, (w - max_size) // 2)
-    return slice(top, top + max_size), slice(left, left + max_size)
+    return seg.central(shape, max_size)
 
 
 def scale_factor(
@@ -85,53 +83,27 @@ def scale_factor(
     a frame.
 
     ``spacing`` given: the factor that brings it to ``training_spacing``; else
-    ``scale="auto"`` measures the spacing on the central crop, and a numeric
-    ``scale`` implies the spacing ``training_spacing / scale`` (the crop is
-    still checked for a lattice: :class:`NoLatticeError` without one; the
-    spacing measured there is the third value, where the lattice is
-    looked for).
+    the spacing is measured (:func:`stemunmix.core.segmentation.frame_spacing`
+    on ``frame``, default ``image``: its central crop, tiles where that
+    shows no lattice) and ``scale="auto"`` uses it, while a numeric
+    ``scale`` implies the spacing ``training_spacing / scale`` (the frame is
+    still checked for a lattice: :class:`NoLatticeError` without one). The
+    spacing measured is the third value: where the lattice is looked for.
     """
-    crop = image[spacing_crop(image.shape)]
     if spacing is not None:
         found, factor = float(spacing), training_spacing / float(spacing)
         return factor, found, found
+    if not isinstance(scale, str):  # too small for the scale: said first
+        check_size(image.shape, float(scale))
+    crop = image[spacing_crop(image.shape)]
+    shown = seg.frame_spacing(image if frame is None else frame, crop)
     if isinstance(scale, str):
-        found = _spacing(crop, image if frame is None else frame)
-        factor = training_spacing / found
+        factor = training_spacing / shown
         factor = 1.0 if abs(factor - 1) < 0.03 else factor
-        return factor, found, found
-    # The scale sets the spacing; the crop must still show a lattice (a
+        return factor, shown, shown
+    # The scale sets the spacing; the frame must still show a lattice (a
     # noise image is refused as it is with scale="auto").
-    factor = float(scale)
-    check_size(image.shape, factor)
-    shown = _spacing(crop, image if frame is None else frame)
-    return factor, training_spacing / factor, shown
-
-
-def _spacing(crop, frame) -> float:
-    """The column spacing measured on the central ``crop``; where it shows
-    no lattice (a crystal off centre, in vacuum or on a support), the
-    median over the quarters and the overlapping tiles of a quarter's size
-    of the whole ``frame`` that show one (read only then)."""
-    try:
-        return seg.measure_spacing(crop)
-    except seg.NoLatticeError:
-        frame = np.asarray(frame, np.float64)
-        if frame.shape == crop.shape and min(frame.shape) < 128:
-            raise
-    h, w = frame.shape
-    side = max(64, min(h, w) // 4)
-    found = []
-    for top in range(0, max(1, h - side + 1), side // 2):
-        for left in range(0, max(1, w - side + 1), side // 2):
-            tile = frame[top : top + side, left : left + side]
-            try:
-                found.append(seg.measure_spacing(tile))
-            except (seg.NoLatticeError, ValueError):
-                continue
-    if not found:
-        return seg.measure_spacing(crop)  # says why there is no lattice
-    return float(np.median(found))
+    return float(scale), training_spacing / float(scale), shown
 
 
 def image_contrast(

@@ -433,23 +433,9 @@ def _assemble(found, names, shape, lattice, cations, distances, where=None):
         if lattice == "checkerboard":
             labels = checkerboard(xy, labels, scores, distances[idx][1], cations)
         quantities, cov, noise[idx] = unpack_fit(fits)
-        if idx in where:
-            keep = ~faint_at_edge(
-                xy, quantities, noise[idx], where[idx][2], where[idx][1]
-            )
-            xy, labels, scores, cov = xy[keep], labels[keep], scores[keep], cov[keep]
-            quantities = {k: v[keep] for k, v in quantities.items()}
-        ij, vec = index_columns(xy, labels, reference)
-        if ij is None:
-            ij = np.full((len(xy), 2), -1, int)
-            vec = np.full((2, 2), np.nan)
-        if idx in where:
-            band = on_mask(xy, where[idx][2], where[idx][1])
-            keep = ~off_lattice_at_edge(xy, labels, band, vec)
-            xy, labels, scores, cov, ij = (
-                v[keep] for v in (xy, labels, scores, cov, ij)
-            )
-            quantities = {k: v[keep] for k, v in quantities.items()}
+        (xy, labels, scores, cov, ij), quantities, vec = _indexed(
+            (xy, labels, scores, cov), quantities, noise[idx], where.get(idx), reference
+        )
         if middle["crop"] is not None and len(xy):
             cov, errors[idx] = frame_covariance(
                 middle, xy, labels, quantities, cov, noise[idx], ij, vec, reference
@@ -478,6 +464,31 @@ def _assemble(found, names, shape, lattice, cations, distances, where=None):
         line_covariance=np.concatenate(lines),
     )
     return columns, noise, errors
+
+
+def _indexed(arrays, quantities, noise, where, reference):
+    """One frame's columns (``arrays``: xy, labels, scores, covariance, and
+    their ``quantities``) with their lattice sites appended to the arrays,
+    and the lattice vectors. On the edge of where the lattice is (``where``:
+    mask, bin, edge band; None: no mask), the columns the raw image does not
+    show are left out before indexing, and those off the lattice the inner
+    columns continue after."""
+
+    def take(keep, arrays, quantities):
+        return [a[keep] for a in arrays], {k: v[keep] for k, v in quantities.items()}
+
+    if where is not None:
+        faint = faint_at_edge(arrays[0], quantities, noise, where[2], where[1])
+        arrays, quantities = take(~faint, arrays, quantities)
+    xy, labels = arrays[0], arrays[1]
+    ij, vec = index_columns(xy, labels, reference)
+    if ij is None:
+        ij, vec = np.full((len(xy), 2), -1, int), np.full((2, 2), np.nan)
+    arrays = [*arrays, ij]
+    if where is not None:
+        off = off_lattice_at_edge(xy, labels, on_mask(xy, where[2], where[1]), vec)
+        arrays, quantities = take(~off, arrays, quantities)
+    return arrays, quantities, vec
 
 
 @dataclass(frozen=True)

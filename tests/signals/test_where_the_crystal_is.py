@@ -31,6 +31,14 @@ def _found(image):
         return image.find_columns(show_progressbar=False)
 
 
+def _segmented(corner):
+    """(a copy of the corner image, its maps)."""
+    image = corner[0].deepcopy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return image, image.segment(show_progressbar=False)
+
+
 def test_columns_are_found_on_the_crystal_only(corner):
     image, truth = corner
     image = image.deepcopy()
@@ -57,11 +65,7 @@ def test_the_mask_is_honoured_lazily(corner):
 
 
 def test_maps_cropped_after_segment_search_everywhere(corner):
-    image, _ = corner
-    image = image.deepcopy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        prob = image.segment(show_progressbar=False)
+    image, prob = _segmented(corner)
     assert prob._presence() is not None
     assert prob.isig[:200, :200]._presence() is None
 
@@ -74,11 +78,7 @@ def test_no_lattice_anywhere_is_said():
 
 
 def test_the_structure_is_recorded_and_one_the_model_does_not_know_refused(corner):
-    image, _ = corner
-    image = image.deepcopy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        prob = image.segment(show_progressbar=False)
+    image, prob = _segmented(corner)
     md = prob.metadata.Signal.stemunmix.segment
     assert (md.structure, md.structure_used) == ("auto", "perovskite")
     with pytest.raises(ValueError, match=r"trained on \['perovskite'\] only"):
