@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from stemunmix.core import checks
-from stemunmix.learn._subsample import check_2d, is_dask
+from stemunmix.learn._subsample import check_2d, is_dask, subsample
 
 
 def _network(side: int, n_latent: int, n_labels: int, hidden: int):
@@ -114,6 +114,8 @@ class RotationInvariantVAE(TransformerMixin, BaseEstimator):
         Fit on a seeded subsample of this many rows (default 20000); None:
         all (a dask array is then read in minibatches chunk by chunk).
     random_state : int
+        The seed (0 or more): of the subsample, the initial weights, the
+        batches and the draws.
     device : str
         ``"cpu"`` (default) or ``"cuda"``.
     verbose : bool
@@ -171,6 +173,7 @@ class RotationInvariantVAE(TransformerMixin, BaseEstimator):
         checks.count("hidden", self.hidden)
         checks.count("epochs", self.epochs)
         checks.count("batch_size", self.batch_size)
+        checks.count("random_state", self.random_state, low=0)  # torch seeds it
         for name, low in (
             ("learning_rate", 0),
             ("shift_prior", 0),
@@ -209,14 +212,9 @@ class RotationInvariantVAE(TransformerMixin, BaseEstimator):
         a label per row (e.g. the site class) to condition on."""
         import torch
 
-        from stemunmix.learn._subsample import subsample
-
         self._check_params()
         X = check_2d(X)
         side = self._side(X.shape[1])
-        rows = subsample(X, self.max_samples, self.random_state).astype(np.float32)
-        if not np.all(np.isfinite(rows)):
-            raise ValueError("X contains NaN or inf; remove those rows first")
         if y is not None:
             y = np.asarray(y).reshape(-1)
             if self.max_samples is not None and X.shape[0] > self.max_samples:
@@ -225,6 +223,9 @@ class RotationInvariantVAE(TransformerMixin, BaseEstimator):
                     "and labels you chose"
                 )
             self.classes_ = np.unique(y)
+        rows = subsample(X, self.max_samples, self.random_state).astype(np.float32)
+        if not np.all(np.isfinite(rows)):
+            raise ValueError("X contains NaN or inf; remove those rows first")
         labels = self._labels(y, len(rows))
         self.mean_ = float(rows.mean())
         self.scale_ = float(rows.std()) or 1.0

@@ -13,6 +13,7 @@ import numpy as np
 from stemunmix.report.drawing import _subplots
 
 CHANCE_2D = float(np.exp(-4.5))  # a 2D displacement beyond 3 sigma by chance
+WHOLE = 0.995  # a lattice-presence mask keeping this share keeps the frame
 MAD = 1.4826
 # A share beyond 3 sigma of up to this many times chance is "isolated cells"
 # (outliers, defects), not a distortion of the crystal.
@@ -727,7 +728,7 @@ def presence_figure(result, view):
     """The image with what the lattice-presence mask leaves out shaded; only
     where it leaves out anything."""
     where = _presence(result)
-    if where is None or where.mean() > 0.995:
+    if where is None or where.mean() > WHOLE:
         return None
     fig, ax = _subplots(figsize=(7, 7 * view.aspect + 0.5))
     ax.imshow(view.raw, cmap="gray", extent=view.extent)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from stemunmix.core.checks import calibrated, nm_per_unit
-from stemunmix.report.cells import measurements, write_tables
+from stemunmix.report.cells import WHOLE, measurements, write_tables
 from stemunmix.report.differences import domain_differences
 from stemunmix.report.drawing import _View
 from stemunmix.report.figures import _figures
@@ -219,7 +219,7 @@ def _summary_rows(result: Analysis, numbers: dict) -> list[tuple[str, str]]:
     if lattice:
         rows.append(("lattice", lattice))
     where = numbers["quality"].get("lattice_presence")
-    if where is not None and where["share_of_frame"] < 0.995:
+    if where is not None and where["share_of_frame"] < WHOLE:
         rows.append(
             (
                 "where the lattice is",

@@ -93,6 +93,7 @@ def test_traversal_and_labels():
         ({"learning_rate": -1.0}, np.zeros((10, 9)), "learning_rate"),
         ({"device": "tpu"}, np.zeros((10, 9)), "device"),
         ({"equivariance": -1.0}, np.zeros((10, 9)), "equivariance"),
+        ({"random_state": -3}, np.zeros((10, 9)), "random_state"),
     ],
 )
 def test_bad_input_is_refused(kwargs, X, match):
