@@ -1,6 +1,6 @@
 """A crystal in a corner of the frame, and where the lattice is on real images.
 
-    python benchmarks/structures.py
+    python benchmarks/structures.py [--particles]
 
 1. The crystal-in-a-corner case of issue #34: the columns of a 128 px [001]
    perovskite (every column whose centre lies in the crystal, rendered
@@ -16,11 +16,25 @@
 2. What the mask costs: a 2048^2 perovskite frame, median of 3.
 3. The real images in ../shared/data/real: the share of each frame the
    lattice-presence mask keeps (they are crystal edge to edge: 1 expected).
+4. Particles of one species (issue #34): fcc [110] Pt particles
+   (``stemunmix.synthetic.crystal``, a = 0.392 nm, 0.02 nm/px, 512^2) of
+   diameter 3, 5 and 8 nm, on vacuum and on an amorphous film (blobs up to
+   0.15 of a column), doses 20, 100 and 500, through
+   ``image.find_columns(structure="one species")``: the share of the
+   particle's columns found (within a quarter of the nearest distance;
+   target >= 0.99), the share of the found columns more than half a nearest
+   distance from every particle column (on vacuum or film; target <= 0.01),
+   the classes found (one), and the RMS position error per axis over the
+   Cramer-Rao bound of each column (an isolated Gaussian of its own height
+   on its own background in Poisson plus read noise, from the noise-free
+   image; target <= 1.2).
 
-Writes benchmarks/results/structures.json.
+Writes benchmarks/results/structures.json (1-3), or with --particles
+benchmarks/results/structures_particles.json (4 only).
 """
 
 import json
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -118,8 +132,83 @@ def mask_cost(repeats=3):
     return float(np.median(times))
 
 
+def crb_columns(truth, xy, sigma_px, read_noise=1.0):
+    """The Cramer-Rao bound (pixels, per axis) of each column at ``xy``: an
+    isolated Gaussian (height, x, y, width, background unknown) of the
+    noise-free image's height there over its local floor."""
+    from scipy.ndimage import minimum_filter
+
+    expected = truth.expected.astype(float)
+    floor = minimum_filter(expected, size=int(6 * sigma_px))
+    ij = np.round(xy).astype(int)
+    r = int(np.ceil(4 * sigma_px))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1].astype(float)
+    g = np.exp(-(xx**2 + yy**2) / (2 * sigma_px**2))
+    out = np.empty(len(xy))
+    for n, (i, j) in enumerate(ij):
+        b = floor[j, i]
+        h = max(expected[j, i] - b, 1e-9)
+        lam = b + h * g
+        grads = np.stack([g, h * g * xx / sigma_px**2, h * g * yy / sigma_px**2,
+                          h * g * (xx**2 + yy**2) / sigma_px**3, np.ones_like(g)])  # fmt: skip
+        fisher = np.einsum("ipq,jpq->ij", grads, grads / (lam + read_noise**2))
+        out[n] = np.sqrt(np.linalg.inv(fisher)[1, 1])
+    return out
+
+
+PARTICLES = (3.0, 5.0, 8.0)
+SUPPORTS = {"vacuum": None, "amorphous": 0.15}
+
+
+def one_particle(diameter, support, dose, seed=0):
+    from stemunmix.synthetic import crystal
+
+    image, truth = crystal("fcc", "110", 0.392, shape=SIZE, particle=diameter,
+                           support=SUPPORTS[support], dose=dose, seed=seed)  # fmt: skip
+    near = 0.392 * np.sqrt(3 / 8) / 0.02
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = image.find_columns(structure="one species", show_progressbar=False)
+    xy = truth.columns.xy
+    d, k = (
+        cKDTree(found.xy).query(xy) if len(found) else (np.full(len(xy), np.inf), None)
+    )
+    hit = d < 0.25 * near
+    dd, _ = cKDTree(xy).query(found.xy) if len(found) else (np.zeros(0), None)
+    err = found.xy[k[hit]] - xy[hit] if hit.any() else np.zeros((0, 2))
+    crb = crb_columns(truth, xy[hit], 0.035 / 0.02)
+    ratio = np.sqrt((err**2).mean(0)) / np.sqrt((crb**2).mean())
+    names = sorted({found.class_names[i] for i in np.unique(found.labels)})
+    return {
+        "columns": len(found), "particle_columns": len(xy),
+        "recall": float(hit.mean()), "outside": int(np.sum(dd > 0.5 * near)),
+        "outside_share": float(np.mean(dd > 0.5 * near)) if len(found) else 0.0,
+        "classes": names, "error_over_crb": ratio.tolist(),
+    }  # fmt: skip
+
+
+def particles(out):
+    out["particles"] = {}
+    for support in SUPPORTS:
+        for diameter in PARTICLES:
+            for dose in DOSES:
+                r = one_particle(diameter, support, dose)
+                out["particles"][f"{diameter:g} nm on {support}, dose {dose}"] = r
+                print(f"fcc [110] particle {diameter:g} nm on {support:9s} dose "
+                      f"{dose:3d}: {r['columns']} columns, recall {r['recall']:.3f} "
+                      f"of {r['particle_columns']}, outside {r['outside']} "
+                      f"({r['outside_share']:.1%}), classes {r['classes']}, "
+                      "error / CRB {:.2f} / {:.2f}".format(*r["error_over_crb"]),
+                      flush=True)  # fmt: skip
+
+
 def main():
     out = {"commit": commit(), "date": time.strftime("%Y-%m-%d"), "corner": {}}
+    if "--particles" in sys.argv:
+        particles(out)
+        name = "structures_particles.json"
+        (HERE / "results" / name).write_text(json.dumps(out, indent=1))
+        return
     for kind in KINDS:
         for dose in DOSES:
             r = out["corner"][f"{kind}, dose {dose}"] = one_case(kind, dose)

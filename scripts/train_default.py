@@ -19,7 +19,9 @@ from stemunmix.nn.model_io import MODELS_DIR
 RECIPE = dict(steps=5000, batch_size=8, patch_size=128, learning_rate=3e-3, seed=0)
 
 
-def regenerate(name: str, recipe: dict, doc: str, contrast: str) -> None:
+def regenerate(
+    name: str, recipe: dict, doc: str, contrast: str, structures=("perovskite",)
+) -> None:
     """Train the bundled model ``name`` from ``recipe`` (``--steps``,
     ``--device`` and ``--out`` from the command line) and copy it and its
     card into stemunmix/models, the card naming the ``contrast`` segment()
@@ -33,7 +35,7 @@ def regenerate(name: str, recipe: dict, doc: str, contrast: str) -> None:
                             **(recipe | {"steps": args.steps}))  # fmt: skip
     MODELS_DIR.mkdir(exist_ok=True)
     shutil.copy(Path(args.out) / "model.pt", MODELS_DIR / f"{name}.pt")
-    card = dict(model.card, name=name, contrast=contrast, structures=["perovskite"])
+    card = dict(model.card, name=name, contrast=contrast, structures=list(structures))
     (MODELS_DIR / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
     print(json.dumps(card["validation"], indent=1))
 

@@ -358,7 +358,8 @@ class Columns:
 
     def strain_map(self, a="A", reference=None, grid="lattice", image=None):
         """Strain of the ``a`` lattice per cell (exx, eyy, exy, rotation in
-        radians), against the median cell or the median of a ``reference``
+        radians; columns without an A class, a crystal of one species, use
+        their first column class for the default ``a``), against the median cell or the median of a ``reference``
         region (a boolean mask (nj, ni) of cells, a mask on the image grid,
         or a HyperSpy ROI, as in :meth:`polarization_map`; the cells whose
         centre lies inside), as a Signal2D with navigation

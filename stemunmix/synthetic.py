@@ -1,7 +1,9 @@
-"""Synthetic ABO3 perovskite HAADF images with exact ground truth.
+"""Synthetic HAADF images with exact ground truth.
 
 :func:`perovskite` is the generator used for training, tests, benchmarks and the
-demo (no real BiFeO3 image is available). Rendering lives in
+demo (no real BiFeO3 image is available); :func:`crystal` renders crystals of
+one species (particles on vacuum or an amorphous film, twins);
+:func:`from_columns` any positions. Rendering lives in
 :mod:`stemunmix.core.synthetic`; this module validates, calibrates and wraps.
 """
 
@@ -272,6 +274,170 @@ def perovskite(
         displacement=out["displacement"],
         domain=out["domain"],
         domain_map=out["domain_map"],
+        expected=out["expected"],
+        amplitude=out["amplitude"],
+        parameters=parameters,
+    )
+    return image, truth
+
+
+def crystal(
+    structure: str = "fcc",
+    zone: str = "110",
+    lattice_parameter: float = 0.392,
+    shape: int | Sequence[int] = (512, 512),
+    pixel_size: float = 0.02,
+    rotation: float = 7.0,
+    particle: float | None = 5.0,
+    facets: int = 0,
+    support: float | None = None,
+    twin: float | None = None,
+    thickness: bool = True,
+    column_width: float = 0.035,
+    dose: float | None = 100.0,
+    read_noise: float = 1.0,
+    drift: Sequence[float] = (0.0, 0.0),
+    jitter: float = 0.0,
+    background: float = 0.1,
+    blur: float = 0.0,
+    seed: int | None = 0,
+):
+    """A HAADF image of a crystal of one species and its ground truth: a
+    particle on vacuum or on an amorphous film, twinned or not, or a crystal
+    that fills the frame.
+
+    Parameters
+    ----------
+    structure, zone : str
+        The crystal and the zone axis it is seen along: ``("fcc", "100")``,
+        ``("fcc", "110")``, ``("fcc", "111")``, ``("bcc", "100")``,
+        ``("bcc", "110")`` or ``("hcp", "0001")``
+        (:data:`stemunmix.core.synthetic.MONATOMIC`).
+    lattice_parameter : float
+        Cubic (hcp: basal) lattice parameter in nm (Pt 0.392, Au 0.408, Fe
+        0.287, Mg 0.321).
+    shape, pixel_size, rotation
+        As in :func:`perovskite`.
+    particle : float or None
+        The particle's diameter in nm, centred in the frame: an ellipse of
+        that mean diameter (axes within 25 %), or with ``facets`` >= 3 a
+        polygon of that many faces. None: the crystal fills the frame.
+    support : float or None
+        An amorphous film under everything (:func:`stemunmix.core.synthetic.amorphous`),
+        its blobs up to this height relative to a column; None: vacuum.
+    twin : float or None
+        A twin boundary through the frame's centre at this angle (degrees):
+        the lattice beyond it is the mirror image across it. None: one grain.
+    thickness : bool
+        A particle's columns are lower towards its edge, like a sphere's
+        thickness (to 0.3 of the middle's).
+    column_width, dose, read_noise, drift, jitter, background, blur, seed
+        As in :func:`perovskite`.
+
+    Returns
+    -------
+    image : AtomicResolutionImage
+    truth : SyntheticTruth
+        Column positions (class ``"column"``), ``domain`` the grain of each
+        (0, and 1 beyond the twin), ``domain_map`` 1 on the crystal's pixels
+        (within half a nearest distance of a column) and 0 elsewhere.
+
+    Examples
+    --------
+    >>> from stemunmix.synthetic import crystal
+    >>> image, truth = crystal("fcc", "110", shape=256, particle=3.0, seed=1)
+    >>> truth.columns.class_names, len(truth.columns) > 100
+    (['column'], True)
+    """
+    shape = _check_shape(shape)
+    _check_seed(seed)
+    key = (str(structure), str(zone).strip("[]<>"))
+    if key not in _core.MONATOMIC:
+        raise ValueError(
+            f"structure={structure!r}, zone={zone!r}: the crystals of one species "
+            f"rendered are {sorted(_core.MONATOMIC)}"
+        )
+    pixel_size = _positive("pixel_size", pixel_size)
+    a_px = _positive("lattice_parameter", lattice_parameter) / pixel_size
+    vectors, basis = (np.asarray(v, float) for v in _core.MONATOMIC[key])
+    vectors = (
+        a_px * vectors @ _core.rotation_matrix(checks.real("rotation", rotation)).T
+    )
+    near = _core.nearest_distance(vectors, basis)
+    if near < 3:
+        raise ValueError(
+            f"the columns would sit {near:.1f} pixels apart; use a smaller "
+            "pixel_size or a larger lattice_parameter"
+        )
+    centre = (np.array(shape[::-1]) - 1) / 2
+    inside = None
+    if particle is not None:
+        radius = _positive("particle", particle) / pixel_size / 2
+        if radius < near:
+            raise ValueError(f"particle={particle} nm holds no column: make it larger")
+        facets = checks.count("facets", facets, 0)
+        if facets in (1, 2):
+            raise ValueError(f"facets must be 0 (an ellipse) or >= 3, got {facets}")
+        rng = np.random.default_rng(seed)
+        inside = _core.particle_outline(centre, radius, rng, facets)
+    if support is not None:
+        support = _positive("support", support)
+    if twin is not None:
+        twin = (centre, checks.real("twin", twin))
+    sigma = _positive("column_width", column_width) / pixel_size
+    if dose is not None:
+        dose = _positive("dose", dose)
+    read_noise = _positive("read_noise", read_noise, allow_zero=True)
+    drift = _check_drift(drift, shape)
+    jitter = _positive("jitter", jitter, allow_zero=True)
+    background = _positive("background", background, allow_zero=True)
+    blur_px = _positive("blur", blur, allow_zero=True) / pixel_size
+    out = _core.render_monatomic(
+        shape,
+        vectors,
+        basis,
+        sigma,
+        inside=inside,
+        support=support,
+        thickness=bool(thickness) and inside is not None,
+        twin=twin,
+        dose=dose,
+        read_noise=read_noise,
+        drift=drift,
+        jitter=jitter,
+        background=background,
+        blur=blur_px,
+        seed=seed,
+    )
+    parameters = {
+        "structure": key[0],
+        "zone": key[1],
+        "lattice_parameter": lattice_parameter,
+        "shape": shape,
+        "pixel_size": pixel_size,
+        "rotation": rotation,
+        "particle": particle,
+        "facets": facets,
+        "support": support,
+        "twin": None if twin is None else twin[1],
+        "thickness": bool(thickness),
+        "column_width": column_width,
+        "dose": dose,
+        "read_noise": read_noise,
+        "drift": drift,
+        "jitter": jitter,
+        "background": background,
+        "blur": blur,
+        "seed": seed,
+        "domains": "none",
+    }
+    image = _make_image(out["image"], pixel_size, parameters)
+    image.metadata.General.title = f"Synthetic {key[0]} [{key[1]}]"
+    truth = SyntheticTruth(
+        columns=Columns(out["xy"], out["sublattice"], ["column"]),
+        displacement=np.zeros_like(out["xy"]),
+        domain=out["grain"],
+        domain_map=out["crystal"].astype(np.int8),
         expected=out["expected"],
         amplitude=out["amplitude"],
         parameters=parameters,

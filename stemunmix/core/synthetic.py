@@ -359,3 +359,180 @@ def render_perovskite(
         "domain_map": domain_map,
         "amplitude": amplitude[inside],
     }
+
+
+# Projected cells of one-species crystals: lattice vectors (rows) in units of
+# the cubic (or hexagonal a) lattice parameter and the fractional basis of the
+# columns. fcc and bcc in [110] are the same centred rectangle of aspect sqrt(2)
+# (scaled), as are both in [100] (a square); fcc [111] is a triangular
+# lattice and hcp [0001] a honeycomb.
+MONATOMIC = {
+    ("fcc", "100"): ([[0.5, 0.0], [0.0, 0.5]], [[0.0, 0.0]]),
+    ("fcc", "110"): ([[1.0, 0.0], [0.0, 2**-0.5]], [[0.0, 0.0], [0.5, 0.5]]),
+    ("bcc", "100"): ([[1.0, 0.0], [0.0, 1.0]], [[0.0, 0.0], [0.5, 0.5]]),
+    ("bcc", "110"): ([[1.0, 0.0], [0.0, 2**0.5]], [[0.0, 0.0], [0.5, 0.5]]),
+    ("fcc", "111"): ([[6**-0.5, 0.0], [0.5 * 6**-0.5, 0.5 * 2**-0.5]], [[0.0, 0.0]]),
+    ("hcp", "0001"): ([[1.0, 0.0], [0.5, 3**0.5 / 2]], [[0.0, 0.0], [1 / 3, 1 / 3]]),
+}
+
+
+def nearest_distance(vectors, basis) -> float:
+    """The shortest distance between two columns of a projected cell."""
+    vectors, basis = np.asarray(vectors, float), np.asarray(basis, float)
+    ij = np.stack(np.meshgrid(*(np.arange(-2, 3),) * 2), -1).reshape(-1, 2)
+    xy = ((ij[:, None, :] + basis[None]).reshape(-1, 2)) @ vectors
+    d = np.hypot(*(xy[:, None] - (basis @ vectors)[None]).transpose(2, 0, 1))
+    return float(d[d > 1e-9].min())
+
+
+def particle_outline(centre, radius, rng, sides: int = 0):
+    """A function xy -> bool of the inside of a particle: an ellipse of mean
+    radius ``radius`` pixels (axes within 25 %), or with ``sides`` >= 3 a
+    polygon with that many faces (a faceted particle); turned at random."""
+    centre = np.asarray(centre, float)
+    turn = rng.uniform(0, 2 * np.pi)
+    if sides >= 3:
+        angles = turn + np.sort(rng.uniform(0, 2 * np.pi, sides))
+        reach = radius * rng.uniform(0.85, 1.1, sides)
+        normals = np.stack([np.cos(angles), np.sin(angles)], 1)
+
+        def inside(xy):
+            return ((np.asarray(xy) - centre) @ normals.T <= reach).all(1)
+
+        return inside
+    stretch = rng.uniform(0.8, 1.25)
+    axes = radius * np.array([stretch, 1 / stretch])
+    rot = np.array([[np.cos(turn), -np.sin(turn)], [np.sin(turn), np.cos(turn)]])
+
+    def inside(xy):
+        u = (np.asarray(xy) - centre) @ rot / axes
+        return (u**2).sum(1) <= 1
+
+    return inside
+
+
+def grain_sites(shape, vectors, basis, origin, margin, twin=None):
+    """Columns of one grain, or of two grains meeting on a twin boundary.
+
+    ``twin``, optional: (point, angle in degrees) of the boundary line; the
+    sites beyond it are the mirror image of the lattice across it, and the
+    sites of the second grain closer than 0.6 of the nearest distance to one
+    of the first are left out. Returns xy (N, 2) and the grain (N,) of each.
+    """
+    from scipy.spatial import cKDTree
+
+    xy, _ = lattice_sites(shape, vectors, basis, origin, margin)
+    if twin is None:
+        return xy, np.zeros(len(xy), int)
+    point, angle = np.asarray(twin[0], float), np.deg2rad(twin[1])
+    along = np.array([np.cos(angle), np.sin(angle)])
+    normal = np.array([-along[1], along[0]])
+    side = (xy - point) @ normal
+    mirror = xy - 2 * side[:, None] * normal
+    first, second = xy[side <= 0], mirror[side <= 0]
+    second = second[(second - point) @ normal > 0]
+    near = nearest_distance(np.asarray(vectors) / 1.0, basis)
+    if len(first) and len(second):
+        d, _ = cKDTree(first).query(second)
+        second = second[d > 0.6 * near]
+    return np.vstack([first, second]), np.r_[np.zeros(len(first)), np.ones(len(second))]
+
+
+def amorphous(shape, spacing, sigma, amplitude, rng, where=None) -> np.ndarray:
+    """The projected texture of an amorphous film: Gaussian blobs of width
+    ``sigma`` at random places, about six per ``spacing`` squared, with
+    heights uniform in [0, ``amplitude``]; only where ``where(xy)`` is True
+    (default everywhere)."""
+    h, w = shape
+    n = int(6 * h * w / spacing**2)
+    xy = rng.uniform([-3 * sigma] * 2, [w + 3 * sigma, h + 3 * sigma], (n, 2))
+    if where is not None:
+        xy = xy[where(xy)]
+    heights = rng.uniform(0, amplitude, len(xy))
+    flat = np.zeros(h)
+    return render_columns(shape, xy, heights, sigma, (0.0, 0.0), flat)
+
+
+def render_monatomic(
+    shape,
+    vectors,
+    basis,
+    sigma,
+    inside=None,
+    support=None,
+    thickness=False,
+    twin=None,
+    dose=100.0,
+    read_noise=1.0,
+    drift=(0.0, 0.0),
+    jitter=0.0,
+    background=0.1,
+    blur=0.0,
+    seed=0,
+):
+    """Render a crystal of one species; every length in pixels, inputs valid.
+
+    ``vectors`` (2, 2) and ``basis`` (k, 2) are the projected cell, already
+    scaled and turned; the lattice's origin is drawn. ``inside``, optional: a
+    function xy -> bool, the crystal's outline (a particle,
+    :func:`particle_outline`); None fills the frame. ``support``, optional:
+    the peak height (of a column's) of an amorphous film under everything
+    (:func:`amorphous`); None: vacuum around the crystal. ``thickness``:
+    column heights fall off towards the particle's edge like a sphere's
+    thickness (to 0.3 at the edge). ``twin``: see :func:`grain_sites`.
+
+    Returns a dict like :func:`render_perovskite`'s: ``image``,
+    ``expected``, ``xy`` (true image-frame positions), ``sublattice`` (all
+    0), ``grain``, ``amplitude``, and ``crystal`` (H, W) bool, the pixels
+    within half a nearest distance of a column.
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    rng = np.random.default_rng(seed)
+    vectors = np.asarray(vectors, float)
+    near = nearest_distance(vectors, basis)
+    origin = rng.uniform(0, 1, 2) @ vectors
+    margin = 4 * sigma + abs(drift[0]) + abs(drift[1]) + 2
+    xy, grain = grain_sites(shape, vectors, basis, origin, margin, twin)
+    if inside is not None:
+        keep = inside(xy)
+        xy, grain = xy[keep], grain[keep]
+    amplitude = np.ones(len(xy))
+    if thickness and len(xy):
+        centre = xy.mean(0)
+        reach = np.hypot(*(xy - centre).T).max() + near
+        r = np.hypot(*(xy - centre).T) / reach
+        amplitude = 0.3 + 0.7 * np.sqrt(np.clip(1 - r**2, 0, 1))
+    amplitude *= 1 + 0.03 * rng.standard_normal(len(xy))
+    h = shape[0]
+    line_jitter = jitter * rng.standard_normal(h) if jitter > 0 else np.zeros(h)
+    clean = render_columns(shape, xy, amplitude, sigma, drift, line_jitter)
+    if support is not None:
+        clean = clean + amorphous(shape, near, sigma, support, rng)
+    if not clean.any():
+        clean = clean + 1e-3
+    expected, image = detect(clean, blur, background, dose, read_noise, rng)
+    xy_image = scan_positions(xy, shape, drift, line_jitter, sigma)
+    ok = (
+        (xy_image[:, 0] >= 0)
+        & (xy_image[:, 0] <= shape[1] - 1)
+        & (xy_image[:, 1] >= 0)
+        & (xy_image[:, 1] <= shape[0] - 1)
+    )
+    crystal = np.ones(shape, bool)
+    if len(xy_image[ok]):
+        seeds = np.ones(shape, bool)
+        r = np.round(xy_image[ok]).astype(int)
+        seeds[r[:, 1], r[:, 0]] = False
+        crystal = distance_transform_edt(seeds) <= 0.5 * near
+    else:
+        crystal[:] = False
+    return {
+        "image": image.astype(np.float32),
+        "expected": expected.astype(np.float32),
+        "xy": xy_image[ok],
+        "sublattice": np.zeros(int(ok.sum()), int),
+        "grain": grain[ok].astype(int),
+        "amplitude": amplitude[ok],
+        "crystal": crystal,
+    }

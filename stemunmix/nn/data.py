@@ -10,7 +10,14 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from stemunmix.core.segmentation import normalize
-from stemunmix.core.synthetic import render_perovskite
+from stemunmix.core.synthetic import (
+    MONATOMIC,
+    nearest_distance,
+    particle_outline,
+    render_monatomic,
+    render_perovskite,
+    rotation_matrix,
+)
 
 # A-B distance is spacing / sqrt(2) in both projections; label disks use a
 # quarter of it, so the disks never touch.
@@ -21,6 +28,8 @@ LAYER_PROBABILITY = 0.5
 
 def label_map(shape, xy, labels, radius, background) -> np.ndarray:
     """Class index per pixel: the nearest column's class within ``radius``."""
+    if len(xy) == 0:
+        return np.full(shape, background, np.int64)
     yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
     pixels = np.stack([xx.ravel(), yy.ravel()], 1)
     dist, idx = cKDTree(xy).query(pixels, distance_upper_bound=radius)
@@ -105,12 +114,7 @@ def random_sample(
         out["image"] = out["image"] - kind["high_pass"] * gaussian_filter(
             out["image"], kind["high_pass_width"] * spacing
         )
-    if rng.random() < 0.3:  # detector afterglow smears counts along the fast scan
-        from scipy.ndimage import gaussian_filter1d
-
-        out["image"] = gaussian_filter1d(out["image"], rng.uniform(0.3, 1.5), axis=1)
-    if rng.random() < 0.5:  # ADF/HAADF gain and offset vary between microscopes
-        out["image"] = out["image"] * rng.uniform(0.5, 50) + rng.uniform(-100, 100)
+    out["image"] = _detector(rng, out["image"])
     # Dark columns go in inverted, as segment() passes them to the network.
     image = normalize(-out["image"] if kind.get("dip") else out["image"])
     sub = out["sublattice"]
@@ -122,6 +126,87 @@ def random_sample(
     if truth:
         return image, labels, out["xy"], sub
     return image, labels
+
+
+def _detector(rng, image):
+    """What the detector adds to a rendered image, drawn: an afterglow smear
+    along the fast scan (30 %), another gain and offset (50 %)."""
+    if rng.random() < 0.3:  # detector afterglow smears counts along the fast scan
+        from scipy.ndimage import gaussian_filter1d
+
+        image = gaussian_filter1d(image, rng.uniform(0.3, 1.5), axis=1)
+    if rng.random() < 0.5:  # ADF/HAADF gain and offset vary between microscopes
+        image = image * rng.uniform(0.5, 50) + rng.uniform(-100, 100)
+    return image
+
+
+def shortest_translation(vectors) -> float:
+    """The length of the shortest lattice translation (what segment()
+    measures as the spacing)."""
+    ij = np.stack(np.meshgrid(*(np.arange(-2, 3),) * 2), -1).reshape(-1, 2)
+    t = np.hypot(*(ij @ np.asarray(vectors, float)).T)
+    return float(t[t > 1e-9].min())
+
+
+def monatomic_sample(
+    rng: np.random.Generator, size: int = 128, spacing_range=(11, 23), truth=False
+):
+    """One training image of the one-species model and its class map
+    (0 = column, 1 = background): a crystal of any projection in
+    :data:`MONATOMIC` (square, centred rectangle, triangular, honeycomb) at a
+    shortest translation drawn in ``spacing_range``, turned at random; it
+    fills the frame (35 %), is a particle (ellipse or facets) on vacuum
+    (30 %) or on an amorphous film (25 %), or is absent (10 %: a film or
+    vacuum only); a quarter of the crystals are twinned. Dose, noise, drift,
+    jitter, blur and the detector are drawn as for the perovskites.
+    """
+    keys = list(MONATOMIC)
+    vectors, basis = MONATOMIC[keys[int(rng.integers(len(keys)))]]
+    spacing = rng.uniform(*spacing_range)
+    vectors = np.asarray(vectors) * spacing / shortest_translation(vectors)
+    vectors = vectors @ rotation_matrix(rng.uniform(0, 360)).T
+    near = nearest_distance(vectors, basis)
+    sigma = near * rng.uniform(0.1, 0.32)
+    u = rng.random()
+    inside, support = None, None
+    if u >= 0.35:
+        centre = rng.uniform(0.2, 0.8, 2) * size
+        radius = rng.uniform(1.5, 6.0) * spacing
+        sides = int(rng.choice([0, 4, 5, 6, 8]))
+        inside = particle_outline(centre, radius, rng, sides)
+        if u >= 0.9:
+            inside = _nowhere
+        if u >= 0.65 and rng.random() < 0.85:
+            support = rng.uniform(0.05, 0.6)
+    twin = None
+    if rng.random() < 0.25:
+        twin = (rng.uniform(0.3, 0.7, 2) * size, rng.uniform(0, 180))
+    out = render_monatomic(
+        (size, size),
+        vectors,
+        basis,
+        sigma,
+        inside=inside,
+        support=support,
+        thickness=inside is not None and rng.random() < 0.5,
+        twin=twin,
+        dose=float(np.exp(rng.uniform(np.log(2), np.log(1000)))),
+        read_noise=rng.uniform(0, 2),
+        drift=rng.uniform(-3, 3, 2),
+        jitter=rng.uniform(0, 0.4),
+        background=rng.uniform(0, 0.5),
+        blur=rng.uniform(0, 0.5) * sigma,
+        seed=int(rng.integers(2**31)),
+    )
+    image = normalize(_detector(rng, out["image"]))
+    labels = label_map((size, size), out["xy"], out["sublattice"], 0.25 * near, 1)
+    if truth:
+        return image, labels, out["xy"], out["sublattice"]
+    return image, labels
+
+
+def _nowhere(xy):
+    return np.zeros(len(xy), bool)
 
 
 def oxygen_contrast(rng: np.random.Generator, spacing: float) -> dict:
@@ -158,9 +243,18 @@ def oxygen_contrast(rng: np.random.Generator, spacing: float) -> dict:
     )
 
 
-def batch(rng: np.random.Generator, n: int, size: int = 128, oxygen: bool = False):
+def batch(
+    rng: np.random.Generator,
+    n: int,
+    size: int = 128,
+    oxygen: bool = False,
+    structure: str = "perovskite",
+):
     """(images (n, 1, size, size) float32, labels (n, size, size) int64)."""
-    pairs = [random_sample(rng, size, oxygen=oxygen) for _ in range(n)]
+    if structure == "one species":
+        pairs = [monatomic_sample(rng, size) for _ in range(n)]
+    else:
+        pairs = [random_sample(rng, size, oxygen=oxygen) for _ in range(n)]
     images = np.stack([p[0] for p in pairs])[:, None]
     labels = np.stack([p[1] for p in pairs])
     return images, labels

@@ -182,17 +182,28 @@ def structures_of(model) -> list:
     return list(card.get("structures", STRUCTURES_KNOWN))
 
 
-def model_for_contrast(contrast: str) -> str:
+def model_for_contrast(contrast: str, structure: str = "auto") -> str:
     """The bundled model for images of ``contrast`` (its card's
-    ``contrast``; the default model where two claim one)."""
-    names = [n for n, e in registry().items() if e["contrast"] == contrast]
+    ``contrast``) and ``structure`` (one of its card's ``structures``;
+    ``"auto"``: the perovskites); the default model where two claim both."""
+    wanted = STRUCTURES_KNOWN[0] if structure == "auto" else structure
+    found = registry()
+    names = [n for n, e in found.items() if e["contrast"] == contrast]
     if not names:
-        known = sorted({e["contrast"] for e in registry().values()} - {None})
+        known = sorted({e["contrast"] for e in found.values()} - {None})
         raise ValueError(
             f"contrast {contrast!r}: no bundled model is for it (the models' "
             f"cards name {known}); pass model= a model trained for it"
         )
-    return DEFAULT_NAME if DEFAULT_NAME in names else names[0]
+    fits = [n for n in names if wanted in found[n]["structures"]]
+    if not fits:
+        known = sorted({s for n in names for s in found[n]["structures"]})
+        raise ValueError(
+            f"structure={structure!r}: no bundled model for {contrast} columns "
+            f"knows it (they know {known}); pass model= one trained on it "
+            "(stemunmix.train), or structure='auto'"
+        )
+    return DEFAULT_NAME if DEFAULT_NAME in fits else fits[0]
 
 
 def _check_card(path, card: dict, model) -> None:

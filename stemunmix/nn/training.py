@@ -22,6 +22,9 @@ from stemunmix.nn.unet import DilatedUNet
 CLASS_WEIGHTS = (3.0, 3.0, 1.0)  # columns are a few % of the pixels
 OXYGEN_CLASSES = ("A", "B", "O", "background")
 OXYGEN_WEIGHTS = (3.0, 3.0, 3.0, 1.0)
+MONATOMIC_CLASSES = ("column", "background")
+MONATOMIC_WEIGHTS = (3.0, 1.0)
+STRUCTURES_TRAINED = ("perovskite", "one species")
 
 
 def resolve_device(device) -> torch.device:
@@ -42,9 +45,20 @@ def resolve_device(device) -> torch.device:
     return dev
 
 
-def validation_set(seed: int, n: int, size: int, oxygen: bool = False):
+def validation_set(
+    seed: int, n: int, size: int, oxygen: bool = False, structure="perovskite"
+):
     rng = np.random.default_rng([seed, 1])
+    if structure == "one species":
+        return [data.monatomic_sample(rng, size, truth=True) for _ in range(n)]
     return [data.random_sample(rng, size, truth=True, oxygen=oxygen) for _ in range(n)]
+
+
+def class_names(recipe: dict) -> tuple:
+    """The classes a recipe trains."""
+    if recipe.get("structure") == "one species":
+        return MONATOMIC_CLASSES
+    return OXYGEN_CLASSES if recipe.get("oxygen") else ("A", "B", "background")
 
 
 @torch.no_grad()
@@ -82,6 +96,7 @@ def train(
     show_progressbar: bool | None = None,
     oxygen: bool = False,
     init=None,
+    structure: str = "perovskite",
 ) -> DilatedUNet:
     """Train a segmentation model on on-the-fly synthetic images.
 
@@ -106,11 +121,24 @@ def train(
         Start from this model's weights (a bundled name or a file; same network
         shape): the classes it shares keep their output channel, a new class
         (O) starts from the A channel.
+    structure : {"perovskite", "one species"}
+        ``"one species"``: the classes column, background on crystals of one
+        species (:func:`stemunmix.nn.data.monatomic_sample`: square, centred
+        rectangle, triangular and honeycomb projections, particles on vacuum
+        or an amorphous film, twins) instead of the perovskites.
 
     Returns
     -------
     DilatedUNet in eval mode, with ``.card`` (recipe and validation scores).
     """
+    from stemunmix.core import checks
+
+    checks.one_of("structure", structure, STRUCTURES_TRAINED)
+    if oxygen and structure != "perovskite":
+        raise ValueError(
+            "oxygen=True trains the perovskite's O columns: use it with "
+            "structure='perovskite'"
+        )
     _check_train(
         steps,
         batch_size,
@@ -127,8 +155,9 @@ def train(
             raise ValueError(
                 f"out = {str(out)!r} is a file; give a folder for the model"
             )
-    names = OXYGEN_CLASSES if oxygen else ("A", "B", "background")
     class_weights = OXYGEN_WEIGHTS if oxygen else CLASS_WEIGHTS
+    if structure == "one species":
+        class_weights = MONATOMIC_WEIGHTS
     recipe = dict(
         steps=steps,
         batch_size=batch_size,
@@ -144,6 +173,9 @@ def train(
     )
     if oxygen:
         recipe["oxygen"] = True
+    if structure != "perovskite":
+        recipe["structure"] = structure
+    names = class_names(recipe)
     torch.manual_seed(seed)
     model = DilatedUNet(names, widths, bottleneck, rates)
     if init is not None:
@@ -194,6 +226,7 @@ def _fit(model, recipe, dev, out, checkpoint_every, disable) -> list:
     from tqdm.auto import tqdm
 
     steps, oxygen = recipe["steps"], recipe.get("oxygen", False)
+    structure = recipe.get("structure", "perovskite")
     rng = np.random.default_rng([recipe["seed"], 0])
     optimiser = torch.optim.AdamW(model.parameters(), lr=recipe["learning_rate"])
     schedule = torch.optim.lr_scheduler.OneCycleLR(
@@ -201,7 +234,11 @@ def _fit(model, recipe, dev, out, checkpoint_every, disable) -> list:
     )
     weights = torch.tensor(recipe["class_weights"], device=dev)
     val = validation_set(
-        recipe["seed"], recipe["validation_size"], recipe["patch_size"], oxygen
+        recipe["seed"],
+        recipe["validation_size"],
+        recipe["patch_size"],
+        oxygen,
+        structure,
     )
     log, t0 = [], time.perf_counter()
     model.train()
@@ -218,6 +255,7 @@ def _fit(model, recipe, dev, out, checkpoint_every, disable) -> list:
                 recipe["patch_size"],
                 dev,
                 oxygen,
+                structure,
             )
             if step % checkpoint_every == 0 or step == steps:
                 _checkpoint(model, recipe, log, step, loss, t0, val, dev, out)
@@ -276,10 +314,19 @@ def _start_from(model, init) -> str:
 
 
 def _step(
-    model, optimiser, schedule, weights, rng, batch_size, patch_size, dev, oxygen=False
+    model,
+    optimiser,
+    schedule,
+    weights,
+    rng,
+    batch_size,
+    patch_size,
+    dev,
+    oxygen=False,
+    structure="perovskite",
 ):
     """One optimiser step on a fresh batch; returns the loss."""
-    images, labels = data.batch(rng, batch_size, patch_size, oxygen)
+    images, labels = data.batch(rng, batch_size, patch_size, oxygen, structure)
     # Random flips and quarter turns; the generator already covers rotations.
     k = int(rng.integers(4))
     images, labels = np.rot90(images, k, (2, 3)), np.rot90(labels, k, (1, 2))
@@ -298,9 +345,7 @@ def _card(recipe, log, device) -> dict:
 
     return {
         "version": __version__,
-        "class_names": list(
-            OXYGEN_CLASSES if recipe.get("oxygen") else ("A", "B", "background")
-        ),
+        "class_names": list(class_names(recipe)),
         "training_spacing": TRAINING_SPACING,
         "recipe": recipe,
         "validation": log[-1] if log else {},

@@ -203,6 +203,16 @@ def _check_polarization(columns, a, b, reference) -> None:
         )
     if isinstance(reference, str) and reference != "mean":
         raise ValueError(f"reference must be None, 'mean' or a mask, got {reference!r}")
+    missing = [n for n in (a, b) if n not in columns.class_names]
+    if missing:
+        raise ValueError(
+            f"no {missing[0]!r} columns: the polarization is a perovskite "
+            f"quantity (the {b!r} column's offset from the centre of its cell "
+            f"of {a!r} columns), and these columns' classes are "
+            f"{_column_classes(columns)} (a crystal of one species has no B "
+            "site; strain_map measures its lattice); pass a= and b= the classes "
+            "of two sublattices that form such cells"
+        )
     if columns.class_index(a) == columns.class_index(b):
         raise ValueError(
             f"a and b name the same class ({a!r}): the polarization is the b "
@@ -273,8 +283,22 @@ def polarization_map(columns, a="A", b="B", reference=None, grid="lattice", imag
     return out
 
 
+def _column_classes(columns) -> list:
+    return [n for n in columns.class_names if n != "background"]
+
+
+def lattice_class(columns, a="A") -> str:
+    """The class whose lattice strain is measured on: ``a``; the default
+    ``"A"`` on columns without an A class (one species) is their first
+    column class."""
+    if a == "A" and a not in columns.class_names and _column_classes(columns):
+        return _column_classes(columns)[0]
+    return a
+
+
 def strain_map(columns, a="A", reference=None, grid="lattice", image=None):
     _single(columns)
+    a = lattice_class(columns, a)
     ca = columns.select(a)
     ok = (ca.ij >= 0).all(1)
     if not ok.any():

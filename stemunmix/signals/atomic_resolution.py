@@ -222,7 +222,13 @@ class AtomicResolutionImage(StemunmixSignal2D):
         return self._on_grid(prob.columns, *prob._columns_frame())
 
     def _maps(
-        self, model=None, scale=None, spacing=None, contrast=None, show_progressbar=None
+        self,
+        model=None,
+        scale=None,
+        spacing=None,
+        contrast=None,
+        show_progressbar=None,
+        structure=None,
     ):
         """The maps this image owns where they fit every argument given (None:
         not asked, so any), else new ones from :meth:`segment` (None: its
@@ -232,8 +238,11 @@ class AtomicResolutionImage(StemunmixSignal2D):
         )
         if contrast is not None:
             _check_contrast(contrast)
+        if structure is not None:
+            checks.one_of("structure", structure, STRUCTURES)
         prob = self.probabilities
-        if prob is not None and _made_with(prob, model, scale, spacing, contrast):
+        asked = (scale, spacing, contrast, structure)
+        if prob is not None and _made_with(prob, model, *asked):
             return prob
         return self.segment(
             model=model,
@@ -241,9 +250,10 @@ class AtomicResolutionImage(StemunmixSignal2D):
             spacing=spacing,
             contrast=contrast or "auto",
             show_progressbar=show_progressbar,
+            structure=structure or "auto",
         )
 
-    def _class_names(self, model=None, contrast=None) -> list:
+    def _class_names(self, model=None, contrast=None, structure=None) -> list:
         """The classes of the maps :meth:`_maps` would give, without making
         them: the owned maps', the model's, or (read from its card) the
         bundled model that segment() picks for the image's contrast."""
@@ -251,7 +261,9 @@ class AtomicResolutionImage(StemunmixSignal2D):
         from stemunmix.nn.model_io import bundled_card, check_model, model_for_contrast
 
         prob = self.probabilities
-        if prob is not None and _made_with(prob, model, None, None, contrast):
+        if prob is not None and _made_with(
+            prob, model, None, None, contrast, structure
+        ):
             return list(prob.class_names)
         if model is not None:
             return list(check_model(model).class_names)
@@ -260,7 +272,8 @@ class AtomicResolutionImage(StemunmixSignal2D):
             used = inference.image_contrast(
                 self.data, self.axes_manager.navigation_dimension, "auto", None
             )
-        return list(bundled_card(model_for_contrast(used))["class_names"])
+        name = model_for_contrast(used, structure or "auto")
+        return list(bundled_card(name)["class_names"])
 
     def square_pixels(self):
         """This image resampled onto square pixels: the coarser signal axis is
@@ -323,19 +336,22 @@ class AtomicResolutionImage(StemunmixSignal2D):
         lattice: str | None = None,
         spacing: float | None = None,
         contrast: str | None = None,
+        structure: str | None = None,
     ):
         """Locate the columns on this image's maps (made by :meth:`segment` if
         it has none that fit the arguments given): see
         :meth:`ColumnProbabilities.find_columns`; ``model``, ``scale``,
-        ``spacing`` and ``contrast`` as in :meth:`segment`, None meaning "as
-        the maps this image has" (segment's default where it has none).
+        ``spacing``, ``contrast`` and ``structure`` as in :meth:`segment`,
+        None meaning "as the maps this image has" (segment's default where it
+        has none).
         Returns the Columns, which ``self.columns`` then gives (they are kept
         with the maps this image owns).
         """
         from stemunmix.signals.column_probabilities import FindSettings
 
         settings = FindSettings.parse(threshold, min_distance, refine, lattice)
-        prob = self._maps(model, scale, spacing, contrast, show_progressbar)
+        asked = {"spacing": spacing, "contrast": contrast, "structure": structure}
+        prob = self._maps(model, scale, show_progressbar=show_progressbar, **asked)
         columns = prob._find_columns(None, settings, show_progressbar)
         self.columns = None  # from now on the image's columns are its maps'
         self._set_state("find_columns", prob._get_state("find_columns"))
@@ -390,20 +406,22 @@ class AtomicResolutionImage(StemunmixSignal2D):
         centre: str = "column",
         contrast: str | None = None,
         normalize: str | None = None,
+        structure: str | None = None,
     ):
         """A d x d window centred on every column (LocalDescriptors), cut from
         this image's maps (``source="probabilities"``) or from the image itself
         (``"image"``). The maps and columns are this image's own (segmented and
         found once if it has none). Lazy in, lazy out. See
         :meth:`ColumnProbabilities.local_descriptors` for the arguments;
-        ``model``, ``spacing`` and ``contrast`` as in :meth:`find_columns`.
+        ``model``, ``spacing``, ``contrast`` and ``structure`` as in
+        :meth:`find_columns`.
         """
         import stemunmix.signals._descriptors as _descriptors
 
         check_image_axes(self, "local_descriptors")
         if contrast is not None:
             _check_contrast(contrast)
-        names = self._class_names(model, contrast)  # no maps made for the check
+        names = self._class_names(model, contrast, structure)  # no maps made
         windows = _descriptors.check_arguments(
             d, edge, source, self.axes_manager.signal_axes, self.data.shape,
             [n for n in names if n != "background"], classes, channels, names,
@@ -417,7 +435,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
             return _descriptors.build(self.data[..., None, :, :], ["image"], columns,
                                       windows, self.axes_manager.signal_axes, title,
                                       lazy, {"source": "image"})  # fmt: skip
-        asked = {"spacing": spacing, "contrast": contrast}
+        asked = {"spacing": spacing, "contrast": contrast, "structure": structure}
         prob = self._maps(model, show_progressbar=show_progressbar, **asked)
         if columns is None:
             columns = self.find_columns(
@@ -426,7 +444,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
         return prob._windows(windows, columns, self, show_progressbar, lazy)
 
 
-def _made_with(prob, model, scale, spacing, contrast) -> bool:
+def _made_with(prob, model, scale, spacing, contrast, structure=None) -> bool:
     """Whether maps were made with each argument given (None: not asked)."""
     from stemunmix.nn.model_io import check_model
 
@@ -438,6 +456,9 @@ def _made_with(prob, model, scale, spacing, contrast) -> bool:
     if scale is not None and state.get("scale") != scale:
         return False
     if spacing is not None and state.get("spacing") != float(spacing):
+        return False
+    used = state.get("structure_used", "perovskite")
+    if structure not in (None, "auto", state.get("structure"), used):
         return False
     return contrast is None or contrast in (state.get("contrast"), prob.contrast)
 
@@ -470,7 +491,9 @@ def _parse_segment(image, model, scale, batch_size, device, tile, lazy_output,
         image.data, image.axes_manager.navigation_dimension, contrast, implied
     )
     # Dark columns (ABF, BF) show the O columns, which only the oxygen model names.
-    model = check_model(model if model is not None else model_for_contrast(used))
+    if model is None:
+        model = model_for_contrast(used, structure)
+    model = check_model(model)
     _check_model_contrast(model, used)
     structure = _structure_used(model, structure)
     dev = resolve_device(device)

@@ -273,3 +273,54 @@ def test_strong_scan_drift_keeps_columns_where_the_truth_says(drift):
     np.testing.assert_allclose(
         np.median(vertical, 0), [20 * kx / (1 - ky), 20 / (1 - ky)], atol=0.05
     )
+
+
+@pytest.mark.parametrize(
+    "structure, zone, near",
+    [("fcc", "100", 0.5), ("fcc", "110", np.sqrt(3 / 8)), ("bcc", "110", np.sqrt(3) / 2),
+     ("hcp", "0001", 1 / np.sqrt(3))],
+)  # fmt: skip
+def test_crystal_renders_its_projection_inside_the_particle(structure, zone, near):
+    from scipy.spatial import cKDTree
+
+    from stemunmix.synthetic import crystal
+
+    a = 0.4
+    image, truth = crystal(structure, zone, a, shape=256, particle=3.0, dose=None)
+    xy = truth.columns.xy
+    d, _ = cKDTree(xy).query(xy, k=2)
+    np.testing.assert_allclose(np.median(d[:, 1]), near * a / 0.02, rtol=1e-6)
+    # every column within the particle (3 nm wide, axes within 25 %), centred
+    r = np.hypot(*(xy - 127.5).T) * 0.02
+    assert r.max() < 1.5 * 1.25 + 0.05
+    assert truth.columns.class_names == ["column"]
+    assert 0.05 < truth.domain_map.mean() < 0.3
+    assert image.data.shape == (256, 256)
+
+
+def test_a_twin_mirrors_the_lattice_across_its_boundary():
+    from stemunmix.core.indexing import lattice_vectors
+    from stemunmix.synthetic import crystal
+
+    _, truth = crystal("fcc", "110", shape=256, particle=None, twin=30.0, dose=None)
+    xy, grain = truth.columns.xy, truth.domain
+    assert set(np.unique(grain)) == {0, 1}
+    v0, v1 = (lattice_vectors(xy[grain == g]) for g in (0, 1))
+    angle = lambda v: np.degrees(np.arctan2(v[1], v[0])) % 180  # noqa: E731
+    # mirrored across a line at 30 degrees: an angle t becomes 60 - t
+    t0 = {round(angle(v)) for v in v0}
+    t1 = {round((60 - angle(v)) % 180) for v in v1}
+    assert any(abs(x - y) <= 1 or abs(x - y) >= 179 for x in t0 for y in t1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"structure": "fcc", "zone": "123"}, "crystals of one species"),
+     ({"facets": 2}, "facets"), ({"particle": 0.1}, "holds no column"),
+     ({"pixel_size": 0.1}, "pixels apart"), ({"support": -1.0}, "support")],
+)  # fmt: skip
+def test_crystal_refuses_what_it_cannot_render(kwargs, match):
+    from stemunmix.synthetic import crystal
+
+    with pytest.raises(ValueError, match=match):
+        crystal(**({"shape": 128} | kwargs))

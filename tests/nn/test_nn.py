@@ -141,6 +141,46 @@ def test_train_refuses_bad_arguments():
         stemunmix.train(patch_size=50)
 
 
+def test_train_refuses_bad_arguments_of_the_structure():
+    with pytest.raises(ValueError, match="structure"):
+        stemunmix.train(structure="fcc")
+    with pytest.raises(ValueError, match="oxygen=True"):
+        stemunmix.train(structure="one species", oxygen=True)
+
+
+def test_one_species_training_images_label_columns_inside_the_crystal_only():
+    from stemunmix.nn.data import monatomic_sample
+
+    rng = np.random.default_rng(2)
+    columns, kinds = [], set()
+    for _ in range(40):
+        image, labels, xy, sub = monatomic_sample(rng, 96, truth=True)
+        assert image.shape == labels.shape == (96, 96)
+        assert set(np.unique(labels)) <= {0, 1}
+        assert (sub == 0).all()
+        # a column's disk is labelled 0 at its centre
+        ij = np.round(xy).astype(int)
+        ok = ((ij >= 0) & (ij < 96)).all(1)
+        assert (labels[ij[ok, 1], ij[ok, 0]] == 0).all()
+        columns.append(len(xy))
+        kinds.add(len(xy) == 0)
+    assert kinds == {True, False}  # some images hold no crystal at all
+
+
+def test_bundled_one_species_model_is_picked_by_its_structure():
+    from stemunmix.nn.model_io import bundled_card, model_for_contrast
+
+    assert model_for_contrast("bright") == "default"
+    assert model_for_contrast("bright", "perovskite") == "default"
+    name = model_for_contrast("bright", "one species")
+    card = bundled_card(name)
+    assert card["class_names"] == ["column", "background"]
+    assert card["structures"] == ["one species"]
+    assert card["validation"]["column_accuracy"] > 0.95
+    with pytest.raises(ValueError, match="no bundled model for bright"):
+        model_for_contrast("bright", "dumbbell")
+
+
 def test_bundled_default_model_loads_with_its_card():
     model = load_model()
     assert not model.training

@@ -82,6 +82,8 @@ def test_the_structure_is_recorded_and_one_the_model_does_not_know_refused(corne
     md = prob.metadata.Signal.stemunmix.segment
     assert (md.structure, md.structure_used) == ("auto", "perovskite")
     with pytest.raises(ValueError, match=r"trained on \['perovskite'\] only"):
-        image.segment(structure="one species", show_progressbar=False)
+        image.segment(model="default", structure="one species", show_progressbar=False)
+    with pytest.raises(ValueError, match="no bundled model for bright columns"):
+        image.segment(structure="dumbbell", show_progressbar=False)
     with pytest.raises(ValueError, match="structure"):
         image.segment(structure="fcc", show_progressbar=False)
