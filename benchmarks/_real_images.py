@@ -32,6 +32,11 @@ def load(name: str) -> np.ndarray:
 
         with h5py.File(REAL / "tkrem_exp_hrstem_5imgs_idx4_STO_lowdose.h5") as f:
             return f["x"][4, 0].astype(np.float32)
+    if name.startswith("nanoparticles "):  # tk_r_em indices 0-3
+        import h5py
+
+        with h5py.File(REAL / "tkrem_exp_hrstem_5imgs_idx4_STO_lowdose.h5") as f:
+            return f["x"][int(name.split()[-1]), 0].astype(np.float32)
     raise KeyError(name)
 
 

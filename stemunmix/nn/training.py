@@ -346,6 +346,7 @@ def _card(recipe, log, device) -> dict:
     return {
         "version": __version__,
         "class_names": list(class_names(recipe)),
+        "structures": [recipe.get("structure", "perovskite")],
         "training_spacing": TRAINING_SPACING,
         "recipe": recipe,
         "validation": log[-1] if log else {},

@@ -116,11 +116,15 @@ class AtomicResolutionImage(StemunmixSignal2D):
         structure : {"auto", "perovskite", "one species", "dumbbell", "2D"}
             The kind of lattice, which decides the classes: the model's, and
             a model lists the structures it was trained on in its card
-            (``structures``). ``"auto"`` (default): the model's first (the
-            bundled models: ``"perovskite"``, classes A, B and O where they
-            have it). Another structure needs a model trained on it: it is
-            refused, with the structures the model knows. Recorded as
-            ``structure`` (asked) and ``structure_used`` in
+            (``structures``). Without ``model``, the bundled model for the
+            contrast and the structure: ``"perovskite"`` (classes A, B and
+            O where the model has it) or ``"one species"`` (a metal, one
+            class ``column``; the ``one_species`` model, trained on fcc, bcc
+            and hcp projections, particles on vacuum or an amorphous film,
+            twins). ``"auto"`` (default): the perovskites (the given
+            model's first structure). A structure no model here knows is
+            refused, with those they know. Recorded as ``structure``
+            (asked) and ``structure_used`` in
             ``metadata.Signal.stemunmix.segment``.
 
         Returns
