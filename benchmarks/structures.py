@@ -132,16 +132,18 @@ def mask_cost(repeats=3):
     return float(np.median(times))
 
 
-def crb_columns(truth, xy, sigma_px, read_noise=1.0):
+def crb_columns(truth, xy, sigma_px, read_noise=1.0, film=None):
     """The Cramer-Rao bound (pixels, per axis) of each column at ``xy``: an
     isolated Gaussian (height, x, y, width, background unknown) of the
-    noise-free image's height there over its local floor."""
+    noise-free image's height there over its local floor, in Poisson plus
+    read noise; with ``film`` (the covariance of the film's texture over the
+    column's patch, counts^2) that texture counts as noise too."""
     from scipy.ndimage import minimum_filter
 
     expected = truth.expected.astype(float)
     floor = minimum_filter(expected, size=int(6 * sigma_px))
     ij = np.round(xy).astype(int)
-    r = int(np.ceil(4 * sigma_px))
+    r = patch_radius(sigma_px)
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1].astype(float)
     g = np.exp(-(xx**2 + yy**2) / (2 * sigma_px**2))
     out = np.empty(len(xy))
@@ -151,9 +153,40 @@ def crb_columns(truth, xy, sigma_px, read_noise=1.0):
         lam = b + h * g
         grads = np.stack([g, h * g * xx / sigma_px**2, h * g * yy / sigma_px**2,
                           h * g * (xx**2 + yy**2) / sigma_px**3, np.ones_like(g)])  # fmt: skip
-        fisher = np.einsum("ipq,jpq->ij", grads, grads / (lam + read_noise**2))
+        grads = grads.reshape(5, -1)
+        cov = np.diag((lam + read_noise**2).ravel())
+        if film is not None:
+            cov = cov + film
+        fisher = grads @ np.linalg.solve(cov, grads.T)
         out[n] = np.sqrt(np.linalg.inv(fisher)[1, 1])
     return out
+
+
+def patch_radius(sigma_px):
+    return int(np.ceil(4 * sigma_px))
+
+
+def film_covariance(truth, support, sigma_px, near, seed=1):
+    """The covariance (counts^2) of an amorphous film's texture over a
+    column's patch: the film rendered alone (``core.synthetic.amorphous``,
+    as ``crystal`` renders it), in the image's counts (the counts of a
+    column of height 1 read from the truth), its patches' covariance."""
+    from stemunmix.core.synthetic import amorphous
+
+    rng = np.random.default_rng(seed)
+    film = amorphous((SIZE, SIZE), near, sigma_px, support, rng)
+    expected = truth.expected.astype(float)
+    ij = np.round(truth.columns.xy).astype(int)
+    from scipy.ndimage import minimum_filter
+
+    floor = minimum_filter(expected, size=int(6 * sigma_px))
+    peak = expected[ij[:, 1], ij[:, 0]] - floor[ij[:, 1], ij[:, 0]]
+    counts = np.median(peak / truth.amplitude)  # counts per unit height
+    r = patch_radius(sigma_px)
+    w = 2 * r + 1
+    patches = np.lib.stride_tricks.sliding_window_view(film * counts, (w, w))
+    patches = patches[::3, ::3].reshape(-1, w * w)
+    return np.cov(patches, rowvar=False)
 
 
 PARTICLES = (3.0, 5.0, 8.0)
@@ -178,16 +211,56 @@ def one_particle(diameter, support, dose, seed=0):
     err = found.xy[k[hit]] - xy[hit] if hit.any() else np.zeros((0, 2))
     crb = crb_columns(truth, xy[hit], 0.035 / 0.02)
     ratio = np.sqrt((err**2).mean(0)) / np.sqrt((crb**2).mean())
+    with_film = None
+    if SUPPORTS[support] is not None:
+        film = film_covariance(truth, SUPPORTS[support], 0.035 / 0.02, near)
+        bound = crb_columns(truth, xy[hit], 0.035 / 0.02, film=film)
+        with_film = (np.sqrt((err**2).mean(0)) / np.sqrt((bound**2).mean())).tolist()
     names = sorted({found.class_names[i] for i in np.unique(found.labels)})
     return {
         "columns": len(found), "particle_columns": len(xy),
         "recall": float(hit.mean()), "outside": int(np.sum(dd > 0.5 * near)),
         "outside_share": float(np.mean(dd > 0.5 * near)) if len(found) else 0.0,
         "classes": names, "error_over_crb": ratio.tolist(),
+        "error_over_bound_with_film": with_film,
     }  # fmt: skip
 
 
+def real_particles():
+    """The real nanoparticle images (tk_r_em indices 0-3) through
+    ``find_columns(structure="one species")``: columns found, the spacing
+    measured and the share of the frame the presence mask keeps."""
+    from _real_images import load
+
+    from stemunmix.signals import AtomicResolutionImage
+
+    out = {}
+    for k in range(4):
+        try:
+            data = load(f"nanoparticles {k}")
+        except (FileNotFoundError, OSError):
+            return out
+        image = AtomicResolutionImage(data)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                found = image.find_columns(structure="one species")
+            except ValueError as error:
+                out[k] = {"refused": str(error)[:120]}
+                continue
+        md = image.probabilities.metadata.Signal.stemunmix.segment
+        out[k] = {
+            "columns": len(found),
+            "spacing_px": float(np.ravel(md.measured_spacing)[0]),
+            "mask_share": float(np.mean(md.presence)),
+        }
+    return out
+
+
 def particles(out):
+    out["real_particles"] = real_particles()
+    for k, r in out["real_particles"].items():
+        print(f"real nanoparticles {k}: {r}", flush=True)
     out["particles"] = {}
     for support in SUPPORTS:
         for diameter in PARTICLES:
@@ -198,7 +271,10 @@ def particles(out):
                       f"{dose:3d}: {r['columns']} columns, recall {r['recall']:.3f} "
                       f"of {r['particle_columns']}, outside {r['outside']} "
                       f"({r['outside_share']:.1%}), classes {r['classes']}, "
-                      "error / CRB {:.2f} / {:.2f}".format(*r["error_over_crb"]),
+                      "error / CRB {:.2f} / {:.2f}".format(*r["error_over_crb"])
+                      + ("" if r["error_over_bound_with_film"] is None else
+                         ", / the bound with the film as noise {:.2f} / {:.2f}"
+                         .format(*r["error_over_bound_with_film"])),
                       flush=True)  # fmt: skip
 
 

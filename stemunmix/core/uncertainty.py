@@ -39,6 +39,8 @@ MAD = 1.4826  # robust standard deviation of a normal distribution per MAD
 # column against its A corners (on other lines) in full.
 LAPLACIAN_GAIN = 1.5  # variance of that second difference of iid positions
 MIN_SNR = 3.0  # fitted height over its standard error: below, not detected
+# The faintest B column relative to A in HAADF (Fe in BiFeO3: about 0.08).
+FAINTEST_RATIO = 0.05
 # The pixel factors of a class are measured on its columns of at least this
 # height SNR, where it has FACTOR_COLUMNS of them in the crop.
 FACTOR_SNR = 10.0
@@ -77,13 +79,18 @@ def undetected(quantities: dict, noise, min_snr: float = MIN_SNR) -> np.ndarray:
     sqrt(v / (pi s^2))), or whose fit is missing. Their position is the
     network's guess, not a measurement on the raw image; their error bar is
     unknown (NaN)."""
+    return ~(column_snr(quantities, noise) >= min_snr)
+
+
+def column_snr(quantities: dict, noise) -> np.ndarray:
+    """(N,) each column's fitted height over its standard error (NaN where
+    the fit is missing); see :func:`undetected`."""
     gain, var0 = noise
     height = np.asarray(quantities["height"], float)
     width = np.asarray(quantities["width"], float)
     var = gain * np.clip(np.asarray(quantities["background"], float), 0, None) + var0
     with np.errstate(invalid="ignore", divide="ignore"):
-        snr = height * np.sqrt(np.pi) * width / np.sqrt(var)
-    return ~(snr >= min_snr)
+        return height * np.sqrt(np.pi) * width / np.sqrt(var)
 
 
 def residual_field(image, xy, fitted: dict, radius, noise):
@@ -522,7 +529,8 @@ def frame_covariance(
     local = xy - np.array(middle["origin"][::-1], float)
     inside = ((local >= 0) & (local <= np.array([w - 1, h - 1]))).all(1)
     ref = np.flatnonzero(inside & (labels == reference))
-    lost = undetected(quantities, noise)
+    snr = column_snr(quantities, noise)
+    lost = ~(snr >= MIN_SNR)
     factors = {}
     if inside.any() and np.isfinite(noise[1]):
         args = (
@@ -586,8 +594,14 @@ def frame_covariance(
         "lattice": lattice,
         "undetected": {k: int((lost & (labels == k)).sum()) for k in classes},
         "counts": {k: int((labels == k).sum()) for k in classes},
+        "snr": {k: _median(snr[labels == k]) for k in classes},
     }
     return cov + lines["covariance"], record
+
+
+def _median(values) -> float:
+    values = values[np.isfinite(values)]
+    return float(np.median(values)) if len(values) else float("nan")
 
 
 def record_arrays(errors: dict, names, nav_shape, noise: dict) -> dict:
@@ -667,8 +681,13 @@ def warnings_of(
                 f"their sigma on held-out sites (1 where the error bars hold): "
                 f"likely {cause}; read the uncertainties with care"
             )
-        for k, lost in rec.get("undetected", {}).items():
-            total = rec.get("counts", {}).get(k, 0)
+        counts, undetected = rec.get("counts", {}), rec.get("undetected", {})
+        snr = rec.get("snr", {})
+        # classes so bright that a B column at the faintest HAADF ratio would show
+        plain = [k for k, v in snr.items() if v >= MIN_SNR / FAINTEST_RATIO]
+        faint = [k for k, v in snr.items() if v < MIN_SNR]
+        for k, lost in undetected.items():
+            total = counts.get(k, 0)
             if total and lost > undetected_share * total:
                 out.append(
                     f"find_columns: frame {idx}: {lost} of {total} {names[k]!r} "
@@ -677,8 +696,30 @@ def warnings_of(
                     "positions are the network's guess and their sigma is NaN, "
                     "so measurements on them have no error bar; a higher dose "
                     "or a sum of frames measures them"
+                    + _another_structure(names, k, plain, k in faint)
                 )
     return out
+
+
+def _another_structure(names, k, plain, faint) -> str:
+    """Where most of one class is missing from the image (its median fitted
+    height below ``MIN_SNR`` standard errors: ``faint``) while another class
+    is so bright that even the faintest B column (``FAINTEST_RATIO`` of it)
+    would show, the lattice is not the model's: said, with what was tried and
+    what to pass (a perovskite network puts B columns between the atoms of a
+    crystal of one species: their median fitted height 0.4-0.5 standard
+    errors beside A at 106-546; a real low-dose SrTiO3, whose faint Ti is
+    there, has its Sr at 17)."""
+    plain = [j for j in plain if j != k]
+    if names[k] != "B" or not faint or not plain:
+        return ""
+    return (
+        f"; the {[names[j] for j in plain]} columns are so bright that "
+        f"{names[k]!r} columns at {FAINTEST_RATIO:g} of their height would "
+        "show: this lattice is likely not the model's structure (tried: "
+        "perovskite); a crystal of one species (a metal) needs "
+        "structure='one species'"
+    )
 
 
 def _pooled(factors: dict) -> dict:

@@ -290,6 +290,20 @@ def test_error_records_become_metadata_arrays_and_warnings():
     assert len(said) == 2
     assert "60 of 100 'B' columns are not detected" in said[0]
     assert "frame (2,)" in said[1] and "not locally regular" in said[1]
+    assert "structure" not in said[0]  # no SNR recorded: no judgement
+
+
+@pytest.mark.parametrize(
+    "a_snr, b_snr, said",
+    [(106.0, 0.4, True),  # fcc [110] through the perovskite model, dose 20
+     (16.7, 0.6, False),  # the real low-dose SrTiO3: its Ti is there, faint
+     (120.0, 12.4, False)],  # a perovskite with B at 0.1 of A, dose 20
+)  # fmt: skip
+def test_b_columns_missing_beside_bright_a_name_another_structure(a_snr, b_snr, said):
+    rec = {"undetected": {0: 0, 1: 300}, "counts": {0: 500, 1: 400},
+           "snr": {0: a_snr, 1: b_snr}}  # fmt: skip
+    (message,) = U.warnings_of({(): rec}, ["A", "B", "background"])
+    assert ("structure='one species'" in message) is said
 
 
 @pytest.mark.parametrize(
