@@ -1,6 +1,6 @@
 """A crystal in a corner of the frame, and where the lattice is on real images.
 
-    python benchmarks/structures.py [--particles]
+    python benchmarks/structures.py [--particles | --dumbbells]
 
 1. The crystal-in-a-corner case of issue #34: the columns of a 128 px [001]
    perovskite (every column whose centre lies in the crystal, rendered
@@ -29,8 +29,17 @@
    on its own background in Poisson plus read noise, from the noise-free
    image; target <= 1.2).
 
-Writes benchmarks/results/structures.json (1-3), or with --particles
-benchmarks/results/structures_particles.json (4 only).
+5. Dumbbells (issue #34): [110] Si (a = 0.543 nm, one species) and GaAs
+   (0.565 nm, the As column 1.1 times the Ga's height) filling the frame
+   at 0.1 and 0.05 A/px (512^2 and 1024^2), doses 50 and 500, through
+   ``image.find_columns(structure="dumbbell")``: the share of the inner
+   dumbbells with both columns found (target >= 0.95), the height ratio of
+   the two ends and its t, and for GaAs the share of columns whose species
+   (the brighter end) is named right.
+
+Writes benchmarks/results/structures.json (1-3), with --particles
+benchmarks/results/structures_particles.json (4 only), with --dumbbells
+benchmarks/results/structures_dumbbells.json (5 only).
 """
 
 import json
@@ -257,6 +266,59 @@ def real_particles():
     return out
 
 
+DUMBBELL_CASES = {"Si": ("diamond", 0.543), "GaAs": ("zincblende", 0.565)}
+DUMBBELL_PIXELS = {0.01: 512, 0.005: 1024}  # nm per pixel: frame side
+
+
+def one_dumbbell(name, pixel_size, dose, seed=0):
+    """Both columns of how many dumbbells are found, and (GaAs) the species
+    named right by the brighter end."""
+    from stemunmix.core import dumbbells
+    from stemunmix.synthetic import crystal
+
+    structure, a = DUMBBELL_CASES[name]
+    image, truth = crystal(structure, "110", a, shape=DUMBBELL_PIXELS[pixel_size],
+                           pixel_size=pixel_size, particle=None, dose=dose,
+                           seed=seed, column_width=0.035)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = image.find_columns(structure="dumbbell", show_progressbar=False)
+    sep = a / 4 / pixel_size
+    xy = truth.columns.xy
+    pairs = dumbbells.pair(xy)
+    margin = (xy[pairs].min(1) > 2 * sep).all(1)
+    margin &= (xy[pairs].max(1) < image.data.shape[0] - 1 - 2 * sep).all(1)
+    pairs = pairs[margin]
+    d, k = cKDTree(found.xy).query(xy)
+    hit = d < 0.25 * sep
+    both = hit[pairs].all(1)
+    out = {"dumbbells": int(len(pairs)), "both_found": float(both.mean()),
+           "columns": len(found)}  # fmt: skip
+    md = image.probabilities.metadata.Signal.stemunmix.find_columns.dumbbells
+    out.update(t=float(md.t), significant=bool(md.significant), ratio=float(md.ratio))
+    if structure == "zincblende":
+        cols = pairs[both].ravel()
+        named = found.labels[k[cols]] == truth.columns.labels[cols]
+        out["species_right"] = float(named.mean())
+    return out
+
+
+def dumbbell_cases(out):
+    out["dumbbells"] = {}
+    for name in DUMBBELL_CASES:
+        for pixel_size in DUMBBELL_PIXELS:
+            for dose in (50, 500):
+                r = one_dumbbell(name, pixel_size, dose)
+                out["dumbbells"][f"{name} {pixel_size * 10:g} A/px dose {dose}"] = r
+                right = r.get("species_right")
+                print(f"{name:4s} [110] {pixel_size * 10:g} A/px dose {dose:3d}: "
+                      f"both columns of {r['both_found']:.3f} of {r['dumbbells']} "
+                      f"dumbbells, height ratio {r['ratio']:.3f} (t {r['t']:.1f}, "
+                      f"split {r['significant']})"
+                      + ("" if right is None else f", species right {right:.3f}"),
+                      flush=True)  # fmt: skip
+
+
 def particles(out):
     out["real_particles"] = real_particles()
     for k, r in out["real_particles"].items():
@@ -280,6 +342,11 @@ def particles(out):
 
 def main():
     out = {"commit": commit(), "date": time.strftime("%Y-%m-%d"), "corner": {}}
+    if "--dumbbells" in sys.argv:
+        dumbbell_cases(out)
+        name = "structures_dumbbells.json"
+        (HERE / "results" / name).write_text(json.dumps(out, indent=1))
+        return
     if "--particles" in sys.argv:
         particles(out)
         name = "structures_particles.json"

@@ -10,11 +10,9 @@ weights.
 
 import argparse
 import json
-import shutil
-from pathlib import Path
 
 import stemunmix
-from stemunmix.nn.model_io import MODELS_DIR
+from stemunmix.nn.model_io import MODELS_DIR, save_model
 
 RECIPE = dict(steps=5000, batch_size=8, patch_size=128, learning_rate=3e-3, seed=0)
 
@@ -34,8 +32,9 @@ def regenerate(
     model = stemunmix.train(out=args.out, device=args.device,
                             **(recipe | {"steps": args.steps}))  # fmt: skip
     MODELS_DIR.mkdir(exist_ok=True)
-    shutil.copy(Path(args.out) / "model.pt", MODELS_DIR / f"{name}.pt")
-    card = dict(model.card, name=name, contrast=contrast, structures=list(structures))
+    model.card["structures"] = list(structures)  # the weights' card says it too
+    save_model(model, MODELS_DIR / f"{name}.pt", model.card)
+    card = dict(model.card, name=name, contrast=contrast)
     (MODELS_DIR / f"{name}.json").write_text(json.dumps(card, indent=1) + "\n")
     print(json.dumps(card["validation"], indent=1))
 

@@ -301,10 +301,11 @@ def crystal(
     background: float = 0.1,
     blur: float = 0.0,
     seed: int | None = 0,
+    ratio: float = 1.1,
 ):
-    """A HAADF image of a crystal of one species and its ground truth: a
-    particle on vacuum or on an amorphous film, twinned or not, or a crystal
-    that fills the frame.
+    """A HAADF image of a crystal of one species (or of dumbbells) and its
+    ground truth: a particle on vacuum or on an amorphous film, twinned or
+    not, or a crystal that fills the frame.
 
     Parameters
     ----------
@@ -312,7 +313,10 @@ def crystal(
         The crystal and the zone axis it is seen along: ``("fcc", "100")``,
         ``("fcc", "110")``, ``("fcc", "111")``, ``("bcc", "100")``,
         ``("bcc", "110")`` or ``("hcp", "0001")``
-        (:data:`stemunmix.core.synthetic.MONATOMIC`).
+        (:data:`stemunmix.core.synthetic.MONATOMIC`); dumbbells
+        ``("diamond", "110")`` (Si, a = 0.543 nm: 0.136 nm apart) and
+        ``("zincblende", "110")`` (GaAs, 0.565 nm)
+        (:data:`stemunmix.core.synthetic.DUMBBELLS`).
     lattice_parameter : float
         Cubic (hcp: basal) lattice parameter in nm (Pt 0.392, Au 0.408, Fe
         0.287, Mg 0.321).
@@ -333,12 +337,16 @@ def crystal(
         thickness (to 0.3 of the middle's).
     column_width, dose, read_noise, drift, jitter, background, blur, seed
         As in :func:`perovskite`.
+    ratio : float
+        Zincblende: the peak height of the anion column (the dumbbell's
+        second, As in GaAs) over the cation's (about 1.1 for GaAs in HAADF).
 
     Returns
     -------
     image : AtomicResolutionImage
     truth : SyntheticTruth
-        Column positions (class ``"column"``), ``domain`` the grain of each
+        Column positions (class ``"column"``; zincblende ``"cation"`` and
+        ``"anion"``), ``domain`` the grain of each
         (0, and 1 beyond the twin), ``domain_map`` 1 on the crystal's pixels
         (within half a nearest distance of a column) and 0 elsewhere.
 
@@ -352,14 +360,15 @@ def crystal(
     shape = _check_shape(shape)
     _check_seed(seed)
     key = (str(structure), str(zone).strip("[]<>"))
-    if key not in _core.MONATOMIC:
+    if key not in _core.MONATOMIC and key not in _core.DUMBBELLS:
         raise ValueError(
-            f"structure={structure!r}, zone={zone!r}: the crystals of one species "
-            f"rendered are {sorted(_core.MONATOMIC)}"
+            f"structure={structure!r}, zone={zone!r}: the crystals rendered are "
+            f"{sorted(_core.MONATOMIC) + sorted(_core.DUMBBELLS)}"
         )
     pixel_size = _positive("pixel_size", pixel_size)
     a_px = _positive("lattice_parameter", lattice_parameter) / pixel_size
-    vectors, basis = (np.asarray(v, float) for v in _core.MONATOMIC[key])
+    ratio = _positive("ratio", ratio)
+    vectors, basis, species = _core.projected_cell(*key)
     vectors = (
         a_px * vectors @ _core.rotation_matrix(checks.real("rotation", rotation)).T
     )
@@ -408,6 +417,8 @@ def crystal(
         background=background,
         blur=blur_px,
         seed=seed,
+        species=species,
+        heights=(1.0, ratio),
     )
     parameters = {
         "structure": key[0],
@@ -429,12 +440,14 @@ def crystal(
         "background": background,
         "blur": blur,
         "seed": seed,
+        "ratio": ratio,
         "domains": "none",
     }
     image = _make_image(out["image"], pixel_size, parameters)
     image.metadata.General.title = f"Synthetic {key[0]} [{key[1]}]"
+    names = ["cation", "anion"] if species.max() > 0 else ["column"]
     truth = SyntheticTruth(
-        columns=Columns(out["xy"], out["sublattice"], ["column"]),
+        columns=Columns(out["xy"], out["sublattice"], names),
         displacement=np.zeros_like(out["xy"]),
         domain=out["grain"],
         domain_map=out["crystal"].astype(np.int8),

@@ -376,6 +376,34 @@ MONATOMIC = {
 }
 
 
+# Dumbbells in [110]: the fcc [110] cell of MONATOMIC with each column's
+# partner a/4 along [001] (x here): (vectors, basis, species of each basis
+# site). Diamond (Si, Ge): one species; zincblende (GaAs): two, the second
+# (the anion) at the partner sites.
+DUMBBELLS = {
+    ("diamond", "110"): (
+        [[1.0, 0.0], [0.0, 2**-0.5]],
+        [[0.0, 0.0], [0.5, 0.5], [0.25, 0.0], [0.75, 0.5]],
+        [0, 0, 0, 0],
+    ),
+    ("zincblende", "110"): (
+        [[1.0, 0.0], [0.0, 2**-0.5]],
+        [[0.0, 0.0], [0.5, 0.5], [0.25, 0.0], [0.75, 0.5]],
+        [0, 0, 1, 1],
+    ),
+}
+
+
+def projected_cell(structure: str, zone: str):
+    """(vectors, basis, species) of a crystal in :data:`MONATOMIC` or
+    :data:`DUMBBELLS` (lengths in lattice parameters)."""
+    if (structure, zone) in DUMBBELLS:
+        v, b, sp = DUMBBELLS[(structure, zone)]
+        return np.asarray(v, float), np.asarray(b, float), np.asarray(sp, int)
+    v, b = MONATOMIC[(structure, zone)]
+    return np.asarray(v, float), np.asarray(b, float), np.zeros(len(b), int)
+
+
 def nearest_distance(vectors, basis) -> float:
     """The shortest distance between two columns of a projected cell."""
     vectors, basis = np.asarray(vectors, float), np.asarray(basis, float)
@@ -417,25 +445,29 @@ def grain_sites(shape, vectors, basis, origin, margin, twin=None):
     ``twin``, optional: (point, angle in degrees) of the boundary line; the
     sites beyond it are the mirror image of the lattice across it, and the
     sites of the second grain closer than 0.6 of the nearest distance to one
-    of the first are left out. Returns xy (N, 2) and the grain (N,) of each.
+    of the first are left out. Returns xy (N, 2), the grain (N,) and the
+    basis site (N,) of each.
     """
     from scipy.spatial import cKDTree
 
-    xy, _ = lattice_sites(shape, vectors, basis, origin, margin)
+    xy, sub = lattice_sites(shape, vectors, basis, origin, margin)
     if twin is None:
-        return xy, np.zeros(len(xy), int)
+        return xy, np.zeros(len(xy), int), sub
     point, angle = np.asarray(twin[0], float), np.deg2rad(twin[1])
     along = np.array([np.cos(angle), np.sin(angle)])
     normal = np.array([-along[1], along[0]])
     side = (xy - point) @ normal
     mirror = xy - 2 * side[:, None] * normal
     first, second = xy[side <= 0], mirror[side <= 0]
-    second = second[(second - point) @ normal > 0]
+    sub_first, sub_second = sub[side <= 0], sub[side <= 0]
+    beyond = (second - point) @ normal > 0
+    second, sub_second = second[beyond], sub_second[beyond]
     near = nearest_distance(np.asarray(vectors) / 1.0, basis)
     if len(first) and len(second):
         d, _ = cKDTree(first).query(second)
-        second = second[d > 0.6 * near]
-    return np.vstack([first, second]), np.r_[np.zeros(len(first)), np.ones(len(second))]
+        second, sub_second = second[d > 0.6 * near], sub_second[d > 0.6 * near]
+    grain = np.r_[np.zeros(len(first), int), np.ones(len(second), int)]
+    return np.vstack([first, second]), grain, np.r_[sub_first, sub_second]
 
 
 def amorphous(shape, spacing, sigma, amplitude, rng, where=None) -> np.ndarray:
@@ -469,8 +501,11 @@ def render_monatomic(
     background=0.1,
     blur=0.0,
     seed=0,
+    species=None,
+    heights=(1.0,),
 ):
-    """Render a crystal of one species; every length in pixels, inputs valid.
+    """Render a crystal of one species (or of two, in dumbbells); every
+    length in pixels, inputs valid.
 
     ``vectors`` (2, 2) and ``basis`` (k, 2) are the projected cell, already
     scaled and turned; the lattice's origin is drawn. ``inside``, optional: a
@@ -480,11 +515,13 @@ def render_monatomic(
     (:func:`amorphous`); None: vacuum around the crystal. ``thickness``:
     column heights fall off towards the particle's edge like a sphere's
     thickness (to 0.3 at the edge). ``twin``: see :func:`grain_sites`.
+    ``species``, optional: the species (int) of each basis site (default
+    all 0), ``heights`` the peak height of each species.
 
     Returns a dict like :func:`render_perovskite`'s: ``image``,
-    ``expected``, ``xy`` (true image-frame positions), ``sublattice`` (all
-    0), ``grain``, ``amplitude``, and ``crystal`` (H, W) bool, the pixels
-    within half a nearest distance of a column.
+    ``expected``, ``xy`` (true image-frame positions), ``sublattice`` (the
+    species of each), ``grain``, ``amplitude``, and ``crystal`` (H, W)
+    bool, the pixels within half a nearest distance of a column.
     """
     from scipy.ndimage import distance_transform_edt
 
@@ -493,16 +530,18 @@ def render_monatomic(
     near = nearest_distance(vectors, basis)
     origin = rng.uniform(0, 1, 2) @ vectors
     margin = 4 * sigma + abs(drift[0]) + abs(drift[1]) + 2
-    xy, grain = grain_sites(shape, vectors, basis, origin, margin, twin)
+    xy, grain, site = grain_sites(shape, vectors, basis, origin, margin, twin)
     if inside is not None:
         keep = inside(xy)
-        xy, grain = xy[keep], grain[keep]
-    amplitude = np.ones(len(xy))
+        xy, grain, site = xy[keep], grain[keep], site[keep]
+    kind = np.zeros(len(basis), int) if species is None else np.asarray(species)
+    kind = kind[site]
+    amplitude = np.asarray(heights, float)[kind]
     if thickness and len(xy):
         centre = xy.mean(0)
         reach = np.hypot(*(xy - centre).T).max() + near
         r = np.hypot(*(xy - centre).T) / reach
-        amplitude = 0.3 + 0.7 * np.sqrt(np.clip(1 - r**2, 0, 1))
+        amplitude = amplitude * (0.3 + 0.7 * np.sqrt(np.clip(1 - r**2, 0, 1)))
     amplitude *= 1 + 0.03 * rng.standard_normal(len(xy))
     h = shape[0]
     line_jitter = jitter * rng.standard_normal(h) if jitter > 0 else np.zeros(h)
@@ -531,7 +570,7 @@ def render_monatomic(
         "image": image.astype(np.float32),
         "expected": expected.astype(np.float32),
         "xy": xy_image[ok],
-        "sublattice": np.zeros(int(ok.sum()), int),
+        "sublattice": kind[ok],
         "grain": grain[ok].astype(int),
         "amplitude": amplitude[ok],
         "crystal": crystal,

@@ -11,9 +11,11 @@ from scipy.spatial import cKDTree
 
 from stemunmix.core.segmentation import normalize
 from stemunmix.core.synthetic import (
+    DUMBBELLS,
     MONATOMIC,
     nearest_distance,
     particle_outline,
+    projected_cell,
     render_monatomic,
     render_perovskite,
     rotation_matrix,
@@ -22,6 +24,8 @@ from stemunmix.core.synthetic import (
 # A-B distance is spacing / sqrt(2) in both projections; label disks use a
 # quarter of it, so the disks never touch.
 DISK_FRACTION = 0.25 / np.sqrt(2)
+# Share of the one-species model's crystals in dumbbells (see monatomic_sample).
+DUMBBELL_SHARE = 0.3
 # Share of training images with a band of another material (see random_sample).
 LAYER_PROBABILITY = 0.5
 
@@ -153,15 +157,19 @@ def monatomic_sample(
 ):
     """One training image of the one-species model and its class map
     (0 = column, 1 = background): a crystal of any projection in
-    :data:`MONATOMIC` (square, centred rectangle, triangular, honeycomb) at a
-    shortest translation drawn in ``spacing_range``, turned at random; it
+    :data:`MONATOMIC` (square, centred rectangle, triangular, honeycomb) or,
+    in ``DUMBBELL_SHARE`` of the images, in :data:`DUMBBELLS` ([110]
+    diamond and zincblende, the two columns of a dumbbell 0.6-1 of each
+    other's height), at a shortest translation drawn in ``spacing_range``,
+    turned at random; it
     fills the frame (35 %), is a particle (ellipse or facets) on vacuum
     (30 %) or on an amorphous film (25 %), or is absent (10 %: a film or
     vacuum only); a quarter of the crystals are twinned. Dose, noise, drift,
     jitter, blur and the detector are drawn as for the perovskites.
     """
-    keys = list(MONATOMIC)
-    vectors, basis = MONATOMIC[keys[int(rng.integers(len(keys)))]]
+    keys = list(DUMBBELLS) if rng.random() < DUMBBELL_SHARE else list(MONATOMIC)
+    vectors, basis, species = projected_cell(*keys[int(rng.integers(len(keys)))])
+    heights = (1.0, rng.uniform(0.6, 1.0))[:: 1 if rng.random() < 0.5 else -1]
     spacing = rng.uniform(*spacing_range)
     vectors = np.asarray(vectors) * spacing / shortest_translation(vectors)
     vectors = vectors @ rotation_matrix(rng.uniform(0, 360)).T
@@ -197,11 +205,14 @@ def monatomic_sample(
         background=rng.uniform(0, 0.5),
         blur=rng.uniform(0, 0.5) * sigma,
         seed=int(rng.integers(2**31)),
+        species=species,
+        heights=heights,
     )
     image = normalize(_detector(rng, out["image"]))
-    labels = label_map((size, size), out["xy"], out["sublattice"], 0.25 * near, 1)
+    column = np.zeros(len(out["xy"]), int)  # every species is a column
+    labels = label_map((size, size), out["xy"], column, 0.25 * near, 1)
     if truth:
-        return image, labels, out["xy"], out["sublattice"]
+        return image, labels, out["xy"], column
     return image, labels
 
 

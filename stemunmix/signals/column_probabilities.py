@@ -8,7 +8,7 @@ import numpy as np
 from hyperspy._signals.lazy import LazySignal
 
 from stemunmix.columns import Columns
-from stemunmix.core import checks, engine
+from stemunmix.core import checks, dumbbells, engine
 from stemunmix.core.find import REFINE, find_columns, unpack_fit
 from stemunmix.core.indexing import index_columns
 from stemunmix.core.lattice import LATTICES, checkerboard, on_lattice
@@ -21,6 +21,11 @@ from stemunmix.core.presence import (
 from stemunmix.core.segmentation import measure_spacing
 from stemunmix.core.uncertainty import frame_covariance, record_arrays, warnings_of
 from stemunmix.signals._base import StemunmixSignal2D, progress_bar
+
+# The nearest-column distance over the spacing (the shortest translation) of
+# each structure: A-B in a perovskite; a dumbbell's two columns (a / 4 over
+# the fcc [110] centring, sqrt(3 / 8) a).
+NEAREST = {"perovskite": 2**-0.5, "dumbbell": 0.25 / np.sqrt(3 / 8)}
 
 
 class ColumnProbabilities(StemunmixSignal2D):
@@ -119,8 +124,9 @@ class ColumnProbabilities(StemunmixSignal2D):
         with progress_bar(show_progressbar, "find_columns") as bar:
             found = find_columns(self.data, frames_image, len(nav_shape), classes,
                                  threshold, refine, distances, block, bar, masks)  # fmt: skip
+        dumbbell = self._structure() == "dumbbell"
         columns, noise, errors = _assemble(
-            found, names, self.data.shape, lattice, cations, distances, where
+            found, names, self.data.shape, lattice, cations, distances, where, dumbbell
         )
         settings = {"threshold": threshold, "refine": refine, "lattice": str(lattice),
                     "min_distance": "auto" if min_distance is None
@@ -154,7 +160,7 @@ class ColumnProbabilities(StemunmixSignal2D):
         """find_columns' settings and error model into metadata, and what the
         user must hear: no columns, columns off the lattice, error-model
         warnings."""
-        names, nav_shape = self.class_names, self.data.shape[:-3]
+        names, nav_shape = columns.class_names, self.data.shape[:-3]
         if len(columns) == 0:
             checks.warn(
                 "no columns found: no class probability reaches the threshold "
@@ -164,7 +170,9 @@ class ColumnProbabilities(StemunmixSignal2D):
         self._check_on_lattice(columns, nav_shape)
         self.metadata.set_item(
             "Signal.stemunmix.find_columns",
-            settings | record_arrays(errors, names, nav_shape, noise),
+            settings
+            | record_arrays(errors, names, nav_shape, noise)
+            | _dumbbell_record(errors, nav_shape),
         )
         for message in warnings_of(errors, names):
             checks.warn(message)
@@ -238,9 +246,14 @@ class ColumnProbabilities(StemunmixSignal2D):
                 s = float(np.ravel(spacing)[n])
             else:
                 s = measure_spacing(np.asarray(self.data[idx][classes].sum(0)))
-            d_ab = s / np.sqrt(2)
+            d_ab = s * NEAREST.get(self._structure(), 2**-0.5)
             out[idx] = (max(1.0, 0.5 * d_ab), d_ab)
         return out
+
+    def _structure(self) -> str:
+        """The structure segment() used (perovskite for maps made before
+        structures were recorded)."""
+        return str(self._get_state("segment", {}).get("structure_used", "perovskite"))
 
     def _segment_block(self) -> int:
         """Block side (pixels) the maps were computed in; column finding uses it."""
@@ -413,14 +426,39 @@ def _cation_pair(names, classes, lattice=None):
     return None
 
 
-def _assemble(found, names, shape, lattice, cations, distances, where=None):
+def _dumbbell_record(errors, nav_shape) -> dict:
+    """{"dumbbells": {pairs, t, significant, ratio, unpaired} per frame
+    (arrays of the navigation shape)} where the columns were split into
+    dumbbell ends; else {}."""
+    recs = {idx: e["dumbbells"] for idx, e in errors.items() if "dumbbells" in e}
+    if not recs:
+        return {}
+    keys = ("pairs", "t", "significant", "ratio", "unpaired")
+    out = {}
+    for k in keys:
+        a = np.zeros(nav_shape, float if k in ("t", "ratio") else int)
+        for idx, r in recs.items():
+            a[idx] = r[k]
+        out[k] = a if nav_shape else a.item()
+    return {"dumbbells": out}
+
+
+def _assemble(
+    found, names, shape, lattice, cations, distances, where=None, dumbbell=False
+):
     """Columns of every frame in one container, with their fitted quantities,
     position covariances (:func:`stemunmix.core.uncertainty.frame_covariance`)
     and lattice sites, named on the checkerboard when asked; those the raw
     image does not show on the edge of where the lattice is (``where``
     {frame: (mask, bin, edge band)}) left out. Also returns each frame's
-    noise model {frame: (gain, var0)} and error-model record {frame: dict}."""
+    noise model {frame: (gain, var0)} and error-model record {frame: dict}.
+    ``dumbbell``: the column class is split into the two ends of the
+    dumbbells (:func:`stemunmix.core.dumbbells.classes`; ``column 2`` the
+    brighter where the ends differ), recorded as ``dumbbells`` in each
+    frame's record."""
     where = where or {}
+    if dumbbell:
+        names = ["column 1", "column 2", *[n for n in names[1:]]]
     nav_shape = shape[:-3]
     reference = (
         names.index("A")
@@ -433,6 +471,9 @@ def _assemble(found, names, shape, lattice, cations, distances, where=None):
         if lattice == "checkerboard":
             labels = checkerboard(xy, labels, scores, distances[idx][1], cations)
         quantities, cov, noise[idx] = unpack_fit(fits)
+        split = None
+        if dumbbell:
+            labels, split = dumbbells.classes(xy, quantities["height"])
         (xy, labels, scores, cov, ij), quantities, vec = _indexed(
             (xy, labels, scores, cov), quantities, noise[idx], where.get(idx), reference
         )
@@ -440,6 +481,8 @@ def _assemble(found, names, shape, lattice, cations, distances, where=None):
             cov, errors[idx] = frame_covariance(
                 middle, xy, labels, quantities, cov, noise[idx], ij, vec, reference
             )
+        if split is not None:
+            errors.setdefault(idx, {})["dumbbells"] = split
         vectors.append(vec)
         frames.append(idx[::-1])
         frame_lines = errors.get(idx, {}).get("lines", np.zeros((2, 2)))
