@@ -317,9 +317,10 @@ def _unmixing_options(parser, window_type) -> None:
     )
     parser.add_argument(
         "--method",
-        choices=("pca", "nmf", "ica", "gmm"),
+        choices=("pca", "nmf", "ica", "gmm", "rvae"),
         default="pca",
-        help="unmixing method (default pca)",
+        help="unmixing method (default pca; rvae: the rotation-invariant VAE, "
+        "its components drawn as latent traversals)",
     )
     parser.add_argument(
         "--components",

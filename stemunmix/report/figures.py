@@ -137,6 +137,8 @@ def _components_figure(result, view):
     where none can be drawn (the Gaussian mixture's cluster means), as
     windows."""
     ld = result.descriptors
+    if result.method == "rvae":
+        return _traversals_figure(result)
     if result.method != "gmm":
         try:
             pictures = ld.component_displacements(
@@ -175,34 +177,88 @@ def _components_figure(result, view):
     )
 
 
+def _traversals_figure(result):
+    """The rotation-invariant VAE's components: each content latent traversed
+    from -2 to 2 (the others at their prior's centre, the angle 0), and the
+    angle a quarter turn at a time."""
+    ld = result.descriptors
+    every = list(result.latents.metadata.Signal.quantities)
+    values = np.asarray(result.latents.data).reshape(-1, len(every))
+    values = values[np.isfinite(values).all(1)]
+    rows = [
+        (n, np.percentile(values[:, k], [5, 25, 50, 75, 95]))
+        for k, n in enumerate(every)
+        if n[0] == "z"
+    ]
+    rows.append(("angle", np.radians([0.0, 90.0, 180.0, 270.0])))
+    fig, axes = _subplots(len(rows), 5, figsize=(9, 1.9 * len(rows)), squeeze=False)
+    for (name, values), row in zip(rows, axes, strict=True):
+        stack = np.asarray(ld.latent_traversal(name, values).data)
+        for k, ax in enumerate(row):
+            ax.axis("off")
+            if k < len(stack):
+                ax.imshow(stack[k], cmap="viridis")
+                degrees = np.degrees(values[k])
+                label = f"{degrees:.0f} deg" if name == "angle" else f"{values[k]:+.2g}"
+                ax.set_title(f"{name} {label}", fontsize=7)
+    caption = (
+        "The rotation-invariant VAE's components as latent traversals: each "
+        "row one content latent set to its 5th, 25th, 50th, 75th and 95th "
+        "percentile over the windows (the others at their prior's centre), "
+        "the last the angle a quarter turn at a time; decoded windows."
+    )
+    return fig, "components.png", caption
+
+
+def _latent_maps(result, view):
+    """The rVAE's content latents and the angle at every column."""
+    lat = result.latents
+    names = list(lat.metadata.Signal.quantities)
+    keep = [k for k, n in enumerate(names) if n[0] == "z" or n == "angle"]
+    values = np.asarray(lat.data).reshape(-1, len(names))
+    values = values[np.isfinite(values).all(1)][:, keep]
+    maps = result.descriptors._to_image_grid(values, "voronoi", "latent", "latents")
+    return np.asarray(maps.data), [names[k] for k in keep]
+
+
 def _loadings_figure(result, view):
-    source = "cluster" if result.method == "gmm" else result.learning_source
-    mdata = np.asarray(result.descriptors.get_loading_maps(source).data)
+    if result.method == "rvae":
+        mdata, titles = _latent_maps(result, view)
+    else:
+        source = "cluster" if result.method == "gmm" else result.learning_source
+        mdata = np.asarray(result.descriptors.get_loading_maps(source).data)
+        titles = [f"loading {i}" for i in range(len(mdata))]
     while mdata.ndim > 3:
         mdata = mdata[0]
     fig, axes = _grid(len(mdata), aspect=view.aspect)
     for i, (ax, m) in enumerate(zip(axes, mdata, strict=True)):
         signed = np.nanmin(m) < 0
         top = float(np.nanmax(np.abs(m))) or 1.0
+        if titles[i] == "angle":  # cyclic: -pi and pi are one angle
+            signed, top = True, np.pi
         shown = ax.imshow(
             m,
-            cmap="RdBu_r" if signed else "viridis",
+            cmap=("twilight" if titles[i] == "angle" else "RdBu_r")
+            if signed
+            else "viridis",
             extent=view.extent,
             vmin=-top if signed else 0,
             vmax=top,
         )
-        ax.set_title(f"loading {i}")
+        ax.set_title(titles[i])
         ax.axis("off")
         _scale_bar(ax, view.extent, view.units)
         fig.colorbar(shown, ax=ax, label="loading", shrink=0.8)
-    return (
-        fig,
-        "loading_maps.png",
-        (
-            "Loading maps: each component's weight at every "
-            "column, drawn over the column's Voronoi cell."
-        ),
+    caption = (
+        "Loading maps: each component's weight at every "
+        "column, drawn over the column's Voronoi cell."
     )
+    if result.method == "rvae":
+        caption = (
+            "Latent maps: each content latent and the angle (radians) of the "
+            "rotation-invariant VAE at every column, drawn over its Voronoi cell."
+        )
+    return fig, "loading_maps.png", caption
 
 
 def _domain_confidence(ld):

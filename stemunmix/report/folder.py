@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 MANIFEST = "manifest.json"
+# The signals a results folder holds (latents: method "rvae" only).
+SIGNALS = ("image", "probabilities", "descriptors", "latents")
 # What a results folder holds; anything else is the user's and is not replaced.
 _OURS_NAMES = {
     "report.html",
@@ -31,11 +33,7 @@ _OURS_NAMES = {
     "cells.csv",
     MANIFEST,
     "maps.zarr",
-} | {
-    f"{n}.{e}"
-    for n in ("image", "probabilities", "descriptors")
-    for e in ("hspy", "zspy")
-}
+} | {f"{n}.{e}" for n in SIGNALS for e in ("hspy", "zspy")}
 
 
 class ResultsError(OSError):
@@ -264,13 +262,13 @@ def _damaged(folder: Path, files: dict) -> dict:
 
 def load_results(folder, lazy: bool = False) -> dict:
     """The signals of a results folder, checked first (:func:`check_results`):
-    {"image", "probabilities", "descriptors"} -> signal."""
+    {"image", "probabilities", "descriptors" (, "latents")} -> signal."""
     import hyperspy.api as hs
 
     folder = Path(folder)
     check_results(folder)
     out = {}
-    for name in ("image", "probabilities", "descriptors"):
+    for name in SIGNALS:
         for ext in ("zspy", "hspy"):
             p = folder / f"{name}.{ext}"
             if p.exists():

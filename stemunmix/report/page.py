@@ -391,16 +391,20 @@ def _quality_rows(quality: dict) -> list[tuple[str, str]]:
 
 def save_results(result: Analysis, out, lazy: bool = False) -> list[Path]:
     """Save the image (with its columns), the probability maps and the
-    descriptors (with their learning results) as .hspy, or .zspy when lazy."""
+    descriptors (with their learning results) as .hspy, or .zspy when lazy;
+    with method "rvae" also its latents (``latents``)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     ext = "zspy" if lazy else "hspy"
     paths = []
-    for name, signal in (
+    signals = [
         ("image", result.image),
         ("probabilities", result.probabilities),
         ("descriptors", result.descriptors),
-    ):
+    ]
+    if result.latents is not None:
+        signals.append(("latents", result.latents))
+    for name, signal in signals:
         path = out / f"{name}.{ext}"
         read_from = result.stored.get(name)
         if read_from is None or Path(read_from).resolve() != path.resolve():

@@ -19,7 +19,8 @@ from stemunmix.report.choices import (
     _window_from_data,
 )
 
-METHODS = ("pca", "nmf", "ica", "gmm")
+METHODS = ("pca", "nmf", "ica", "gmm", "rvae")
+RVAE_LATENTS = 3  # the content latents of method="rvae" at most
 
 
 @dataclass
@@ -43,6 +44,7 @@ class Analysis:
     physical: object | None = None  # the neighbour-displacement descriptor, clustered
     physical_agreement: float | None = None  # ARI, learned against physical labels
     physical_truth_agreement: float | None = None  # ARI, physical against truth
+    latents: object | None = None  # method "rvae": the latents (Signal1D on the sites)
 
     @property
     def columns(self):
@@ -113,10 +115,14 @@ def analyze(
         Window size in pixels; default chosen by :func:`choose_window` on the
         scree against window size (``scree=True``), otherwise half the column
         spacing.
-    method : {"pca", "nmf", "ica", "gmm"}
-        PCA (SVD of the centred windows), NMF, FastICA on a PCA, or a
-        Gaussian mixture on the PCA loadings; the domain map always comes
-        from a Gaussian mixture on the method's loadings.
+    method : {"pca", "nmf", "ica", "gmm", "rvae"}
+        PCA (SVD of the centred windows), NMF, FastICA on a PCA, a
+        Gaussian mixture on the PCA loadings, or the rotation- and
+        shift-invariant VAE (:meth:`LocalDescriptors.invariant_latents`:
+        ``components`` content latents, at most 3, beside the angle; the
+        domains from its content latents and the angle's cosine and sine;
+        the components drawn as latent traversals); the domain map always
+        comes from a Gaussian mixture on the method's loadings.
     components : int, optional
         Number of components; default from parallel analysis
         (:func:`stemunmix.core.selection.parallel_analysis`: the components
@@ -217,6 +223,7 @@ def analyze(
             stored=stored,
             choices=choices,
             scree=scree_signal,
+            latents=getattr(ld, "invariant_latents_", None),
         )
         progress.start("physical descriptor")
         _physical(result)
@@ -248,11 +255,13 @@ def _unmix(ld, method, components, domains, choices, log) -> tuple[int, int]:
             f"only {n} windows for {components} components; use a larger image, "
             "a smaller window, or fewer components"
         )
-    _decompose(ld, method, components)
+    if method == "rvae":
+        components = min(components, RVAE_LATENTS)
+    source = _decompose(ld, method, components)
     chosen = domains is None
     if chosen:
-        domains = _domains_from_data(_loadings(ld, method, components), choices)
-    domains = _cluster(ld, method, components, domains, chosen, choices, log)
+        domains = _domains_from_data(_loadings(ld, source, components), choices)
+    domains = _cluster(ld, source, components, domains, chosen, choices, log)
     return components, domains
 
 
@@ -389,7 +398,14 @@ def _segment_and_find(image, store, progress, model=None):
     return prob, columns, stored
 
 
-def _decompose(ld, method, components) -> None:
+def _decompose(ld, method, components):
+    """The method's learning on the windows ``ld``; returns what the domains
+    are clustered on: a learning result's name, or (rvae) the latents to
+    cluster, a signal on the sites (kept in ``ld.invariant_latents_``)."""
+    if method == "rvae":
+        latents = ld.invariant_latents(n_latent=components, random_state=0)
+        ld.invariant_latents_ = latents
+        return latents.isig[3:]  # the content latents, cos and sin of the angle
     if method == "nmf":
         ld.decomposition(algorithm="NMF", output_dimension=components, print_info=False)
     else:
@@ -401,26 +417,30 @@ def _decompose(ld, method, components) -> None:
         )
     if method == "ica":
         ld.blind_source_separation(components, print_info=False)
+        return "bss"
+    return "decomposition"
 
 
-def _loadings(ld, method, components) -> np.ndarray:
-    source = "bss" if method == "ica" else "decomposition"
+def _loadings(ld, source, components) -> np.ndarray:
+    if not isinstance(source, str):  # a signal on the sites: its rows with a window
+        values = np.asarray(source.data).reshape(-1, source.data.shape[-1])
+        return values[np.isfinite(values).all(1)]
     return ld.per_column(source)[:, :components]
 
 
-def _cluster(ld, method, components, domains, chosen, choices, log) -> int:
-    """The Gaussian mixture (one shared covariance) on the method's loadings,
+def _cluster(ld, source, components, domains, chosen, choices, log) -> int:
+    """The Gaussian mixture (one shared covariance) on the method's loadings
+    (``source``: a learning result's name, or a signal on the sites),
     in ``ld.learning_results``, and its test (``ld.domain_test``). A partition
     chosen from the data that is not significant becomes one domain (the
     test of the partition stays in ``ld.domain_test``); one the user asked
     for is kept, with a warning. Returns the number of domains."""
 
-    source = "bss" if method == "ica" else "decomposition"
-
     def fit(k):
+        by_name = isinstance(source, str)
         ld.cluster_analysis(
             source,
-            number_of_components=components,
+            number_of_components=components if by_name else None,
             algorithm=GaussianMixture(k, covariance_type="tied", random_state=0),
         )
         return ld.domain_test

@@ -353,3 +353,20 @@ def test_json_and_quiet_keep_standard_output_for_the_summary(tmp_path):
     numbers = json.loads(text.getvalue())  # nothing but the summary
     assert numbers == json.loads((tmp_path / "d" / "summary.json").read_text())
     assert "training" not in err.getvalue() and "%|" not in err.getvalue()
+
+
+def test_analyze_with_the_rotation_invariant_vae(image_file, tmp_path):
+    out = tmp_path / "rvae"
+    code = main(["analyze", str(image_file), "--method", "rvae", "--components", "2",
+                 "--domains", "2", "--out", str(out), "--no-scree"])  # fmt: skip
+    assert code == 0
+    page = (out / "report.html").read_text()
+    assert "latent traversals" in page and "Latent maps" in page
+    latents = hs.load(out / "latents.hspy")
+    names = list(latents.metadata.Signal.quantities)
+    assert names[:5] == ["angle", "shift_x", "shift_y", "z0", "z1"]
+    assert names[-2:] == ["cos_angle", "sin_angle"]
+    ld = hs.load(out / "descriptors.hspy")
+    # two stripes of opposite polarization: the domains follow them
+    labels = np.asarray(ld.learning_results.cluster_labels)
+    assert labels.shape[0] == 2 and (labels.sum(1) > 0.2 * labels.sum()).all()

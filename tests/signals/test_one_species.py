@@ -78,3 +78,27 @@ def test_the_perovskite_model_says_the_lattice_is_not_its_own(particle):
     assert prob.metadata.Signal.stemunmix.segment.structure_used == "perovskite"
     hints = [w for w in said if "structure='one species'" in str(w.message)]
     assert len(hints) == 1, [str(w.message) for w in said]
+
+
+@pytest.mark.parametrize("structure", ["diamond", "zincblende"])
+def test_dumbbells_are_found_whole_and_gaas_species_named(structure):
+    from stemunmix.core import dumbbells
+
+    image, truth = crystal(structure, "110", 0.565, shape=384, pixel_size=0.01,
+                           particle=None, dose=200, seed=4, column_width=0.035)  # fmt: skip
+    found = _found(image, structure="dumbbell")
+    sep = 0.565 / 4 / 0.01
+    xy = truth.columns.xy
+    pairs = dumbbells.pair(xy)
+    inner = ((xy[pairs] > 2 * sep) & (xy[pairs] < 383 - 2 * sep)).all((1, 2))
+    d, k = cKDTree(found.xy).query(xy)
+    both = (d[pairs[inner]] < 0.25 * sep).all(1)
+    assert both.mean() >= 0.95
+    assert found.class_names[:2] == ["column 1", "column 2"]
+    md = image.probabilities.metadata.Signal.stemunmix.find_columns.dumbbells
+    assert bool(md.significant) is (structure == "zincblende")
+    if structure == "zincblende":  # the brighter end is As
+        cols = pairs[inner][both].ravel()
+        assert np.mean(found.labels[k[cols]] == truth.columns.labels[cols]) > 0.95
+    # each end is a lattice of its own: indexed
+    assert (found.ij >= 0).all(1).mean() > 0.9
