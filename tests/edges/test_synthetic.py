@@ -315,7 +315,7 @@ def test_a_twin_mirrors_the_lattice_across_its_boundary():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"structure": "fcc", "zone": "123"}, "crystals of one species"),
+    [({"structure": "fcc", "zone": "123"}, "the crystals rendered"),
      ({"facets": 2}, "facets"), ({"particle": 0.1}, "holds no column"),
      ({"pixel_size": 0.1}, "pixels apart"), ({"support": -1.0}, "support")],
 )  # fmt: skip

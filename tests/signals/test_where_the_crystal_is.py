@@ -84,6 +84,6 @@ def test_the_structure_is_recorded_and_one_the_model_does_not_know_refused(corne
     with pytest.raises(ValueError, match=r"trained on \['perovskite'\] only"):
         image.segment(model="default", structure="one species", show_progressbar=False)
     with pytest.raises(ValueError, match="no bundled model for bright columns"):
-        image.segment(structure="dumbbell", show_progressbar=False)
+        image.segment(structure="2D", show_progressbar=False)
     with pytest.raises(ValueError, match="structure"):
         image.segment(structure="fcc", show_progressbar=False)
