@@ -215,9 +215,7 @@ def _latent_maps(result, view):
     lat = result.latents
     names = list(lat.metadata.Signal.quantities)
     keep = [k for k, n in enumerate(names) if n[0] == "z" or n == "angle"]
-    values = np.asarray(lat.data).reshape(-1, len(names))
-    values = values[np.isfinite(values).all(1)][:, keep]
-    maps = result.descriptors._to_image_grid(values, "voronoi", "latent", "latents")
+    maps = result.descriptors.get_loading_maps(lat, components=keep)
     return np.asarray(maps.data), [names[k] for k in keep]
 
 

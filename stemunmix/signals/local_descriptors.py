@@ -277,8 +277,11 @@ class LocalDescriptors(StemunmixSignal2D):
 
         Parameters
         ----------
-        source : {"decomposition", "bss", "cluster"}
-            Which learning result (cluster: the membership of each cluster).
+        source : {"decomposition", "bss", "cluster"} or signal
+            Which learning result (cluster: the membership of each cluster),
+            or a signal of values on these windows' navigation (e.g.
+            :meth:`invariant_latents` or :meth:`manifold_learning`): one map
+            per value of its signal axis.
         mode : {"voronoi", "points"}
             ``"voronoi"``: every pixel takes its nearest column's value (NaN
             beyond one lattice spacing); ``"points"``: values at the columns.
@@ -297,18 +300,15 @@ class LocalDescriptors(StemunmixSignal2D):
         """
 
         checks.one_of("mode", mode, ("voronoi", "points"))
-        values = self.per_column(source)
-        if components is None and source == "decomposition":
+        named = isinstance(source, str)
+        values = self.per_column(source) if named else _values_on(self, source)
+        if components is None and named and source == "decomposition":
             components = self.learning_results.output_dimension
         if components is not None:
             values = values[:, _pick_components(components, values.shape[1])]
-        return self._to_image_grid(
-            values,
-            mode,
-            "component",
-            f"{source} loading maps",
-            checks.count("block", block, 16),
-        )
+        title = f"{source if named else source.metadata.General.title} maps"
+        block = checks.count("block", block, 16)
+        return self._to_image_grid(values, mode, "component", title, block)
 
     def plot_decomposition_results(self, *args, **kwargs):
         """HyperSpy's own on the lattice grid (``navigation="lattice"``: the
@@ -671,6 +671,30 @@ def _one_channel(ld, channel):
         rows = np.flatnonzero(ld.sites.ravel() >= 0)
         x = x[rows]
     return x, rows
+
+
+def _values_on(ld, signal) -> np.ndarray:
+    """(N, K) values of a signal on the windows' navigation (its signal axis
+    the K values), one row per column with a window, as :meth:`per_column`."""
+    from hyperspy.signal import BaseSignal
+
+    if not isinstance(signal, BaseSignal):
+        raise TypeError(
+            "source must be 'decomposition', 'bss', 'cluster' or a signal on "
+            f"these windows' navigation, got {type(signal).__name__}"
+        )
+    n = ld.axes_manager.navigation_size
+    data = np.asarray(signal.data, float)
+    if data.size % n or signal.axes_manager.navigation_size != n:
+        raise ValueError(
+            f"source: a signal of {signal.axes_manager.navigation_size} "
+            f"navigation positions, these windows have {n}; pass one made from "
+            "them (invariant_latents, manifold_learning)"
+        )
+    values = data.reshape(n, -1)
+    if ld.sites is not None:  # the sites with a window, in column order
+        values = values[np.flatnonzero(ld.sites.ravel() >= 0)]
+    return values
 
 
 def _latents_signal(latents, sites, names, rows):

@@ -1,5 +1,6 @@
 import warnings
 
+import hyperspy.api as hs
 import numpy as np
 import pytest
 from scipy.ndimage import map_coordinates
@@ -317,6 +318,18 @@ def test_manifold_learning_gives_a_cluster_source(image_and_columns):
     assert domain_agreement(ld, truth) > 0.9
     with pytest.raises(ValueError, match="source"):
         ld.manifold_learning(source="loadings")
+    # a signal on the windows maps like a learning result: the loadings as one
+    loadings = ld.learning_results.loadings[:, :2]
+    as_signal = hs.signals.Signal1D(loadings)
+    np.testing.assert_array_equal(
+        ld.get_loading_maps(as_signal).data,
+        ld.get_loading_maps("decomposition", components=2).data,
+    )
+    assert ld.get_loading_maps(embedding).axes_manager.navigation_shape[-1] == 2
+    with pytest.raises(ValueError, match="navigation positions"):
+        ld.get_loading_maps(hs.signals.Signal1D(loadings[:-1]))
+    with pytest.raises(TypeError, match="source must be"):
+        ld.get_loading_maps(loadings)
 
 
 def test_invariant_latents_cluster_the_four_stripes_through_hyperspy():
