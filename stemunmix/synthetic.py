@@ -316,7 +316,9 @@ def crystal(
         (:data:`stemunmix.core.synthetic.MONATOMIC`); dumbbells
         ``("diamond", "110")`` (Si, a = 0.543 nm: 0.136 nm apart) and
         ``("zincblende", "110")`` (GaAs, 0.565 nm)
-        (:data:`stemunmix.core.synthetic.DUMBBELLS`).
+        (:data:`stemunmix.core.synthetic.DUMBBELLS`); a 2D honeycomb of two
+        sublattices seen flat, ``("mos2", "0001")`` (MoS2, a = 0.316 nm;
+        :data:`stemunmix.core.synthetic.TWO_D`).
     lattice_parameter : float
         Cubic (hcp: basal) lattice parameter in nm (Pt 0.392, Au 0.408, Fe
         0.287, Mg 0.321).
@@ -339,14 +341,16 @@ def crystal(
         As in :func:`perovskite`.
     ratio : float
         Zincblende: the peak height of the anion column (the dumbbell's
-        second, As in GaAs) over the cation's (about 1.1 for GaAs in HAADF).
+        second, As in GaAs) over the cation's (about 1.1 for GaAs in HAADF);
+        MoS2: the S2 column's over the Mo column's (give about 0.4).
 
     Returns
     -------
     image : AtomicResolutionImage
     truth : SyntheticTruth
         Column positions (class ``"column"``; zincblende ``"cation"`` and
-        ``"anion"``), ``domain`` the grain of each
+        ``"anion"``; MoS2 ``"metal"`` and ``"chalcogen"``), ``domain`` the
+        grain of each
         (0, and 1 beyond the twin), ``domain_map`` 1 on the crystal's pixels
         (within half a nearest distance of a column) and 0 elsewhere.
 
@@ -360,10 +364,10 @@ def crystal(
     shape = _check_shape(shape)
     _check_seed(seed)
     key = (str(structure), str(zone).strip("[]<>"))
-    if key not in _core.MONATOMIC and key not in _core.DUMBBELLS:
+    known = sorted(_core.MONATOMIC) + sorted(_core.DUMBBELLS) + sorted(_core.TWO_D)
+    if key not in known:
         raise ValueError(
-            f"structure={structure!r}, zone={zone!r}: the crystals rendered are "
-            f"{sorted(_core.MONATOMIC) + sorted(_core.DUMBBELLS)}"
+            f"structure={structure!r}, zone={zone!r}: the crystals rendered are {known}"
         )
     pixel_size = _positive("pixel_size", pixel_size)
     a_px = _positive("lattice_parameter", lattice_parameter) / pixel_size
@@ -445,7 +449,9 @@ def crystal(
     }
     image = _make_image(out["image"], pixel_size, parameters)
     image.metadata.General.title = f"Synthetic {key[0]} [{key[1]}]"
-    names = ["cation", "anion"] if species.max() > 0 else ["column"]
+    names = ["column"]
+    if species.max() > 0:
+        names = ["metal", "chalcogen"] if key in _core.TWO_D else ["cation", "anion"]
     truth = SyntheticTruth(
         columns=Columns(out["xy"], out["sublattice"], names),
         displacement=np.zeros_like(out["xy"]),

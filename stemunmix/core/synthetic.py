@@ -394,11 +394,23 @@ DUMBBELLS = {
 }
 
 
+# 2D materials seen flat: a honeycomb of two sublattices, the second (S2 in
+# MoS2, N in hBN) at its own height.
+TWO_D = {
+    ("mos2", "0001"): (
+        [[1.0, 0.0], [0.5, 3**0.5 / 2]],
+        [[0.0, 0.0], [1 / 3, 1 / 3]],
+        [0, 1],
+    ),
+}
+
+
 def projected_cell(structure: str, zone: str):
-    """(vectors, basis, species) of a crystal in :data:`MONATOMIC` or
-    :data:`DUMBBELLS` (lengths in lattice parameters)."""
-    if (structure, zone) in DUMBBELLS:
-        v, b, sp = DUMBBELLS[(structure, zone)]
+    """(vectors, basis, species) of a crystal in :data:`MONATOMIC`,
+    :data:`DUMBBELLS` or :data:`TWO_D` (lengths in lattice parameters)."""
+    two = DUMBBELLS | TWO_D
+    if (structure, zone) in two:
+        v, b, sp = two[(structure, zone)]
         return np.asarray(v, float), np.asarray(b, float), np.asarray(sp, int)
     v, b = MONATOMIC[(structure, zone)]
     return np.asarray(v, float), np.asarray(b, float), np.zeros(len(b), int)

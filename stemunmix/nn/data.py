@@ -13,6 +13,7 @@ from stemunmix.core.segmentation import normalize
 from stemunmix.core.synthetic import (
     DUMBBELLS,
     MONATOMIC,
+    TWO_D,
     nearest_distance,
     particle_outline,
     projected_cell,
@@ -24,8 +25,10 @@ from stemunmix.core.synthetic import (
 # A-B distance is spacing / sqrt(2) in both projections; label disks use a
 # quarter of it, so the disks never touch.
 DISK_FRACTION = 0.25 / np.sqrt(2)
-# Share of the one-species model's crystals in dumbbells (see monatomic_sample).
+# Shares of the one-species model's crystals in dumbbells and in 2D
+# honeycombs of two sublattices (see monatomic_sample).
 DUMBBELL_SHARE = 0.3
+TWO_D_SHARE = 0.15
 # Share of training images with a band of another material (see random_sample).
 LAYER_PROBABILITY = 0.5
 
@@ -160,16 +163,20 @@ def monatomic_sample(
     :data:`MONATOMIC` (square, centred rectangle, triangular, honeycomb) or,
     in ``DUMBBELL_SHARE`` of the images, in :data:`DUMBBELLS` ([110]
     diamond and zincblende, the two columns of a dumbbell 0.6-1 of each
-    other's height), at a shortest translation drawn in ``spacing_range``,
+    other's height), or in ``TWO_D_SHARE`` a 2D honeycomb of two
+    sublattices (:data:`TWO_D`, MoS2: one 0.2-1 of the other's height), at a shortest translation drawn in ``spacing_range``,
     turned at random; it
     fills the frame (35 %), is a particle (ellipse or facets) on vacuum
     (30 %) or on an amorphous film (25 %), or is absent (10 %: a film or
     vacuum only); a quarter of the crystals are twinned. Dose, noise, drift,
     jitter, blur and the detector are drawn as for the perovskites.
     """
-    keys = list(DUMBBELLS) if rng.random() < DUMBBELL_SHARE else list(MONATOMIC)
+    u = rng.random()
+    two_d = DUMBBELL_SHARE <= u < DUMBBELL_SHARE + TWO_D_SHARE
+    keys = list(DUMBBELLS if u < DUMBBELL_SHARE else TWO_D if two_d else MONATOMIC)
     vectors, basis, species = projected_cell(*keys[int(rng.integers(len(keys)))])
-    heights = (1.0, rng.uniform(0.6, 1.0))[:: 1 if rng.random() < 0.5 else -1]
+    second = rng.uniform(0.2 if two_d else 0.6, 1.0)
+    heights = (1.0, second)[:: 1 if rng.random() < 0.5 else -1]
     spacing = rng.uniform(*spacing_range)
     vectors = np.asarray(vectors) * spacing / shortest_translation(vectors)
     vectors = vectors @ rotation_matrix(rng.uniform(0, 360)).T

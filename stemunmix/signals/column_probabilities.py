@@ -8,7 +8,7 @@ import numpy as np
 from hyperspy._signals.lazy import LazySignal
 
 from stemunmix.columns import Columns
-from stemunmix.core import checks, dumbbells, engine
+from stemunmix.core import checks, dumbbells, engine, honeycomb
 from stemunmix.core.find import REFINE, find_columns, unpack_fit
 from stemunmix.core.indexing import index_columns
 from stemunmix.core.lattice import LATTICES, checkerboard, on_lattice
@@ -25,7 +25,17 @@ from stemunmix.signals._base import StemunmixSignal2D, progress_bar
 # The nearest-column distance over the spacing (the shortest translation) of
 # each structure: A-B in a perovskite; a dumbbell's two columns (a / 4 over
 # the fcc [110] centring, sqrt(3 / 8) a).
-NEAREST = {"perovskite": 2**-0.5, "dumbbell": 0.25 / np.sqrt(3 / 8)}
+NEAREST = {
+    "perovskite": 2**-0.5,
+    "dumbbell": 0.25 / np.sqrt(3 / 8),
+    "2D": 3**-0.5,  # a honeycomb's nearest columns
+}
+# Structures whose one column class find_columns splits into two
+# sublattices: the split and the name of its record.
+SPLITS = {
+    "dumbbell": (dumbbells.classes, "dumbbells"),
+    "2D": (honeycomb.classes, "honeycomb"),
+}
 
 
 class ColumnProbabilities(StemunmixSignal2D):
@@ -124,9 +134,9 @@ class ColumnProbabilities(StemunmixSignal2D):
         with progress_bar(show_progressbar, "find_columns") as bar:
             found = find_columns(self.data, frames_image, len(nav_shape), classes,
                                  threshold, refine, distances, block, bar, masks)  # fmt: skip
-        dumbbell = self._structure() == "dumbbell"
+        split = SPLITS.get(self._structure())
         columns, noise, errors = _assemble(
-            found, names, self.data.shape, lattice, cations, distances, where, dumbbell
+            found, names, self.data.shape, lattice, cations, distances, where, split
         )
         settings = {"threshold": threshold, "refine": refine, "lattice": str(lattice),
                     "min_distance": "auto" if min_distance is None
@@ -172,7 +182,7 @@ class ColumnProbabilities(StemunmixSignal2D):
             "Signal.stemunmix.find_columns",
             settings
             | record_arrays(errors, names, nav_shape, noise)
-            | _dumbbell_record(errors, nav_shape),
+            | _split_record(errors, nav_shape),
         )
         for message in warnings_of(errors, names):
             checks.warn(message)
@@ -426,38 +436,39 @@ def _cation_pair(names, classes, lattice=None):
     return None
 
 
-def _dumbbell_record(errors, nav_shape) -> dict:
-    """{"dumbbells": {pairs, t, significant, ratio, unpaired} per frame
-    (arrays of the navigation shape)} where the columns were split into
-    dumbbell ends; else {}."""
-    recs = {idx: e["dumbbells"] for idx, e in errors.items() if "dumbbells" in e}
-    if not recs:
-        return {}
-    keys = ("pairs", "t", "significant", "ratio", "unpaired")
-    out = {}
-    for k in keys:
-        a = np.zeros(nav_shape, float if k in ("t", "ratio") else int)
-        for idx, r in recs.items():
-            a[idx] = r[k]
-        out[k] = a if nav_shape else a.item()
-    return {"dumbbells": out}
+def _split_record(errors, nav_shape) -> dict:
+    """{"dumbbells" or "honeycomb": the split's record (t, significant,
+    ratio, ...) per frame (arrays of the navigation shape)} where the
+    columns were split into two sublattices; else {}."""
+    for name in ("dumbbells", "honeycomb"):
+        recs = {idx: e[name] for idx, e in errors.items() if name in e}
+        if not recs:
+            continue
+        out = {}
+        for k in next(iter(recs.values())):
+            a = np.zeros(nav_shape, float if k in ("t", "ratio") else int)
+            for idx, r in recs.items():
+                a[idx] = r[k]
+            out[k] = a if nav_shape else a.item()
+        return {name: out}
+    return {}
 
 
-def _assemble(
-    found, names, shape, lattice, cations, distances, where=None, dumbbell=False
-):
+def _assemble(found, names, shape, lattice, cations, distances, where=None, split=None):
     """Columns of every frame in one container, with their fitted quantities,
     position covariances (:func:`stemunmix.core.uncertainty.frame_covariance`)
     and lattice sites, named on the checkerboard when asked; those the raw
     image does not show on the edge of where the lattice is (``where``
     {frame: (mask, bin, edge band)}) left out. Also returns each frame's
     noise model {frame: (gain, var0)} and error-model record {frame: dict}.
-    ``dumbbell``: the column class is split into the two ends of the
-    dumbbells (:func:`stemunmix.core.dumbbells.classes`; ``column 2`` the
-    brighter where the ends differ), recorded as ``dumbbells`` in each
+    ``split``, optional: (function, record name) that splits the column class
+    into two sublattices: the two ends of the dumbbells
+    (:func:`stemunmix.core.dumbbells.classes`) or of a honeycomb
+    (:func:`stemunmix.core.honeycomb.classes`), ``column 2`` the brighter
+    where they differ, recorded under the record name in each
     frame's record."""
     where = where or {}
-    if dumbbell:
+    if split is not None:
         names = ["column 1", "column 2", *[n for n in names[1:]]]
     nav_shape = shape[:-3]
     reference = (
@@ -471,9 +482,9 @@ def _assemble(
         if lattice == "checkerboard":
             labels = checkerboard(xy, labels, scores, distances[idx][1], cations)
         quantities, cov, noise[idx] = unpack_fit(fits)
-        split = None
-        if dumbbell:
-            labels, split = dumbbells.classes(xy, quantities["height"])
+        record = None
+        if split is not None:
+            labels, record = split[0](xy, quantities["height"])
         (xy, labels, scores, cov, ij), quantities, vec = _indexed(
             (xy, labels, scores, cov), quantities, noise[idx], where.get(idx), reference
         )
@@ -481,8 +492,8 @@ def _assemble(
             cov, errors[idx] = frame_covariance(
                 middle, xy, labels, quantities, cov, noise[idx], ij, vec, reference
             )
-        if split is not None:
-            errors.setdefault(idx, {})["dumbbells"] = split
+        if record is not None:
+            errors.setdefault(idx, {})[split[1]] = record
         vectors.append(vec)
         frames.append(idx[::-1])
         frame_lines = errors.get(idx, {}).get("lines", np.zeros((2, 2)))
