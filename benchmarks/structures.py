@@ -1,6 +1,6 @@
 """A crystal in a corner of the frame, and where the lattice is on real images.
 
-    python benchmarks/structures.py [--particles | --dumbbells]
+    python benchmarks/structures.py [--particles | --dumbbells | --2d]
 
 1. The crystal-in-a-corner case of issue #34: the columns of a 128 px [001]
    perovskite (every column whose centre lies in the crystal, rendered
@@ -37,9 +37,16 @@
    the two ends and its t, and for GaAs the share of columns whose species
    (the brighter end) is named right.
 
+6. 2D (issue #34): MoS2 seen flat, synthetic (S2 at 0.4 of Mo) and the real
+   Se-implanted MoS2 ADF image in ../shared, through
+   ``find_columns(structure="2D")``: recall and the sublattices named right
+   (synthetic), the columns found against a whole honeycomb's (real), and
+   the height split's ratio and t.
+
 Writes benchmarks/results/structures.json (1-3), with --particles
 benchmarks/results/structures_particles.json (4 only), with --dumbbells
-benchmarks/results/structures_dumbbells.json (5 only).
+benchmarks/results/structures_dumbbells.json (5 only), with --2d
+benchmarks/results/structures_2d.json (6 only).
 """
 
 import json
@@ -319,6 +326,66 @@ def dumbbell_cases(out):
                       flush=True)  # fmt: skip
 
 
+def two_d(out):
+    """MoS2 seen flat: synthetic (a = 0.316 nm at the real image's 0.0127
+    nm/px, S2 at 0.4 of Mo, doses 50 and 500) and the real Se-implanted MoS2
+    ADF image, through ``find_columns(structure="2D")``: columns found over
+    those of a whole honeycomb, the split's t and ratio, and (synthetic) the
+    share of columns found and named right."""
+    from stemunmix.synthetic import crystal
+
+    out["2D"] = {}
+    near = 0.316 / np.sqrt(3) / 0.0127
+    for dose in (50, 500):
+        image, truth = crystal("mos2", "0001", 0.316, shape=512, pixel_size=0.0127,
+                               particle=None, ratio=0.4, dose=dose, seed=0)  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = image.find_columns(structure="2D", show_progressbar=False)
+        d, k = cKDTree(found.xy).query(truth.columns.xy)
+        hit = d < 0.25 * near
+        metal = truth.columns.labels[hit] == 0
+        md = image.probabilities.metadata.Signal.stemunmix.find_columns.honeycomb
+        r = {"recall": float(hit.mean()), "columns": len(found),
+             "named_right": float(np.mean((found.labels[k[hit]] == 1) == metal)),
+             "t": float(md.t), "ratio": float(md.ratio)}  # fmt: skip
+        out["2D"][f"synthetic dose {dose}"] = r
+        print(f"synthetic MoS2 dose {dose:3d}: recall {r['recall']:.3f}, "
+              f"named right {r['named_right']:.3f}, brighter over dimmer "
+              f"{r['ratio']:.2f} (t {r['t']:.1f})", flush=True)  # fmt: skip
+    real = real_mos2()
+    if real:
+        out["2D"]["real"] = real
+        print(f"real MoS2 ADF: {real}", flush=True)
+
+
+def real_mos2():
+    """The real MoS2 image: columns found, how many a whole honeycomb of the
+    measured spacing would hold, the split's record."""
+    import hyperspy.api as hs
+    from _real_images import REAL
+
+    from stemunmix.signals import AtomicResolutionImage
+
+    path = REAL / "temul_Se_implanted_MoS2_ADF.dm3"
+    if not path.exists():
+        return {}
+    image = AtomicResolutionImage(hs.load(path).data.astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = image.find_columns(structure="2D", show_progressbar=False)
+    spacing = float(
+        np.ravel(
+            image.probabilities.metadata.Signal.stemunmix.segment.measured_spacing
+        )[0]
+    )
+    whole = 2 * image.data.size / (np.sqrt(3) / 2 * spacing**2)
+    md = image.probabilities.metadata.Signal.stemunmix.find_columns.honeycomb
+    return {"columns": len(found), "honeycomb_columns": round(whole),
+            "spacing_px": spacing, "t": float(md.t), "ratio": float(md.ratio),
+            "significant": bool(md.significant)}  # fmt: skip
+
+
 def particles(out):
     out["real_particles"] = real_particles()
     for k, r in out["real_particles"].items():
@@ -342,6 +409,10 @@ def particles(out):
 
 def main():
     out = {"commit": commit(), "date": time.strftime("%Y-%m-%d"), "corner": {}}
+    if "--2d" in sys.argv:
+        two_d(out)
+        (HERE / "results" / "structures_2d.json").write_text(json.dumps(out, indent=1))
+        return
     if "--dumbbells" in sys.argv:
         dumbbell_cases(out)
         name = "structures_dumbbells.json"

@@ -121,9 +121,11 @@ class AtomicResolutionImage(StemunmixSignal2D):
             O where the model has it) or ``"one species"`` (a metal, one
             class ``column``; the ``one_species`` model, trained on fcc, bcc
             and hcp projections, particles on vacuum or an amorphous film,
-            twins) or ``"dumbbell"`` ([110] Si, GaAs: the same model, and
+            twins), ``"dumbbell"`` ([110] Si, GaAs: the same model, and
             ``find_columns`` splits the columns into the dumbbells' two
-            ends, ``column 2`` the brighter where they differ). ``"auto"`` (default): the perovskites (the given
+            ends, ``column 2`` the brighter where they differ) or ``"2D"``
+            (MoS2 seen flat: the same model, the honeycomb's two
+            sublattices). ``"auto"`` (default): the perovskites (the given
             model's first structure). A structure no model here knows is
             refused, with those they know. Recorded as ``structure``
             (asked) and ``structure_used`` in

@@ -102,3 +102,35 @@ def test_dumbbells_are_found_whole_and_gaas_species_named(structure):
         assert np.mean(found.labels[k[cols]] == truth.columns.labels[cols]) > 0.95
     # each end is a lattice of its own: indexed
     assert (found.ij >= 0).all(1).mean() > 0.9
+
+
+def test_a_2d_honeycomb_is_found_whole_and_its_sublattices_named():
+    image, truth = crystal("mos2", "0001", 0.316, shape=320, pixel_size=0.0127,
+                           particle=None, ratio=0.4, dose=100, seed=2)  # fmt: skip
+    found = _found(image, structure="2D")
+    near = 0.316 / np.sqrt(3) / 0.0127
+    d, k = cKDTree(found.xy).query(truth.columns.xy)
+    hit = d < 0.25 * near
+    assert hit.mean() >= 0.97
+    md = image.probabilities.metadata.Signal.stemunmix.find_columns.honeycomb
+    assert bool(md.significant) and float(md.ratio) > 1.8
+    metal = truth.columns.labels[hit] == 0  # Mo: the brighter, column 2
+    assert np.mean((found.labels[k[hit]] == 1) == metal) > 0.97
+    assert (found.ij >= 0).all(1).mean() > 0.9
+
+
+def test_the_real_mos2_image_shows_both_sublattices(real_data):
+    import hyperspy.api as hs
+
+    from stemunmix.signals import AtomicResolutionImage
+
+    data = hs.load(real_data / "temul_Se_implanted_MoS2_ADF.dm3").data
+    image = AtomicResolutionImage(data.astype(np.float32))
+    found = _found(image, structure="2D")
+    md = image.probabilities.metadata.Signal.stemunmix
+    spacing = float(np.ravel(md.segment.measured_spacing)[0])
+    whole = 2 * data.size / (np.sqrt(3) / 2 * spacing**2)
+    # the first one-species model (no 2D images) found one sublattice: 0.5
+    assert len(found) > 0.85 * whole
+    assert bool(md.find_columns.honeycomb.significant)
+    assert float(md.find_columns.honeycomb.ratio) > 1.3  # Mo over S2

@@ -83,7 +83,7 @@ def test_the_structure_is_recorded_and_one_the_model_does_not_know_refused(corne
     assert (md.structure, md.structure_used) == ("auto", "perovskite")
     with pytest.raises(ValueError, match=r"trained on \['perovskite'\] only"):
         image.segment(model="default", structure="one species", show_progressbar=False)
-    with pytest.raises(ValueError, match="no bundled model for bright columns"):
-        image.segment(structure="2D", show_progressbar=False)
+    with pytest.raises(ValueError, match="no bundled model for dark columns"):
+        image.segment(structure="2D", contrast="dark", show_progressbar=False)
     with pytest.raises(ValueError, match="structure"):
         image.segment(structure="fcc", show_progressbar=False)
