@@ -77,11 +77,11 @@ def ends(xy: np.ndarray, pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def polarity(heights, xy, pairs) -> dict:
-    """Which end is brighter, per grain and overall: the mean of (height of
-    end 2 - height of end 1) over the dumbbells, its standard error, t, and
-    ``swap`` (N,) bool marks the columns of
-    the grains whose end 1 is the brighter (significant), so that end 2 is
-    always the brighter where the species differ."""
+    """Which end is brighter: the t of the mean of (height of end 2 - height
+    of end 1) over the dumbbells of each grain (``grains``) and of all
+    (``t``, each grain turned so that its brighter end is end 2 where it is
+    significant), ``significant``, the ends (``end`` (N,)), and ``swap``
+    (N,) bool: the columns of the grains whose end 1 is the brighter."""
     heights = np.asarray(heights, float)
     end, grain = ends(xy, pairs)
     swap = np.zeros(len(heights), bool)

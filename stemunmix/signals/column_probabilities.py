@@ -445,7 +445,8 @@ def _split_record(errors, nav_shape) -> dict:
         if not recs:
             continue
         out = {}
-        for k in next(iter(recs.values())):
+        first = next(iter(recs.values()))
+        for k in [k for k, v in first.items() if np.isscalar(v)]:  # not per grain
             a = np.zeros(nav_shape, float if k in ("t", "ratio") else int)
             for idx, r in recs.items():
                 a[idx] = r[k]
