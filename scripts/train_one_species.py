@@ -4,8 +4,7 @@
 
 The model ``segment(structure="one species")`` uses: classes column and
 background, trained on crystals of one species (fcc, bcc in [100] and [110],
-fcc [111], hcp [0001]), on [110] dumbbells (diamond, zincblende) and on 2D
-honeycombs of two sublattices (MoS2)
+fcc [111], hcp [0001]) and on [110] dumbbells (diamond, zincblende)
 (:func:`stemunmix.nn.data.monatomic_sample`), filling the frame or as
 particles on vacuum or on an amorphous film, some twinned. It
 starts from the bundled default model's weights (the column channel from A).
@@ -20,6 +19,4 @@ RECIPE = dict(steps=3000, batch_size=8, patch_size=128, learning_rate=3e-3, seed
               structure="one species", init="default")  # fmt: skip
 
 if __name__ == "__main__":
-    regenerate(
-        "one_species", RECIPE, __doc__, "bright", ("one species", "dumbbell", "2D")
-    )
+    regenerate("one_species", RECIPE, __doc__, "bright", ("one species", "dumbbell"))

@@ -29,6 +29,8 @@ DISK_FRACTION = 0.25 / np.sqrt(2)
 # honeycombs of two sublattices (see monatomic_sample).
 DUMBBELL_SHARE = 0.3
 TWO_D_SHARE = 0.15
+# The share of 2D images of each model trained on monatomic_sample.
+MONATOMIC_SHARES = {"one species": 0.0, "2D": TWO_D_SHARE}
 # Share of training images with a band of another material (see random_sample).
 LAYER_PROBABILITY = 0.5
 
@@ -156,14 +158,19 @@ def shortest_translation(vectors) -> float:
 
 
 def monatomic_sample(
-    rng: np.random.Generator, size: int = 128, spacing_range=(11, 23), truth=False
+    rng: np.random.Generator,
+    size: int = 128,
+    spacing_range=(11, 23),
+    truth=False,
+    two_d: float = 0.0,
 ):
     """One training image of the one-species model and its class map
     (0 = column, 1 = background): a crystal of any projection in
     :data:`MONATOMIC` (square, centred rectangle, triangular, honeycomb) or,
     in ``DUMBBELL_SHARE`` of the images, in :data:`DUMBBELLS` ([110]
     diamond and zincblende, the two columns of a dumbbell 0.6-1 of each
-    other's height), or in ``TWO_D_SHARE`` a 2D honeycomb of two
+    other's height), or in a share ``two_d`` of them (the 2D model's
+    ``TWO_D_SHARE``; 0 for the one-species model) a 2D honeycomb of two
     sublattices (:data:`TWO_D`, MoS2: one 0.2-1 of the other's height), at a shortest translation drawn in ``spacing_range``,
     turned at random; it
     fills the frame (35 %), is a particle (ellipse or facets) on vacuum
@@ -172,7 +179,7 @@ def monatomic_sample(
     jitter, blur and the detector are drawn as for the perovskites.
     """
     u = rng.random()
-    two_d = DUMBBELL_SHARE <= u < DUMBBELL_SHARE + TWO_D_SHARE
+    two_d = DUMBBELL_SHARE <= u < DUMBBELL_SHARE + two_d
     keys = list(DUMBBELLS if u < DUMBBELL_SHARE else TWO_D if two_d else MONATOMIC)
     vectors, basis, species = projected_cell(*keys[int(rng.integers(len(keys)))])
     second = rng.uniform(0.2 if two_d else 0.6, 1.0)
@@ -269,8 +276,9 @@ def batch(
     structure: str = "perovskite",
 ):
     """(images (n, 1, size, size) float32, labels (n, size, size) int64)."""
-    if structure == "one species":
-        pairs = [monatomic_sample(rng, size) for _ in range(n)]
+    if structure in MONATOMIC_SHARES:
+        share = MONATOMIC_SHARES[structure]
+        pairs = [monatomic_sample(rng, size, two_d=share) for _ in range(n)]
     else:
         pairs = [random_sample(rng, size, oxygen=oxygen) for _ in range(n)]
     images = np.stack([p[0] for p in pairs])[:, None]

@@ -24,7 +24,7 @@ OXYGEN_CLASSES = ("A", "B", "O", "background")
 OXYGEN_WEIGHTS = (3.0, 3.0, 3.0, 1.0)
 MONATOMIC_CLASSES = ("column", "background")
 MONATOMIC_WEIGHTS = (3.0, 1.0)
-STRUCTURES_TRAINED = ("perovskite", "one species")
+STRUCTURES_TRAINED = ("perovskite", "one species", "2D")
 
 
 def resolve_device(device) -> torch.device:
@@ -49,14 +49,17 @@ def validation_set(
     seed: int, n: int, size: int, oxygen: bool = False, structure="perovskite"
 ):
     rng = np.random.default_rng([seed, 1])
-    if structure == "one species":
-        return [data.monatomic_sample(rng, size, truth=True) for _ in range(n)]
+    if structure in data.MONATOMIC_SHARES:
+        share = data.MONATOMIC_SHARES[structure]
+        return [
+            data.monatomic_sample(rng, size, truth=True, two_d=share) for _ in range(n)
+        ]
     return [data.random_sample(rng, size, truth=True, oxygen=oxygen) for _ in range(n)]
 
 
 def class_names(recipe: dict) -> tuple:
     """The classes a recipe trains."""
-    if recipe.get("structure") == "one species":
+    if recipe.get("structure") in data.MONATOMIC_SHARES:
         return MONATOMIC_CLASSES
     return OXYGEN_CLASSES if recipe.get("oxygen") else ("A", "B", "background")
 
@@ -121,11 +124,13 @@ def train(
         Start from this model's weights (a bundled name or a file; same network
         shape): the classes it shares keep their output channel, a new class
         (O) starts from the A channel.
-    structure : {"perovskite", "one species"}
+    structure : {"perovskite", "one species", "2D"}
         ``"one species"``: the classes column, background on crystals of one
-        species (:func:`stemunmix.nn.data.monatomic_sample`: square, centred
-        rectangle, triangular and honeycomb projections, particles on vacuum
-        or an amorphous film, twins) instead of the perovskites.
+        species and [110] dumbbells (:func:`stemunmix.nn.data.monatomic_sample`:
+        square, centred rectangle, triangular and honeycomb projections,
+        particles on vacuum or an amorphous film, twins) instead of the
+        perovskites; ``"2D"``: the same with 2D honeycombs of two sublattices
+        in ``TWO_D_SHARE`` of the images.
 
     Returns
     -------
@@ -156,7 +161,7 @@ def train(
                 f"out = {str(out)!r} is a file; give a folder for the model"
             )
     class_weights = OXYGEN_WEIGHTS if oxygen else CLASS_WEIGHTS
-    if structure == "one species":
+    if structure in data.MONATOMIC_SHARES:
         class_weights = MONATOMIC_WEIGHTS
     recipe = dict(
         steps=steps,

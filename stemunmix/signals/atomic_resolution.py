@@ -124,7 +124,7 @@ class AtomicResolutionImage(StemunmixSignal2D):
             twins), ``"dumbbell"`` ([110] Si, GaAs: the same model, and
             ``find_columns`` splits the columns into the dumbbells' two
             ends, ``column 2`` the brighter where they differ) or ``"2D"``
-            (MoS2 seen flat: the same model, the honeycomb's two
+            (MoS2 seen flat: the ``two_d`` model, and the honeycomb's two
             sublattices). ``"auto"`` (default): the perovskites (the given
             model's first structure). A structure no model here knows is
             refused, with those they know. Recorded as ``structure``
