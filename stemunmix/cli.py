@@ -278,6 +278,7 @@ def _analyze_into(args, stage) -> list[str]:
                 classes=None if args.classes == "all" else args.classes,
                 scree=not args.no_scree,
                 model=args.model,
+                structure=args.structure,
                 store=stage.path if lazy else None,
                 **_unmixing(args),
             )
@@ -430,6 +431,14 @@ def _analyze_command(sub) -> None:
         help="segmentation model: a bundled name (default, oxygen) or a "
         "model file; default: chosen by the contrast (oxygen for "
         "dark-column ABF/BF images); oxygen for iDPC",
+    )
+    an.add_argument(
+        "--structure",
+        choices=("auto", "perovskite", "one species", "dumbbell", "2D"),
+        default="auto",
+        help="the kind of lattice, which picks the bundled model and the "
+        "classes: perovskite (auto), one species (metals, particles), dumbbell "
+        "([110] Si, GaAs), 2D (MoS2)",
     )
     an.add_argument(
         "--pixel-size",

@@ -18,6 +18,7 @@ from stemunmix.report.choices import (
     _scree,
     _window_from_data,
 )
+from stemunmix.signals.atomic_resolution import STRUCTURES
 
 METHODS = ("pca", "nmf", "ica", "gmm", "rvae")
 RVAE_LATENTS = 3  # the content latents of method="rvae" at most
@@ -100,6 +101,7 @@ def analyze(
     centre: str = "cell",
     normalize: str | None = "mean",
     model=None,
+    structure: str = "auto",
 ) -> Analysis:
     """Segment, find columns, cut windows, unmix and cluster, choosing what
     the user leaves out from the data.
@@ -133,7 +135,8 @@ def analyze(
         (:func:`stemunmix.core.selection.count_domains`).
     classes : str or list
         The columns the windows are centred on (default the B columns, whose
-        displacements carry the polarisation); ``None`` for all.
+        displacements carry the polarisation; where the structure has none,
+        a crystal of one species, its first column class); ``None`` for all.
     scree : bool
         Also compute the explained variance against window size (needed to
         choose the window from the data).
@@ -158,6 +161,7 @@ def analyze(
     """
 
     _check_choices(method, source, centre, normalize, components, domains, window)
+    checks.one_of("structure", structure, STRUCTURES)
     if method == "nmf":
         normalize = None  # NMF needs non-negative windows
     image = as_image(image)
@@ -180,7 +184,10 @@ def analyze(
         )
 
     try:
-        prob, columns, stored = _segment_and_find(image, store, progress, model)
+        prob, columns, stored = _segment_and_find(
+            image, store, progress, model, structure
+        )
+        classes, centre = _centre_class(columns, classes, centre, log)
         _check_enough(image, columns, classes)
         spacing = column_spacing(columns, classes)
         scree_signal = None
@@ -374,7 +381,21 @@ class _Progress:
         self.bar.close()
 
 
-def _segment_and_find(image, store, progress, model=None):
+def _centre_class(columns, classes, centre, log):
+    """(classes, centre) of the windows: as given; the default B on columns
+    without B (a crystal of one species, dumbbells, 2D) becomes their first
+    column class, and where that is their only class the windows centre on
+    the column (a cell needs another class around), said."""
+    if classes != "B" or "B" in columns.class_names:
+        return classes, centre
+    names = [n for n in columns.class_names if n != "background"]
+    if len(names) == 1:
+        centre = "column"
+    log(f"no B columns (classes {names}): windows centre on the {names[0]!r} {centre}")
+    return names[0], centre
+
+
+def _segment_and_find(image, store, progress, model=None, structure="auto"):
     """The maps (for a lazy image computed once into ``store``/maps.zarr when
     given) and the columns, which the image then owns."""
     progress.start("segment")
@@ -382,7 +403,9 @@ def _segment_and_find(image, store, progress, model=None):
     if image._lazy and store is not None:
         Path(store).mkdir(parents=True, exist_ok=True)
         stored["maps"] = Path(store) / "maps.zarr"
-    prob = image.segment(model, show_progressbar=False, store=stored.get("maps"))
+    prob = image.segment(
+        model, show_progressbar=False, store=stored.get("maps"), structure=structure
+    )
     progress.done("segment", f"{' / '.join(prob.class_names)} maps")
     progress.start("find columns")
     columns = prob.find_columns(image=image, show_progressbar=False)

@@ -370,3 +370,21 @@ def test_analyze_with_the_rotation_invariant_vae(image_file, tmp_path):
     # two stripes of opposite polarization: the domains follow them
     labels = np.asarray(ld.learning_results.cluster_labels)
     assert labels.shape[0] == 2 and (labels.sum(1) > 0.2 * labels.sum()).all()
+
+
+def test_analyze_a_metal_particle_with_its_structure(tmp_path):
+    from stemunmix.synthetic import crystal
+
+    image, _ = crystal("fcc", "110", shape=320, particle=5.0, dose=100, seed=3)
+    path = tmp_path / "particle.hspy"
+    image.save(path)
+    out = tmp_path / "metal"
+    code = main(["analyze", str(path), "--structure", "one species", "--components",
+                 "2", "--out", str(out), "--no-scree"])  # fmt: skip
+    assert code == 0
+    import json
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["columns"]) == {"column"} and summary["columns"]["column"] > 300
+    assert summary["windows"]["centred_on"] == "column"
+    assert summary["polarization"] is None  # a perovskite quantity: not measured
