@@ -46,8 +46,10 @@ def _polarization(columns):
 
 
 def _strain(columns):
-    """The A lattice's strain map, or None where it cannot be measured."""
-    if not _has(columns, "A") or columns.ij is None:
+    """The A lattice's strain map (without A, a crystal of one species, the
+    first column class's: ``Columns.strain_map``'s default), or None where it
+    cannot be measured."""
+    if columns.ij is None or not [n for n in columns.class_names if n != "background"]:
         return None
     try:
         return columns.strain_map()
@@ -669,7 +671,7 @@ def strain_figure(result, view):
     return (
         fig,
         "strain.png",
-        "Strain of the A lattice per cell against the median cell of the field "
+        f"{strain.metadata.General.title} per cell against the median cell of the field "
         "(exx, eyy, exy in %; the rotation in degrees, less its median); "
         "summary.json gives each one's spread, sigma and share beyond 3 sigma.",
     )
