@@ -201,13 +201,9 @@ def perovskite(
     directions = _check_directions(directions, n_domains, domains)
     disp_px = _positive("displacement", displacement, allow_zero=True) / pixel_size
     wall_px = _positive("wall_width", wall_width, allow_zero=True) / pixel_size
-    if dose is not None:
-        dose = _positive("dose", dose)
-    read_noise = _positive("read_noise", read_noise, allow_zero=True)
-    drift = _check_drift(drift, shape)
-    jitter = _positive("jitter", jitter, allow_zero=True)
-    background = _positive("background", background, allow_zero=True)
-    blur_px = _positive("blur", blur, allow_zero=True) / pixel_size
+    dose, read_noise, drift, jitter, background, blur_px = _check_acquisition(
+        shape, pixel_size, dose, read_noise, drift, jitter, background, blur
+    )
     if oxygen_ratio is not None:
         oxygen_ratio = _positive("oxygen_ratio", oxygen_ratio, allow_zero=True)
     tilt = checks.real("tilt", tilt, -45, 45)
@@ -361,6 +357,7 @@ def crystal(
     >>> truth.columns.class_names, len(truth.columns) > 100
     (['column'], True)
     """
+    asked = dict(locals())  # recorded in the metadata with the checked shape
     shape = _check_shape(shape)
     _check_seed(seed)
     key = (str(structure), str(zone).strip("[]<>"))
@@ -398,13 +395,9 @@ def crystal(
     if twin is not None:
         twin = (centre, checks.real("twin", twin))
     sigma = _positive("column_width", column_width) / pixel_size
-    if dose is not None:
-        dose = _positive("dose", dose)
-    read_noise = _positive("read_noise", read_noise, allow_zero=True)
-    drift = _check_drift(drift, shape)
-    jitter = _positive("jitter", jitter, allow_zero=True)
-    background = _positive("background", background, allow_zero=True)
-    blur_px = _positive("blur", blur, allow_zero=True) / pixel_size
+    dose, read_noise, drift, jitter, background, blur_px = _check_acquisition(
+        shape, pixel_size, dose, read_noise, drift, jitter, background, blur
+    )
     out = _core.render_monatomic(
         shape,
         vectors,
@@ -424,27 +417,11 @@ def crystal(
         species=species,
         heights=(1.0, ratio),
     )
-    parameters = {
+    parameters = asked | {
         "structure": key[0],
         "zone": key[1],
-        "lattice_parameter": lattice_parameter,
         "shape": shape,
-        "pixel_size": pixel_size,
-        "rotation": rotation,
-        "particle": particle,
-        "facets": facets,
-        "support": support,
-        "twin": None if twin is None else twin[1],
-        "thickness": bool(thickness),
-        "column_width": column_width,
-        "dose": dose,
-        "read_noise": read_noise,
         "drift": drift,
-        "jitter": jitter,
-        "background": background,
-        "blur": blur,
-        "seed": seed,
-        "ratio": ratio,
         "domains": "none",
     }
     image = _make_image(out["image"], pixel_size, parameters)
@@ -668,6 +645,21 @@ def _check_directions(directions, n_domains, domains) -> list[float]:
             f"domains={domains!r}, got {directions}"
         )
     return directions
+
+
+def _check_acquisition(
+    shape, pixel_size, dose, read_noise, drift, jitter, background, blur
+):
+    """The scan and detector arguments every generator takes, checked:
+    (dose, read_noise, drift, jitter, background, blur in pixels)."""
+    if dose is not None:
+        dose = _positive("dose", dose)
+    read_noise = _positive("read_noise", read_noise, allow_zero=True)
+    drift = _check_drift(drift, shape)
+    jitter = _positive("jitter", jitter, allow_zero=True)
+    background = _positive("background", background, allow_zero=True)
+    blur_px = _positive("blur", blur, allow_zero=True) / pixel_size
+    return dose, read_noise, drift, jitter, background, blur_px
 
 
 def _check_drift(drift, shape) -> tuple[float, float]:

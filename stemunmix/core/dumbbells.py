@@ -93,14 +93,14 @@ def polarity(heights, xy, pairs) -> dict:
         b = np.where(end[sel[:, 0]] == 1, sel[:, 1], sel[:, 0])
         d = heights[b] - heights[a]
         ok = np.isfinite(d)
-        t = _t(d[ok])
+        t = mean_t(d[ok])
         out["grains"].append({"pairs": int(ok.sum()), "t": t})
         if t < -SIGNIFICANT:  # end 1 brighter here: turn the grain round
             swap[a] = swap[b] = True
             d = -d
         diffs.append(d[ok])
     d = np.concatenate(diffs) if diffs else np.zeros(0)
-    out["t"] = _t(d)
+    out["t"] = mean_t(d)
     out["significant"] = bool(out["t"] > SIGNIFICANT) or any(
         abs(g["t"]) > SIGNIFICANT for g in out["grains"]
     )
@@ -108,7 +108,8 @@ def polarity(heights, xy, pairs) -> dict:
     return out
 
 
-def _t(d) -> float:
+def mean_t(d) -> float:
+    """The t of the mean of ``d`` (0 with fewer than 3 or no spread)."""
     if len(d) < 3 or not np.std(d) > 0:
         return 0.0
     return float(np.mean(d) / (np.std(d, ddof=1) / np.sqrt(len(d))))

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stemunmix.core.dumbbells import mean_t
+
 SIGNIFICANT = 5.0  # |t| of the mean height difference that names the species
 TOLERANCE = 0.25  # a bond within this share of the median nearest distance
 
@@ -61,9 +63,7 @@ def classes(xy, heights) -> tuple[np.ndarray, dict]:
             diff.append(d if sub[k] == 1 else -d)
     diff = np.asarray(diff, float)
     diff = diff[np.isfinite(diff)]
-    t = 0.0
-    if len(diff) >= 3 and np.std(diff) > 0:
-        t = float(np.mean(diff) / (np.std(diff, ddof=1) / np.sqrt(len(diff))))
+    t = mean_t(diff)
     labels = np.where(sub < 0, 0, sub)
     if t < -SIGNIFICANT:  # sublattice 0 is the brighter: turn the names round
         labels = 1 - labels

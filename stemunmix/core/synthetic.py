@@ -183,6 +183,12 @@ def scan_positions(xy_specimen, shape, drift, jitter, sigma):
     return np.stack([sx + shift, y], axis=1)
 
 
+def in_frame(xy, shape) -> np.ndarray:
+    """(N,) bool: the positions [x, y] on the frame's pixels."""
+    h, w = shape
+    return (xy[:, 0] >= 0) & (xy[:, 0] <= w - 1) & (xy[:, 1] >= 0) & (xy[:, 1] <= h - 1)
+
+
 def render_columns(shape, xy_specimen, amplitude, sigma, drift, jitter, chunk=4096):
     """Point-sampled image of Gaussian columns seen through the distorted scan.
 
@@ -338,12 +344,7 @@ def render_perovskite(
     expected, image = detect(clean, blur, background, dose, read_noise, rng)
 
     xy_image = scan_positions(xy_specimen, shape, drift, line_jitter, sigma)
-    inside = (
-        (xy_image[:, 0] >= 0)
-        & (xy_image[:, 0] <= shape[1] - 1)
-        & (xy_image[:, 1] >= 0)
-        & (xy_image[:, 1] <= shape[0] - 1)
-    )
+    inside = in_frame(xy_image, shape)
     # Domain of each pixel: the domain of the specimen point that pixel samples.
     yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(float)
     kx, ky = drift[0] / (h - 1), drift[1] / (h - 1)
@@ -564,12 +565,7 @@ def render_monatomic(
         clean = clean + 1e-3
     expected, image = detect(clean, blur, background, dose, read_noise, rng)
     xy_image = scan_positions(xy, shape, drift, line_jitter, sigma)
-    ok = (
-        (xy_image[:, 0] >= 0)
-        & (xy_image[:, 0] <= shape[1] - 1)
-        & (xy_image[:, 1] >= 0)
-        & (xy_image[:, 1] <= shape[0] - 1)
-    )
+    ok = in_frame(xy_image, shape)
     crystal = np.ones(shape, bool)
     if len(xy_image[ok]):
         seeds = np.ones(shape, bool)

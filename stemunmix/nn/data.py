@@ -149,14 +149,6 @@ def _detector(rng, image):
     return image
 
 
-def shortest_translation(vectors) -> float:
-    """The length of the shortest lattice translation (what segment()
-    measures as the spacing)."""
-    ij = np.stack(np.meshgrid(*(np.arange(-2, 3),) * 2), -1).reshape(-1, 2)
-    t = np.hypot(*(ij @ np.asarray(vectors, float)).T)
-    return float(t[t > 1e-9].min())
-
-
 def monatomic_sample(
     rng: np.random.Generator,
     size: int = 128,
@@ -185,7 +177,9 @@ def monatomic_sample(
     second = rng.uniform(0.2 if two_d else 0.6, 1.0)
     heights = (1.0, second)[:: 1 if rng.random() < 0.5 else -1]
     spacing = rng.uniform(*spacing_range)
-    vectors = np.asarray(vectors) * spacing / shortest_translation(vectors)
+    # the shortest translation (what segment() measures as the spacing): the
+    # nearest distance of a one-site basis
+    vectors = np.asarray(vectors) * spacing / nearest_distance(vectors, [[0.0, 0.0]])
     vectors = vectors @ rotation_matrix(rng.uniform(0, 360)).T
     near = nearest_distance(vectors, basis)
     sigma = near * rng.uniform(0.1, 0.32)

@@ -160,8 +160,9 @@ def analyze(
     ``metadata.Signal.stemunmix.model_selection`` and in the report.
     """
 
-    _check_choices(method, source, centre, normalize, components, domains, window)
-    checks.one_of("structure", structure, STRUCTURES)
+    _check_choices(
+        method, source, centre, normalize, components, domains, window, structure
+    )
     if method == "nmf":
         normalize = None  # NMF needs non-negative windows
     image = as_image(image)
@@ -286,13 +287,14 @@ def _say_choices(result, log) -> None:
 
 
 def _check_choices(
-    method, source, centre, normalize, components, domains, window
+    method, source, centre, normalize, components, domains, window, structure="auto"
 ) -> None:
 
     checks.one_of("method", method, METHODS)
     checks.one_of("source", source, ("image", "probabilities"))
     checks.one_of("centre", centre, ("cell", "column"))
     checks.one_of("normalize", normalize, (None, "mean"))
+    checks.one_of("structure", structure, STRUCTURES)
     if components is not None:
         checks.count("components", components, 1, 50)
     if domains is not None:
