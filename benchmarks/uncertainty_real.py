@@ -197,7 +197,7 @@ def less_local_median(disp, mask, half=4):
     return rest, inflate
 
 
-def cost(repeats=3):
+def cost(repeats=5):
     """Share of find_columns' time spent in the error model (frame_covariance),
     on SrTiO3 [110] ADF with its maps computed once."""
     from stemunmix.signals import AtomicResolutionImage
@@ -269,7 +269,7 @@ def main():
           f"{np.round(r['pto_less_local_median_z_spread'], 2).tolist()}", flush=True)  # fmt: skip
     out["cost"] = cost()
     print(f"error model / rest of find_columns: {out['cost']['error_model_over_rest']:.1%} "
-          "(median of 3)", flush=True)  # fmt: skip
+          f"(median of {len(out['cost']['runs'])})", flush=True)  # fmt: skip
     (HERE / "results" / "uncertainty_real.json").write_text(json.dumps(out, indent=1))
 
 

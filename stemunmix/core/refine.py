@@ -390,7 +390,9 @@ def take_step(
 @numba.njit(cache=True, fastmath=True)
 def noise_sums(res, mus, inside, out):
     """``out`` (5,): pixels, sum mu, sum mu^2, sum e^2, sum mu e^2 over a
-    patch, e the residual ``res`` high-passed along the row."""
+    patch, e the residual ``res`` high-passed along the row and mu the
+    model's mean under that filter's squared weights (the variance e has
+    where the signal curves, as on a column's peak)."""
     norm = 1.0 / np.sqrt(6.0)
     out[:] = 0.0
     m = res.shape[1]
@@ -398,7 +400,7 @@ def noise_sums(res, mus, inside, out):
         for q in range(1, m - 1):
             if inside[p, q - 1] and inside[p, q] and inside[p, q + 1]:
                 e = (2.0 * res[p, q] - res[p, q - 1] - res[p, q + 1]) * norm
-                mu = mus[p, q]
+                mu = (4.0 * mus[p, q] + mus[p, q - 1] + mus[p, q + 1]) / 6.0
                 out[0] += 1.0
                 out[1] += mu
                 out[2] += mu * mu

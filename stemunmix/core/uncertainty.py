@@ -26,12 +26,17 @@ render. Positions are [x, y] pixels; covariances (..., 2, 2) pixels^2.
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
+from scipy.fft import irfft2, next_fast_len, rfft2
 from scipy.spatial import cKDTree
 
-from stemunmix.core.refine import render
+from stemunmix.core.refine import refine_gaussian, render
 
 MAD = 1.4826  # robust standard deviation of a normal distribution per MAD
+FITTED = ("height", "width", "background")  # a column's fit, as the model reads it
+FIT_KEY = {"height": "height", "width": "sigma", "background": "background"}
 # The lattice's second difference across the scan lines: a site less the mean
 # of its two neighbours along b (i, j -+ 1), the lattice vector more nearly
 # along the slow scan. Its neighbours along a share the site's scan lines, so
@@ -95,46 +100,61 @@ def column_snr(quantities: dict, noise) -> np.ndarray:
 
 def residual_field(image, xy, fitted: dict, radius, noise):
     """(standardised residual u, variance per pixel) of ``image`` against the
-    fitted model of its columns: Gaussians (``fitted`` ``height`` and
-    ``width`` at ``xy``) on the ``background`` of the nearest column; u =
-    residual / sqrt(variance of the noise model). Columns with a NaN fit
-    leave their pixels out (NaN)."""
-    height, width, background = (fitted[k] for k in ("height", "width", "background"))
+    fitted model of its columns (:func:`fitted_model`); u = residual /
+    sqrt(variance of the noise model). Columns with a NaN fit leave their
+    pixels out (NaN)."""
     image = np.asarray(image, float)
-    h, w = image.shape
-    ok = np.isfinite(height) & np.isfinite(width) & np.isfinite(background)
-    params = np.column_stack([height, xy, width, background])[ok]
-    model = np.zeros((h, w))
-    render(np.ascontiguousarray(params), int(radius), model)
-    if len(params) == 0:
-        return np.full((h, w), np.nan), np.full((h, w), np.nan)
-    # The background of the nearest column, looked up on a grid of every
-    # second pixel: it changes slowly between neighbours.
-    rows, cols = np.mgrid[:h:2, :w:2]
-    _, near = cKDTree(params[:, 1:3]).query(
-        np.column_stack([cols.ravel(), rows.ravel()])
-    )
-    near = near.reshape(rows.shape).repeat(2, 0).repeat(2, 1)[:h, :w]
-    mu = model + params[near, 4]
+    return _standardised(image, fitted_model(image.shape, xy, fitted, radius), noise)
+
+
+def _standardised(image, mu, noise) -> tuple:
     gain, var0 = noise
     var = gain * np.clip(mu, 0, None) + var0
     var = np.where(var > 0, var, np.nan)
     return (image - mu) / np.sqrt(var), var
 
 
+def fitted_model(shape, xy, fitted: dict, radius, near=None) -> np.ndarray:
+    """(H, W) the fitted columns' Gaussians (``fitted`` ``height`` and
+    ``width`` at ``xy``) on the ``background`` of the nearest column (NaN
+    without a column with a finite fit). ``near``: the
+    :func:`nearest_column` map of the columns with a finite fit, where it is
+    known."""
+    height, width, background = (fitted[k] for k in ("height", "width", "background"))
+    ok = np.isfinite(height) & np.isfinite(width) & np.isfinite(background)
+    params = np.column_stack([height, xy, width, background])[ok]
+    model = np.zeros(shape)
+    render(np.ascontiguousarray(params), int(radius), model)
+    if len(params) == 0:
+        return np.full(shape, np.nan)
+    if near is None:
+        near = nearest_column(shape, params[:, 1:3])
+    return model + params[near, 4]
+
+
+def nearest_column(shape, xy) -> np.ndarray:
+    """(H, W) index of the column of ``xy`` nearest each pixel, looked up on
+    a grid of every second pixel (the background it serves changes slowly
+    between neighbours)."""
+    h, w = shape
+    rows, cols = np.mgrid[:h:2, :w:2]
+    _, near = cKDTree(xy).query(np.column_stack([cols.ravel(), rows.ravel()]))
+    return near.reshape(rows.shape).repeat(2, 0).repeat(2, 1)[:h, :w]
+
+
 def aperiodic_part(u: np.ndarray, vectors, origin, cells: int = 4) -> np.ndarray:
-    """``u`` (H, W) less its lattice-periodic mean, local: the mean of the
+    """``u`` (..., H, W) less its lattice-periodic mean, local: the mean of the
     pixels at the same fractional position (binned at about a pixel) in each
     block of ``cells`` x ``cells`` cells spanned by ``vectors`` (2, 2) [a, b]
     from ``origin`` [x, y]; what neighbouring cells repeat (two materials, a
     layer, a domain each have their own). The difference is scaled by
     sqrt(n / (n - 1)) (n the cells of the block: each pixel's own share of
     its mean), so that the noise left has its variance."""
-    h, w = u.shape
-    basis = np.asarray(vectors, float).T  # columns a, b
-    rows, cols = np.mgrid[:h, :w]
-    d = np.stack([cols.ravel() - origin[0], rows.ravel() - origin[1]])
-    whole = np.linalg.solve(basis, d)
+    h, w = u.shape[-2:]
+    inv = np.linalg.inv(np.asarray(vectors, float).T)  # pixels -> (a, b)
+    x, y = np.arange(w) - origin[0], np.arange(h) - origin[1]
+    whole = inv[:, 0, None, None] * x + inv[:, 1, None, None] * y[:, None]
+    whole = whole.reshape(2, -1)
     cell = np.floor(whole)
     frac = whole - cell
     block = np.floor(cell / cells).astype(np.int64)
@@ -144,12 +164,15 @@ def aperiodic_part(u: np.ndarray, vectors, origin, cells: int = 4) -> np.ndarray
     ib = np.minimum((frac[1] * bins[1]).astype(np.int64), bins[1] - 1)
     nb = int(block[1].max()) + 1
     idx = ((block[0] * nb + block[1]) * bins[0] + ia) * bins[1] + ib
-    use = np.isfinite(u.ravel())
-    n = np.bincount(idx[use], minlength=idx.max() + 1)
-    s = np.bincount(idx[use], u.ravel()[use], minlength=idx.max() + 1)
-    mean = np.where(n > 1, s / np.maximum(n, 1), 0.0)
-    own = np.where(n > 1, n / np.maximum(n - 1, 1), 1.0)
-    return ((u.ravel() - mean[idx]) * np.sqrt(own[idx])).reshape(h, w)
+    out = np.empty(u.shape)
+    for one, put in zip(u.reshape(-1, h * w), out.reshape(-1, h * w), strict=True):
+        use = np.isfinite(one)
+        n = np.bincount(idx[use], minlength=idx.max() + 1)
+        s = np.bincount(idx[use], one[use], minlength=idx.max() + 1)
+        mean = np.where(n > 1, s / np.maximum(n, 1), 0.0)
+        own = np.where(n > 1, n / np.maximum(n - 1, 1), 1.0)
+        put[:] = (one - mean[idx]) * np.sqrt(own[idx])
+    return out
 
 
 def autocovariance(u: np.ndarray, max_lag: int) -> np.ndarray:
@@ -158,11 +181,11 @@ def autocovariance(u: np.ndarray, max_lag: int) -> np.ndarray:
     ok = np.isfinite(u)
     v = np.where(ok, u - (u[ok].mean() if ok.any() else 0.0), 0.0)
     m = ok.astype(float)
-    shape = (u.shape[0] + max_lag, u.shape[1] + max_lag)
+    shape = tuple(next_fast_len(n + max_lag, real=True) for n in u.shape)
 
     def corr(a):
-        f = np.fft.rfft2(a, s=shape)
-        c = np.fft.irfft2(f * np.conj(f), s=shape)
+        f = rfft2(a, s=shape)
+        c = irfft2(f * np.conj(f), s=shape)
         c = np.roll(np.roll(c, max_lag, 0), max_lag, 1)
         return c[: 2 * max_lag + 1, : 2 * max_lag + 1]
 
@@ -174,24 +197,28 @@ def correlated_covariance(image_shape, params, radius, var, acov):
     """(N, 2, 2) position covariances of the columns' Gaussian fits
     (``params`` (N, 5): height, x, y, width, background) when the pixel noise
     has variance ``var`` (H, W) and the standardised autocovariance ``acov``
-    (:func:`autocovariance`), and (N, 2, 2) the same for independent pixels of
-    that variance (acov's centre only). A column's position error is the
+    (:func:`autocovariance`; a stack (..., 2 L + 1, 2 L + 1) gives a stack
+    of results), and (N, 2, 2) the same for independent pixels of that
+    variance (acov's centre only). A column's position error is the
     linear map A^-1 J^T of its patch's noise; its covariance sums that map's
     products at every lag weighted by the autocovariance (all columns at
     once, by FFT). NaN for columns whose patch leaves the image or the
     finite variance."""
     h, w = image_shape
-    lag = acov.shape[0] // 2
+    acov = np.asarray(acov, float)
+    stack = acov.reshape(-1, *acov.shape[-2:])
+    lag = acov.shape[-1] // 2
     m = 2 * int(radius) + 1
     params = np.asarray(params, float).reshape(-1, 5)
-    out = np.full((len(params), 2, 2), np.nan)
-    white = np.full((len(params), 2, 2), np.nan)
+    out = np.full((len(stack), len(params), 2, 2), np.nan)
+    white = np.full((len(stack), len(params), 2, 2), np.nan)
+    shape = acov.shape[:-2] + (len(params), 2, 2)
     corner = np.round(params[:, 1:3]).astype(int) - int(radius)  # x0, y0
     inside = ((corner >= 0) & (corner + m <= np.array([w, h]))).all(1)
     inside &= np.isfinite(params).all(1)
     k = np.flatnonzero(inside)
     if len(k) == 0:
-        return out, white
+        return out.reshape(shape), white.reshape(shape)
     grid = np.arange(m)
     py = corner[k, 1, None, None] + grid[None, :, None]  # (K, m, 1)
     px = corner[k, 0, None, None] + grid[None, None, :]  # (K, 1, m)
@@ -219,9 +246,9 @@ def correlated_covariance(image_shape, params, radius, var, acov):
     solvable = (np.linalg.cond(normal) < 1e10) & (norm[:, 1:3, 0] > 0).all(1)
     k, jac, normal, norm = k[solvable], jac[solvable], normal[solvable], norm[solvable]
     local = local[solvable]
-    rows = np.linalg.solve(normal, jac)[:, 1:3] / norm[:, 1:3]  # (K, 2, m^2)
+    rows = np.linalg.inv(normal)[:, 1:3] @ jac / norm[:, 1:3]  # (K, 2, m^2)
     lin = rows * np.sqrt(local).reshape(len(k), 1, -1)
-    white[k] = acov[lag, lag] * lin @ np.swapaxes(lin, 1, 2)
+    white[:, k] = stack[:, lag, lag, None, None, None] * (lin @ np.swapaxes(lin, 1, 2))
     size = (m + lag + 1, m + lag + 1)
     f = np.fft.rfft2(lin.reshape(len(k), 2, m, m), s=size)
     for i in range(2):
@@ -229,8 +256,8 @@ def correlated_covariance(image_shape, params, radius, var, acov):
             c = np.fft.irfft2(f[:, i] * np.conj(f[:, j]), s=size)
             # lags -lag..lag on both axes (negative lags wrap to the end)
             c = np.roll(c, (lag, lag), axis=(1, 2))[:, : 2 * lag + 1, : 2 * lag + 1]
-            out[k, i, j] = out[k, j, i] = (c * acov).sum((1, 2))
-    return out, white
+            out[:, k, i, j] = out[:, k, j, i] = np.einsum("kab,nab->nk", c, stack)
+    return out.reshape(shape), white.reshape(shape)
 
 
 def pixel_factors(
@@ -257,20 +284,29 @@ def pixel_factors(
     None leaves it in), and the ratio of each axis' position variance under
     the residuals' autocorrelation to that of independent pixels of the same
     variance (the median over at most ``per_class`` columns of the class,
-    evenly spread over the crop's; only those ``measured``, default all).
+    evenly spread over the crop's; only those ``measured``, default all),
+    each over what the fit itself takes out of white noise of the noise
+    model (:func:`_null_residuals`; a factor of 1 on white noise).
     Classes with fewer than ``min_columns`` such columns whose patch lies
     inside the crop are left out.
     """
     radius = int(radius)
-    u, var = residual_field(image, xy, fitted, radius, noise)
-    # Columns beyond the crop are not in its model: their tails leave a
-    # border of residuals that is no noise.
-    edge = 2 * radius
-    u[:edge], u[-edge:], u[:, :edge], u[:, -edge:] = np.nan, np.nan, np.nan, np.nan
-    if vectors is not None and np.isfinite(vectors).all():
-        u = aperiodic_part(u, vectors, origin)
     lag = int(max_lag or 2 * radius)
-    acov = autocovariance(u, lag)
+    ok = np.isfinite(np.column_stack([fitted[k] for k in FITTED])).all(1)
+    near = nearest_column(image.shape, xy[ok]) if ok.any() else None
+    mu = fitted_model(image.shape, xy, fitted, radius, near)
+    u, var = _standardised(np.asarray(image, float), mu, noise)
+    # The residuals of a fit are not its noise: the fit takes out the part
+    # of the noise that moves its columns. The same fit of the fitted image
+    # plus white noise of the noise model (seeded) says by how much; only a
+    # loss counts (a null whose refit wanders, near the detection limit,
+    # shows the fit's own error, which the real residuals carry too).
+    seed = zlib.crc32(np.ascontiguousarray(image, float).tobytes())
+    mine = {k: np.asarray(fitted[k], float)[ok] for k in FITTED}
+    u0 = _null_residuals(mu, var, xy[ok], mine, radius, noise, seed, near)
+    u, u0 = _inner_aperiodic(np.stack([u, u0]), radius, vectors, origin)
+    misfit = float(np.nanmean(u**2) / min(1.0, np.nanmean(u0**2)))
+    acovs = np.stack([autocovariance(u, lag), autocovariance(u0, lag)])
     params = np.column_stack(
         [fitted["height"], xy, fitted["width"], fitted["background"]]
     )
@@ -289,18 +325,62 @@ def pixel_factors(
     ]
     keep = np.concatenate(keep) if keep else np.zeros(0, int)
     params, labels = params[keep], labels[keep]
-    corr, white = correlated_covariance(image.shape, params, radius, var, acov)
+    (corr, base), (white, white0) = correlated_covariance(
+        image.shape, params, radius, var, acovs
+    )
+    lost = np.minimum(1.0, np.diagonal(base, 0, 1, 2) / np.diagonal(white0, 0, 1, 2))
     out = {}
     for k in np.unique(labels):
         sel = (labels == k) & np.isfinite(corr[:, 0, 0]) & (white[:, 0, 0] > 0)
+        sel &= (white0[:, 0, 0] > 0) & (lost > 0).all(1)
         if not sel.any():
             continue
-        ratio = [np.median(corr[sel, i, i] / white[sel, i, i]) for i in range(2)]
+        ratio = [
+            np.median(corr[sel, i, i] / white[sel, i, i] / lost[sel, i])
+            for i in range(2)
+        ]
         out[int(k)] = {
-            "misfit": float(acov[lag, lag]),
+            "misfit": misfit,
             "correlated": tuple(float(r) for r in ratio),
         }
     return out
+
+
+def _inner_aperiodic(u, radius, vectors, origin) -> np.ndarray:
+    """Standardised residuals ``u`` (..., H, W) of a crop less its border
+    and its lattice-periodic part."""
+    u = np.array(u, float)
+    # Columns beyond the crop are not in its model: their tails leave a
+    # border of residuals that is no noise.
+    edge = 2 * radius
+    u[..., :edge, :], u[..., -edge:, :] = np.nan, np.nan
+    u[..., :edge], u[..., -edge:] = np.nan, np.nan
+    if vectors is not None and np.isfinite(vectors).all():
+        u = aperiodic_part(u, vectors, origin)
+    return u
+
+
+def _null_residuals(mu, var, xy, fitted, radius, noise, seed, near, n_iter=2):
+    """Standardised residuals of the fit of the fitted image ``mu`` plus
+    white noise of its variance ``var``, refitted from the fitted positions
+    ``xy`` (all with a finite fit, whose :func:`nearest_column` map is
+    ``near``; ``n_iter`` rounds: it starts at its optimum); the noise drawn
+    with ``seed`` (the crop's own digest: the same data give the same null,
+    and the null's chance error is not the same on every image)."""
+    noise_image = np.random.default_rng(seed).standard_normal(mu.shape)
+    image = mu + np.sqrt(np.nan_to_num(var)) * noise_image
+    if len(xy) == 0 or not np.isfinite(image).all():
+        return np.full(mu.shape, np.nan)
+    width = float(np.median(fitted["width"]))
+    fit = refine_gaussian(image, xy, width, radius, n_iter, uncertainty=False)
+    refit = {k: fit[FIT_KEY[k]] for k in FITTED}
+    bad = ~np.isfinite(np.column_stack(list(refit.values()))).all(1)
+    for k in FITTED:  # a refit that failed keeps the fit it started from
+        refit[k] = np.where(bad, fitted[k], refit[k])
+    mu0 = fitted_model(
+        mu.shape, np.where(bad[:, None], xy, fit["xy"]), refit, radius, near
+    )
+    return _standardised(image, mu0, noise)[0]
 
 
 def scale_covariance(cov: np.ndarray, fx: float, fy: float) -> np.ndarray:

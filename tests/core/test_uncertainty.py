@@ -80,6 +80,34 @@ def test_correlated_factor_matches_monte_carlo_scatter():
     assert np.sqrt(np.median(shot[:, 0, 0])) < 0.85 * observed[0]
 
 
+def test_the_factors_of_white_noise_are_one():
+    """A fit's residuals are not its noise: it takes out what moves its
+    columns, which read as anticorrelated residuals (factors about 0.82 in
+    variance before the null was taken out). On Poisson noise the factors
+    are about 1."""
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[:128, :128]
+    xy = np.array(
+        [[x, y] for x in range(12, 120, 12) for y in range(12, 120, 12)], float
+    )
+    labels = ((xy[:, 0] // 12 + xy[:, 1] // 12) % 2).astype(int)
+    clean = 20 + sum(
+        a * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 8)
+        for (x, y), a in zip(xy, np.where(labels == 1, 150.0, 400.0), strict=True)
+    )
+    product = []
+    for _ in range(8):
+        img = rng.poisson(clean).astype(float)
+        fit = refine_gaussian(img, xy + rng.normal(0, 0.3, xy.shape), 2.0, 5)
+        fitted = {"height": fit["height"], "width": fit["sigma"],
+                  "background": fit["background"]}  # fmt: skip
+        f = U.pixel_factors(img, fit["xy"], labels, fitted, 5,
+                            noise_model(fit["noise_sums"]), None, None)  # fmt: skip
+        product.append([f[k]["misfit"] * np.array(f[k]["correlated"]) for k in (0, 1)])
+    mean = np.mean(product, 0)
+    assert (mean > 0.88).all() and (mean < 1.12).all(), mean
+
+
 def test_a_class_with_few_bright_columns_takes_the_others_factors():
     """The factors are measured on columns of at least FACTOR_SNR: a class
     with fewer than FACTOR_COLUMNS of them (the faint Ti of a low-dose
