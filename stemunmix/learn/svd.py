@@ -96,5 +96,13 @@ class GramSVD(TransformerMixin, BaseEstimator):
         return np.where(values < 0, -1.0, 1.0)
 
     def transform(self, X):
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "components_")
         X = check_2d(X)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but GramSVD is expecting "
+                f"{self.n_features_in_} features as input"
+            )
         return self._centred(X.astype(np.float64)) @ self.components_.T
