@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from stemunmix.core.measure import grid_shape
+from stemunmix.report.cells import CHANCE_2D, ISOLATED
 
 # Above this many sigma a difference counts; below, it is within the noise.
 SIGNIFICANT = 5.0
@@ -99,3 +100,53 @@ def _difference(values, mine) -> dict | None:
         "sigma": se,
         "significance": abs(diff) / se if se > 0 else None,
     }
+
+
+def one_domain_why(result, numbers: dict) -> str | None:
+    """Why the learned descriptor finds one domain where the measurements per
+    cell vary across the field (``numbers``: the report's measurements);
+    None where it finds more, or the measurements do not vary either."""
+    if result.domains != 1:
+        return None
+    varies = _where_measurements_vary(numbers)
+    if not varies:
+        return None
+    chosen = result.choices.get("domains")
+    why = chosen["why"] if isinstance(chosen, dict) else "the domains were set to one"
+    return (
+        f"One domain, although the measurements per cell vary across the field "
+        f"({'; '.join(varies)}): {why}. The windows vary as much within those "
+        "regions as between them, so no domain map is drawn from them; the "
+        "regions are told apart by the measurements per cell (the rows profile "
+        "and the regions of the summary)."
+    )
+
+
+def _where_measurements_vary(numbers: dict) -> list[str]:
+    """What in the measurements differs across the field, in words; nothing
+    unless the cells vary beyond the field's mean (a null, isolated cells or
+    a uniform offset do not)."""
+    pol = numbers.get("polarization") or {}
+    share = pol.get("beyond_3_sigma_of_mean", 0.0)
+    if not (pol.get("significant") and share > ISOLATED * CHANCE_2D):
+        return []
+    said = [f"{share:.1%} of the cells beyond 3 sigma of the field's mean"]
+    regions = numbers.get("regions") or []
+    for a, b in zip(regions, regions[1:], strict=False):
+        z = _apart(a, b)
+        if z > SIGNIFICANT:
+            said.append(f"the {a['region']} and the {b['region']} {z:.0f} sigma apart")
+    rows = numbers.get("rows") or []
+    if len(rows) > 1:
+        z = max(_apart(a, b) for a in rows for b in rows)
+        if z > SIGNIFICANT:
+            said.append(f"rows of cells up to {z:.0f} sigma apart")
+    return said
+
+
+def _apart(a: dict, b: dict) -> float:
+    """How many sigma two regions' mean displacements are apart (their
+    errors taken as independent)."""
+    d = np.subtract(a["mean"], b["mean"])
+    var = np.square(a["sigma"]) + np.square(b["sigma"])
+    return float(np.sqrt(np.sum(d * d / var)))

@@ -11,7 +11,7 @@ import numpy as np
 
 from stemunmix.core.checks import calibrated, nm_per_unit
 from stemunmix.report.cells import WHOLE, measurements, write_tables
-from stemunmix.report.differences import domain_differences
+from stemunmix.report.differences import domain_differences, one_domain_why
 from stemunmix.report.drawing import _View
 from stemunmix.report.figures import _figures
 from stemunmix.report.pipeline import Analysis
@@ -136,6 +136,7 @@ def summary(
         "choices": result.choices,
         "domain_test": ld.domain_test,
         "domain_differences": differences,
+        "one_domain_why": one_domain_why(result, numbers),
         "domain_agreement_with_truth": result.domain_agreement,
         "physical_agreement": result.physical_agreement,
         "timings_s": result.timings,
@@ -185,7 +186,8 @@ def _section_rows(result: Analysis, differences: list, numbers: dict) -> dict:
     return {
         "summary": _summary_rows(result, numbers),
         "measurements": _measurement_rows(numbers),
-        "descriptor": _descriptor_rows(result, differences),
+        "descriptor": _descriptor_rows(result, differences)
+        + [("why one domain", why) for why in [one_domain_why(result, numbers)] if why],
         "quality": _quality_rows(numbers["quality"]),
     }
 

@@ -157,3 +157,46 @@ def test_an_uncalibrated_image_is_drawn_in_pixels():
     view = _View.of(result)
     assert view.units == "px" and view.scale == (1.0, 1.0)
     assert view.extent == [-0.5, 119.5, 99.5, -0.5]
+
+
+def _numbers(share, significant=True, rows=None):
+    pol = {"significant": significant, "beyond_3_sigma_of_mean": share}
+    return {"polarization": pol, "regions": None, "rows": rows}
+
+
+def test_one_domain_is_explained_where_the_measurements_vary():
+    """One domain while the cells vary beyond the field's mean: the report
+    says so and why (the choice's reason); a null, isolated cells or a
+    uniform offset need no such note, nor do several domains."""
+    from stemunmix.report.differences import one_domain_why
+
+    why = "no partition into 2 to 8 clusters reaches a silhouette of 0.25"
+    result = type("R", (), {"domains": 1, "choices": {"domains": {"why": why}}})()
+    rows = [{"mean": [0.0, 20.0], "sigma": [1.0, 1.0]},
+            {"mean": [-3.0, 0.0], "sigma": [1.0, 1.0]}]  # fmt: skip
+    said = one_domain_why(result, _numbers(0.3, rows=rows))
+    assert why in said and "30.0% of the cells" in said
+    assert "rows of cells up to 14 sigma apart" in said
+    assert one_domain_why(result, _numbers(0.03, rows=rows)) is None  # isolated
+    assert one_domain_why(result, _numbers(0.3, significant=False)) is None
+    result.domains = 2
+    assert one_domain_why(result, _numbers(0.3, rows=rows)) is None
+
+
+def test_the_real_pbtio3_srruo3_report_says_why_one_domain(real_data, tmp_path, capsys):
+    """PbTiO3/SrRuO3: the learned windows do not split the two materials (one
+    domain by default); the summary says why, beside the measurements that
+    do tell them apart."""
+    import json
+
+    from stemunmix.cli import main
+
+    path = real_data / "temul_PTO-SRO_HAADF_Hadjimichael2020.hspy"
+    code = main(["analyze", str(path), "--json", "--quiet", "--no-scree",
+                 "--out", str(tmp_path / "pto")])  # fmt: skip
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["domains"] == 1  # were they told apart, nothing to explain
+    said = summary["one_domain_why"]
+    assert "silhouette" in said and "rows of cells up to" in said
+    assert summary["answer"].startswith("Yes")
