@@ -305,6 +305,8 @@ def pixel_factors(
     mine = {k: np.asarray(fitted[k], float)[ok] for k in FITTED}
     u0 = _null_residuals(mu, var, xy[ok], mine, radius, noise, seed, near)
     u, u0 = _inner_aperiodic(np.stack([u, u0]), radius, vectors, origin)
+    if near is not None:
+        u, u0 = _less_line_shifts(np.stack([u, u0]), mu, var, near)
     misfit = float(np.nanmean(u**2) / min(1.0, np.nanmean(u0**2)))
     acovs = np.stack([autocovariance(u, lag), autocovariance(u0, lag)])
     params = np.column_stack(
@@ -343,6 +345,27 @@ def pixel_factors(
             "misfit": misfit,
             "correlated": tuple(float(r) for r in ratio),
         }
+    return out
+
+
+def _less_line_shifts(u, mu, var, near) -> np.ndarray:
+    """Standardised residuals ``u`` (..., H, W) less what scan lines shifted
+    along x leave: on each row of each column's cell (``near``, the
+    :func:`nearest_column` map), the least-squares multiple of the model
+    ``mu``'s x derivative. Line noise moves each column's rows by their own
+    amounts, which its fit averages; the rest is no pixel noise (it does not
+    move y at all), and the scan term measures it on the lattice."""
+    h, w = u.shape[-2:]
+    g = np.gradient(mu, axis=-1) / np.sqrt(var)
+    g = np.where(np.isfinite(g), g, 0.0)
+    key = (near * h + np.arange(h)[:, None]).ravel()
+    gg = np.bincount(key, (g * g).ravel())
+    out = np.array(u, float)
+    for one in out.reshape(-1, h * w):
+        ok = np.isfinite(one)
+        ug = np.bincount(key[ok], (one[ok] * g.ravel()[ok]), minlength=len(gg))
+        shift = np.where(gg > 0, ug / np.where(gg > 0, gg, 1.0), 0.0)
+        one -= shift[key] * g.ravel()
     return out
 
 
