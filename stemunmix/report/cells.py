@@ -164,82 +164,148 @@ def strain_numbers(columns) -> dict | None:
 
 def intensity_numbers(columns) -> dict | None:
     """Intensity classes of each cation class where the data hold more than
-    one: a Gaussian mixture of 1 to 3 components on the columns' integrated
-    intensity, the number chosen by BIC, kept only where the components are
-    separated (Ashman's D > 2 between each neighbouring pair: two bumps, not
-    a gradient of thickness cut in two). Per class: the number, the share of
-    columns in each and their mean intensities."""
-    from sklearn.mixture import GaussianMixture
-
+    one (:func:`_classes` of the columns' integrated intensity). Per class:
+    the number, the share of columns in each and their mean intensities."""
     out = {}
     for name in columns.class_names:
         if name in ("background", "O") or not _has(columns, name):
             continue
         v = columns.select(name).quantities.get("intensity")
-        if v is None:
-            continue
-        v = np.asarray(v, float)
-        v = v[np.isfinite(v)].reshape(-1, 1)
-        if len(v) < 30:
-            continue
-        fits = [GaussianMixture(k, random_state=0).fit(v) for k in (1, 2, 3)]
-        best = min(fits, key=lambda g: g.bic(v))
-        order = np.argsort(best.means_.ravel())
-        means = best.means_.ravel()[order]
-        sds = np.sqrt(best.covariances_.ravel()[order])
-        separated = all(
-            np.sqrt(2) * abs(means[i + 1] - means[i]) / np.hypot(sds[i], sds[i + 1]) > 2
-            for i in range(len(means) - 1)
-        )
-        if best.n_components > 1 and separated:
-            label = np.argsort(order)[best.predict(v)]
-            out[name] = {
-                "classes": int(best.n_components),
-                "shares": np.bincount(label, minlength=len(means)) / len(v),
-                "mean_intensities": means,
-            }
+        found = None if v is None else _classes(np.asarray(v, float))
+        if found is not None:
+            out[name] = {k: found[k] for k in ("classes", "shares", "mean_intensities")}
     return out or None
 
 
-def region_numbers(columns, view, intensity: dict | None) -> list | None:
+def contrast_numbers(columns) -> dict | None:
+    """Classes of the A sites by their Z contrast over B: each A column's
+    integrated intensity over the mean of the B columns of the (up to four)
+    cells it is a corner of, in log (:func:`_classes`). Thickness scales A
+    and B alike, so two materials (PbTiO3 on SrRuO3: heavy A on light B
+    against the reverse) separate where the A intensity alone follows a
+    thickness gradient down the frame. The number of classes, the share in
+    each, their mean ratios and the class of every A column (-1: none)."""
+    from stemunmix.core.measure import grid_shape, site_grid
+
+    if not (_has(columns, "A") and _has(columns, "B")) or columns.ij is None:
+        return None
+    a, b = columns.select("A"), columns.select("B")
+    ia, ib = a.quantities.get("intensity"), b.quantities.get("intensity")
+    if ia is None or ib is None:
+        return None
+    # Only columns measured on the raw image (an undetected one has no sigma).
+    ia = np.where(np.isfinite(a.sigma).all(1) & (ia > 0), ia, np.nan)
+    ib = np.where(np.isfinite(b.sigma).all(1) & (ib > 0), ib, np.nan)
+    grid = site_grid(b.ij, ib, grid_shape(columns.ij))
+    pad = np.pad(grid, 1, constant_values=np.nan)
+    i, j = a.ij[:, 0], a.ij[:, 1]
+    ok = (a.ij >= 0).all(1)
+    around = np.stack([pad[j + dj, i + di] for dj in (0, 1) for di in (0, 1)], 1)
+    with np.errstate(all="ignore"):
+        ratio = np.where(ok, ia / np.nanmean(around, 1), np.nan)
+    found = _classes(np.log(np.where(ratio > 0, ratio, np.nan)))
+    if found is None:
+        return None
+    return {
+        "classes": found["classes"],
+        "shares": found["shares"],
+        "mean_ratios": np.exp(found["mean_intensities"]),
+        "per_column": found["labels"],
+    }
+
+
+def _classes(values: np.ndarray) -> dict | None:
+    """A Gaussian mixture of 1 to 3 components on ``values`` (NaN left out,
+    at least 30), the number chosen by BIC, kept only where the components
+    are separated (Ashman's D > 2 between each neighbouring pair: two bumps,
+    not a gradient cut in two); classes ordered by their mean, ``labels``
+    per value (-1 for NaN). None for one class."""
+    from sklearn.mixture import GaussianMixture
+
+    finite = np.isfinite(values)
+    v = values[finite].reshape(-1, 1)
+    if len(v) < 30:
+        return None
+    fits = [GaussianMixture(k, random_state=0).fit(v) for k in (1, 2, 3)]
+    best = min(fits, key=lambda g: g.bic(v))
+    order = np.argsort(best.means_.ravel())
+    means = best.means_.ravel()[order]
+    sds = np.sqrt(best.covariances_.ravel()[order])
+    separated = all(
+        np.sqrt(2) * abs(means[i + 1] - means[i]) / np.hypot(sds[i], sds[i + 1]) > 2
+        for i in range(len(means) - 1)
+    )
+    if best.n_components == 1 or not separated:
+        return None
+    label = np.argsort(order)[best.predict(v)]
+    labels = np.full(len(values), -1)
+    labels[finite] = label
+    return {
+        "classes": int(best.n_components),
+        "shares": np.bincount(label, minlength=len(means)) / len(v),
+        "mean_intensities": means,
+        "labels": labels,
+    }
+
+
+def region_numbers(
+    columns, view, intensity: dict | None, contrast: dict | None = None
+) -> list | None:
     """Per region, the mean polarization with its sigma (the error model's,
     with the columns' shared scan lines) and significance, its direction and
-    length: the regions are the cells whose four A corners are all of one
-    intensity class (:func:`intensity_numbers`: two materials, a doped
-    layer), named by that class. None where the A sites hold one class."""
-    from stemunmix.core.measure import corners, grid_shape
-
-    if not intensity or "A" not in intensity or _polarization(columns) is None:
+    length. The regions are the cells whose four A corners are all of one
+    class: of Z contrast over B (:func:`contrast_numbers`: two materials)
+    where it finds more than one, else of intensity
+    (:func:`intensity_numbers`: a doped layer), named by that class. None
+    where the A sites hold one class."""
+    if _polarization(columns) is None:
         return None
-    n = intensity["A"]["classes"]
     own = columns.labels == columns.class_index("A")
-    ca = columns.select("A")
-    kind = columns.intensity_classes("A", n)[own].astype(float)
-    kind[kind < 0] = np.nan
-    corner = corners(kind[:, None], ca.ij, grid_shape(columns.ij))[..., 0]
-    f = _pm_per_px(view) or 1.0
+    if contrast:
+        kind, n, what = contrast["per_column"], contrast["classes"], "Z contrast over B"
+        ends = ("lowest", "highest")
+    elif intensity and "A" in intensity:
+        n, what, ends = (
+            intensity["A"]["classes"],
+            "intensity",
+            ("faintest", "brightest"),
+        )
+        kind = columns.intensity_classes("A", n)[own]
+    else:
+        return None
     out = []
     for k in range(n):
-        mask = (corner == k).all(-1)
-        try:
-            r = columns.polarization_region(mask)
-        except ValueError:  # no complete cell of this class
-            continue
-        mean = np.asarray(r["mean"]) * f
-        out.append(
-            {
-                "region": f"cells on A sites of intensity class {k} "
-                f"({'faintest' if k == 0 else 'brightest' if k == n - 1 else 'middle'})",
-                "cells": int(r["cells"]),
-                "mean": mean.tolist(),
-                "sigma": (np.asarray(r["sigma"]) * f).tolist(),
-                "length": float(np.hypot(*mean)),
-                "direction_degrees": float(np.degrees(np.arctan2(mean[1], mean[0]))),
-                "significance": float(r["significance"]),
-                "polar": bool(r["significance"] > 3),
-            }
-        )
+        name = ends[0] if k == 0 else ends[1] if k == n - 1 else "middle"
+        r = _region(columns, view, np.asarray(kind) == k)
+        if r is not None:
+            out.append(
+                {"region": f"cells on A sites of {what} class {k} ({name})", **r}
+            )
     return out or None
+
+
+def _region(columns, view, a_in) -> dict | None:
+    """The polarization of the cells whose four A corners are ``a_in`` (per
+    A column), in pm where calibrated; None without a complete cell."""
+    from stemunmix.core.measure import corners, grid_shape
+
+    ca = columns.select("A")
+    corner = corners(np.asarray(a_in, float)[:, None], ca.ij, grid_shape(columns.ij))
+    try:
+        r = columns.polarization_region((corner[..., 0] == 1).all(-1))
+    except ValueError:  # no complete cell of this class
+        return None
+    f = _pm_per_px(view) or 1.0
+    mean = np.asarray(r["mean"]) * f
+    return {
+        "cells": int(r["cells"]),
+        "mean": mean.tolist(),
+        "sigma": (np.asarray(r["sigma"]) * f).tolist(),
+        "length": float(np.hypot(*mean)),
+        "direction_degrees": float(np.degrees(np.arctan2(mean[1], mean[0]))),
+        "significance": float(r["significance"]),
+        "polar": bool(r["significance"] > 3),
+    }
 
 
 def row_numbers(columns, view) -> list | None:
@@ -550,7 +616,8 @@ def measurements(result, view) -> dict:
     columns = view.columns
     pol, strain = polarization_numbers(columns, view), strain_numbers(columns)
     tilt, intensity = tilt_numbers(columns), intensity_numbers(columns)
-    regions = region_numbers(columns, view, intensity)
+    contrast = contrast_numbers(columns)
+    regions = region_numbers(columns, view, intensity, contrast)
     rows = row_numbers(columns, view)
     return {
         "answer": answer(pol, strain, tilt, regions, rows),
@@ -560,6 +627,8 @@ def measurements(result, view) -> dict:
         "strain": strain,
         "octahedral_tilt": tilt,
         "intensity_classes": intensity,
+        "contrast_classes": contrast
+        and {k: v for k, v in contrast.items() if k != "per_column"},
         "error_model": error_model_numbers(result),
         "quality": quality_numbers(result, columns, view.raw.shape),
     }

@@ -184,9 +184,10 @@ def test_one_domain_is_explained_where_the_measurements_vary():
 
 
 def test_the_real_pbtio3_srruo3_report_says_why_one_domain(real_data, tmp_path, capsys):
-    """PbTiO3/SrRuO3: the learned windows do not split the two materials (one
-    domain by default); the summary says why, beside the measurements that
-    do tell them apart."""
+    """PbTiO3/SrRuO3: the A sites' Z contrast over B tells the two materials
+    apart, and the summary calls PbTiO3 polar and SrRuO3 not; the learned
+    windows do not split them (one domain by default), and the summary says
+    why."""
     import json
 
     from stemunmix.cli import main
@@ -200,3 +201,33 @@ def test_the_real_pbtio3_srruo3_report_says_why_one_domain(real_data, tmp_path, 
     said = summary["one_domain_why"]
     assert "silhouette" in said and "rows of cells up to" in said
     assert summary["answer"].startswith("Yes")
+    low, high = summary["regions"]  # SrRuO3 (A/B about 1), PbTiO3 (about 3)
+    assert summary["contrast_classes"]["classes"] == 2
+    assert "Z contrast over B class 0" in low["region"] and not low["polar"]
+    assert high["polar"] and high["length"] > 10 and high["significance"] > 10
+    assert low["cells"] > 100 and high["cells"] > 100
+
+
+def test_two_materials_are_told_apart_by_their_z_contrast_over_b():
+    """A heavy-A layer above a light-A one, under a thickness gradient down
+    the frame: the A intensity alone follows the gradient, the A/B ratio
+    splits the two materials."""
+    from stemunmix import Columns
+    from stemunmix.report.cells import contrast_numbers
+
+    rng = np.random.default_rng(0)
+    i, j = np.meshgrid(np.arange(20), np.arange(20), indexing="ij")
+    ij = np.stack([i.ravel(), j.ravel()], 1)
+    thickness = 1 + 0.1 * ij[:, 1]  # the frame gets thicker downwards
+    heavy = ij[:, 1] < 10  # PbTiO3-like rows on top: A / B about 3
+    a = thickness * np.where(heavy, 3.0, 1.1) * rng.normal(1, 0.03, len(ij))
+    b = thickness * rng.normal(1, 0.03, len(ij))
+    xy = np.concatenate([ij * 10.0, ij * 10.0 + 5])
+    cols = Columns(
+        xy, np.repeat([0, 1], len(ij)), ["A", "B"], sigma=np.full((2 * len(ij), 2), 0.1),
+        ij=np.concatenate([ij, ij]), quantities={"intensity": np.concatenate([a, b])},
+    )  # fmt: skip
+    found = contrast_numbers(cols)
+    assert found["classes"] == 2
+    np.testing.assert_array_equal(found["per_column"], np.where(heavy, 1, 0))
+    np.testing.assert_allclose(found["mean_ratios"], [1.1, 3.0], rtol=0.05)
