@@ -308,6 +308,19 @@ def _measurement_rows(numbers: dict) -> list[tuple[str, str]]:
                 ),
             )
         )
+    contrast = numbers.get("contrast_classes")
+    if contrast:
+        rows.append(
+            (
+                "A classes by Z contrast over B (the regions)",
+                ", ".join(
+                    f"{share:.0%} at A/B {ratio:.2f}"
+                    for share, ratio in zip(
+                        contrast["shares"], contrast["mean_ratios"], strict=True
+                    )
+                ),
+            )
+        )
     for bond, t in (numbers["octahedral_tilt"] or {}).items():
         rows.append(
             (
