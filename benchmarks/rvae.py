@@ -8,10 +8,13 @@
    the angle latent against the variants (ARI; target >= 0.95) and the
    correlation of each decoded window with its input (median; target >=
    0.9).
-2. The four-stripe synthetic (512^2, seeds 0-2, dose 100): the image windows
-   (15 px) around the B columns, the latents, a 4-cluster k-means on (cos,
-   sin) of the angle and the content latents against the planted domain of
-   each window's column (ARI; target >= 0.98).
+2. The four-stripe synthetic (512^2, seeds 0-2, and 1024^2 seed 7 as in
+   domains.py, dose 100): the image windows (15 px) around the B columns,
+   the latents, a 4-cluster k-means on (cos, sin) of the angle and the
+   content latents against the planted domain of each window's column (ARI;
+   target >= 0.98), PCA (2) with a Gaussian mixture on the same windows
+   beside it, and how many of the angle's wrong windows straddle a wall
+   (reach a column of another domain within 15 px).
 3. The Sm-BiFeO3 columns rendered (``synthetic.from_columns``, 0.0216
    nm/px, dose 100): how well 6 features explain each B column's true
    displacement (cross-validated linear R^2): the rVAE's (cos and sin of
@@ -76,13 +79,21 @@ def on_variants():
     }
 
 
-def on_stripes(seed):
+def on_stripes(seed, size=512, d=15):
+    """The rVAE's angle (and content) clusters of the B windows against the
+    planted domains, PCA (2) and a Gaussian mixture on the same windows
+    beside it, and where the rVAE's errors are: windows that reach columns
+    of another domain (within d px of their centre) straddle a wall."""
+    from scipy.optimize import linear_sum_assignment
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
+
     from stemunmix.synthetic import perovskite
 
-    image, truth = perovskite(shape=512, domains="four_stripes", dose=100, seed=seed)
+    image, truth = perovskite(shape=size, domains="four_stripes", dose=100, seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ld = image.local_descriptors(15, classes="B", source="image",
+        ld = image.local_descriptors(d, classes="B", source="image",
                                      show_progressbar=False)  # fmt: skip
     windows = np.asarray(ld.data).reshape(len(ld.columns), -1)
     true_b = truth.columns.xy
@@ -92,7 +103,21 @@ def on_stripes(seed):
     for name, content in (("angle", False), ("angle and content", True)):
         model = RotationInvariantVAE(random_state=0)
         Z = model.fit_transform(windows)
-        out[name] = float(adjusted_rand_score(planted, angle_clusters(Z, 4, content)))
+        labels = angle_clusters(Z, 4, content)
+        out[name] = float(adjusted_rand_score(planted, labels))
+        if not content:
+            table = np.zeros((4, 4))
+            np.add.at(table, (labels, planted), 1)
+            rows, cols = linear_sum_assignment(-table)
+            wrong = dict(zip(rows, cols, strict=True))
+            wrong = np.array([wrong[k] for k in labels]) != planted
+    reach = cKDTree(true_b).query_ball_point(ld.columns.xy, r=d)
+    wall = np.array([len(set(truth.domain[n])) > 1 for n in reach])
+    loadings = PCA(2).fit_transform(windows - windows.mean(1, keepdims=True))
+    linear = GaussianMixture(4, random_state=0).fit_predict(loadings)
+    out["pca and mixture"] = float(adjusted_rand_score(planted, linear))
+    out["wrong"], out["wrong_at_walls"] = int(wrong.sum()), int((wrong & wall).sum())
+    out["wall_windows"] = int(wall.sum())
     out["windows"] = len(windows)
     return out
 
@@ -156,11 +181,14 @@ def main():
     print(f"four variants a quarter turn apart: ARI {v['ari']:.3f}, decoded r median "
           f"{v['decoded_r_median']:.3f} (min {v['decoded_r_min']:.3f})", flush=True)  # fmt: skip
     out["stripes"] = {}
-    for seed in (0, 1, 2):
-        s = out["stripes"][seed] = on_stripes(seed)
-        print(f"four stripes 512^2 seed {seed} ({s['windows']} B windows): ARI from "
-              f"the angle {s['angle']:.3f}, from the angle and content "
-              f"{s['angle and content']:.3f}", flush=True)  # fmt: skip
+    for size, seed in ((512, 0), (512, 1), (512, 2), (1024, 7)):
+        s = out["stripes"][f"{size} {seed}"] = on_stripes(seed, size)
+        print(f"four stripes {size}^2 seed {seed} ({s['windows']} B windows): ARI "
+              f"from the angle {s['angle']:.3f}, from the angle and content "
+              f"{s['angle and content']:.3f}, PCA (2) and a mixture on the same "
+              f"windows {s['pca and mixture']:.3f}; the angle's {s['wrong']} wrong "
+              f"windows: {s['wrong_at_walls']} straddle a wall (of "
+              f"{s['wall_windows']} that do)", flush=True)  # fmt: skip
     out["smbfo"] = m = smbfo_r2()
     print(f"Sm-BiFeO3 render ({m['windows']} B windows), cross-validated R^2 of the "
           f"true B displacement: rVAE latents {m['rvae']:.3f}, PCA loadings "
