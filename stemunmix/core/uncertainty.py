@@ -421,26 +421,13 @@ def laplacian(xy, ij, values=None, along: str = "b"):
     the covariance it has when the columns are independent. ``along="a"``:
     the second difference along the scan lines instead, x_(i,j) less the
     mean at (i -+ 1, j), neighbours that share the site's scan lines."""
-    centre, nb = _neighbours(ij, along)
-    if len(centre) == 0:
-        return np.zeros((0, 2)), centre, np.zeros((0, 2, 2))
-    lap = xy[centre] - xy[nb].mean(1)
-    cov = None
-    if values is not None:
-        cov = values[centre] + values[nb].sum(1) / nb.shape[1] ** 2
-    return lap, centre, cov
-
-
-def _neighbours(ij, along: str = "b") -> tuple:
-    """(M,) the sites of ``ij`` with both neighbours (across the scan lines,
-    j -+ 1, or along them with ``along="a"``, i -+ 1), and (M, 2) theirs."""
     ij = np.asarray(ij, int)
     if along == "a":
         ij = ij[:, ::-1]
     ok = (ij >= 0).all(1)
     idx = np.flatnonzero(ok)
     if len(idx) == 0:
-        return idx, np.zeros((0, 2), int)
+        return np.zeros((0, 2)), idx, np.zeros((0, 2, 2))
     origin = ij[ok].min(0)
     shape = tuple(ij[ok].max(0) - origin + 3)
     grid = np.full(shape, -1)
@@ -448,37 +435,12 @@ def _neighbours(ij, along: str = "b") -> tuple:
     i, j = ij[ok, 0] - origin[0] + 1, ij[ok, 1] - origin[1] + 1
     nb = np.stack([grid[i, j - 1], grid[i, j + 1]], 1)
     full = (nb >= 0).all(1)
-    return idx[full], nb[full]
-
-
-def line_leak(xy, ij, width, centre, lines) -> np.ndarray:
-    """(M, 2, 2) what line noise of covariance ``lines`` (2, 2) adds to the
-    second difference along the scan lines (a) at the sites ``centre`` of
-    :func:`laplacian`: none where a site and its two neighbours lie on the
-    same lines, more as a lattice turned against the scan puts them on
-    others: 3/2 + rho_nn / 2 - rho_1 - rho_2 of it, rho the share of line
-    noise two columns of fitted ``width`` have
-    (:func:`stemunmix.core.measure.line_cross`)."""
-    xy, width = np.asarray(xy, float), np.asarray(width, float)
-    all_centres, all_nb = _neighbours(ij, "a")
-    nb = np.full((len(xy), 2), -1)
-    nb[all_centres] = all_nb
-    nb = nb[centre]
-
-    def rho(a, b):
-        q = width[a] ** 2 + width[b] ** 2
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = np.sqrt(2 * width[a] * width[b] / q)
-            r = r * np.exp(-((xy[a, 1] - xy[b, 1]) ** 2) / q)
-        return np.where(np.isfinite(r), r, 0.0)
-
-    gain = (
-        1.5
-        + rho(nb[:, 0], nb[:, 1]) / 2
-        - rho(centre, nb[:, 0])
-        - rho(centre, nb[:, 1])
-    )
-    return np.clip(gain, 0, None)[:, None, None] * np.diag(np.diag(lines))
+    centre, nb = idx[full], nb[full]
+    lap = xy[centre] - xy[nb].mean(1)
+    cov = None
+    if values is not None:
+        cov = values[centre] + values[nb].sum(1) / nb.shape[1] ** 2
+    return lap, centre, cov
 
 
 def scan_term(xy, ij, pixel_cov, min_sites: int = 20) -> dict:
@@ -582,8 +544,7 @@ def lattice_shrink(xy, ij, pixel_cov, min_sites: int = 50) -> tuple:
 
 def _shrink_of(lap, pred, min_sites: int = 50, extra=(0.0, 0.0)) -> tuple:
     """Per axis the factor k in [:data:`MIN_SHRINK`, 1] on ``pred`` that
-    brings the robust spread of lap / sqrt(k pred + extra) (``extra`` (2,)
-    or per site (M, 2)) to 1 where it is
+    brings the robust spread of lap / sqrt(k pred + extra) to 1 where it is
     below 1 at k = 1 by more than its own scatter (:func:`_gate`); 1 with
     fewer than ``min_sites`` sites."""
     if len(lap) < min_sites:
@@ -591,7 +552,7 @@ def _shrink_of(lap, pred, min_sites: int = 50, extra=(0.0, 0.0)) -> tuple:
     lap = lap - np.median(lap, 0)
     out = []
     for a in range(2):
-        v, p, e = lap[:, a], pred[:, a, a], np.asarray(extra, float)[..., a]
+        v, p, e = lap[:, a], pred[:, a, a], float(extra[a])
 
         def spread(k, v=v, p=p, e=e):
             z = v / np.sqrt(k * p + e)
@@ -600,7 +561,7 @@ def _shrink_of(lap, pred, min_sites: int = 50, extra=(0.0, 0.0)) -> tuple:
 
         if not spread(1.0) < 1 - _gate(len(v)):
             out.append(1.0)
-        elif not np.any(e):
+        elif e == 0:
             out.append(max(MIN_SHRINK, float(spread(1.0)) ** 2))
         elif spread(MIN_SHRINK) < 1:
             out.append(MIN_SHRINK)
@@ -711,26 +672,18 @@ def frame_covariance(
     # measures that "own" term (the other classes carry the displacements to
     # be measured, so their lattices are no null); every class's pixel terms
     # shrink where, with the own term, they over-predict their lattice.
-    # Where the lattice is turned against the scan, neighbours along a sit on
-    # other lines too: the line noise (first measured across the lines, b,
-    # on the pixel terms) leaks into that difference, and is not "own".
-    ref = labels == reference
-    first = _scan_of(*_laplacian_and_prediction(xy[ref], ij[ref], cov[ref])[::2])
-    width = np.asarray(quantities["width"], float)
     order = sorted(classes, key=lambda k: k != reference)
     lattice, own = {}, np.zeros((2, 2))
     for k in order:
         sel = labels == k
-        lap, centre, pred = _laplacian_and_prediction(xy[sel], ij[sel], cov[sel], "a")
-        leak = line_leak(xy[sel], ij[sel], width[sel], centre, first["covariance"])
-        extra = LAPLACIAN_GAIN * np.diag(own) + np.diagonal(leak, 0, 1, 2)
-        lattice[k] = _shrink_of(lap, pred, extra=extra)
+        lap, _, pred = _laplacian_and_prediction(xy[sel], ij[sel], cov[sel], "a")
+        lattice[k] = _shrink_of(lap, pred, extra=LAPLACIAN_GAIN * np.diag(own))
         cov[sel] = scale_covariance(cov[sel], *lattice[k])
         if k == reference and len(lap) >= 50:
-            lap = lap - np.median(lap, 0)
-            own = _excess(lap, scale_covariance(pred, *lattice[k]) + leak)
+            own = _excess(lap - np.median(lap, 0), scale_covariance(pred, *lattice[k]))
     cov += own
     # Across the scan lines (b) of the reference: the line noise beyond that.
+    ref = labels == reference
     lap, centre, pred = _laplacian_and_prediction(xy[ref], ij[ref], cov[ref])
     lines = _scan_of(lap, pred)
     record = {
