@@ -173,13 +173,13 @@ def mask_of(field: _Field, spacing: float):
     r = max(1, int(round(0.5 * spacing)))
     region = ndimage.binary_opening(np.pad(region, r, mode="reflect"), _disc(r))
     region = region[r:-r, r:-r]
-    inner = ndimage.binary_erosion(region, _disc(2 * spacing), border_value=1)
+    inner = _eroded(region, 2 * spacing)
     edge = region & ~inner
     if edge.any():
         keep = inner | (edge & (field.sharp(edge) > cut))
     else:
         keep = region
-    keep = ndimage.binary_dilation(keep, _disc(DILATE * spacing))
+    keep = _dilated(keep, DILATE * spacing)
     # What is left out must be larger than a few cells to be no crystal: a
     # patch of noise or contamination on a crystal, at its border too.
     gaps, n = ndimage.label(~keep)
@@ -189,6 +189,23 @@ def mask_of(field: _Field, spacing: float):
         small[0] = False
         keep |= small[gaps]
     return keep
+
+
+def _eroded(mask: np.ndarray, radius: float) -> np.ndarray:
+    """``mask`` eroded by :func:`_disc` (``radius``), the outside counted in:
+    the pixels farther than the disc's radius from any False one (the same
+    pixels as ``binary_erosion``, in a time that does not grow with it)."""
+    if mask.all():
+        return mask.copy()
+    return ndimage.distance_transform_edt(mask) > max(1, int(round(radius)))
+
+
+def _dilated(mask: np.ndarray, radius: float) -> np.ndarray:
+    """``mask`` dilated by :func:`_disc` (``radius``), by the distance
+    transform as :func:`_eroded`."""
+    if not mask.any():
+        return mask.copy()
+    return ndimage.distance_transform_edt(~mask) <= max(1, int(round(radius)))
 
 
 def _disc(radius: float) -> np.ndarray:
@@ -253,7 +270,7 @@ def edge_band(mask: np.ndarray, spacing: float) -> np.ndarray:
     """(h, w) bool: the mask's pixels within :data:`EDGE` ``spacing`` (bins)
     of where the lattice ends (not of the frame's border, beyond which it
     may go on): the mask's own reach beyond a crystal's edge."""
-    inner = ndimage.binary_erosion(mask, _disc(EDGE * spacing), border_value=1)
+    inner = _eroded(mask, EDGE * spacing)
     return mask & ~inner
 
 

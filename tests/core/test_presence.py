@@ -92,3 +92,24 @@ def test_edge_columns_off_the_lattice_are_dropped():
     assert drop[len(lattice) :].all()
     # NaN vectors (no lattice indexed): nothing is judged
     assert not P.off_lattice_at_edge(xy, labels, band, np.full((2, 2), np.nan)).any()
+
+
+def test_erosion_and_dilation_by_distance_equal_scipys():
+    """The mask's erosion and dilation by a disc, by the distance transform
+    (in a time that does not grow with the disc), give scipy's pixels."""
+    from scipy import ndimage
+
+    from stemunmix.core.presence import _dilated, _disc, _eroded
+
+    rng = np.random.default_rng(1)
+    masks = [
+        ndimage.gaussian_filter(rng.random((120, 140)), 5) > t for t in (0.45, 0.5)
+    ]
+    masks += [np.ones((40, 40), bool), np.zeros((40, 40), bool)]
+    for m in masks:
+        for r in (1, 2.6, 7, 15):
+            erosion = ndimage.binary_erosion(m, _disc(r), border_value=1)
+            np.testing.assert_array_equal(_eroded(m, r), erosion)
+            np.testing.assert_array_equal(
+                _dilated(m, r), ndimage.binary_dilation(m, _disc(r))
+            )
