@@ -1,6 +1,7 @@
 """Segmentation speed and memory, side by side with the CPU's matmul peak.
 
     python benchmarks/segmentation_speed.py [--repeats 3] [--device cpu]
+        [--sizes 1024 4096] [--precisions float32 bfloat16]
 
 Prints a table and writes benchmarks/results/segmentation_speed.json:
 - matmul peak: median GFLOP/s of float32 2048x2048 matmuls on this machine, now;
@@ -81,6 +82,8 @@ def main():
     parser.add_argument("--auto-spacing", type=float, default=25.0,
                         help="A-A spacing (px) of the scale='auto' images")  # fmt: skip
     parser.add_argument("--out", default=str(HERE / "results"))
+    parser.add_argument("--precisions", nargs="*", default=["float32"],
+                        help="the network's arithmetic: float32, bfloat16")  # fmt: skip
     args = parser.parse_args()
 
     model = stemunmix.load_model()
@@ -88,23 +91,23 @@ def main():
     peak = matmul_peak(args.device)
     rows = []
     cases = [("1", 19.8, 1), ("auto", args.auto_spacing, "auto")]
-    for size in args.sizes:
+    for size, precision in ((s, p) for s in args.sizes for p in args.precisions):
         for label, spacing, scale in cases:
             image = AtomicResolutionImage(tiled_image(size, spacing))
-            prob = image.segment(
-                model=model, scale=scale, device=args.device
-            )  # warm-up
+            kw = dict(model=model, scale=scale, device=args.device, precision=precision)
+            prob = image.segment(**kw)  # warm-up
             factor = float(np.ravel(prob.metadata.Signal.stemunmix.segment.factor)[0])
             del prob
             times = []
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
-                image.segment(model=model, scale=scale, device=args.device)
+                image.segment(**kw)
                 times.append(time.perf_counter() - t0)
             t = float(np.median(times))
             # The network's pixels: the image resampled by ``factor``.
             gflops = flops_px * (factor * size) ** 2 / t / 1e9
             rows.append({"size": size, "scale": label, "spacing_px": spacing,
+                         "precision": precision,
                          "factor": factor, "seconds_median": t, "seconds_all": times,
                          "mpx_per_s": size**2 / t / 1e6, "gflop_per_s": gflops,
                          "fraction_of_matmul_peak": gflops / peak})  # fmt: skip
@@ -129,10 +132,11 @@ def main():
           f"{torch.get_num_threads()} threads, device {args.device}")  # fmt: skip
     print(f"network: {flops_px / 1e3:.1f} kFLOP/pixel, receptive field "
           f"{model.receptive_field()} px; matmul peak {peak:.1f} GFLOP/s")  # fmt: skip
-    print(f"{'size':>6s} {'scale':>5s} {'spacing':>7s} {'factor':>6s} {'median s':>9s} "
-          f"{'Mpx/s':>7s} {'GFLOP/s':>8s} {'of peak':>8s}")  # fmt: skip
+    print(f"{'size':>6s} {'scale':>5s} {'precision':>9s} {'spacing':>7s} {'factor':>6s} "
+          f"{'median s':>9s} {'Mpx/s':>7s} {'GFLOP/s':>8s} {'of peak':>8s}")  # fmt: skip
     for r in rows:
-        print(f"{r['size']:6d} {r['scale']:>5s} {r['spacing_px']:7.1f} {r['factor']:6.3f} "
+        print(f"{r['size']:6d} {r['scale']:>5s} {r['precision']:>9s} "
+              f"{r['spacing_px']:7.1f} {r['factor']:6.3f} "
               f"{r['seconds_median']:9.2f} {r['mpx_per_s']:7.3f} "
               f"{r['gflop_per_s']:8.1f} {r['fraction_of_matmul_peak']:8.1%}")  # fmt: skip
     for m in memory:
@@ -150,6 +154,7 @@ def main():
         if args.device == "cpu"
         else f"segmentation_speed_{args.device}.json"
     )
+    Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / name).write_text(json.dumps(result, indent=1))
 
 

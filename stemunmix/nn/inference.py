@@ -200,7 +200,18 @@ def block_plan(shape, box, factor, model):
 
 @torch.no_grad()
 def predict_block(
-    model, region, origin, shape, box, factor, lo, hi, tile, batch_size, device
+    model,
+    region,
+    origin,
+    shape,
+    box,
+    factor,
+    lo,
+    hi,
+    tile,
+    batch_size,
+    device,
+    precision="float32",
 ) -> np.ndarray:
     """Class probabilities (C, y1 - y0, x1 - x0) of output ``box`` (y0, y1, x0,
     x1) of a frame of ``shape``, from ``region``: the frame's pixels
@@ -223,7 +234,7 @@ def predict_block(
         rows = np.clip(np.arange(*py[2]) / factor, 0, shape[0] - 1) - origin[0]
         cols = np.clip(np.arange(*px[2]) / factor, 0, shape[1] - 1) - origin[1]
         work = seg._interp_axis(seg._interp_axis(region, rows, 0), cols, 1)
-    probs = _run_network(model, work, lo, hi, tile, batch_size, device)
+    probs = _run_network(model, work, lo, hi, tile, batch_size, device, precision)
     (r0, r1), (a0, _) = py[1], py[2]
     (s0, s1), (b0, _) = px[1], px[2]
     probs = probs[:, r0 - a0 : r1 - a0, s0 - b0 : s1 - b0]
@@ -234,7 +245,9 @@ def predict_block(
     return seg._interp_axis(seg._interp_axis(probs, rows, 1), cols, 2)
 
 
-def _run_network(model, work, lo, hi, tile, batch_size, device) -> np.ndarray:
+def _run_network(
+    model, work, lo, hi, tile, batch_size, device, precision="float32"
+) -> np.ndarray:
     """Probabilities (C, h, w) of a resampled window, in overlapping tiles."""
     multiple = model.multiple
     # A block's window is ``tile`` plus its halo, plus up to a few pixels of
@@ -245,12 +258,13 @@ def _run_network(model, work, lo, hi, tile, batch_size, device) -> np.ndarray:
     )
     out = np.empty((len(model.class_names),) + work.shape, np.float32)
     with threads.limited():
-        _tiles(model, work, lo, hi, windows, batch_size, device, out)
+        _tiles(model, work, lo, hi, windows, batch_size, device, out, precision)
     return out
 
 
-def _tiles(model, work, lo, hi, windows, batch_size, device, out) -> None:
+def _tiles(model, work, lo, hi, windows, batch_size, device, out, precision) -> None:
     multiple = model.multiple
+    half = precision == "bfloat16"
     for start in range(0, len(windows), batch_size):
         group = windows[start : start + batch_size]
         patches = [
@@ -262,7 +276,9 @@ def _tiles(model, work, lo, hi, windows, batch_size, device, out) -> None:
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         x = x.contiguous(memory_format=torch.channels_last)
-        prob = torch.softmax(model(x), dim=1)[:, :, :h, :w].float().cpu().numpy()
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=half):
+            logits = model(x)
+        prob = torch.softmax(logits.float(), dim=1)[:, :, :h, :w].cpu().numpy()
         for p, ((y0, _, x0, _), (cy0, cy1, cx0, cx1)) in zip(prob, group, strict=True):
             out[:, cy0:cy1, cx0:cx1] = p[:, cy0 - y0 : cy1 - y0, cx0 - x0 : cx1 - x0]
 
@@ -399,7 +415,9 @@ def plan_frames(
     return plans
 
 
-def network_step(model, plans, shape, tile, batch_size, device) -> engine.Step:
+def network_step(
+    model, plans, shape, tile, batch_size, device, precision="float32"
+) -> engine.Step:
     """The network as an engine step: each block reads the frame pixels
     :func:`block_plan` asks for at its frame's factor."""
 
@@ -420,6 +438,7 @@ def network_step(model, plans, shape, tile, batch_size, device) -> engine.Step:
             tile,
             batch_size,
             device,
+            precision,
         )
 
     # trim=False: a block's network buffers (0.5 GB) are reused by the next
@@ -433,7 +452,9 @@ class Settings:
     (``scale`` "auto" or a factor; ``spacing`` in pixels or None, measured),
     the contrast used ("bright" or "dark"), the tiles, the device, the
     lattice prior, whether the result is lazy (computed into ``store``), and
-    the structure used (it decides the classes, after the network)."""
+    the structure used (it decides the classes, after the network), and
+    the network's arithmetic (``precision``: "float32", or "bfloat16"
+    where the device computes it natively)."""
 
     scale: str | float = "auto"
     spacing: float | None = None
@@ -445,6 +466,7 @@ class Settings:
     lazy: bool = False
     store: str | None = None
     structure: str = "perovskite"
+    precision: str = "float32"
 
 
 def segment(data, model, nav_ndim: int, settings: Settings, progress=None):
@@ -467,7 +489,9 @@ def segment(data, model, nav_ndim: int, settings: Settings, progress=None):
         import dask.array as da
 
         data = da.from_array(data, chunks=(1,) * nav_ndim + (-1, -1))
-    step = network_step(model, plans, data.shape[-2:], o.tile, o.batch_size, o.device)
+    step = network_step(
+        model, plans, data.shape[-2:], o.tile, o.batch_size, o.device, o.precision
+    )
     names = list(model.class_names)
     maps = engine.run_image(
         step, data, (len(names),), block, nav_ndim, progress=progress
@@ -484,3 +508,18 @@ def segment(data, model, nav_ndim: int, settings: Settings, progress=None):
             maps, names, spacings, float(o.lattice_prior), block
         )
     return maps, plans, block, vectors
+
+
+def check_precision(precision: str, device) -> None:
+    """ValueError where ``precision`` is not one segment() knows, or is
+    "bfloat16" on a CPU without native bfloat16 (AVX512-BF16 or AMX), where
+    it would be slower, not faster."""
+    from stemunmix.core import checks
+
+    checks.one_of("precision", precision, ("float32", "bfloat16"))
+    if precision == "bfloat16" and torch.device(device).type == "cpu":
+        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            raise ValueError(
+                "precision='bfloat16' needs a CPU with native bfloat16 (AVX512-BF16 "
+                "or AMX), which this one lacks: use precision='float32'"
+            )
