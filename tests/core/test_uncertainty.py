@@ -80,6 +80,41 @@ def test_correlated_factor_matches_monte_carlo_scatter():
     assert np.sqrt(np.median(shot[:, 0, 0])) < 0.85 * observed[0]
 
 
+def _checkerboard(rng, draws, line_jitter=0.0):
+    """Poisson images of a 9 x 9 checkerboard of Gaussian columns (heights
+    400 and 150, width 2 px, background 20), each scan line shifted along x
+    by its own N(0, ``line_jitter``) px; and the columns [x, y], classes."""
+    yy, xx = np.mgrid[:128, :128].astype(float)
+    xy = np.array(
+        [[x, y] for x in range(12, 120, 12) for y in range(12, 120, 12)], float
+    )
+    labels = ((xy[:, 0] // 12 + xy[:, 1] // 12) % 2).astype(int)
+    heights = np.where(labels == 1, 150.0, 400.0)
+    images = []
+    for _ in range(draws):
+        shifted = xx - rng.normal(0, line_jitter, (128, 1))
+        clean = 20 + sum(
+            a * np.exp(-((shifted - x) ** 2 + (yy - y) ** 2) / 8)
+            for (x, y), a in zip(xy, heights, strict=True)
+        )
+        images.append(rng.poisson(clean).astype(float))
+    return images, xy, labels
+
+
+def _factor_products(rng, images, xy, labels, start_jitter=0.0):
+    """Per image, per class: the misfit x correlated factors (x, y) of the
+    fit started ``start_jitter`` px off the true positions."""
+    product = []
+    for img in images:
+        fit = refine_gaussian(img, xy + rng.normal(0, start_jitter, xy.shape), 2.0, 5)
+        fitted = {"height": fit["height"], "width": fit["sigma"],
+                  "background": fit["background"]}  # fmt: skip
+        f = U.pixel_factors(img, fit["xy"], labels, fitted, 5,
+                            noise_model(fit["noise_sums"]), None, None)  # fmt: skip
+        product.append([f[k]["misfit"] * np.array(f[k]["correlated"]) for k in (0, 1)])
+    return np.array(product)
+
+
 def test_the_factors_of_white_noise_are_one():
     """A fit's residuals are not its noise: it takes out what moves its
     columns, which read as anticorrelated residuals (factors 0.82-0.85 in
@@ -87,25 +122,8 @@ def test_the_factors_of_white_noise_are_one():
     of one draw scatters by about 0.05). On Poisson noise the factors are
     about 1."""
     rng = np.random.default_rng(5)
-    yy, xx = np.mgrid[:128, :128]
-    xy = np.array(
-        [[x, y] for x in range(12, 120, 12) for y in range(12, 120, 12)], float
-    )
-    labels = ((xy[:, 0] // 12 + xy[:, 1] // 12) % 2).astype(int)
-    clean = 20 + sum(
-        a * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 8)
-        for (x, y), a in zip(xy, np.where(labels == 1, 150.0, 400.0), strict=True)
-    )
-    product = []
-    for _ in range(20):
-        img = rng.poisson(clean).astype(float)
-        fit = refine_gaussian(img, xy + rng.normal(0, 0.3, xy.shape), 2.0, 5)
-        fitted = {"height": fit["height"], "width": fit["sigma"],
-                  "background": fit["background"]}  # fmt: skip
-        f = U.pixel_factors(img, fit["xy"], labels, fitted, 5,
-                            noise_model(fit["noise_sums"]), None, None)  # fmt: skip
-        product.append([f[k]["misfit"] * np.array(f[k]["correlated"]) for k in (0, 1)])
-    mean = np.mean(product, 0)
+    images, xy, labels = _checkerboard(rng, 20)
+    mean = _factor_products(rng, images, xy, labels, start_jitter=0.3).mean(0)
     assert (mean > 0.88).all() and (mean < 1.12).all(), mean
 
 
@@ -115,27 +133,8 @@ def test_line_jitter_is_no_pixel_noise():
     pixel factors leave it to the scan term (before: y read 1.3-1.5 under
     0.3 px of line jitter, and B's sigma in y was 1.23x its scatter)."""
     rng = np.random.default_rng(6)
-    yy, xx = np.mgrid[:128, :128].astype(float)
-    xy = np.array(
-        [[x, y] for x in range(12, 120, 12) for y in range(12, 120, 12)], float
-    )
-    labels = ((xy[:, 0] // 12 + xy[:, 1] // 12) % 2).astype(int)
-    heights = np.where(labels == 1, 150.0, 400.0)
-    product = []
-    for _ in range(6):
-        shifted = xx - rng.normal(0, 0.3, (128, 1))  # each line its own shift
-        clean = 20 + sum(
-            a * np.exp(-((shifted - x) ** 2 + (yy - y) ** 2) / 8)
-            for (x, y), a in zip(xy, heights, strict=True)
-        )
-        img = rng.poisson(clean).astype(float)
-        fit = refine_gaussian(img, xy, 2.0, 5)
-        fitted = {"height": fit["height"], "width": fit["sigma"],
-                  "background": fit["background"]}  # fmt: skip
-        f = U.pixel_factors(img, fit["xy"], labels, fitted, 5,
-                            noise_model(fit["noise_sums"]), None, None)  # fmt: skip
-        product.append([f[k]["misfit"] * np.array(f[k]["correlated"]) for k in (0, 1)])
-    mean = np.mean(product, 0)
+    images, xy, labels = _checkerboard(rng, 6, line_jitter=0.3)
+    mean = _factor_products(rng, images, xy, labels).mean(0)
     assert (mean > 0.85).all() and (mean < 1.15).all(), mean
 
 
