@@ -13,6 +13,8 @@ frame (local differences: a thickness or contamination gradient cancels).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from stemunmix.core.dumbbells import mean_t
@@ -55,14 +57,11 @@ def classes(xy, heights) -> tuple[np.ndarray, dict]:
     xy = np.asarray(xy, float)
     heights = np.asarray(heights, float)
     sub, idx = sublattices(xy)
-    diff = []
-    for k in np.flatnonzero(sub >= 0):
-        n = idx[k][idx[k] >= 0]
-        if len(n) and np.isfinite(heights[k]):
-            d = heights[k] - np.nanmean(heights[n])
-            diff.append(d if sub[k] == 1 else -d)
-    diff = np.asarray(diff, float)
-    diff = diff[np.isfinite(diff)]
+    around = np.where(idx >= 0, heights[np.clip(idx, 0, None)], np.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column with no bond
+        diff = (heights - np.nanmean(around, 1)) * np.where(sub == 1, 1.0, -1.0)
+    diff = diff[(sub >= 0) & np.isfinite(diff)]
     t = mean_t(diff)
     labels = np.where(sub < 0, 0, sub)
     if t < -SIGNIFICANT:  # sublattice 0 is the brighter: turn the names round

@@ -357,15 +357,14 @@ def _less_line_shifts(u, mu, var, near) -> np.ndarray:
     move y at all), and the scan term measures it on the lattice."""
     h, w = u.shape[-2:]
     g = np.gradient(mu, axis=-1) / np.sqrt(var)
-    g = np.where(np.isfinite(g), g, 0.0)
+    g = np.where(np.isfinite(g), g, 0.0).ravel()
     key = (near * h + np.arange(h)[:, None]).ravel()
-    gg = np.bincount(key, (g * g).ravel())
+    gg = np.bincount(key, g * g)
     out = np.array(u, float)
     for one in out.reshape(-1, h * w):
         ok = np.isfinite(one)
-        ug = np.bincount(key[ok], (one[ok] * g.ravel()[ok]), minlength=len(gg))
-        shift = np.where(gg > 0, ug / np.where(gg > 0, gg, 1.0), 0.0)
-        one -= shift[key] * g.ravel()
+        ug = np.bincount(key[ok], one[ok] * g[ok], minlength=len(gg))
+        one -= np.divide(ug, gg, out=np.zeros_like(gg), where=gg > 0)[key] * g
     return out
 
 

@@ -186,8 +186,7 @@ def _section_rows(result: Analysis, differences: list, numbers: dict) -> dict:
     return {
         "summary": _summary_rows(result, numbers),
         "measurements": _measurement_rows(numbers),
-        "descriptor": _descriptor_rows(result, differences)
-        + [("why one domain", why) for why in [one_domain_why(result, numbers)] if why],
+        "descriptor": _descriptor_rows(result, differences, numbers),
         "quality": _quality_rows(numbers["quality"]),
     }
 
@@ -333,9 +332,12 @@ def _measurement_rows(numbers: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def _descriptor_rows(result: Analysis, differences: list) -> list[tuple[str, str]]:
+def _descriptor_rows(
+    result: Analysis, differences: list, numbers: dict
+) -> list[tuple[str, str]]:
     """The windows, the method, what was chosen and why, the tests and
-    agreements, and what each domain differs in."""
+    agreements, what each domain differs in, and why one domain where the
+    cells vary."""
     rows = [
         (
             "windows",
@@ -357,6 +359,9 @@ def _descriptor_rows(result: Analysis, differences: list) -> list[tuple[str, str
         rows.append(("domain test", f"{test['n_domains']} domains: {test['why']}"))
     for row in differences:
         rows.append((f"domain {row['domain']} differs in", _differs(row)))
+    why = one_domain_why(result, numbers)
+    if why:
+        rows.append(("why one domain", why))
     if result.domain_agreement is not None:
         rows.append(
             (

@@ -392,3 +392,12 @@ def test_analyze_a_metal_particle_with_its_structure(tmp_path):
     # is its error bar (measured 0.98 on a 6 nm particle)
     exx = summary["strain"]["exx"]
     assert 0.6 < exx["spread"] / exx["median_sigma"] < 1.6
+
+
+def test_the_structure_choices_are_segments():
+    from stemunmix.cli import _parser
+    from stemunmix.signals.atomic_resolution import STRUCTURES
+
+    analyze = _parser()._subparsers._group_actions[0].choices["analyze"]
+    (option,) = [a for a in analyze._actions if "--structure" in a.option_strings]
+    assert tuple(option.choices) == STRUCTURES
