@@ -5,11 +5,13 @@
 The bound of uncertainty_synthetic.py is that of an isolated Gaussian column
 (height, x, y, width, background unknown) in Poisson plus read noise, seen
 through a patch of 4 widths and weighted by the noise (maximum likelihood).
-The fit of find_columns is unweighted least squares on a patch of radius
-ceil(1.5 width). This prints, for the A and B columns of that benchmark's
-specimen at dose 100, the standard error of x of an unweighted and of a
-noise-weighted fit on patches of 1.5, 2 and 3 widths, over the bound: what
-the estimator itself costs, before any noise the model leaves out.
+find_columns fits on a patch of half the A-B distance (3.5 widths on this
+specimen, 1.5-2.5 on the real images), each pixel weighted by the inverse of
+its variance under the noise model (it was unweighted until 2026-12-03).
+This prints, for the A and B columns of that benchmark's specimen at dose
+100, the standard error of x of an unweighted and of a noise-weighted fit
+on patches of 1.5, 2, 3 and 3.5 widths, over the bound: what the estimator
+itself costs, before any noise the model leaves out.
 """
 
 import numpy as np
@@ -62,7 +64,7 @@ def main():
             f"{name}: width {width:.2f} px, height {height:.0f}, background "
             f"{background:.0f}, bound {bound:.4f} px"
         ]
-        for f in (1.5, 2, 3):
+        for f in (1.5, 2, 3, 3.5):
             r = int(np.ceil(f * width))
             plain, weighted = (
                 x_error(height, background, width, r, w) / bound for w in (False, True)

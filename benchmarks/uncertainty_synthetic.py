@@ -15,10 +15,14 @@ position lands under the case's smooth drift (line jitter is error: it moves
 a column but no atom). Per case, class and axis: the RMS error over all
 draws and columns (away from the frame's edge) against the RMS of the
 reported sigma (ratio reported / observed, within 0.85-1.15 is the target),
+the same for the difference of the errors of same-class neighbours on
+other scan lines (what a smooth
+background's slope moves alike in neighbours drops out: it is no error of
+any local quantity, and no image can tell it from a smooth displacement),
 and for the shot-noise cases the reported sigma against the Cramer-Rao bound
 of an isolated column (columns_vs_atomap.crb_displacement). Positions are
-those of find_columns; the error model does not move them, so the held-out
-displacement errors of columns_vs_atomap.py are unchanged by it.
+those of find_columns (its fit weighted by the noise model); the held-out
+displacement errors are columns_vs_atomap.py's.
 Writes benchmarks/results/uncertainty_synthetic.json.
 """
 
@@ -81,6 +85,8 @@ def one_case(columns, size, draws, spec):
     names = columns.class_names
     err = {n: [] for n in "AB"}
     sig = {n: [] for n in "AB"}
+    pair_err = {n: [] for n in "AB"}
+    pair_sig = {n: [] for n in "AB"}
     cells = {}  # quantity -> {cell key: [(value, sigma), ...]}
     crb = None
     for draw in range(draws):
@@ -97,6 +103,14 @@ def one_case(columns, size, draws, spec):
             ok = (dist < 0.25 * spacing) & inner & np.isfinite(mine.sigma).all(1)
             err[n].append(mine.xy[ok] - truth[idx[ok]])
             sig[n].append(mine.sigma[ok])
+            pairs = cKDTree(mine.xy[ok]).query_pairs(
+                1.2 * spacing, output_type="ndarray"
+            )
+            # on other scan lines: no line noise shared
+            dy = np.abs(np.diff(mine.xy[ok][pairs, 1], axis=1))[:, 0]
+            pairs = pairs[dy > 0.5 * spacing]
+            for store, v in ((pair_err, err[n][-1]), (pair_sig, sig[n][-1])):
+                store[n].append(pair_half(v, pairs, store is pair_sig))
         per_cell(found, ref, size, spacing, cells)
         if draw == 0 and not {"jitter", "tails", "drift"} & set(spec):
             t = type("T", (), {"expected": expected, "columns": ref})
@@ -110,11 +124,24 @@ def one_case(columns, size, draws, spec):
                   "reported_rms_px": reported.tolist(),
                   "ratio": (reported / observed).tolist(),
                   "bias_px": np.mean(e, 0).tolist()}  # fmt: skip
+        pe, ps = np.concatenate(pair_err[n]), np.concatenate(pair_sig[n])
+        out[n]["neighbour_ratio"] = (
+            np.sqrt(np.mean(ps**2, 0)) / np.sqrt(np.mean(pe**2, 0))
+        ).tolist()
         if crb is not None:
             out[n]["crb_px"] = crb[n]
             out[n]["reported_over_crb"] = (reported / crb[n]).tolist()
     out["cells"] = cell_ratios(cells)
     return out
+
+
+def pair_half(values, pairs, sigma):
+    """Per pair of neighbours, the difference of their errors (x, y) over
+    sqrt(2), or for their sigmas the root mean square: what is shared by
+    the pair (a smooth background's slope moves neighbours alike) drops
+    out of the first and is not in the second."""
+    a, b = values[pairs[:, 0]], values[pairs[:, 1]]
+    return np.sqrt((a**2 + b**2) / 2) if sigma else (a - b) / np.sqrt(2)
 
 
 def per_cell(found, ref, size, spacing, cells):
@@ -182,6 +209,9 @@ def main():
             line = (f"{name:22s} {n}: reported / observed {row['ratio'][0]:.2f} / "
                     f"{row['ratio'][1]:.2f} (x / y), observed "
                     f"{row['observed_rms_px'][0]:.3f} / {row['observed_rms_px'][1]:.3f} px")  # fmt: skip
+            line += ", between neighbours {:.2f} / {:.2f}".format(
+                *row["neighbour_ratio"]
+            )
             if "crb_px" in row:
                 line += (f", reported / CRB {row['reported_over_crb'][0]:.2f} / "
                          f"{row['reported_over_crb'][1]:.2f}")  # fmt: skip

@@ -33,7 +33,9 @@ class Columns:
         default NaN (unknown).
     quantities : dict of str to array_like (N,), optional
         Per-column fitted quantities (``find_columns`` gives ``height``,
-        ``intensity``, ``width``, ``background``, ``residual``).
+        ``intensity``, ``width``, ``background``, ``residual`` and
+        ``line_width``, the width of the position's information across the
+        scan lines).
     ij : array_like of int, shape (N, 2), optional
         Lattice site (i, j) of every column (>= 0), -1 where not indexed; a B
         column shares the (i, j) of the A column at its cell's origin.

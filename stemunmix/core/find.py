@@ -9,7 +9,7 @@ from stemunmix.core import engine
 from stemunmix.core.peaks import find_peaks
 from stemunmix.core.presence import on_mask
 from stemunmix.core.refine import noise_model, refine_gaussian
-from stemunmix.core.uncertainty import PIXEL_CROP, shot_covariance
+from stemunmix.core.uncertainty import PIXEL_CROP, line_width, shot_covariance
 from stemunmix.core.windows import on_frame
 
 REFINE = ("gaussian", "centroid")
@@ -51,16 +51,24 @@ def column_sizes(image, xy, ab_distance: float, patch: float = 0.5) -> dict:
     first guess, and started too narrow, weak B columns between wide A ones
     can collapse. The patch stays ``patch * d``: wider patches (four widths)
     narrowed the SrTiO3 [110] spread but let the unequal A tails at the
-    PbTiO3/SrRuO3 interface pull Ti columns 2-4 px. Returns keyword arguments
-    of :func:`stemunmix.core.refine.refine_gaussian` (``sigma``, ``radius``).
+    PbTiO3/SrRuO3 interface pull Ti columns 2-4 px. The noise model of
+    this first fit's residuals (:func:`stemunmix.core.refine.noise_model`)
+    weights the real fit's pixels. Returns keyword arguments of
+    :func:`stemunmix.core.refine.refine_gaussian` (``sigma``, ``radius``,
+    ``noise``: (gain, variance0), None where it cannot be measured).
     """
     d = float(ab_distance)
     radius = max(2, round(patch * d))
     if len(xy) == 0:
-        return {"sigma": 0.15 * d, "radius": radius}
-    fit = refine_gaussian(image, xy, sigma=0.15 * d, radius=radius, uncertainty=False)
+        return {"sigma": 0.15 * d, "radius": radius, "noise": None}
+    fit = refine_gaussian(image, xy, sigma=0.15 * d, radius=radius)
     bright = fit["height"] >= np.median(fit["height"])
-    return {"sigma": float(np.median(fit["sigma"][bright])), "radius": radius}
+    gain, var0 = noise_model(fit["noise_sums"])
+    return {
+        "sigma": float(np.median(fit["sigma"][bright])),
+        "radius": radius,
+        "noise": (gain, var0) if np.isfinite(var0) else None,
+    }
 
 
 def find_columns_frame(
@@ -221,8 +229,10 @@ def unpack_fit(packed: np.ndarray) -> tuple[dict, np.ndarray, tuple]:
     (:func:`stemunmix.core.uncertainty.shot_covariance`). Quantities: ``height``,
     ``intensity`` (the Gaussian's integral, 2 pi height width^2, background
     excluded), ``width`` (the Gaussian's sigma, pixels), ``background``,
-    ``residual`` (RMS of the patch), all in the image's units; NaN where the
-    column kept its centroid.
+    ``residual`` (RMS of the patch), all in the image's units, and
+    ``line_width`` (pixels, :func:`stemunmix.core.uncertainty.line_width`:
+    how the fit shares scan lines with other columns); NaN where the column
+    kept its centroid.
     """
     n = len(packed)
     fitted = np.isfinite(packed[:, 0])
@@ -239,6 +249,9 @@ def unpack_fit(packed: np.ndarray) -> tuple[dict, np.ndarray, tuple]:
     cov = np.full((n, 2, 2), np.nan)
     if fitted.any() and np.isfinite(noise[1]):
         cov[fitted] = shot_covariance(packed[fitted, k : k + 6], noise)
+        quantities["line_width"] = line_width(quantities, noise)
+    else:
+        quantities["line_width"] = quantities["width"].copy()
     return quantities, cov, noise
 
 
@@ -282,7 +295,7 @@ def find_columns(
     frames = list(np.ndindex(prob.shape[:nav_ndim]))
     shape = prob.shape[-2:]
     use_image = refine == "gaussian" and image is not None
-    sizes = {f: {"radius": 0, "sigma": 0} for f in frames}
+    sizes = {f: {"radius": 0, "sigma": 0, "noise": None} for f in frames}
     crops = {f: None for f in frames}
     rows, cols = middle(shape)
     # the error model's pixels: the middle PIXEL_CROP^2 of that middle

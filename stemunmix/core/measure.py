@@ -112,12 +112,14 @@ def line_cross(y1, shared1, y2, shared2) -> np.ndarray:
     """(..., 2, 2) covariance between the positions of two columns of one
     frame from the scan lines they share.
 
-    ``shared`` (..., 3) per column: [w, sx, sy], its fitted Gaussian width
-    (px) and the standard deviations of its line-shared scan term along x
-    and y (:attr:`stemunmix.columns.Columns.line_covariance`). A fitted
-    position averages the shifts of the lines under the column, each line
-    weighted by its share of the position's information (a Gaussian of std
-    w / sqrt(2) across the lines), so two columns whose centres are dy apart
+    ``shared`` (..., 3) per column: [w, sx, sy], the width (px) of its
+    position's information across the lines (the fitted Gaussian width of an
+    unweighted fit; :func:`stemunmix.core.uncertainty.line_width`) and the
+    standard deviations of its line-shared scan term along x and y
+    (:attr:`stemunmix.columns.Columns.line_covariance`). A fitted position
+    averages the shifts of the lines under the column, each line weighted by
+    its share of the position's information (a Gaussian of std w / sqrt(2)
+    across the lines), so two columns whose centres are dy apart
     share the fraction rho = sqrt(2 w1 w2 / (w1^2 + w2^2))
     exp(-dy^2 / (w1^2 + w2^2)) of their line noise (1 for one column; the
     same rho is used on both axes). 0 where a width or term is unknown."""

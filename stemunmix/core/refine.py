@@ -31,6 +31,7 @@ def refine_gaussian(
     radius: int | None = None,
     n_iter: int = 4,
     uncertainty: bool = True,
+    noise: tuple | None = None,
 ) -> dict:
     """Refine all column positions at once by 2D Gaussian fits with neighbours.
 
@@ -50,6 +51,13 @@ def refine_gaussian(
     uncertainty : bool
         Also compute the terms of the uncertainties (``position_terms``,
         ``noise_sums``); False leaves them out (and ``rms`` NaN).
+    noise : (gain, variance0), optional
+        The image's noise model (:func:`noise_model`): each pixel's residual
+        is weighted by the inverse of its variance under the model of the
+        round before (maximum likelihood for Poisson plus read noise, which
+        reaches the Cramer-Rao bound where unweighted least squares loses
+        13 % on a bright column, ``benchmarks/fit_efficiency.py``). None:
+        unweighted.
 
     Returns
     -------
@@ -76,6 +84,7 @@ def refine_gaussian(
             "noise_sums": np.zeros((0, 5)),
         }
     radius = int(radius or max(2, np.ceil(1.5 * sigma)))
+    gain, var0 = _weights_of(noise)
     h, w = image.shape
     centre = np.round(xy).astype(np.int64)
     centre[:, 0] = np.clip(centre[:, 0], 0, w - 1)
@@ -108,6 +117,8 @@ def refine_gaussian(
                 0.3 * sigma,
                 3.0 * sigma,
                 uncertainty and t == n_iter - 1,
+                gain,
+                var0,
                 terms,
                 sums,
                 rms,
@@ -122,6 +133,16 @@ def refine_gaussian(
         "position_terms": terms if uncertainty else None,
         "noise_sums": sums if uncertainty else None,
     }
+
+
+def _weights_of(noise) -> tuple[float, float]:
+    """(gain, variance0) of the fit's weights; (0, 0): unweighted."""
+    if noise is None:
+        return 0.0, 0.0
+    gain, var0 = (float(v) for v in noise)
+    if not (np.isfinite(gain) and np.isfinite(var0)) or gain < 0 or var0 < 0:
+        return 0.0, 0.0
+    return gain, var0
 
 
 # The kernels are module-level so numba caches them on disk (cache=True):
@@ -225,7 +246,7 @@ def solve5(a, r):
 
 
 @numba.njit(cache=True, fastmath=True)
-def cost_of(image, target, x0, y0, m, a, cx, cy, s, b):
+def cost_of(image, target, weight, x0, y0, m, a, cx, cy, s, b):
     h, w = image.shape
     gx, gy = np.empty(m), np.empty(m)
     separable(cx, cy, s, x0, y0, m, gx, gy)
@@ -239,8 +260,20 @@ def cost_of(image, target, x0, y0, m, a, cx, cy, s, b):
             if xx < 0 or xx >= w:
                 continue
             r = a * gy[p] * gx[q] + b - target[p, q]
-            total += r * r
+            total += weight[p, q] * r * r
     return total
+
+
+@numba.njit(cache=True, fastmath=True)
+def weight_of(mu, peak, gain, var0):
+    """1 / the variance of a pixel of mean ``mu`` under the noise model
+    (gain, var0), its mean held at least 1 % of the column's ``peak`` (a
+    pixel near zero in Poisson-only data would take all the weight); 1
+    where the model is (0, 0) or gives no positive variance."""
+    if gain == 0.0 and var0 == 0.0:
+        return 1.0
+    v = gain * max(mu, 0.01 * abs(peak)) + var0
+    return 1.0 / v if v > 0.0 else 1.0
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
@@ -255,20 +288,25 @@ def lm_round(
     sig_lo,
     sig_hi,
     collect,
+    gain,
+    var0,
     terms,
     sums,
     rms,
 ):
     """One damped Gauss-Newton step of every column (Jacobi: reads prev,
-    whose Gaussians ``model`` holds summed, :func:`render`).
+    whose Gaussians ``model`` holds summed, :func:`render`), each pixel
+    weighted by 1 / its variance under the noise model (``gain``, ``var0``)
+    at prev (:func:`weight_of`; (0, 0): unweighted).
 
     With ``collect`` (the last round), also per column at ``prev``: ``rms``,
     the RMS residual of its patch, neighbours included; ``terms`` (N, 6), the
-    position block of the least-squares covariance A^-1 (sum J J^T var) A^-1
-    (A = sum J J^T, J the Jacobian of the column's own Gaussian) split by the
-    noise model var = gain mu + var0 (mu the whole model on the patch): its
-    ``gain`` part (xx, yy, xy of A^-1 (sum J J^T mu) A^-1) and its ``var0``
-    part (of A^-1); ``sums`` (N, 5) for :func:`noise_model`: pixels, sum mu,
+    position block of the weighted least-squares covariance
+    A^-1 (sum J J^T w^2 var) A^-1 (A = sum J J^T w, J the Jacobian of the
+    column's own Gaussian, w the pixel's weight) split by the noise model
+    var = gain mu + var0 (mu the whole model on the patch): its ``gain`` part
+    (xx, yy, xy of A^-1 (sum J J^T w^2 mu) A^-1) and its ``var0`` part (of
+    A^-1 (sum J J^T w^2) A^-1); ``sums`` (N, 5) for :func:`noise_model`: pixels, sum mu,
     sum mu^2, sum e^2 and sum mu e^2, e the residual high-passed along the
     row ((2 r - left - right) / sqrt(6): white noise keeps its variance, while
     what the model misses (a tail, an unmodelled column, line jitter) is
@@ -291,7 +329,10 @@ def lm_round(
         a, cx, cy, s, b = prev[k, 0], prev[k, 1], prev[k, 2], prev[k, 3], prev[k, 4]
         jtj = np.zeros((5, 5))
         jmu = np.zeros((5, 5))
+        jw2 = np.zeros((5, 5))
         jtr = np.zeros(5)
+        weight = np.ones((m, m))
+        plain = 0.0
         jac = np.empty(5)
         res = np.zeros((m, m))
         mus = np.zeros((m, m))
@@ -311,22 +352,27 @@ def lm_round(
                 g = gy[p] * gx[q]
                 r = a * g + b - target[p, q]
                 ag = a * g
+                mu = model[yy, xx] + b  # the model holds this column too
+                wt = weight_of(mu, a + b, gain, var0)
+                weight[p, q] = wt
                 jac[0] = g
                 jac[1] = ag * dx / (s * s)
                 jac[2] = ag * dy / (s * s)
                 jac[3] = ag * d2 / (s * s * s)
                 jac[4] = 1.0
                 for u in range(5):
-                    jtr[u] += jac[u] * r
+                    jtr[u] += jac[u] * r * wt
                     for v in range(u, 5):
-                        jtj[u, v] += jac[u] * jac[v]
-                cost += r * r
+                        jtj[u, v] += jac[u] * jac[v] * wt
+                cost += wt * r * r
+                plain += r * r
                 count += 1
                 if collect:
-                    mu = model[yy, xx] + b  # the model holds this column too
+                    w2 = wt * wt
                     for u in range(5):
                         for v in range(u, 5):
-                            jmu[u, v] += jac[u] * jac[v] * mu
+                            jmu[u, v] += jac[u] * jac[v] * w2 * mu
+                            jw2[u, v] += jac[u] * jac[v] * w2
                     res[p, q] = -r
                     mus[p, q] = mu
                     inside[p, q] = True
@@ -334,13 +380,15 @@ def lm_round(
             for v in range(u):
                 jtj[u, v] = jtj[v, u]
                 jmu[u, v] = jmu[v, u]
+                jw2[u, v] = jw2[v, u]
         if collect:
-            position_terms(jtj, jmu, terms[k])
+            position_terms(jtj, jmu, jw2, terms[k])
             noise_sums(res, mus, inside, sums[k])
-            rms[k] = np.sqrt(cost / max(count, 1))
+            rms[k] = np.sqrt(plain / max(count, 1))
         take_step(
             image,
             target,
+            weight,
             x0,
             y0,
             m,
@@ -358,7 +406,21 @@ def lm_round(
 
 @numba.njit(cache=True, fastmath=True)
 def take_step(
-    image, target, x0, y0, m, prev, params, lam, k, jtj, jtr, cost, sig_lo, sig_hi
+    image,
+    target,
+    weight,
+    x0,
+    y0,
+    m,
+    prev,
+    params,
+    lam,
+    k,
+    jtj,
+    jtr,
+    cost,
+    sig_lo,
+    sig_hi,
 ):
     """Column k's damped Gauss-Newton step from its normal equations (``jtj``
     damped in place): kept where it lowers the patch's cost, the damping
@@ -376,7 +438,7 @@ def take_step(
     tcx, tcy = cx + step[1], cy + step[2]
     ts = max(s + step[3], 1e-3)
     tb = b + step[4]
-    trial = cost_of(image, target, x0, y0, m, ta, tcx, tcy, ts, tb)
+    trial = cost_of(image, target, weight, x0, y0, m, ta, tcx, tcy, ts, tb)
     if trial <= cost:
         params[k, 0], params[k, 1], params[k, 2] = ta, tcx, tcy
         params[k, 3], params[k, 4] = ts, tb
@@ -409,9 +471,10 @@ def noise_sums(res, mus, inside, out):
 
 
 @numba.njit(cache=True, fastmath=True)
-def position_terms(a, jmu, out):
+def position_terms(a, jmu, jw2, out):
     """``out`` (6,) = the x, y block (xx, yy, xy) of a^-1 jmu a^-1 and of
-    a^-1; NaN where a column of zero height leaves x, y undetermined."""
+    a^-1 jw2 a^-1; NaN where a column of zero height leaves x, y
+    undetermined."""
     if not (a[1, 1] > 1e-12 * a[4, 4] and a[2, 2] > 1e-12 * a[4, 4]):
         out[:] = np.nan
         return
@@ -420,16 +483,13 @@ def position_terms(a, jmu, out):
         e = np.zeros(5)
         e[1 + t] = -1.0
         rows[t] = solve5(a.copy(), e)  # solve5 gives -a^-1 r
-    m = np.zeros((2, 2))
-    for t in range(2):
-        for u in range(2):
+    for i, inner in enumerate((jmu, jw2)):
+        for t, u, j in ((0, 0, 0), (1, 1, 1), (0, 1, 2)):
             acc = 0.0
             for p in range(5):
                 for q in range(5):
-                    acc += rows[t, p] * jmu[p, q] * rows[u, q]
-            m[t, u] = acc
-    out[0], out[1], out[2] = m[0, 0], m[1, 1], m[0, 1]
-    out[3], out[4], out[5] = rows[0, 1], rows[1, 2], rows[0, 2]
+                    acc += rows[t, p] * inner[p, q] * rows[u, q]
+            out[3 * i + j] = acc
 
 
 def noise_model(sums: np.ndarray) -> tuple[float, float]:

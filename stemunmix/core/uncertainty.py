@@ -26,6 +26,7 @@ render. Positions are [x, y] pixels; covariances (..., 2, 2) pixels^2.
 
 from __future__ import annotations
 
+import functools
 import zlib
 
 import numpy as np
@@ -75,6 +76,41 @@ def shot_covariance(terms: np.ndarray, noise: tuple[float, float]) -> np.ndarray
     cov[:, 0, 0] = np.clip(cov[:, 0, 0], 0, None)
     cov[:, 1, 1] = np.clip(cov[:, 1, 1], 0, None)
     return cov
+
+
+def line_width(quantities: dict, noise) -> np.ndarray:
+    """(N,) the width (px) of each column's position information across the
+    scan lines: sqrt(2) x the standard deviation of the weights with which
+    the noise-weighted fit averages the lines' shifts (a line at dy from the
+    centre weighs sum over its pixels of (dG/dx)^2 / variance). Where the
+    background's noise dominates the weights fall as G^2 and the width is
+    the fitted one; where the column's own shot noise does (a bright column,
+    variance ~ G), as G, and the width is sqrt(2) times it. Columns sharing
+    scan lines share line noise by the overlap of these weights
+    (:func:`stemunmix.core.measure.line_cross`). ``quantities``: ``height``,
+    ``width``, ``background``; ``noise``: (gain, variance0)."""
+    gain, var0 = (float(v) for v in noise)
+    width = np.asarray(quantities["width"], float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        floor = gain * np.clip(np.asarray(quantities["background"], float), 0, None)
+        kappa = gain * np.asarray(quantities["height"], float) / (floor + var0)
+    kappa = np.where(np.isfinite(kappa) & (kappa > 0), kappa, 0.0)
+    grid, ratio = _line_width_table()
+    return width * np.interp(np.log10(np.maximum(kappa, 10.0**grid[0])), grid, ratio)
+
+
+@functools.cache
+def _line_width_table() -> tuple:
+    """(log10 kappa, line width over the Gaussian's width) for a column of
+    peak over background variance kappa (:func:`line_width`)."""
+    grid = np.linspace(-4.0, 6.0, 81)
+    u = np.linspace(-7.0, 7.0, 281)
+    g = np.exp(-(u[:, None] ** 2 + u[None, :] ** 2) / 2)  # (dy, x), width 1
+    ratio = []
+    for kappa in 10.0**grid:
+        line = (u[None, :] ** 2 * g**2 / (1 + kappa * g)).sum(1)
+        ratio.append(np.sqrt(2 * (u**2 * line).sum() / line.sum()))
+    return grid, np.array(ratio)
 
 
 def undetected(quantities: dict, noise, min_snr: float = MIN_SNR) -> np.ndarray:
@@ -386,7 +422,8 @@ def _null_residuals(mu, var, xy, fitted, radius, noise, seed, near, n_iter=2):
     """Standardised residuals of the fit of the fitted image ``mu`` plus
     white noise of its variance ``var``, refitted from the fitted positions
     ``xy`` (all with a finite fit, whose :func:`nearest_column` map is
-    ``near``; ``n_iter`` rounds: it starts at its optimum); the noise drawn
+    ``near``; ``n_iter`` rounds: it starts at its optimum; weighted as the
+    fit is, by the noise model ``noise``); the noise drawn
     with ``seed`` (the crop's own digest: the same data give the same null,
     and the null's chance error is not the same on every image)."""
     noise_image = np.random.default_rng(seed).standard_normal(mu.shape)
@@ -394,7 +431,9 @@ def _null_residuals(mu, var, xy, fitted, radius, noise, seed, near, n_iter=2):
     if len(xy) == 0 or not np.isfinite(image).all():
         return np.full(mu.shape, np.nan)
     width = float(np.median(fitted["width"]))
-    fit = refine_gaussian(image, xy, width, radius, n_iter, uncertainty=False)
+    fit = refine_gaussian(
+        image, xy, width, radius, n_iter, uncertainty=False, noise=noise
+    )
     refit = {k: fit[FIT_KEY[k]] for k in FITTED}
     bad = ~np.isfinite(np.column_stack(list(refit.values()))).all(1)
     for k in FITTED:  # a refit that failed keeps the fit it started from

@@ -143,13 +143,15 @@ def _cells_inside(mask, where) -> np.ndarray:
 
 def shared(columns):
     """(N, 3) [width, sx, sy] of each column for
-    :func:`stemunmix.core.measure.line_cross` (its fitted width, else the
-    median width of the class, else 2 px; the standard deviations of its
+    :func:`stemunmix.core.measure.line_cross` (the width of its information
+    across the scan lines, ``line_width``, else its fitted width, else the
+    median of those of the class, else 2 px; the standard deviations of its
     line-shared scan term), or None where no column has line noise."""
     lines = columns.line_covariance
     if not (np.diagonal(lines, 0, 1, 2) > 0).any():
         return None
-    width = columns.quantities.get("width", np.full(len(columns), np.nan))
+    q = columns.quantities
+    width = q.get("line_width", q.get("width", np.full(len(columns), np.nan)))
     width = np.where(np.isfinite(width) & (width > 0), width, np.nan)
     fill = np.nanmedian(width) if np.isfinite(width).any() else 2.0
     width = np.where(np.isfinite(width), width, fill)

@@ -260,7 +260,7 @@ def test_columns_with_measurements_survive_save_and_load(tmp_path, polar):
     np.testing.assert_array_equal(back_cols.sigma, cols.sigma)
     np.testing.assert_allclose(back_cols.lattice_vectors, cols.lattice_vectors)
     assert set(back_cols.quantities) == {"height", "intensity", "width", "background",
-                                         "residual"}  # fmt: skip
+                                         "residual", "line_width"}  # fmt: skip
 
 
 def test_lazy_columns_carry_the_same_measurements(polar):
