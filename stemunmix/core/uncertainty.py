@@ -96,7 +96,7 @@ def line_width(quantities: dict, noise) -> np.ndarray:
         kappa = gain * np.asarray(quantities["height"], float) / (floor + var0)
     kappa = np.where(np.isfinite(kappa) & (kappa > 0), kappa, 0.0)
     grid, ratio = _line_width_table()
-    return width * np.interp(np.log10(np.maximum(kappa, 10.0**grid[0])), grid, ratio)
+    return width * np.interp(np.log10(np.maximum(kappa, 10.0 ** grid[0])), grid, ratio)
 
 
 @functools.cache
