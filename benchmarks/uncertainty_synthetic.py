@@ -8,7 +8,9 @@ draw through the whole ``image.find_columns()`` (the network included).
 Cases: shot noise only at doses 20, 100 and 500; line jitter 0.1 and 0.3 px
 along the fast scan; slow-scan drift (1.5, -1.0) px; non-Gaussian columns
 (a probe with tails: 70 % of the intensity in the core, 30 % in a Gaussian
-three times as wide), each at dose 100 unless named.
+three times as wide), each at dose 100 unless named; and dose 500 on a flat
+background (the renderer's background varies smoothly over the frame, and
+its slope under a column moves the column and its neighbours alike).
 
 The error of a column is its found position less where the specimen
 position lands under the case's smooth drift (line jitter is error: it moves
@@ -43,6 +45,7 @@ CASES = {
     "shot, dose 20": {"dose": 20},
     "shot, dose 100": {"dose": 100},
     "shot, dose 500": {"dose": 500},
+    "shot, dose 500, flat background": {"dose": 500, "flat": True},
     "jitter 0.1 px": {"jitter": 0.1},
     "jitter 0.3 px": {"jitter": 0.3},
     "drift (1.5, -1.0) px": {"drift": (1.5, -1.0)},
@@ -59,13 +62,31 @@ def specimen(size):
     return truth.columns
 
 
-def render(columns, size, draw, dose=100, jitter=0.0, drift=(0.0, 0.0), tails=False):
-    """(image, reference positions, expected image) of one draw."""
+def render(
+    columns,
+    size,
+    draw,
+    dose=100,
+    jitter=0.0,
+    drift=(0.0, 0.0),
+    tails=False,
+    flat=False,
+):
+    """(image, reference positions, expected image) of one draw; ``flat``:
+    the renderer's smooth background field held at its mean (no slope under
+    any column)."""
+    from unittest import mock
+
+    from stemunmix.core import synthetic
     from stemunmix.synthetic import from_columns
 
     common = dict(shape=size, pixel_size=PIXEL_SIZE, column_width=COLUMN_WIDTH,
                   drift=drift)  # fmt: skip
-    image, truth = from_columns(columns, dose=dose, jitter=jitter, seed=draw, **common)
+    field = (lambda shape, rng: np.ones(shape)) if flat else synthetic.smooth_background
+    with mock.patch.object(synthetic, "smooth_background", field):
+        image, truth = from_columns(
+            columns, dose=dose, jitter=jitter, seed=draw, **common
+        )
     _, smooth = from_columns(columns, dose=None, jitter=0.0, seed=0, **common)
     expected = truth.expected
     if tails:
