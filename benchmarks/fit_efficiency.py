@@ -11,7 +11,9 @@ its variance under the noise model (it was unweighted until 2026-12-03).
 This prints, for the A and B columns of that benchmark's specimen at dose
 100, the standard error of x of an unweighted and of a noise-weighted fit
 on patches of 1.5, 2, 3 and 3.5 widths, over the bound: what the estimator
-itself costs, before any noise the model leaves out.
+itself costs, before any noise the model leaves out; and how far each fit
+moves a column when the background slopes under it (the model's background
+is flat): the weighted fit's price.
 """
 
 import numpy as np
@@ -46,6 +48,16 @@ def x_error(height, background, width, radius, weighted):
     return float(np.sqrt((a @ (jac * var) @ jac.T @ a)[1, 1]))
 
 
+def slope_shift(height, background, width, radius, weighted):
+    """x shift (px) of the fit when the background slopes by 1 % of itself
+    per pixel along x under the column (the model's background is flat)."""
+    jac, mean = jacobian(height, background, width, radius)
+    xx = np.mgrid[-radius : radius + 1, -radius : radius + 1][1].ravel()
+    w = 1 / (mean + READ_NOISE**2) if weighted else np.ones_like(mean)
+    a = (jac * w) @ jac.T
+    return float(np.linalg.solve(a, (jac * w) @ (0.01 * background * xx))[1])
+
+
 def main():
     columns = specimen(256)
     _, ref, expected = render(columns, 256, 1000, dose=100)
@@ -72,6 +84,14 @@ def main():
             line.append(
                 f"patch {f} widths: unweighted {plain:.3f}x, weighted {weighted:.3f}x"
             )
+        r = int(np.ceil(3.5 * width))
+        line.append(
+            "shift under a background slope of 1 %/px, patch 3.5 widths: "
+            + ", ".join(
+                f"{label} {slope_shift(height, background, width, r, w):.4f} px"
+                for label, w in (("unweighted", False), ("weighted", True))
+            )
+        )
         print("; ".join(line))
 
 
