@@ -7,7 +7,9 @@
   of z = (P - median P) / sigma per axis should be 1 (over the cells with a
   sigma: a cell whose B column is not detected on the raw image has none).
   Unstrained single crystals too: the same for each strain quantity against
-  its propagated sigma.
+  its propagated sigma. And the mean displacement of all cells with a sigma
+  against zero (the region test): a uniform offset the fit reads into the
+  columns (a mistilt or an asymmetric tail along the scan moves them too).
 - The ABF and ADF images of one scan: the ABF - ADF column differences (each
   class's median offset removed) in units of the combined sigma of the pixel
   terms (shot, misfit, correlated; the scan term is common to both detectors
@@ -22,7 +24,7 @@
   PbTiO3 cells (B above row 52 or below row 147) with |P| > 15 pm: the share
   beyond 3 sigma. The SrRuO3 region's mean against zero (region test).
 - Each image's held-out calibration figure (find_columns' metadata) and the
-  error model's share of find_columns' time (median of 3 runs).
+  error model's share of find_columns' time (median of 5 runs).
 
 Writes benchmarks/results/uncertainty_real.json.
 """
@@ -69,7 +71,10 @@ def null_polarization(name):
     z = (p[:2] - np.nanmedian(p[:2], (1, 2), keepdims=True)) / p[2:4]
     strain = cols.strain_map().data  # exx, eyy, exy, rotation, then their sigmas
     zs = [(strain[k] - np.nanmedian(strain[k])) / strain[4 + k] for k in range(4)]
+    field = cols.polarization_region(np.isfinite(p[0]) & np.isfinite(p[2]))
     return {"cells": int(np.isfinite(p[0]).sum()),
+            "field_mean_px": np.asarray(field["mean"]).tolist(),
+            "field_significance": float(field["significance"]),
             "strain_z_spread": [spread(z) for z in zs],
             "cells_with_sigma": int(np.isfinite(p[2]).sum()),
             "z_spread": [spread(z[0]), spread(z[1])],
@@ -242,7 +247,9 @@ def main():
               f"{r['z_spread'][0]:.2f} / {r['z_spread'][1]:.2f} (x / y); calibration "
               f"{np.round(r['error_model']['calibration'], 2).tolist()}; strain z "
               f"spread (exx, eyy, exy, rotation) "
-              f"{np.round(r['strain_z_spread'], 2).tolist()}", flush=True)  # fmt: skip
+              f"{np.round(r['strain_z_spread'], 2).tolist()}; the cells' mean "
+              f"{np.round(r['field_mean_px'], 4).tolist()} px, "
+              f"{r['field_significance']:.2f} sigma", flush=True)  # fmt: skip
     out["ABF - ADF"] = abf_minus_adf()
     for n in "AB":
         r = out["ABF - ADF"][n]
