@@ -91,7 +91,8 @@ def find_columns_frame(
     of :func:`stemunmix.core.refine.refine_gaussian`, with the width and patch
     ``sizes`` (default: measured on the middle of this frame by
     :func:`frame_sizes`); a fit that wanders more than half ``min_distance``
-    keeps its centroid.
+    keeps its centroid, and one it carries off the frame is left out (as
+    :func:`find_columns` leaves it out).
 
     Returns (xy (N, 2) [x, y] pixels, labels (N,) into the classes of ``prob``,
     scores (N,): the class probability at the column).
@@ -126,6 +127,8 @@ def find_columns_frame(
         fit = refine_gaussian(image, xy, **sizes, uncertainty=False)
         ok = fit["moved"] <= 0.5 * min_distance
         xy = np.where(ok[:, None], fit["xy"], xy)
+        on = on_frame(xy, prob.shape[-2:])  # as find_columns: none carried off
+        xy, labels, scores = xy[on], labels[on], scores[on]
     return xy, labels, scores
 
 

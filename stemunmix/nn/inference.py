@@ -523,3 +523,54 @@ def check_precision(precision: str, device) -> None:
                 "precision='bfloat16' needs a CPU with native bfloat16 (AVX512-BF16 "
                 "or AMX), which this one lacks: use precision='float32'"
             )
+
+
+def auto_structure(
+    maps, names, data, nav_ndim: int, plans, training: float, device="cpu"
+) -> tuple:
+    """(structure, evidence) of the first frame, from the perovskite network's
+    ``maps`` (class ``names``) and the raw ``data`` on its central crop
+    (:func:`spacing_crop`; :mod:`stemunmix.core.structure`), at the frame's
+    spacing (its plan's, else ``training`` over its factor): "perovskite"
+    unless the network's B columns lie in the image's valleys, else what
+    the one-species network's columns there show. ``evidence``: the figures
+    that decided, flat (name: number)."""
+    from stemunmix.core import structure as st
+    from stemunmix.nn.model_io import load_model
+
+    frame = (0,) * nav_ndim
+    crop = spacing_crop(data.shape[-2:])
+    raw, m = data[frame][crop], maps[frame][(slice(None),) + crop]
+    if engine.is_lazy((raw, m)):
+        import dask
+
+        raw, m = dask.compute(raw, m)
+    raw, m = np.asarray(raw, np.float64), np.asarray(m)
+    plan = plans[frame]
+    d = plan.spacing if plan.spacing is not None else training / plan.factor
+    columns = _crop_columns(m, names, 0.25 * d)
+    evidence = st.perovskite_evidence(raw, *columns)
+    if st.is_perovskite(evidence):
+        return "perovskite", evidence
+    model = load_model("one_species")
+    one_maps = predict(model, raw, training_spacing(model) / d, 1024, 1, device)
+    one = st.one_species_evidence(
+        raw, _crop_columns(one_maps, list(model.class_names), 0.25 * d)[0]
+    )
+    evidence |= {f"one_species_{k}": v for k, v in one.items()}
+    return st.other_structure(evidence, one), evidence
+
+
+def _crop_columns(maps, names, min_distance) -> tuple:
+    """(xy, labels, names): the maxima of every column class's map (not the
+    background)."""
+    from stemunmix.core.peaks import find_peaks
+
+    xy, labels = [np.zeros((0, 2))], [np.zeros(0, int)]
+    for k, name in enumerate(names):
+        if name == "background":
+            continue
+        peaks = find_peaks(maps[k], max(1.0, min_distance), 0.5)
+        xy.append(peaks)
+        labels.append(np.full(len(peaks), k))
+    return np.concatenate(xy), np.concatenate(labels), names

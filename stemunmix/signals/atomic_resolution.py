@@ -126,10 +126,19 @@ class AtomicResolutionImage(StemunmixSignal2D):
             ``find_columns`` splits the columns into the dumbbells' two
             ends, ``column 2`` the brighter where they differ) or ``"2D"``
             (MoS2 seen flat: the ``two_d`` model, and the honeycomb's two
-            sublattices). ``"auto"`` (default): the perovskites (the given
-            model's first structure). A structure no model here knows is
-            refused, with those they know. Recorded as ``structure``
-            (asked) and ``structure_used`` in
+            sublattices). ``"auto"`` (default): with a ``model``, its first
+            structure; without, on bright columns, the perovskite network
+            runs and its B columns are checked on the first frame's central
+            crop (:mod:`stemunmix.core.structure`): where they lie in the
+            valleys between the image's columns, even once its A columns
+            are taken away (a metal: B put between its atoms), the
+            one-species network runs instead and its columns name the
+            structure (one species, dumbbells or 2D). Anything else keeps
+            the perovskites: dumbbells, 2D crystals and particles on a
+            film are not told apart from them (pass ``structure=``). A
+            structure no model here knows is refused, with those they know.
+            Recorded as ``structure`` (asked), ``structure_used`` and, for
+            ``"auto"``, the figures that decided (``structure_evidence``) in
             ``metadata.Signal.stemunmix.segment``.
         precision : {"float32", "bfloat16"}
             The network's arithmetic. ``"bfloat16"`` runs it about twice as
@@ -146,22 +155,18 @@ class AtomicResolutionImage(StemunmixSignal2D):
             (:attr:`probabilities`): its ``find_columns``,
             ``local_descriptors`` and ``scree_by_window`` reuse them.
         """
-        from stemunmix.nn import inference
-
         check_image_axes(self, "segment")
-        model, settings = _parse_segment(self, model, scale, batch_size, device, tile,
-                                         lazy_output, lattice_prior, spacing,
-                                         contrast, store, structure, precision)  # fmt: skip
-        with progress_bar(show_progressbar, "segment") as bar:
-            maps, plans, block, vectors = inference.segment(
-                self.data,
-                inference.for_inference(model).to(settings.device),
-                self.axes_manager.navigation_dimension,
-                settings,
-                bar,
-            )
+        knobs = dict(scale=scale, batch_size=batch_size, device=device, tile=tile,
+                     lazy_output=lazy_output, lattice_prior=lattice_prior,
+                     spacing=spacing, contrast=contrast, store=store,
+                     precision=precision)  # fmt: skip
+        model, settings, (maps, plans, block, vectors), evidence = _segment_maps(
+            self, model, structure, knobs, show_progressbar
+        )
         record = _segment_record(model, plans, block, settings, (contrast, structure))
         record |= _data_record(self, plans)
+        if evidence is not None:
+            record["structure_evidence"] = evidence
         if vectors is not None:
             record["lattice_vectors"] = vectors
         if not settings.lazy and engine.is_lazy(maps):
@@ -475,6 +480,46 @@ def _made_with(prob, model, scale, spacing, contrast, structure=None) -> bool:
     if structure not in (None, "auto", state.get("structure"), used):
         return False
     return contrast is None or contrast in (state.get("contrast"), prob.contrast)
+
+
+def _segment_maps(image, model, structure, knobs, show_progressbar) -> tuple:
+    """segment()'s arguments parsed and its network run: (model, settings,
+    (maps, plans, block, vectors) of :func:`stemunmix.nn.inference.segment`,
+    the evidence of ``structure="auto"`` or None). With no model given and
+    ``structure="auto"`` on bright columns, the perovskite network's maps
+    are checked (:func:`stemunmix.nn.inference.auto_structure`); where they
+    show no perovskite, the network of the structure found runs instead."""
+    from stemunmix.nn import inference
+    from stemunmix.nn.model_io import training_spacing
+
+    given = model
+    model, settings = _parse_segment(image, model, structure=structure, **knobs)
+    run = _run_network(image, model, settings, show_progressbar)
+    if not (given is None and structure == "auto" and settings.contrast == "bright"):
+        return model, settings, run, None
+    nav = image.axes_manager.navigation_dimension
+    names, training = list(model.class_names), training_spacing(model)
+    found, evidence = inference.auto_structure(
+        run[0], names, image.data, nav, run[1], training, settings.device
+    )
+    if found != settings.structure:
+        model, settings = _parse_segment(image, None, structure=found, **knobs)
+        run = _run_network(image, model, settings, show_progressbar)
+    return model, settings, run, evidence
+
+
+def _run_network(image, model, settings, show_progressbar) -> tuple:
+    """:func:`stemunmix.nn.inference.segment` of the image under a progress bar."""
+    from stemunmix.nn import inference
+
+    with progress_bar(show_progressbar, "segment") as bar:
+        return inference.segment(
+            image.data,
+            inference.for_inference(model).to(settings.device),
+            image.axes_manager.navigation_dimension,
+            settings,
+            bar,
+        )
 
 
 def _model_id(model) -> dict:

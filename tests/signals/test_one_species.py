@@ -91,6 +91,33 @@ def test_the_perovskite_model_says_the_lattice_is_not_its_own(vacuum):
     assert len(hints) == 1, [str(w.message) for w in said]
 
 
+def test_auto_takes_a_metal_for_one_species_and_keeps_a_faint_perovskite(vacuum):
+    """structure="auto": the perovskite network's B columns fall between the
+    particle's atoms, so the one-species network runs; a perovskite whose B
+    columns are faint and wide (8 % of A, 0.07 nm) keeps its own."""
+    from stemunmix.synthetic import perovskite
+
+    image = vacuum[0].deepcopy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        md = image.segment(show_progressbar=False).metadata.Signal.stemunmix.segment
+    assert (md.structure, md.structure_used, md.model) == (
+        "auto",
+        "one species",
+        "one_species",
+    )
+    assert md.structure_evidence.b_peaks < 0.15
+    faint = perovskite(
+        shape=256, intensity_ratio=0.08, column_width=0.07, dose=50, seed=2
+    )[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        md = faint.segment(show_progressbar=False).metadata.Signal.stemunmix.segment
+    assert (md.structure_used, md.model) == ("perovskite", "default")
+    assert md.structure_evidence.b_peaks < 0.15  # in the valleys of the A tails
+    assert md.structure_evidence.b_peaks_less_a > 0.9
+
+
 @pytest.mark.parametrize("structure", ["diamond", "zincblende"])
 def test_dumbbells_are_found_whole_and_gaas_species_named(structure):
     from stemunmix.core import dumbbells

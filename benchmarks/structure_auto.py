@@ -1,0 +1,123 @@
+"""What segment(structure="auto") takes each lattice for, and what it costs.
+
+    python benchmarks/structure_auto.py
+
+Synthetic images (``stemunmix.synthetic``): [001] and [110] perovskites at
+doses 20 and 200; perovskites whose B columns are faint and wide (0.05-0.12
+of A's height, 0.055-0.07 nm; BiFeO3's Fe is about 0.08); fcc, bcc and hcp
+crystals filling the frame and an fcc [110] particle on vacuum and on an
+amorphous film; [110] Si and GaAs dumbbells; MoS2 seen flat. The real
+images in ../shared/data/real (all perovskites but the nanoparticles and
+MoS2; PMN iDPC shows its O columns). Each through ``image.segment()`` with
+the defaults: the structure used and the figures that decided
+(``metadata.Signal.stemunmix.segment.structure_evidence``): ``b_peaks``, the
+share of the perovskite network's B columns that are peaks of the image,
+and where that is below 0.15, ``b_peaks_less_a``, the same once the fitted
+A columns are taken away (:mod:`stemunmix.core.structure`). Then the cost:
+segment() of a 2048^2 [001] perovskite with structure="auto" against
+structure="perovskite" (no check), side by side, median of 3.
+
+Writes benchmarks/results/structure_auto.json.
+"""
+
+import json
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from _results import commit
+
+HERE = Path(__file__).resolve().parent
+
+
+def synthetic_cases() -> dict:
+    from stemunmix.synthetic import crystal, perovskite
+
+    out = {}
+    for proj in ("001", "110"):
+        for dose in (20, 200):
+            out[f"perovskite [{proj}] dose {dose}"] = ("perovskite", lambda p=proj, d=dose: perovskite(shape=256, projection=p, dose=d, seed=1)[0])  # fmt: skip
+    for ratio in (0.05, 0.08, 0.12):
+        for width in (0.055, 0.07):
+            out[f"perovskite, B {ratio} of A, {width} nm wide"] = ("perovskite", lambda r=ratio, w=width: perovskite(shape=256, intensity_ratio=r, column_width=w, dose=50, seed=2)[0])  # fmt: skip
+    for st, zone in (("fcc", "110"), ("fcc", "100"), ("fcc", "111"), ("bcc", "100"), ("bcc", "110"), ("hcp", "0001")):  # fmt: skip
+        out[f"{st} [{zone}]"] = ("one species", lambda s=st, z=zone: crystal(s, z, 0.392, shape=256, particle=None, dose=100)[0])  # fmt: skip
+    for support in (None, 0.3):
+        where = "vacuum" if support is None else "a film"
+        out[f"fcc [110] particle on {where}"] = ("one species", lambda s=support: crystal("fcc", "110", 0.392, shape=256, particle=4.0, support=s, dose=100)[0])  # fmt: skip
+    for name, st, a in (("Si", "diamond", 0.543), ("GaAs", "zincblende", 0.565)):
+        out[f"{name} [110] dumbbells"] = ("dumbbell", lambda s=st, a=a: crystal(s, "110", a, shape=512, pixel_size=0.01, particle=None, dose=100, column_width=0.035)[0])  # fmt: skip
+    out["MoS2 [0001]"] = ("2D", lambda: crystal("mos2", "0001", 0.316, shape=256, pixel_size=0.0127, particle=None, dose=100)[0])  # fmt: skip
+    return out
+
+
+def real_cases() -> dict:
+    from _real_images import NAMES, REAL, load
+
+    from stemunmix.signals import AtomicResolutionImage
+
+    if not REAL.exists():
+        return {}
+    out = {f"real {n}": ("perovskite", lambda n=n: AtomicResolutionImage(load(n))) for n in NAMES}  # fmt: skip
+    for k in range(4):
+        out[f"real nanoparticles {k}"] = ("one species", lambda k=k: AtomicResolutionImage(load(f"nanoparticles {k}")))  # fmt: skip
+
+    def hspy(name):
+        import hyperspy.api as hs
+
+        return AtomicResolutionImage(np.asarray(hs.load(REAL / name).data, np.float32))
+
+    out["real MoS2 ADF"] = ("2D", lambda: hspy("temul_Se_implanted_MoS2_ADF.dm3"))
+    out["real PMN iDPC"] = ("perovskite", lambda: hspy("singleorigin_PMN_iDPC.tif"))
+    return out
+
+
+def one(make) -> dict:
+    image = make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        md = image.segment(show_progressbar=False).metadata.Signal.stemunmix.segment
+    ev = md.get_item("structure_evidence")
+    ev = ev.as_dictionary() if ev is not None else {}
+    return {"structure_used": md.structure_used, "model": md.model, **ev}
+
+
+def cost(repeats=3) -> dict:
+    from stemunmix.synthetic import perovskite
+
+    image = perovskite(shape=2048, dose=100, seed=30002)[0]
+    spent = {"auto": [], "perovskite": []}
+    for _ in range(repeats):
+        for structure in spent:
+            copy = image.deepcopy()
+            t = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                copy.segment(structure=structure, show_progressbar=False)
+            spent[structure].append(time.perf_counter() - t)
+    return {k: float(np.median(v)) for k, v in spent.items()}
+
+
+def main():
+    out = {"commit": commit(), "date": time.strftime("%Y-%m-%d"), "cases": {}}
+    right = 0
+    cases = synthetic_cases() | real_cases()
+    for name, (truth, make) in cases.items():
+        r = out["cases"][name] = {"truth": truth, **one(make)}
+        right += r["structure_used"] == truth
+        figures = ", ".join(
+            f"{k} {r[k]:.2f}" for k in ("b_peaks", "b_peaks_less_a") if np.isfinite(r.get(k, np.nan))
+        )  # fmt: skip
+        print(f"{name:40s} {truth:12s} -> {r['structure_used']:12s} ({figures})", flush=True)  # fmt: skip
+    print(f"named right: {right} of {len(cases)}", flush=True)
+    out["cost_2048_s"] = cost()
+    c = out["cost_2048_s"]
+    print(f"segment() of a 2048^2 perovskite, median of 3: structure='auto' "
+          f"{c['auto']:.2f} s, 'perovskite' {c['perovskite']:.2f} s "
+          f"({c['auto'] / c['perovskite'] - 1:+.1%})", flush=True)  # fmt: skip
+    (HERE / "results" / "structure_auto.json").write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
