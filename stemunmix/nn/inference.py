@@ -533,7 +533,9 @@ def auto_structure(
     (:func:`spacing_crop`; :mod:`stemunmix.core.structure`), at the frame's
     spacing (its plan's, else ``training`` over its factor): "perovskite"
     unless the network's B columns lie in the image's valleys, else what
-    the one-species network's columns there show. ``evidence``: the figures
+    the one-species network's columns there show; where fewer than half
+    the B columns are peaks, that network runs too, and its columns in
+    pairs make dumbbells. ``evidence``: the figures
     that decided, flat (name: number)."""
     from stemunmix.core import structure as st
     from stemunmix.nn.model_io import load_model
@@ -550,7 +552,8 @@ def auto_structure(
     d = plan.spacing if plan.spacing is not None else training / plan.factor
     columns = _crop_columns(m, names, 0.25 * d)
     evidence = st.perovskite_evidence(raw, *columns)
-    if st.is_perovskite(evidence):
+    perovskite = st.is_perovskite(evidence)
+    if perovskite and not st.may_be_pairs(evidence):
         return "perovskite", evidence
     model = load_model("one_species")
     one_maps = predict(model, raw, training_spacing(model) / d, 1024, 1, device)
@@ -558,6 +561,8 @@ def auto_structure(
         raw, _crop_columns(one_maps, list(model.class_names), 0.25 * d)[0]
     )
     evidence |= {f"one_species_{k}": v for k, v in one.items()}
+    if perovskite:  # only dumbbells' pairs overrule a perovskite's B columns
+        return ("dumbbell" if st.pairs(one) else "perovskite"), evidence
     return st.other_structure(evidence, one), evidence
 
 

@@ -76,3 +76,11 @@ def test_what_is_no_perovskite_is_told_by_its_columns(kind, expected):
     one = st.one_species_evidence(image, xy)
     none = {"coordination": float("nan"), "height_correlation": float("nan")}
     assert st.other_structure(none, one) == expected
+
+
+def test_only_b_columns_mostly_no_peaks_are_looked_at_for_pairs():
+    ev = {"b_columns": 100, "b_peaks": 0.4}
+    assert st.may_be_pairs(ev)
+    assert not st.may_be_pairs(ev | {"b_peaks": 0.9})
+    assert not st.may_be_pairs(ev | {"b_columns": 5})
+    assert st.pairs({"pair_ratio": 0.59}) and not st.pairs({"pair_ratio": 0.92})
