@@ -102,6 +102,7 @@ def analyze(
     normalize: str | None = "mean",
     model=None,
     structure: str = "auto",
+    precision: str = "float32",
 ) -> Analysis:
     """Segment, find columns, cut windows, unmix and cluster, choosing what
     the user leaves out from the data.
@@ -149,6 +150,10 @@ def analyze(
     model : str, path or module, optional
         segment()'s: None chooses by the image's contrast (``"default"`` for
         bright columns, ``"oxygen"`` for ABF/BF); ``"oxygen"`` for iDPC.
+    structure, precision : str
+        segment()'s: the kind of lattice (``"auto"`` tells a metal and
+        dumbbells from a perovskite), and the network's arithmetic
+        (``"bfloat16"`` about twice as fast where the CPU has it natively).
     source, centre, normalize
         The windows: cut from the ``"image"`` (default) or the
         ``"probabilities"``; centred on the ``"cell"`` (default: the centre of
@@ -161,7 +166,15 @@ def analyze(
     """
 
     _check_choices(
-        method, source, centre, normalize, components, domains, window, structure
+        method,
+        source,
+        centre,
+        normalize,
+        components,
+        domains,
+        window,
+        structure,
+        precision,
     )
     if method == "nmf":
         normalize = None  # NMF needs non-negative windows
@@ -186,7 +199,7 @@ def analyze(
 
     try:
         prob, columns, stored = _segment_and_find(
-            image, store, progress, model, structure
+            image, store, progress, model, structure, precision
         )
         classes, centre = _centre_class(columns, classes, centre, log)
         _check_enough(image, columns, classes)
@@ -287,7 +300,15 @@ def _say_choices(result, log) -> None:
 
 
 def _check_choices(
-    method, source, centre, normalize, components, domains, window, structure="auto"
+    method,
+    source,
+    centre,
+    normalize,
+    components,
+    domains,
+    window,
+    structure="auto",
+    precision="float32",
 ) -> None:
 
     checks.one_of("method", method, METHODS)
@@ -295,6 +316,7 @@ def _check_choices(
     checks.one_of("centre", centre, ("cell", "column"))
     checks.one_of("normalize", normalize, (None, "mean"))
     checks.one_of("structure", structure, STRUCTURES)
+    checks.one_of("precision", precision, ("float32", "bfloat16"))
     if components is not None:
         checks.count("components", components, 1, 50)
     if domains is not None:
@@ -397,7 +419,9 @@ def _centre_class(columns, classes, centre, log):
     return names[0], centre
 
 
-def _segment_and_find(image, store, progress, model=None, structure="auto"):
+def _segment_and_find(
+    image, store, progress, model=None, structure="auto", precision="float32"
+):
     """The maps (for a lazy image computed once into ``store``/maps.zarr when
     given) and the columns, which the image then owns."""
     progress.start("segment")
@@ -406,7 +430,11 @@ def _segment_and_find(image, store, progress, model=None, structure="auto"):
         Path(store).mkdir(parents=True, exist_ok=True)
         stored["maps"] = Path(store) / "maps.zarr"
     prob = image.segment(
-        model, show_progressbar=False, store=stored.get("maps"), structure=structure
+        model,
+        show_progressbar=False,
+        store=stored.get("maps"),
+        structure=structure,
+        precision=precision,
     )
     progress.done("segment", f"{' / '.join(prob.class_names)} maps")
     progress.start("find columns")

@@ -401,3 +401,27 @@ def test_the_structure_choices_are_segments():
     analyze = _parser()._subparsers._group_actions[0].choices["analyze"]
     (option,) = [a for a in analyze._actions if "--structure" in a.option_strings]
     assert tuple(option.choices) == STRUCTURES
+
+
+def test_the_precision_reaches_segment_and_a_bad_one_is_refused(monkeypatch):
+    """--precision goes through analyze() to segment(); an unknown one is
+    refused by analyze() before any work, naming the parameter."""
+    from stemunmix.cli import _parser
+    from stemunmix.report import pipeline
+    from stemunmix.synthetic import perovskite
+
+    args = _parser().parse_args(["analyze", "x.tif", "--precision", "bfloat16"])
+    assert args.precision == "bfloat16"
+    image, _ = perovskite(shape=128, dose=50, seed=1)
+    with pytest.raises(ValueError, match="precision"):
+        pipeline.analyze(image, precision="float16", log=lambda *a: None)
+    seen = {}
+
+    def segment(self, model=None, **kwargs):
+        seen.update(kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(type(image), "segment", segment)
+    with pytest.raises(RuntimeError, match="stop here"):
+        pipeline.analyze(image, precision="bfloat16", log=lambda *a: None)
+    assert seen["precision"] == "bfloat16"
