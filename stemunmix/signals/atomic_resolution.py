@@ -133,9 +133,11 @@ class AtomicResolutionImage(StemunmixSignal2D):
             valleys between the image's columns, even once its A columns
             are taken away (a metal: B put between its atoms), the
             one-species network runs instead and its columns name the
-            structure (one species, dumbbells or 2D). Anything else keeps
-            the perovskites: dumbbells, 2D crystals and particles on a
-            film are not told apart from them (pass ``structure=``). A
+            structure (one species, dumbbells or 2D); where half of them
+            are no peaks, that network looks too, and columns in pairs
+            make dumbbells. Anything else keeps the perovskites: 2D
+            crystals and particles on a film are not told apart from them
+            (pass ``structure=``). A
             structure no model here knows is refused, with those they know.
             Recorded as ``structure`` (asked), ``structure_used`` and, for
             ``"auto"``, the figures that decided (``structure_evidence``) in

@@ -107,6 +107,11 @@ def test_auto_takes_a_metal_for_one_species_and_keeps_a_faint_perovskite(vacuum)
         "one_species",
     )
     assert md.structure_evidence.b_peaks < 0.15
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lazy = vacuum[0].as_lazy().segment(show_progressbar=False)
+    assert lazy.metadata.Signal.stemunmix.segment.structure_used == "one species"
+    np.testing.assert_array_equal(lazy.data.compute(), image.probabilities.data)
     faint = perovskite(
         shape=256, intensity_ratio=0.08, column_width=0.07, dose=50, seed=2
     )[0]
