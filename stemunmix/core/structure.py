@@ -4,14 +4,16 @@ its central crop (numpy only).
 ``segment(structure="auto")`` runs the perovskite network. Its B columns sit
 between the A columns whatever the image holds: on a perovskite they are
 columns of their own, peaks of the image, while on a crystal of one species
-they fall in the valleys between its atoms. Measured on the central crops
-(``benchmarks/structures.py --auto``), the share of B columns that are peaks
-is 0.00-0.05 on fcc and bcc crystals and particles on vacuum and 0.87-1.00
-on the perovskites, but 0.26-0.45 on hcp, dumbbells and a synthetic MoS2,
-0.28 on the real low-dose SrTiO3 (its Ti columns are at the noise) and 0.24
-on a real particle: only the valleys, on the image and once the A columns
-are taken away, are taken as proof (:func:`is_perovskite`), and the rest
-keeps the perovskite network, its figures recorded. Where the crop is no
+they fall in the valleys between its atoms. Measured on the first frame's
+central crop (``benchmarks/structure_auto.py``), the share of B columns that
+are peaks is 0.00-0.14 on fcc, bcc and hcp crystals and a particle on
+vacuum, 0.87-1.00 on most perovskites, but 0.28 on the real low-dose
+SrTiO3 (its Ti columns are at the noise), 0.47 on the real PMN iDPC and
+0.00-0.12 on perovskites whose B is faint and wide (under the A tails);
+dumbbells read 0.35-0.41, MoS2 0.46 and the real nanoparticles 0.24-0.98.
+So only the valleys, on the image and once the A columns are taken away,
+are taken as proof (:func:`is_perovskite`), and the rest keeps the
+perovskite network, its figures recorded. Where the crop is no
 perovskite, the columns of the one-species network tell the rest:
 dumbbells are pairs (the nearest neighbour at about half the distance of
 the next), a 2D crystal a honeycomb of two alternating heights (MoS2: Mo
@@ -37,7 +39,7 @@ ALTERNATING = -0.3  # neighbours' height correlation, below which: two species
 
 def peak_share(image: np.ndarray, xy: np.ndarray, others: np.ndarray) -> float:
     """Share of the columns ``xy`` (N, 2) [x, y] that are peaks of ``image``:
-    brighter, on the image smoothed by a tenth of their spacing, than the mean
+    brighter, on the image smoothed by 0.08 of their nearest spacing, than the mean
     of the midpoints to their four nearest columns among ``others`` (M, 2),
     which include them. NaN without columns."""
     xy, others = np.asarray(xy, float), np.asarray(others, float)
