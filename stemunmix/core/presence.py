@@ -225,6 +225,16 @@ def on_mask(xy: np.ndarray, mask: np.ndarray, factor: int) -> np.ndarray:
     return mask[row, col] & finite
 
 
+def on_grid(mask: np.ndarray, factor: int, rows, cols) -> np.ndarray:
+    """(len(rows), len(cols)) bool: :func:`on_mask` of every pixel of the
+    grid of integer pixel ``rows`` x ``cols`` (a regular subsample of a
+    frame), by indexing the mask's rows and columns once each instead of
+    every pixel's (0.2 s for the 1024^2 pixels of a frame's subsample)."""
+    r = np.clip(np.asarray(rows, int) // factor, 0, mask.shape[0] - 1)
+    c = np.clip(np.asarray(cols, int) // factor, 0, mask.shape[1] - 1)
+    return mask[np.ix_(r, c)]
+
+
 MAX_BINS = 2048  # the stored mask's longest side, in bins
 MIN_SPACINGS = 8  # a frame narrower than this many spacings is kept whole
 

@@ -404,9 +404,8 @@ def plan_frames(
     for f, (_, sample) in zip(frames, pieces, strict=True):
         # The intensity range of the crystal, not of the vacuum or support
         # around it (a small particle would be scaled as noise).
-        rows, cols = np.mgrid[: sample.shape[0], : sample.shape[1]] * step
-        where = np.column_stack([cols.ravel(), rows.ravel()])
-        on = presence.on_mask(where, masks[f], bins[f]).reshape(sample.shape)
+        rows, cols = (np.arange(n) * step for n in sample.shape)
+        on = presence.on_grid(masks[f], bins[f], rows, cols)
         sample = np.asarray(sample)
         lo, hi = seg.intensity_range(sample[on][None] if on.sum() > 100 else sample)
         span = (hi, lo) if dark else (lo, hi)

@@ -113,3 +113,24 @@ def test_erosion_and_dilation_by_distance_equal_scipys():
             np.testing.assert_array_equal(
                 _dilated(m, r), ndimage.binary_dilation(m, _disc(r))
             )
+
+
+def test_the_mask_on_a_subsample_grid_equals_it_per_pixel():
+    """on_grid (rows and columns indexed once) reads the same bins as
+    on_mask of every pixel, ragged edges and all."""
+    from stemunmix.core import presence
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        mask = rng.random((rng.integers(5, 60), rng.integers(5, 60))) > 0.5
+        factor, step = int(rng.integers(1, 9)), int(rng.integers(1, 4))
+        h = mask.shape[0] * factor + int(rng.integers(0, 7))
+        w = mask.shape[1] * factor + int(rng.integers(0, 7))
+        rows, cols = np.arange(0, h, step), np.arange(0, w, step)
+        yy, xx = np.meshgrid(rows, cols, indexing="ij")
+        per_pixel = presence.on_mask(
+            np.column_stack([xx.ravel(), yy.ravel()]), mask, factor
+        ).reshape(yy.shape)
+        np.testing.assert_array_equal(
+            presence.on_grid(mask, factor, rows, cols), per_pixel
+        )
