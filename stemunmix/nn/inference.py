@@ -537,7 +537,7 @@ def auto_structure(
     pairs make dumbbells. ``evidence``: the figures
     that decided, flat (name: number)."""
     from stemunmix.core import structure as st
-    from stemunmix.nn.model_io import load_model
+    from stemunmix.nn.model_io import check_model
 
     frame = (0,) * nav_ndim
     crop = spacing_crop(data.shape[-2:])
@@ -554,8 +554,9 @@ def auto_structure(
     perovskite = st.is_perovskite(evidence)
     if perovskite and not st.may_be_pairs(evidence):
         return "perovskite", evidence
-    model = load_model("one_species")
-    one_maps = predict(model, raw, training_spacing(model) / d, 1024, 1, device)
+    model = check_model("one_species")
+    ready = for_inference(model).to(device)
+    one_maps = predict(ready, raw, training_spacing(model) / d, 1024, 1, device)
     one = st.one_species_evidence(
         raw, _crop_columns(one_maps, list(model.class_names), 0.25 * d)[0]
     )

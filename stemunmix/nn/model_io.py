@@ -112,6 +112,18 @@ def load_model(name_or_path=None) -> DilatedUNet:
     return model
 
 
+def _shared(name_or_path):
+    """:func:`load_model` of a name or path, once per state of its file."""
+    path = _resolve(name_or_path)
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _SHARED:
+        _SHARED[key] = load_model(path)
+    return _SHARED[key]
+
+
+_SHARED: dict = {}  # check_model's networks: (path, mtime, size) -> model
+
 # Files read in this process: (path, modification time, size) -> contents.
 # Each load_model call builds a fresh network from them (nothing shared to
 # mutate); a file rewritten on disk is read again.
@@ -237,12 +249,15 @@ def check_model(model):
     (pixels; sets the tiles' halo) and ``card`` (a dict; ``training_spacing``
     is the column spacing in pixels it was trained at, 16 if absent).
     ``model`` may also be a bundled name or a path, loaded by
-    :func:`load_model`; None is the bundled default.
+    :func:`load_model` once per state of its file in this process (the same
+    object every call, so segment() prepares it for inference once: it is
+    never handed to the caller, who gets a fresh one from load_model); None
+    is the bundled default.
     """
     from torch import nn
 
     if model is None or isinstance(model, str) or hasattr(model, "__fspath__"):
-        model = load_model(model)
+        model = _shared(model)
     if not isinstance(model, nn.Module) or not hasattr(model, "class_names"):
         raise TypeError(
             "model must be a name, a path or a model from stemunmix.load_model, "

@@ -300,3 +300,15 @@ def test_bfloat16_maps_are_float32s_within_a_hundredth_and_give_the_same_columns
     assert len(a) == len(b)
     distance, nearest = cKDTree(a.xy).query(b.xy)
     assert distance.max() < 0.01 and (a.labels[nearest] == b.labels).all()
+
+
+def test_a_bundled_model_is_built_and_prepared_once():
+    """segment()'s bundled network is loaded once per state of its file and
+    prepared for inference once: its second call does neither again."""
+    from stemunmix.nn import inference
+    from stemunmix.nn.model_io import check_model, load_model
+
+    model = check_model(None)
+    assert check_model("default") is model
+    assert load_model("default") is not model  # the caller's is always fresh
+    assert inference.for_inference(model) is inference.for_inference(check_model(None))
