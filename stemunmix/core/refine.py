@@ -328,13 +328,8 @@ def lm_round(
         own = np.empty((m, m))
         gx, gy = np.empty(m), np.empty(m)
         own_gaussian(prev, k, x0, y0, m, own, gx, gy)
-        # The image less the neighbours: less the model, plus its own share.
         target = np.empty((m, m))
-        for p in range(m):
-            for q in range(m):
-                yy = min(max(y0 + p, 0), h - 1)
-                xx = min(max(x0 + q, 0), w - 1)
-                target[p, q] = image[yy, xx] - model[yy, xx] + own[p, q]
+        less_neighbours(image, model, own, x0, y0, target)
         a, cx, cy, s, b = prev[k, 0], prev[k, 1], prev[k, 2], prev[k, 3], prev[k, 4]
         jtj = np.zeros((5, 5))
         jmu = np.zeros((5, 5))
@@ -371,25 +366,18 @@ def lm_round(
                 jac[4] = 1.0
                 for u in range(5):
                     jtr[u] += jac[u] * r * wt
-                    for v in range(u, 5):
-                        jtj[u, v] += jac[u] * jac[v] * wt
+                add_outer(jtj, jac, wt)
                 cost += wt * r * r
                 plain += r * r
                 count += 1
                 if collect:
-                    w2 = wt * wt
-                    for u in range(5):
-                        for v in range(u, 5):
-                            jmu[u, v] += jac[u] * jac[v] * w2 * mu
-                            jw2[u, v] += jac[u] * jac[v] * w2
+                    add_outer(jmu, jac, wt * wt * mu)
+                    add_outer(jw2, jac, wt * wt)
                     res[p, q] = -r
                     mus[p, q] = mu
                     inside[p, q] = True
-        for u in range(5):
-            for v in range(u):
-                jtj[u, v] = jtj[v, u]
-                jmu[u, v] = jmu[v, u]
-                jw2[u, v] = jw2[v, u]
+        for acc in (jtj, jmu, jw2):
+            mirror(acc)
         if collect:
             position_terms(jtj, jmu, jw2, terms[k])
             noise_sums(res, mus, inside, sums[k])
@@ -411,6 +399,36 @@ def lm_round(
             sig_lo,
             sig_hi,
         )
+
+
+@numba.njit(cache=True, fastmath=True)
+def less_neighbours(image, model, own, x0, y0, out):
+    """``out`` (m, m): the patch at (x0, y0) of the image less the model,
+    plus the column's ``own`` Gaussian: the image less its neighbours (edge
+    pixels repeated beyond the frame)."""
+    h, w = image.shape
+    m = out.shape[0]
+    for p in range(m):
+        for q in range(m):
+            yy = min(max(y0 + p, 0), h - 1)
+            xx = min(max(x0 + q, 0), w - 1)
+            out[p, q] = image[yy, xx] - model[yy, xx] + own[p, q]
+
+
+@numba.njit(cache=True, fastmath=True)
+def add_outer(acc, jac, f):
+    """The upper triangle of ``acc`` (5, 5) += ``f`` jac jac^T."""
+    for u in range(5):
+        for v in range(u, 5):
+            acc[u, v] += jac[u] * jac[v] * f
+
+
+@numba.njit(cache=True, fastmath=True)
+def mirror(acc):
+    """``acc``'s lower triangle from its upper one."""
+    for u in range(acc.shape[0]):
+        for v in range(u):
+            acc[u, v] = acc[v, u]
 
 
 @numba.njit(cache=True, fastmath=True)

@@ -165,16 +165,10 @@ def analyze(
     ``metadata.Signal.stemunmix.model_selection`` and in the report.
     """
 
+    # precision is segment()'s to check (inference.check_precision), before
+    # its network runs
     _check_choices(
-        method,
-        source,
-        centre,
-        normalize,
-        components,
-        domains,
-        window,
-        structure,
-        precision,
+        method, source, centre, normalize, components, domains, window, structure
     )
     if method == "nmf":
         normalize = None  # NMF needs non-negative windows
@@ -300,15 +294,7 @@ def _say_choices(result, log) -> None:
 
 
 def _check_choices(
-    method,
-    source,
-    centre,
-    normalize,
-    components,
-    domains,
-    window,
-    structure="auto",
-    precision="float32",
+    method, source, centre, normalize, components, domains, window, structure="auto"
 ) -> None:
 
     checks.one_of("method", method, METHODS)
@@ -316,7 +302,6 @@ def _check_choices(
     checks.one_of("centre", centre, ("cell", "column"))
     checks.one_of("normalize", normalize, (None, "mean"))
     checks.one_of("structure", structure, STRUCTURES)
-    checks.one_of("precision", precision, ("float32", "bfloat16"))
     if components is not None:
         checks.count("components", components, 1, 50)
     if domains is not None:
