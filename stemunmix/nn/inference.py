@@ -567,15 +567,12 @@ def auto_structure(
 
 
 def _crop_columns(maps, names, min_distance) -> tuple:
-    """(xy, labels, names): the maxima of every column class's map (not the
-    background)."""
-    from stemunmix.core.peaks import find_peaks
+    """(xy, labels, names): the columns of every column class of ``maps``
+    (:func:`stemunmix.core.find.find_columns_frame`, centroids only)."""
+    from stemunmix.core.find import find_columns_frame
 
-    xy, labels = [np.zeros((0, 2))], [np.zeros(0, int)]
-    for k, name in enumerate(names):
-        if name == "background":
-            continue
-        peaks = find_peaks(maps[k], max(1.0, min_distance), 0.5)
-        xy.append(peaks)
-        labels.append(np.full(len(peaks), k))
-    return np.concatenate(xy), np.concatenate(labels), names
+    classes = [k for k, name in enumerate(names) if name != "background"]
+    xy, labels, _ = find_columns_frame(
+        maps, classes, max(1.0, min_distance), 0.5, None, "centroid"
+    )
+    return xy, labels, names
