@@ -6,11 +6,11 @@ between the A columns whatever the image holds: on a perovskite they are
 columns of their own, peaks of the image, while on a crystal of one species
 they fall in the valleys between its atoms. Measured on the first frame's
 central crop (``benchmarks/structure_auto.py``), the share of B columns that
-are peaks is 0.00-0.14 on fcc, bcc and hcp crystals and a particle on
-vacuum, 0.87-1.00 on most perovskites, but 0.28 on the real low-dose
+are peaks is 0.00-0.08 on fcc, bcc and hcp crystals and a particle on
+vacuum, 0.87-1.00 on most perovskites, but 0.27 on the real low-dose
 SrTiO3 (its Ti columns are at the noise), 0.47 on the real PMN iDPC and
 0.00-0.12 on perovskites whose B is faint and wide (under the A tails);
-dumbbells read 0.35-0.41, MoS2 0.46 and the real nanoparticles 0.24-0.98.
+dumbbells read 0.19-0.22, MoS2 0.38 and the real nanoparticles 0.19-0.99.
 So only the valleys, on the image and once the A columns are taken away,
 are taken as proof (:func:`is_perovskite`), and the rest keeps the
 perovskite network, its figures recorded. Where the crop is no
@@ -137,8 +137,8 @@ def is_perovskite(evidence: dict) -> bool:
 def may_be_pairs(evidence: dict) -> bool:
     """Whether a crop :func:`is_perovskite` keeps may still hold dumbbells:
     fewer than :data:`MAYBE` of the B columns are peaks (dumbbells measured
-    0.35-0.41, while the perovskites read 0.87-1.00 but for the real
-    low-dose SrTiO3, 0.28, and PMN iDPC, 0.47: their columns are no
+    0.19-0.22, while the perovskites read 0.87-1.00 but for the real
+    low-dose SrTiO3, 0.27, and PMN iDPC, 0.47: their columns are no
     pairs)."""
     return evidence["b_columns"] >= MIN_COLUMNS and evidence["b_peaks"] < MAYBE
 
