@@ -115,8 +115,7 @@ def load_model(name_or_path=None) -> DilatedUNet:
 def _shared(name_or_path):
     """:func:`load_model` of a name or path, once per state of its file."""
     path = _resolve(name_or_path)
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    key = _file_key(path)
     if key not in _SHARED:
         _SHARED[key] = load_model(path)
     return _SHARED[key]
@@ -130,9 +129,14 @@ _SHARED: dict = {}  # check_model's networks: (path, mtime, size) -> model
 _READ: dict = {}
 
 
-def _read(path: Path) -> dict:
+def _file_key(path: Path) -> tuple:
+    """(path, modification time, size): a file's state, as the caches key it."""
     stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    return (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+def _read(path: Path) -> dict:
+    key = _file_key(path)
     if key not in _READ:
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
