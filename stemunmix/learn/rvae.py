@@ -110,6 +110,12 @@ class RotationInvariantVAE(TransformerMixin, BaseEstimator):
         Weight of the term that makes the angle turn with the window: a
         quarter turn of a window's pixels must add a quarter turn to its
         angle (0: none; the angle then tends to settle on one value).
+    rotation : bool
+        Whether the angle latent turns the decoded window (default True).
+        False: the angle is held at 0 and the model is shift-invariant only,
+        for windows of one orientation (a crystal imaged in one zone axis,
+        whose variants are displacements, not turns; a near-square frame of
+        columns otherwise lets the angle spin the shift's frame).
     max_samples : int, optional
         Fit on a seeded subsample of this many rows (default 20000); None:
         all (a dask array is then read in minibatches chunk by chunk).
@@ -140,6 +146,7 @@ class RotationInvariantVAE(TransformerMixin, BaseEstimator):
         shift_prior=0.1,
         max_samples=20000,
         equivariance=10.0,
+        rotation=True,
         random_state=0,
         device="cpu",
         verbose=False,
@@ -152,6 +159,7 @@ class RotationInvariantVAE(TransformerMixin, BaseEstimator):
         self.shift_prior = shift_prior
         self.max_samples = max_samples
         self.equivariance = equivariance
+        self.rotation = rotation
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
@@ -184,6 +192,8 @@ class RotationInvariantVAE(TransformerMixin, BaseEstimator):
             if not (ok and (value > 0 if low == 0 else value >= 0)):
                 what = "a positive number" if low == 0 else "a number >= 0"
                 raise ValueError(f"{name} must be {what}, got {value!r}")
+        if not isinstance(self.rotation, (bool, np.bool_)):
+            raise TypeError(f"rotation must be True or False, got {self.rotation!r}")
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {self.device!r}")
 
@@ -247,7 +257,8 @@ class RotationInvariantVAE(TransformerMixin, BaseEstimator):
         x_all = torch.from_numpy(data)
         l_all = None if labels is None else torch.from_numpy(labels)
         self.loss_curve_ = []
-        if self.equivariance:
+        turns = bool(self.equivariance) and self.rotation
+        if turns:
             self._turn_first(x_all, l_all, device, generator)
         for _ in _epochs(self.epochs, self.verbose):
             order = torch.randperm(len(x_all), generator=generator)
@@ -257,7 +268,7 @@ class RotationInvariantVAE(TransformerMixin, BaseEstimator):
                 xb = x_all[idx].to(device)
                 lb = None if l_all is None else l_all[idx].to(device)
                 loss = self._loss(xb, lb, sample=True, generator=generator)
-                if self.equivariance:
+                if turns:
                     loss = loss + self.equivariance * self._turned(xb, lb, generator)
                 optimiser.zero_grad()
                 loss.backward()
@@ -274,7 +285,12 @@ class RotationInvariantVAE(TransformerMixin, BaseEstimator):
         import torch
 
         inputs = xb if lb is None else torch.cat([xb, lb], 1)
-        return self.encoder_(inputs)
+        mean, log_var = self.encoder_(inputs)
+        if not getattr(self, "rotation", True):  # the angle held at 0
+            fixed = torch.zeros_like(mean[:, :2])
+            fixed[:, 0] = 1.0
+            mean = torch.cat([fixed, mean[:, 2:]], 1)
+        return mean, log_var
 
     def _decode(self, z, lb):
         """Windows from latents [angle, shift_x, shift_y, content...]."""

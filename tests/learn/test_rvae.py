@@ -99,3 +99,29 @@ def test_traversal_and_labels():
 def test_bad_input_is_refused(kwargs, X, match):
     with pytest.raises(ValueError, match=match):
         RotationInvariantVAE(**kwargs).fit(X)
+
+
+def test_without_rotation_the_shift_reads_a_displaced_column():
+    """A B column displaced from the centre of its frame of A columns, the
+    window centred on the B column (as local_descriptors cuts it): with the
+    angle held at 0, the shift latent follows the frame, so it reads the
+    displacement linearly."""
+    from sklearn.linear_model import LinearRegression
+
+    rng = np.random.default_rng(4)
+    d, n = 21, 600
+    yy, xx = np.mgrid[:d, :d] - d // 2
+    shift = rng.uniform(-1.5, 1.5, (n, 2))
+    X = np.empty((n, d * d))
+    for i, (dx, dy) in enumerate(shift):
+        img = 0.6 * np.exp(-(xx**2 + yy**2) / 4.5)  # the B column, centred
+        for cx, cy in ((-9, -9), (9, -9), (-9, 9), (9, 9)):  # the frame moved
+            img += np.exp(-((xx - cx + dx) ** 2 + (yy - cy + dy) ** 2) / 4.5)
+        X[i] = (img + 0.1 * rng.standard_normal(img.shape)).ravel()
+    model = RotationInvariantVAE(rotation=False, epochs=15, random_state=0)
+    Z = model.fit_transform(X)
+    assert np.all(Z[:, 0] == 0)  # the angle held
+    r2 = LinearRegression().fit(Z[:, 1:3], shift).score(Z[:, 1:3], shift)
+    assert r2 >= 0.9, r2
+    with pytest.raises(TypeError, match="rotation"):
+        RotationInvariantVAE(rotation="no").fit(X[:10])
