@@ -13,6 +13,7 @@ from stemunmix.core.find import REFINE, find_columns, unpack_fit
 from stemunmix.core.indexing import index_columns
 from stemunmix.core.lattice import LATTICES, checkerboard, on_lattice
 from stemunmix.core.presence import (
+    as_faint_as_strays,
     edge_band,
     faint_at_edge,
     off_lattice_at_edge,
@@ -536,14 +537,28 @@ def _indexed(arrays, quantities, noise, where, reference):
         faint = faint_at_edge(arrays[0], quantities, noise, where[2], where[1])
         arrays, quantities = take(~faint, arrays, quantities)
     xy, labels = arrays[0], arrays[1]
-    ij, vec = index_columns(xy, labels, reference)
-    if ij is None:
-        ij, vec = np.full((len(xy), 2), -1, int), np.full((2, 2), np.nan)
+    ij, vec = _index_or_none(xy, labels, reference)
     arrays = [*arrays, ij]
     if where is not None:
-        off = off_lattice_at_edge(xy, labels, on_mask(xy, where[2], where[1]), vec)
+        on = on_mask(xy, where[2], where[1])
+        off, named = off_lattice_at_edge(xy, labels, on, vec, quantities["height"])
+        if (named != labels).any():  # edge columns on another class's lattice
+            arrays[1] = named
+            arrays[-1], vec = _index_or_none(xy, named, reference)
+        off |= as_faint_as_strays(quantities["height"], arrays[1], on, off)
+        # searched on the mask, carried off it by the fit: beside the crystal
+        off |= ~on_mask(xy, where[0], where[1])
         arrays, quantities = take(~off, arrays, quantities)
     return arrays, quantities, vec
+
+
+def _index_or_none(xy, labels, reference):
+    """(lattice sites (N, 2), vectors (2, 2)) of the columns; -1 and NaN
+    where no lattice is indexed."""
+    ij, vec = index_columns(xy, labels, reference)
+    if ij is None:
+        return np.full((len(xy), 2), -1, int), np.full((2, 2), np.nan)
+    return ij, vec
 
 
 @dataclass(frozen=True)

@@ -87,11 +87,40 @@ def test_edge_columns_off_the_lattice_are_dropped():
     xy = np.vstack([lattice, strays])
     labels = np.zeros(len(xy), int)
     band = (xy > 100).any(1)  # the outer columns of the lattice and the strays
-    drop = P.off_lattice_at_edge(xy, labels, band, vectors)
+    drop, named = P.off_lattice_at_edge(xy, labels, band, vectors)
     assert not drop[: len(lattice)].any()
     assert drop[len(lattice) :].all()
+    np.testing.assert_array_equal(named, labels)
     # NaN vectors (no lattice indexed): nothing is judged
-    assert not P.off_lattice_at_edge(xy, labels, band, np.full((2, 2), np.nan)).any()
+    drop, _ = P.off_lattice_at_edge(xy, labels, band, np.full((2, 2), np.nan))
+    assert not drop.any()
+
+
+def test_an_edge_column_on_another_class_lattice_is_renamed_not_dropped():
+    """A perovskite's outermost B column named A (its A neighbours beyond
+    the edge missing) sits on the B lattice: it is named B and kept; a
+    stray on neither lattice is dropped."""
+    vectors = np.array([[16.0, 0.0], [0.0, 16.0]])
+    ij = np.array([(i, j) for i in range(8) for j in range(8)], float)
+    a = ij @ vectors + 8
+    b = a + 8.0  # the cell's centres
+    stray = np.array([[140.0, 60.5]])  # a quarter cell off both
+    xy = np.vstack([a, b, stray])
+    labels = np.r_[np.zeros(len(a), int), np.ones(len(b), int), 0]
+    edge_b = len(a) + int(np.flatnonzero((b[:, 0] > 120) & (b[:, 1] > 60))[0])
+    labels[edge_b] = 0  # named A by mistake
+    band = (xy > 110).any(1)
+    height = np.r_[np.full(len(a), 1.0), np.full(len(b), 0.3), 0.3]
+    drop, named = P.off_lattice_at_edge(xy, labels, band, vectors, height)
+    assert named[edge_b] == 1 and not drop[edge_b]
+    assert drop[-1] and drop.sum() == 1
+    # one fainter than half its new class's inner columns: a stray, dropped
+    height[edge_b] = 0.1
+    drop, named = P.off_lattice_at_edge(xy, labels, band, vectors, height)
+    assert drop[edge_b] and named[edge_b] == 0
+    assert (
+        named[np.arange(len(xy)) != edge_b] == labels[np.arange(len(xy)) != edge_b]
+    ).all()
 
 
 def test_erosion_and_dilation_by_distance_equal_scipys():
@@ -134,3 +163,26 @@ def test_the_mask_on_a_subsample_grid_equals_it_per_pixel():
         np.testing.assert_array_equal(
             presence.on_grid(mask, factor, rows, cols), per_pixel
         )
+
+
+def test_edge_columns_as_faint_as_the_support_strays_are_left_out():
+    rng = np.random.default_rng(0)
+    height = np.r_[rng.uniform(0.8, 1.2, 20), rng.uniform(0.01, 0.1, 12)]
+    labels = np.zeros(32, int)
+    in_band = np.r_[np.zeros(15, bool), np.ones(17, bool)]  # 5 crystal, 12 strays
+    strays = np.r_[np.zeros(20, bool), np.ones(10, bool), False, False]
+    faint = P.as_faint_as_strays(height, labels, in_band, strays)
+    assert not faint[:20].any()  # the crystal, inside and on the edge
+    assert not faint[20:30].any()  # the strays themselves: already judged
+    reach = np.quantile(height[20:30], 0.9)
+    assert faint[30:].tolist() == (height[30:] <= reach).tolist()
+    assert faint[30:].any()
+    # too few strays to sample the support (vacuum): nothing judged
+    few = strays & (np.arange(32) < 23)
+    assert not P.as_faint_as_strays(height, labels, in_band, few).any()
+    # a faint class as bright as the strays, not fainter than its own
+    # inner columns, keeps its edge columns
+    labels[[5, 6, 7, 18, 19]] = 1
+    height[[5, 6, 7, 18, 19]] = 0.05
+    faint = P.as_faint_as_strays(height, labels, in_band, strays)
+    assert not faint[[18, 19]].any()
