@@ -1,0 +1,93 @@
+"""The network's own ceiling at 2048^2 with the defaults (a diagnostic for #36).
+
+    python benchmarks/network_ceiling.py [--repeats 5]
+
+segment() with the defaults on a 2048^2 image of 25 px spacing (as the real
+images here are sampled) resamples it by 0.643 to the bundled model's
+training spacing and runs the network on about 1317^2 pixels. This script
+times that forward pass alone (the bundled model prepared as segment()
+prepares it, one call on the whole resampled image, no tiles, no halo, no
+resampling, no mask, no relabelling): no end-to-end run can be faster. It
+prints, side by side with the float32 matmul peak measured in the same run,
+median of ``--repeats``:
+
+- the network's time, and the image's Mpx/s if nothing else took any time
+  (the end-to-end rate's ceiling; target #36: >= 3.5 Mpx/s end to end);
+- the network's GFLOP/s and its fraction of the matmul peak;
+- the fraction of the peak that 3.5 Mpx/s would need with this network.
+
+float32, and bfloat16 where the CPU has it natively.
+"""
+
+import argparse
+import platform
+import time
+
+import numpy as np
+import torch
+
+SIZE, SPACING, TARGET = 2048, 25.0, 3.5e6
+
+
+def matmul_peak(repeats=5, n=2048) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    times = []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        (a @ b).sum().item()
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / np.median(times[1:]) / 1e9
+
+
+def forward_times(model, side: int, precision: str, repeats: int) -> list:
+    from stemunmix.core import threads
+
+    x = torch.rand(1, 1, side, side).contiguous(memory_format=torch.channels_last)
+    half = precision == "bfloat16"
+    times = []
+    with torch.no_grad(), threads.limited():
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=half):
+                model(x).float().sum().item()
+            times.append(time.perf_counter() - t0)
+    return times[1:]
+
+
+def main():
+    import stemunmix
+    from stemunmix.nn.inference import check_precision, for_inference
+    from stemunmix.nn.model_io import training_spacing
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    model = stemunmix.load_model()
+    factor = training_spacing(model) / SPACING
+    m = model.multiple
+    side = int(np.ceil(SIZE * factor / m) * m)
+    flops = model.flops_per_pixel() * side**2
+    net = for_inference(model)
+    peak = matmul_peak()
+    print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads; "
+          f"2048^2 at {SPACING} px spacing, factor {factor:.3f}: the network on "
+          f"{side}^2 px, {flops / 1e9:.1f} GFLOP; matmul peak {peak:.1f} GFLOP/s; "
+          f"3.5 Mpx/s needs {flops * TARGET / SIZE**2 / 1e9:.1f} GFLOP/s, "
+          f"{flops * TARGET / SIZE**2 / 1e9 / peak:.1%} of it")  # fmt: skip
+    for precision in ("float32", "bfloat16"):
+        try:
+            check_precision(precision, "cpu")
+        except ValueError as err:
+            print(f"{precision}: not run ({err})")
+            continue
+        times = forward_times(net, side, precision, args.repeats)
+        t = float(np.median(times))
+        print(f"{precision}: network alone {t:.2f} s (runs "
+              + ", ".join(f"{v:.2f}" for v in times)
+              + f"), ceiling {SIZE**2 / t / 1e6:.2f} Mpx/s end to end, "
+              f"{flops / t / 1e9:.1f} GFLOP/s = {flops / t / 1e9 / peak:.1%} of the "
+              "float32 matmul peak", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
