@@ -146,7 +146,10 @@ class AtomicResolutionImage(StemunmixSignal2D):
             The network's arithmetic. ``"bfloat16"`` runs it about twice as
             fast on a CPU with native bfloat16 (AVX512-BF16 or AMX; refused
             on one without), its probabilities within about 0.01 of
-            float32's (softmax in float32). Recorded as ``precision``.
+            float32's (softmax in float32); columns fitted on real images
+            from them can move by up to a sigma or two
+            (``benchmarks/precision_columns.py``). Recorded as
+            ``precision``.
 
         Returns
         -------

@@ -46,6 +46,21 @@ def test_b_columns_between_atoms_are_in_valleys_and_faint_b_are_not():
     assert st.is_perovskite(ev)
 
 
+def test_b_columns_as_bright_as_a_are_one_species_to_z_contrast():
+    """A centred square lattice whose centre columns are real peaks: at the
+    corners' height no perovskite (a metal split into A and B by the
+    network), at half of it (SrTiO3's Ti-O against Sr) a perovskite."""
+    a, b = _square(12.0, 12), _square(12.0, 11, 6.0)
+    names = ["A", "B", "background"]
+    xy, labels = _labels(a, b)
+    for ratio, perovskite in ((1.0, False), (0.9, False), (0.5, True)):
+        heights = np.where(labels == 0, 200.0, 200.0 * ratio)
+        ev = st.perovskite_evidence(_image(xy, heights), xy, labels, names)
+        assert ev["b_peaks"] > 0.9  # B columns are peaks: not the valleys
+        assert ev["b_level"] == pytest.approx(ratio, abs=0.1)
+        assert st.is_perovskite(ev) is perovskite, ratio
+
+
 def test_too_few_columns_keep_the_perovskite():
     a, b = _square(12.0, 3), _square(12.0, 2, 6.0)
     ev = st.perovskite_evidence(
