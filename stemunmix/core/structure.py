@@ -14,8 +14,9 @@ dumbbells read 0.19-0.22, MoS2 0.38 and the real nanoparticles 0.19-0.99.
 So only the valleys, on the image and once the A columns are taken away,
 are taken as proof (:func:`is_perovskite`), and so are B columns as bright
 as the A ones (a metal particle whose columns the network split into A and
-B: Z-contrast tells no two species apart); the rest keeps the perovskite
-network, its figures recorded. Where the crop is no
+B: Z-contrast tells no two species apart), or neighbours that do not
+alternate in height as A and B do; the rest keeps the perovskite network,
+its figures recorded. Where the crop is no
 perovskite, the columns of the one-species network tell the rest:
 dumbbells are pairs (the nearest neighbour at about half the distance of
 the next), a 2D crystal a honeycomb of two alternating heights (MoS2: Mo
@@ -42,6 +43,10 @@ ALTERNATING = -0.3  # neighbours' height correlation, below which: two species
 # 0.02-0.54 (the real SrTiO3 and PbTiO3/SrRuO3 the highest), the real
 # nanoparticles 2 and 3 of tk_r_em 0.90-0.95 (benchmarks/structure_auto.py).
 SAME_LEVEL = 0.75
+# Neighbours' height correlation of the perovskite network's columns from
+# which they are of one brightness, not A and B alternating: perovskites
+# measured -0.99 to -0.32, the real nanoparticles of tk_r_em 0.07-0.80.
+ONE_BRIGHTNESS = -0.1
 
 
 def peak_share(image: np.ndarray, xy: np.ndarray, others: np.ndarray) -> float:
@@ -96,8 +101,8 @@ def perovskite_evidence(image, xy, labels, class_names) -> dict:
     ones sits below their tails, in a valley, but is a peak once they are
     gone: measured 0.95-1.00 on synthetic B of 0.05-0.12 of A's height and
     0.07 nm wide, while a B placed between atoms reads 0.48-0.55, chance);
-    there too, the ``coordination`` and ``height_correlation`` of all the
-    columns (NaN elsewhere)."""
+    ``b_level`` (:func:`level_ratio`), and the ``coordination`` and
+    ``height_correlation`` of all the columns."""
     xy, labels = np.asarray(xy, float), np.asarray(labels, int)
     names = list(class_names)
     a, b = (xy[labels == names.index(k)] for k in ("A", "B"))
@@ -109,10 +114,10 @@ def perovskite_evidence(image, xy, labels, class_names) -> dict:
     image = np.asarray(image, float)
     out["b_peaks"] = peak_share(image, b, xy)
     out["b_level"] = level_ratio(image, a, b)
-    if out["b_peaks"] < B_PEAKS:  # the rest only where it may be no perovskite
+    out["coordination"] = neighbours(xy)[0]
+    out["height_correlation"] = height_correlation(image, xy)
+    if out["b_peaks"] < B_PEAKS:  # only where it may be no perovskite
         out["b_peaks_less_a"] = peak_share(image - _a_model(image, a, b), b, xy)
-        out["coordination"] = neighbours(xy)[0]
-        out["height_correlation"] = height_correlation(image, xy)
     return out
 
 
@@ -146,17 +151,21 @@ def is_perovskite(evidence: dict) -> bool:
     """False where the perovskite network's B columns lie in the valleys
     between the image's columns (fewer than :data:`B_PEAKS` of them are
     peaks) and stay no peaks once its A columns are taken away (fewer than
-    :data:`B_PEAKS_LESS_A`), or where they are as bright as its A columns
-    (``b_level`` at least :data:`SAME_LEVEL`: one species to Z-contrast,
-    such as a metal particle whose columns the network split into A and
-    B); True otherwise, too few columns to tell included (the bundled
-    default)."""
+    :data:`B_PEAKS_LESS_A`), or where the columns are of one brightness:
+    the B columns as bright as the A ones (``b_level`` at least
+    :data:`SAME_LEVEL`: one species to Z-contrast, such as a metal particle
+    whose columns the network split into A and B), or neighbours that do
+    not alternate in height (``height_correlation`` at least
+    :data:`ONE_BRIGHTNESS`); True otherwise, too few columns to tell
+    included (the bundled default)."""
     if evidence["b_columns"] < MIN_COLUMNS:
         return True
     valleys = (
         evidence["b_peaks"] < B_PEAKS and evidence["b_peaks_less_a"] < B_PEAKS_LESS_A
     )
-    return not (valleys or evidence.get("b_level", 0.0) >= SAME_LEVEL)
+    one = evidence.get("b_level", 0.0) >= SAME_LEVEL
+    one |= evidence.get("height_correlation", -1.0) >= ONE_BRIGHTNESS
+    return not (valleys or one)
 
 
 def may_be_pairs(evidence: dict) -> bool:

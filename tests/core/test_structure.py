@@ -61,6 +61,21 @@ def test_b_columns_as_bright_as_a_are_one_species_to_z_contrast():
         assert st.is_perovskite(ev) is perovskite, ratio
 
 
+def test_neighbours_of_one_brightness_are_no_perovskite():
+    """A and B alternate in height on a perovskite (the bond ends
+    anti-correlate); columns whose heights follow a smooth field (one
+    species, thickness) do not, and the evidence then says no perovskite."""
+    a, b = _square(12.0, 12), _square(12.0, 11, 6.0)
+    xy, labels = _labels(a, b)
+    alternating = _image(xy, np.where(labels == 0, 200.0, 100.0))
+    assert st.height_correlation(alternating, xy) < -0.5
+    field = 100.0 + 150.0 * np.sin(xy[:, 0] / 40.0) ** 2  # thickness, one species
+    assert st.height_correlation(_image(xy, field), xy) > 0.5
+    ev = {"b_columns": 121, "b_peaks": 0.9, "b_peaks_less_a": np.nan}
+    assert st.is_perovskite(ev | {"b_level": 0.4, "height_correlation": -0.5})
+    assert not st.is_perovskite(ev | {"b_level": 0.4, "height_correlation": 0.1})
+
+
 def test_too_few_columns_keep_the_perovskite():
     a, b = _square(12.0, 3), _square(12.0, 2, 6.0)
     ev = st.perovskite_evidence(
