@@ -14,8 +14,10 @@ the defaults: the structure used and the figures that decided
 share of the perovskite network's B columns that are peaks of the image,
 and where that is below 0.15, ``b_peaks_less_a``, the same once the fitted
 A columns are taken away, ``b_level``, the B columns' median level over
-the A columns', and ``height_correlation``, of the heights at the two ends
-of every bond between nearest columns (:mod:`stemunmix.core.structure`). Then the cost:
+the A columns', ``height_correlation``, of the heights at the two ends
+of every bond between nearest columns, and ``hexagonal``, the share of
+the angles between two bonds of a column near 60 or 120 degrees
+(:mod:`stemunmix.core.structure`). Then the cost:
 the check on the maps segment() made of a 2048^2 [001] perovskite (median of
 5), beside segment()'s own time.
 
@@ -125,7 +127,7 @@ def main():
         r = out["cases"][name] = {"truth": truth, **one(make)}
         right += r["structure_used"] == truth
         figures = ", ".join(
-            f"{k} {r[k]:.2f}" for k in ("b_peaks", "b_peaks_less_a", "b_level", "height_correlation") if np.isfinite(r.get(k, np.nan))
+            f"{k} {r[k]:.2f}" for k in ("b_peaks", "b_peaks_less_a", "b_level", "height_correlation", "hexagonal") if np.isfinite(r.get(k, np.nan))
         )  # fmt: skip
         print(f"{name:40s} {truth:12s} -> {r['structure_used']:12s} ({figures})", flush=True)  # fmt: skip
     print(f"named right: {right} of {len(cases)}", flush=True)

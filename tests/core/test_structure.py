@@ -76,6 +76,22 @@ def test_neighbours_of_one_brightness_are_no_perovskite():
     assert not st.is_perovskite(ev | {"b_level": 0.4, "height_correlation": 0.1})
 
 
+def test_hexagonal_bonds_are_no_perovskite_the_models_know():
+    square = _square(12.0, 10)
+    rows = [
+        [x + (6.0 if j % 2 else 0.0), j * 12.0 * np.sqrt(3) / 2]
+        for j in range(10)
+        for x in np.arange(10) * 12.0
+    ]
+    hexagonal = np.array(rows) + 12.0
+    assert st.hexagonal_share(square) < 0.05
+    assert st.hexagonal_share(hexagonal) > 0.7
+    ev = {"b_columns": 121, "b_peaks": 0.9, "b_peaks_less_a": np.nan}
+    ev |= {"b_level": 0.4, "height_correlation": -0.5}
+    assert st.is_perovskite(ev | {"hexagonal": 0.3})
+    assert not st.is_perovskite(ev | {"hexagonal": 0.8})
+
+
 def test_too_few_columns_keep_the_perovskite():
     a, b = _square(12.0, 3), _square(12.0, 2, 6.0)
     ev = st.perovskite_evidence(
