@@ -162,7 +162,8 @@ def test_dumbbells_are_found_whole_and_gaas_species_named(structure):
 def test_a_2d_honeycomb_is_found_whole_and_its_sublattices_named():
     image, truth = crystal("mos2", "0001", 0.316, shape=320, pixel_size=0.0127,
                            particle=None, ratio=0.4, dose=100, seed=2)  # fmt: skip
-    found = _found(image, structure="2D")
+    found = _found(image)  # structure="auto": its bonds are hexagonal
+    assert image.probabilities.metadata.Signal.stemunmix.segment.structure_used == "2D"
     near = 0.316 / np.sqrt(3) / 0.0127
     d, k = cKDTree(found.xy).query(truth.columns.xy)
     hit = d < 0.25 * near
@@ -181,8 +182,9 @@ def test_the_real_mos2_image_shows_both_sublattices(real_data):
 
     data = hs.load(real_data / "temul_Se_implanted_MoS2_ADF.dm3").data
     image = AtomicResolutionImage(data.astype(np.float32))
-    found = _found(image, structure="2D")
+    found = _found(image)  # structure="auto" takes it for 2D
     md = image.probabilities.metadata.Signal.stemunmix
+    assert md.segment.structure_used == "2D"
     spacing = float(np.ravel(md.segment.measured_spacing)[0])
     whole = 2 * data.size / (np.sqrt(3) / 2 * spacing**2)
     # the first one-species model (no 2D images) found one sublattice: 0.5
