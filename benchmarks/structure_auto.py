@@ -6,7 +6,9 @@ Synthetic images (``stemunmix.synthetic``): [001] and [110] perovskites at
 doses 20 and 200; perovskites whose B columns are faint and wide (0.05-0.12
 of A's height, 0.055-0.07 nm; BiFeO3's Fe is about 0.08); fcc, bcc and hcp
 crystals filling the frame and an fcc [110] particle on vacuum and on an
-amorphous film; [110] Si and GaAs dumbbells; MoS2 seen flat. The real
+amorphous film; [110] Si and GaAs dumbbells; MoS2 seen flat; the 128 px
+perovskite in the corner of a 512 px frame of noise, zeros or an amorphous
+texture of ``structures.py`` (its crop mostly no crystal). The real
 images in ../shared/data/real (all perovskites but the nanoparticles and
 MoS2; PMN iDPC shows its O columns). Each through ``image.segment()`` with
 the defaults: the structure used and the figures that decided
@@ -53,7 +55,19 @@ def synthetic_cases() -> dict:
     for name, st, a in (("Si", "diamond", 0.543), ("GaAs", "zincblende", 0.565)):
         out[f"{name} [110] dumbbells"] = ("dumbbell", lambda s=st, a=a: crystal(s, "110", a, shape=512, pixel_size=0.01, particle=None, dose=100, column_width=0.035)[0])  # fmt: skip
     out["MoS2 [0001]"] = ("2D", lambda: crystal("mos2", "0001", 0.316, shape=256, pixel_size=0.0127, particle=None, dose=100)[0])  # fmt: skip
+    for kind in ("noise", "zeros", "amorphous"):
+        out[f"perovskite in a corner, on {kind}, dose 20"] = ("perovskite", lambda k=kind: _corner(k))  # fmt: skip
     return out
+
+
+def _corner(kind):
+    """The 128 px perovskite in the corner of a 512 px frame of
+    ``benchmarks/structures.py`` (dose 20): most of the crop is no crystal."""
+    from structures import corner
+
+    from stemunmix.signals import AtomicResolutionImage
+
+    return AtomicResolutionImage(corner(kind, 20)[0])
 
 
 def real_cases() -> dict:

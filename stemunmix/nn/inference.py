@@ -549,7 +549,9 @@ def auto_structure(
     raw, m = np.asarray(raw, np.float64), np.asarray(m)
     plan = plans[frame]
     d = plan.spacing if plan.spacing is not None else training / plan.factor
-    columns = _crop_columns(m, names, 0.25 * d)
+    # judged where the crystal is: not on the vacuum or support of the crop
+    on = _on_crystal(plan, crop)
+    columns = _crop_columns(m, names, 0.25 * d, on)
     evidence = st.perovskite_evidence(raw, *columns)
     perovskite = st.is_perovskite(evidence)
     if perovskite and not st.may_be_pairs(evidence):
@@ -558,7 +560,7 @@ def auto_structure(
     ready = for_inference(model).to(device)
     one_maps = predict(ready, raw, training_spacing(model) / d, 1024, 1, device)
     one = st.one_species_evidence(
-        raw, _crop_columns(one_maps, list(model.class_names), 0.25 * d)[0]
+        raw, _crop_columns(one_maps, list(model.class_names), 0.25 * d, on)[0]
     )
     evidence |= {f"one_species_{k}": v for k, v in one.items()}
     if perovskite:  # only dumbbells' pairs overrule a perovskite's B columns
@@ -566,13 +568,26 @@ def auto_structure(
     return st.other_structure(evidence, one), evidence
 
 
-def _crop_columns(maps, names, min_distance) -> tuple:
+def _on_crystal(plan, crop):
+    """A function of crop positions [x, y]: whether they fall where the
+    frame's lattice-presence mask (``plan``) shows the crystal."""
+    origin = np.array([crop[1].start, crop[0].start], float)
+    if plan.presence is None:
+        return lambda xy: np.ones(len(xy), bool)
+    return lambda xy: presence.on_mask(xy + origin, plan.presence, plan.bin)
+
+
+def _crop_columns(maps, names, min_distance, on=None) -> tuple:
     """(xy, labels, names): the columns of every column class of ``maps``
-    (:func:`stemunmix.core.find.find_columns_frame`, centroids only)."""
+    (:func:`stemunmix.core.find.find_columns_frame`, centroids only), only
+    those ``on`` (a function of positions) keeps where given."""
     from stemunmix.core.find import find_columns_frame
 
     classes = [k for k, name in enumerate(names) if name != "background"]
     xy, labels, _ = find_columns_frame(
         maps, classes, max(1.0, min_distance), 0.5, None, "centroid"
     )
+    if on is not None and len(xy):
+        keep = on(xy)
+        xy, labels = xy[keep], labels[keep]
     return xy, labels, names
