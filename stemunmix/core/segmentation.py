@@ -111,13 +111,27 @@ def frame_spacing(frame, crop=None, max_size: int = 512) -> float:
     return float(np.median(found))
 
 
+# Peaks are looked for beyond LOBE times the radius where the
+# autocorrelation's radial mean falls to half (the central lobe, a column's
+# own width); a peak beyond FINE_LOBE times it, at half the period found, is
+# the period, where it passes as a lattice too. With LOBE alone the real
+# tk_r_em particle 1 (columns 7-8 px apart, their lobe 4-5 px) lost its
+# lattice peak (8.0 px) and read its moire (15.9); FINE_LOBE alone found a
+# period in the central crop of particle 2, which shows none (32.1 px), and
+# every other image here reads the same spacing either way
+# (benchmarks/particle_lattice.py).
+LOBE, FINE_LOBE = 2.0, 1.5
+
+
 def spacing_of(image: np.ndarray, max_size: int = 512) -> float:
     """Shortest lattice period of an image in pixels, from its autocorrelation.
 
     The central ``max_size`` crop is high-passed and windowed. Beyond the central
     lobe of its autocorrelation, the nearest peak at least 0.8 times as high as
     the strongest one is the shortest translation that maps the pattern onto
-    itself (peaks between unlike columns, e.g. A-B, are lower).
+    itself (peaks between unlike columns, e.g. A-B, are lower); one at half
+    that period, closer to the lobe (:data:`FINE_LOBE`), is taken instead
+    where it passes as a lattice (closely packed columns under a moire).
     """
     from scipy.ndimage import maximum_filter
 
@@ -148,33 +162,61 @@ def spacing_of(image: np.ndarray, max_size: int = 512) -> float:
         raise NoLatticeError(
             "no lattice found: the image autocorrelation has no period"
         )
-    r0 = 2 * below[0]
     limit = min(img.shape) / 3
     local_max = maximum_filter(acf, size=5)
-    peaks = (acf == local_max) & (r > r0) & (r < limit)
-    if not peaks.any():
+    peak = _nearest_strong(acf, local_max, r, LOBE * below[0], limit)
+    if peak is None:
         raise NoLatticeError(
             "no lattice found: no periodic columns within a third of the image; "
             "for a small image pass spacing=<column spacing in pixels>"
         )
+    _check_lattice(acf, local_max, peak, img.shape)
+    # a period whose peak the central lobe hid: half the one found
+    finer = _nearest_strong(acf, local_max, r, FINE_LOBE * below[0], limit)
+    if finer is not None and 0.45 < r[finer] / r[peak] < 0.55:
+        try:
+            _check_lattice(acf, local_max, finer, img.shape)
+            peak = finer
+        except NoLatticeError:
+            pass
+    py, px = peak
+    # Sub-pixel: parabola through the peak along each axis.
+    dy = _parabola(acf[py - 1, px], acf[py, px], acf[py + 1, px])
+    dx = _parabola(acf[py, px - 1], acf[py, px], acf[py, px + 1])
+    return float(np.hypot(py + dy - cy, px + dx - cx))
+
+
+def _nearest_strong(acf, local_max, r, r0, limit):
+    """(row, col) of the nearest autocorrelation peak beyond ``r0`` and
+    within ``limit`` at least 0.8 times as high as the strongest there (peaks
+    between unlike columns, e.g. A-B, are lower); None without a peak."""
+    peaks = (acf == local_max) & (r > r0) & (r < limit)
+    if not peaks.any():
+        return None
     candidates = np.flatnonzero(peaks.ravel())
     height = acf.ravel()[candidates]
     strong = candidates[height >= 0.8 * height.max()]
-    best = strong[np.argmin(r.ravel()[strong])]
-    py, px = np.unravel_index(best, acf.shape)
+    return np.unravel_index(strong[np.argmin(r.ravel()[strong])], acf.shape)
+
+
+def _check_lattice(acf, local_max, peak, shape) -> None:
+    """NoLatticeError where the autocorrelation's ``peak`` (row, col) is no
+    2D lattice's period."""
+    py, px = peak
+    cy, cx = np.array(acf.shape) // 2
     # A lattice repeats: the correlation at the period stands out of the noise,
     # and it comes back at twice the period (random texture does neither).
     # Both against the window's own autocorrelation at their lags, which
     # falls with the lag: a large spacing (a few periods in the crop) then
     # counts as the lattice it is.
-    wacf = _window_acf(img.shape)
+    wacf = _window_acf(shape)
     first = acf[py, px] / wacf[py, px]
     second = local_max[2 * py - cy, 2 * px - cx] / wacf[2 * py - cy, 2 * px - cx]
     # Noise correlates by chance at about 6 / sqrt(pixels) of the zero lag
     # (measured: 0.07-0.09 on 64^2, 0.01-0.015 on 512^2); lattices at 0.15
     # (the real low-dose SrTiO3) to 0.99.
     relative = first / (acf[cy, cx] / wacf[cy, cx])
-    floor = max(0.05, 10 / np.sqrt(img.size))
+    floor = max(0.05, 10 / np.sqrt(shape[0] * shape[1]))
     if acf[py, px] < 0.05 * acf[cy, cx] or relative < floor or second < 0.5 * first:
         raise NoLatticeError(
             "no lattice found: the image shows no periodic atomic columns; "
@@ -190,10 +232,6 @@ def spacing_of(image: np.ndarray, max_size: int = 512) -> float:
             "(stripes, fringes or lattice planes), not as columns on a 2D "
             "lattice; check it is an atomic-resolution image of columns"
         )
-    # Sub-pixel: parabola through the peak along each axis.
-    dy = _parabola(acf[py - 1, px], acf[py, px], acf[py + 1, px])
-    dx = _parabola(acf[py, px - 1], acf[py, px], acf[py, px + 1])
-    return float(np.hypot(py + dy - cy, px + dx - cx))
 
 
 DARK_ASYMMETRY = 0.8  # bright-column images measure 1.8-3.6, the real ABF 0.57

@@ -288,3 +288,14 @@ def test_auto_takes_the_real_particles_for_one_species(real_data, k):
     assert md.structure_used == "one species"
     ev = md.structure_evidence
     assert float(ev.b_level) > 0.75 or float(ev.height_correlation) > -0.1
+
+
+def test_the_real_particle_under_a_moire_reads_its_own_spacing(real_data):
+    """tk_r_em particle 1: columns 7-8 px apart, close to their own width,
+    under a moire of two crystals. The autocorrelation's peak at the period
+    lies inside twice its central lobe; the spacing read was the moire's
+    (15.9 px), and the columns sat on its bands."""
+    from stemunmix.core.segmentation import frame_spacing
+
+    spacing = frame_spacing(_tk_r_em(real_data, 1))
+    assert 7.0 < spacing < 8.5, spacing  # the particle's lattice: 7.2-7.5 px
