@@ -42,7 +42,7 @@ ALTERNATING = -0.3  # neighbours' height correlation, below which: two species
 # B columns as bright as A (median level over the crop's darkest): from this
 # share on, Z-contrast tells no two species apart. Perovskites measured
 # 0.02-0.54 (the real SrTiO3 and PbTiO3/SrRuO3 the highest), the real
-# nanoparticles 2 and 3 of tk_r_em 0.90-0.95 (benchmarks/structure_auto.py).
+# nanoparticles 1 and 2 of tk_r_em 0.90-0.98 (benchmarks/structure_auto.py).
 SAME_LEVEL = 0.75
 # Neighbours' height correlation of the perovskite network's columns from
 # which they are of one brightness, not A and B alternating: perovskites

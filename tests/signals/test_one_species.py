@@ -272,9 +272,9 @@ def test_real_nanoparticles_have_columns_on_every_particle(real_data, k):
 @pytest.mark.parametrize("k", [0, 1, 2])
 def test_auto_takes_the_real_particles_for_one_species(real_data, k):
     """tk_r_em's particles: the perovskite network splits their one species
-    into A and B columns of one brightness (particle 2: b_level 0.90) or
-    whose neighbours do not alternate in height (0 and 1, a moire of two
-    crystals: height correlation 0.07-0.59; perovskites -0.32 and below),
+    into A and B columns of one brightness (particles 1 and 2: b_level
+    0.90-0.98) or whose neighbours do not alternate in height (0, a moire
+    of two crystals: height correlation 0.07; perovskites -0.32 and below),
     so structure="auto" runs the one-species network. (Particle 3 shows no
     lattice of its own: its mask keeps 1.7 % of the frame, too few columns
     to judge on, and the default stays.)"""
