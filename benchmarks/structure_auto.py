@@ -8,7 +8,8 @@ of A's height, 0.055-0.07 nm; BiFeO3's Fe is about 0.08); fcc, bcc and hcp
 crystals filling the frame and an fcc [110] particle on vacuum and on an
 amorphous film; [110] Si and GaAs dumbbells; MoS2 seen flat; the 128 px
 perovskite in the corner of a 512 px frame of noise, zeros or an amorphous
-texture of ``structures.py`` (its crop mostly no crystal). The real
+texture of ``structures.py`` (its crop mostly no crystal); a perovskite
+whose B is half its A under a thickness 3 and 12 times larger at one side. The real
 images in ../shared/data/real (all perovskites but the nanoparticles and
 MoS2; PMN iDPC shows its O columns). Each through ``image.segment()`` with
 the defaults: the structure used and the figures that decided
@@ -16,8 +17,9 @@ the defaults: the structure used and the figures that decided
 share of the perovskite network's B columns that are peaks of the image,
 and where that is below 0.15, ``b_peaks_less_a``, the same once the fitted
 A columns are taken away, ``b_level``, the B columns' median level over
-the A columns', ``height_correlation``, of the heights at the two ends
-of every bond between nearest columns, and ``hexagonal``, the share of
+the A columns', ``local_height_correlation``, of the heights (over their
+local mean) at the two ends of every bond between nearest columns, and
+``hexagonal``, the share of
 the angles between two bonds of a column near 60 or 120 degrees
 (:mod:`stemunmix.core.structure`). Then the cost:
 the check on the maps segment() made of a 2048^2 [001] perovskite (median of
@@ -55,9 +57,27 @@ def synthetic_cases() -> dict:
     for name, st, a in (("Si", "diamond", 0.543), ("GaAs", "zincblende", 0.565)):
         out[f"{name} [110] dumbbells"] = ("dumbbell", lambda s=st, a=a: crystal(s, "110", a, shape=512, pixel_size=0.01, particle=None, dose=100, column_width=0.035)[0])  # fmt: skip
     out["MoS2 [0001]"] = ("2D", lambda: crystal("mos2", "0001", 0.316, shape=256, pixel_size=0.0127, particle=None, dose=100)[0])  # fmt: skip
+    for ratio in (3, 12):
+        out[f"perovskite, B 0.5 of A, {ratio}x thicker across"] = ("perovskite", lambda r=ratio: _graded(r))  # fmt: skip
     for kind in ("noise", "zeros", "amorphous"):
         out[f"perovskite in a corner, on {kind}, dose 20"] = ("perovskite", lambda k=kind: _corner(k))  # fmt: skip
     return out
+
+
+def _graded(ratio):
+    """A [001] perovskite whose B is half its A (SrTiO3-like), its image
+    scaled from 1 to ``ratio`` across (a thickness gradient), dose 50."""
+    from stemunmix.signals import AtomicResolutionImage
+    from stemunmix.synthetic import perovskite
+
+    image, _ = perovskite(shape=512, dose=None, seed=1, domains="none",
+                          intensity_ratio=0.5)  # fmt: skip
+    data = np.asarray(image.data, float)
+    data = data * np.linspace(1.0, ratio, data.shape[1])[None, :]
+    rng = np.random.default_rng(0)
+    return AtomicResolutionImage(
+        rng.poisson(np.clip(data, 0, None) * 50).astype(np.float32)
+    )
 
 
 def _corner(kind):
@@ -141,7 +161,7 @@ def main():
         r = out["cases"][name] = {"truth": truth, **one(make)}
         right += r["structure_used"] == truth
         figures = ", ".join(
-            f"{k} {r[k]:.2f}" for k in ("b_peaks", "b_peaks_less_a", "b_level", "height_correlation", "hexagonal") if np.isfinite(r.get(k, np.nan))
+            f"{k} {r[k]:.2f}" for k in ("b_peaks", "b_peaks_less_a", "b_level", "local_height_correlation", "hexagonal") if np.isfinite(r.get(k, np.nan))
         )  # fmt: skip
         print(f"{name:40s} {truth:12s} -> {r['structure_used']:12s} ({figures})", flush=True)  # fmt: skip
     print(f"named right: {right} of {len(cases)}", flush=True)

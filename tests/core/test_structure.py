@@ -63,17 +63,23 @@ def test_b_columns_as_bright_as_a_are_one_species_to_z_contrast():
 
 def test_neighbours_of_one_brightness_are_no_perovskite():
     """A and B alternate in height on a perovskite (the bond ends
-    anti-correlate); columns whose heights follow a smooth field (one
-    species, thickness) do not, and the evidence then says no perovskite."""
+    anti-correlate), whatever the thickness does across the crop: over the
+    local mean of the heights, a perovskite whose B is half its A and whose
+    thickness grows sixfold across the crop still alternates, though the raw
+    heights then correlate; one species does not alternate."""
     a, b = _square(12.0, 12), _square(12.0, 11, 6.0)
     xy, labels = _labels(a, b)
-    alternating = _image(xy, np.where(labels == 0, 200.0, 100.0))
-    assert st.height_correlation(alternating, xy) < -0.5
-    field = 100.0 + 150.0 * np.sin(xy[:, 0] / 40.0) ** 2  # thickness, one species
-    assert st.height_correlation(_image(xy, field), xy) > 0.5
+    ramp = 1 + 5 * (xy[:, 0] - xy[:, 0].min()) / np.ptp(xy[:, 0])
+    graded = _image(xy, np.where(labels == 0, 200.0, 100.0) * ramp)
+    assert st.height_correlation(graded, xy) > -0.1  # the raw figure is fooled
+    assert st.local_height_correlation(graded, xy) < -0.5
+    rng = np.random.default_rng(0)
+    one = _image(xy, 200.0 * ramp * rng.uniform(0.9, 1.1, len(xy)))
+    assert st.local_height_correlation(one, xy) > -0.3
     ev = {"b_columns": 121, "b_peaks": 0.9, "b_peaks_less_a": np.nan}
-    assert st.is_perovskite(ev | {"b_level": 0.4, "height_correlation": -0.5})
-    assert not st.is_perovskite(ev | {"b_level": 0.4, "height_correlation": 0.1})
+    ev |= {"b_level": 0.4, "hexagonal": 0.0}
+    assert st.is_perovskite(ev | {"local_height_correlation": -0.5})
+    assert not st.is_perovskite(ev | {"local_height_correlation": 0.1})
 
 
 def test_hexagonal_bonds_are_no_perovskite_the_models_know():
@@ -87,7 +93,7 @@ def test_hexagonal_bonds_are_no_perovskite_the_models_know():
     assert st.hexagonal_share(square) < 0.05
     assert st.hexagonal_share(hexagonal) > 0.7
     ev = {"b_columns": 121, "b_peaks": 0.9, "b_peaks_less_a": np.nan}
-    ev |= {"b_level": 0.4, "height_correlation": -0.5}
+    ev |= {"b_level": 0.4, "local_height_correlation": -0.5}
     assert st.is_perovskite(ev | {"hexagonal": 0.3})
     assert not st.is_perovskite(ev | {"hexagonal": 0.8})
 
