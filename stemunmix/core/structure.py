@@ -137,8 +137,10 @@ def local_height_correlation(image: np.ndarray, xy: np.ndarray) -> float:
     near = np.median(d[:, 1])
     smooth = gaussian_filter(np.asarray(image, float), 0.08 * near)
     h = _sample(smooth, xy) - np.percentile(smooth, 5)
-    around = tree.query_ball_point(xy, 2.5 * near)
-    mean = np.array([h[g].mean() for g in around])
+    i, j = tree.query_pairs(2.5 * near, output_type="ndarray").T
+    n = len(xy)
+    total = h + np.bincount(i, h[j], n) + np.bincount(j, h[i], n)
+    mean = total / (1 + np.bincount(i, minlength=n) + np.bincount(j, minlength=n))
     pairs = tree.query_pairs(1.25 * near, output_type="ndarray")
     if len(pairs) < 3 or not np.all(mean > 0):
         return float("nan")
