@@ -16,7 +16,10 @@ median of ``--repeats``:
 - the network's GFLOP/s and its fraction of the matmul peak;
 - the fraction of the peak that 3.5 Mpx/s would need with this network.
 
-float32, and bfloat16 where the CPU has it natively.
+float32, and bfloat16 where the CPU has it natively. Then, in float32,
+the decoders' first convolution split over its two inputs (what the
+network does) against one convolution of the two concatenated, in
+interleaved pairs: the median time ratio.
 """
 
 import argparse
@@ -54,6 +57,42 @@ def forward_times(model, side: int, precision: str, repeats: int) -> list:
     return times[1:]
 
 
+def split_against_cat(model, side: int, repeats: int) -> list:
+    """float32 forward times per pair, (split, cat): the decoders' first
+    convolution as the sum over its two inputs (stemunmix.nn.unet's
+    ``_first_conv``) and as one convolution of the two concatenated,
+    interleaved in one process (this machine's load changes between runs)."""
+    from torch.nn import functional as F
+
+    from stemunmix.core import threads
+    from stemunmix.nn import unet
+
+    split = unet._first_conv
+
+    def cat(conv, up, skip):
+        geometry = (conv.stride, conv.padding, conv.dilation)
+        return F.conv2d(torch.cat([up, skip], 1), conv.weight, conv.bias, *geometry)
+
+    x = torch.rand(1, 1, side, side).contiguous(memory_format=torch.channels_last)
+    pairs = []
+    try:
+        with torch.no_grad(), threads.limited():
+            for way in (split, cat):
+                unet._first_conv = way
+                model(x)
+            for _ in range(repeats):
+                times = []
+                for way in (split, cat):
+                    unet._first_conv = way
+                    t0 = time.perf_counter()
+                    model(x)
+                    times.append(time.perf_counter() - t0)
+                pairs.append(tuple(times))
+    finally:
+        unet._first_conv = split
+    return pairs
+
+
 def main():
     import stemunmix
     from stemunmix.nn.inference import check_precision, for_inference
@@ -87,6 +126,13 @@ def main():
               + f"), ceiling {SIZE**2 / t / 1e6:.2f} Mpx/s end to end, "
               f"{flops / t / 1e9:.1f} GFLOP/s = {flops / t / 1e9 / peak:.1%} of the "
               "float32 matmul peak", flush=True)  # fmt: skip
+    pairs = split_against_cat(net, side, 2 * args.repeats)
+    ratio = np.median([a / b for a, b in pairs])
+    print(f"float32, the decoders' first convolution split over its two inputs "
+          f"against one convolution of them concatenated: median time ratio "
+          f"{ratio:.3f} over {len(pairs)} interleaved pairs (split "
+          f"{np.median([a for a, _ in pairs]):.2f} s, cat "
+          f"{np.median([b for _, b in pairs]):.2f} s)", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
