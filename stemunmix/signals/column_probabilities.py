@@ -527,14 +527,18 @@ def _indexed(arrays, quantities, noise, where, reference):
     their ``quantities``) with their lattice sites appended to the arrays,
     and the lattice vectors. On the edge of where the lattice is (``where``:
     mask, bin, edge band; None: no mask), the columns the raw image does not
-    show are left out before indexing, and those off the lattice the inner
-    columns continue after."""
+    show, and those the fit carried off the mask, are left out before
+    indexing (an outer one would be an inner column of the lattice rule),
+    and those off the lattice the inner columns continue after."""
 
     def take(keep, arrays, quantities):
         return [a[keep] for a in arrays], {k: v[keep] for k, v in quantities.items()}
 
     if where is not None:
         faint = faint_at_edge(arrays[0], quantities, noise, where[2], where[1])
+        # searched on the mask, carried off it by the fit: beside the crystal
+        # (and no inner column for the lattice rule below to judge by)
+        faint |= ~on_mask(arrays[0], where[0], where[1])
         arrays, quantities = take(~faint, arrays, quantities)
     xy, labels = arrays[0], arrays[1]
     ij, vec = _index_or_none(xy, labels, reference)
@@ -546,8 +550,6 @@ def _indexed(arrays, quantities, noise, where, reference):
             arrays[1] = named
             arrays[-1], vec = _index_or_none(xy, named, reference)
         off |= as_faint_as_strays(quantities["height"], arrays[1], on, off)
-        # searched on the mask, carried off it by the fit: beside the crystal
-        off |= ~on_mask(xy, where[0], where[1])
         arrays, quantities = take(~off, arrays, quantities)
     return arrays, quantities, vec
 
