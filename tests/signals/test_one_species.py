@@ -254,7 +254,8 @@ def test_real_nanoparticles_have_no_columns_off_their_crystal(real_data, k):
             marks=pytest.mark.xfail(
                 strict=True,
                 reason="image 3's particles get no columns: the lattice-presence "
-                "mask keeps 1.7 % of the frame (#34)",
+                "mask keeps about 2 % of the frame, one set of fringes, no 2D lattice of "
+                "its own (#34, benchmarks/particle_lattice.py)",
             ),
         ),
     ],
@@ -276,7 +277,7 @@ def test_auto_takes_the_real_particles_for_one_species(real_data, k):
     structure="auto" runs the one-species network. (Particle 0, a moire of
     two crystals, reads as no two brightnesses only on raw heights, which a
     thickness gradient fools too, and keeps the default; particle 3 shows no
-    lattice of its own: its mask keeps 1.7 % of the frame, too few columns
+    lattice of its own: its mask keeps about 2 % of the frame, too few columns
     to judge on.)"""
     from stemunmix.signals import AtomicResolutionImage
 
