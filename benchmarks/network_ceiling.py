@@ -28,18 +28,9 @@ import time
 
 import numpy as np
 import torch
+from segmentation_speed import matmul_peak
 
 SIZE, SPACING, TARGET = 2048, 25.0, 3.5e6
-
-
-def matmul_peak(repeats=5, n=2048) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    times = []
-    for _ in range(repeats + 1):
-        t0 = time.perf_counter()
-        (a @ b).sum().item()
-        times.append(time.perf_counter() - t0)
-    return 2 * n**3 / np.median(times[1:]) / 1e9
 
 
 def forward_times(model, side: int, precision: str, repeats: int) -> list:
@@ -107,7 +98,7 @@ def main():
     side = int(np.ceil(SIZE * factor / m) * m)
     flops = model.flops_per_pixel() * side**2
     net = for_inference(model)
-    peak = matmul_peak()
+    peak = matmul_peak("cpu")
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads; "
           f"2048^2 at {SPACING} px spacing, factor {factor:.3f}: the network on "
           f"{side}^2 px, {flops / 1e9:.1f} GFLOP; matmul peak {peak:.1f} GFLOP/s; "

@@ -32,8 +32,9 @@ BOXES = {
 }
 
 
-def lattice_peak(data, box) -> tuple[float, float]:
-    """(peak power over the median, the peak's spacing in px) in ``box``."""
+def spectrum(data, box) -> tuple:
+    """(power, spacing px, ky, kx) of the Hann-windowed crop ``box`` of
+    ``data``, its mean taken out; the zero frequency in the middle."""
     x0, x1, y0, y1 = box
     crop = data[y0:y1, x0:x1].astype(float)
     crop = crop - crop.mean()
@@ -44,7 +45,19 @@ def lattice_peak(data, box) -> tuple[float, float]:
     kx = np.arange(w)[None, :] - w // 2
     with np.errstate(divide="ignore"):
         spacing = 1 / np.hypot(ky / h, kx / w)
-    keep = (spacing >= 6) & (spacing <= 40) & (np.abs(ky) > 2) & (np.abs(kx) > 2)
+    return power, spacing, ky, kx
+
+
+def _band(spacing, ky, kx, low):
+    """Spacings ``low``-40 px, off the rows and columns within 2 bins of the
+    axes (scan-line streaks)."""
+    return (spacing >= low) & (spacing <= 40) & (np.abs(ky) > 2) & (np.abs(kx) > 2)
+
+
+def lattice_peak(data, box) -> tuple[float, float]:
+    """(peak power over the median, the peak's spacing in px) in ``box``."""
+    power, spacing, ky, kx = spectrum(data, box)
+    keep = _band(spacing, ky, kx, 6)
     values = power[keep]
     k = np.argmax(values)
     return float(values[k] / np.median(values)), float(spacing[keep][k])
@@ -56,17 +69,8 @@ def top_peaks(data, box, n=3) -> list:
     median, spacing px, direction in degrees)."""
     from scipy import ndimage
 
-    x0, x1, y0, y1 = box
-    crop = data[y0:y1, x0:x1].astype(float)
-    crop = crop - crop.mean()
-    h, w = crop.shape
-    crop *= np.outer(np.hanning(h), np.hanning(w))
-    power = np.abs(np.fft.fftshift(np.fft.fft2(crop))) ** 2
-    ky = np.arange(h)[:, None] - h // 2
-    kx = np.arange(w)[None, :] - w // 2
-    with np.errstate(divide="ignore"):
-        spacing = 1 / np.hypot(ky / h, kx / w)
-    keep = (spacing >= 5) & (spacing <= 40) & (np.abs(ky) > 2) & (np.abs(kx) > 2)
+    power, spacing, ky, kx = spectrum(data, box)
+    keep = _band(spacing, ky, kx, 5)
     median = np.median(power[keep])
     q = np.where(keep, power, 0)
     top = (q == ndimage.maximum_filter(q, 5)) & keep & (ky >= 0)

@@ -530,12 +530,14 @@ def auto_structure(
     """(structure, evidence) of the first frame, from the perovskite network's
     ``maps`` (class ``names``) and the raw ``data`` on its central crop
     (:func:`spacing_crop`; :mod:`stemunmix.core.structure`), at the frame's
-    spacing (its plan's, else ``training`` over its factor): "perovskite"
-    unless the network's B columns lie in the image's valleys, else what
-    the one-species network's columns there show; where fewer than half
-    the B columns are peaks, that network runs too, and its columns in
-    pairs make dumbbells. ``evidence``: the figures
-    that decided, flat (name: number)."""
+    spacing (its plan's, else ``training`` over its factor), judged on the
+    columns where the lattice-presence mask shows the crystal: "perovskite"
+    unless :func:`stemunmix.core.structure.is_perovskite` says otherwise (B
+    in the valleys, as bright as A, not alternating with it, hexagonal
+    bonds), else what the one-species network's columns there show; where
+    fewer than half the B columns are peaks, that network runs too, and its
+    columns in pairs make dumbbells. ``evidence``: the figures that
+    decided, flat (name: number)."""
     from stemunmix.core import structure as st
     from stemunmix.nn.model_io import check_model
 

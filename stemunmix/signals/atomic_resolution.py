@@ -129,15 +129,17 @@ class AtomicResolutionImage(StemunmixSignal2D):
             sublattices). ``"auto"`` (default): with a ``model``, its first
             structure; without, on bright columns, the perovskite network
             runs and its B columns are checked on the first frame's central
-            crop (:mod:`stemunmix.core.structure`): where they lie in the
+            crop, where the lattice-presence mask shows the crystal
+            (:mod:`stemunmix.core.structure`): where they lie in the
             valleys between the image's columns, even once its A columns
-            are taken away (a metal: B put between its atoms), the
-            one-species network runs instead and its columns name the
-            structure (one species, dumbbells or 2D); where half of them
-            are no peaks, that network looks too, and columns in pairs
-            make dumbbells. Anything else keeps the perovskites: 2D
-            crystals and particles on a film are not told apart from them
-            (pass ``structure=``). A
+            are taken away (a metal: B put between its atoms), are as
+            bright as the A columns, do not alternate in height with them,
+            or the bonds are hexagonal (MoS2), the one-species network runs
+            instead and its columns name the structure (one species,
+            dumbbells or 2D); where half of them are no peaks, that network
+            looks too, and columns in pairs make dumbbells. Anything else
+            keeps the perovskites: particles on a film are not told apart
+            from them (pass ``structure=``). A
             structure no model here knows is refused, with those they know.
             Recorded as ``structure`` (asked), ``structure_used`` and, for
             ``"auto"``, the figures that decided (``structure_evidence``) in
