@@ -368,6 +368,8 @@ class FramePlan:
     presence: np.ndarray | None = None  # where the lattice is, on bins of
     bin: int = 1  # this many pixels (core.presence.frame_presence), at the
     shown: float | None = None  # spacing the frame shows (pixels)
+    pad: float | None = None  # the value of padding (segmentation.padding)
+    fill: float | None = None  # what the network reads there instead
 
 
 def plan_frames(
@@ -407,11 +409,28 @@ def plan_frames(
         rows, cols = (np.arange(n) * step for n in sample.shape)
         on = presence.on_grid(masks[f], bins[f], rows, cols)
         sample = np.asarray(sample)
+        pad, fill, real = _padding_of(sample, dark)
+        on &= real
         lo, hi = seg.intensity_range(sample[on][None] if on.sum() > 100 else sample)
         span = (hi, lo) if dark else (lo, hi)
         factor, spacing, shown = found[f]
-        plans[f] = FramePlan(float(factor), spacing, span, masks[f], bins[f], shown)
+        plans[f] = FramePlan(
+            float(factor), spacing, span, masks[f], bins[f], shown, pad, fill
+        )
     return plans
+
+
+def _padding_of(sample: np.ndarray, dark: bool) -> tuple:
+    """(padding value or None, the level the network reads there, (h, w)
+    bool: the pixels of ``sample`` that are no padding). The level is the
+    background of the rest: its :data:`~stemunmix.core.segmentation.FILL_QUANTILE`
+    percentile (from the top, for dark columns)."""
+    pad = seg.padding(sample)
+    if not pad.any() or pad.all():
+        return None, None, np.ones(sample.shape, bool)
+    q = 100 - seg.FILL_QUANTILE if dark else seg.FILL_QUANTILE
+    fill = float(np.percentile(sample[~pad], q))
+    return float(sample.min()), fill, ~pad
 
 
 def network_step(
@@ -426,6 +445,9 @@ def network_step(
     def run(region, frame, box, origin):
         seg.check_finite(region)  # a lazy frame is read here for the first time
         p = plans[frame]
+        if p.pad is not None:
+            region = np.array(region, np.float32)
+            region[seg.padding(region, p.pad)] = p.fill
         return predict_block(
             model,
             region,

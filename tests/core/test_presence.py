@@ -186,3 +186,22 @@ def test_edge_columns_as_faint_as_the_support_strays_are_left_out():
     height[[5, 6, 7, 18, 19]] = 0.05
     faint = P.as_faint_as_strays(height, labels, in_band, strays)
     assert not faint[[18, 19]].any()
+
+
+def test_padding_is_a_flat_run_of_the_minimum_not_shot_noise():
+    from stemunmix.core.segmentation import padding
+    from stemunmix.nn.inference import _padding_of
+
+    rng = np.random.default_rng(0)
+    sparse = rng.poisson(0.5, (256, 256)).astype(np.float32)  # 61 % zeros
+    assert not padding(sparse).any()
+    padded = rng.poisson(20.0, (256, 256)).astype(np.float32)
+    padded[:40, 200:] = 0  # a corner a rotation padded
+    found = padding(padded)
+    assert found[:40, 200:].all() and found.sum() == 40 * 56
+    value, fill, real = _padding_of(padded, dark=False)
+    assert value == 0 and np.array_equal(real, ~found)
+    assert 12 < fill < 20  # the rest's background (10th percentile of 20)
+    _, dark_fill, _ = _padding_of(padded, dark=True)
+    assert 20 < dark_fill < 28  # dark columns: the bright background
+    assert _padding_of(sparse, dark=False)[0] is None

@@ -88,6 +88,31 @@ def test_no_columns_on_an_amorphous_support_beside_the_crystal():
     assert np.sum(dd > 0.5 * SPACING) <= 1
 
 
+def test_a_crystal_on_exact_zeros_keeps_every_column_eagerly_and_lazily():
+    """Vacuum read as exact zeros beyond half a spacing of the crystal: the
+    network reads the padding as the crystal's background, not as a step
+    down to zero that pulled an outermost B column 3 px out and named it A
+    (84 of 85 found before, the one off by 12 px)."""
+    _, truth = perovskite(shape=168, dose=None, seed=0, domains="none")
+    c = truth.columns
+    inside = ((c.xy >= 0) & (c.xy < 128)).all(1)
+    cols = Columns(c.xy[inside], c.labels[inside], c.class_names)
+    image, _ = from_columns(cols, shape=384, dose=100, seed=0)
+    yy, xx = np.mgrid[:384, :384]
+    dist, _ = cKDTree(cols.xy).query(np.column_stack([xx.ravel(), yy.ravel()]))
+    image.data[dist.reshape(384, 384) > 0.5 * SPACING] = 0
+    image = AtomicResolutionImage(image.data.astype(np.float32))
+    lazy_image = image.as_lazy()
+    lazy_image.data = lazy_image.data.rechunk((192, 192))
+    found = _found(image)
+    d, _ = cKDTree(found.xy).query(cols.xy)
+    assert np.all(d < 0.25 * SPACING)
+    dd, _ = cKDTree(cols.xy).query(found.xy)
+    assert np.sum(dd > 0.5 * SPACING) == 0
+    lazy = _found(lazy_image)
+    np.testing.assert_array_equal(lazy.xy, found.xy)
+
+
 def test_the_mask_is_honoured_lazily(corner):
     image, _ = corner
     eager = _found(image.deepcopy())
