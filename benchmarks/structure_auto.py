@@ -26,6 +26,17 @@ the check on the maps segment() made of a 2048^2 [001] perovskite (median of
 5), beside segment()'s own time.
 
 Writes benchmarks/results/structure_auto.json.
+
+    python benchmarks/structure_auto.py --diagnose
+
+Why a particle on a film (and the real moire particle 0) is taken for a
+perovskite: the same cases, each with two more figures of the perovskite
+network's columns, computed for every case: ``b_peaks_less_a`` (above, not
+only where ``b_peaks`` is low) and ``on_bonds``, the share of B columns
+nearer an A column than 0.6 of the A columns' nearest distance (a B in the
+valley midway along a bond between two columns of one species; a
+perovskite's B sits 0.71 ([001]) or 0.87 ([110]) of it away). Writes
+benchmarks/results/structure_auto_diagnose.json.
 """
 
 import json
@@ -121,6 +132,33 @@ def one(make) -> dict:
     return {"structure_used": md.structure_used, "model": md.model, **ev}
 
 
+def with_more_figures():
+    """Wrap :func:`stemunmix.core.structure.perovskite_evidence` to add
+    ``b_peaks_less_a`` for every crop and ``on_bonds`` (``--diagnose``)."""
+    from scipy.spatial import cKDTree
+
+    from stemunmix.core import structure as st
+
+    plain = st.perovskite_evidence
+
+    def evidence(image, xy, labels, class_names):
+        out = plain(image, xy, labels, class_names)
+        xy, labels = np.asarray(xy, float), np.asarray(labels, int)
+        a, b = (xy[labels == list(class_names).index(k)] for k in ("A", "B"))
+        if min(len(a), len(b)) < st.MIN_COLUMNS:
+            return out
+        image = np.asarray(image, float)
+        if not np.isfinite(out["b_peaks_less_a"]):
+            out["b_peaks_less_a"] = st.peak_share(
+                image - st._a_model(image, a, b), b, xy
+            )
+        nearest_a = np.median(cKDTree(a).query(a, k=2)[0][:, 1])
+        out["on_bonds"] = float(np.mean(cKDTree(a).query(b)[0] < 0.6 * nearest_a))
+        return out
+
+    st.perovskite_evidence = evidence
+
+
 def cost(repeats=5) -> dict:
     """The check's own time on a 2048^2 [001] perovskite (the maps segment()
     made, median of ``repeats``), and segment()'s (one run, for scale: on
@@ -153,18 +191,34 @@ def perovskite_2048():
     return perovskite(shape=2048, dose=100, seed=30002)[0]
 
 
-def main():
+FIGURES = (
+    "b_peaks",
+    "b_peaks_less_a",
+    "b_level",
+    "local_height_correlation",
+    "hexagonal",
+)
+
+
+def main(diagnose=False):
     out = {"commit": commit(), "date": time.strftime("%Y-%m-%d"), "cases": {}}
+    figures_of = FIGURES + (("on_bonds",) if diagnose else ())
+    if diagnose:
+        with_more_figures()
     right = 0
     cases = synthetic_cases() | real_cases()
     for name, (truth, make) in cases.items():
         r = out["cases"][name] = {"truth": truth, **one(make)}
         right += r["structure_used"] == truth
         figures = ", ".join(
-            f"{k} {r[k]:.2f}" for k in ("b_peaks", "b_peaks_less_a", "b_level", "local_height_correlation", "hexagonal") if np.isfinite(r.get(k, np.nan))
+            f"{k} {r[k]:.2f}" for k in figures_of if np.isfinite(r.get(k, np.nan))
         )  # fmt: skip
         print(f"{name:40s} {truth:12s} -> {r['structure_used']:12s} ({figures})", flush=True)  # fmt: skip
     print(f"named right: {right} of {len(cases)}", flush=True)
+    if diagnose:
+        name = "structure_auto_diagnose.json"
+        (HERE / "results" / name).write_text(json.dumps(out, indent=1))
+        return
     out["cost_2048_s"] = cost()
     c = out["cost_2048_s"]
     print(f"the check on a 2048^2 perovskite: {c['check_s'] * 1000:.0f} ms "
@@ -173,4 +227,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(diagnose="--diagnose" in sys.argv[1:])
