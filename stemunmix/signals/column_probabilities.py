@@ -480,22 +480,13 @@ def _assemble(found, names, shape, lattice, cations, distances, where=None, spli
     )
     parts, noise, errors, vectors, frames, lines = [], {}, {}, [], [], []
     for idx in np.ndindex(nav_shape):
-        xy, labels, scores, fits, middle = found[idx]
-        if lattice == "checkerboard":
-            labels = checkerboard(xy, labels, scores, distances[idx][1], cations)
-        quantities, cov, noise[idx] = unpack_fit(fits)
-        record = None
-        if split is not None:
-            labels, record = split[0](xy, quantities["height"])
-        (xy, labels, scores, cov, ij), quantities, vec = _indexed(
-            (xy, labels, scores, cov), quantities, noise[idx], where.get(idx), reference
+        frame = (lattice, cations, distances[idx][1], where.get(idx), split)
+        arrays, quantities, vec, noise[idx], record = _frame_columns(
+            found[idx], *frame, reference
         )
-        if middle["crop"] is not None and len(xy):
-            cov, errors[idx] = frame_covariance(
-                middle, xy, labels, quantities, cov, noise[idx], ij, vec, reference
-            )
+        xy, labels, scores, cov, ij = arrays
         if record is not None:
-            errors.setdefault(idx, {})[split[1]] = record
+            errors[idx] = record
         vectors.append(vec)
         frames.append(idx[::-1])
         frame_lines = errors.get(idx, {}).get("lines", np.zeros((2, 2)))
@@ -520,6 +511,31 @@ def _assemble(found, names, shape, lattice, cations, distances, where=None, spli
         line_covariance=np.concatenate(lines),
     )
     return columns, noise, errors
+
+
+def _frame_columns(found, lattice, cations, ab_distance, where, split, reference):
+    """One frame's columns for :func:`_assemble`: ((xy, labels, scores,
+    covariance, sites), quantities, lattice vectors, noise model, error-model
+    record or None), from its ``found`` (xy, labels, scores, packed fits,
+    middle) of :func:`stemunmix.core.find.find_columns`."""
+    xy, labels, scores, fits, middle = found
+    if lattice == "checkerboard":
+        labels = checkerboard(xy, labels, scores, ab_distance, cations)
+    quantities, cov, noise = unpack_fit(fits)
+    split_record = None
+    if split is not None:
+        labels, split_record = split[0](xy, quantities["height"])
+    (xy, labels, scores, cov, ij), quantities, vec = _indexed(
+        (xy, labels, scores, cov), quantities, noise, where, reference
+    )
+    record = None
+    if middle["crop"] is not None and len(xy):
+        cov, record = frame_covariance(
+            middle, xy, labels, quantities, cov, noise, ij, vec, reference
+        )
+    if split_record is not None:
+        record = {**(record or {}), split[1]: split_record}
+    return (xy, labels, scores, cov, ij), quantities, vec, noise, record
 
 
 def _indexed(arrays, quantities, noise, where, reference):
