@@ -7,8 +7,9 @@ from scipy.ndimage import map_coordinates
 
 from stemunmix.core import engine
 from stemunmix.core.peaks import find_peaks
-from stemunmix.core.presence import on_mask
+from stemunmix.core.presence import on_grid, on_mask
 from stemunmix.core.refine import noise_model, refine_gaussian
+from stemunmix.core.texture import refine_with_texture, texture_covariance
 from stemunmix.core.uncertainty import PIXEL_CROP, line_width, shot_covariance
 from stemunmix.core.windows import on_frame
 
@@ -191,7 +192,7 @@ def find_columns_region(
     start = xy.copy()
     packed = np.full((len(xy), FIT_WIDTH), np.nan)
     if refine == "gaussian" and image is not None and len(xy):
-        fit = refine_gaussian(image, xy, **sizes)
+        fit = _fit(image, xy, sizes)
         ok = fit["moved"] <= 0.5 * min_distance
         xy = np.where(ok[:, None], fit["xy"], xy)
         packed[ok] = _pack(fit)[ok]
@@ -206,25 +207,51 @@ def find_columns_region(
     return xy[own], labels[own], scores[own], start[own], packed[own]
 
 
+def _fit(image, xy, sizes: dict) -> dict:
+    """:func:`stemunmix.core.refine.refine_gaussian` with the frame's
+    ``sizes``, then, where the frame's support has a texture
+    (``sizes["texture"]``, :func:`stemunmix.core.texture.texture_covariance`),
+    :func:`stemunmix.core.texture.refine_with_texture`, its moves from the
+    start included."""
+    texture = sizes.get("texture")
+    fit = refine_gaussian(image, xy, **{k: sizes[k] for k in REFINE_SIZES})
+    if texture is None:
+        return fit
+    fit = refine_with_texture(
+        image, fit, texture_radius(sizes), sizes["noise"], texture, TEXTURE_ROUNDS
+    )
+    fit["moved"] = np.hypot(*(fit["xy"] - xy).T)
+    return fit
+
+
+REFINE_SIZES = ("sigma", "radius", "noise")  # refine_gaussian's, of a frame's sizes
+TEXTURE_ROUNDS = 4  # rounds of refine_with_texture after refine_gaussian's 4
 FIT_KEYS = ("height", "sigma", "background", "rms")
-FIT_WIDTH = len(FIT_KEYS) + 6 + 5
+FIT_WIDTH = len(FIT_KEYS) + 6 + 5 + 3
 
 
 def _pack(fit: dict) -> np.ndarray:
     n = len(fit["xy"])
+    textured = fit.get("texture_covariance")
+    if textured is None:
+        textured = np.full((n, 2, 2), np.nan)
     return np.concatenate(
         [
             np.stack([fit[k] for k in FIT_KEYS], 1),
             fit["position_terms"].reshape(n, 6),
             fit["noise_sums"].reshape(n, 5),
+            textured.reshape(n, 4)[:, [0, 1, 3]],
         ],
         1,
     )
 
 
-def unpack_fit(packed: np.ndarray) -> tuple[dict, np.ndarray, tuple]:
-    """(quantities, shot covariance (N, 2, 2), noise model) of one frame's
-    columns from the packed fits of :func:`find_columns_region`.
+def unpack_fit(packed: np.ndarray) -> tuple:
+    """(quantities, shot covariance (N, 2, 2), noise model, textured (N,)
+    bool) of one frame's columns from the packed fits of
+    :func:`find_columns_region`. The textured columns were fitted with the
+    support's texture (:func:`stemunmix.core.texture.refine_with_texture`):
+    their covariance is that fit's, the texture counted as noise.
 
     The noise model (gain, variance0) is fitted once to all the frame's
     columns (:func:`stemunmix.core.refine.noise_model`); the covariance is
@@ -248,20 +275,27 @@ def unpack_fit(packed: np.ndarray) -> tuple[dict, np.ndarray, tuple]:
         "residual": q["rms"],
     }
     k = len(FIT_KEYS)
-    noise = noise_model(packed[fitted, k + 6 :])
+    noise = noise_model(packed[fitted, k + 6 : k + 11])
     cov = np.full((n, 2, 2), np.nan)
     if fitted.any() and np.isfinite(noise[1]):
         cov[fitted] = shot_covariance(packed[fitted, k : k + 6], noise)
         quantities["line_width"] = line_width(quantities, noise)
     else:
         quantities["line_width"] = quantities["width"].copy()
-    return quantities, cov, noise
+    textured = np.isfinite(packed[:, k + 11]) & fitted
+    t = packed[textured, k + 11 :]
+    cov[textured] = np.stack([t[:, [0, 1]], t[:, [1, 2]]], 1)
+    return quantities, cov, noise, textured
 
 
 def region_halo(min_distance: float, sizes: dict, n_iter: int = 4) -> int:
     """Halo (pixels) that makes :func:`find_columns_region` equal the whole frame:
-    the neighbour-aware fit reaches one neighbour shell per iteration."""
-    reach = 2 * sizes["radius"] + 4 * sizes["sigma"]
+    the neighbour-aware fit reaches one neighbour shell per iteration (and
+    per round of the fit with the support's texture, where it runs)."""
+    radius = sizes["radius"]
+    if sizes.get("texture") is not None:
+        n_iter, radius = n_iter + TEXTURE_ROUNDS, texture_radius(sizes)
+    reach = 2 * radius + 4 * sizes["sigma"]
     return int(np.ceil((n_iter + 2) * reach + 4 * min_distance))
 
 
@@ -319,6 +353,8 @@ def find_columns(
                 np.asarray(p), r, column_classes, dist, threshold, d_ab
             )
             crops[f] = np.array(np.asarray(r)[inner], copy=True)
+        for f in frames:
+            sizes[f]["texture"] = _texture(image[f], presence.get(f), sizes[f])
 
     def region_of(frame, box):
         m = region_halo(distances[frame][0], sizes[frame])
@@ -363,6 +399,32 @@ def find_columns(
         }
         out[f] = _gather(by_frame.pop(f), shape) + (middle_of,)
     return out
+
+
+TEXTURE_HALF = 1024  # the support's texture is measured on the middle 2048^2
+
+
+def _texture(frame, where, sizes: dict):
+    """The texture of the frame's support (:func:`stemunmix.core.texture.texture_covariance`)
+    on its middle :data:`TEXTURE_HALF` * 2 pixels squared, off the lattice
+    (``where``: (mask, bin), :mod:`stemunmix.core.presence`); None without a
+    mask or without a texture there."""
+    if where is None or sizes.get("noise") is None:
+        return None
+    rows, cols = middle(frame.shape, TEXTURE_HALF)
+    r, c = np.arange(frame.shape[-2])[rows], np.arange(frame.shape[-1])[cols]
+    off = ~on_grid(where[0], where[1], r, c)
+    if not off.any():
+        return None
+    window = np.asarray(frame[rows, cols], float)
+    return texture_covariance(window, off, texture_radius(sizes), sizes["noise"])
+
+
+def texture_radius(sizes: dict) -> int:
+    """Half size of the patch the fit with the texture reads: the weighted
+    fit's, or four widths where that is more (its neighbours are taken
+    away, so all of a column's pixels count)."""
+    return int(max(sizes["radius"], np.ceil(4 * sizes["sigma"])))
 
 
 def _gather(mine: list, shape) -> tuple:

@@ -640,7 +640,16 @@ def _split_half_of(lap, centre, pred, ij, min_sites: int = 20) -> tuple:
 
 
 def frame_covariance(
-    middle: dict, xy, labels, quantities, shot, noise, ij, vectors, reference: int
+    middle: dict,
+    xy,
+    labels,
+    quantities,
+    shot,
+    noise,
+    ij,
+    vectors,
+    reference: int,
+    textured=None,
 ) -> tuple[np.ndarray, dict]:
     """(N, 2, 2) covariance of every column of one frame, and the record of
     its terms.
@@ -652,6 +661,11 @@ def frame_covariance(
     ``background``), ``ij``: the frame's columns; ``shot`` (N, 2, 2) their
     :func:`shot_covariance` under ``noise`` (gain, var0); ``vectors``: the
     lattice of the ``reference`` class, whose columns measure the scan term.
+    ``textured`` (N,) bool, optional: the columns fitted with the support's
+    texture (:func:`stemunmix.core.texture.refine_with_texture`), whose
+    ``shot`` is that fit's covariance, the texture counted: the misfit and
+    correlated factors, which carry such a texture for the weighted fit,
+    are not applied to them again.
 
     Columns :func:`undetected` on the raw image get a NaN covariance. What
     moves whole columns is measured on the reference lattice in two parts,
@@ -702,8 +716,9 @@ def frame_covariance(
     cov = np.array(shot, float, copy=True)
     cov[lost] = np.nan
     classes = [int(k) for k in np.unique(labels)]
+    plain = np.ones(len(xy), bool) if textured is None else ~np.asarray(textured)
     for k in classes:
-        sel = labels == k
+        sel = (labels == k) & plain
         f = factors.get(k, pooled)
         cov[sel] = scale_covariance(
             cov[sel], *(f["misfit"] * c for c in f["correlated"])

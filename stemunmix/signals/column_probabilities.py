@@ -521,17 +521,17 @@ def _frame_columns(found, lattice, cations, ab_distance, where, split, reference
     xy, labels, scores, fits, middle = found
     if lattice == "checkerboard":
         labels = checkerboard(xy, labels, scores, ab_distance, cations)
-    quantities, cov, noise = unpack_fit(fits)
+    quantities, cov, noise, textured = unpack_fit(fits)
     split_record = None
     if split is not None:
         labels, split_record = split[0](xy, quantities["height"])
-    (xy, labels, scores, cov, ij), quantities, vec = _indexed(
-        (xy, labels, scores, cov), quantities, noise, where, reference
+    (xy, labels, scores, cov, textured, ij), quantities, vec = _indexed(
+        (xy, labels, scores, cov, textured), quantities, noise, where, reference
     )
     record = None
     if middle["crop"] is not None and len(xy):
         cov, record = frame_covariance(
-            middle, xy, labels, quantities, cov, noise, ij, vec, reference
+            middle, xy, labels, quantities, cov, noise, ij, vec, reference, textured
         )
     if split_record is not None:
         record = {**(record or {}), split[1]: split_record}
