@@ -198,6 +198,7 @@ def find_columns_region(
         packed[ok] = _pack(fit)[ok]
     shift = np.array([origin[1], origin[0]], float)
     xy, start = xy + shift, start + shift
+    packed[:, TEXTURE_AT : TEXTURE_AT + 2] += shift  # the refit's x, y
     own = (
         (start[:, 1] >= core[0])
         & (start[:, 1] < core[1])
@@ -209,49 +210,52 @@ def find_columns_region(
 
 def _fit(image, xy, sizes: dict) -> dict:
     """:func:`stemunmix.core.refine.refine_gaussian` with the frame's
-    ``sizes``, then, where the frame's support has a texture
-    (``sizes["texture"]``, :func:`stemunmix.core.texture.texture_covariance`),
-    :func:`stemunmix.core.texture.refine_with_texture`, its moves from the
-    start included."""
+    ``sizes``; where the frame's support has a texture (``sizes["texture"]``,
+    :func:`stemunmix.core.texture.texture_covariance`), its ``texture`` entry
+    holds :func:`stemunmix.core.texture.refine_with_texture`'s refit."""
     texture = sizes.get("texture")
     fit = refine_gaussian(image, xy, **{k: sizes[k] for k in REFINE_SIZES})
-    if texture is None:
-        return fit
-    fit = refine_with_texture(
-        image, fit, texture_radius(sizes), sizes["noise"], texture, TEXTURE_ROUNDS
-    )
-    fit["moved"] = np.hypot(*(fit["xy"] - xy).T)
+    if texture is not None:
+        radius = texture_radius(sizes)
+        fit["texture"] = refine_with_texture(
+            image, fit, radius, sizes["noise"], texture, TEXTURE_ROUNDS
+        )
     return fit
 
 
 REFINE_SIZES = ("sigma", "radius", "noise")  # refine_gaussian's, of a frame's sizes
 TEXTURE_ROUNDS = 4  # rounds of refine_with_texture after refine_gaussian's 4
 FIT_KEYS = ("height", "sigma", "background", "rms")
-FIT_WIDTH = len(FIT_KEYS) + 6 + 5 + 3
+TEXTURE_KEYS = ("height", "sigma", "background")
+# the fit's quantities, position terms (6), noise sums (5), and the refit
+# with the texture: x, y, its TEXTURE_KEYS and covariance (xx, xy, yy)
+FIT_WIDTH = len(FIT_KEYS) + 6 + 5 + 2 + len(TEXTURE_KEYS) + 3
+TEXTURE_AT = len(FIT_KEYS) + 11  # where the refit starts in a packed row
 
 
 def _pack(fit: dict) -> np.ndarray:
     n = len(fit["xy"])
-    textured = fit.get("texture_covariance")
-    if textured is None:
-        textured = np.full((n, 2, 2), np.nan)
+    refit = np.full((n, 8), np.nan)
+    t = fit.get("texture")
+    if t is not None:
+        fitted = [t[k] for k in TEXTURE_KEYS]
+        pairs = t["covariance"].reshape(n, 4)[:, [0, 1, 3]]
+        refit = np.column_stack([t["xy"], *fitted, pairs])
     return np.concatenate(
         [
             np.stack([fit[k] for k in FIT_KEYS], 1),
             fit["position_terms"].reshape(n, 6),
             fit["noise_sums"].reshape(n, 5),
-            textured.reshape(n, 4)[:, [0, 1, 3]],
+            refit,
         ],
         1,
     )
 
 
 def unpack_fit(packed: np.ndarray) -> tuple:
-    """(quantities, shot covariance (N, 2, 2), noise model, textured (N,)
-    bool) of one frame's columns from the packed fits of
-    :func:`find_columns_region`. The textured columns were fitted with the
-    support's texture (:func:`stemunmix.core.texture.refine_with_texture`):
-    their covariance is that fit's, the texture counted as noise.
+    """(quantities, shot covariance (N, 2, 2), noise model, refit (N, 5)
+    [x, y, height, width, background] and its covariance (N, 2, 2)) of one
+    frame's columns from the packed fits of :func:`find_columns_region`.
 
     The noise model (gain, variance0) is fitted once to all the frame's
     columns (:func:`stemunmix.core.refine.noise_model`); the covariance is
@@ -262,7 +266,9 @@ def unpack_fit(packed: np.ndarray) -> tuple:
     ``residual`` (RMS of the patch), all in the image's units, and
     ``line_width`` (pixels, :func:`stemunmix.core.uncertainty.line_width`:
     how the fit shares scan lines with other columns); NaN where the column
-    kept its centroid.
+    kept its centroid. The refit is the fit with the support's texture
+    (:func:`stemunmix.core.texture.refine_with_texture`), its covariance
+    that fit's with the texture counted; NaN where there was none.
     """
     n = len(packed)
     fitted = np.isfinite(packed[:, 0])
@@ -282,10 +288,11 @@ def unpack_fit(packed: np.ndarray) -> tuple:
         quantities["line_width"] = line_width(quantities, noise)
     else:
         quantities["line_width"] = quantities["width"].copy()
-    textured = np.isfinite(packed[:, k + 11]) & fitted
-    t = packed[textured, k + 11 :]
-    cov[textured] = np.stack([t[:, [0, 1]], t[:, [1, 2]]], 1)
-    return quantities, cov, noise, textured
+    refit = packed[:, TEXTURE_AT : TEXTURE_AT + 5].copy()
+    t = packed[:, TEXTURE_AT + 5 :]
+    refit_cov = np.stack([t[:, [0, 1]], t[:, [1, 2]]], 1)
+    refit[~fitted] = np.nan
+    return quantities, cov, noise, refit, refit_cov
 
 
 def region_halo(min_distance: float, sizes: dict, n_iter: int = 4) -> int:

@@ -65,10 +65,9 @@ def refine_with_texture(image, fit: dict, radius: int, noise, texture, n_iter=3)
     each position step at most 0.3 widths. Columns whose patch leaves the
     image, or whose fit is not finite, keep theirs.
 
-    Returns a copy of ``fit`` with ``xy``, ``height``, ``sigma`` and
-    ``background`` refined and ``texture_covariance`` (N, 2, 2): each
-    position's covariance under that model, (J^T C^-1 J)^-1, NaN where the
-    column kept its fit."""
+    Returns {``xy``, ``height``, ``sigma``, ``background``: refined;
+    ``covariance`` (N, 2, 2): each position's under that model,
+    (J^T C^-1 J)^-1}, NaN where the column kept its fit."""
     from stemunmix.core.refine import render
 
     image = np.asarray(image, float)
@@ -105,15 +104,14 @@ def refine_with_texture(image, fit: dict, radius: int, noise, texture, n_iter=3)
                 cov[k] = c
             else:
                 params[k] += step
-    out = dict(fit)
-    out["xy"] = params[:, 1:3].copy()
-    out["height"], out["sigma"], out["background"] = (
-        params[:, 0].copy(),
-        params[:, 3].copy(),
-        params[:, 4].copy(),
-    )
-    out["texture_covariance"] = cov
-    return out
+    params[~inside] = np.nan
+    return {
+        "xy": params[:, 1:3],
+        "height": params[:, 0],
+        "sigma": params[:, 3],
+        "background": params[:, 4],
+        "covariance": cov,
+    }
 
 
 def _step(image, model, p, centre, off, gain, var0, texture):
@@ -130,10 +128,9 @@ def _step(image, model, p, centre, off, gain, var0, texture):
     own = a * g
     target = data - (total - own)  # the neighbours taken away
     resid = (target - own - b).reshape(len(p), -1)
-    jac = np.stack(
-        [g, own * dx / s**2, own * dy / s**2, own * (dx * dx + dy * dy) / s**3,
-         np.ones_like(g)], -1,
-    ).reshape(len(p), -1, 5)  # fmt: skip
+    r2 = dx * dx + dy * dy
+    parts = [g, own * dx / s**2, own * dy / s**2, own * r2 / s**3, np.ones_like(g)]
+    jac = np.stack(parts, -1).reshape(len(p), -1, 5)
     var = np.maximum(gain * (total + b) + var0, 1e-12).reshape(len(p), -1)
     c = texture[None] + var[:, :, None] * np.eye(var.shape[1])[None]
     chol = np.linalg.cholesky(c)

@@ -521,13 +521,15 @@ def _frame_columns(found, lattice, cations, ab_distance, where, split, reference
     xy, labels, scores, fits, middle = found
     if lattice == "checkerboard":
         labels = checkerboard(xy, labels, scores, ab_distance, cations)
-    quantities, cov, noise, textured = unpack_fit(fits)
+    quantities, cov, noise, refit, refit_cov = unpack_fit(fits)
     split_record = None
     if split is not None:
         labels, split_record = split[0](xy, quantities["height"])
-    (xy, labels, scores, cov, textured, ij), quantities, vec = _indexed(
-        (xy, labels, scores, cov, textured), quantities, noise, where, reference
-    )
+    # the edge rules and the lattice judge the weighted fit (as on vacuum)
+    arrays = (xy, labels, scores, cov, refit, refit_cov)
+    arrays, quantities, vec = _indexed(arrays, quantities, noise, where, reference)
+    xy, labels, scores, cov, refit, refit_cov, ij = arrays
+    xy, cov, textured = _refitted(xy, cov, quantities, refit, refit_cov)
     record = None
     if middle["crop"] is not None and len(xy):
         cov, record = frame_covariance(
@@ -536,6 +538,23 @@ def _frame_columns(found, lattice, cations, ab_distance, where, split, reference
     if split_record is not None:
         record = {**(record or {}), split[1]: split_record}
     return (xy, labels, scores, cov, ij), quantities, vec, noise, record
+
+
+def _refitted(xy, cov, quantities, refit, refit_cov) -> tuple:
+    """(xy, covariance, textured (N,) bool): the columns refitted with the
+    support's texture (:func:`stemunmix.core.find.unpack_fit`'s ``refit``
+    [x, y, height, width, background] and ``refit_cov``) take that fit's
+    position, covariance and ``quantities`` (updated in place)."""
+    textured = np.isfinite(refit).all(1) & np.isfinite(refit_cov).all((1, 2))
+    if not textured.any():
+        return xy, cov, textured
+    xy, cov = xy.copy(), cov.copy()
+    xy[textured], cov[textured] = refit[textured, :2], refit_cov[textured]
+    for i, key in enumerate(("height", "width", "background"), 2):
+        quantities[key] = np.where(textured, refit[:, i], quantities[key])
+    integral = 2 * np.pi * quantities["height"] * quantities["width"] ** 2
+    quantities["intensity"] = np.where(textured, integral, quantities["intensity"])
+    return xy, cov, textured
 
 
 def _indexed(arrays, quantities, noise, where, reference):
