@@ -529,7 +529,7 @@ def _frame_columns(found, lattice, cations, ab_distance, where, split, reference
     arrays = (xy, labels, scores, cov, refit, refit_cov)
     arrays, quantities, vec = _indexed(arrays, quantities, noise, where, reference)
     xy, labels, scores, cov, refit, refit_cov, ij = arrays
-    xy, cov, textured = _refitted(xy, cov, quantities, refit, refit_cov)
+    xy, cov, textured = _refitted(xy, cov, refit, refit_cov)
     record = None
     if middle["crop"] is not None and len(xy):
         cov, record = frame_covariance(
@@ -540,20 +540,17 @@ def _frame_columns(found, lattice, cations, ab_distance, where, split, reference
     return (xy, labels, scores, cov, ij), quantities, vec, noise, record
 
 
-def _refitted(xy, cov, quantities, refit, refit_cov) -> tuple:
+def _refitted(xy, cov, refit, refit_cov) -> tuple:
     """(xy, covariance, textured (N,) bool): the columns refitted with the
     support's texture (:func:`stemunmix.core.find.unpack_fit`'s ``refit``
-    [x, y, height, width, background] and ``refit_cov``) take that fit's
-    position, covariance and ``quantities`` (updated in place)."""
-    textured = np.isfinite(refit).all(1) & np.isfinite(refit_cov).all((1, 2))
+    [x, y, ...] and ``refit_cov``) take that fit's position and covariance.
+    Their heights, widths and backgrounds stay the weighted fit's: whether
+    the raw image shows a column is judged on that fit, as on vacuum."""
+    textured = np.isfinite(refit[:, :2]).all(1) & np.isfinite(refit_cov).all((1, 2))
     if not textured.any():
         return xy, cov, textured
     xy, cov = xy.copy(), cov.copy()
     xy[textured], cov[textured] = refit[textured, :2], refit_cov[textured]
-    for i, key in enumerate(("height", "width", "background"), 2):
-        quantities[key] = np.where(textured, refit[:, i], quantities[key])
-    integral = 2 * np.pi * quantities["height"] * quantities["width"] ** 2
-    quantities["intensity"] = np.where(textured, integral, quantities["intensity"])
     return xy, cov, textured
 
 
