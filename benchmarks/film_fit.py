@@ -22,6 +22,10 @@ that counts the film as noise, 3-16x the shot-noise bound):
    particle on vacuum and on the film, doses 20-500, through
    ``find_columns(structure="one species")``: the RMS of each column's
    error over its reported standard deviation (1: the bars hold).
+3. What the refit with the film costs: ``find_columns`` on an 8 nm particle
+   (931 columns) on the film at dose 100, with the refit and without it
+   (``stemunmix.core.find._texture`` made to find none), median of 3 each,
+   interleaved.
 
 Writes benchmarks/results/film_fit.json.
 """
@@ -124,6 +128,32 @@ def error_bars(support, dose):
     return np.sqrt(((err / sd) ** 2).mean(0)).tolist()
 
 
+def cost(repeats=3):
+    from stemunmix.core import find
+    from stemunmix.synthetic import crystal
+
+    image, _ = crystal("fcc", "110", 0.392, shape=512, particle=8.0,
+                       support=AMPLITUDE, dose=100, seed=0)  # fmt: skip
+    measured = find._texture
+    times = {"with the refit": [], "without": []}
+    for _ in range(repeats):
+        for name in times:
+            find._texture = measured if name == "with the refit" else _none
+            copy = image.deepcopy()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                copy.segment(structure="one species", show_progressbar=False)
+                t = time.perf_counter()
+                copy.find_columns(show_progressbar=False)
+            times[name].append(time.perf_counter() - t)
+    find._texture = measured
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def _none(*args):
+    return None
+
+
 def main():
     out = {"commit": commit(), "date": time.strftime("%Y-%m-%d"), "column": {},
            "error_bars": {}}  # fmt: skip
@@ -139,6 +169,10 @@ def main():
             z = out["error_bars"][f"{where} {dose}"] = error_bars(support, dose)
             print(f"5 nm particle on {where:8s} dose {dose:3d}: error / reported "
                   f"sd (RMS) {z[0]:.2f} / {z[1]:.2f}", flush=True)  # fmt: skip
+    c = out["cost_s"] = cost()
+    print("find_columns on an 8 nm particle on the film (931 columns), median of "
+          f"3: {c['with the refit']:.2f} s with the refit, {c['without']:.2f} s "
+          "without", flush=True)  # fmt: skip
     (HERE / "results" / "film_fit.json").write_text(json.dumps(out, indent=1))
 
 

@@ -88,7 +88,7 @@ def refine_with_texture(image, fit: dict, radius: int, noise, texture, n_iter=3)
     )
     idx = np.flatnonzero(inside)
     gain, var0 = (float(v) for v in noise)
-    texture = np.asarray(texture, float)
+    texture = _modes(texture)
     off = np.arange(-r, r + 1)
     cov = np.full((n, 2, 2), np.nan)
     model = np.empty_like(image)
@@ -114,9 +114,30 @@ def refine_with_texture(image, fit: dict, radius: int, noise, texture, n_iter=3)
     }
 
 
+KEPT = 0.999  # share of the texture's variance its modes keep
+
+
+def _modes(texture) -> tuple:
+    """(vectors (P, K), variances (K,)): the texture's strongest eigenmodes,
+    together :data:`KEPT` of its variance. A film's blobs are smooth over a
+    patch, so a few dozen of a patch's hundreds of pixels carry it."""
+    values, vectors = np.linalg.eigh(np.asarray(texture, float))
+    order = np.argsort(values)[::-1]
+    values, vectors = np.clip(values[order], 0, None), vectors[:, order]
+    total = values.sum()
+    k = int(np.searchsorted(np.cumsum(values), KEPT * total) + 1) if total > 0 else 0
+    k = max(1, min(k, len(values)))
+    return vectors[:, :k], np.maximum(values[:k], 1e-12 * max(total, 1e-300))
+
+
 def _step(image, model, p, centre, off, gain, var0, texture):
     """(Gauss-Newton steps (n, 5), position covariances (n, 2, 2)) of the
-    columns ``p`` [height, x, y, width, background] on their patches."""
+    columns ``p`` [height, x, y, width, background] on their patches, the
+    pixels' covariance C = D + V L V^T (D: the noise model's variances,
+    ``texture``: the modes V and variances L of :func:`_modes`), its
+    inverse by Woodbury's identity: X^T C^-1 X = X^T D^-1 X - (V^T D^-1
+    X)^T (L^-1 + V^T D^-1 V)^-1 (V^T D^-1 X)."""
+    modes, variances = texture
     rows = centre[:, 1, None] + off[None, :]  # (n, m)
     cols = centre[:, 0, None] + off[None, :]
     data = image[rows[:, :, None], cols[:, None, :]]  # (n, m, m)
@@ -127,17 +148,18 @@ def _step(image, model, p, centre, off, gain, var0, texture):
     g = np.exp(-(dx * dx + dy * dy) / (2 * s * s))
     own = a * g
     target = data - (total - own)  # the neighbours taken away
-    resid = (target - own - b).reshape(len(p), -1)
+    resid = target - own - b
     r2 = dx * dx + dy * dy
     parts = [g, own * dx / s**2, own * dy / s**2, own * r2 / s**3, np.ones_like(g)]
-    jac = np.stack(parts, -1).reshape(len(p), -1, 5)
-    var = np.maximum(gain * (total + b) + var0, 1e-12).reshape(len(p), -1)
-    c = texture[None] + var[:, :, None] * np.eye(var.shape[1])[None]
-    chol = np.linalg.cholesky(c)
-    wj = np.linalg.solve(chol, jac)
-    wr = np.linalg.solve(chol, resid[..., None])[..., 0]
-    fisher = np.einsum("npi,npj->nij", wj, wj)
-    grad = np.einsum("npi,np->ni", wj, wr)
+    x_all = np.stack(parts + [resid], -1).reshape(len(p), -1, 6)  # [J | r]
+    inv_d = 1.0 / np.maximum(gain * (total + b) + var0, 1e-12).reshape(len(p), -1)
+    dx_all = inv_d[..., None] * x_all
+    vdx = modes.T @ dx_all  # (n, K, 6)
+    inner = (modes.T[None] * inv_d[:, None, :]) @ modes  # (n, K, K)
+    inner[:, np.arange(len(variances)), np.arange(len(variances))] += 1 / variances
+    gram = x_all.transpose(0, 2, 1) @ dx_all
+    gram -= vdx.transpose(0, 2, 1) @ np.linalg.solve(inner, vdx)
+    fisher, grad = gram[:, :5, :5], gram[:, :5, 5]
     step = np.linalg.solve(fisher + 1e-9 * np.eye(5), grad[..., None])[..., 0]
     limit = 0.3 * p[:, 3]
     norm = np.hypot(step[:, 1], step[:, 2])
