@@ -3,8 +3,10 @@
     python benchmarks/film_fit.py
 
 A diagnostic of issue #34's "position error within 1.2x the Cramer-Rao
-bound" on a film (``structures.py --particles`` reads 1.3-2.65x the bound
-that counts the film as noise, 3-16x the shot-noise bound):
+bound" on a film (``structures.py --particles`` read 1.3-2.65x the bound
+that counts the film as noise, 3-16x the shot-noise bound, with the
+weighted fit alone; the refit with the film's covariance,
+:mod:`stemunmix.core.texture`, followed from this):
 
 1. One isolated column (a Gaussian 1.75 px wide, the particles' 0.035 nm
    at 0.02 nm/px; height ``dose`` counts over a background of 0.1 of it) on
