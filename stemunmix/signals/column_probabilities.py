@@ -517,7 +517,10 @@ def _frame_columns(found, lattice, cations, ab_distance, where, split, reference
     """One frame's columns for :func:`_assemble`: ((xy, labels, scores,
     covariance, sites), quantities, lattice vectors, noise model, error-model
     record or None), from its ``found`` (xy, labels, scores, packed fits,
-    middle) of :func:`stemunmix.core.find.find_columns`."""
+    middle) of :func:`stemunmix.core.find.find_columns`. The edge rules and
+    the lattice judge the weighted fit; the columns refitted with the
+    support's texture then take that fit's positions and covariances
+    (:func:`_refitted`)."""
     xy, labels, scores, fits, middle = found
     if lattice == "checkerboard":
         labels = checkerboard(xy, labels, scores, ab_distance, cations)
@@ -525,7 +528,6 @@ def _frame_columns(found, lattice, cations, ab_distance, where, split, reference
     split_record = None
     if split is not None:
         labels, split_record = split[0](xy, quantities["height"])
-    # the edge rules and the lattice judge the weighted fit (as on vacuum)
     arrays = (xy, labels, scores, cov, refit, refit_cov)
     arrays, quantities, vec = _indexed(arrays, quantities, noise, where, reference)
     xy, labels, scores, cov, refit, refit_cov, ij = arrays
