@@ -674,7 +674,8 @@ def frame_covariance(
     where line noise cancels, over the pixel terms), and ``lines``, the
     line noise (the further excess across the lines), which the columns on
     the same scan lines share (:func:`stemunmix.core.measure.line_cross`).
-    The record holds, per class index, the ``misfit`` and ``correlated``
+    The record holds the number of ``textured`` columns and, per class
+    index, the ``misfit`` and ``correlated``
     ``factors`` and the ``lattice`` shrink (:func:`lattice_shrink`, given
     the own term), the ``undetected`` and all columns (``counts``), and the
     frame's ``scan`` covariance (own + lines), its ``own`` and ``lines``
@@ -753,6 +754,7 @@ def frame_covariance(
         "lattice": lattice,
         "undetected": {k: int((lost & (labels == k)).sum()) for k in classes},
         "counts": {k: int((labels == k).sum()) for k in classes},
+        "textured": int((~plain).sum()),
         "snr": {k: _median(snr[labels == k]) for k in classes},
     }
     return cov + lines["covariance"], record
@@ -777,7 +779,9 @@ def record_arrays(errors: dict, names, nav_shape, noise: dict) -> dict:
     ``scan_sites``, ``calibration``
     (x, y): the reference lattice's robust spread in units of its sigma on
     the held-out half of its sites (near 1 where the error model holds) and
-    ``calibration_pixel`` the same with the pixel terms alone."""
+    ``calibration_pixel`` the same with the pixel terms alone;
+    ``refitted_with_texture``: the columns refitted with the support's
+    texture (:mod:`stemunmix.core.texture`)."""
     order = list(np.ndindex(tuple(nav_shape)))
     frames = [errors.get(i, {}) for i in order]
     nan2 = np.full(2, np.nan)
@@ -806,6 +810,7 @@ def record_arrays(errors: dict, names, nav_shape, noise: dict) -> dict:
         ("sites", "scan_sites", 0),
         ("calibration", "calibration", nan2),
         ("calibration_pixel", "calibration_pixel", nan2),
+        ("textured", "refitted_with_texture", 0),
     ):
         out[name] = np.array([r.get(key, fill) for r in frames])
     return out

@@ -33,7 +33,7 @@ def test_vacuum_has_no_texture_and_a_film_has_its_own():
     assert texture_covariance(image, off, 6, None) is None
 
 
-def _particle(dose, lazy=False):
+def _particle(dose, lazy=False, refitted=True):
     from stemunmix.synthetic import crystal
 
     image, truth = crystal("fcc", "110", 0.392, shape=256, particle=3.0,
@@ -48,6 +48,9 @@ def _particle(dose, lazy=False):
     hit = d < 0.25 * NEAR
     err = found.xy[k[hit]] - truth.columns.xy[hit]
     sd = np.sqrt(np.diagonal(np.asarray(found.covariance)[k[hit]], axis1=1, axis2=2))
+    record = image.probabilities.metadata.Signal.stemunmix.find_columns
+    refits = int(np.ravel(record.refitted_with_texture)[0])
+    assert refits >= 0.9 * len(found) if refitted else refits == 0
     return found, err, sd
 
 
@@ -60,7 +63,7 @@ def test_a_particle_on_a_film_is_fitted_with_the_film_and_its_bars_hold(monkeypa
     z = np.sqrt(((err / sd) ** 2).mean(0))
     assert np.all((z > 0.75) & (z < 1.3))
     monkeypatch.setattr(find, "_texture", lambda *a: None)  # the weighted fit
-    _, plain, plain_sd = _particle(500)
+    _, plain, plain_sd = _particle(500, refitted=False)
     assert rms < 0.7 * np.sqrt((plain**2).mean())
     plain_z = np.sqrt(((plain / plain_sd) ** 2).mean(0))
     assert np.all((plain_z > 0.75) & (plain_z < 1.3))  # those bars held too
