@@ -435,7 +435,8 @@ def quality_numbers(result, columns, shape) -> dict:
 def error_model_numbers(result) -> dict | None:
     """The error model of the first frame (find_columns' record): the noise
     model, the held-out calibration figure (1 where the error bars hold),
-    and the terms beyond shot noise (px^2 or factors)."""
+    the terms beyond shot noise (px^2 or factors), and the columns refitted
+    with the support's texture (:mod:`stemunmix.core.texture`)."""
     fc = result.probabilities.metadata.get_item("Signal.stemunmix.find_columns")
     if fc is None or fc.get_item("calibration") is None:
         return None
@@ -453,6 +454,8 @@ def error_model_numbers(result) -> dict | None:
         v = first(key)
         if v is not None:
             out[key] = np.diag(v).tolist()
+    refitted = first("refitted_with_texture")
+    out["refitted_with_texture"] = 0 if refitted is None else int(refitted)
     for name in result.columns.class_names:
         for term in ("misfit", "correlated"):
             v = first(f"{term}_{name}")

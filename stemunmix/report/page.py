@@ -240,10 +240,20 @@ def _summary_rows(result: Analysis, numbers: dict) -> list[tuple[str, str]]:
                 f"{_sd(model.get('scan_own'))} px and with the scan lines by "
                 f"{_sd(model.get('scan_lines'))} px (x, y); held-out "
                 f"calibration {cx:.2f} / {cy:.2f} (x / y; 1 where the error "
-                "bars hold: docs/measurements.md)",
+                "bars hold: docs/measurements.md)" + _refitted_text(model),
             )
         )
     return rows
+
+
+def _refitted_text(model: dict) -> str:
+    n = model.get("refitted_with_texture", 0)
+    if not n:
+        return ""
+    return (
+        f"; {n} columns refitted with the texture of the support beside the "
+        "crystal counted as noise, their error bars that fit's (docs/columns.md)"
+    )
 
 
 def _sd(variances) -> str:

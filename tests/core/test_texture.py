@@ -76,3 +76,23 @@ def test_the_fit_with_the_film_is_the_same_lazily():
     np.testing.assert_array_equal(
         np.asarray(lazy.covariance), np.asarray(eager.covariance)
     )
+
+
+def test_the_report_says_which_columns_were_refitted_with_the_film():
+    from types import SimpleNamespace
+
+    from stemunmix.report.cells import error_model_numbers
+    from stemunmix.report.page import _refitted_text
+    from stemunmix.synthetic import crystal
+
+    image, _ = crystal("fcc", "110", 0.392, shape=256, particle=3.0,
+                       support=0.15, dose=100, seed=0)  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = image.find_columns(structure="one species", show_progressbar=False)
+    result = SimpleNamespace(probabilities=image.probabilities, columns=found)
+    numbers = error_model_numbers(result)
+    n = numbers["refitted_with_texture"]
+    assert n >= 0.9 * len(found)
+    assert f"{n} columns refitted with the texture" in _refitted_text(numbers)
+    assert _refitted_text({"refitted_with_texture": 0}) == ""
