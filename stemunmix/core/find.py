@@ -291,7 +291,6 @@ def unpack_fit(packed: np.ndarray) -> tuple:
     refit = packed[:, TEXTURE_AT : TEXTURE_AT + 5].copy()
     t = packed[:, TEXTURE_AT + 5 :]
     refit_cov = np.stack([t[:, [0, 1]], t[:, [1, 2]]], 1)
-    refit[~fitted] = np.nan
     return quantities, cov, noise, refit, refit_cov
 
 

@@ -97,11 +97,11 @@ def refine_with_texture(image, fit: dict, radius: int, noise, texture, n_iter=3)
         last = t == n_iter - 1
         for start in range(0, len(idx), CHUNK):
             k = idx[start : start + CHUNK]
-            step, c = _step(
+            step, fisher = _step(
                 image, model, params[k], centre[k], off, gain, var0, texture
             )
-            if last:
-                cov[k] = c
+            if last:  # the covariance at the fit, no step
+                cov[k] = np.linalg.inv(fisher + 1e-9 * np.eye(5))[:, 1:3, 1:3]
             else:
                 params[k] += step
     params[~inside] = np.nan
@@ -131,7 +131,7 @@ def _modes(texture) -> tuple:
 
 
 def _step(image, model, p, centre, off, gain, var0, texture):
-    """(Gauss-Newton steps (n, 5), position covariances (n, 2, 2)) of the
+    """(Gauss-Newton steps (n, 5), Fisher information (n, 5, 5)) of the
     columns ``p`` [height, x, y, width, background] on their patches, the
     pixels' covariance C = D + V L V^T (D: the noise model's variances,
     ``texture``: the modes V and variances L of :func:`_modes`), its
@@ -166,5 +166,4 @@ def _step(image, model, p, centre, off, gain, var0, texture):
     scale = np.minimum(1.0, limit / np.maximum(norm, 1e-12))
     step[:, 1:3] *= scale[:, None]
     step[:, 3] = np.clip(step[:, 3], -0.3 * p[:, 3], 0.3 * p[:, 3])
-    inverse = np.linalg.inv(fisher + 1e-9 * np.eye(5))
-    return step, inverse[:, 1:3, 1:3]
+    return step, fisher
