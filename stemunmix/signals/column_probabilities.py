@@ -478,7 +478,7 @@ def _assemble(found, names, shape, lattice, cations, distances, where=None, spli
         if "A" in names
         else [k for k, n in enumerate(names) if n != "background"][0]
     )
-    parts, noise, errors, vectors, frames, lines = [], {}, {}, [], [], []
+    parts, noise, errors, vectors = [], {}, {}, []
     for idx in np.ndindex(nav_shape):
         frame = (lattice, cations, distances[idx][1], where.get(idx), split)
         arrays, quantities, vec, noise[idx], record = _frame_columns(
@@ -488,15 +488,22 @@ def _assemble(found, names, shape, lattice, cations, distances, where=None, spli
         if record is not None:
             errors[idx] = record
         vectors.append(vec)
-        frames.append(idx[::-1])
-        frame_lines = errors.get(idx, {}).get("lines", np.zeros((2, 2)))
-        lines.append(np.broadcast_to(frame_lines, (len(xy), 2, 2)))
+        lines = (record or {}).get("lines", np.zeros((2, 2)))
         nav = np.tile(np.array(idx[::-1], int), (len(xy), 1))
-        parts.append((xy, labels, scores, nav, cov, ij, quantities))
+        lines = np.broadcast_to(lines, (len(xy), 2, 2))
+        parts.append((xy, labels, scores, nav, cov, ij, lines, quantities))
+    return _joined(parts, names, vectors, nav_shape), noise, errors
+
+
+def _joined(parts, names, vectors, nav_shape) -> Columns:
+    """One container of the frames' columns (``parts``: per frame xy,
+    labels, scores, navigation index, covariance, sites, line covariance,
+    quantities, and its lattice ``vectors``)."""
     cat = lambda i: np.concatenate([p[i] for p in parts])  # noqa: E731
-    quantities = {k: np.concatenate([p[6][k] for p in parts]) for k in parts[0][6]}
+    quantities = {k: np.concatenate([p[7][k] for p in parts]) for k in parts[0][7]}
     single = not nav_shape
-    columns = Columns(
+    frames = np.array([f[::-1] for f in np.ndindex(nav_shape)], int)
+    return Columns(
         cat(0),
         cat(1),
         names,
@@ -506,11 +513,10 @@ def _assemble(found, names, shape, lattice, cations, distances, where=None, spli
         quantities,
         cat(5),
         vectors[0] if single else np.array(vectors),
-        None if single else np.array(frames, int),
+        None if single else frames,
         covariance=cat(4),
-        line_covariance=np.concatenate(lines),
+        line_covariance=cat(6),
     )
-    return columns, noise, errors
 
 
 def _frame_columns(found, lattice, cations, ab_distance, where, split, reference):
